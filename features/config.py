@@ -1,0 +1,196 @@
+"""The study description (`sources.yaml`), validated with pydantic.
+
+A study maps a city's own files onto vigie's canonical sources. Example::
+
+    area: {name: Chicago, timezone: America/Chicago, grain: 1h}
+    suppression_k: 10
+    zones: {path: community_areas.geojson, columns: {zone_id: area_numbe, name: community}}
+    incidents:
+      path: crimes_*.csv
+      columns: {incident_id: ID, occurred_at: Date, latitude: Latitude, longitude: Longitude,
+                category: Primary Type}
+      time_format: "%m/%d/%Y %I:%M:%S %p"
+
+Relative paths are relative to the sources.yaml.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from features.errors import ConfigError
+
+SOURCE_NAMES = (
+    "zones",
+    "presence",
+    "presence_origin",
+    "incidents",
+    "lamps",
+    "lighting_faults",
+    "stops",
+    "ridership",
+    "events",
+    "weather",
+)
+
+
+class Area(BaseModel):
+    """The study area: its name, its time zone and the grain of the cube."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = "study"
+    timezone: str = "UTC"
+    grain: Literal["1h", "1d"] = "1h"
+    h3_resolution: int = Field(8, ge=0, le=15, description="H3 resolution when there is no zones file")
+    country: str | None = Field(
+        None, description="ISO country code for public holidays; inferred from the time zone if unset"
+    )
+    subdivision: str | None = Field(None, description="holidays subdivision, e.g. 'IL' or '75'")
+    school_zone: str | None = Field(
+        None, description="French school-holiday zone A, B or C (vacances-scolaires-france)"
+    )
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_tz(cls, v: str) -> str:
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {v!r} (expected an IANA name such as Europe/Paris)") from exc
+        return v
+
+
+class SourceSpec(BaseModel):
+    """Where one canonical source lives and how its columns map onto canonical names."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    path: str | list[str]
+    columns: dict[str, str] = Field(default_factory=dict, description="canonical name -> file's column")
+    format: Literal["csv", "parquet", "jsonl", "geojson", "gpkg", "gtfs", "txt"] | None = None
+    time_format: str | None = None
+    slot_minutes: int | None = Field(None, ge=15, le=1440)
+    crs: str | None = Field(None, description="CRS of x/y columns, e.g. EPSG:2154")
+    delimiter: str | None = None
+    encoding: str | None = None
+    layer: str | None = None
+    timezone: str | None = Field(None, description="overrides the area's time zone for naive times")
+    constants: dict[str, Any] = Field(
+        default_factory=dict, description="canonical columns given one value for the whole file"
+    )
+
+    def paths(self, base: Path) -> list[str]:
+        """The path patterns, made absolute against the sources.yaml's folder."""
+        items = [self.path] if isinstance(self.path, str) else list(self.path)
+        return [str(p if Path(p).is_absolute() else (base / p)) for p in items]
+
+
+class Study(BaseModel):
+    """A whole sources.yaml."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    area: Area = Field(default_factory=Area)
+    suppression_k: int = Field(10, ge=1)
+    zones: SourceSpec | None = None
+    presence: SourceSpec | None = None
+    presence_origin: SourceSpec | None = None
+    incidents: SourceSpec | None = None
+    lamps: SourceSpec | None = None
+    lighting_faults: SourceSpec | None = None
+    stops: SourceSpec | None = None
+    ridership: SourceSpec | None = None
+    events: SourceSpec | None = None
+    weather: SourceSpec | None = None
+
+    base_dir: Path = Field(Path("."), exclude=True)
+
+    def sources(self) -> dict[str, SourceSpec]:
+        """The sources present in this study, in canonical order."""
+        return {n: getattr(self, n) for n in SOURCE_NAMES if getattr(self, n) is not None}
+
+
+def _closest(name: str, options: list[str] | tuple[str, ...]) -> str | None:
+    import difflib
+
+    hit = difflib.get_close_matches(name, list(options), n=1, cutoff=0.5)
+    return hit[0] if hit else None
+
+
+def load_study(path: str | Path) -> Study:
+    """Read and validate a sources.yaml.
+
+    Raises
+    ------
+    ConfigError
+        When the file is missing, is not YAML, names an unknown source or has a wrong field;
+        the message names the file and the field.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"{path}: no such sources file.", file=str(path))
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        where = getattr(exc, "problem_mark", None)
+        at = f" at line {where.line + 1}, column {where.column + 1}" if where else ""
+        raise ConfigError(f"{path}: not valid YAML{at}: {getattr(exc, 'problem', exc)}.", file=str(path)) from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not UTF-8 text; save the sources file as UTF-8.", file=str(path)) from None
+    if raw is None:
+        raise ConfigError(f"{path}: the sources file is empty.", file=str(path))
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping of sources at the top level, got {type(raw).__name__}.", file=str(path))
+    known = set(SOURCE_NAMES) | {"area", "suppression_k"}
+    for key in raw:
+        if key not in known:
+            hint = _closest(str(key), sorted(known))
+            raise ConfigError(
+                f"{path}: unknown source {key!r}"
+                + (f" (did you mean {hint!r}?)" if hint else "")
+                + f"; known sources are {', '.join(SOURCE_NAMES)}.",
+                file=str(path),
+                column=str(key),
+            )
+    try:
+        study = Study.model_validate(raw)
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            loc = ".".join(str(p) for p in err["loc"])
+            lines.append(f"{loc}: {err['msg']}")
+        raise ConfigError(f"{path}: invalid sources file: " + "; ".join(lines) + ".", file=str(path)) from None
+    study.base_dir = path.resolve().parent
+    return study
+
+
+def default_country(timezone: str) -> str | None:
+    """Country code for public holidays from an IANA time zone (best effort)."""
+    table = {
+        "Europe/Paris": "FR",
+        "Europe/London": "GB",
+        "Europe/Berlin": "DE",
+        "Europe/Madrid": "ES",
+        "Europe/Rome": "IT",
+        "Europe/Brussels": "BE",
+        "Europe/Amsterdam": "NL",
+        "Europe/Zurich": "CH",
+        "Europe/Lisbon": "PT",
+        "America/Chicago": "US",
+        "America/New_York": "US",
+        "America/Los_Angeles": "US",
+        "America/Denver": "US",
+        "America/Sao_Paulo": "BR",
+        "Australia/Sydney": "AU",
+        "Australia/Melbourne": "AU",
+        "Pacific/Auckland": "NZ",
+        "America/Santiago": "CL",
+        "Africa/Johannesburg": "ZA",
+    }
+    return table.get(timezone)
