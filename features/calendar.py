@@ -1,0 +1,143 @@
+"""Calendar features: darkness, public holidays and school holidays.
+
+Darkness is astral's solar elevation at the middle of the slot: the slot is *dark* when the sun's
+upper limb is below the horizon there (elevation < -0.833°, the same convention as astral's
+sunrise and sunset, i.e. refraction and the solar radius included). Locations are grouped on a
+0.05° grid (about 5 km, i.e. under 20 s of sunrise time), so a city needs only a few thousand
+astral calls per year of hours.
+
+References
+----------
+Meeus, J. (1998). *Astronomical Algorithms*, 2nd ed. (the algorithm astral implements).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable
+
+import numpy as np
+import pandas as pd
+
+#: the sun's upper limb at the horizon, with standard refraction (astral's sunrise/sunset).
+DARK_ELEVATION = -0.833
+_GRID = 0.05
+
+
+def _as_utc_index(hours: Iterable) -> pd.DatetimeIndex:
+    idx = pd.DatetimeIndex(hours)
+    if idx.tz is None:
+        raise TypeError("hours must be timezone-aware UTC timestamps, got naive ones")
+    return idx.tz_convert("UTC")
+
+
+def dark_mask(
+    hours_utc: pd.DatetimeIndex | pd.Series,
+    lat: float | np.ndarray,
+    lon: float | np.ndarray,
+    *,
+    slot_minutes: int = 60,
+) -> np.ndarray:
+    """Whether the sun is down at the middle of each slot.
+
+    Parameters
+    ----------
+    hours_utc
+        Slot starts, timezone-aware.
+    lat, lon
+        WGS84 location, scalars or arrays of the same length as ``hours_utc``.
+    slot_minutes
+        Slot length; the sun is taken at ``start + slot_minutes / 2``.
+
+    Returns
+    -------
+    numpy.ndarray of bool
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> h = pd.DatetimeIndex(["2026-06-21 01:00", "2026-06-21 12:00"], tz="UTC")
+    >>> dark_mask(h, 48.85, 2.35).tolist()
+    [True, False]
+    """
+    from astral import Observer
+    from astral.sun import elevation
+
+    idx = _as_utc_index(hours_utc)
+    n = len(idx)
+    lat_a = np.broadcast_to(np.asarray(lat, dtype=float), (n,))
+    lon_a = np.broadcast_to(np.asarray(lon, dtype=float), (n,))
+    if n == 0:
+        return np.zeros(0, dtype=bool)
+    if np.any(np.abs(lat_a) > 90) or np.any(np.abs(lon_a) > 180):
+        raise ValueError("latitude must be within [-90, 90] and longitude within [-180, 180]")
+    mid = idx + pd.Timedelta(minutes=slot_minutes / 2)
+    glat = np.round(lat_a / _GRID) * _GRID
+    glon = np.round(lon_a / _GRID) * _GRID
+    frame = pd.DataFrame({"lat": glat, "lon": glon, "t": mid.as_unit("ns").asi8})
+    codes, uniques = pd.factorize(pd.MultiIndex.from_frame(frame))
+    out = np.empty(len(uniques), dtype=bool)
+    observers: dict[tuple[float, float], Observer] = {}
+    for i, (la, lo, t) in enumerate(uniques):
+        obs = observers.get((la, lo))
+        if obs is None:
+            obs = observers[(la, lo)] = Observer(latitude=la, longitude=lo)
+        when = dt.datetime.fromtimestamp(t / 1e9, tz=dt.timezone.utc)
+        out[i] = elevation(obs, when) < DARK_ELEVATION
+    return out[codes]
+
+
+def _dates(dates: Iterable) -> pd.DatetimeIndex:
+    idx = pd.DatetimeIndex(pd.to_datetime(pd.Series(list(dates)) if not isinstance(dates, pd.Series) else dates))
+    return idx.tz_localize(None) if idx.tz is not None else idx
+
+
+def public_holidays(dates: Iterable, *, country: str | None, subdivision: str | None = None) -> np.ndarray:
+    """Whether each local date is a public holiday (python-holidays).
+
+    Parameters
+    ----------
+    dates
+        Local calendar dates (date objects or naive timestamps).
+    country
+        ISO 3166 code (``FR``, ``US``...); None gives all False.
+    subdivision
+        Optional subdivision code understood by ``holidays`` (e.g. ``IL``).
+    """
+    import holidays
+
+    idx = _dates(dates)
+    if country is None or len(idx) == 0:
+        return np.zeros(len(idx), dtype=bool)
+    years = sorted(set(idx.year))
+    try:
+        cal = holidays.country_holidays(country, subdiv=subdivision, years=years)
+    except NotImplementedError as exc:
+        raise ValueError(f"holidays does not know country {country!r}") from exc
+    days = pd.DatetimeIndex(sorted(pd.Timestamp(d) for d in cal.keys()))
+    return np.asarray(idx.normalize().isin(days))
+
+
+def school_holidays(dates: Iterable, *, zone: str | None) -> np.ndarray:
+    """Whether each local date falls in French school holidays (vacances-scolaires-france).
+
+    Parameters
+    ----------
+    dates
+        Local calendar dates.
+    zone
+        French school zone ``A``, ``B`` or ``C``; None gives all False (outside France, school
+        calendars are not known to vigie).
+    """
+    idx = _dates(dates)
+    if zone is None or len(idx) == 0:
+        return np.zeros(len(idx), dtype=bool)
+    from vacances_scolaires_france import SchoolHolidayDates
+
+    zone = zone.upper()
+    if zone not in {"A", "B", "C"}:
+        raise ValueError(f"school zone must be A, B or C, got {zone!r}")
+    data = SchoolHolidayDates().data
+    key = f"vacances_zone_{zone.lower()}"
+    days = pd.DatetimeIndex([pd.Timestamp(d) for d, row in data.items() if row.get(key)])
+    return np.asarray(idx.normalize().isin(days))

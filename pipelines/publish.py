@@ -1,0 +1,220 @@
+"""Small-count suppression for everything a report publishes.
+
+A published figure is an aggregate: any count of people or incidents below the study's
+suppression threshold ``k`` (``suppression_k`` in the sources.yaml, default 10) is shown as the
+string ``"<k"`` — in the HTML tables, the map tooltips and ``summary.json`` alike. Zero is a count
+below ``k`` too and is suppressed like the others (a published "0 incidents here" can be as
+revealing as a 3). Ratios, rates, model expectations and staff numbers are not counts of the
+public and pass through unchanged.
+
+The rule follows the threshold ("cell size") suppression of official statistics: the Eurostat
+*Handbook on Statistical Disclosure Control* (Hundepool et al. 2010, §4.2 "threshold rule") and
+the US CDC/NCHS small-cell policy. Secondary (complementary) suppression is not attempted: the
+report publishes totals that are sums of the cells shown, and an analyst who needs exact small
+counts reads the store, not a report.
+
+Which fields are counts is decided by name (:func:`is_count_name`): ``incidents``,
+``inc_<category>``, ``present``, ``residents``, ``visitors``, ``attendance``, ``entries``,
+``observed``, ``count``, ``n_incidents`` and ``incident_count``. Counts of zones, lamps, stops,
+events or staff are not counts of the public and are not suppressed. Notebooks and summary writers call
+:func:`suppress_value`, :func:`suppress_frame` and :func:`suppress_json`; the report runner applies
+:func:`suppress_json` once more to every ``summary.json`` before writing it.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+#: names of fields holding counts of people or incidents (matched on the whole name, lower case)
+COUNT_NAME_PATTERN = re.compile(
+    r"^(incidents?|inc_[a-z0-9_]+|present|present_baseline|"
+    r"residents|visitors|tourists|excursionists|foreign|unique_visitors|"
+    r"attendance|expected_attendance|event_attendance|entries|exits|ridership_entries|"
+    r"observed|count|people|persons|n_incidents|n_people|"
+    r"(incident|people|person|visitor|resident)s?_count)$"
+)
+
+
+def is_count_name(name: object) -> bool:
+    """Whether a column or key name denotes a count of people or incidents.
+
+    Examples
+    --------
+    >>> is_count_name("incidents"), is_count_name("inc_theft"), is_count_name("present_ratio")
+    (True, True, False)
+    """
+    return bool(COUNT_NAME_PATTERN.match(str(name).strip().lower()))
+
+
+def suppressed_label(k: int) -> str:
+    """The text shown in place of a suppressed count: ``"<k"``."""
+    return f"<{int(k)}"
+
+
+def _check_k(k: int) -> int:
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+        raise ValueError(f"suppression threshold k must be a positive integer, got {k!r}")
+    return int(k)
+
+
+def suppress_value(value: Any, k: int) -> Any:
+    """One count, suppressed: the value itself when it is ``>= k``, else ``"<k"``.
+
+    Missing values (None, NaN) stay missing; non-numbers pass through unchanged. Counts at or
+    above ``k`` are returned as int when whole, else rounded to 1 decimal (a mean presence).
+
+    Parameters
+    ----------
+    value
+        A count of people or incidents.
+    k
+        The suppression threshold (study's ``suppression_k``).
+
+    Returns
+    -------
+    int, float, str or None
+
+    Examples
+    --------
+    >>> suppress_value(3, 10), suppress_value(12, 10), suppress_value(0, 5)
+    ('<10', 12, '<5')
+    """
+    k = _check_k(k)
+    if value is None or isinstance(value, (bool, np.bool_, str)):
+        return value
+    if not isinstance(value, (int, float, np.integer, np.floating)):
+        return value
+    v = float(value)
+    if math.isnan(v):
+        return None
+    if v < k:
+        return suppressed_label(k)
+    return int(round(v)) if float(v).is_integer() else round(v, 1)
+
+
+def suppress_frame(
+    df: pd.DataFrame, k: int, *, columns: Iterable[str] | None = None
+) -> pd.DataFrame:
+    """A copy of ``df`` with every count below ``k`` replaced by ``"<k"``.
+
+    Parameters
+    ----------
+    df
+        The table to publish.
+    k
+        The suppression threshold.
+    columns
+        The count columns; by default every column whose name :func:`is_count_name` accepts.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Count columns become object columns mixing numbers and ``"<k"`` strings; other columns
+        are untouched.
+    """
+    if not isinstance(df, pd.DataFrame):
+        raise TypeError(f"suppress_frame expects a pandas DataFrame, got {type(df).__name__}")
+    k = _check_k(k)
+    out = df.copy()
+    cols = [c for c in out.columns if is_count_name(c)] if columns is None else list(columns)
+    missing = [c for c in cols if c not in out.columns]
+    if missing:
+        raise KeyError(f"suppress_frame: no column(s) {missing} in the table ({list(out.columns)})")
+    for c in cols:
+        out[c] = out[c].astype(object).map(lambda v: suppress_value(v, k))
+    return out
+
+
+def suppress_json(obj: Any, k: int, *, _key: str | None = None) -> Any:
+    """A copy of a JSON-like tree where every number under a count key is suppressed.
+
+    Dict keys are checked with :func:`is_count_name`; a number (or a list of numbers) held by a
+    count key is replaced by ``"<k"`` when below ``k``. A dict of the form
+    ``{"name": "incidents", "value": 4}`` (a figure row) is judged by its ``name``. Other values
+    pass through; numpy scalars become Python numbers.
+
+    Examples
+    --------
+    >>> suppress_json({"zone": "Z1", "incidents": 3, "ratio": 0.4}, 10)
+    {'zone': 'Z1', 'incidents': '<10', 'ratio': 0.4}
+    """
+    k = _check_k(k)
+    if isinstance(obj, dict):
+        row_name = obj.get("name") if isinstance(obj.get("name"), str) else None
+        out = {}
+        for key, val in obj.items():
+            if key == "value" and row_name is not None and is_count_name(row_name):
+                out[key] = suppress_json(val, k, _key=row_name)
+            else:
+                out[key] = suppress_json(val, k, _key=str(key))
+        return out
+    if isinstance(obj, (list, tuple)):
+        return [suppress_json(v, k, _key=_key) for v in obj]
+    if isinstance(obj, (np.integer, np.floating, np.bool_)):
+        obj = obj.item()
+    if _key is not None and is_count_name(_key) and isinstance(obj, (int, float)):
+        if isinstance(obj, bool):
+            return obj
+        return suppress_value(obj, k)
+    if isinstance(obj, float) and math.isnan(obj):
+        return None
+    return obj
+
+
+def find_unsuppressed(obj: Any, k: int, *, _path: str = "$") -> list[str]:
+    """JSON paths of count fields whose value is a number below ``k`` (should be empty).
+
+    Used by the tests and by the runner's final check on ``summary.json``.
+    """
+    k = _check_k(k)
+    bad: list[str] = []
+    if isinstance(obj, dict):
+        row_name = obj.get("name") if isinstance(obj.get("name"), str) else None
+        for key, val in obj.items():
+            name = row_name if (key == "value" and row_name is not None) else key
+            p = f"{_path}.{key}"
+            if (
+                is_count_name(name)
+                and isinstance(val, (int, float))
+                and not isinstance(val, bool)
+                and not (isinstance(val, float) and math.isnan(val))
+                and val < k
+            ):
+                bad.append(p)
+            elif is_count_name(name) and isinstance(val, list):
+                bad += [
+                    f"{p}[{i}]"
+                    for i, v in enumerate(val)
+                    if isinstance(v, (int, float)) and not isinstance(v, bool) and v < k
+                ]
+            else:
+                bad += find_unsuppressed(val, k, _path=p)
+    elif isinstance(obj, list):
+        for i, v in enumerate(obj):
+            bad += find_unsuppressed(v, k, _path=f"{_path}[{i}]")
+    return bad
+
+
+def table(df: pd.DataFrame, k: int, *, columns: Iterable[str] | None = None, digits: int = 2):
+    """A suppressed table ready to display in a notebook (a pandas Styler, index hidden).
+
+    Floats are shown with ``digits`` decimals; counts below ``k`` read ``"<k"``.
+    """
+    pub = suppress_frame(df, k, columns=columns)
+
+    def fmt(v: Any) -> str:
+        if v is None or (isinstance(v, float) and math.isnan(v)):
+            return "–"
+        if isinstance(v, float):
+            return f"{v:,.{digits}f}"
+        if isinstance(v, (int, np.integer)):
+            return f"{v:,}"
+        return str(v)
+
+    return pub.style.format(fmt).hide(axis="index")
