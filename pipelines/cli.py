@@ -55,6 +55,16 @@ def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
             fail(f"{exc.filename}: {exc.strerror}.")
         except KeyboardInterrupt:
             fail("interrupted.", code=130)
+        except typer.Exit:
+            raise
+        except Exception as exc:  # a bug: say so in one paragraph, traceback with -v
+            if logging.getLogger().isEnabledFor(logging.INFO):
+                raise
+            fail(
+                f"internal error in `{fn.__name__}`: {type(exc).__name__}: {exc}. "
+                "This is a bug in vigie; rerun with -v for the traceback and report it.",
+                code=1,
+            )
 
     return wrapper
 

@@ -218,3 +218,51 @@ def table(df: pd.DataFrame, k: int, *, columns: Iterable[str] | None = None, dig
         return str(v)
 
     return pub.style.format(fmt).hide(axis="index")
+
+
+#: MIME type of the summary payloads a notebook emits for ``summary.json``
+SUMMARY_MIME = "application/vnd.vigie.summary+json"
+
+
+def emit_summary(figures: dict[str, Any], *, k: int) -> dict[str, Any]:
+    """Hand figures shown by a notebook to the report runner for ``summary.json``.
+
+    The figures are suppressed with :func:`suppress_json` and displayed as one output with the
+    MIME type :data:`SUMMARY_MIME`, which the runner collects (later payloads update earlier
+    ones, key by key) and strips from the HTML. Outside the runner (JupyterLab) the output is
+    invisible.
+
+    Parameters
+    ----------
+    figures
+        JSON-like figures (numbers, text, lists, mappings); NaN becomes null.
+    k
+        The suppression threshold.
+
+    Returns
+    -------
+    dict
+        The suppressed figures, as they will appear in ``summary.json``.
+    """
+    import json
+
+    from IPython.display import display
+
+    if not isinstance(figures, dict):
+        raise TypeError(f"emit_summary expects a dict of figures, got {type(figures).__name__}")
+    clean = suppress_json(figures, k)
+    payload = json.loads(json.dumps(clean, default=_json_default))
+    display({SUMMARY_MIME: payload}, raw=True)
+    return payload
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, (pd.Timestamp,)):
+        return obj.isoformat()
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, (set, tuple)):
+        return list(obj)
+    if hasattr(obj, "isoformat"):
+        return obj.isoformat()
+    return str(obj)

@@ -1,0 +1,894 @@
+"""`vigie ingest`: read every source of a study, validate it, and load the store.
+
+Contract (DESIGN.md, "Canonical sources"): every row read is either kept in
+``store/validated/<source>.parquet`` (canonical columns only, times in UTC) or written to
+``store/quarantine/<source>.csv`` with its reason; ``store/ingest_report.json`` reconciles
+``rows_read == rows_kept + rows_quarantined`` per source, lists the ignored columns, the reasons
+with counts, the DST resolutions and each input file's SHA-256.
+
+Rules decided here (also in the README):
+
+* Times without an offset are local times of the study's time zone (``area.timezone``, or the
+  source's ``timezone``). Offset-aware times (``Z``, ``+01:00``) are taken as they are.
+  Without ``time_format`` only ISO 8601 is accepted (a date alone means midnight).
+* A local time that does not exist (the skipped hour of a spring-forward day) is moved forward by
+  one hour, the usual DST gap (02:30 -> 03:30 in Europe/Paris: the writer's clock had not
+  changed yet) and counted as ``nonexistent_shifted``.
+* A local time that exists twice (the repeated hour of a fall-back day) is read as the first
+  (summer-time) instant; when the same series key (zone, stop, zone+origin...) or, for
+  sources without series, the same timestamp appears again, the second occurrence in file order
+  is the second (winter-time) instant. Both are counted (``ambiguous_first``/``ambiguous_second``);
+  a third occurrence is a duplicate and is quarantined.
+* Rows with the same key (incident_id, zone_id+start...) after the first are quarantined as
+  duplicates; the first is kept.
+* A point outside every zone is quarantined (``outside every zone``).
+* Numbers may use a decimal comma; booleans accept true/false, 1/0, yes/no, oui/non, vrai/faux.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from features import schemas
+from features.config import SOURCE_NAMES, SourceSpec, Study, _closest, load_study
+from features.errors import InputError
+from features.readers import FILE, ROW, FileInfo, expand, read_any
+from features.store import Store
+
+log = logging.getLogger(__name__)
+
+INGEST_VERSION = "1"
+
+_TRUE = {"true", "t", "1", "yes", "y", "oui", "o", "vrai", "v"}
+_FALSE = {"false", "f", "0", "no", "n", "non", "faux"}
+_OFFSET_RE = r"(?:Z|[+-]\d{2}(?::?\d{2})?)$"
+
+
+@dataclass
+class SourceResult:
+    """What ingest did with one source."""
+
+    source: str
+    rows_read: int
+    rows_kept: int
+    rows_quarantined: int
+    reasons: dict[str, int]
+    files: list[dict[str, Any]]
+    ignored_columns: list[str]
+    columns_mapped: dict[str, str]
+    dst: dict[str, int] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    status: str = "ingested"
+    fingerprint: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "status": self.status,
+            "rows_read": self.rows_read,
+            "rows_kept": self.rows_kept,
+            "rows_quarantined": self.rows_quarantined,
+            "reconciled": self.rows_read == self.rows_kept + self.rows_quarantined,
+            "reasons": dict(sorted(self.reasons.items())),
+            "ignored_columns": self.ignored_columns,
+            "columns_mapped": self.columns_mapped,
+            "dst": self.dst,
+            "warnings": self.warnings,
+            "files": self.files,
+            "fingerprint": self.fingerprint,
+        }
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    """The outcome of :func:`ingest`: the store and the per-source results."""
+
+    store: Store
+    sources: dict[str, SourceResult]
+    report_path: Path
+
+    @property
+    def reconciled(self) -> bool:
+        return all(r.rows_read == r.rows_kept + r.rows_quarantined for r in self.sources.values())
+
+
+class _Rows:
+    """A parsed source: canonical columns plus per-row quarantine reasons."""
+
+    def __init__(self, source: str, frame: pd.DataFrame, files: list[FileInfo], ignored: list[str], mapped: dict[str, str], raw: pd.DataFrame):
+        self.source = source
+        self.frame = frame
+        self.raw = raw  # the mapped columns as read (strings), for the quarantine file
+        self.files = files
+        self.ignored = ignored
+        self.mapped = mapped
+        self.codes: dict[str, np.ndarray] = {}
+        self.details: dict[str, pd.Series] = {}
+        self.dst: dict[str, int] = {"nonexistent_shifted": 0, "ambiguous_first": 0, "ambiguous_second": 0}
+        self.warnings: list[str] = []
+
+    def flag(self, mask, code: str, detail: pd.Series | None = None) -> None:
+        mask = np.asarray(mask, dtype=bool)
+        if not mask.any():
+            return
+        prev = self.codes.get(code)
+        self.codes[code] = mask if prev is None else (prev | mask)
+        if detail is not None:
+            self.details[code] = detail
+
+    @property
+    def bad(self) -> np.ndarray:
+        out = np.zeros(len(self.frame), dtype=bool)
+        for m in self.codes.values():
+            out |= m
+        return out
+
+    def reasons(self) -> pd.Series:
+        """One reason string per quarantined row (several joined by '; ')."""
+        bad = self.bad
+        idx = np.flatnonzero(bad)
+        out = pd.Series([""] * len(idx), index=idx, dtype=object)
+        for code, mask in self.codes.items():
+            sel = np.flatnonzero(mask)
+            text = pd.Series(code, index=sel, dtype=object)
+            det = self.details.get(code)
+            if det is not None:
+                d = det.reindex(sel).astype(str)
+                text = text + " (" + d + ")"
+            out.loc[sel] = np.where(out.loc[sel] == "", text, out.loc[sel] + "; " + text)
+        return out
+
+
+# ---------------------------------------------------------------------------------------------
+# reading and mapping
+
+
+def _map_columns(source: str, spec: SourceSpec, df: pd.DataFrame, path: str) -> tuple[dict[str, str], list[str]]:
+    """canonical -> file column, and the file's columns that are left out."""
+    file_cols = [c for c in df.columns if c not in (ROW, FILE) and c != "geometry"]
+    canon = schemas.columns(source)
+    extra = {"x", "y"} if source in schemas.LOCATED else set()
+    for name in spec.columns:
+        if name not in canon and name not in extra:
+            hint = _closest(name, list(canon))
+            raise InputError(
+                f"{source}: the column mapping names {name!r}, which is not a canonical column of {source}"
+                + (f" (did you mean {hint!r}?)" if hint else "")
+                + f"; canonical columns are {', '.join(canon)}.",
+                file=path, column=name,
+            )
+    mapping: dict[str, str] = {}
+    lower = {c.lower().strip(): c for c in file_cols}
+    for name in list(canon) + sorted(extra):
+        if name == "geometry":
+            continue
+        if name in spec.columns:
+            target = spec.columns[name]
+            if target not in file_cols:
+                hint = _closest(target, file_cols)
+                raise InputError(
+                    f"{source}: {path} has no column {target!r} (mapped to {name}); its columns are "
+                    f"{', '.join(file_cols)}" + (f"; closest match {hint!r}" if hint else "") + ".",
+                    file=path, column=target,
+                )
+            mapping[name] = target
+        elif name in lower:
+            mapping[name] = lower[name]
+    used = set(mapping.values())
+    ignored = [c for c in file_cols if c not in used]
+    # required columns
+    missing = [c for c in schemas.required(source) if c not in mapping and c not in spec.constants and c != "geometry"]
+    if source in schemas.LOCATED or source == "stops":
+        pass
+    if missing:
+        name = missing[0]
+        hint = _closest(name, file_cols)
+        looks_headerless = _looks_headerless(file_cols)
+        raise InputError(
+            f"{source}: {path} lacks the required column {name!r}"
+            + (f" (all missing: {', '.join(missing)})" if len(missing) > 1 else "")
+            + f"; its columns are {', '.join(file_cols) or '(none)'}"
+            + (f"; closest match {hint!r} — map it in sources.yaml with columns: {{{name}: {hint}}}" if hint else "")
+            + ("; the first line looks like data: does the file have a header row?" if looks_headerless else "")
+            + ".",
+            file=path, column=name,
+        )
+    if source in schemas.LOCATED:
+        has_ll = "latitude" in mapping and "longitude" in mapping
+        has_xy = "x" in mapping and "y" in mapping
+        has_zone = "zone_id" in mapping or "zone_id" in spec.constants
+        has_lamp = source == "lighting_faults" and "lamp_id" in mapping
+        if has_xy and not spec.crs:
+            raise InputError(f"{source}: {path} gives x/y coordinates but sources.yaml names no crs (e.g. crs: EPSG:2154).", file=path, column="x")
+        if not (has_ll or has_xy or has_zone or has_lamp):
+            need = "lamp_id, " if source == "lighting_faults" else ""
+            raise InputError(
+                f"{source}: {path} has no location: expected {need}latitude and longitude, x and y with a crs, or zone_id; "
+                f"its columns are {', '.join(file_cols)}.",
+                file=path, column="latitude",
+            )
+    return mapping, ignored
+
+
+def _looks_headerless(cols: list[str]) -> bool:
+    if not cols:
+        return False
+    numeric = sum(bool(re.fullmatch(r"[-+]?\d+([.,]\d+)?", str(c).strip())) or bool(re.match(r"\d{4}-\d{2}-\d{2}", str(c))) for c in cols)
+    return numeric >= max(1, len(cols) // 2)
+
+
+def _read_source(source: str, spec: SourceSpec, base: Path) -> tuple[pd.DataFrame, list[FileInfo], dict[str, str], list[str]]:
+    files = expand(spec.paths(base), source)
+    frames, infos = [], []
+    mapping: dict[str, str] | None = None
+    ignored: set[str] = set()
+    for path in files:
+        df, info = read_any(path, fmt=spec.format, encoding=spec.encoding, delimiter=spec.delimiter, layer=spec.layer, source=source)
+        m, ign = _map_columns(source, spec, df, path)
+        if mapping is not None and set(m) != set(mapping):
+            log.info("%s: %s maps columns %s, earlier files %s", source, path, sorted(m), sorted(mapping))
+        mapping = {**(mapping or {}), **m}
+        ignored |= set(ign)
+        keep = {canon: df[col] for canon, col in m.items()}
+        out = pd.DataFrame(keep, index=df.index)
+        if source == "zones":
+            import geopandas as gpd
+
+            out = gpd.GeoDataFrame(out, geometry=df.geometry.values, crs=df.crs)
+        out[ROW] = df[ROW].to_numpy()
+        out[FILE] = df[FILE].to_numpy()
+        frames.append(out)
+        infos.append(info)
+    if source == "zones":
+        import geopandas as gpd
+
+        frame = gpd.GeoDataFrame(pd.concat(frames, ignore_index=True), crs=frames[0].crs)
+    else:
+        frame = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0].reset_index(drop=True)
+    for name, value in spec.constants.items():
+        frame[name] = value
+    return frame, infos, mapping or {}, sorted(ignored)
+
+
+# ---------------------------------------------------------------------------------------------
+# parsing
+
+
+def _as_str(s: pd.Series) -> pd.Series:
+    if s.dtype == object or pd.api.types.is_string_dtype(s):
+        return s.astype("string").str.strip()
+    return s.astype("string")
+
+
+def _parse_float(rows: _Rows, name: str) -> None:
+    s = rows.frame[name]
+    if pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s):
+        rows.frame[name] = s.astype(float)
+        return
+    txt = _as_str(s)
+    num = pd.to_numeric(txt, errors="coerce")
+    retry = num.isna() & txt.notna() & txt.str.contains(",", regex=False)
+    if retry.any():
+        num = num.where(~retry, pd.to_numeric(txt[retry].str.replace(r"\s", "", regex=True).str.replace(",", ".", regex=False), errors="coerce"))
+    badm = (num.isna() & txt.notna()).to_numpy()
+    rows.flag(badm, f"{name}: not a number", txt)
+    rows.frame[name] = num.astype(float)
+
+
+def _parse_int(rows: _Rows, name: str) -> None:
+    _parse_float(rows, name)
+    v = rows.frame[name]
+    frac = v.notna() & (v != np.round(v))
+    rows.flag(frac.to_numpy(), f"{name}: not a whole number", v)
+    rows.frame[name] = v.round().astype("Int64")
+
+
+def _parse_bool(rows: _Rows, name: str) -> None:
+    s = rows.frame[name]
+    if pd.api.types.is_bool_dtype(s):
+        rows.frame[name] = s.astype("boolean")
+        return
+    txt = _as_str(s).str.lower()
+    out = pd.Series(pd.NA, index=s.index, dtype="boolean")
+    out[txt.isin(_TRUE).fillna(False).to_numpy()] = True
+    out[txt.isin(_FALSE).fillna(False).to_numpy()] = False
+    badm = (out.isna() & txt.notna()).to_numpy()
+    rows.flag(badm, f"{name}: not a yes/no value", txt)
+    rows.frame[name] = out
+
+
+def _parse_str(rows: _Rows, name: str) -> None:
+    s = rows.frame[name]
+    if pd.api.types.is_float_dtype(s):
+        # ids read from Parquet/JSON as numbers: 12.0 -> "12"
+        txt = s.map(lambda v: None if pd.isna(v) else (str(int(v)) if float(v).is_integer() else str(v)))
+        rows.frame[name] = txt.astype(object)
+        return
+    txt = _as_str(s)
+    txt = txt.where(txt != "", pd.NA)
+    rows.frame[name] = txt.astype(object).where(txt.notna(), None)
+
+
+def _parse_time(rows: _Rows, name: str, *, fmt: str | None, tz: str, series_keys: list[str]) -> None:
+    s = rows.frame[name]
+    n = len(s)
+    utc = pd.Series(pd.NaT, index=s.index, dtype="datetime64[ns, UTC]")
+    if isinstance(s.dtype, pd.DatetimeTZDtype):
+        rows.frame[name] = s.dt.tz_convert("UTC").astype("datetime64[ns, UTC]")
+        return
+    if pd.api.types.is_datetime64_dtype(s):
+        naive = s.astype("datetime64[ns]")
+        aware_mask = np.zeros(n, dtype=bool)
+        txt = None
+    else:
+        txt = _as_str(s)
+        if fmt:
+            if "%z" in fmt or "%Z" in fmt:
+                parsed = pd.to_datetime(txt, format=fmt, errors="coerce", utc=True)
+                rows.flag((parsed.isna() & txt.notna()).to_numpy(), f"{name}: unparseable time (expected {fmt})", txt)
+                rows.frame[name] = parsed.astype("datetime64[ns, UTC]")
+                return
+            naive = pd.to_datetime(txt, format=fmt, errors="coerce")
+            aware_mask = np.zeros(n, dtype=bool)
+        else:
+            aware_mask = txt.str.contains(_OFFSET_RE, regex=True).fillna(False).to_numpy()
+            naive = pd.Series(pd.NaT, index=s.index, dtype="datetime64[ns]")
+            if (~aware_mask).any():
+                part = txt[~aware_mask]
+                naive.loc[~aware_mask] = pd.to_datetime(part, format="ISO8601", errors="coerce").astype("datetime64[ns]")
+            if aware_mask.any():
+                part = txt[aware_mask]
+                utc.loc[aware_mask] = pd.to_datetime(part, format="ISO8601", errors="coerce", utc=True).astype("datetime64[ns, UTC]")
+    naive = naive.astype("datetime64[ns]")
+    local_mask = ~aware_mask
+    if local_mask.any():
+        t = naive[local_mask]
+        strict = t.dt.tz_localize(tz, ambiguous="NaT", nonexistent="NaT")
+        gap = t.dt.tz_localize(tz, ambiguous=np.ones(len(t), dtype=bool), nonexistent="NaT")
+        nonexistent = (gap.isna() & t.notna()).to_numpy()
+        ambiguous = (strict.isna() & t.notna()).to_numpy() & ~nonexistent
+        is_dst = np.ones(len(t), dtype=bool)
+        if ambiguous.any():
+            sub = rows.frame.loc[local_mask].loc[ambiguous, series_keys].copy() if series_keys else pd.DataFrame(index=t.index[ambiguous])
+            sub["__t"] = t[ambiguous].to_numpy()
+            rank = sub.groupby(list(sub.columns), sort=False, dropna=False).cumcount().to_numpy()
+            is_dst[np.flatnonzero(ambiguous)] = rank == 0
+            rows.dst["ambiguous_first"] += int((rank == 0).sum())
+            rows.dst["ambiguous_second"] += int((rank >= 1).sum())
+        rows.dst["nonexistent_shifted"] += int(nonexistent.sum())
+        loc = t.dt.tz_localize(tz, ambiguous=is_dst, nonexistent=pd.Timedelta(hours=1))
+        utc.loc[local_mask] = loc.dt.tz_convert("UTC").astype("datetime64[ns, UTC]")
+    failed = (utc.isna() & s.notna()).to_numpy()
+    if txt is not None:
+        failed = failed & txt.notna().to_numpy()
+    hint = f"expected {fmt}" if fmt else "expected ISO 8601 such as 2026-11-15T14:00; set time_format in sources.yaml otherwise"
+    rows.flag(failed, f"{name}: unparseable time ({hint})", txt if txt is not None else s)
+    rows.frame[name] = utc
+
+
+def _parse(rows: _Rows, spec: SourceSpec, tz: str) -> None:
+    cols = schemas.columns(rows.source)
+    for name in list(rows.frame.columns):
+        if name in (ROW, FILE, "geometry"):
+            continue
+        if name in ("x", "y"):
+            _parse_float(rows, name)
+            continue
+        c = cols[name]
+        if c.kind == "float":
+            _parse_float(rows, name)
+        elif c.kind == "int":
+            _parse_int(rows, name)
+        elif c.kind == "bool":
+            _parse_bool(rows, name)
+        elif c.kind == "str":
+            _parse_str(rows, name)
+    for name in rows.frame.columns:
+        if name in cols and cols[name].kind == "time":
+            _parse_time(rows, name, fmt=spec.time_format, tz=spec.timezone or tz, series_keys=[k for k in schemas.SERIES_KEYS.get(rows.source, []) if k in rows.frame.columns])
+
+
+def _validate(rows: _Rows, path_hint: str) -> None:
+    """pandera, lazily: nullability of required columns and value ranges."""
+    import pandera.errors as pe
+
+    present = [c for c in rows.frame.columns if c not in (ROW, FILE)]
+    schema = schemas.pandera_schema(rows.source, present)
+    frame = rows.frame.drop(columns=[c for c in ("geometry",) if c in rows.frame.columns])
+    try:
+        schema.validate(pd.DataFrame(frame), lazy=True)
+    except pe.SchemaErrors as exc:
+        fc = exc.failure_cases
+        fc = fc[fc["index"].notna()]
+        already = rows.bad
+        for (column, check), grp in fc.groupby(["column", "check"], sort=True):
+            idx = grp["index"].astype(int).to_numpy()
+            mask = np.zeros(len(rows.frame), dtype=bool)
+            mask[idx] = True
+            if check == "not_nullable":
+                # a value that failed to parse was already flagged with a better reason
+                own = np.zeros(len(rows.frame), dtype=bool)
+                for code, m in rows.codes.items():
+                    if code.startswith(f"{column}:"):
+                        own |= m
+                mask &= ~own
+                rows.flag(mask, f"{column}: missing required value")
+            else:
+                detail = pd.Series(grp["failure_case"].astype(str).to_numpy(), index=idx)
+                rows.flag(mask, f"{column}: {check}", detail)
+        del already
+
+
+def _check_slots(rows: _Rows, spec: SourceSpec) -> None:
+    f = rows.frame
+    if "slot_minutes" not in f.columns or f["slot_minutes"].isna().all():
+        if spec.slot_minutes:
+            f["slot_minutes"] = spec.slot_minutes
+        elif "end" in f.columns and rows.source == "presence":
+            mins = (f["end"] - f["start"]).dt.total_seconds() / 60
+            f["slot_minutes"] = mins.round().astype("Int64")
+        else:
+            f["slot_minutes"] = _infer_slot(f, rows.source)
+            rows.warnings.append(f"slot length not given: inferred {int(f['slot_minutes'].iloc[0]) if len(f) else 60} minutes from the spacing of start times")
+    sm = pd.to_numeric(f["slot_minutes"], errors="coerce")
+    bad = sm.isna() | (sm < 15) | (sm > 1440) | ((1440 % sm.fillna(1)) != 0)
+    rows.flag(bad.to_numpy() & f["start"].notna().to_numpy(), "slot_minutes: must divide a day, 15 to 1440 minutes", sm)
+    f["slot_minutes"] = sm.fillna(60).astype("int32")
+
+
+def _infer_slot(f: pd.DataFrame, source: str) -> int:
+    keys = [k for k in schemas.SERIES_KEYS.get(source, []) if k in f.columns]
+    t = f[["start", *keys]].dropna().drop_duplicates().sort_values([*keys, "start"])
+    if len(t) < 2:
+        return 60
+    d = t.groupby(keys)["start"].diff() if keys else t["start"].diff()
+    d = d.dropna().dt.total_seconds() / 60
+    d = d[d > 0]
+    if d.empty:
+        return 60
+    m = int(d.mode().iloc[0])
+    return m if (15 <= m <= 1440 and 1440 % m == 0) else 60
+
+
+# ---------------------------------------------------------------------------------------------
+# locations and zones
+
+
+def _project_xy(rows: _Rows, crs: str) -> None:
+    from pyproj import CRS, Transformer
+
+    try:
+        src = CRS.from_user_input(crs)
+    except Exception as exc:
+        raise InputError(f"{rows.source}: unknown crs {crs!r} ({exc}).", column="x") from None
+    tr = Transformer.from_crs(src, "EPSG:4326", always_xy=True)
+    f = rows.frame
+    ok = f["x"].notna() & f["y"].notna()
+    lon, lat = tr.transform(f.loc[ok, "x"].to_numpy(), f.loc[ok, "y"].to_numpy())
+    for name, vals in (("latitude", lat), ("longitude", lon)):
+        if name not in f.columns:
+            f[name] = np.nan
+        f.loc[ok, name] = np.where(f.loc[ok, name].isna(), vals, f.loc[ok, name])
+    bad = ok & ~(np.isfinite(f["latitude"]) & np.isfinite(f["longitude"]))
+    rows.flag(bad.to_numpy(), f"x/y: cannot be projected from {crs}")
+    rows.frame = f.drop(columns=["x", "y"])
+
+
+def _zones_from_file(rows: _Rows) -> None:
+    import geopandas as gpd
+    from shapely.validation import make_valid
+
+    g: gpd.GeoDataFrame = rows.frame
+    if g.crs is None:
+        b = g.total_bounds if len(g) else np.zeros(4)
+        if np.all(np.abs(b[[0, 2]]) <= 180) and np.all(np.abs(b[[1, 3]]) <= 90):
+            g = g.set_crs(4326)
+            rows.warnings.append("zones file has no CRS: coordinates look like WGS84 longitude/latitude, read as EPSG:4326")
+        else:
+            raise InputError("zones: the zones file has no CRS and its coordinates are not longitude/latitude; give it a CRS (e.g. save it with EPSG:2154).", column="geometry")
+    g = g.to_crs(4326)
+    empty = (g.geometry.isna() | g.geometry.is_empty).to_numpy()
+    rows.flag(empty, "geometry: missing or empty")
+    gtype = g.geometry.geom_type.fillna("").to_numpy()
+    notpoly = ~np.isin(gtype, ["Polygon", "MultiPolygon"]) & ~empty
+    rows.flag(notpoly, "geometry: not a polygon", pd.Series(gtype))
+    invalid = (~g.geometry.is_valid).to_numpy() & ~empty & ~notpoly
+    if invalid.any():
+        g.loc[invalid, "geometry"] = g.geometry[invalid].apply(make_valid)
+        rows.warnings.append(f"{int(invalid.sum())} invalid polygons repaired with shapely make_valid")
+    rows.frame = g
+
+
+def _assign(rows: _Rows, zones, zone_kind: str, h3_res: int) -> None:
+    from features.zones import assign_points, h3_cells
+
+    f = rows.frame
+    lat_col, lon_col = ("stop_lat", "stop_lon") if rows.source == "stops" else ("latitude", "longitude")
+    has_pt = lat_col in f.columns and lon_col in f.columns
+    given = f["zone_id"].copy() if "zone_id" in f.columns else pd.Series(None, index=f.index, dtype=object)
+    zone = given.astype(object).where(given.notna(), None)
+    if has_pt:
+        pt = f[lat_col].notna() & f[lon_col].notna()
+        if pt.any():
+            lat = f.loc[pt, lat_col].to_numpy(dtype=float)
+            lon = f.loc[pt, lon_col].to_numpy(dtype=float)
+            if zone_kind == "h3":
+                z = h3_cells(lat, lon, h3_res)
+            else:
+                z = assign_points(lat, lon, zones)
+            zone.loc[pt] = np.where(pd.isna(zone.loc[pt]), z, zone.loc[pt])
+            outside = pt & zone.isna()
+            rows.flag(outside.to_numpy(), "outside every zone", f[lat_col].astype(str) + "," + f[lon_col].astype(str))
+    known = set(zones["zone_id"].astype(str))
+    unknown = zone.notna() & ~zone.isin(known)
+    rows.flag(unknown.to_numpy(), "zone_id: unknown zone", zone)
+    f["zone_id"] = zone
+    if rows.source != "lighting_faults":
+        noloc = zone.isna() & ~pd.Series(rows.bad, index=f.index)
+        rows.flag(noloc.to_numpy(), "no location (neither coordinates nor zone_id)")
+    # a zone_id without a point: place it at the zone's centroid (events, lamps) for maps and radii
+    if has_pt and rows.source in {"events", "lamps"}:
+        from features.zones import centroids
+
+        cen = centroids(zones).set_index("zone_id")
+        need = f[lat_col].isna() & zone.notna() & zone.isin(cen.index)
+        if need.any():
+            f.loc[need, lat_col] = cen.loc[zone[need], "latitude"].to_numpy()
+            f.loc[need, lon_col] = cen.loc[zone[need], "longitude"].to_numpy()
+    elif rows.source in {"events", "lamps"}:
+        from features.zones import centroids
+
+        cen = centroids(zones).set_index("zone_id")
+        ok = zone.notna() & zone.isin(cen.index)
+        f[lat_col] = np.nan
+        f[lon_col] = np.nan
+        f.loc[ok, lat_col] = cen.loc[zone[ok], "latitude"].to_numpy()
+        f.loc[ok, lon_col] = cen.loc[zone[ok], "longitude"].to_numpy()
+
+
+def _duplicates(rows: _Rows) -> None:
+    key = [k for k in schemas.KEYS[rows.source] if k in rows.frame.columns]
+    if not key:
+        return
+    f = rows.frame
+    ok = ~rows.bad & f[key].notna().all(axis=1).to_numpy()
+    sub = f.loc[ok, key]
+    dup = sub.duplicated(keep="first")
+    mask = np.zeros(len(f), dtype=bool)
+    mask[np.flatnonzero(ok)[dup.to_numpy()]] = True
+    detail = f[key].astype(str).agg("|".join, axis=1) if mask.any() else None
+    rows.flag(mask, f"duplicate {'+'.join(key)}", detail)
+
+
+# ---------------------------------------------------------------------------------------------
+# the driver
+
+
+def _fingerprint(parts: list[Any]) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _rel(path: str, base: Path) -> str:
+    try:
+        return str(Path(path).resolve().relative_to(base))
+    except ValueError:
+        return str(path)
+
+
+def ingest(sources_yaml: str | Path, store: str | Path | Store, *, force: bool = False) -> IngestResult:
+    """Validate and load every source of a study into a store.
+
+    Parameters
+    ----------
+    sources_yaml
+        The study's sources.yaml.
+    store
+        The store folder (created when missing).
+    force
+        Re-read every source even when its files, mapping and dependencies are unchanged.
+
+    Returns
+    -------
+    IngestResult
+
+    Raises
+    ------
+    ConfigError, InputError
+        When a file or the sources.yaml cannot be used at all.
+    """
+    study = load_study(sources_yaml)
+    st = store if isinstance(store, Store) else Store(store)
+    st.root.mkdir(parents=True, exist_ok=True)
+    base = study.base_dir
+    tz = study.area.timezone
+    specs = study.sources()
+    if not specs:
+        raise InputError(f"{sources_yaml}: the study lists no source; expected at least one of {', '.join(SOURCE_NAMES)}.", file=str(sources_yaml))
+
+    previous = {}
+    rp = st.root / "ingest_report.json"
+    if rp.exists() and not force:
+        try:
+            previous = json.loads(rp.read_text()).get("sources", {})
+        except json.JSONDecodeError:
+            previous = {}
+
+    # fingerprints: own files + spec + area; plus what each source depends on
+    own: dict[str, str] = {}
+    file_hashes: dict[str, list[dict[str, str]]] = {}
+    from features.readers import sha256 as _sha
+
+    for name, spec in specs.items():
+        files = expand(spec.paths(base), name)
+        file_hashes[name] = [{"path": _rel(p, base), "sha256": _sha(p)} for p in files]
+        own[name] = _fingerprint([INGEST_VERSION, name, spec.model_dump(), file_hashes[name], study.area.model_dump()])
+    zone_kind = "polygons" if "zones" in specs else "h3"
+    if zone_kind == "h3":
+        zones_fp = _fingerprint(sorted(own.items()))
+    else:
+        zones_fp = own["zones"]
+    deps = {
+        "zones": [zones_fp],
+        "presence": [own.get("presence"), zones_fp],
+        "presence_origin": [own.get("presence_origin"), zones_fp],
+        "incidents": [own.get("incidents"), zones_fp],
+        "lamps": [own.get("lamps"), zones_fp],
+        "lighting_faults": [own.get("lighting_faults"), own.get("lamps"), zones_fp],
+        "stops": [own.get("stops"), zones_fp],
+        "ridership": [own.get("ridership"), own.get("stops"), zones_fp],
+        "events": [own.get("events"), zones_fp],
+        "weather": [own.get("weather")],
+    }
+    fps = {name: _fingerprint(deps[name]) for name in specs}
+    if zone_kind == "h3":
+        fps["zones"] = zones_fp
+
+    def unchanged(name: str) -> bool:
+        prev = previous.get(name)
+        return bool(prev) and prev.get("fingerprint") == fps[name] and st.validated_path(name).exists()
+
+    todo = [n for n in SOURCE_NAMES if (n in specs or (n == "zones" and zone_kind == "h3")) and not unchanged(n)]
+    results: dict[str, SourceResult] = {}
+    parsed: dict[str, _Rows] = {}
+
+    # 1. read + parse every source that changed
+    for name in SOURCE_NAMES:
+        if name not in specs or name not in todo:
+            continue
+        spec = specs[name]
+        log.info("reading %s", name)
+        frame, infos, mapping, ignored = _read_source(name, spec, base)
+        raw = pd.DataFrame({c: frame[c] for c in frame.columns if c not in (ROW, FILE, "geometry")})
+        rows = _Rows(name, frame, infos, ignored, mapping, raw)
+        if len(frame) == 0:
+            rows.warnings.append("no data rows (header only)")
+        _parse(rows, spec, tz)
+        if "x" in rows.frame.columns:
+            _project_xy(rows, spec.crs)
+        if name == "zones":
+            _zones_from_file(rows)
+        if name in {"presence", "presence_origin", "ridership", "weather"} and "start" in rows.frame.columns:
+            _check_slots(rows, spec)
+        _validate(rows, "")
+        if name == "lighting_faults" and "repaired_at" in rows.frame.columns:
+            f = rows.frame
+            rows.flag((f["repaired_at"].notna() & f["reported_at"].notna() & (f["repaired_at"] < f["reported_at"])).to_numpy(), "repaired_at before reported_at")
+        if name == "events":
+            f = rows.frame
+            rows.flag((f["end"].notna() & f["start"].notna() & (f["end"] <= f["start"])).to_numpy(), "end not after start")
+        parsed[name] = rows
+
+    # 2. zones (file, or H3 cells over the data)
+    h3_res = study.area.h3_resolution
+    if "zones" in parsed:
+        zr = parsed["zones"]
+        _duplicates(zr)
+        zones = zr.frame.loc[~zr.bad, ["zone_id", "geometry"]].reset_index(drop=True)
+    elif zone_kind == "polygons":
+        zones = st.zones()
+    elif "zones" in todo or any(n in todo for n in specs):
+        zones = _h3_zones_from(parsed, h3_res, st)
+    else:
+        zones = st.zones()
+
+    # 3. locate and check references
+    lamps_zone = None
+    for name in ("presence", "presence_origin", "incidents", "lamps", "stops", "events"):
+        if name in parsed:
+            _assign(parsed[name], zones, zone_kind, h3_res)
+    if "lighting_faults" in parsed:
+        r = parsed["lighting_faults"]
+        lamps = parsed["lamps"].frame.loc[~parsed["lamps"].bad] if "lamps" in parsed else st.validated("lamps")
+        if lamps is not None and "lamp_id" in r.frame.columns:
+            lamps_zone = lamps.drop_duplicates("lamp_id").set_index("lamp_id")
+            known = r.frame["lamp_id"].isin(lamps_zone.index)
+            f = r.frame
+            if "zone_id" not in f.columns:
+                f["zone_id"] = None
+            for c in ("latitude", "longitude"):
+                if c not in f.columns:
+                    f[c] = np.nan
+            f.loc[known, "zone_id"] = lamps_zone.loc[f.loc[known, "lamp_id"], "zone_id"].to_numpy()
+            f.loc[known & f["latitude"].isna(), "latitude"] = lamps_zone.loc[f.loc[known & f["latitude"].isna(), "lamp_id"], "latitude"].to_numpy()
+            f.loc[known & f["longitude"].isna(), "longitude"] = lamps_zone.loc[f.loc[known & f["longitude"].isna(), "lamp_id"], "longitude"].to_numpy()
+            has_loc = f["latitude"].notna() & f["longitude"].notna()
+            r.flag((f["lamp_id"].notna() & ~known & ~has_loc).to_numpy(), "lamp_id: unknown lamp", f["lamp_id"])
+        _assign(r, zones, zone_kind, h3_res)
+        f = r.frame
+        r.flag((f["zone_id"].isna() & ~pd.Series(r.bad, index=f.index)).to_numpy(), "no location (neither a known lamp_id nor coordinates)")
+        if "fault_id" not in f.columns or f["fault_id"].isna().any():
+            gen = f[FILE].astype(str) + ":" + f[ROW].astype(str)
+            f["fault_id"] = f["fault_id"].where(f["fault_id"].notna(), gen) if "fault_id" in f.columns else gen
+    if "ridership" in parsed:
+        r = parsed["ridership"]
+        stops = parsed["stops"].frame.loc[~parsed["stops"].bad] if "stops" in parsed else st.validated("stops")
+        if stops is None:
+            r.flag(np.ones(len(r.frame), dtype=bool), "no stops source: cannot place the stop in a zone")
+            r.frame["zone_id"] = None
+        else:
+            sz = stops.drop_duplicates("stop_id").set_index("stop_id")["zone_id"]
+            known = r.frame["stop_id"].isin(sz.index)
+            r.flag((r.frame["stop_id"].notna() & ~known).to_numpy(), "stop_id: unknown stop", r.frame["stop_id"])
+            r.frame["zone_id"] = r.frame["stop_id"].map(sz).astype(object)
+
+    for name, rows in parsed.items():
+        if name != "zones":
+            _duplicates(rows)
+
+    # 4. write
+    st.validated_dir.mkdir(parents=True, exist_ok=True)
+    st.quarantine_dir.mkdir(parents=True, exist_ok=True)
+    for name, rows in parsed.items():
+        results[name] = _write(st, rows, base, fps[name])
+    if zone_kind == "h3" and "zones" in todo:
+        _write_h3_zones(st, zones)
+        results["zones"] = SourceResult("zones", len(zones), len(zones), 0, {}, [], [], {}, warnings=[f"no zones file: {len(zones)} H3 cells at resolution {h3_res} over the data"], fingerprint=fps["zones"])
+    for name in list(specs) + (["zones"] if zone_kind == "h3" else []):
+        if name not in results:
+            prev = dict(previous[name])
+            results[name] = SourceResult(
+                name, prev["rows_read"], prev["rows_kept"], prev["rows_quarantined"], prev["reasons"], prev["files"],
+                prev["ignored_columns"], prev["columns_mapped"], prev.get("dst", {}), prev.get("warnings", []), "unchanged", prev["fingerprint"],
+            )
+    # sources dropped from the study leave the store
+    for name in SOURCE_NAMES:
+        if name not in results:
+            for p in (st.validated_path(name), st.quarantine_dir / f"{name}.csv"):
+                if p.exists():
+                    p.unlink()
+
+    study_json = {
+        "area": study.area.model_dump(),
+        "suppression_k": study.suppression_k,
+        "zones_kind": zone_kind,
+        "sources": {n: {"files": file_hashes.get(n, [])} for n in results},
+    }
+    if study_json["area"].get("country") is None:
+        from features.config import default_country
+
+        study_json["area"]["country"] = default_country(tz)
+    if study_json["area"].get("school_zone") is None and study_json["area"]["country"] == "FR":
+        study_json["area"]["school_zone"] = "C" if tz == "Europe/Paris" else None
+    st.write_json("study.json", study_json)
+    report = {
+        "study": study.area.name,
+        "timezone": tz,
+        "reconciled": all(r.rows_read == r.rows_kept + r.rows_quarantined for r in results.values()),
+        "sources": {n: results[n].as_dict() for n in SOURCE_NAMES if n in results},
+    }
+    path = st.write_json("ingest_report.json", report)
+    return IngestResult(store=st, sources={n: results[n] for n in SOURCE_NAMES if n in results}, report_path=path)
+
+
+def _h3_zones_from(parsed: dict[str, _Rows], res: int, st: Store):
+    import h3
+
+    from features.zones import h3_cells, h3_zones
+
+    cells: set[str] = set()
+    for name, rows in parsed.items():
+        f = rows.frame
+        ok = ~rows.bad
+        lat_col, lon_col = ("stop_lat", "stop_lon") if name == "stops" else ("latitude", "longitude")
+        if lat_col in f.columns and lon_col in f.columns:
+            m = ok & f[lat_col].notna().to_numpy() & f[lon_col].notna().to_numpy()
+            cells |= set(h3_cells(f.loc[m, lat_col].to_numpy(), f.loc[m, lon_col].to_numpy(), res))
+        if "zone_id" in f.columns:
+            z = f.loc[ok & f["zone_id"].notna().to_numpy(), "zone_id"].astype(str).unique()
+            valid = [c for c in z if h3.is_valid_cell(c)]
+            cells |= set(valid)
+    if not cells:
+        raise InputError("no zones file and no coordinates to make H3 cells from; give a zones source or point coordinates.")
+    return h3_zones(cells)
+
+
+def _write_h3_zones(st: Store, zones) -> None:
+    g = zones.copy()
+    g["name"] = None
+    g["population"] = np.nan
+    g = g[["zone_id", "name", "population", "geometry"]]
+    _atomic_parquet(g, st.validated_path("zones"), geo=True)
+    q = st.quarantine_dir / "zones.csv"
+    if not q.exists():
+        pd.DataFrame(columns=["file", "row", "reason"]).to_csv(q, index=False)
+
+
+def _atomic_parquet(df: pd.DataFrame, path: Path, *, geo: bool = False) -> None:
+    tmp = path.with_suffix(".parquet.tmp")
+    if geo:
+        df.to_parquet(tmp, index=False)
+    else:
+        df.to_parquet(tmp, index=False, compression="zstd")
+    if path.exists() and path.read_bytes() == tmp.read_bytes():
+        tmp.unlink()
+        return
+    tmp.replace(path)
+
+
+def _write(st: Store, rows: _Rows, base: Path, fp: str) -> SourceResult:
+    name = rows.source
+    f = rows.frame
+    bad = rows.bad
+    reasons = rows.reasons()
+    # quarantine: the mapped columns as read, with the file, row and reason
+    q = pd.DataFrame({"file": f[FILE].to_numpy()[bad], "row": f[ROW].to_numpy()[bad], "reason": reasons.to_numpy()})
+    for c in rows.raw.columns:
+        q[c] = rows.raw[c].to_numpy()[bad]
+    qpath = st.quarantine_dir / f"{name}.csv"
+    tmpq = qpath.with_suffix(".csv.tmp")
+    q.to_csv(tmpq, index=False)
+    tmpq.replace(qpath)
+    kept = f.loc[~bad].copy()
+    cols = [c for c in schemas.STORED[name] if c in kept.columns]
+    # required stored columns that the file did not give are added empty, so readers see one shape
+    for c in ("zone_id",) if name in schemas.LOCATED or name in {"stops", "ridership"} else ():
+        if c not in cols:
+            kept[c] = None
+            cols.append(c)
+    kept = kept[cols].reset_index(drop=True)
+    if name == "zones":
+        import geopandas as gpd
+
+        kept["zone_id"] = kept["zone_id"].astype(str)
+        if "name" not in kept.columns:
+            kept["name"] = None
+        if "population" not in kept.columns:
+            kept["population"] = np.nan
+        kept = gpd.GeoDataFrame(kept[["zone_id", "name", "population", "geometry"]], geometry="geometry", crs=4326)
+        _atomic_parquet(kept, st.validated_path(name), geo=True)
+    else:
+        for c in kept.columns:
+            if c.endswith("_id") or c in {"category", "name", "origin", "source", "priority", "stop_name"}:
+                kept[c] = kept[c].astype("string")
+        order = [c for c in schemas.KEYS[name] if c in kept.columns]
+        if order:
+            kept = kept.sort_values(order, kind="stable").reset_index(drop=True)
+        _atomic_parquet(kept, st.validated_path(name))
+    counts: dict[str, int] = {code: int(m.sum()) for code, m in rows.codes.items()}
+    files = [{"path": _rel(i.path, base), "sha256": i.sha256, "rows": i.rows, "encoding": i.encoding, "delimiter": i.delimiter} for i in rows.files]
+    return SourceResult(
+        name, len(f), int((~bad).sum()), int(bad.sum()), counts, files, rows.ignored, rows.mapped,
+        rows.dst if any(rows.dst.values()) else {}, rows.warnings, "ingested", fp,
+    )
+
+
+def summary_lines(result: IngestResult) -> list[str]:
+    """Human-readable lines for the CLI."""
+    lines = []
+    for name, r in result.sources.items():
+        extra = f", {r.rows_quarantined} quarantined" if r.rows_quarantined else ""
+        status = " (unchanged)" if r.status == "unchanged" else ""
+        lines.append(f"{name:16s} {r.rows_read:>10,d} read, {r.rows_kept:>10,d} kept{extra}{status}")
+        for code, n in sorted(r.reasons.items(), key=lambda kv: -kv[1])[:5]:
+            lines.append(f"{'':16s}   {n:>8,d} × {code}")
+        if r.ignored_columns:
+            lines.append(f"{'':16s}   left out: {', '.join(r.ignored_columns[:8])}{'…' if len(r.ignored_columns) > 8 else ''}")
+    return lines

@@ -1,0 +1,227 @@
+"""Reading a city's files as they come: CSV of any delimiter and common encodings, Parquet,
+JSON Lines, GeoJSON / GeoPackage / Shapefile for zones, GTFS (zip or stops.txt) for stops.
+
+Every reader returns the raw table with *all* values as read (strings for text formats) and a
+1-based ``__row`` (the data row number in the file: the first row under the header is 1) and
+``__file`` so that quarantined rows can be traced back. Column mapping happens after reading.
+"""
+
+from __future__ import annotations
+
+import csv
+import glob
+import hashlib
+import io
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from features.errors import InputError
+
+ROW = "__row"
+FILE = "__file"
+
+_DELIMS = [",", ";", "\t", "|"]
+
+
+@dataclass
+class FileInfo:
+    """What was read from one input file."""
+
+    path: str
+    sha256: str
+    rows: int
+    encoding: str | None = None
+    delimiter: str | None = None
+    columns: list[str] = field(default_factory=list)
+
+
+def sha256(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def expand(patterns: list[str], source: str) -> list[str]:
+    """Expand globs (sorted, so the same files always come in the same order)."""
+    files: list[str] = []
+    for pat in patterns:
+        if any(ch in pat for ch in "*?["):
+            hits = sorted(glob.glob(pat))
+            if not hits:
+                raise InputError(f"{source}: no file matches {pat!r}.", file=pat)
+            files.extend(hits)
+        else:
+            if not Path(pat).exists():
+                raise InputError(f"{source}: file {pat} does not exist.", file=pat)
+            files.append(pat)
+    return list(dict.fromkeys(files))
+
+
+def detect_format(path: str, fmt: str | None) -> str:
+    if fmt:
+        return fmt
+    p = path.lower()
+    for suffix, name in (
+        (".parquet", "parquet"), (".pq", "parquet"), (".jsonl", "jsonl"), (".ndjson", "jsonl"),
+        (".geojson", "geojson"), (".gpkg", "gpkg"), (".shp", "geojson"), (".zip", "gtfs"),
+        (".json", "geojson"), (".txt", "csv"), (".csv", "csv"), (".tsv", "csv"), (".gz", "csv"),
+    ):
+        if p.endswith(suffix):
+            return name
+    return "csv"
+
+
+def detect_encoding(head: bytes, declared: str | None) -> str:
+    """UTF-8 (with or without BOM) when it decodes; else charset-normalizer's guess; else Latin-1."""
+    if declared:
+        return declared
+    if head.startswith(b"\xef\xbb\xbf"):
+        return "utf-8-sig"
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return "utf-16"
+    try:
+        head.decode("utf-8")
+        return "utf-8"
+    except UnicodeDecodeError as exc:
+        # a multi-byte character cut at the end of the sample is not an error
+        if exc.start >= len(head) - 3:
+            return "utf-8"
+    try:
+        from charset_normalizer import from_bytes
+
+        best = from_bytes(head).best()
+        if best is not None and best.encoding.lower().replace("_", "-") in {
+            "cp1252", "latin-1", "iso8859-1", "iso-8859-1", "iso8859-15", "windows-1252"
+        }:
+            return "cp1252" if best.encoding.lower() in {"cp1252", "windows-1252"} else "latin-1"
+    except Exception:  # pragma: no cover - detection is best effort
+        pass
+    return "latin-1"
+
+
+def sniff_delimiter(text: str, declared: str | None) -> str:
+    if declared:
+        return "\t" if declared in {"\\t", "tab"} else declared
+    lines = [ln for ln in text.splitlines()[:20] if ln.strip()]
+    if not lines:
+        return ","
+    try:
+        return csv.Sniffer().sniff("\n".join(lines), delimiters="".join(_DELIMS)).delimiter
+    except csv.Error:
+        counts = {d: lines[0].count(d) for d in _DELIMS}
+        return max(counts, key=counts.get) if max(counts.values()) > 0 else ","
+
+
+def _read_bytes_head(path: str, n: int = 1 << 16) -> bytes:
+    if path.lower().endswith(".gz"):
+        import gzip
+
+        with gzip.open(path, "rb") as fh:
+            return fh.read(n)
+    with open(path, "rb") as fh:
+        return fh.read(n)
+
+
+def read_csv(path: str, *, encoding: str | None, delimiter: str | None, source: str) -> tuple[pd.DataFrame, FileInfo]:
+    head = _read_bytes_head(path)
+    if not head.strip():
+        raise InputError(f"{source}: {path} is empty (no header, no rows).", file=path)
+    enc = detect_encoding(head, encoding)
+    try:
+        text = head.decode(enc, errors="ignore" if enc.startswith("utf-8") else "strict")
+    except (LookupError, UnicodeDecodeError) as exc:
+        raise InputError(f"{source}: {path} cannot be decoded as {enc}: {exc}.", file=path) from None
+    delim = sniff_delimiter(text, delimiter)
+    try:
+        df = pd.read_csv(
+            path, sep=delim, dtype=str, encoding=enc, engine="pyarrow" if len(delim) == 1 else "python",
+            keep_default_na=False, na_values=[""],
+        )
+    except UnicodeDecodeError:
+        df = pd.read_csv(path, sep=delim, dtype=str, encoding="latin-1", keep_default_na=False, na_values=[""])
+        enc = "latin-1"
+    except Exception as exc:  # pyarrow's parser is strict about ragged rows: retry leniently
+        try:
+            df = pd.read_csv(
+                path, sep=delim, dtype=str, encoding=enc, engine="python", on_bad_lines="error",
+                keep_default_na=False, na_values=[""],
+            )
+        except Exception as exc2:
+            raise InputError(f"{source}: {path} is not a readable CSV ({exc2}; first error: {exc}).", file=path) from None
+    df.columns = [str(c).strip().lstrip("\ufeff") for c in df.columns]
+    info = FileInfo(path=path, sha256=sha256(path), rows=len(df), encoding=enc, delimiter=delim, columns=list(df.columns))
+    return df, info
+
+
+def read_parquet(path: str, *, source: str) -> tuple[pd.DataFrame, FileInfo]:
+    try:
+        df = pd.read_parquet(path)
+    except Exception as exc:
+        raise InputError(f"{source}: {path} is not a readable Parquet file ({exc}).", file=path) from None
+    return df, FileInfo(path=path, sha256=sha256(path), rows=len(df), columns=list(df.columns))
+
+
+def read_jsonl(path: str, *, encoding: str | None, source: str) -> tuple[pd.DataFrame, FileInfo]:
+    head = _read_bytes_head(path)
+    if not head.strip():
+        raise InputError(f"{source}: {path} is empty.", file=path)
+    try:
+        df = pd.read_json(path, lines=True, dtype=False, encoding=encoding or "utf-8")
+    except ValueError as exc:
+        raise InputError(f"{source}: {path} is not valid JSON Lines ({exc}).", file=path) from None
+    return df, FileInfo(path=path, sha256=sha256(path), rows=len(df), encoding=encoding or "utf-8", columns=list(df.columns))
+
+
+def read_geo(path: str, *, layer: str | None, source: str):
+    import geopandas as gpd
+
+    if Path(path).stat().st_size == 0:
+        raise InputError(f"{source}: {path} is empty.", file=path)
+    try:
+        gdf = gpd.read_file(path, layer=layer) if layer else gpd.read_file(path)
+    except Exception as exc:
+        raise InputError(f"{source}: {path} is not a readable vector file ({exc}).", file=path) from None
+    return gdf, FileInfo(path=path, sha256=sha256(path), rows=len(gdf), columns=[c for c in gdf.columns if c != "geometry"])
+
+
+def read_gtfs_stops(path: str, *, source: str) -> tuple[pd.DataFrame, FileInfo]:
+    """stops.txt from a GTFS zip (at its root or in one sub-folder)."""
+    try:
+        zf = zipfile.ZipFile(path)
+    except zipfile.BadZipFile:
+        raise InputError(f"{source}: {path} is not a zip file (expected a GTFS feed).", file=path) from None
+    with zf:
+        names = [n for n in zf.namelist() if n.rsplit("/", 1)[-1] == "stops.txt"]
+        if not names:
+            raise InputError(f"{source}: {path} has no stops.txt (not a GTFS feed?); it holds {', '.join(zf.namelist()[:10])}.", file=path)
+        data = zf.read(sorted(names, key=len)[0])
+    enc = detect_encoding(data[: 1 << 16], None)
+    df = pd.read_csv(io.BytesIO(data), dtype=str, encoding=enc, keep_default_na=False, na_values=[""])
+    df.columns = [str(c).strip().lstrip("\ufeff") for c in df.columns]
+    return df, FileInfo(path=path, sha256=sha256(path), rows=len(df), encoding=enc, delimiter=",", columns=list(df.columns))
+
+
+def read_any(path: str, *, fmt: str | None, encoding: str | None, delimiter: str | None, layer: str | None, source: str):
+    """Read one file; returns (frame, FileInfo). Zones come back as a GeoDataFrame."""
+    kind = detect_format(path, fmt)
+    if source == "zones" or kind in {"geojson", "gpkg"}:
+        if kind in {"csv", "txt"}:
+            raise InputError(f"zones: {path} must be GeoJSON, GeoPackage or Shapefile (polygons), got a text table.", file=path)
+        df, info = read_geo(path, layer=layer, source=source)
+    elif kind == "gtfs":
+        df, info = read_gtfs_stops(path, source=source)
+    elif kind == "parquet":
+        df, info = read_parquet(path, source=source)
+    elif kind == "jsonl":
+        df, info = read_jsonl(path, encoding=encoding, source=source)
+    else:
+        df, info = read_csv(path, encoding=encoding, delimiter=delimiter, source=source)
+    df = df.reset_index(drop=True)
+    df[ROW] = pd.RangeIndex(1, len(df) + 1)
+    df[FILE] = Path(path).name
+    return df, info
