@@ -50,6 +50,7 @@ INGEST_VERSION = "1"
 
 _TRUE = {"true", "t", "1", "yes", "y", "oui", "o", "vrai", "v"}
 _FALSE = {"false", "f", "0", "no", "n", "non", "faux"}
+_LOCATION_COLS = {"latitude", "longitude", "x", "y", "zone_id", "lamp_id"}
 _OFFSET_RE = r"(?:Z|[+-]\d{2}(?::?\d{2})?)$"
 
 
@@ -172,6 +173,8 @@ def _map_columns(source: str, spec: SourceSpec, df: pd.DataFrame, path: str) -> 
             continue
         if name in spec.columns:
             target = spec.columns[name]
+            if target not in file_cols and source in schemas.LOCATED and name in _LOCATION_COLS:
+                continue  # another file of the source may locate by other columns; checked below
             if target not in file_cols:
                 hint = _closest(target, file_cols)
                 raise InputError(

@@ -921,9 +921,12 @@ class XGBFit:
             ]
         ) if len(self.columns) else np.zeros((len(dz), 0), np.float32)
         dm = xgb.DMatrix(X, feature_names=list(self.columns))
+        # always give a margin: without one XGBoost adds its base_score to the trees
         if with_margin:
             e = dz["exposure"].to_numpy(dtype=np.float64)
             dm.set_base_margin(np.log(np.where(e > 0, e, 1.0)))
+        else:
+            dm.set_base_margin(np.zeros(len(dz)))
         return dm
 
     def mean(self, dz: pd.DataFrame) -> np.ndarray:
@@ -993,8 +996,10 @@ def fit_xgb(
     Ec, Yc = p["Ec"], p["Yc"]
     keep = Ec > 0
     columns = (["local_hour"] if p["hours"] and len(p["hours"]) > 1 else []) + ["dow"]
-    columns += [f for f in p["cells"].features if f in p["features"] or f not in p["why"]]
-    columns = list(dict.fromkeys(columns))
+    # trees need no full rank: keep every non-constant feature
+    columns += [
+        f for f in p["cells"].features if not p["why"].get(f, "").startswith("constant")
+    ]
     keys = p["cells"].keys.loc[keep]
     X = np.column_stack([keys[c].to_numpy(dtype=np.float32) for c in columns])
     dm = xgb.DMatrix(X, label=Yc[keep], feature_names=columns)
@@ -1003,6 +1008,7 @@ def fit_xgb(
     booster = xgb.train(prm, dm, num_boost_round=rounds)
     rate_c = np.zeros(len(Ec))
     dk = xgb.DMatrix(X, feature_names=columns)
+    dk.set_base_margin(np.zeros(len(X)))
     rate_c[keep] = np.exp(booster.predict(dk, output_margin=True).astype(np.float64))
     use = p["use"]
     mu_rows = p["e"][use] * rate_c[p["cells"].cell[use]]

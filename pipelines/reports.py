@@ -374,8 +374,8 @@ def export_html(nb: Any, *, title: str) -> str:
     """The executed notebook as one HTML page with code hidden and no network resources.
 
     nbconvert's ``lab`` template with ``exclude_input=True`` (the ``--no-input`` flag); the
-    MathJax and require.js tags it links from CDNs are dropped (reports carry no LaTeX and no
-    widgets), so the page opens on a network without internet.
+    MathJax, require.js and mermaid loaders it links from CDNs are dropped (reports carry no
+    LaTeX, widgets or diagrams), so the page opens on a network without internet.
     """
     from nbconvert import HTMLExporter
 
@@ -390,6 +390,13 @@ def export_html(nb: Any, *, title: str) -> str:
     # MathJax is configured by an inline script that only makes sense with MathJax loaded
     body = re.sub(
         r"<!-- Load mathjax -->.*?<!-- End of mathjax configuration -->", "", body, flags=re.S
+    )
+    # the mermaid loader imports its library from a CDN (only when a diagram is present)
+    body = re.sub(
+        r"<script type=\"module\">(?:(?!</script>).)*?mermaid(?:(?!</script>).)*</script>",
+        "",
+        body,
+        flags=re.S,
     )
     return body
 

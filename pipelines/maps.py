@@ -1,0 +1,405 @@
+"""Maps for reports: folium (Leaflet) maps that draw with no network at all.
+
+Police and fire networks often have no internet. folium's default page loads Leaflet, jQuery,
+Bootstrap and Leaflet.awesome-markers from public CDNs; :class:`OfflineMap` loads none of them and
+inlines instead the one library its maps need, Leaflet 1.9.4 (BSD-2-Clause, vendored from the
+``leaflet`` npm package under ``pipelines/assets/`` with its licence), its CSS and the CSS's
+images as data URIs. Markers are circle markers and the legend is plain HTML, so neither
+awesome-markers nor branca's d3 colour bar are needed. Base tiles are off by default (a tile
+server is a network resource); pass ``tiles="OpenStreetMap"`` where the network allows it.
+
+Layers (each a toggle in the layer control):
+
+- zones coloured by presence ratio (present / reference, diverging around 1, log-spaced classes)
+  or by excess incidents (observed − expected, diverging around 0);
+- weak signals (zones flagged, ringed in red at their centroid);
+- lamps out (open lighting faults);
+- public-transport stops;
+- the venue and its ring (an event's perimeter).
+
+Every count shown in a tooltip goes through :func:`pipelines.publish.suppress_value`.
+
+References
+----------
+Leaflet: https://leafletjs.com (Agafonkin 2010–2023). folium: https://python-visualization.github.io/folium.
+Colour classes: ColorBrewer diverging schemes (Brewer, Hatchard & Harrower 2003, *Cartography and
+Geographic Information Science* 30(1)).
+"""
+
+from __future__ import annotations
+
+import base64
+import html as _html
+import math
+import re
+from collections.abc import Sequence
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import folium
+import numpy as np
+import pandas as pd
+from branca.element import Element, MacroElement
+from jinja2 import Template
+
+from pipelines.publish import is_count_name, suppress_value
+
+ASSETS = Path(__file__).resolve().parent / "assets"
+
+#: ColorBrewer RdBu (7 classes), blue = below reference, red = above
+DIVERGING = ["#2166ac", "#67a9cf", "#d1e5f0", "#f7f7f7", "#fddbc7", "#ef8a62", "#b2182b"]
+MISSING_COLOR = "#bdbdbd"
+
+#: class breaks of the presence ratio (present / reference): log-symmetric around 1
+RATIO_BREAKS = (0.5, 0.7, 0.9, 1.1, 1.4, 2.0)
+
+
+@lru_cache(maxsize=1)
+def _leaflet_assets() -> tuple[str, str]:
+    """Leaflet's JS and CSS, the CSS's ``images/*.png`` inlined as data URIs."""
+    js = (ASSETS / "leaflet.js").read_text(encoding="utf-8")
+    js = re.sub(r"//# sourceMappingURL=\S+\s*$", "", js)
+    css = (ASSETS / "leaflet.css").read_text(encoding="utf-8")
+
+    def inline(m: re.Match[str]) -> str:
+        png = ASSETS / m.group(1)
+        data = base64.b64encode(png.read_bytes()).decode("ascii")
+        return f"url(data:image/png;base64,{data})"
+
+    css = re.sub(r"url\(images/([\w.-]+\.png)\)", inline, css)
+    return js, css
+
+
+class OfflineMap(folium.Map):
+    """A ``folium.Map`` whose page carries Leaflet inline and loads nothing from a CDN.
+
+    Same arguments as ``folium.Map``; ``tiles`` defaults to None (no base map).
+    """
+
+    default_js: list[tuple[str, str]] = []
+    default_css: list[tuple[str, str]] = []
+
+    def __init__(self, *args: Any, tiles: str | None = None, **kwargs: Any) -> None:
+        kwargs.setdefault("control_scale", True)
+        super().__init__(*args, tiles=tiles, **kwargs)
+
+    def render(self, **kwargs: Any) -> None:
+        fig = self.get_root()
+        if "vigie_leaflet_js" not in fig.header._children:
+            js, css = _leaflet_assets()
+            fig.header.add_child(Element(f"<style>{css}</style>"), name="vigie_leaflet_css")
+            fig.header.add_child(Element(f"<script>{js}</script>"), name="vigie_leaflet_js")
+        super().render(**kwargs)
+
+
+def to_html(m: folium.Map) -> str:
+    """The map as one standalone HTML page (what a browser opens from a file).
+
+    Raises
+    ------
+    ValueError
+        If the page would still load a script or style from the network (a folium element
+        with CDN dependencies was added).
+    """
+    from pipelines.reports import external_resources
+
+    page = m.get_root().render()
+    ext = external_resources(page)
+    if ext:
+        raise ValueError(f"map would load resources from the network: {ext[:3]}")
+    return page
+
+
+# -- colours ----------------------------------------------------------------------------------
+def ratio_class(value: float | None) -> int | None:
+    """Class 0–6 of a presence ratio on :data:`RATIO_BREAKS` (None when missing)."""
+    if value is None or not np.isfinite(value):
+        return None
+    return int(np.searchsorted(RATIO_BREAKS, value, side="right"))
+
+
+def excess_breaks(values: Sequence[float]) -> tuple[float, ...]:
+    """Symmetric class breaks for excess incidents: ±{0.5, 1.5, 2.5}·s, s = max(1, P90(|x|)/2.5)."""
+    arr = np.asarray([v for v in values if v is not None and np.isfinite(v)], dtype=float)
+    s = max(1.0, float(np.quantile(np.abs(arr), 0.9)) / 2.5) if arr.size else 1.0
+    return tuple(round(b * s, 2) for b in (-2.5, -1.5, -0.5, 0.5, 1.5, 2.5))
+
+
+def class_color(cls: int | None) -> str:
+    """Fill colour of a class (grey when missing)."""
+    return MISSING_COLOR if cls is None else DIVERGING[cls]
+
+
+class Legend(MacroElement):
+    """A legend drawn as a Leaflet control inside the map (bottom right), plain HTML."""
+
+    _template = Template(
+        """
+        {% macro script(this, kwargs) %}
+        var {{ this.get_name() }} = L.control({position: "bottomright"});
+        {{ this.get_name() }}.onAdd = function () {
+            var div = L.DomUtil.create("div", "vigie-legend");
+            div.innerHTML = {{ this.content|tojson }};
+            return div;
+        };
+        {{ this.get_name() }}.addTo({{ this._parent.get_name() }});
+        {% endmacro %}
+        """
+    )
+
+    def __init__(self, title: str, labels: list[str]) -> None:
+        super().__init__()
+        self._name = "Legend"
+        rows = "".join(
+            f'<div><span style="display:inline-block;width:14px;height:10px;background:{c};'
+            f'border:1px solid #999;margin-right:4px"></span>{_html.escape(t)}</div>'
+            for c, t in zip([*DIVERGING, MISSING_COLOR], labels, strict=False)
+        )
+        self.content = (
+            '<div style="background:rgba(255,255,255,.9);padding:6px 8px;font:12px sans-serif;'
+            f'border-radius:4px;box-shadow:0 1px 4px rgba(0,0,0,.3)"><b>{_html.escape(title)}</b>'
+            f"{rows}</div>"
+        )
+
+
+def _fmt(v: Any, digits: int = 2) -> str:
+    if v is None or (isinstance(v, float) and not math.isfinite(v)):
+        return "–"
+    if isinstance(v, (float, np.floating)):
+        return f"{v:,.{digits}f}"
+    return str(v)
+
+
+# -- the map ----------------------------------------------------------------------------------
+def zones_map(
+    zones: Any,
+    values: pd.DataFrame | None = None,
+    *,
+    color_by: str = "present_ratio",
+    k: int = 10,
+    title: str | None = None,
+    signals: Sequence[str] | None = None,
+    lamps_out: pd.DataFrame | None = None,
+    stops: pd.DataFrame | None = None,
+    venue: dict[str, Any] | None = None,
+    tiles: str | None = None,
+    height: int = 480,
+) -> OfflineMap:
+    """A self-contained map of the zones with the report's layers and a layer control.
+
+    Parameters
+    ----------
+    zones
+        GeoDataFrame of the store's zones (``zone_id``, ``geometry``, optional ``name``).
+    values
+        Per-zone figures indexed by ``zone_id`` (or with a ``zone_id`` column): the colouring
+        column and any others to show in the tooltip (counts are suppressed below ``k``).
+    color_by
+        ``"present_ratio"`` (classes on :data:`RATIO_BREAKS`) or ``"excess"`` (observed −
+        expected incidents, symmetric classes from :func:`excess_breaks`); any other column is
+        coloured on symmetric classes too.
+    k
+        Suppression threshold for counts in tooltips.
+    signals
+        Zone ids flagged by weak-signal detectors (red rings at their centroid).
+    lamps_out
+        Lamps with an open fault: ``latitude``, ``longitude`` (optional ``lamp_id``).
+    stops
+        Transit stops: ``stop_lat``, ``stop_lon``, ``stop_name`` (or latitude/longitude).
+    venue
+        ``{"latitude", "longitude", "radius_m", "name"}``: the venue and its ring.
+    tiles
+        Base tiles (None: no base map, the default for offline networks).
+    height
+        Pixel height of the map in the report.
+
+    Returns
+    -------
+    OfflineMap
+        Render with ``display(m)`` in a notebook or :func:`to_html`.
+    """
+    import geopandas as gpd
+
+    if not isinstance(zones, gpd.GeoDataFrame):
+        raise TypeError(f"zones should be a GeoDataFrame, got {type(zones).__name__}")
+    gz = zones[["zone_id", "geometry", *(["name"] if "name" in zones.columns else [])]].copy()
+    gz["zone_id"] = gz["zone_id"].astype(str)
+    gz = gz.to_crs(4326) if gz.crs is not None and gz.crs.to_epsg() != 4326 else gz
+    minx, miny, maxx, maxy = gz.total_bounds
+    m = OfflineMap(
+        location=[(miny + maxy) / 2, (minx + maxx) / 2], zoom_start=12, tiles=tiles, height=height
+    )
+    m.fit_bounds([[miny, minx], [maxy, maxx]])
+
+    vals = pd.DataFrame(index=pd.Index([], name="zone_id"))
+    if values is not None:
+        vals = values.set_index("zone_id") if "zone_id" in values.columns else values.copy()
+        vals.index = vals.index.astype(str)
+    if color_by in vals.columns:
+        col = pd.to_numeric(vals[color_by], errors="coerce")
+        if color_by == "present_ratio":
+            b = RATIO_BREAKS
+            classes = col.map(ratio_class)
+            legend_title = "presence vs reference"
+        else:
+            b = excess_breaks(col.tolist())
+            classes = col.map(
+                lambda v: None if not np.isfinite(v) else int(np.searchsorted(b, v, side="right"))
+            )
+            legend_title = "excess incidents" if color_by == "excess" else color_by
+        labels = (
+            [f"< {b[0]:g}"]
+            + [f"{b[i]:g} – {b[i + 1]:g}" for i in range(len(b) - 1)]
+            + [f"≥ {b[-1]:g}", "no data"]
+        )
+        Legend(title or legend_title, labels).add_to(m)
+    else:
+        classes = pd.Series(dtype=object)
+
+    shown = [c for c in vals.columns if c != "geometry"]
+    props = []
+    for zid in gz["zone_id"]:
+        row = vals.loc[zid] if zid in vals.index else None
+        p = {"zone": zid}
+        if "name" in gz.columns:
+            p["zone"] = f"{gz.loc[gz['zone_id'] == zid, 'name'].iloc[0]} ({zid})"
+        for c in shown:
+            v = None if row is None else row[c]
+            v = None if v is None or (isinstance(v, float) and np.isnan(v)) else v
+            p[c] = str(suppress_value(v, k) or "–") if is_count_name(c) else _fmt(v)
+        cls = classes.get(zid) if zid in classes.index else None
+        p["_fill"] = class_color(None if cls is None or pd.isna(cls) else int(cls))
+        props.append(p)
+    gz = gz.assign(**{key: [p[key] for p in props] for key in props[0]}) if props else gz
+
+    layer_name = {"present_ratio": "zones: presence ratio", "excess": "zones: excess incidents"}
+    folium.GeoJson(
+        gz.drop(columns=[c for c in ("name",) if c in gz.columns]).__geo_interface__,
+        name=layer_name.get(color_by, f"zones: {color_by}"),
+        style_function=lambda f: {
+            "fillColor": f["properties"]["_fill"],
+            "color": "#555555",
+            "weight": 1,
+            "fillOpacity": 0.65,
+        },
+        highlight_function=lambda f: {"weight": 3, "color": "#000000"},
+        tooltip=folium.GeoJsonTooltip(
+            fields=["zone", *shown], aliases=["zone", *[c.replace("_", " ") for c in shown]]
+        ),
+    ).add_to(m)
+
+    centroids = gz.set_index("zone_id").geometry.representative_point()
+    if signals:
+        fg = folium.FeatureGroup(name="weak signals")
+        for zid in dict.fromkeys(str(z) for z in signals):
+            if zid in centroids.index:
+                pt = centroids[zid]
+                folium.CircleMarker(
+                    [pt.y, pt.x],
+                    radius=11,
+                    color="#d7301f",
+                    weight=3,
+                    fill=False,
+                    tooltip=f"signal: {zid}",
+                ).add_to(fg)
+        fg.add_to(m)
+    if lamps_out is not None and len(lamps_out):
+        fg = folium.FeatureGroup(name=f"lamps out ({len(lamps_out)})")
+        for r in lamps_out.itertuples(index=False):
+            folium.CircleMarker(
+                [r.latitude, r.longitude],
+                radius=3,
+                color="#b8860b",
+                fill=True,
+                fill_color="#ffd700",
+                fill_opacity=0.9,
+                weight=1,
+                tooltip=f"lamp out {getattr(r, 'lamp_id', '')}".strip(),
+            ).add_to(fg)
+        fg.add_to(m)
+    if stops is not None and len(stops):
+        s = stops.rename(columns={"stop_lat": "latitude", "stop_lon": "longitude"})
+        fg = folium.FeatureGroup(name=f"transit stops ({len(s)})")
+        for r in s.itertuples(index=False):
+            folium.CircleMarker(
+                [r.latitude, r.longitude],
+                radius=3,
+                color="#08519c",
+                fill=True,
+                fill_opacity=0.8,
+                weight=1,
+                tooltip=str(getattr(r, "stop_name", "stop")),
+            ).add_to(fg)
+        fg.add_to(m)
+    if venue is not None:
+        fg = folium.FeatureGroup(name="venue and ring")
+        loc = [float(venue["latitude"]), float(venue["longitude"])]
+        folium.Circle(
+            loc,
+            radius=float(venue.get("radius_m", 500)),
+            color="#6a3d9a",
+            weight=2,
+            fill=True,
+            fill_opacity=0.05,
+            tooltip=f"ring {venue.get('radius_m', 500):g} m",
+        ).add_to(fg)
+        folium.CircleMarker(
+            loc,
+            radius=7,
+            color="#6a3d9a",
+            fill=True,
+            fill_opacity=1,
+            tooltip=str(venue.get("name", "venue")),
+        ).add_to(fg)
+        fg.add_to(m)
+    folium.LayerControl(collapsed=False).add_to(m)
+    return m
+
+
+# -- per-zone figures for a period --------------------------------------------------------------
+def zone_period_figures(
+    store: Any, *, start: Any, end: Any, reference_weeks: int = 8
+) -> pd.DataFrame:
+    """Per-zone figures of a period from the cube, for colouring and tooltips.
+
+    ``present_ratio`` is Σ present / Σ present_baseline over the slots where both are known
+    (the reference is the cube's robust same-hour-of-week median). ``expected`` is a
+    seasonal-naive expectation: the zone's mean incidents over the ``reference_weeks`` periods of
+    the same length just before ``start`` (Brown & Chen's naive baseline, also the backtests'
+    seasonal-naive baseline); ``excess = incidents − expected``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Indexed by zone_id: present (mean), present_ratio, incidents, expected, excess.
+    """
+    from features.store import Store
+
+    st = store if isinstance(store, Store) else Store(store)
+    start, end = pd.Timestamp(start), pd.Timestamp(end)
+    if start.tzinfo is None:
+        start = start.tz_localize(st.timezone).tz_convert("UTC")
+        end = end.tz_localize(st.timezone).tz_convert("UTC")
+    length = end - start
+    meta_cols = set(st.cube_meta().get("columns", []))
+    cols = [
+        c for c in ("present", "present_baseline", "incidents") if c in meta_cols or not meta_cols
+    ]
+    cur = st.cube(cols, start, end)
+    out = pd.DataFrame(index=pd.Index(sorted(cur["zone_id"].unique()), name="zone_id"))
+    if "present" in cur.columns:
+        out["present"] = cur.groupby("zone_id")["present"].mean()
+        if "present_baseline" in cur.columns:
+            ok = cur["present"].notna() & cur["present_baseline"].notna()
+            g = cur[ok].groupby("zone_id")
+            out["present_ratio"] = g["present"].sum() / g["present_baseline"].sum()
+    if "incidents" in cur.columns:
+        out["incidents"] = cur.groupby("zone_id")["incidents"].sum()
+        ref = st.cube(["incidents"], start - reference_weeks * length, start)
+        if len(ref):
+            n_periods = max(1.0, min(reference_weeks, (start - ref["hour"].min()) / length))
+            out["expected"] = ref.groupby("zone_id")["incidents"].sum() / n_periods
+            out["expected"] = out["expected"].fillna(0.0)
+            out["excess"] = out["incidents"] - out["expected"]
+    return out
