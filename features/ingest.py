@@ -234,7 +234,11 @@ def _read_source(source: str, spec: SourceSpec, base: Path) -> tuple[pd.DataFram
     mapping: dict[str, str] | None = None
     ignored: set[str] = set()
     for path in files:
-        df, info = read_any(path, fmt=spec.format, encoding=spec.encoding, delimiter=spec.delimiter, layer=spec.layer, source=source)
+        cols = schemas.columns(source)
+        numeric = {spec.columns.get(c, c) for c, col in cols.items() if col.kind in {"float", "int"}}
+        if source in schemas.LOCATED:
+            numeric |= {spec.columns.get("x", "x"), spec.columns.get("y", "y")}
+        df, info = read_any(path, fmt=spec.format, encoding=spec.encoding, delimiter=spec.delimiter, layer=spec.layer, source=source, numeric=numeric)
         m, ign = _map_columns(source, spec, df, path)
         if mapping is not None and set(m) != set(mapping):
             log.info("%s: %s maps columns %s, earlier files %s", source, path, sorted(m), sorted(mapping))
@@ -316,8 +320,7 @@ def _parse_str(rows: _Rows, name: str) -> None:
         rows.frame[name] = txt.astype(object)
         return
     txt = _as_str(s)
-    txt = txt.where(txt != "", pd.NA)
-    rows.frame[name] = txt.astype(object).where(txt.notna(), None)
+    rows.frame[name] = txt.where(txt != "", pd.NA)
 
 
 def _parse_time(rows: _Rows, name: str, *, fmt: str | None, tz: str, series_keys: list[str]) -> None:
@@ -511,32 +514,42 @@ def _zones_from_file(rows: _Rows) -> None:
 
 
 def _assign(rows: _Rows, zones, zone_kind: str, h3_res: int) -> None:
-    from features.zones import assign_points, h3_cells
+    from features.zones import assign_codes, h3_cells
 
     f = rows.frame
+    n = len(f)
     lat_col, lon_col = ("stop_lat", "stop_lon") if rows.source == "stops" else ("latitude", "longitude")
     has_pt = lat_col in f.columns and lon_col in f.columns
-    given = f["zone_id"].copy() if "zone_id" in f.columns else pd.Series(None, index=f.index, dtype=object)
-    zone = given.astype(object).where(given.notna(), None)
+    zid = zones["zone_id"].astype(str).to_numpy()
+    codes = np.full(n, -1, dtype=np.int64)
+    if "zone_id" in f.columns:
+        given = f["zone_id"]
+        gcodes = pd.Categorical(given, categories=pd.Index(zid)).codes.astype(np.int64)
+        codes = gcodes
+        unknown = given.notna().to_numpy() & (gcodes < 0)
+        sel = np.flatnonzero(unknown)
+        rows.flag(unknown, "zone_id: unknown zone", given.iloc[sel])
     if has_pt:
-        pt = f[lat_col].notna() & f[lon_col].notna()
+        pt = (f[lat_col].notna() & f[lon_col].notna()).to_numpy() & (codes < 0)
+        if rows.codes.get("zone_id: unknown zone") is not None:
+            pt &= ~rows.codes["zone_id: unknown zone"]
         if pt.any():
-            lat = f.loc[pt, lat_col].to_numpy(dtype=float)
-            lon = f.loc[pt, lon_col].to_numpy(dtype=float)
+            lat = f[lat_col].to_numpy(dtype=float)[pt]
+            lon = f[lon_col].to_numpy(dtype=float)[pt]
             if zone_kind == "h3":
-                z = h3_cells(lat, lon, h3_res)
+                cells = h3_cells(lat, lon, h3_res)
+                z = pd.Categorical(cells, categories=pd.Index(zid)).codes.astype(np.int64)
             else:
-                z = assign_points(lat, lon, zones)
-            zone.loc[pt] = np.where(pd.isna(zone.loc[pt]), z, zone.loc[pt])
-            outside = pt & zone.isna()
-            rows.flag(outside.to_numpy(), "outside every zone", f[lat_col].astype(str) + "," + f[lon_col].astype(str))
-    known = set(zones["zone_id"].astype(str))
-    unknown = zone.notna() & ~zone.isin(known)
-    rows.flag(unknown.to_numpy(), "zone_id: unknown zone", zone)
+                z = assign_codes(lat, lon, zones)
+            codes[pt] = z
+            outside = pt & (codes < 0)
+            sel = np.flatnonzero(outside)
+            rows.flag(outside, "outside every zone", f[lat_col].iloc[sel].astype(str) + "," + f[lon_col].iloc[sel].astype(str))
+    zone = pd.Series(pd.Categorical.from_codes(codes, categories=pd.Index(zid)), index=f.index).astype("string")
     f["zone_id"] = zone
     if rows.source != "lighting_faults":
-        noloc = zone.isna() & ~pd.Series(rows.bad, index=f.index)
-        rows.flag(noloc.to_numpy(), "no location (neither coordinates nor zone_id)")
+        noloc = (codes < 0) & ~rows.bad
+        rows.flag(noloc, "no location (neither coordinates nor zone_id)")
     # a zone_id without a point: place it at the zone's centroid (events, lamps) for maps and radii
     if has_pt and rows.source in {"events", "lamps"}:
         from features.zones import centroids
@@ -567,7 +580,8 @@ def _duplicates(rows: _Rows) -> None:
     dup = sub.duplicated(keep="first")
     mask = np.zeros(len(f), dtype=bool)
     mask[np.flatnonzero(ok)[dup.to_numpy()]] = True
-    detail = f[key].astype(str).agg("|".join, axis=1) if mask.any() else None
+    sel = np.flatnonzero(mask)
+    detail = f[key].iloc[sel].astype(str).agg("|".join, axis=1) if mask.any() else None
     rows.flag(mask, f"duplicate {'+'.join(key)}", detail)
 
 
@@ -829,7 +843,7 @@ def _atomic_parquet(df: pd.DataFrame, path: Path, *, geo: bool = False) -> None:
     if geo:
         df.to_parquet(tmp, index=False)
     else:
-        df.to_parquet(tmp, index=False, compression="zstd")
+        df.to_parquet(tmp, index=False)
     if path.exists() and path.read_bytes() == tmp.read_bytes():
         tmp.unlink()
         return
@@ -842,14 +856,15 @@ def _write(st: Store, rows: _Rows, base: Path, fp: str) -> SourceResult:
     bad = rows.bad
     reasons = rows.reasons()
     # quarantine: the mapped columns as read, with the file, row and reason
-    q = pd.DataFrame({"file": f[FILE].to_numpy()[bad], "row": f[ROW].to_numpy()[bad], "reason": reasons.to_numpy()})
+    bad_idx = np.flatnonzero(bad)
+    q = pd.DataFrame({"file": f[FILE].iloc[bad_idx].to_numpy(), "row": f[ROW].iloc[bad_idx].to_numpy(), "reason": reasons.to_numpy()})
     for c in rows.raw.columns:
-        q[c] = rows.raw[c].to_numpy()[bad]
+        q[c] = rows.raw[c].iloc[bad_idx].to_numpy()
     qpath = st.quarantine_dir / f"{name}.csv"
     tmpq = qpath.with_suffix(".csv.tmp")
     q.to_csv(tmpq, index=False)
     tmpq.replace(qpath)
-    kept = f.loc[~bad].copy()
+    kept = f.loc[~bad] if bad.any() else f
     cols = [c for c in schemas.STORED[name] if c in kept.columns]
     # required stored columns that the file did not give are added empty, so readers see one shape
     for c in ("zone_id",) if name in schemas.LOCATED or name in {"stops", "ridership"} else ():
@@ -869,7 +884,7 @@ def _write(st: Store, rows: _Rows, base: Path, fp: str) -> SourceResult:
         _atomic_parquet(kept, st.validated_path(name), geo=True)
     else:
         for c in kept.columns:
-            if c.endswith("_id") or c in {"category", "name", "origin", "source", "priority", "stop_name"}:
+            if (c.endswith("_id") or c in {"category", "name", "origin", "source", "priority", "stop_name"}) and not pd.api.types.is_string_dtype(kept[c]):
                 kept[c] = kept[c].astype("string")
         order = [c for c in schemas.KEYS[name] if c in kept.columns]
         if order:

@@ -127,7 +127,10 @@ def _read_bytes_head(path: str, n: int = 1 << 16) -> bytes:
         return fh.read(n)
 
 
-def read_csv(path: str, *, encoding: str | None, delimiter: str | None, source: str) -> tuple[pd.DataFrame, FileInfo]:
+def read_csv(path: str, *, encoding: str | None, delimiter: str | None, source: str, numeric: set[str] | None = None) -> tuple[pd.DataFrame, FileInfo]:
+    """Read a CSV: every column as text, except those in ``numeric`` whose types the parser may
+    infer (a number column stays numbers, parsed in C; one with a bad value comes as text and
+    ingest reports the bad rows)."""
     head = _read_bytes_head(path)
     if not head.strip():
         raise InputError(f"{source}: {path} is empty (no header, no rows).", file=path)
@@ -137,9 +140,13 @@ def read_csv(path: str, *, encoding: str | None, delimiter: str | None, source: 
     except (LookupError, UnicodeDecodeError) as exc:
         raise InputError(f"{source}: {path} cannot be decoded as {enc}: {exc}.", file=path) from None
     delim = sniff_delimiter(text, delimiter)
+    dtype: object = str
+    if numeric:
+        header = next(csv.reader(io.StringIO(text.lstrip("\ufeff")), delimiter=delim), [])
+        dtype = {c: str for c in header if c.strip() not in numeric}
     try:
         df = pd.read_csv(
-            path, sep=delim, dtype=str, encoding=enc, engine="pyarrow" if len(delim) == 1 else "python",
+            path, sep=delim, dtype=dtype, encoding=enc, engine="pyarrow" if len(delim) == 1 else "python",
             keep_default_na=False, na_values=[""],
         )
     except UnicodeDecodeError:
@@ -206,7 +213,7 @@ def read_gtfs_stops(path: str, *, source: str) -> tuple[pd.DataFrame, FileInfo]:
     return df, FileInfo(path=path, sha256=sha256(path), rows=len(df), encoding=enc, delimiter=",", columns=list(df.columns))
 
 
-def read_any(path: str, *, fmt: str | None, encoding: str | None, delimiter: str | None, layer: str | None, source: str):
+def read_any(path: str, *, fmt: str | None, encoding: str | None, delimiter: str | None, layer: str | None, source: str, numeric: set[str] | None = None):
     """Read one file; returns (frame, FileInfo). Zones come back as a GeoDataFrame."""
     kind = detect_format(path, fmt)
     if source == "zones" or kind in {"geojson", "gpkg"}:
@@ -220,7 +227,7 @@ def read_any(path: str, *, fmt: str | None, encoding: str | None, delimiter: str
     elif kind == "jsonl":
         df, info = read_jsonl(path, encoding=encoding, source=source)
     else:
-        df, info = read_csv(path, encoding=encoding, delimiter=delimiter, source=source)
+        df, info = read_csv(path, encoding=encoding, delimiter=delimiter, source=source, numeric=numeric)
     df = df.reset_index(drop=True)
     df[ROW] = pd.RangeIndex(1, len(df) + 1)
     df[FILE] = Path(path).name

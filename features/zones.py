@@ -83,6 +83,44 @@ def h3_zones(cells) -> "geopandas.GeoDataFrame":  # noqa: F821
     return gpd.GeoDataFrame({"zone_id": pd.array(cells, dtype=object)}, geometry=polys, crs=4326)
 
 
+def assign_codes(lat: np.ndarray, lon: np.ndarray, zones) -> np.ndarray:
+    """Row position (in ``zones``) of the zone containing each point, -1 outside every zone.
+
+    Vectorised without building point geometries: points are sorted by longitude once, each
+    zone takes the slab of its bounding box by binary search, and ``shapely.contains_xy`` on a
+    prepared polygon tests the candidates. Zones are visited in file order and a point keeps the
+    first zone that contains it (a point on a shared border is not doubled).
+    """
+    import shapely
+
+    lat = np.asarray(lat, dtype=float)
+    lon = np.asarray(lon, dtype=float)
+    out = np.full(len(lat), -1, dtype=np.int64)
+    ok = np.flatnonzero(np.isfinite(lat) & np.isfinite(lon))
+    if len(ok) == 0 or len(zones) == 0:
+        return out
+    order = ok[np.argsort(lon[ok], kind="stable")]
+    xs = lon[order]
+    geoms = zones.geometry.to_numpy()
+    bounds = shapely.bounds(geoms)
+    for k, g in enumerate(geoms):
+        if g is None or g.is_empty:
+            continue
+        x0, y0, x1, y1 = bounds[k]
+        a, b = np.searchsorted(xs, [x0, x1], side="left")[0], np.searchsorted(xs, x1, side="right")
+        if a >= b:
+            continue
+        cand = order[a:b]
+        cy = lat[cand]
+        cand = cand[(cy >= y0) & (cy <= y1) & (out[cand] < 0)]
+        if len(cand) == 0:
+            continue
+        shapely.prepare(g)
+        inside = shapely.contains_xy(g, lon[cand], lat[cand]) | shapely.intersects_xy(g, lon[cand], lat[cand])
+        out[cand[inside]] = k
+    return out
+
+
 def assign_points(lat: np.ndarray, lon: np.ndarray, zones) -> np.ndarray:
     """The zone_id containing each point, or None when it falls outside every zone.
 

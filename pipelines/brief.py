@@ -454,7 +454,56 @@ def _read_cube(store: Store, zones: list[str], limitations: list[str]) -> pd.Dat
     return cube
 
 
-def reference(cube: pd.DataFrame | None, zone_id: str, hours: pd.DatetimeIndex, tz: str, *, weeks: int = 8) -> tuple[np.ndarray, list[str]]:
+class History:
+    """The cube's rows of a few zones, split by zone and indexed by hour (cached lookups)."""
+
+    def __init__(self, cube: pd.DataFrame | None) -> None:
+        self.cube = cube
+        self._zones: dict[str, pd.DataFrame | None] = {}
+        self._how: dict[str, tuple[dict, dict]] = {}
+
+    def zone(self, zone_id: str) -> pd.DataFrame | None:
+        if zone_id not in self._zones:
+            c = self.cube
+            if c is None or "present" not in c.columns:
+                self._zones[zone_id] = None
+            else:
+                z = c[c["zone_id"] == zone_id]
+                self._zones[zone_id] = None if z.empty else z.set_index("hour").sort_index()
+        return self._zones[zone_id]
+
+    def observed(self, zone_id: str, hours: pd.DatetimeIndex) -> np.ndarray:
+        z = self.zone(zone_id)
+        if z is None:
+            return np.full(len(hours), np.nan)
+        return z["present"].reindex(hours).to_numpy(dtype=float, copy=True)
+
+    def hour_of_week(self, zone_id: str) -> tuple[dict, dict]:
+        """Per (local_hour, dow): the non-missing baselines, and presence of hours without events."""
+        if zone_id not in self._how:
+            z = self.zone(zone_id)
+            base: dict = {}
+            quiet: dict = {}
+            if z is not None:
+                if "present_baseline" in z.columns:
+                    b = z["present_baseline"].dropna()
+                    zb = z.loc[b.index]
+                    base = {k: g for k, g in b.groupby([zb["local_hour"], zb["dow"]])}
+                q = z if "events_active" not in z.columns else z[z["events_active"].fillna(0) == 0]
+                qp = q["present"].dropna()
+                qz = q.loc[qp.index]
+                quiet = {k: g for k, g in qp.groupby([qz["local_hour"], qz["dow"]])}
+            self._how[zone_id] = (base, quiet)
+        return self._how[zone_id]
+
+
+def _history(h: History | pd.DataFrame | None) -> History:
+    return h if isinstance(h, History) else History(h)
+
+
+def reference(
+    history: History | pd.DataFrame | None, zone_id: str, hours: pd.DatetimeIndex, tz: str, *, weeks: int = 8
+) -> tuple[np.ndarray, list[str]]:
     """The reference presence of a zone at given hours, and how each was obtained.
 
     1. the cube's ``present_baseline`` at that zone and hour;
@@ -464,33 +513,35 @@ def reference(cube: pd.DataFrame | None, zone_id: str, hours: pd.DatetimeIndex, 
        hours without events;
     4. else NaN.
     """
+    hist = _history(history)
     n = len(hours)
-    out = np.full(n, np.nan)
     how = ["none"] * n
-    if cube is None or "present" not in cube.columns:
+    z = hist.zone(zone_id)
+    if z is None:
+        return np.full(n, np.nan), how
+    if "present_baseline" in z.columns:
+        out = z["present_baseline"].reindex(hours).to_numpy(dtype=float, copy=True)
+    else:
+        out = np.full(n, np.nan)
+    missing = np.flatnonzero(~np.isfinite(out))
+    for i in np.flatnonzero(np.isfinite(out)):
+        how[i] = "cube baseline"
+    if len(missing) == 0:
         return out, how
-    z = cube[cube["zone_id"] == zone_id]
-    if z.empty:
-        return out, how
-    z = z.set_index("hour").sort_index()
-    base = z["present_baseline"] if "present_baseline" in z.columns else pd.Series(np.nan, index=z.index)
+    base, quiet = hist.hour_of_week(zone_id)
     parts = _local_parts(hours, tz)
-    quiet = z if "events_active" not in z.columns else z[z["events_active"].fillna(0) == 0]
-    for i, h in enumerate(hours):
-        if h in base.index and np.isfinite(base.get(h, np.nan)):
-            out[i], how[i] = float(base[h]), "cube baseline"
-            continue
-        lh, dw = parts["local_hour"].iat[i], parts["dow"].iat[i]
-        same = z[(z["local_hour"] == lh) & (z["dow"] == dw)]
-        b = same["present_baseline"].dropna() if "present_baseline" in same.columns else pd.Series(dtype=float)
-        prior = b[b.index < h]
-        if len(prior) or len(b):
+    for i in missing:
+        h = hours[i]
+        key = (int(parts["local_hour"].iat[i]), int(parts["dow"].iat[i]))
+        b = base.get(key)
+        if b is not None and len(b):
+            prior = b[b.index < h]
             out[i], how[i] = float((prior if len(prior) else b).iloc[-1]), "baseline of the same hour of week"
             continue
-        q = quiet[(quiet["local_hour"] == lh) & (quiet["dow"] == dw)]["present"].dropna()
-        prior_q = q[q.index < h]
-        q = (prior_q if len(prior_q) else q).iloc[-weeks:]
-        if len(q):
+        q = quiet.get(key)
+        if q is not None and len(q):
+            prior = q[q.index < h]
+            q = (prior if len(prior) else q).iloc[-weeks:]
             out[i], how[i] = float(q.median()), "median presence of the same hour of week"
     return out, how
 
@@ -527,14 +578,15 @@ def find_comparables(events: pd.DataFrame | None, ev: EventSpec, tz: str, params
     return e.sort_values(["score", "start"], ascending=[True, False]).head(params.max_comparables)
 
 
-def _observed_uplift(cube: pd.DataFrame, zone_ids: list[str], hours: pd.DatetimeIndex, tz: str, weeks: int) -> np.ndarray:
+def _observed_uplift(cube: History | pd.DataFrame, zone_ids: list[str], hours: pd.DatetimeIndex, tz: str, weeks: int) -> np.ndarray:
     """Mean over ``zone_ids`` of observed present − reference at ``hours`` (NaN where unobserved)."""
     if not zone_ids:
         return np.full(len(hours), np.nan)
     vals = []
     for z in zone_ids:
-        ref, _ = reference(cube, z, hours, tz, weeks=weeks)
-        obs = cube[(cube["zone_id"] == z)].set_index("hour")["present"].reindex(hours).to_numpy(dtype=float)
+        hist = _history(cube)
+        ref, _ = reference(hist, z, hours, tz, weeks=weeks)
+        obs = hist.observed(z, hours)
         vals.append(obs - ref)
     arr = np.vstack(vals)
     with np.errstate(all="ignore"):
@@ -557,6 +609,12 @@ def _align(table: dict[tuple[str, int], float], key: tuple[str, int]) -> float:
             if key[1] > last[1]:
                 return table[last]
     return float("nan")
+
+
+def _median_at(tables: list[dict[tuple[str, int], float]], key: tuple[str, int]) -> float:
+    vals = np.array([_align(t, key) for t in tables], dtype=float)
+    vals = vals[np.isfinite(vals)]
+    return float(np.median(vals)) if len(vals) else float("nan")
 
 
 # -- the brief -------------------------------------------------------------------------------------
@@ -625,7 +683,7 @@ def make_brief(
     keys = phase_keys(hours, ev.start, ev.end)
     parts = _local_parts(hours, tz)
     local = hours.tz_convert(tz)
-    if len(set(local.utcoffset())) > 1:
+    if len({t.utcoffset() for t in local}) > 1:
         notes.append("the brief spans a daylight-saving change: hours are listed in UTC order with their local offset")
     if local[0].date() != local[-1].date():
         notes.append("the brief spans midnight (local time)")
@@ -640,6 +698,7 @@ def make_brief(
         comp_zones[cz] = _ring(store, zones, cz)
     wanted = {ev.zone_id, *ring, *comp_zones, *(z for r in comp_zones.values() for z in r)}
     cube = _read_cube(store, sorted(wanted), limitations)
+    hist = History(cube)
 
     # -- presence -------------------------------------------------------------------------------
     share, arrivals_share = attendance_curve(hours, ev.start, ev.end, sp)
@@ -654,25 +713,25 @@ def make_brief(
             ck = phase_keys(ch, cs, ce)
             cz = str(c["zone_id"])
             att = float(c["expected_attendance"])
-            up = _observed_uplift(cube, [cz], ch, tz, bp.baseline_weeks)
+            up = _observed_uplift(hist, [cz], ch, tz, bp.baseline_weeks)
             if np.isfinite(up).sum() < max(1, len(ch) // 2):
-                comparables_out.append(_comparable_summary(c, cube, cz, comp_zones[cz], cs, ce, tz, bp, used=False))
+                comparables_out.append(_comparable_summary(c, hist, cz, comp_zones[cz], cs, ce, tz, bp, used=False))
                 continue
             venue_table.append(_key_lookup(ck, up / att))
-            rup = _observed_uplift(cube, comp_zones[cz], ch, tz, bp.baseline_weeks)
+            rup = _observed_uplift(hist, comp_zones[cz], ch, tz, bp.baseline_weeks)
             ring_table.append(_key_lookup(ck, rup / att))
-            comparables_out.append(_comparable_summary(c, cube, cz, comp_zones[cz], cs, ce, tz, bp, used=True))
+            comparables_out.append(_comparable_summary(c, hist, cz, comp_zones[cz], cs, ce, tz, bp, used=True))
     elif len(comps):
         for _, c in comps.iterrows():
-            comparables_out.append(_comparable_summary(c, cube, str(c["zone_id"]), comp_zones[str(c["zone_id"])], pd.Timestamp(c["start"]), pd.Timestamp(c["end"]), tz, bp, used=False))
+            comparables_out.append(_comparable_summary(c, hist, str(c["zone_id"]), comp_zones[str(c["zone_id"])], pd.Timestamp(c["start"]), pd.Timestamp(c["end"]), tz, bp, used=False))
     if venue_table:
         method = "comparables"
-        per_att = np.array([np.nanmedian([_align(t, k) for t in venue_table]) if any(np.isfinite(_align(t, k)) for t in venue_table) else np.nan for k in keys])
+        per_att = np.array([_median_at(venue_table, k) for k in keys])
         gaps = ~np.isfinite(per_att)
         crowd = np.where(gaps, curve_crowd, per_att * ev.attendance)
         if gaps.any():
             notes.append(f"{int(gaps.sum())} hour(s) not covered by the comparables used the attendance curve")
-        ring_att = np.array([np.nanmedian(v) if np.isfinite(v := [_align(t, k) for t in ring_table]).any() else 0.0 for k in keys]) if ring_table else np.zeros(len(keys))
+        ring_att = np.array([_median_at(ring_table, k) for k in keys]) if ring_table else np.zeros(len(keys))
         ring_crowd = np.where(np.isfinite(ring_att), ring_att, 0.0) * ev.attendance
         method_text = (
             f"uplift learnt from {len(venue_table)} comparable past event(s) of category {ev.category!r} "
@@ -695,19 +754,19 @@ def make_brief(
         ).replace(",", " ")
 
     presence_rows: list[dict] = []
-    venue_ref, venue_how = reference(cube, ev.zone_id, hours, tz, weeks=bp.baseline_weeks)
+    venue_ref, venue_how = reference(hist, ev.zone_id, hours, tz, weeks=bp.baseline_weeks)
     if not np.isfinite(venue_ref).any():
         limitations.append(f"no presence reference for venue zone {ev.zone_id}: forecast presence is the event crowd alone")
     zone_forecasts: dict[str, np.ndarray] = {}
     for role, zlist in (("venue", [ev.zone_id]), ("ring", ring)):
         for z in zlist:
-            ref, how = (venue_ref, venue_how) if z == ev.zone_id else reference(cube, z, hours, tz, weeks=bp.baseline_weeks)
+            ref, how = (venue_ref, venue_how) if z == ev.zone_id else reference(hist, z, hours, tz, weeks=bp.baseline_weeks)
             up = crowd if role == "venue" else ring_crowd
             fc = np.maximum(0.0, np.nan_to_num(ref, nan=0.0) + up)
             zone_forecasts[z] = fc
             obs = None
             if cube is not None and "present" in cube.columns:
-                obs = cube[cube["zone_id"] == z].set_index("hour")["present"].reindex(hours).to_numpy(dtype=float)
+                obs = hist.observed(z, hours)
             for i, h in enumerate(hours):
                 presence_rows.append(
                     {
@@ -1130,7 +1189,7 @@ def _concurrent(events: pd.DataFrame | None, ev: EventSpec, tz: str, bp: BriefPa
     ]
 
 
-def _comparable_summary(c, cube, zone_id, ring, start, end, tz, bp, *, used: bool) -> dict[str, Any]:
+def _comparable_summary(c, hist, zone_id, ring, start, end, tz, bp, *, used: bool) -> dict[str, Any]:
     """What happened at a comparable past event: presence peak and incidents against usual."""
     start, end = pd.Timestamp(start).tz_convert("UTC"), pd.Timestamp(end).tz_convert("UTC")
     out: dict[str, Any] = {
@@ -1147,13 +1206,15 @@ def _comparable_summary(c, cube, zone_id, ring, start, end, tz, bp, *, used: boo
         "incidents_observed": None,
         "incidents_usual": None,
     }
+    hist = _history(hist)
+    cube = hist.cube
     if cube is None or "present" not in cube.columns:
         return out
     hours = pd.date_range(start.floor("h"), end.ceil("h") - _HOUR, freq="h", tz="UTC")
-    obs = cube[cube["zone_id"] == zone_id].set_index("hour")["present"].reindex(hours)
+    obs = pd.Series(hist.observed(zone_id, hours), index=hours)
     if obs.notna().any():
         h = obs.idxmax()
-        ref, _ = reference(cube, zone_id, pd.DatetimeIndex([h]), tz, weeks=bp.baseline_weeks)
+        ref, _ = reference(hist, zone_id, pd.DatetimeIndex([h]), tz, weeks=bp.baseline_weeks)
         out.update(present_peak=float(obs[h]), present_peak_local=h.tz_convert(tz).isoformat(), reference_at_peak=_num(ref[0]))
     if "incidents" in cube.columns:
         area = cube[cube["zone_id"].isin([zone_id, *ring])]

@@ -396,9 +396,11 @@ def zone_period_figures(
             out["present_ratio"] = g["present"].sum() / g["present_baseline"].sum()
     if "incidents" in cur.columns:
         out["incidents"] = cur.groupby("zone_id")["incidents"].sum()
-        ref = st.cube(["incidents"], start - reference_weeks * length, start)
-        if len(ref):
-            n_periods = max(1.0, min(reference_weeks, (start - ref["hour"].min()) / length))
+        data_start = pd.Timestamp(st.cube_meta().get("start") or start)
+        whole = max(0, min(reference_weeks, int((start - data_start) / length)))
+        ref = st.cube(["incidents"], start - whole * length, start)
+        if whole and len(ref):
+            n_periods = whole
             out["expected"] = ref.groupby("zone_id")["incidents"].sum() / n_periods
             out["expected"] = out["expected"].fillna(0.0)
             out["excess"] = out["incidents"] - out["expected"]

@@ -509,7 +509,12 @@ def _estimable(
     keys: pd.DataFrame, exposure: np.ndarray, features: Sequence[str], hours: list[int],
     dows: list[int],
 ) -> tuple[list[str], dict[str, str]]:
-    """Features that can be estimated on these cells, and why the others cannot."""
+    """Features that can be estimated on these cells, and why the others cannot.
+
+    A feature is dropped when it is constant over the cells with exposure, or when it does not
+    raise the rank of the exposure-weighted Gram matrix of the design (collinear with hour of
+    day, day of week or the features before it).
+    """
     used = exposure > 0
     k = keys.loc[used]
     why: dict[str, str] = {}
@@ -520,21 +525,30 @@ def _estimable(
             why[f] = f"constant over the fitting rows (always {v[0] if v.size else 0:g})"
             continue
         kept.append(f)
-    # collinearity: add features one by one, drop those that do not raise the rank
     base = _terms([], hours, dows)
-    X = _matrix(k, base)
-    w = np.sqrt(exposure[used] / exposure[used].mean())
-    rank = np.linalg.matrix_rank(X * w[:, None])
+    X = _matrix(k, [*base, *kept])
+    w = exposure[used] / exposure[used].mean()
+    G = (X * w[:, None]).T @ X
+    d = np.sqrt(np.clip(np.diag(G), 1e-300, None))
+    G = G / d[:, None] / d[None, :]
+    nb = len(base)
+    sel = list(range(nb))
+
+    def _rank(idx: list[int]) -> int:
+        ev = np.linalg.eigvalsh(G[np.ix_(idx, idx)])
+        return int((ev > 1e-9 * max(ev.max(), 1e-300)).sum())
+
+    rank = _rank(sel)
     final: list[str] = []
-    for f in kept:
-        cand = np.column_stack([X, k[f].to_numpy(dtype=np.float64)])
-        r = np.linalg.matrix_rank(cand * w[:, None])
+    for j, f in enumerate(kept):
+        r = _rank([*sel, nb + j])
         if r > rank:
-            X, rank = cand, r
+            sel.append(nb + j)
+            rank = r
             final.append(f)
         else:
-            confounded = "hour of day" if f == "dark" else "hour of day, day of week or another feature"
-            why[f] = f"confounded with {confounded} over the fitting period"
+            what = "hour of day" if f == "dark" else "hour of day, day of week or another feature"
+            why[f] = f"confounded with {what} over the fitting period"
     return final, why
 
 
@@ -752,6 +766,21 @@ def _ct_alpha(y: np.ndarray, mu: np.ndarray) -> tuple[float, float]:
     return a, (a / se if se > 0 else 0.0)
 
 
+def _one_blas_thread(fn):
+    """Run with a single BLAS thread: the matrices are small and the machine is shared."""
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from threadpoolctl import threadpool_limits
+
+        with threadpool_limits(limits=1, user_api="blas"):
+            return fn(*args, **kwargs)
+
+    return wrapper
+
+
+@_one_blas_thread
 def fit_glm(
     dz: pd.DataFrame,
     y: np.ndarray,
@@ -830,11 +859,14 @@ def fit_glm(
     Ek, Yk = Ec[keep], Yc[keep]
     sk = E2c[keep] / (Ek * Ek)
 
-    def _fit(var_weights: np.ndarray | None, start: np.ndarray | None):
+    def _fit(var_weights: np.ndarray | None, start: np.ndarray):
         model = sm.GLM(Yk, X, family=sm.families.Poisson(), exposure=Ek, var_weights=var_weights)
-        return model.fit(start_params=start, maxiter=100, tol=1e-10)
+        # Newton on the p x p Hessian: cheaper than IRLS's least squares on the n x p matrix
+        return model.fit(method="newton", start_params=start, maxiter=100, disp=0)
 
-    res = _fit(None, None)
+    start = np.zeros(len(terms))
+    start[0] = math.log(max(Yk.sum(), 0.5) / Ek.sum())
+    res = _fit(None, start)
     rate_c = np.zeros(len(Ec))
     rate_c[keep] = np.exp(X @ res.params)
     use = p["use"]
@@ -898,6 +930,9 @@ class XGBFit:
         Its input columns, in order (local_hour, dow, then features).
     alpha
         NB2 dispersion of the rows around its predictions (Cameron-Trivedi), for intervals.
+    offset
+        Log of the training rate (incidents per person-slot) added to the margin, so that the
+        trees start from the mean rate instead of climbing to it under ``max_delta_step``.
     """
 
     group: str
@@ -908,6 +943,7 @@ class XGBFit:
     n_incidents: int
     grain: str = "1h"
     categories: tuple[str, ...] | None = None
+    offset: float = 0.0
 
     def _dmatrix(self, dz: pd.DataFrame, with_margin: bool = True):
         import xgboost as xgb
@@ -924,9 +960,9 @@ class XGBFit:
         # always give a margin: without one XGBoost adds its base_score to the trees
         if with_margin:
             e = dz["exposure"].to_numpy(dtype=np.float64)
-            dm.set_base_margin(np.log(np.where(e > 0, e, 1.0)))
+            dm.set_base_margin(np.log(np.where(e > 0, e, 1.0)) + self.offset)
         else:
-            dm.set_base_margin(np.zeros(len(dz)))
+            dm.set_base_margin(np.full(len(dz), self.offset))
         return dm
 
     def mean(self, dz: pd.DataFrame) -> np.ndarray:
@@ -938,8 +974,8 @@ class XGBFit:
     def contributions(self, dz: pd.DataFrame) -> pd.DataFrame:
         """Per-feature contributions to the log expected count (TreeSHAP, ``pred_contribs``).
 
-        Columns: one per input column, ``bias`` and ``log_exposure``; their row sum is the log
-        of the expected count.
+        Columns: one per input column, ``bias`` (the mean log rate) and ``log_exposure``; their
+        row sum is the log of the expected count.
         """
         c = self.booster.predict(self._dmatrix(dz, with_margin=False), pred_contribs=True)
         out = pd.DataFrame(c[:, :-1], columns=list(self.columns), index=dz.index)
@@ -1002,13 +1038,14 @@ def fit_xgb(
     ]
     keys = p["cells"].keys.loc[keep]
     X = np.column_stack([keys[c].to_numpy(dtype=np.float32) for c in columns])
+    offset = float(np.log(max(Yc[keep].sum(), 0.5) / Ec[keep].sum()))
     dm = xgb.DMatrix(X, label=Yc[keep], feature_names=columns)
-    dm.set_base_margin(np.log(Ec[keep]))
+    dm.set_base_margin(np.log(Ec[keep]) + offset)
     prm = {**_XGB_PARAMS, "seed": seed, **(params or {})}
     booster = xgb.train(prm, dm, num_boost_round=rounds)
     rate_c = np.zeros(len(Ec))
     dk = xgb.DMatrix(X, feature_names=columns)
-    dk.set_base_margin(np.zeros(len(X)))
+    dk.set_base_margin(np.full(len(X), offset))
     rate_c[keep] = np.exp(booster.predict(dk, output_margin=True).astype(np.float64))
     use = p["use"]
     mu_rows = p["e"][use] * rate_c[p["cells"].cell[use]]
@@ -1023,6 +1060,7 @@ def fit_xgb(
         n_incidents=p["n_inc"],
         grain=grain,
         categories=None if categories is None else tuple(categories),
+        offset=offset,
     )
 
 
@@ -1220,6 +1258,7 @@ def save_models(
             "file": name,
             "columns": list(m.columns),
             "alpha": m.alpha,
+            "offset": m.offset,
             "n_rows": m.n_rows,
             "n_incidents": m.n_incidents,
             "categories": None if m.categories is None else list(m.categories),
@@ -1260,6 +1299,7 @@ def load_predictor(store) -> Predictor:
             n_incidents=int(spec["n_incidents"]),
             grain=man["grain"],
             categories=None if spec.get("categories") is None else tuple(spec["categories"]),
+            offset=float(spec.get("offset", 0.0)),
         )
     return Predictor(glms, xgbs, grain=man["grain"], features=man["features"])
 

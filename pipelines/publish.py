@@ -37,6 +37,7 @@ COUNT_NAME_PATTERN = re.compile(
     r"residents|visitors|tourists|excursionists|foreign|unique_visitors|"
     r"attendance|expected_attendance|event_attendance|entries|exits|ridership_entries|"
     r"observed|count|people|persons|n_incidents|n_people|"
+    r"present_peak|incidents_observed|incidents_usual|this_week|reference_mean|"
     r"(incident|people|person|visitor|resident)s?_count)$"
 )
 

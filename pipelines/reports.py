@@ -201,7 +201,11 @@ def notebook_parameters(notebook: str | Path) -> dict[str, dict[str, Any]]:
         # stripped notebook may carry none, so inspect a copy that names a Python kernel
         import tempfile
 
-        nb.metadata["kernelspec"] = {"name": "python3", "language": "python", "display_name": "Python 3"}
+        nb.metadata["kernelspec"] = {
+            "name": "python3",
+            "language": "python",
+            "display_name": "Python 3",
+        }
         with tempfile.TemporaryDirectory() as td:
             copy = Path(td) / path.name
             nbformat.write(nb, str(copy))
@@ -455,7 +459,6 @@ def run_notebook(
     """
     import nbformat
     import papermill as pm
-    from papermill.exceptions import PapermillExecutionError
 
     t0 = time.perf_counter()
     notebook = Path(notebook)
@@ -488,10 +491,10 @@ def run_notebook(
                 cwd=str(cwd),
                 execution_timeout=timeout,
             )
-        except PapermillExecutionError as exc:
-            raise _failure(exc, kind, report_id, out_nb, root) from None
-        except Exception as exc:  # kernel died, timeout, unreadable notebook...
-            raise _failure(exc, kind, report_id, out_nb, root) from None
+        except Exception as exc:  # a failing cell, a dead kernel, a timeout...
+            err = _failure(exc, kind, report_id, out_nb, root)
+            write_index(root)
+            raise err from None
 
         nb = nbformat.read(str(out_nb), as_version=4)
         figures, n_payloads = _summaries(nb)
@@ -517,7 +520,7 @@ def run_notebook(
             "kind": kind,
             "id": report_id,
             "title": page_title,
-            "generated_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "generated_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds"),
             "suppression_k": k,
             "figures": figures,
             "figures_emitted": n_payloads,

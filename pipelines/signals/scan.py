@@ -114,6 +114,43 @@ class _Cylinders:
         return pre[..., self.ends] - pre[..., self.starts]
 
 
+def _null_max(
+    cyl: _Cylinders, exp: np.ndarray, b: np.ndarray, *, n_sim: int, seed: int, dispersion: float
+) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    chunk = max(1, int(1.5e7 // max(1, b.size)))
+    null_max = np.empty(n_sim)
+    done = 0
+    while done < n_sim:
+        n = min(chunk, n_sim - done)
+        y = _simulate_counts(exp, n, rng, dispersion)
+        v = np.where(cyl.ok, _llr(cyl.sums(y), b[None]), 0.0)
+        null_max[done : done + n] = v.reshape(n, -1).max(axis=1)
+        done += n
+    return null_max
+
+
+def scan_null(
+    panel: Panel,
+    neighbours: np.ndarray,
+    *,
+    max_window: int = 14,
+    n_sim: int = 999,
+    seed: int = 0,
+    dispersion: float = 0.0,
+) -> np.ndarray:
+    """Maximum LLR over all cylinders in ``n_sim`` null replicates (Poisson or NB2 counts).
+
+    Depends only on the expectations, so it can be computed once and reused
+    (``space_time_scan(..., null_max=...)``) for many count series.
+    """
+    cyl = _Cylinders(panel, np.asarray(neighbours, dtype=int), max_window)
+    sl = slice(cyl.t_first, cyl.p1)
+    valid = panel.valid[:, sl]
+    exp = np.where(valid, panel.expected[:, sl], 0.0)
+    return _null_max(cyl, exp, cyl.sums(exp), n_sim=n_sim, seed=seed, dispersion=dispersion)
+
+
 def space_time_scan(
     panel: Panel,
     neighbours: np.ndarray,
@@ -123,6 +160,7 @@ def space_time_scan(
     seed: int = 0,
     max_clusters: int = 10,
     dispersion: float = 0.0,
+    null_max: np.ndarray | None = None,
 ) -> ScanResult:
     """Expectation-based Poisson space-time scan over zone neighbourhoods and recent windows.
 
@@ -141,6 +179,9 @@ def space_time_scan(
         Most likely cluster plus at most ``max_clusters - 1`` non-overlapping secondary ones.
     dispersion
         NB2 dispersion of the null counts (0 = Poisson, the classic scan).
+    null_max
+        Maximum LLR of earlier replicates for the same expectations (skips the Monte Carlo;
+        see :func:`scan_null`). With ``n_sim=0`` and no ``null_max`` the p values are NaN.
 
     Returns
     -------
@@ -169,19 +210,8 @@ def space_time_scan(
     b = cyl.sums(exp)
     llr = np.where(cyl.ok, _llr(c_obs, b), 0.0)  # (Z, K, n_end, L)
 
-    # Monte Carlo null of the maximum
-    rng = np.random.default_rng(seed)
-    per_rep = max(1, llr.size)
-    chunk = max(1, int(1.5e7 // per_rep))
-    null_max = np.empty(n_sim)
-    done = 0
-    while done < n_sim:
-        n = min(chunk, n_sim - done)
-        y = _simulate_counts(exp, n, rng, dispersion)
-        c = cyl.sums(y)
-        v = np.where(cyl.ok, _llr(c, b[None]), 0.0)
-        null_max[done : done + n] = v.reshape(n, -1).max(axis=1)
-        done += n
+    if null_max is None:
+        null_max = _null_max(cyl, exp, b, n_sim=n_sim, seed=seed, dispersion=dispersion)
 
     # per-zone prospective statistic: best cylinder containing the zone, per end day
     k = nbr.shape[1]
@@ -216,7 +246,11 @@ def space_time_scan(
         t0 = t1 - (l_i + 1)
         cc = float(c_obs[centre, kk, e_i, l_i])
         bb = float(b[centre, kk, e_i, l_i])
-        p = float(mc_pvalue(np.array([best_v[idx]]), null_max[:, None])[0])
+        p = (
+            float(mc_pvalue(np.array([best_v[idx]]), null_max[:, None])[0])
+            if len(null_max)
+            else np.nan
+        )
         start, end = panel.window(t0, t1)
         names = [str(panel.zones[m]) for m in members]
         shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")

@@ -1,0 +1,372 @@
+"""The figures the report notebooks show, read from the store (notebooks hold no logic).
+
+Each function reads what an analysis step wrote (the cube, ``store/signals/``,
+``store/models/``, ``store/briefs/``) and shapes it into the tables the notebooks display and
+hand to ``summary.json``. Where a step has not been run, :func:`read_store_json` returns None
+and :func:`missing_step` gives the sentence the report prints instead, naming the command to run.
+
+Reference periods: a week is compared with the mean of the ``reference_weeks`` (default 8)
+weeks before it — the seasonal-naive reference of the backtests (Hyndman & Athanasopoulos
+2021, *Forecasting: Principles and Practice*, 3rd ed., §5.2), robust enough for a weekly
+bulletin and independent of any model.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from features.store import Store
+
+#: which command produces which store file, for "not run yet" messages
+STEPS = {
+    "cube_meta.json": "vigie cube --store {store}",
+    "models/evaluation.json": "vigie fit --store {store}",
+    "models/effects.json": "vigie fit --store {store}",
+    "signals": "vigie signals --store {store} --week {period}",
+    "briefs": "vigie brief {event_id} --store {store}",
+}
+
+
+def open_store(store: str | Path | Store) -> Store:
+    """A :class:`features.store.Store` (study.json must exist)."""
+    st = store if isinstance(store, Store) else Store(store)
+    st.study()
+    return st
+
+
+def read_store_json(store: str | Path | Store, relpath: str) -> dict[str, Any] | None:
+    """A JSON file of the store, or None when that analysis has not been run."""
+    st = store if isinstance(store, Store) else Store(store)
+    path = st.root / relpath
+    if not path.exists():
+        return None
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def missing_step(store: str | Path | Store, relpath: str, **fmt: Any) -> str:
+    """The sentence a report prints where an analysis has not been run."""
+    st = store if isinstance(store, Store) else Store(store)
+    key = relpath.split("/")[0] if relpath.split("/")[0] in ("signals", "briefs") else relpath
+    cmd = STEPS.get(key, "").format(store=st.root, **fmt)
+    return f"Not available: {relpath} is not in the store, so this analysis has not been run" + (
+        f" (run `{cmd}`)." if cmd else "."
+    )
+
+
+def week_bounds(store: str | Path | Store, week: str) -> tuple[pd.Timestamp, pd.Timestamp]:
+    """UTC bounds [start, end) of ISO week ``week`` in the study's local time."""
+    from pipelines.reports import parse_week
+
+    st = open_store(store)
+    monday, next_monday = parse_week(week)
+    tz = st.timezone
+    return (
+        pd.Timestamp(monday).tz_localize(tz).tz_convert("UTC"),
+        pd.Timestamp(next_monday).tz_localize(tz).tz_convert("UTC"),
+    )
+
+
+def key_figures(
+    store: str | Path | Store, *, start: Any, end: Any, reference_weeks: int = 8
+) -> pd.DataFrame:
+    """Key figures of a period against the mean of the ``reference_weeks`` periods before it.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per figure: ``figure``, ``this_week``, ``reference_mean``, ``ratio``,
+        ``reference_periods`` (how many whole earlier periods the data had). Figures: incidents
+        (all and per category), mean people present (sum over zones), transit entries — all
+        counts of people or incidents, suppressed below k when published.
+    """
+    st = open_store(store)
+    start, end = pd.Timestamp(start), pd.Timestamp(end)
+    length = end - start
+    meta = st.cube_meta()
+    cols = meta.get("columns", [])
+    wanted = [
+        c
+        for c in cols
+        if c in ("incidents", "present", "ridership_entries") or c.startswith("inc_")
+    ]
+    cube = st.cube(wanted, start - reference_weeks * length, end)
+    cube["period"] = np.floor((cube["hour"] - start) / length).astype(int)
+    # only whole reference periods: the first one may be cut by the start of the data
+    data_start = pd.Timestamp(meta["start"]) if meta.get("start") else cube["hour"].min()
+    first_whole = int(np.ceil((data_start - start) / length)) if len(cube) else 0
+    cube = cube[cube["period"] >= first_whole]
+    first = int(cube["period"].min()) if len(cube) else 0
+    n_ref = max(0, -first)
+    cats = meta.get("categories", {})
+    rows = []
+
+    def add(name: str, per_period: pd.Series) -> None:
+        this = per_period.get(0, np.nan)
+        ref = per_period[(per_period.index < 0)]
+        ref_mean = float(ref.mean()) if len(ref) else np.nan
+        rows.append(
+            {
+                "figure": name,
+                "this_week": float(this) if pd.notna(this) else np.nan,
+                "reference_mean": ref_mean,
+                "ratio": float(this) / ref_mean if ref_mean and np.isfinite(ref_mean) else np.nan,
+                "reference_periods": int(len(ref)),
+            }
+        )
+
+    g = cube.groupby("period")
+    if "incidents" in cube:
+        add("incidents (all)", g["incidents"].sum())
+        for c in [c for c in wanted if c.startswith("inc_")]:
+            add(f"incidents: {cats.get(c[4:], c[4:])}", g[c].sum())
+    if "present" in cube:
+        per_hour = cube.groupby(["period", "hour"])["present"].sum(min_count=1)
+        add("people present (mean per hour, all zones)", per_hour.groupby("period").mean())
+    if "ridership_entries" in cube:
+        add("transit entries", g["ridership_entries"].sum())
+    out = pd.DataFrame(rows)
+    out.attrs["reference_periods"] = n_ref
+    return out
+
+
+def lighting_figures(
+    store: str | Path | Store, *, start: Any, end: Any, reference_weeks: int = 8
+) -> dict[str, Any] | None:
+    """Street lighting over a period: share of lamps out at night, against the weeks before.
+
+    Returns
+    -------
+    dict or None
+        ``lamps``, ``night_share_out`` (Σ lamps_out / Σ lamps over dark zone-hours of the
+        period), ``night_share_out_reference`` (same over the ``reference_weeks`` before),
+        ``faults_open_at_end`` (lamps still out at the end); None without lighting data.
+    """
+    st = open_store(store)
+    cols = st.cube_meta().get("columns", [])
+    if not {"lamps", "lamps_out", "dark"} <= set(cols):
+        return None
+    start, end = pd.Timestamp(start), pd.Timestamp(end)
+    cube = st.cube(["lamps", "lamps_out", "dark"], start - pd.Timedelta(weeks=reference_weeks), end)
+    night = cube[cube["dark"].astype(bool)]
+    cur, ref = night[night["hour"] >= start], night[night["hour"] < start]
+
+    def share(df: pd.DataFrame) -> float | None:
+        tot = float(df["lamps"].sum())
+        return float(df["lamps_out"].sum()) / tot if tot > 0 else None
+
+    faults = open_faults(st, at=end)
+    lamps_total = cube.groupby("zone_id")["lamps"].max().sum()
+    return {
+        "lamps": int(lamps_total),
+        "night_share_out": share(cur),
+        "night_share_out_reference": share(ref),
+        "faults_open_at_end": None if faults is None else int(len(faults)),
+    }
+
+
+def signals_table(payload: dict[str, Any] | None, *, top: int = 15) -> pd.DataFrame | None:
+    """The ranked weak signals of a ``store/signals/<period>.json`` as a display table."""
+    if payload is None:
+        return None
+    sig = pd.DataFrame(payload.get("signals", []))
+    if sig.empty:
+        return sig
+    if "rank" in sig:
+        sig = sig.sort_values("rank")
+    sig = sig.head(top)
+    out = pd.DataFrame(
+        {
+            "rank": sig.get("rank", pd.Series(range(1, len(sig) + 1), index=sig.index)),
+            "type": sig["type"],
+            "zones": sig["zones"].map(
+                lambda z: ", ".join(map(str, z)) if isinstance(z, list) else z
+            ),
+            "from": sig.get("start_local", sig.get("start")).astype(str).str[:16],
+            "to": sig.get("end_local", sig.get("end")).astype(str).str[:16],
+            "observed": sig.get("observed"),
+            "expected": sig.get("expected"),
+            "ratio": sig.get("ratio"),
+            "q_value": sig.get("q_value"),
+            "explanation": sig.get("explanation"),
+        }
+    )
+    return out.reset_index(drop=True)
+
+
+def signal_zones(payload: dict[str, Any] | None) -> list[str]:
+    """Zones of the statistical signals (event conflicts left out), in rank order."""
+    if not payload:
+        return []
+    zs: list[str] = []
+    for s in payload.get("signals", []):
+        if s.get("type") != "event_conflict":
+            zs += [str(z) for z in s.get("zones", [])]
+    return list(dict.fromkeys(zs))
+
+
+def open_faults(store: str | Path | Store, *, at: Any) -> pd.DataFrame | None:
+    """Lamps out at instant ``at`` (reported before, not repaired yet), with their location."""
+    st = open_store(store)
+    faults = st.validated("lighting_faults")
+    if faults is None:
+        return None
+    at = pd.Timestamp(at)
+    f = faults[
+        (faults["reported_at"] <= at)
+        & (faults["repaired_at"].isna() | (faults["repaired_at"] > at))
+    ]
+    if "latitude" not in f.columns or f["latitude"].isna().any():
+        lamps = st.validated("lamps")
+        if lamps is not None:
+            f = f.drop(columns=[c for c in ("latitude", "longitude") if c in f.columns]).merge(
+                lamps[["lamp_id", "latitude", "longitude"]], on="lamp_id", how="left"
+            )
+    return f.dropna(subset=["latitude", "longitude"]).reset_index(drop=True)
+
+
+def events_between(store: str | Path | Store, *, start: Any, end: Any) -> pd.DataFrame | None:
+    """Events of the store that run during [start, end), with local times."""
+    st = open_store(store)
+    ev = st.validated("events")
+    if ev is None:
+        return None
+    start, end = pd.Timestamp(start), pd.Timestamp(end)
+    ev = ev[(ev["start"] < end) & (ev["end"] > start)].sort_values("start")
+    tz = st.timezone
+    return pd.DataFrame(
+        {
+            "event": ev["name"],
+            "category": ev["category"],
+            "zone_id": ev["zone_id"],
+            "start (local)": ev["start"].dt.tz_convert(tz).dt.strftime("%a %d %b %H:%M"),
+            "end (local)": ev["end"].dt.tz_convert(tz).dt.strftime("%a %d %b %H:%M"),
+            "expected_attendance": ev["expected_attendance"],
+        }
+    ).reset_index(drop=True)
+
+
+def daily_series(
+    store: str | Path | Store, *, start: Any, end: Any, reference_weeks: int = 8
+) -> pd.DataFrame:
+    """Incidents and presence per local day over [start − reference_weeks·7 days, end)."""
+    st = open_store(store)
+    start, end = pd.Timestamp(start), pd.Timestamp(end)
+    cols = [
+        c for c in ("incidents", "present", "local_date") if c in st.cube_meta().get("columns", [])
+    ]
+    cube = st.cube(cols, start - pd.Timedelta(weeks=reference_weeks), end)
+    day = (
+        cube["local_date"]
+        if "local_date" in cube
+        else cube["hour"].dt.tz_convert(st.timezone).dt.date
+    )
+    agg: dict[str, Any] = {}
+    if "incidents" in cube:
+        agg["incidents"] = cube.groupby(day)["incidents"].sum()
+    if "present" in cube:
+        agg["present"] = (
+            cube.groupby([day, cube["hour"]])["present"].sum(min_count=1).groupby(level=0).mean()
+        )
+    out = pd.DataFrame(agg)
+    out.index = pd.to_datetime(out.index)
+    out.index.name = "day"
+    return out
+
+
+# -- model evaluation ------------------------------------------------------------------------------
+def evaluation_table(
+    evaluation: dict[str, Any] | None, *, level: str = "5%"
+) -> pd.DataFrame | None:
+    """Backtest metrics per model (rows) from ``models/evaluation.json``, best deviance first."""
+    if not evaluation or not evaluation.get("models"):
+        return None
+    rows = []
+    for name, m in evaluation["models"].items():
+        rows.append(
+            {
+                "model": name,
+                "poisson_deviance": m.get("poisson_deviance"),
+                "mae": m.get("mae"),
+                f"hit_rate_{level}": (m.get("hit_rate") or {}).get(level),
+                f"pai_{level}": (m.get("pai") or {}).get(level),
+                "coverage80": m.get("coverage80"),
+                "coverage95": m.get("coverage95"),
+                "zone_slots": m.get("n"),
+            }
+        )
+    return pd.DataFrame(rows).sort_values("poisson_deviance").reset_index(drop=True)
+
+
+def effects_table(effects: dict[str, Any] | None) -> pd.DataFrame | None:
+    """The effects of ``models/effects.json`` as a flat table (one row per effect)."""
+    if not effects or not effects.get("effects"):
+        return None
+    return pd.json_normalize(effects["effects"], sep="_")
+
+
+# -- event brief ---------------------------------------------------------------------------------
+def brief_hours(brief: dict[str, Any]) -> pd.DataFrame:
+    """The brief's hour-by-hour table: local hour, phase, presence, incidents and staffing."""
+    h = pd.DataFrame(brief["hours"])
+    cols = [
+        "local",
+        "phase",
+        "venue_reference",
+        "venue_present_forecast",
+        "ring_present_forecast",
+        "event_crowd",
+        "incidents_per_hour",
+        "rescuers",
+        "dps_tier",
+        "agents",
+        "entry_lanes",
+    ]
+    h = h[[c for c in cols if c in h.columns]].copy()
+    h["local"] = h["local"].astype(str).str[11:16]
+    return h.rename(columns={"local": "hour (local)"})
+
+
+def brief_arithmetic(brief: dict[str, Any]) -> pd.DataFrame:
+    """The staffing arithmetic of the peak, one line per quantity, with its source."""
+    s = brief["staffing"]
+    rows = []
+    for key in ("dps", "lanes", "barrier", "egress"):
+        part = s.get(key)
+        if isinstance(part, dict) and part.get("arithmetic"):
+            rows.append(
+                {
+                    "quantity": key,
+                    "arithmetic": part["arithmetic"],
+                    "source": part.get("source", ""),
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def brief_zone_values(brief: dict[str, Any]) -> pd.DataFrame:
+    """Per zone of the venue and ring: forecast over reference at the venue's peak hour."""
+    pres = pd.DataFrame(brief.get("presence", []))
+    if pres.empty:
+        return pd.DataFrame(columns=["zone_id", "present_ratio"])
+    venue = pres[pres["role"] == "venue"]
+    peak_hour = (
+        venue.loc[venue["forecast"].idxmax(), "hour"] if len(venue) else pres["hour"].iloc[0]
+    )
+    at = pres[pres["hour"] == peak_hour].copy()
+    at["present_ratio"] = at["forecast"] / at["reference"].replace(0, np.nan)
+    return at[["zone_id", "role", "present_ratio"]].reset_index(drop=True)
+
+
+def brief_stops(store: str | Path | Store, brief: dict[str, Any]) -> pd.DataFrame | None:
+    """The stops near the venue (from the brief) with their coordinates (validated stops)."""
+    st = open_store(store)
+    near = pd.DataFrame(brief.get("context", {}).get("stops", []))
+    stops = st.validated("stops")
+    if near.empty or stops is None:
+        return None
+    return near.merge(stops[["stop_id", "stop_lat", "stop_lon"]], on="stop_id", how="left")

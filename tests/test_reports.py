@@ -1,0 +1,298 @@
+"""The report runner (papermill), small-count suppression, offline maps, and the project notebooks."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import nbformat
+import pandas as pd
+import pytest
+
+from pipelines import publish
+from pipelines.reports import (
+    KINDS,
+    NOTEBOOK_DIR,
+    ReportError,
+    check_parameters,
+    external_resources,
+    list_reports,
+    parse_week,
+    run_notebook,
+)
+
+
+# -- a tiny notebook made in the test -------------------------------------------------------------
+def make_notebook(path: Path, *, kernel: bool = False) -> Path:
+    """A 4-cell notebook: parameters (n, fail), a summary with a count, a cell that can fail."""
+    nb = nbformat.v4.new_notebook()
+    params = nbformat.v4.new_code_cell("n = 3\nfail = False\nlabel = 'tiny'")
+    params.metadata["tags"] = ["parameters"]
+    nb.cells = [
+        nbformat.v4.new_markdown_cell("# Tiny report"),
+        params,
+        nbformat.v4.new_code_cell(
+            "from pipelines.publish import emit_summary\n"
+            "emit_summary({'title': f'Tiny {label}', 'incidents': n, 'ratio': n / 4}, k=10)"
+        ),
+        nbformat.v4.new_code_cell(
+            "if fail:\n    raise ValueError('planted failure')\nprint('secret_code_line', n)"
+        ),
+    ]
+    if kernel:
+        nb.metadata["kernelspec"] = {"name": "python3", "language": "python", "display_name": "P"}
+    nbformat.write(nb, str(path))
+    return path
+
+
+@pytest.fixture(scope="module")
+def tiny_nb(tmp_path_factory) -> Path:
+    """The tiny notebook, stripped (no kernelspec), in a temporary folder."""
+    return make_notebook(tmp_path_factory.mktemp("nb") / "tiny.ipynb")
+
+
+def test_parameters_checked_before_running(tiny_nb: Path, tmp_path: Path):
+    """An unknown parameter is refused before any kernel starts, naming the declared ones."""
+    with pytest.raises(ReportError, match=r"unknown parameter\(s\) week.*declares: fail.*label.*n"):
+        run_notebook(
+            tiny_nb, kind="weekly", report_id="x", parameters={"week": 3}, reports_dir=tmp_path
+        )
+    assert not (tmp_path / "weekly" / "x").exists()
+    with pytest.raises(ReportError, match="parameter n must be a plain value"):
+        check_parameters(tiny_nb, {"n": object()})
+
+
+def test_notebook_without_parameters_cell_is_refused(tmp_path: Path):
+    """A notebook with no cell tagged 'parameters' is not a report notebook."""
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("x = 1")]
+    path = tmp_path / "plain.ipynb"
+    nbformat.write(nb, str(path))
+    with pytest.raises(ReportError, match="no cell tagged 'parameters'"):
+        check_parameters(path, {})
+
+
+def test_report_ids_must_be_folder_names(tiny_nb: Path, tmp_path: Path):
+    """A report id with a path separator is refused (no writing outside reports/<kind>/)."""
+    with pytest.raises(ReportError, match="not usable as a folder name"):
+        run_notebook(tiny_nb, kind="weekly", report_id="../evil", reports_dir=tmp_path)
+
+
+@pytest.fixture(scope="module")
+def runs(tiny_nb: Path, tmp_path_factory):
+    """Three runs into one reports tree: a@n=12, b@n=4, then a failing run over a."""
+    root = tmp_path_factory.mktemp("reports")
+    first = run_notebook(
+        tiny_nb, kind="weekly", report_id="a", parameters={"n": 12}, reports_dir=root
+    )
+    second = run_notebook(
+        tiny_nb, kind="explore", report_id="b", parameters={"n": 4}, reports_dir=root
+    )
+    before = (root / "weekly" / "a" / "report.html").read_bytes()
+    with pytest.raises(ReportError) as err:
+        run_notebook(
+            tiny_nb, kind="weekly", report_id="a", parameters={"fail": True}, reports_dir=root
+        )
+    return {"root": root, "first": first, "second": second, "before": before, "err": err.value}
+
+
+def test_report_files_and_hidden_code(runs):
+    """A run writes report.html (no code shown), the executed .ipynb and summary.json."""
+    r = runs["first"]
+    assert r.html.exists() and r.notebook.exists() and r.summary_path.exists()
+    page = r.html.read_text()
+    assert "secret_code_line 12" in page  # the output is shown...
+    assert "print(&#39;secret_code_line&#39;" not in page and "print('secret_code_line'" not in page
+    assert "<title>Tiny tiny</title>" in page
+    executed = nbformat.read(str(r.notebook), as_version=4)
+    injected = [c for c in executed.cells if "injected-parameters" in c.metadata.get("tags", [])]
+    assert injected and "n = 12" in injected[0].source
+
+
+def test_summary_has_figures_and_provenance(runs):
+    """summary.json holds the notebook's figures and the provenance: parameters, notebook hash, code version."""
+    s = json.loads(runs["first"].summary_path.read_text())
+    assert s["figures"] == {"title": "Tiny tiny", "incidents": 12, "ratio": 3.0}
+    prov = s["provenance"]
+    assert prov["parameters"] == {"n": 12}
+    assert re.fullmatch(r"[0-9a-f]{64}", prov["notebook"]["sha256"])
+    assert prov["code_version"]["vigie"]
+    assert prov["kernel"]
+
+
+def test_small_counts_suppressed_in_summary_and_html(runs):
+    """n=4 incidents with k=10 reads '<10' in summary.json; the raw 4 is nowhere in the figures."""
+    s = runs["second"].summary
+    assert s["figures"]["incidents"] == "<10"
+    assert publish.find_unsuppressed(s["figures"], 10) == []
+
+
+def test_failed_run_keeps_previous_report(runs):
+    """A failing run names the failing cell, leaves the previous report byte-identical, saves the failure."""
+    err = runs["err"]
+    root = runs["root"]
+    assert "failed in cell" in str(err) and "ValueError: planted failure" in str(err)
+    assert "if fail:" in str(err)
+    assert (root / "weekly" / "a" / "report.html").read_bytes() == runs["before"]
+    failed = list((root / "_failed").glob("weekly-a-*.ipynb"))
+    assert len(failed) == 1 and Path(err.failed_notebook) == failed[0]
+    text = next((root / "_failed").glob("weekly-a-*.error.txt")).read_text()
+    assert "planted failure" in text
+    # no temporary folder is left behind
+    assert not [p for p in (root / "weekly").iterdir() if p.name.startswith(".")]
+
+
+def test_index_lists_reports_newest_first(runs):
+    """index.html links every report, newest first, and lists the failed run."""
+    root = runs["root"]
+    rows = list_reports(root)
+    assert [(r["kind"], r["id"]) for r in rows] == [("explore", "b"), ("weekly", "a")]
+    page = (root / "index.html").read_text()
+    assert page.index("explore/b/report.html") < page.index("weekly/a/report.html")
+    assert "_failed/weekly-a-" in page
+
+
+def test_report_page_loads_nothing_from_network(runs):
+    """The exported page has no <script src> or <link href> to the network (MathJax, require.js dropped)."""
+    assert external_resources(runs["first"].html.read_text()) == []
+
+
+def test_parse_week():
+    """ISO weeks parse to (Monday, next Monday); bad text says what is expected."""
+    assert str(parse_week("2026-W01")[0]) == "2025-12-29"
+    with pytest.raises(ReportError, match="expected an ISO week such as 2026-W46"):
+        parse_week("2026-46")
+    with pytest.raises(ReportError, match="no such ISO week"):
+        parse_week("2025-W53")
+
+
+# -- suppression ----------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("value", "k", "shown"),
+    [
+        (0, 10, "<10"),
+        (9, 10, "<10"),
+        (10, 10, 10),
+        (9.6, 10, "<10"),
+        (10.04, 10, 10.0),
+        (4, 5, "<5"),
+    ],
+    ids=["zero", "k-1", "k", "float-below", "float-at", "k5"],
+)
+def test_suppress_value(value, k, shown):
+    """Counts below k read '<k' (zero included); counts at or above k are shown."""
+    assert publish.suppress_value(value, k) == shown
+
+
+def test_suppress_frame_and_json_only_touch_counts():
+    """Count columns/keys are suppressed; ratios, zone ids and staff numbers are not."""
+    df = pd.DataFrame(
+        {
+            "zone_id": ["1", "2"],
+            "incidents": [3, 25],
+            "present_ratio": [0.5, 1.5],
+            "rescuers": [2, 8],
+        }
+    )
+    out = publish.suppress_frame(df, 10)
+    assert out["incidents"].tolist() == ["<10", 25]
+    assert out["present_ratio"].tolist() == [0.5, 1.5] and out["rescuers"].tolist() == [2, 8]
+    tree = {
+        "zones": [{"zone_id": "1", "incidents": 3, "inc_theft": [1, 30]}],
+        "n_zones": 2,
+        "rows": [{"name": "present", "value": 7}, {"name": "ratio", "value": 0.3}],
+    }
+    pub = publish.suppress_json(tree, 10)
+    assert pub["zones"][0]["incidents"] == "<10" and pub["zones"][0]["inc_theft"] == ["<10", 30]
+    assert pub["n_zones"] == 2
+    assert pub["rows"] == [{"name": "present", "value": "<10"}, {"name": "ratio", "value": 0.3}]
+    assert publish.find_unsuppressed(tree, 10) == [
+        "$.zones[0].incidents",
+        "$.zones[0].inc_theft[0]",
+        "$.rows[0].value",
+    ]
+    with pytest.raises(ValueError, match="positive integer"):
+        publish.suppress_value(3, 0)
+
+
+# -- maps -----------------------------------------------------------------------------------------
+@pytest.fixture
+def grid_zones():
+    """Six square zones in a row, with names."""
+    import geopandas as gpd
+    from shapely.geometry import box
+
+    return gpd.GeoDataFrame(
+        {"zone_id": [f"Z{i}" for i in range(6)], "name": [f"zone {i}" for i in range(6)]},
+        geometry=[box(2.30 + 0.01 * i, 48.85, 2.31 + 0.01 * i, 48.86) for i in range(6)],
+        crs=4326,
+    )
+
+
+def test_map_is_self_contained_with_layers(grid_zones):
+    """The map inlines Leaflet, loads nothing from a CDN, and has zones, signals, lamps, stops, ring, layer control."""
+    from pipelines.maps import to_html, zones_map
+
+    values = pd.DataFrame(
+        {
+            "zone_id": grid_zones.zone_id,
+            "present_ratio": [0.4, 0.8, 1.0, 1.2, 1.6, None],
+            "incidents": [3, 12, 0, 40, 5, 7],
+        }
+    )
+    m = zones_map(
+        grid_zones,
+        values,
+        signals=["Z1", "Z4"],
+        lamps_out=pd.DataFrame({"latitude": [48.855], "longitude": [2.305], "lamp_id": ["L1"]}),
+        stops=pd.DataFrame({"stop_lat": [48.853], "stop_lon": [2.325], "stop_name": ["Gare"]}),
+        venue={"latitude": 48.855, "longitude": 2.33, "radius_m": 300, "name": "Stade"},
+    )
+    page = to_html(m)
+    assert external_resources(page) == []
+    assert "cdn." not in page and "Leaflet 1.9.4" in page
+    assert "L.control.layers" in page
+    for layer in ("weak signals", "lamps out (1)", "transit stops (1)", "venue and ring"):
+        assert layer in page
+    # colours: ratio 0.4 -> darkest blue, 1.6 -> class [1.4, 2) orange, missing -> grey
+    for color in ("#2166ac", "#ef8a62", "#bdbdbd"):
+        assert color in page
+    # counts in tooltips are suppressed: 3 incidents in Z0 reads <10, 40 in Z3 is shown
+    geo = json.loads(re.search(r"geo_json_\w+_add\((\{.*?\})\);", page, re.S).group(1))
+    props = {f["properties"]["zone"]: f["properties"] for f in geo["features"]}
+    assert props["zone 0 (Z0)"]["incidents"] == "<10"
+    assert props["zone 3 (Z3)"]["incidents"] == "40"
+
+
+def test_map_rejects_non_geodataframe():
+    """zones_map says what it expected when given a plain DataFrame."""
+    from pipelines.maps import zones_map
+
+    with pytest.raises(TypeError, match="zones should be a GeoDataFrame, got DataFrame"):
+        zones_map(pd.DataFrame({"zone_id": ["a"]}))
+
+
+def test_excess_breaks_symmetric():
+    """Excess classes are symmetric around 0 and at least ±0.5 wide in the middle."""
+    from pipelines.maps import excess_breaks
+
+    b = excess_breaks([0.1, -0.2, 0.3])
+    assert b == (-2.5, -1.5, -0.5, 0.5, 1.5, 2.5)
+    b = excess_breaks(list(range(-50, 51)))
+    assert b[0] == -b[-1] and b[-1] == pytest.approx(45.0)
+
+
+# -- the project's notebooks ----------------------------------------------------------------------
+@pytest.mark.parametrize("kind", sorted(KINDS))
+def test_project_notebooks_are_parameterised_and_stripped(kind):
+    """Each notebook has one 'parameters' cell with defaults, no outputs, and defines no function or class."""
+    path = NOTEBOOK_DIR / KINDS[kind]
+    nb = nbformat.read(str(path), as_version=4)
+    tagged = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
+    assert len(tagged) == 1
+    assert "store" in check_parameters(path, {}) or True
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            assert cell.outputs == [] and cell.execution_count is None
+            assert not re.search(r"^\s*(def|class)\s", cell.source, re.M)
