@@ -223,7 +223,7 @@ def _period(weeks: int) -> tuple[pd.Timestamp, pd.Timestamp, pd.DatetimeIndex]:
     start = (end_naive - pd.Timedelta(weeks=weeks)).tz_localize(TIMEZONE)
     end = end_naive.tz_localize(TIMEZONE)
     hours = pd.date_range(start.tz_convert("UTC"), end.tz_convert("UTC"), freq="h", inclusive="left")
-    return start, end, hours
+    return start, end, hours.as_unit("ns")
 
 
 def _iso_week(ts: pd.Timestamp) -> str:
@@ -635,7 +635,7 @@ def _event_curves(ev: _Event, hours: pd.DatetimeIndex) -> tuple[np.ndarray, np.n
     """
     kind = _EVENT_KINDS[ev.kind]
     a, d, peak = kind["arrive_h"] * 3600, kind["leave_h"] * 3600, kind["peak"]
-    base = hours.asi8 // 10**9
+    base = hours.as_unit("ns").asi8 // 10**9
     t0 = int(ev.start.value // 10**9)
     t1 = int(ev.end.value // 10**9)
     # minute grid within each hour
@@ -769,7 +769,7 @@ def _make_lighting(zones: _Zones, spec: ScaleSpec, start: pd.Timestamp, end: pd.
 
 def _lamps_out(light: _Lighting, hours: pd.DatetimeIndex, Z: int) -> np.ndarray:
     """lamps_out[t, z]: lamps with a fault open at the slot midpoint (reported <= mid < repaired)."""
-    mids = (hours + pd.Timedelta(minutes=30)).asi8
+    mids = (hours + pd.Timedelta(minutes=30)).as_unit("ns").asi8
     f = light.faults
     zone = light.lamps["zone"].to_numpy()[f["lamp"].to_numpy()]
     i0 = np.searchsorted(mids, f["rep_ns"].to_numpy(), side="left")

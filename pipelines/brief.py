@@ -101,18 +101,33 @@ class BriefParams:
         for name in ("hours_before", "hours_after"):
             v = getattr(self, name)
             if not (isinstance(v, (int, np.integer)) and 0 <= v <= 48):
-                raise InputError(f"brief parameter {name} must be a whole number of hours in 0–48, got {v!r}.")
-        for name in ("lamp_radius_m", "stop_radius_m", "concurrent_radius_m", "comparable_hour_window"):
+                raise InputError(
+                    f"brief parameter {name} must be a whole number of hours in 0–48, got {v!r}."
+                )
+        for name in (
+            "lamp_radius_m",
+            "stop_radius_m",
+            "concurrent_radius_m",
+            "comparable_hour_window",
+        ):
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and v >= 0 and math.isfinite(v)):
-                raise InputError(f"brief parameter {name} must be a non-negative number, got {v!r}.")
+                raise InputError(
+                    f"brief parameter {name} must be a non-negative number, got {v!r}."
+                )
         if not self.comparable_size_ratio >= 1:
-            raise InputError(f"brief parameter comparable_size_ratio must be ≥ 1, got {self.comparable_size_ratio!r}.")
+            raise InputError(
+                f"brief parameter comparable_size_ratio must be ≥ 1, got {self.comparable_size_ratio!r}."
+            )
         if not (isinstance(self.max_comparables, int) and self.max_comparables >= 0):
-            raise InputError(f"brief parameter max_comparables must be a whole number ≥ 0, got {self.max_comparables!r}.")
+            raise InputError(
+                f"brief parameter max_comparables must be a whole number ≥ 0, got {self.max_comparables!r}."
+            )
 
     @classmethod
-    def from_mapping(cls, values: Mapping[str, Any] | BriefParams | st.StaffingParams | None) -> BriefParams:
+    def from_mapping(
+        cls, values: Mapping[str, Any] | BriefParams | st.StaffingParams | None
+    ) -> BriefParams:
         """Parameters from a flat mapping of brief and staffing names (or a params object)."""
         if values is None:
             return cls()
@@ -124,11 +139,17 @@ class BriefParams:
         own = {f.name for f in dataclasses.fields(cls)} - {"staffing"}
         mine = {k: values.pop(k) for k in list(values) if k in own}
         nested = values.pop("staffing", None)
-        staff = st.StaffingParams.from_mapping({**dict(nested or {}), **values}) if (values or nested) else st.StaffingParams()
+        staff = (
+            st.StaffingParams.from_mapping({**dict(nested or {}), **values})
+            if (values or nested)
+            else st.StaffingParams()
+        )
         return cls(**mine, staffing=staff)
 
     def describe(self) -> dict[str, Any]:
-        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "staffing"}
+        out = {
+            f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "staffing"
+        }
         out["staffing"] = self.staffing.describe()
         return out
 
@@ -164,7 +185,9 @@ def _localise(value: Any, tz: str, what: str, notes: list[str]) -> pd.Timestamp:
     try:
         ts = pd.Timestamp(value)
     except (ValueError, TypeError):
-        raise InputError(f"event {what} must be a date-time such as 2026-06-20T20:30 or 2026-06-20T20:30+02:00, got {value!r}.") from None
+        raise InputError(
+            f"event {what} must be a date-time such as 2026-06-20T20:30 or 2026-06-20T20:30+02:00, got {value!r}."
+        ) from None
     if ts is pd.NaT:
         raise InputError(f"event {what} is missing; expected a date-time such as 2026-06-20T20:30.")
     if ts.tzinfo is not None:
@@ -174,10 +197,14 @@ def _localise(value: Any, tz: str, what: str, notes: list[str]) -> pd.Timestamp:
     except Exception as exc:  # pytz / zoneinfo raise different classes for DST gaps and repeats
         if "nonexistent" in type(exc).__name__.lower() or "NonExistent" in type(exc).__name__:
             out = ts.tz_localize(tz, nonexistent="shift_forward").tz_convert("UTC")
-            notes.append(f"event {what} {ts} does not exist in {tz} (DST gap): moved to {out.tz_convert(tz)}")
+            notes.append(
+                f"event {what} {ts} does not exist in {tz} (DST gap): moved to {out.tz_convert(tz)}"
+            )
             return out
         out = ts.tz_localize(tz, ambiguous=True).tz_convert("UTC")
-        notes.append(f"event {what} {ts} is ambiguous in {tz} (DST repeat): read as {out.tz_convert(tz)}; give an offset to choose")
+        notes.append(
+            f"event {what} {ts} is ambiguous in {tz} (DST repeat): read as {out.tz_convert(tz)}; give an offset to choose"
+        )
         return out
 
 
@@ -193,7 +220,9 @@ def _bool_or_none(v: Any) -> bool | None:
     return bool(v)
 
 
-def load_event(store: Store, event: str | Path | Mapping[str, Any], *, notes: list[str] | None = None) -> EventSpec:
+def load_event(
+    store: Store, event: str | Path | Mapping[str, Any], *, notes: list[str] | None = None
+) -> EventSpec:
     """The event to brief: an ``event_id`` of the store's events, a YAML file, or a mapping.
 
     A YAML event has ``name``, ``start``, ``end`` (local times of the study's time zone, or
@@ -216,23 +245,36 @@ def load_event(store: Store, event: str | Path | Mapping[str, Any], *, notes: li
     path = Path(text)
     if text.lower().endswith((".yaml", ".yml")) or path.is_file():
         if not path.is_file():
-            raise InputError(f"{path}: no such event file; expected an event_id of the store or a YAML file.", file=str(path))
+            raise InputError(
+                f"{path}: no such event file; expected an event_id of the store or a YAML file.",
+                file=str(path),
+            )
         import yaml
 
         try:
             raw = yaml.safe_load(path.read_text(encoding="utf-8"))
         except (yaml.YAMLError, UnicodeDecodeError) as exc:
-            raise InputError(f"{path}: not a readable YAML event file ({exc.__class__.__name__}).", file=str(path)) from None
+            raise InputError(
+                f"{path}: not a readable YAML event file ({exc.__class__.__name__}).",
+                file=str(path),
+            ) from None
         if not isinstance(raw, dict):
-            raise InputError(f"{path}: expected a mapping with name, start, end, expected_attendance, category and a venue.", file=str(path))
+            raise InputError(
+                f"{path}: expected a mapping with name, start, end, expected_attendance, category and a venue.",
+                file=str(path),
+            )
         return _event_from_mapping(store, raw, str(path), tz, notes)
     events = store.validated("events")
     if events is None or events.empty:
-        raise InputError(f"event {text!r}: the store has no events; give a YAML event file instead.")
+        raise InputError(
+            f"event {text!r}: the store has no events; give a YAML event file instead."
+        )
     hit = events[events["event_id"].astype(str) == text]
     if hit.empty:
         some = ", ".join(events["event_id"].astype(str).head(5))
-        raise InputError(f"event {text!r} is not in the store's events (e.g. {some}); give an event_id or a YAML file.")
+        raise InputError(
+            f"event {text!r} is not in the store's events (e.g. {some}); give an event_id or a YAML file."
+        )
     row = hit.iloc[0]
     return EventSpec(
         event_id=text,
@@ -252,23 +294,35 @@ def load_event(store: Store, event: str | Path | Mapping[str, Any], *, notes: li
     )
 
 
-def _event_from_mapping(store: Store, raw: dict[str, Any], where: str, tz: str, notes: list[str]) -> EventSpec:
+def _event_from_mapping(
+    store: Store, raw: dict[str, Any], where: str, tz: str, notes: list[str]
+) -> EventSpec:
     venue = raw.get("venue") or {}
     if not isinstance(venue, Mapping):
-        raise InputError(f"{where}: venue must be a mapping with latitude/longitude or zone_id, got {venue!r}.")
+        raise InputError(
+            f"{where}: venue must be a mapping with latitude/longitude or zone_id, got {venue!r}."
+        )
     get = lambda k: venue.get(k, raw.get(k))  # noqa: E731
     missing = [k for k in ("name", "start", "end", "category") if raw.get(k) in (None, "")]
     attendance = raw.get("expected_attendance", raw.get("attendance"))
     if attendance is None:
         missing.append("expected_attendance")
     if missing:
-        raise InputError(f"{where}: the event lacks {', '.join(missing)}; expected name, start, end, expected_attendance, category and a venue.", file=where)
+        raise InputError(
+            f"{where}: the event lacks {', '.join(missing)}; expected name, start, end, expected_attendance, category and a venue.",
+            file=where,
+        )
     try:
         attendance = float(attendance)
     except (TypeError, ValueError):
-        raise InputError(f"{where}: expected_attendance must be a number, got {attendance!r}.", file=where) from None
+        raise InputError(
+            f"{where}: expected_attendance must be a number, got {attendance!r}.", file=where
+        ) from None
     if not math.isfinite(attendance) or attendance < 0:
-        raise InputError(f"{where}: expected_attendance must be a non-negative number, got {attendance!r}.", file=where)
+        raise InputError(
+            f"{where}: expected_attendance must be a non-negative number, got {attendance!r}.",
+            file=where,
+        )
     start = _localise(raw["start"], tz, "start", notes)
     end = _localise(raw["end"], tz, "end", notes)
     if end <= start:
@@ -286,10 +340,15 @@ def _event_from_mapping(store: Store, raw: dict[str, Any], where: str, tz: str, 
         try:
             widths = tuple(float(w) for w in widths)
         except (TypeError, ValueError):
-            raise InputError(f"{where}: exit_widths_m must be a list of metres, got {widths!r}.", file=where) from None
+            raise InputError(
+                f"{where}: exit_widths_m must be a list of metres, got {widths!r}.", file=where
+            ) from None
     staffing = raw.get("staffing") or {}
     if not isinstance(staffing, Mapping):
-        raise InputError(f"{where}: staffing must be a mapping of parameter: value, got {staffing!r}.", file=where)
+        raise InputError(
+            f"{where}: staffing must be a mapping of parameter: value, got {staffing!r}.",
+            file=where,
+        )
     local_start = start.tz_convert(tz)
     event_id = str(raw.get("event_id") or f"{_slug(raw['name'])}-{local_start:%Y%m%d}")
     return EventSpec(
@@ -314,7 +373,9 @@ def _event_from_mapping(store: Store, raw: dict[str, Any], where: str, tz: str, 
     )
 
 
-def _locate(store: Store, lat: Any, lon: Any, zone: str | None, where: str) -> tuple[str, float, float]:
+def _locate(
+    store: Store, lat: Any, lon: Any, zone: str | None, where: str
+) -> tuple[str, float, float]:
     """The venue's zone and coordinates from lat/lon or a zone_id."""
     from features import zones as fz
 
@@ -323,9 +384,15 @@ def _locate(store: Store, lat: Any, lon: Any, zone: str | None, where: str) -> t
         try:
             lat, lon = float(lat), float(lon)
         except (TypeError, ValueError):
-            raise InputError(f"{where}: latitude and longitude must be numbers, got {lat!r}, {lon!r}.", file=where) from None
+            raise InputError(
+                f"{where}: latitude and longitude must be numbers, got {lat!r}, {lon!r}.",
+                file=where,
+            ) from None
         if not (-90 <= lat <= 90 and -180 <= lon <= 180):
-            raise InputError(f"{where}: latitude must be in [-90, 90] and longitude in [-180, 180], got {lat}, {lon}.", file=where)
+            raise InputError(
+                f"{where}: latitude must be in [-90, 90] and longitude in [-180, 180], got {lat}, {lon}.",
+                file=where,
+            )
         if zone is None:
             if zones is not None and len(zones) and not fz.is_h3(zones["zone_id"].astype(str)):
                 zone = fz.assign_points(np.array([lat]), np.array([lon]), zones)[0]
@@ -335,10 +402,15 @@ def _locate(store: Store, lat: Any, lon: Any, zone: str | None, where: str) -> t
                 res = int(store.study().get("area", {}).get("h3_resolution", 8))
                 zone = h3.latlng_to_cell(lat, lon, res)
             if zone is None:
-                raise InputError(f"{where}: the venue ({lat}, {lon}) is outside every zone of the study.", file=where)
+                raise InputError(
+                    f"{where}: the venue ({lat}, {lon}) is outside every zone of the study.",
+                    file=where,
+                )
         return str(zone), lat, lon
     if zone is None:
-        raise InputError(f"{where}: the venue needs latitude and longitude, or a zone_id.", file=where)
+        raise InputError(
+            f"{where}: the venue needs latitude and longitude, or a zone_id.", file=where
+        )
     if zones is not None and zone not in set(zones["zone_id"].astype(str)):
         raise InputError(f"{where}: zone_id {zone!r} is not a zone of the study.", file=where)
     cent = _centroid(zones, zone)
@@ -385,14 +457,18 @@ def _ring(store: Store, zones, zone_id: str) -> list[str]:
 # -- time ----------------------------------------------------------------------------------------
 
 
-def event_hours(start: pd.Timestamp, end: pd.Timestamp, *, before: int, after: int) -> pd.DatetimeIndex:
+def event_hours(
+    start: pd.Timestamp, end: pd.Timestamp, *, before: int, after: int
+) -> pd.DatetimeIndex:
     """UTC hours from ``before`` h before the start to ``after`` h after the end (DST-safe)."""
     first = (start - before * _HOUR).floor("h")
     last = (end + after * _HOUR).ceil("h")
     return pd.date_range(first, last - _HOUR, freq="h", tz="UTC")
 
 
-def phase_keys(hours: pd.DatetimeIndex, start: pd.Timestamp, end: pd.Timestamp) -> list[tuple[str, int]]:
+def phase_keys(
+    hours: pd.DatetimeIndex, start: pd.Timestamp, end: pd.Timestamp
+) -> list[tuple[str, int]]:
     """Each hour's place relative to an event: ``("before", k)`` k hours before the start (k ≥ 1),
     ``("during", k)`` the k-th hour since the start, ``("after", k)`` the k-th hour after the end."""
     out = []
@@ -406,7 +482,9 @@ def phase_keys(hours: pd.DatetimeIndex, start: pd.Timestamp, end: pd.Timestamp) 
     return out
 
 
-def attendance_curve(hours: pd.DatetimeIndex, start: pd.Timestamp, end: pd.Timestamp, params: st.StaffingParams) -> tuple[np.ndarray, np.ndarray]:
+def attendance_curve(
+    hours: pd.DatetimeIndex, start: pd.Timestamp, end: pd.Timestamp, params: st.StaffingParams
+) -> tuple[np.ndarray, np.ndarray]:
     """Share of attendees present (mean over each hour) and peak share arriving per minute.
 
     Minute by minute: before the start the arrived share of the triangular arrival curve,
@@ -420,7 +498,11 @@ def attendance_curve(hours: pd.DatetimeIndex, start: pd.Timestamp, end: pd.Times
         t = h + pd.to_timedelta(offs, unit="min")
         to_start = ((start - t) / pd.Timedelta(minutes=1)).to_numpy(dtype=float)
         after_end = ((t - end) / pd.Timedelta(minutes=1)).to_numpy(dtype=float)
-        occ = np.where(to_start > 0, st.arrived_share(to_start, params=params), np.where(after_end >= 0, st.remaining_share(after_end, params=params), 1.0))
+        occ = np.where(
+            to_start > 0,
+            st.arrived_share(to_start, params=params),
+            np.where(after_end >= 0, st.remaining_share(after_end, params=params), 1.0),
+        )
         present[i] = occ.mean()
         dens = np.where(to_start >= 0, st.arrival_density(to_start, params=params), 0.0)
         arrivals[i] = dens.max()
@@ -429,7 +511,14 @@ def attendance_curve(hours: pd.DatetimeIndex, start: pd.Timestamp, end: pd.Times
 
 def _local_parts(hours: pd.DatetimeIndex, tz: str) -> pd.DataFrame:
     loc = hours.tz_convert(tz)
-    return pd.DataFrame({"hour": hours, "local_hour": loc.hour.astype("int8"), "dow": loc.dayofweek.astype("int8"), "local_date": loc.date})
+    return pd.DataFrame(
+        {
+            "hour": hours,
+            "local_hour": loc.hour.astype("int8"),
+            "dow": loc.dayofweek.astype("int8"),
+            "local_date": loc.date,
+        }
+    )
 
 
 # -- cube helpers ----------------------------------------------------------------------------------
@@ -439,7 +528,9 @@ def _read_cube(store: Store, zones: list[str], limitations: list[str]) -> pd.Dat
     try:
         meta = store.cube_meta()
     except StoreError:
-        limitations.append("no cube in the store: no presence reference, no observed history (run `vigie cube`)")
+        limitations.append(
+            "no cube in the store: no presence reference, no observed history (run `vigie cube`)"
+        )
         return None
     cols = [c for c in meta.get("columns", []) if c not in ("zone_id", "hour", "month")] or None
     try:
@@ -502,7 +593,12 @@ def _history(h: History | pd.DataFrame | None) -> History:
 
 
 def reference(
-    history: History | pd.DataFrame | None, zone_id: str, hours: pd.DatetimeIndex, tz: str, *, weeks: int = 8
+    history: History | pd.DataFrame | None,
+    zone_id: str,
+    hours: pd.DatetimeIndex,
+    tz: str,
+    *,
+    weeks: int = 8,
 ) -> tuple[np.ndarray, list[str]]:
     """The reference presence of a zone at given hours, and how each was obtained.
 
@@ -536,7 +632,10 @@ def reference(
         b = base.get(key)
         if b is not None and len(b):
             prior = b[b.index < h]
-            out[i], how[i] = float((prior if len(prior) else b).iloc[-1]), "baseline of the same hour of week"
+            out[i], how[i] = (
+                float((prior if len(prior) else b).iloc[-1]),
+                "baseline of the same hour of week",
+            )
             continue
         q = quiet.get(key)
         if q is not None and len(q):
@@ -554,7 +653,9 @@ def _hour_gap(a: int, b: int) -> int:
     return min(d, 24 - d)
 
 
-def find_comparables(events: pd.DataFrame | None, ev: EventSpec, tz: str, params: BriefParams) -> pd.DataFrame:
+def find_comparables(
+    events: pd.DataFrame | None, ev: EventSpec, tz: str, params: BriefParams
+) -> pd.DataFrame:
     """Past events of the same category, similar size and similar local start hour, best first."""
     if events is None or events.empty or ev.attendance <= 0:
         return pd.DataFrame()
@@ -568,7 +669,11 @@ def find_comparables(events: pd.DataFrame | None, ev: EventSpec, tz: str, params
     r = params.comparable_size_ratio
     e = e[(ratio >= 1 / r) & (ratio <= r)]
     own = ev.start.tz_convert(tz).hour
-    gaps = pd.to_datetime(e["start"], utc=True).dt.tz_convert(tz).dt.hour.map(lambda x: _hour_gap(x, own))
+    gaps = (
+        pd.to_datetime(e["start"], utc=True)
+        .dt.tz_convert(tz)
+        .dt.hour.map(lambda x: _hour_gap(x, own))
+    )
     e = e[gaps <= params.comparable_hour_window]
     if e.empty:
         return e
@@ -578,7 +683,9 @@ def find_comparables(events: pd.DataFrame | None, ev: EventSpec, tz: str, params
     return e.sort_values(["score", "start"], ascending=[True, False]).head(params.max_comparables)
 
 
-def _observed_uplift(cube: History | pd.DataFrame, zone_ids: list[str], hours: pd.DatetimeIndex, tz: str, weeks: int) -> np.ndarray:
+def _observed_uplift(
+    cube: History | pd.DataFrame, zone_ids: list[str], hours: pd.DatetimeIndex, tz: str, weeks: int
+) -> np.ndarray:
     """Mean over ``zone_ids`` of observed present − reference at ``hours`` (NaN where unobserved)."""
     if not zone_ids:
         return np.full(len(hours), np.nan)
@@ -670,12 +777,16 @@ def make_brief(
     bp = BriefParams.from_mapping(params)
     ev = load_event(store, event, notes=notes)
     if ev.staffing_overrides:
-        bp = dataclasses.replace(bp, staffing=bp.staffing.with_overrides(**dict(ev.staffing_overrides)))
+        bp = dataclasses.replace(
+            bp, staffing=bp.staffing.with_overrides(**dict(ev.staffing_overrides))
+        )
     sp = bp.staffing
 
     zones = _zones(store)
     if zones is None:
-        limitations.append("no zones in the store: the ring of neighbouring zones is H3-based or empty")
+        limitations.append(
+            "no zones in the store: the ring of neighbouring zones is H3-based or empty"
+        )
     ring = _ring(store, zones, ev.zone_id)
     if not ring:
         limitations.append(f"venue zone {ev.zone_id} has no neighbouring zones: no ring forecast")
@@ -684,11 +795,15 @@ def make_brief(
     parts = _local_parts(hours, tz)
     local = hours.tz_convert(tz)
     if len({t.utcoffset() for t in local}) > 1:
-        notes.append("the brief spans a daylight-saving change: hours are listed in UTC order with their local offset")
+        notes.append(
+            "the brief spans a daylight-saving change: hours are listed in UTC order with their local offset"
+        )
     if local[0].date() != local[-1].date():
         notes.append("the brief spans midnight (local time)")
     if ev.indoor:
-        notes.append("indoor event: presence is as measured by the source inside the venue zone; lamps and transit matter for the approach routes")
+        notes.append(
+            "indoor event: presence is as measured by the source inside the venue zone; lamps and transit matter for the approach routes"
+        )
 
     events = store.validated("events")
     comps = find_comparables(events, ev, tz, bp)
@@ -708,30 +823,55 @@ def make_brief(
     comparables_out: list[dict] = []
     if cube is not None and len(comps) and "present" in cube.columns:
         for _, c in comps.iterrows():
-            cs, ce = pd.Timestamp(c["start"]).tz_convert("UTC"), pd.Timestamp(c["end"]).tz_convert("UTC")
+            cs, ce = (
+                pd.Timestamp(c["start"]).tz_convert("UTC"),
+                pd.Timestamp(c["end"]).tz_convert("UTC"),
+            )
             ch = event_hours(cs, ce, before=bp.hours_before, after=bp.hours_after)
             ck = phase_keys(ch, cs, ce)
             cz = str(c["zone_id"])
             att = float(c["expected_attendance"])
             up = _observed_uplift(hist, [cz], ch, tz, bp.baseline_weeks)
             if np.isfinite(up).sum() < max(1, len(ch) // 2):
-                comparables_out.append(_comparable_summary(c, hist, cz, comp_zones[cz], cs, ce, tz, bp, used=False))
+                comparables_out.append(
+                    _comparable_summary(c, hist, cz, comp_zones[cz], cs, ce, tz, bp, used=False)
+                )
                 continue
             venue_table.append(_key_lookup(ck, up / att))
             rup = _observed_uplift(hist, comp_zones[cz], ch, tz, bp.baseline_weeks)
             ring_table.append(_key_lookup(ck, rup / att))
-            comparables_out.append(_comparable_summary(c, hist, cz, comp_zones[cz], cs, ce, tz, bp, used=True))
+            comparables_out.append(
+                _comparable_summary(c, hist, cz, comp_zones[cz], cs, ce, tz, bp, used=True)
+            )
     elif len(comps):
         for _, c in comps.iterrows():
-            comparables_out.append(_comparable_summary(c, hist, str(c["zone_id"]), comp_zones[str(c["zone_id"])], pd.Timestamp(c["start"]), pd.Timestamp(c["end"]), tz, bp, used=False))
+            comparables_out.append(
+                _comparable_summary(
+                    c,
+                    hist,
+                    str(c["zone_id"]),
+                    comp_zones[str(c["zone_id"])],
+                    pd.Timestamp(c["start"]),
+                    pd.Timestamp(c["end"]),
+                    tz,
+                    bp,
+                    used=False,
+                )
+            )
     if venue_table:
         method = "comparables"
         per_att = np.array([_median_at(venue_table, k) for k in keys])
         gaps = ~np.isfinite(per_att)
         crowd = np.where(gaps, curve_crowd, per_att * ev.attendance)
         if gaps.any():
-            notes.append(f"{int(gaps.sum())} hour(s) not covered by the comparables used the attendance curve")
-        ring_att = np.array([_median_at(ring_table, k) for k in keys]) if ring_table else np.zeros(len(keys))
+            notes.append(
+                f"{int(gaps.sum())} hour(s) not covered by the comparables used the attendance curve"
+            )
+        ring_att = (
+            np.array([_median_at(ring_table, k) for k in keys])
+            if ring_table
+            else np.zeros(len(keys))
+        )
         ring_crowd = np.where(np.isfinite(ring_att), ring_att, 0.0) * ev.attendance
         method_text = (
             f"uplift learnt from {len(venue_table)} comparable past event(s) of category {ev.category!r} "
@@ -756,11 +896,17 @@ def make_brief(
     presence_rows: list[dict] = []
     venue_ref, venue_how = reference(hist, ev.zone_id, hours, tz, weeks=bp.baseline_weeks)
     if not np.isfinite(venue_ref).any():
-        limitations.append(f"no presence reference for venue zone {ev.zone_id}: forecast presence is the event crowd alone")
+        limitations.append(
+            f"no presence reference for venue zone {ev.zone_id}: forecast presence is the event crowd alone"
+        )
     zone_forecasts: dict[str, np.ndarray] = {}
     for role, zlist in (("venue", [ev.zone_id]), ("ring", ring)):
         for z in zlist:
-            ref, how = (venue_ref, venue_how) if z == ev.zone_id else reference(hist, z, hours, tz, weeks=bp.baseline_weeks)
+            ref, how = (
+                (venue_ref, venue_how)
+                if z == ev.zone_id
+                else reference(hist, z, hours, tz, weeks=bp.baseline_weeks)
+            )
             up = crowd if role == "venue" else ring_crowd
             fc = np.maximum(0.0, np.nan_to_num(ref, nan=0.0) + up)
             zone_forecasts[z] = fc
@@ -786,7 +932,9 @@ def make_brief(
     concurrent = _concurrent(events, ev, tz, bp)
 
     # -- incidents ---------------------------------------------------------------------------------
-    frame = _model_frame(store, cube, ev, ring, hours, parts, zone_forecasts, concurrent, tz, limitations)
+    frame = _model_frame(
+        store, cube, ev, ring, hours, parts, zone_forecasts, concurrent, tz, limitations
+    )
     inc_rows, inc_hour = _incidents(store, predictor, frame, hours, sp, limitations)
 
     # -- staffing ------------------------------------------------------------------------------------
@@ -905,7 +1053,9 @@ def _provenance(store: Store) -> dict[str, Any]:
 # -- model frame and incidents ------------------------------------------------------------------
 
 
-def _model_frame(store, cube, ev, ring, hours, parts, zone_forecasts, concurrent, tz, limitations) -> pd.DataFrame:
+def _model_frame(
+    store, cube, ev, ring, hours, parts, zone_forecasts, concurrent, tz, limitations
+) -> pd.DataFrame:
     """Cube-like rows for the venue and ring zones at the brief's hours, with forecast presence.
 
     Where the cube has the row, its columns are kept; elsewhere calendar columns are computed
@@ -924,7 +1074,14 @@ def _model_frame(store, cube, ev, ring, hours, parts, zone_forecasts, concurrent
         rows.append(f)
     frame = pd.concat(rows, ignore_index=True)
     if cube is not None:
-        extra = [c for c in cube.columns if c not in frame.columns and c not in ("present_missing",) and not c.startswith("inc_") and c != "incidents"]
+        extra = [
+            c
+            for c in cube.columns
+            if c not in frame.columns
+            and c not in ("present_missing",)
+            and not c.startswith("inc_")
+            and c != "incidents"
+        ]
         known = cube.set_index(["zone_id", "hour"])[extra]
         idx = pd.MultiIndex.from_frame(frame[["zone_id", "hour"]])
         frame = pd.concat([frame, known.reindex(idx).reset_index(drop=True)], axis=1)
@@ -940,9 +1097,18 @@ def _model_frame(store, cube, ev, ring, hours, parts, zone_forecasts, concurrent
         lon = frame["zone_id"].map(lambda z: cents[z][1]).to_numpy(dtype=float)
         if np.isfinite(lat).all():
             dark = cal.dark_mask(pd.DatetimeIndex(frame["hour"]), lat, lon)
-            frame["dark"] = frame["dark"].fillna(pd.Series(dark)).astype(bool) if "dark" in frame else dark
+            frame["dark"] = (
+                frame["dark"].fillna(pd.Series(dark)).astype(bool) if "dark" in frame else dark
+            )
     for col, fn in (
-        ("holiday", lambda d: cal.public_holidays(d, country=study.get("country") or default_country(tz), subdivision=study.get("subdivision"))),
+        (
+            "holiday",
+            lambda d: cal.public_holidays(
+                d,
+                country=study.get("country") or default_country(tz),
+                subdivision=study.get("subdivision"),
+            ),
+        ),
         ("school_holiday", lambda d: cal.school_holidays(d, zone=study.get("school_zone"))),
     ):
         if col not in frame or frame[col].isna().any():
@@ -959,11 +1125,17 @@ def _model_frame(store, cube, ev, ring, hours, parts, zone_forecasts, concurrent
         if "ridership_entries" in cube.columns and frame["ridership_entries"].isna().any():
             usual = cube.groupby(["zone_id", "dow", "local_hour"])["ridership_entries"].median()
             key = pd.MultiIndex.from_frame(frame[["zone_id", "dow", "local_hour"]])
-            frame["ridership_entries"] = frame["ridership_entries"].fillna(pd.Series(usual.reindex(key).to_numpy())).fillna(0)
+            frame["ridership_entries"] = (
+                frame["ridership_entries"]
+                .fillna(pd.Series(usual.reindex(key).to_numpy()))
+                .fillna(0)
+            )
         if "temperature_c" in cube.columns and frame["temperature_c"].isna().any():
             by_hour = cube.groupby("local_hour")["temperature_c"].mean()
             frame["temperature_c"] = frame["temperature_c"].fillna(frame["local_hour"].map(by_hour))
-            limitations.append("weather at the event is unknown: the mean temperature of each hour and no rain are assumed")
+            limitations.append(
+                "weather at the event is unknown: the mean temperature of each hour and no rain are assumed"
+            )
         if "precipitation_mm" in cube.columns:
             frame["precipitation_mm"] = frame["precipitation_mm"].fillna(0.0)
     if "present_baseline" in frame:
@@ -974,9 +1146,21 @@ def _model_frame(store, cube, ev, ring, hours, parts, zone_forecasts, concurrent
     att = np.zeros(len(frame))
     for e in [
         {"zone_id": ev.zone_id, "start": ev.start, "end": ev.end, "attendance": ev.attendance},
-        *({"zone_id": c["zone_id"], "start": c["start"], "end": c["end"], "attendance": c["expected_attendance"]} for c in concurrent),
+        *(
+            {
+                "zone_id": c["zone_id"],
+                "start": c["start"],
+                "end": c["end"],
+                "attendance": c["expected_attendance"],
+            }
+            for c in concurrent
+        ),
     ]:
-        on = (frame["zone_id"] == e["zone_id"]) & (frame["hour"] < e["end"]) & (frame["hour"] + _HOUR > e["start"])
+        on = (
+            (frame["zone_id"] == e["zone_id"])
+            & (frame["hour"] < e["end"])
+            & (frame["hour"] + _HOUR > e["start"])
+        )
         active += on.to_numpy()
         att += on.to_numpy() * float(e["attendance"])
     frame["events_active"] = active.astype(int)
@@ -999,21 +1183,29 @@ def _incidents(store, predictor, frame, hours, sp, limitations) -> tuple[list[di
             predictor = load_predictor(store)
         except Exception as exc:  # noqa: BLE001 - a missing or broken model is a limitation
             msg = str(exc) if isinstance(exc, VigieError) else f"{exc.__class__.__name__}: {exc}"
-            limitations.append(f"no incident forecast: no fitted model could be loaded ({msg}); agents from the visibility ratio only")
+            limitations.append(
+                f"no incident forecast: no fitted model could be loaded ({msg}); agents from the visibility ratio only"
+            )
             return [], none
     try:
         pred = predictor.predict(frame, groups=None)
     except Exception as exc:  # noqa: BLE001
-        limitations.append(f"no incident forecast: the model could not predict ({exc.__class__.__name__}: {exc}); agents from the visibility ratio only")
+        limitations.append(
+            f"no incident forecast: the model could not predict ({exc.__class__.__name__}: {exc}); agents from the visibility ratio only"
+        )
         return [], none
     need = {"zone_id", "hour", "group", "mean", "lower80", "upper80", "lower95", "upper95"}
     if pred is None or not need <= set(pred.columns):
-        limitations.append(f"no incident forecast: the model's predictions lack {sorted(need - set(getattr(pred, 'columns', [])))}")
+        limitations.append(
+            f"no incident forecast: the model's predictions lack {sorted(need - set(getattr(pred, 'columns', [])))}"
+        )
         return [], none
     pred = pred.copy()
     pred["hour"] = pd.to_datetime(pred["hour"], utc=True)
     if pred.empty:
-        limitations.append("no incident forecast: the model returned no rows (no incidents source in the study?)")
+        limitations.append(
+            "no incident forecast: the model returned no rows (no incidents source in the study?)"
+        )
         return [], none
     pred["sd"] = ((pred["upper95"] - pred["lower95"]) / 3.92).clip(lower=0)
     agg = pred.groupby("hour").agg(mean=("mean", "sum"), var=("sd", lambda s: float((s**2).sum())))
@@ -1037,18 +1229,32 @@ def haversine_m(lat1, lon1, lat2, lon2) -> np.ndarray:
     return 2 * r * np.arcsin(np.sqrt(np.clip(a, 0, 1)))
 
 
-def _lamps_context(store: Store, ev: EventSpec, bp: BriefParams, limitations: list[str]) -> dict[str, Any]:
+def _lamps_context(
+    store: Store, ev: EventSpec, bp: BriefParams, limitations: list[str]
+) -> dict[str, Any]:
     lamps = store.validated("lamps")
     faults = store.validated("lighting_faults")
-    out: dict[str, Any] = {"radius_m": bp.lamp_radius_m, "lamps": None, "out": None, "to_repair": []}
+    out: dict[str, Any] = {
+        "radius_m": bp.lamp_radius_m,
+        "lamps": None,
+        "out": None,
+        "to_repair": [],
+    }
     if not np.isfinite(ev.latitude):
         limitations.append("venue location unknown: no lamps context")
         return out
     if lamps is None and faults is None:
-        limitations.append("no lighting data in the study (no lamps, no lighting_faults): street lights near the venue unknown")
+        limitations.append(
+            "no lighting data in the study (no lamps, no lighting_faults): street lights near the venue unknown"
+        )
         return out
     if lamps is not None:
-        d = haversine_m(ev.latitude, ev.longitude, lamps["latitude"].to_numpy(float), lamps["longitude"].to_numpy(float))
+        d = haversine_m(
+            ev.latitude,
+            ev.longitude,
+            lamps["latitude"].to_numpy(float),
+            lamps["longitude"].to_numpy(float),
+        )
         out["lamps"] = int((d <= bp.lamp_radius_m).sum())
     if faults is None:
         limitations.append("no lighting_faults source: lamps out near the venue unknown")
@@ -1057,20 +1263,28 @@ def _lamps_context(store: Store, ev: EventSpec, bp: BriefParams, limitations: li
     if "latitude" not in f or f["latitude"].isna().any():
         if lamps is not None:
             loc = lamps.set_index("lamp_id")[["latitude", "longitude"]]
-            f["latitude"] = f.get("latitude", pd.Series(np.nan, index=f.index)).fillna(f["lamp_id"].map(loc["latitude"]))
-            f["longitude"] = f.get("longitude", pd.Series(np.nan, index=f.index)).fillna(f["lamp_id"].map(loc["longitude"]))
+            f["latitude"] = f.get("latitude", pd.Series(np.nan, index=f.index)).fillna(
+                f["lamp_id"].map(loc["latitude"])
+            )
+            f["longitude"] = f.get("longitude", pd.Series(np.nan, index=f.index)).fillna(
+                f["lamp_id"].map(loc["longitude"])
+            )
     f = f.dropna(subset=["latitude", "longitude"])
     reported = pd.to_datetime(f["reported_at"], utc=True)
     repaired = pd.to_datetime(f["repaired_at"], utc=True)
     open_at = (reported < ev.end) & (repaired.isna() | (repaired > ev.start))
     f = f[open_at]
-    d = haversine_m(ev.latitude, ev.longitude, f["latitude"].to_numpy(float), f["longitude"].to_numpy(float))
+    d = haversine_m(
+        ev.latitude, ev.longitude, f["latitude"].to_numpy(float), f["longitude"].to_numpy(float)
+    )
     f = f.assign(distance_m=d)[d <= bp.lamp_radius_m].sort_values("distance_m")
     out["out"] = int(f["lamp_id"].nunique())
     latest = reported.max() if len(reported) else None
     if latest is not None and latest < ev.start:
         out["as_of"] = latest
-        limitations.append(f"lighting faults known up to {latest:%Y-%m-%d}: lamps out at the event are those still open then")
+        limitations.append(
+            f"lighting faults known up to {latest:%Y-%m-%d}: lamps out at the event are those still open then"
+        )
     out["to_repair"] = [
         {
             "lamp_id": str(r.lamp_id),
@@ -1110,7 +1324,12 @@ def _stops_context(store, ev, hours, tz, bp, sp, limitations) -> list[dict[str, 
         return []
     if not np.isfinite(ev.latitude):
         return []
-    d = haversine_m(ev.latitude, ev.longitude, stops["stop_lat"].to_numpy(float), stops["stop_lon"].to_numpy(float))
+    d = haversine_m(
+        ev.latitude,
+        ev.longitude,
+        stops["stop_lat"].to_numpy(float),
+        stops["stop_lon"].to_numpy(float),
+    )
     near = stops.assign(distance_m=d)[d <= bp.stop_radius_m].sort_values("distance_m")
     if near.empty:
         limitations.append(f"no transit stop within {bp.stop_radius_m:g} m of the venue")
@@ -1121,7 +1340,9 @@ def _stops_context(store, ev, hours, tz, bp, sp, limitations) -> list[dict[str, 
     if rid is None or rid.empty:
         limitations.append("no ridership source: usual entries at the stops near the venue unknown")
     else:
-        hourly = _hourly_ridership(rid[rid["stop_id"].astype(str).isin(near["stop_id"].astype(str))])
+        hourly = _hourly_ridership(
+            rid[rid["stop_id"].astype(str).isin(near["stop_id"].astype(str))]
+        )
         hourly = hourly[hourly["hour"] < ev.start]
         hourly = hourly[hourly["hour"] >= ev.start - pd.Timedelta(weeks=bp.baseline_weeks)]
         loc = pd.DatetimeIndex(hourly["hour"]).tz_convert(tz)
@@ -1129,10 +1350,14 @@ def _stops_context(store, ev, hours, tz, bp, sp, limitations) -> list[dict[str, 
         med = hourly.groupby(["stop_id", "dow", "local_hour"])["entries"].median()
         for i, sid in enumerate(near["stop_id"].astype(str)):
             for j in range(len(hours)):
-                usual[i, j] = float(med.get((sid, parts["dow"].iat[j], parts["local_hour"].iat[j]), 0.0))
+                usual[i, j] = float(
+                    med.get((sid, parts["dow"].iat[j], parts["local_hour"].iat[j]), 0.0)
+                )
     # attendees leaving in each hour, a transit_share of whom board near the venue
     after = np.array([((h - ev.end) / pd.Timedelta(minutes=1)) for h in hours], dtype=float)
-    leaving = ev.attendance * (st.remaining_share(after, params=sp) - st.remaining_share(after + 60, params=sp))
+    leaving = ev.attendance * (
+        st.remaining_share(after, params=sp) - st.remaining_share(after + 60, params=sp)
+    )
     leaving = np.where(after + 60 > 0, leaving, 0.0)
     weights = usual.sum(axis=1)
     weights = weights / weights.sum() if weights.sum() > 0 else np.full(len(near), 1 / len(near))
@@ -1152,7 +1377,10 @@ def _stops_context(store, ev, hours, tz, bp, sp, limitations) -> list[dict[str, 
                 "peak_local": local[j].isoformat(),
                 "peak_usual_entries": float(usual[i, j]),
                 "peak_expected_entries": float(exp[j]),
-                "hours": [{"hour": h, "usual_entries": float(u), "expected_entries": float(e)} for h, u, e in zip(hours, usual[i], exp)],
+                "hours": [
+                    {"hour": h, "usual_entries": float(u), "expected_entries": float(e)}
+                    for h, u, e in zip(hours, usual[i], exp)
+                ],
                 "arithmetic": (
                     f"expected = usual + {sp.transit_share:g} (transit share) × attendees leaving that hour × "
                     f"{weights[i]:.2f} (this stop's share of the usual entries near the venue)"
@@ -1162,7 +1390,9 @@ def _stops_context(store, ev, hours, tz, bp, sp, limitations) -> list[dict[str, 
     return out
 
 
-def _concurrent(events: pd.DataFrame | None, ev: EventSpec, tz: str, bp: BriefParams) -> list[dict[str, Any]]:
+def _concurrent(
+    events: pd.DataFrame | None, ev: EventSpec, tz: str, bp: BriefParams
+) -> list[dict[str, Any]]:
     if events is None or events.empty or not np.isfinite(ev.latitude):
         return []
     e = events[events["event_id"].astype(str) != ev.event_id].copy()
@@ -1170,7 +1400,9 @@ def _concurrent(events: pd.DataFrame | None, ev: EventSpec, tz: str, bp: BriefPa
     e = e[(s < ev.end) & (en > ev.start)]
     if e.empty:
         return []
-    d = haversine_m(ev.latitude, ev.longitude, e["latitude"].to_numpy(float), e["longitude"].to_numpy(float))
+    d = haversine_m(
+        ev.latitude, ev.longitude, e["latitude"].to_numpy(float), e["longitude"].to_numpy(float)
+    )
     e = e.assign(distance_m=d)[d <= bp.concurrent_radius_m].sort_values("distance_m")
     return [
         {
@@ -1189,7 +1421,9 @@ def _concurrent(events: pd.DataFrame | None, ev: EventSpec, tz: str, bp: BriefPa
     ]
 
 
-def _comparable_summary(c, hist, zone_id, ring, start, end, tz, bp, *, used: bool) -> dict[str, Any]:
+def _comparable_summary(
+    c, hist, zone_id, ring, start, end, tz, bp, *, used: bool
+) -> dict[str, Any]:
     """What happened at a comparable past event: presence peak and incidents against usual."""
     start, end = pd.Timestamp(start).tz_convert("UTC"), pd.Timestamp(end).tz_convert("UTC")
     out: dict[str, Any] = {
@@ -1215,7 +1449,11 @@ def _comparable_summary(c, hist, zone_id, ring, start, end, tz, bp, *, used: boo
     if obs.notna().any():
         h = obs.idxmax()
         ref, _ = reference(hist, zone_id, pd.DatetimeIndex([h]), tz, weeks=bp.baseline_weeks)
-        out.update(present_peak=float(obs[h]), present_peak_local=h.tz_convert(tz).isoformat(), reference_at_peak=_num(ref[0]))
+        out.update(
+            present_peak=float(obs[h]),
+            present_peak_local=h.tz_convert(tz).isoformat(),
+            reference_at_peak=_num(ref[0]),
+        )
     if "incidents" in cube.columns:
         area = cube[cube["zone_id"].isin([zone_id, *ring])]
         during = area[area["hour"].isin(hours)]

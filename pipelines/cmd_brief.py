@@ -18,7 +18,9 @@ def _parse_params(items: list[str] | None) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for item in items or []:
         if "=" not in item:
-            raise InputError(f"--param expects KEY=VALUE (e.g. visibility_ratio=200), got {item!r}.")
+            raise InputError(
+                f"--param expects KEY=VALUE (e.g. visibility_ratio=200), got {item!r}."
+            )
         key, value = item.split("=", 1)
         try:
             out[key.strip()] = yaml.safe_load(value)
@@ -34,11 +36,18 @@ def register(app: typer.Typer) -> None:
     @app.command("brief")
     @_cli.user_errors
     def brief(
-        event: str = typer.Argument(..., help="An event_id of the store's events, or a YAML event file."),
+        event: str = typer.Argument(
+            ..., help="An event_id of the store's events, or a YAML event file."
+        ),
         store: Path = typer.Option(..., "--store", help="The vigie store folder."),
-        out: Path | None = typer.Option(None, "--out", help="Also write the brief JSON to this file."),
+        out: Path | None = typer.Option(
+            None, "--out", help="Also write the brief JSON to this file."
+        ),
         param: list[str] | None = typer.Option(
-            None, "--param", "-p", help="Override a brief or staffing parameter, KEY=VALUE (repeatable)."
+            None,
+            "--param",
+            "-p",
+            help="Override a brief or staffing parameter, KEY=VALUE (repeatable).",
         ),
     ) -> None:
         """Event brief: presence, incidents, staffing (rescuers, agents, lanes, barrier) and context."""

@@ -35,7 +35,7 @@ Entry lanes and barrier
     follow a triangular curve over the entry window. The queue to hold off the carriageway is
     ``queue_minutes`` of peak arrivals, at the space per person of Fruin's queuing level of
     service (Fruin 1971, *Pedestrian Planning and Design*: A ≥ 1.21 m², B ≥ 0.93, C ≥ 0.65,
-    D ≥ 0.28, E ≥ 0.19 m² per person), in one channel per lane.
+    D ≥ 0.28, E ≥ 0.19 m² per person), in channels of a set width lined on both sides.
 Egress
     Time = people ÷ (flow × total exit width), with the Green Guide's rates of 82 persons per
     metre per minute on the level and 66 on stairways (82 is also Fruin's 25 persons per foot
@@ -102,7 +102,10 @@ _ENVIRONMENT_WORDS = {
 CATEGORY_ACTIVITY: tuple[tuple[tuple[str, ...], float], ...] = (
     (("theatre", "theater", "opera", "cinema", "conference", "congress", "classical"), 0.25),
     (("exhibition", "expo", "fair", "market", "salon", "ceremony", "meeting", "trade"), 0.30),
-    (("concert", "show", "sport", "match", "football", "rugby", "stadium", "funfair", "game"), 0.35),
+    (
+        ("concert", "show", "sport", "match", "football", "rugby", "stadium", "funfair", "game"),
+        0.35,
+    ),
     (("festival", "parade", "carnival", "dance", "rave", "feria", "party", "club", "street"), 0.40),
     (("demonstration", "protest", "manifestation", "march", "marathon", "race", "run"), 0.40),
 )
@@ -146,7 +149,7 @@ PARAM_SOURCES: dict[str, str] = {
     "once (right-angled triangular departure curve)",
     "queue_minutes": "vigie default: hold 10 min of peak arrivals in queues off the carriageway",
     "queue_level": "Fruin (1971) queuing level of service C (≥ 0.65 m² per person)",
-    "queue_channel_width_m": "vigie default: one 2 m wide queuing channel per lane",
+    "queue_channel_width_m": "vigie default: queuing channels 2 m wide (two or three abreast)",
     "egress_flow_level": "SGSA Green Guide (6th ed. 2018): 82 persons per metre per minute on "
     "the level (= Fruin's 25 persons/ft/min)",
     "egress_flow_stairs": "SGSA Green Guide (6th ed. 2018): 66 persons per metre per minute on "
@@ -213,20 +216,26 @@ class StaffingParams:
         for name in positive:
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and value > 0 and math.isfinite(value)):
-                raise StaffingInputError(f"staffing parameter {name} must be a positive number, got {value!r}.")
+                raise StaffingInputError(
+                    f"staffing parameter {name} must be a positive number, got {value!r}."
+                )
         if not 0 < self.target_utilisation <= 1:
             raise StaffingInputError(
                 f"staffing parameter target_utilisation must be in (0, 1], got {self.target_utilisation!r}."
             )
         if not 0 <= self.transit_share <= 1:
-            raise StaffingInputError(f"staffing parameter transit_share must be in [0, 1], got {self.transit_share!r}.")
+            raise StaffingInputError(
+                f"staffing parameter transit_share must be in [0, 1], got {self.transit_share!r}."
+            )
         if not 0 <= self.arrival_peak_minutes_before <= self.entry_window_minutes:
             raise StaffingInputError(
                 "staffing parameter arrival_peak_minutes_before must be between 0 and "
                 f"entry_window_minutes ({self.entry_window_minutes}), got {self.arrival_peak_minutes_before!r}."
             )
         if self.queue_minutes < 0:
-            raise StaffingInputError(f"staffing parameter queue_minutes must be ≥ 0, got {self.queue_minutes!r}.")
+            raise StaffingInputError(
+                f"staffing parameter queue_minutes must be ≥ 0, got {self.queue_minutes!r}."
+            )
         if self.queue_level not in FRUIN_QUEUE_SPACE_M2:
             raise StaffingInputError(
                 f"staffing parameter queue_level must be one of {', '.join(FRUIN_QUEUE_SPACE_M2)} "
@@ -416,7 +425,9 @@ def _level(value: Any, levels: Mapping[float, str], words: Mapping[str, float], 
     for lv in levels:
         if abs(v - lv) < 1e-6:
             return lv
-    raise StaffingInputError(f"{what} must be one of {', '.join(f'{v:.2f}' for v in levels)} (the DPS grid), got {value!r}.")
+    raise StaffingInputError(
+        f"{what} must be one of {', '.join(f'{v:.2f}' for v in levels)} (the DPS grid), got {value!r}."
+    )
 
 
 def activity_coefficient(value: Any) -> float:
@@ -430,7 +441,7 @@ def environment_coefficient(value: Any) -> float:
 
 
 def delay_coefficient(value: Any) -> float:
-    """E2 from a coefficient (0.25–0.40) or a delay in minutes (a number above 0.40).
+    """E2 from a coefficient (0.25, 0.30, 0.35, 0.40) or a delay in minutes (any other number).
 
     Examples
     --------
@@ -445,7 +456,7 @@ def delay_coefficient(value: Any) -> float:
         ) from None
     if not math.isfinite(v) or v < 0:
         raise StaffingInputError(f"dps_delay (E2) must be a non-negative number, got {value!r}.")
-    if v <= 0.40 + 1e-9:
+    if 0.25 - 1e-9 <= v <= 0.40 + 1e-9:
         return _level(v, DELAY_LEVELS, {}, "dps_delay (E2)")
     if v <= 10:
         return 0.25
@@ -475,7 +486,9 @@ def _even_up(x: float) -> int:
     return n + (n % 2)
 
 
-def dps(public: float, *, activity: Any = 0.30, environment: Any = 0.25, delay: Any = 0.25) -> DpsResult:
+def dps(
+    public: float, *, activity: Any = 0.30, environment: Any = 0.25, delay: Any = 0.25
+) -> DpsResult:
     """Size the first-aid dispositif for a public by the DPS grid.
 
     Parameters
@@ -521,9 +534,7 @@ def dps(public: float, *, activity: Any = 0.30, environment: Any = 0.25, delay: 
         tier = "DPS-PE" if ris <= 12 else ("DPS-ME" if ris <= 36 else "DPS-GE")
     posts = 0 if tier in ("none", "PAPS") else max(1, math.ceil(rescuers / 12 - _EPS))
     p_text = (
-        f"P = {p1:,.0f}"
-        if p1 <= 100_000
-        else f"P = 100 000 + ({p1:,.0f} − 100 000) / 2 = {p:,.0f}"
+        f"P = {p1:,.0f}" if p1 <= 100_000 else f"P = 100 000 + ({p1:,.0f} − 100 000) / 2 = {p:,.0f}"
     )
     rule = {
         "none": "RIS ≤ 0.25: no minimum dispositif",
@@ -588,9 +599,13 @@ def infer_dps_inputs(
                 break
         if p2 is None:
             p2 = 0.35
-            notes.append(f"P2 = 0.35 assumed (category {category!r} not recognised; give dps_activity)")
+            notes.append(
+                f"P2 = 0.35 assumed (category {category!r} not recognised; give dps_activity)"
+            )
         else:
-            notes.append(f"P2 = {p2:.2f} inferred from category {category!r} ({ACTIVITY_LEVELS[p2]})")
+            notes.append(
+                f"P2 = {p2:.2f} inferred from category {category!r} ({ACTIVITY_LEVELS[p2]})"
+            )
     if _given(dps_environment):
         e1 = environment_coefficient(dps_environment)
     elif indoor:
@@ -601,12 +616,16 @@ def infer_dps_inputs(
         notes.append("E1 = 0.25 inferred: public streets with clear access")
     else:
         e1 = 0.30
-        notes.append("E1 = 0.30 assumed: outdoor venue with non-permanent structures (give dps_environment)")
+        notes.append(
+            "E1 = 0.30 assumed: outdoor venue with non-permanent structures (give dps_environment)"
+        )
     if _given(dps_delay):
         e2 = delay_coefficient(dps_delay)
     else:
         e2 = 0.25
-        notes.append("E2 = 0.25 assumed: urban area, public emergency services within 10 min (give dps_delay)")
+        notes.append(
+            "E2 = 0.25 assumed: urban area, public emergency services within 10 min (give dps_delay)"
+        )
     return p2, e1, e2, notes
 
 
@@ -693,7 +712,9 @@ def agents(
 # -- arrivals, lanes, barrier, egress -------------------------------------------------------------
 
 
-def arrival_density(minutes_to_start: np.ndarray, *, params: StaffingParams | None = None) -> np.ndarray:
+def arrival_density(
+    minutes_to_start: np.ndarray, *, params: StaffingParams | None = None
+) -> np.ndarray:
     """Share of attendees arriving per minute, at ``minutes_to_start`` before the start.
 
     A triangular distribution on [window, 0] minutes before the start, peaking
@@ -713,7 +734,9 @@ def arrival_density(minutes_to_start: np.ndarray, *, params: StaffingParams | No
     return out
 
 
-def arrived_share(minutes_to_start: np.ndarray, *, params: StaffingParams | None = None) -> np.ndarray:
+def arrived_share(
+    minutes_to_start: np.ndarray, *, params: StaffingParams | None = None
+) -> np.ndarray:
     """Share of attendees already arrived at ``minutes_to_start`` before the start (the CDF)."""
     p = params or StaffingParams()
     w, c = p.entry_window_minutes, p.arrival_peak_minutes_before
@@ -729,7 +752,9 @@ def arrived_share(minutes_to_start: np.ndarray, *, params: StaffingParams | None
     return np.clip(out, 0.0, 1.0)
 
 
-def remaining_share(minutes_after_end: np.ndarray, *, params: StaffingParams | None = None) -> np.ndarray:
+def remaining_share(
+    minutes_after_end: np.ndarray, *, params: StaffingParams | None = None
+) -> np.ndarray:
     """Share of attendees still present ``minutes_after_end`` after the end.
 
     Right-angled triangular departures over ``departure_window_minutes`` (most leave at once):
@@ -746,7 +771,9 @@ def peak_arrivals_per_minute(attendance: float, *, params: StaffingParams | None
     return max(0.0, float(attendance)) * 2.0 / p.entry_window_minutes
 
 
-def entry_lanes(peak_arrivals_per_min: float, *, params: StaffingParams | None = None) -> LanesResult:
+def entry_lanes(
+    peak_arrivals_per_min: float, *, params: StaffingParams | None = None
+) -> LanesResult:
     """Entry lanes to admit the peak arrival rate.
 
     References
@@ -767,29 +794,41 @@ def entry_lanes(peak_arrivals_per_min: float, *, params: StaffingParams | None =
     return LanesResult(a, p.screening, rate, lanes, text)
 
 
-def barrier(lanes: int, peak_arrivals_per_min: float, *, params: StaffingParams | None = None) -> BarrierResult:
+def barrier(
+    lanes: int, peak_arrivals_per_min: float, *, params: StaffingParams | None = None
+) -> BarrierResult:
     """Barrier to channel the queue: ``queue_minutes`` of peak arrivals at Fruin's space.
 
-    The queue is split over one channel per lane, ``queue_channel_width_m`` wide; adjacent
-    channels share a barrier line, so barrier = (lanes + 1) × channel length.
+    The queue fills channels ``queue_channel_width_m`` wide (one or more per lane) at the space
+    per person of the chosen queuing level; the channels' total length is
+    queue × space ÷ width, and each channel is lined on both sides, so
+    barrier = 2 × total channel length (lines shared by adjacent channels are not deducted: a
+    safe over-estimate that never falls when the crowd grows).
 
     References
     ----------
     Fruin, J. J. (1971) *Pedestrian Planning and Design*, queuing levels of service.
+
+    Examples
+    --------
+    >>> round(barrier(10, 100.0).barrier_m)  # 1 000 people × 0.65 m² / 2 m × 2 sides
+    650
     """
     p = params or StaffingParams()
     a = max(0.0, float(peak_arrivals_per_min))
     queue = a * p.queue_minutes
     space = p.queue_space_m2
     if lanes <= 0 or queue <= 0:
-        return BarrierResult(queue, space, p.queue_level, int(lanes), 0.0, 0.0, "no queue to channel")
-    length = queue * space / (lanes * p.queue_channel_width_m)
-    metres = (lanes + 1) * length
+        return BarrierResult(
+            queue, space, p.queue_level, int(lanes), 0.0, 0.0, "no queue to channel"
+        )
+    length = queue * space / p.queue_channel_width_m
+    metres = 2 * length
     text = (
         f"queue = {a:.1f}/min × {p.queue_minutes:g} min = {queue:,.0f} people; "
-        f"channel = {queue:,.0f} × {space:g} m² (Fruin level {p.queue_level}) / "
-        f"({lanes} lanes × {p.queue_channel_width_m:g} m) = {length:.1f} m; "
-        f"barrier = ({lanes} + 1) × {length:.1f} m = {metres:.0f} m"
+        f"channels = {queue:,.0f} × {space:g} m² (Fruin level {p.queue_level}) / "
+        f"{p.queue_channel_width_m:g} m wide = {length:.1f} m in all ({length / lanes:.1f} m per lane); "
+        f"barrier = 2 sides × {length:.1f} m = {metres:.0f} m"
     ).replace(",", " ")
     return BarrierResult(queue, space, p.queue_level, int(lanes), length, metres, text)
 
@@ -818,7 +857,9 @@ def egress(
     p = params or StaffingParams()
     widths = [float(w) for w in exit_widths_m]
     if any(not math.isfinite(w) or w <= 0 for w in widths):
-        raise StaffingInputError(f"exit widths must be positive metres, got {list(exit_widths_m)!r}.")
+        raise StaffingInputError(
+            f"exit widths must be positive metres, got {list(exit_widths_m)!r}."
+        )
     total = sum(widths)
     flow = p.egress_flow_stairs if stairs else p.egress_flow_level
     n = max(0.0, float(people))
@@ -828,7 +869,16 @@ def egress(
         f"egress = {n:,.0f} people / ({flow:g} per m per min × {total:g} m) = {minutes:.1f} min "
         f"(target {p.egress_target_minutes:g} min needs {needed:.1f} m)"
     ).replace(",", " ")
-    return EgressResult(n, total, flow, minutes, p.egress_target_minutes, minutes <= p.egress_target_minutes + _EPS, needed, text)
+    return EgressResult(
+        n,
+        total,
+        flow,
+        minutes,
+        p.egress_target_minutes,
+        minutes <= p.egress_target_minutes + _EPS,
+        needed,
+        text,
+    )
 
 
 # -- the whole plan -----------------------------------------------------------------------------
@@ -932,7 +982,11 @@ def plan_event(
     if len(inc) != n:
         raise StaffingInputError(f"incidents_per_hour must have {n} values, got {len(inc)}.")
     p2, e1, e2, notes = infer_dps_inputs(
-        category, indoor=indoor, dps_activity=dps_activity, dps_environment=dps_environment, dps_delay=dps_delay
+        category,
+        indoor=indoor,
+        dps_activity=dps_activity,
+        dps_environment=dps_environment,
+        dps_delay=dps_delay,
     )
     risk = is_high_risk(category, p, high_risk)
     if risk:
@@ -958,7 +1012,11 @@ def plan_event(
                 "agents_visibility": ag.visibility,
                 "agents_workload": ag.workload,
                 "entry_lanes": ln.lanes,
-                "arithmetic": {"rescuers": d.arithmetic, "agents": ag.arithmetic, "lanes": ln.arithmetic},
+                "arithmetic": {
+                    "rescuers": d.arithmetic,
+                    "agents": ag.arithmetic,
+                    "lanes": ln.arithmetic,
+                },
             }
         )
     peak_rate = peak_arrivals_per_minute(attendance, params=p)

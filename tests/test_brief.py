@@ -29,8 +29,16 @@ LAT0, LON0, STEP = 48.85, 2.33, 0.01
 PERIOD = ("2026-01-05", "2026-04-13")  # Mondays, local; spans the 2026-03-29 DST change
 
 #: planted uplift per attendee in the venue zone, by phase (hour 20:00–23:00 concerts)
-PLANTED_VENUE = {("before", 3): 0.05, ("before", 2): 0.2, ("before", 1): 0.6, ("during", 0): 0.9,
-                 ("during", 1): 0.95, ("during", 2): 0.9, ("after", 0): 0.3, ("after", 1): 0.05}
+PLANTED_VENUE = {
+    ("before", 3): 0.05,
+    ("before", 2): 0.2,
+    ("before", 1): 0.6,
+    ("during", 0): 0.9,
+    ("during", 1): 0.95,
+    ("during", 2): 0.9,
+    ("after", 0): 0.3,
+    ("after", 1): 0.05,
+}
 #: planted uplift per attendee in each ring zone
 PLANTED_RING = {("before", 1): 0.03, ("during", 0): 0.02, ("after", 0): 0.04}
 
@@ -46,8 +54,12 @@ def _zones() -> gpd.GeoDataFrame:
     for r in range(3):
         for c in range(3):
             ids.append(f"z{r}{c}")
-            geoms.append(box(LON0 + c * STEP, LAT0 + r * STEP, LON0 + (c + 1) * STEP, LAT0 + (r + 1) * STEP))
-    return gpd.GeoDataFrame({"zone_id": ids, "name": ids, "population": 1000.0}, geometry=geoms, crs=4326)
+            geoms.append(
+                box(LON0 + c * STEP, LAT0 + r * STEP, LON0 + (c + 1) * STEP, LAT0 + (r + 1) * STEP)
+            )
+    return gpd.GeoDataFrame(
+        {"zone_id": ids, "name": ids, "population": 1000.0}, geometry=geoms, crs=4326
+    )
 
 
 def _centre(zone_id: str) -> tuple[float, float]:
@@ -63,24 +75,53 @@ def _past_events() -> pd.DataFrame:
         zone = "z11" if i % 2 == 0 else "z00"
         start = pd.Timestamp(f"{d.date()} 20:00").tz_localize(TZ)
         lat, lon = _centre(zone)
-        rows.append({"event_id": f"past{i}", "name": f"Concert {i}", "start": start.tz_convert("UTC"),
-                     "end": (start + pd.Timedelta(hours=3)).tz_convert("UTC"), "zone_id": zone,
-                     "latitude": lat, "longitude": lon, "expected_attendance": 4000.0 + 500 * i,
-                     "category": "concert", "indoor": False, "dps_activity": np.nan,
-                     "dps_environment": np.nan, "dps_delay": np.nan})
+        rows.append(
+            {
+                "event_id": f"past{i}",
+                "name": f"Concert {i}",
+                "start": start.tz_convert("UTC"),
+                "end": (start + pd.Timedelta(hours=3)).tz_convert("UTC"),
+                "zone_id": zone,
+                "latitude": lat,
+                "longitude": lon,
+                "expected_attendance": 4000.0 + 500 * i,
+                "category": "concert",
+                "indoor": False,
+                "dps_activity": np.nan,
+                "dps_environment": np.nan,
+                "dps_delay": np.nan,
+            }
+        )
     # a conference with no peers, a concurrent event and an indoor show
     lat, lon = _centre("z22")
-    rows.append({"event_id": "fair1", "name": "Fair", "start": pd.Timestamp("2026-03-28 21:00", tz="UTC"),
-                 "end": pd.Timestamp("2026-03-29 03:00", tz="UTC"), "zone_id": "z22", "latitude": lat,
-                 "longitude": lon, "expected_attendance": 3000.0, "category": "fair", "indoor": False,
-                 "dps_activity": 0.30, "dps_environment": 0.25, "dps_delay": 0.25})
+    rows.append(
+        {
+            "event_id": "fair1",
+            "name": "Fair",
+            "start": pd.Timestamp("2026-03-28 21:00", tz="UTC"),
+            "end": pd.Timestamp("2026-03-29 03:00", tz="UTC"),
+            "zone_id": "z22",
+            "latitude": lat,
+            "longitude": lon,
+            "expected_attendance": 3000.0,
+            "category": "fair",
+            "indoor": False,
+            "dps_activity": 0.30,
+            "dps_environment": 0.25,
+            "dps_delay": 0.25,
+        }
+    )
     return pd.DataFrame(rows)
 
 
 def _neighbours(zone_id: str) -> list[str]:
     r, c = int(zone_id[1]), int(zone_id[2])
-    return [f"z{r + dr}{c + dc}" for dr in (-1, 0, 1) for dc in (-1, 0, 1)
-            if (dr or dc) and 0 <= r + dr < 3 and 0 <= c + dc < 3]
+    return [
+        f"z{r + dr}{c + dc}"
+        for dr in (-1, 0, 1)
+        for dc in (-1, 0, 1)
+        if (dr or dc) and 0 <= r + dr < 3 and 0 <= c + dc < 3
+    ]
 
 
 def _cube(events: pd.DataFrame, *, incidents: bool, lighting: bool) -> pd.DataFrame:
@@ -94,12 +135,26 @@ def _cube(events: pd.DataFrame, *, incidents: bool, lighting: bool) -> pd.DataFr
     rng = np.random.default_rng(1)
     for zi, z in enumerate(zones):
         base = reference_pattern(loc.hour.to_numpy(), np.full(n, zi))
-        f = pd.DataFrame({"zone_id": z, "hour": hours, "local_hour": loc.hour.astype("int8"),
-                          "dow": loc.dayofweek.astype("int8"), "local_date": loc.date,
-                          "present": base.copy(), "present_missing": False, "present_baseline": base,
-                          "events_active": 0, "event_attendance": 0.0, "dark": (loc.hour < 7) | (loc.hour >= 19),
-                          "holiday": False, "school_holiday": False, "temperature_c": 8.0,
-                          "precipitation_mm": 0.0, "ridership_entries": 50.0})
+        f = pd.DataFrame(
+            {
+                "zone_id": z,
+                "hour": hours,
+                "local_hour": loc.hour.astype("int8"),
+                "dow": loc.dayofweek.astype("int8"),
+                "local_date": loc.date,
+                "present": base.copy(),
+                "present_missing": False,
+                "present_baseline": base,
+                "events_active": 0,
+                "event_attendance": 0.0,
+                "dark": (loc.hour < 7) | (loc.hour >= 19),
+                "holiday": False,
+                "school_holiday": False,
+                "temperature_c": 8.0,
+                "precipitation_mm": 0.0,
+                "ridership_entries": 50.0,
+            }
+        )
         frames.append(f)
     cube = pd.concat(frames, ignore_index=True)
     cube.loc[cube["hour"] < start + pd.Timedelta(weeks=2), "present_baseline"] = np.nan
@@ -108,12 +163,16 @@ def _cube(events: pd.DataFrame, *, incidents: bool, lighting: bool) -> pd.DataFr
             continue
         eh = br.event_hours(e.start, e.end, before=3, after=2)
         for key, h in zip(br.phase_keys(eh, e.start, e.end), eh):
-            at = (cube["hour"] == h)
-            cube.loc[at & (cube["zone_id"] == e.zone_id), "present"] += PLANTED_VENUE.get(key, 0.0) * e.expected_attendance
+            at = cube["hour"] == h
+            cube.loc[at & (cube["zone_id"] == e.zone_id), "present"] += (
+                PLANTED_VENUE.get(key, 0.0) * e.expected_attendance
+            )
             ring = cube["zone_id"].isin(_neighbours(e.zone_id))
             cube.loc[at & ring, "present"] += PLANTED_RING.get(key, 0.0) * e.expected_attendance
             if key[0] == "during":
-                cube.loc[at & (cube["zone_id"] == e.zone_id), ["events_active", "event_attendance"]] = [1, e.expected_attendance]
+                cube.loc[
+                    at & (cube["zone_id"] == e.zone_id), ["events_active", "event_attendance"]
+                ] = [1, e.expected_attendance]
     cube["present_ratio"] = cube["present"] / cube["present_baseline"]
     if incidents:
         lam = cube["present"].to_numpy() * 2e-4
@@ -138,41 +197,101 @@ def make_store(root, *, incidents=True, lighting=True, cube=True, events=True, s
         ev.to_parquet(vd / "events.parquet")
     if lighting:
         lat, lon = _centre("z11")
-        lamps = pd.DataFrame({"lamp_id": [f"L{i}" for i in range(6)],
-                              "latitude": [lat, lat + 0.001, lat + 0.002, lat + 0.02, lat, lat - 0.003],
-                              "longitude": [lon, lon, lon + 0.001, lon, lon + 0.02, lon],
-                              "zone_id": "z11", "wattage": 70.0})
+        lamps = pd.DataFrame(
+            {
+                "lamp_id": [f"L{i}" for i in range(6)],
+                "latitude": [lat, lat + 0.001, lat + 0.002, lat + 0.02, lat, lat - 0.003],
+                "longitude": [lon, lon, lon + 0.001, lon, lon + 0.02, lon],
+                "zone_id": "z11",
+                "wattage": 70.0,
+            }
+        )
         lamps.to_parquet(vd / "lamps.parquet")
-        faults = pd.DataFrame({
-            "fault_id": ["F1", "F2", "F3", "F4"],
-            "reported_at": pd.to_datetime(["2026-03-01", "2026-03-10", "2026-03-02", "2026-03-05"], utc=True),
-            "repaired_at": pd.to_datetime([None, "2026-03-12", None, None], utc=True),
-            "lamp_id": ["L1", "L2", "L3", "L5"], "zone_id": "z11",
-            "latitude": np.nan, "longitude": np.nan})
+        faults = pd.DataFrame(
+            {
+                "fault_id": ["F1", "F2", "F3", "F4"],
+                "reported_at": pd.to_datetime(
+                    ["2026-03-01", "2026-03-10", "2026-03-02", "2026-03-05"], utc=True
+                ),
+                "repaired_at": pd.to_datetime([None, "2026-03-12", None, None], utc=True),
+                "lamp_id": ["L1", "L2", "L3", "L5"],
+                "zone_id": "z11",
+                "latitude": np.nan,
+                "longitude": np.nan,
+            }
+        )
         faults.to_parquet(vd / "lighting_faults.parquet")
     if stops:
         lat, lon = _centre("z11")
-        pd.DataFrame({"stop_id": ["S1", "S2", "S3"], "stop_name": ["Near", "Close", "Far"],
-                      "stop_lat": [lat + 0.002, lat - 0.003, lat + 0.05], "stop_lon": [lon, lon, lon],
-                      "zone_id": ["z11", "z11", "z22"]}).to_parquet(vd / "stops.parquet")
+        pd.DataFrame(
+            {
+                "stop_id": ["S1", "S2", "S3"],
+                "stop_name": ["Near", "Close", "Far"],
+                "stop_lat": [lat + 0.002, lat - 0.003, lat + 0.05],
+                "stop_lon": [lon, lon, lon],
+                "zone_id": ["z11", "z11", "z22"],
+            }
+        ).to_parquet(vd / "stops.parquet")
         hours = pd.date_range("2026-02-02", "2026-04-06", freq="h", tz="UTC", inclusive="left")
-        rid = pd.concat([pd.DataFrame({"stop_id": s, "start": hours, "slot_minutes": 60, "entries": v,
-                                       "zone_id": "z11"}) for s, v in (("S1", 30.0), ("S2", 10.0))])
+        rid = pd.concat(
+            [
+                pd.DataFrame(
+                    {
+                        "stop_id": s,
+                        "start": hours,
+                        "slot_minutes": 60,
+                        "entries": v,
+                        "zone_id": "z11",
+                    }
+                )
+                for s, v in (("S1", 30.0), ("S2", 10.0))
+            ]
+        )
         rid.to_parquet(vd / "ridership.parquet")
     if incidents:
-        pd.DataFrame({"incident_id": ["i1"], "occurred_at": pd.to_datetime(["2026-02-01"], utc=True),
-                      "zone_id": ["z11"], "category": ["theft"]}).to_parquet(vd / "incidents.parquet")
-    store.write_json("study.json", {"area": {"name": "tiny", "timezone": TZ, "grain": "1h", "h3_resolution": 8,
-                                             "country": "FR", "subdivision": None, "school_zone": None},
-                                    "suppression_k": 10, "sources": {}, "zones_kind": "polygons"})
+        pd.DataFrame(
+            {
+                "incident_id": ["i1"],
+                "occurred_at": pd.to_datetime(["2026-02-01"], utc=True),
+                "zone_id": ["z11"],
+                "category": ["theft"],
+            }
+        ).to_parquet(vd / "incidents.parquet")
+    store.write_json(
+        "study.json",
+        {
+            "area": {
+                "name": "tiny",
+                "timezone": TZ,
+                "grain": "1h",
+                "h3_resolution": 8,
+                "country": "FR",
+                "subdivision": None,
+                "school_zone": None,
+            },
+            "suppression_k": 10,
+            "sources": {},
+            "zones_kind": "polygons",
+        },
+    )
     if cube:
         c = _cube(ev, incidents=incidents, lighting=lighting)
         c.to_parquet(store.cube_dir, partition_cols=["month"])
         cols = [x for x in c.columns if x != "month"]
-        store.write_json("cube_meta.json", {"grain": "1h", "timezone": TZ, "start": str(c["hour"].min()),
-                                            "end": str(c["hour"].max()), "zones": 9, "rows": len(c),
-                                            "columns": cols, "categories": {"theft": "theft"} if incidents else {},
-                                            "sources": []})
+        store.write_json(
+            "cube_meta.json",
+            {
+                "grain": "1h",
+                "timezone": TZ,
+                "start": str(c["hour"].min()),
+                "end": str(c["hour"].max()),
+                "zones": 9,
+                "rows": len(c),
+                "columns": cols,
+                "categories": {"theft": "theft"} if incidents else {},
+                "sources": [],
+            },
+        )
     return store
 
 
@@ -186,11 +305,23 @@ class FakePredictor:
         self.frames.append(frame.copy())
         out = []
         for g, share in (("property", 0.7), ("violence", 0.3)):
-            mean = share * (frame["present"].to_numpy() * 2e-4 + frame["event_attendance"].to_numpy() * 1e-4)
-            out.append(pd.DataFrame({
-                "zone_id": frame["zone_id"].to_numpy(), "hour": frame["hour"].to_numpy(), "group": g, "mean": mean,
-                "lower80": stats.poisson.ppf(0.10, mean), "upper80": stats.poisson.ppf(0.90, mean),
-                "lower95": stats.poisson.ppf(0.025, mean), "upper95": stats.poisson.ppf(0.975, mean)}))
+            mean = share * (
+                frame["present"].to_numpy() * 2e-4 + frame["event_attendance"].to_numpy() * 1e-4
+            )
+            out.append(
+                pd.DataFrame(
+                    {
+                        "zone_id": frame["zone_id"].to_numpy(),
+                        "hour": frame["hour"].to_numpy(),
+                        "group": g,
+                        "mean": mean,
+                        "lower80": stats.poisson.ppf(0.10, mean),
+                        "upper80": stats.poisson.ppf(0.90, mean),
+                        "lower95": stats.poisson.ppf(0.025, mean),
+                        "upper95": stats.poisson.ppf(0.975, mean),
+                    }
+                )
+            )
         return pd.concat(out, ignore_index=True)
 
 
@@ -206,8 +337,14 @@ def store(tmp_path_factory) -> Store:
 
 def _concert(**kw) -> dict:
     lat, lon = _centre("z11")
-    ev = {"name": "Big concert", "start": "2026-04-04 20:00", "end": "2026-04-04 23:00",
-          "expected_attendance": 6000, "category": "concert", "venue": {"latitude": lat, "longitude": lon}}
+    ev = {
+        "name": "Big concert",
+        "start": "2026-04-04 20:00",
+        "end": "2026-04-04 23:00",
+        "expected_attendance": 6000,
+        "category": "concert",
+        "venue": {"latitude": lat, "longitude": lon},
+    }
     ev.update(kw)
     return ev
 
@@ -224,9 +361,15 @@ def test_comparables_forecast_matches_planted_uplift(store):
     for r, k, rf in zip(rows, keys, ref):
         truth = rf + 6000 * PLANTED_VENUE.get(k, 0.0)
         assert r["venue_present_forecast"] == pytest.approx(truth, rel=1e-9), k
-    ring = {p["zone_id"]: p for p in b["presence"] if p["role"] == "ring" and (p["hour"] == rows[3]["hour"])}
+    ring = {
+        p["zone_id"]: p
+        for p in b["presence"]
+        if p["role"] == "ring" and (p["hour"] == rows[3]["hour"])
+    }
     assert set(ring) == set(_neighbours("z11"))
-    assert all(p["uplift"] == pytest.approx(6000 * PLANTED_RING[("during", 0)]) for p in ring.values())
+    assert all(
+        p["uplift"] == pytest.approx(6000 * PLANTED_RING[("during", 0)]) for p in ring.values()
+    )
     used = [c for c in b["context"]["comparables"] if c["used_for_uplift"]]
     assert len(used) >= 3
     assert all(c["present_peak"] > c["reference_at_peak"] for c in used)
@@ -234,7 +377,12 @@ def test_comparables_forecast_matches_planted_uplift(store):
 
 def test_fallback_curve_no_comparables_and_limitations(store):
     """A category without peers uses the attendance curve: everybody present during the event."""
-    b = br.make_brief(store, _concert(category="conference", expected_attendance=2000), predictor=FakePredictor(), write=False)
+    b = br.make_brief(
+        store,
+        _concert(category="conference", expected_attendance=2000),
+        predictor=FakePredictor(),
+        write=False,
+    )
     assert b["presence_method"] == "attendance curve"
     during = [r for r in b["hours"] if r["phase"] == "during"]
     assert all(r["event_crowd"] == pytest.approx(2000) for r in during)
@@ -266,7 +414,9 @@ def test_incidents_and_workload_from_predictor(store):
     b = br.make_brief(store, _concert(), predictor=fake, write=False)
     assert b["incidents"], "incident forecast missing"
     r0 = b["incidents"][0]
-    assert {"hour", "zone_id", "group", "mean", "lower80", "upper80", "lower95", "upper95"} <= set(r0)
+    assert {"hour", "zone_id", "group", "mean", "lower80", "upper80", "lower95", "upper95"} <= set(
+        r0
+    )
     frame = fake.frames[0]
     assert set(frame["zone_id"]) == {"z11", *_neighbours("z11")}
     assert frame.loc[frame["zone_id"] == "z11", "event_attendance"].max() == 6000
@@ -280,8 +430,12 @@ def test_incidents_and_workload_from_predictor(store):
 
 def test_context_lamps_stops_concurrent(store):
     """Lamps out within 500 m at the event, stops within 800 m, and an overlapping event nearby."""
-    b = br.make_brief(store, _concert(start="2026-03-28 22:00", end="2026-03-29 01:00", category="concert"),
-                      predictor=FakePredictor(), write=False)
+    b = br.make_brief(
+        store,
+        _concert(start="2026-03-28 22:00", end="2026-03-29 01:00", category="concert"),
+        predictor=FakePredictor(),
+        write=False,
+    )
     lamps = b["context"]["lamps"]
     # open at the event: L1 (111 m north) and L5 (333 m south); L2 was repaired before it and
     # L3 (2.2 km north) is out of the radius
@@ -293,14 +447,21 @@ def test_context_lamps_stops_concurrent(store):
     s1 = stops[0]
     assert s1["usual_entries"] == pytest.approx(30.0 * len(b["hours"]))
     # 30 % of 6 000 leave by transit; S1 has 30 / 40 of the usual entries near the venue
-    assert s1["expected_entries"] - s1["usual_entries"] == pytest.approx(0.3 * 6000 * 0.75, rel=1e-6)
+    assert s1["expected_entries"] - s1["usual_entries"] == pytest.approx(
+        0.3 * 6000 * 0.75, rel=1e-6
+    )
     conc = b["context"]["concurrent_events"]
     assert [c["event_id"] for c in conc] == ["fair1"]
 
 
 def test_past_midnight_and_dst_spring(store):
     """An event over the spring-forward night keeps every UTC hour once, with local offsets."""
-    b = br.make_brief(store, _concert(start="2026-03-28 22:00", end="2026-03-29 04:00"), predictor=FakePredictor(), write=False)
+    b = br.make_brief(
+        store,
+        _concert(start="2026-03-28 22:00", end="2026-03-29 04:00"),
+        predictor=FakePredictor(),
+        write=False,
+    )
     hours = pd.DatetimeIndex([r["hour"] for r in b["hours"]])
     assert hours.is_unique and (np.diff(hours) == pd.Timedelta(hours=1)).all()
     # 22:00 CET = 21:00Z to 04:00 CEST = 02:00Z: 5 h of event, 3 before, 2 after
@@ -349,7 +510,9 @@ def test_more_attendance_never_fewer_staff(store):
     """Hour by hour, a larger attendance never gives fewer rescuers, agents or lanes."""
     prev = None
     for att in (500, 2000, 4500, 6000, 8000):
-        b = br.make_brief(store, _concert(expected_attendance=att), predictor=FakePredictor(), write=False)
+        b = br.make_brief(
+            store, _concert(expected_attendance=att), predictor=FakePredictor(), write=False
+        )
         cur = [(r["rescuers"], r["agents"], r["entry_lanes"]) for r in b["hours"]]
         peak = b["staffing"]["peak"]
         if prev is not None:
@@ -361,8 +524,10 @@ def test_more_attendance_never_fewer_staff(store):
 def test_yaml_event_and_errors(store, tmp_path):
     """A YAML event is read with local times; bad events give messages naming what is expected."""
     p = tmp_path / "ev.yaml"
-    p.write_text("name: Fête\nstart: 2026-04-04T20:00\nend: 2026-04-04T23:00+02:00\nexpected_attendance: 3000\n"
-                 "category: concert\nvenue: {zone_id: z11}\nexit_widths_m: [4, 6]\nstaffing: {screening: bag_search}\n")
+    p.write_text(
+        "name: Fête\nstart: 2026-04-04T20:00\nend: 2026-04-04T23:00+02:00\nexpected_attendance: 3000\n"
+        "category: concert\nvenue: {zone_id: z11}\nexit_widths_m: [4, 6]\nstaffing: {screening: bag_search}\n"
+    )
     b = br.make_brief(store, p, predictor=FakePredictor(), write=False)
     assert b["event"]["start_local"] == "2026-04-04T20:00:00+02:00"
     assert b["staffing"]["egress"]["minutes"] == pytest.approx(3000 / (82 * 10))
@@ -370,8 +535,17 @@ def test_yaml_event_and_errors(store, tmp_path):
     with pytest.raises(InputError, match="not in the store's events"):
         br.make_brief(store, "nope", write=False)
     with pytest.raises(InputError, match="lacks expected_attendance"):
-        br.make_brief(store, {"name": "x", "start": "2026-04-04 20:00", "end": "2026-04-04 21:00",
-                              "category": "concert", "venue": {"zone_id": "z11"}}, write=False)
+        br.make_brief(
+            store,
+            {
+                "name": "x",
+                "start": "2026-04-04 20:00",
+                "end": "2026-04-04 21:00",
+                "category": "concert",
+                "venue": {"zone_id": "z11"},
+            },
+            write=False,
+        )
     with pytest.raises(InputError, match="ends .* before it starts"):
         br.make_brief(store, _concert(end="2026-04-04 01:00"), write=False)
     with pytest.raises(InputError, match="outside every zone"):

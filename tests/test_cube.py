@@ -182,7 +182,7 @@ def test_baseline_never_uses_the_future(tmp_path) -> None:
     root = make_store(tmp_path / "a")
     build_cube(Store(root), engine="duckdb")
     before = Store(root).cube(["present_baseline", "present"])
-    cut = pd.Timestamp("2026-03-25 10:00", tz="UTC")
+    cut = pd.Timestamp("2026-03-25 11:00", tz="UTC")  # a 2-hour slot boundary
     pres = pd.read_parquet(root / "validated" / "presence.parquet")
     pres.loc[pres["start"] >= cut, "present"] *= 10
     pres.to_parquet(root / "validated" / "presence.parquet", index=False)

@@ -74,8 +74,9 @@ class ScanResult:
     null_max
         Maximum LLR of each Monte Carlo replicate, shape (R,).
     zone_day_llr
-        For each zone and period day, the largest LLR of a cylinder containing the zone and
-        ending that day, shape (Z, period days): a prospective per-zone statistic.
+        For each zone and period day, the LLR of the cluster holding the zone among the most
+        likely and non-overlapping secondary clusters of cylinders ending that day (0 when
+        none, or below ``min_llr``), shape (Z, period days): a prospective per-zone statistic.
     """
 
     clusters: pd.DataFrame
@@ -161,6 +162,7 @@ def space_time_scan(
     max_clusters: int = 10,
     dispersion: float = 0.0,
     null_max: np.ndarray | None = None,
+    min_llr: float = 1.0,
 ) -> ScanResult:
     """Expectation-based Poisson space-time scan over zone neighbourhoods and recent windows.
 
@@ -182,6 +184,8 @@ def space_time_scan(
     null_max
         Maximum LLR of earlier replicates for the same expectations (skips the Monte Carlo;
         see :func:`scan_null`). With ``n_sim=0`` and no ``null_max`` the p values are NaN.
+    min_llr
+        Cylinders below this LLR are not assigned to zones in ``zone_day_llr``.
 
     Returns
     -------
@@ -213,18 +217,18 @@ def space_time_scan(
     if null_max is None:
         null_max = _null_max(cyl, exp, b, n_sim=n_sim, seed=seed, dispersion=dispersion)
 
-    # per-zone prospective statistic: best cylinder containing the zone, per end day
+    # per-zone prospective statistic: LLR of the reported cluster holding the zone, per end day
     k = nbr.shape[1]
-    member = np.zeros((z, k, z), dtype=bool)
-    for kk in range(k):
-        for j in range(kk + 1):
-            member[np.arange(z), kk, nbr[:, j]] = True
     best_end = llr.max(axis=-1)  # (Z, K, n_end)
     zone_day = np.zeros((z, cyl.shape[0]))
-    for zz in range(z):
-        m = member[:, :, zz]
-        if m.any():
-            zone_day[zz] = best_end[m].max(axis=0)
+    for e in range(cyl.shape[0]):
+        v = best_end[:, :, e].ravel()
+        for idx in np.flatnonzero(v > min_llr)[np.argsort(-v[v > min_llr], kind="stable")]:
+            centre, kk = divmod(int(idx), k)
+            members = nbr[centre, : kk + 1]
+            if (zone_day[members, e] > 0).any():
+                continue
+            zone_day[members, e] = v[idx]
 
     # most likely and secondary clusters
     flat = llr.reshape(z * k, -1)

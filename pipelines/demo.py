@@ -1,0 +1,86 @@
+"""`make demo`: the whole chain on the synthetic city, then the paths of what it made.
+
+synth -> ingest -> cube -> fit -> signals -> weekly report of the last full week -> brief of the
+largest upcoming event. Each step is the `vigie` command a user would type, run in a
+subprocess, so the demo exercises exactly what users run. The synthetic city is generated
+only once per scale and seed (delete the folder to start again).
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+
+
+def _vigie(*args: str) -> None:
+    cmd = [sys.executable, "-m", "pipelines.cli", *args]
+    print("$ vigie " + " ".join(args), flush=True)
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd)
+    if proc.returncode != 0:
+        raise SystemExit(f"demo: `vigie {' '.join(args)}` failed (exit {proc.returncode}).")
+    print(f"  ({time.perf_counter() - t0:.0f} s)", flush=True)
+
+
+def last_full_week(end: pd.Timestamp, tz: str) -> str:
+    """ISO week (e.g. 2026-W46) of the last full local week before ``end``."""
+    local_end = end.tz_convert(tz)
+    monday = (local_end.normalize() - pd.Timedelta(days=local_end.weekday())).tz_localize(None)
+    last_monday = monday - pd.Timedelta(days=7) if local_end < (monday + pd.Timedelta(days=7)).tz_localize(tz) else monday
+    y, w, _ = last_monday.isocalendar()
+    return f"{y}-W{w:02d}"
+
+
+def largest_upcoming_event(store: Path) -> str | None:
+    from features.store import Store
+
+    st = Store(store)
+    ev = st.validated("events")
+    if ev is None or ev.empty:
+        return None
+    end = pd.Timestamp(st.cube_meta()["end"])
+    up = ev[ev["start"] >= end]
+    if up.empty:
+        up = ev
+    return str(up.sort_values(["expected_attendance", "start"], ascending=[False, True])["event_id"].iloc[0])
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--scale", default="city", choices=["tiny", "city", "metropolis"])
+    p.add_argument("--dir", default="demo")
+    p.add_argument("--seed", default="0")
+    a = p.parse_args(argv)
+    root = Path(a.dir) / a.scale
+    raw, store, reports = root / "raw", root / "store", root / "reports"
+    t0 = time.perf_counter()
+    if not (raw / "sources.yaml").exists():
+        _vigie("synth", "--scale", a.scale, "--out", str(raw), "--seed", a.seed)
+    _vigie("ingest", str(raw / "sources.yaml"), "--store", str(store))
+    _vigie("cube", "--store", str(store))
+    _vigie("fit", "--store", str(store))
+    from features.store import Store
+
+    meta = Store(store).cube_meta()
+    week = last_full_week(pd.Timestamp(meta["end"]), meta["timezone"])
+    _vigie("signals", "--store", str(store), "--week", week)
+    _vigie("report", "weekly", "--store", str(store), "--week", week, "--reports", str(reports))
+    event = largest_upcoming_event(store)
+    if event:
+        _vigie("brief", event, "--store", str(store), "--reports", str(reports))
+    print(f"\ndemo finished in {time.perf_counter() - t0:.0f} s")
+    print(f"store:   {store}")
+    for html in sorted(reports.glob("*/*/report.html")):
+        print(f"report:  {html}")
+    if (reports / "index.html").exists():
+        print(f"index:   {reports / 'index.html'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
