@@ -254,7 +254,7 @@ def forecast_at(
     kernel: np.ndarray | None = None,
     models: Sequence[str] = MODELS,
     xgb_rounds: int = M.XGB_ROUNDS,
-    resolution: float = 0.01,
+    resolution: float = 0.05,
     covariates: str = "forecast",
     min_incidents: int = M.MIN_INCIDENTS,
     end: pd.Timestamp | None = None,
@@ -463,7 +463,7 @@ def run_backtest(
     area: dict[str, float] | None = None,
     models: Sequence[str] = MODELS,
     xgb_rounds: int = M.XGB_ROUNDS,
-    resolution: float = 0.01,
+    resolution: float = 0.05,
     covariates: str = "forecast",
     min_incidents: int = M.MIN_INCIDENTS,
 ) -> BacktestResult:

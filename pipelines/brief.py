@@ -703,7 +703,7 @@ def _observed_uplift(
 
 
 def _key_lookup(keys: list[tuple[str, int]], values: np.ndarray) -> dict[tuple[str, int], float]:
-    return {k: float(v) for k, v in zip(keys, values) if np.isfinite(v)}
+    return {k: float(v) for k, v in zip(keys, values, strict=False) if np.isfinite(v)}
 
 
 def _align(table: dict[tuple[str, int], float], key: tuple[str, int]) -> float:
@@ -1171,9 +1171,11 @@ def _model_frame(
 def _incidents(store, predictor, frame, hours, sp, limitations) -> tuple[list[dict], np.ndarray]:
     """Per hour, zone and group forecasts, and the planning incidents per hour for the workload.
 
-    The area's incidents per hour at the planning quantile: the sum of the means plus z times
-    the square root of the summed variances, each variance read from the 95 % interval
-    (sd ≈ (upper95 − lower95) / 3.92, a normal approximation).
+    The area's incidents per hour at the planning quantile: the sum over the venue and ring
+    zones (of the ``all`` group when the model has one, else of every group) of the means, plus
+    z times the square root of the summed variances, each variance read from the 95 % interval
+    (sd ≈ (upper95 − lower95) / 3.92, a normal approximation); z = 1.2816 for ``upper80`` (the
+    90th percentile), 1.96 for ``upper95``, 0 for ``mean``.
     """
     none = np.zeros(len(hours))
     if predictor is None:
@@ -1208,7 +1210,13 @@ def _incidents(store, predictor, frame, hours, sp, limitations) -> tuple[list[di
         )
         return [], none
     pred["sd"] = ((pred["upper95"] - pred["lower95"]) / 3.92).clip(lower=0)
-    agg = pred.groupby("hour").agg(mean=("mean", "sum"), var=("sd", lambda s: float((s**2).sum())))
+    if pred["mean"].isna().any():
+        limitations.append(
+            f"{int(pred['mean'].isna().sum())} incident forecast(s) could not be computed (missing model inputs)"
+        )
+    # the 'all' group is the total of the others: the workload uses it alone when present
+    total = pred[pred["group"] == "all"] if (pred["group"] == "all").any() else pred
+    agg = total.groupby("hour").agg(mean=("mean", "sum"), var=("sd", lambda s: float((s**2).sum())))
     z = _Z[sp.incident_quantile]
     planned = (agg["mean"] + z * np.sqrt(agg["var"])).reindex(hours).fillna(0.0).to_numpy()
     cols = ["hour", "zone_id", "group", "mean", "lower80", "upper80", "lower95", "upper95"]
@@ -1379,7 +1387,7 @@ def _stops_context(store, ev, hours, tz, bp, sp, limitations) -> list[dict[str, 
                 "peak_expected_entries": float(exp[j]),
                 "hours": [
                     {"hour": h, "usual_entries": float(u), "expected_entries": float(e)}
-                    for h, u, e in zip(hours, usual[i], exp)
+                    for h, u, e in zip(hours, usual[i], exp, strict=False)
                 ],
                 "arithmetic": (
                     f"expected = usual + {sp.transit_share:g} (transit share) × attendees leaving that hour × "

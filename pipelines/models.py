@@ -17,7 +17,7 @@ A Poisson likelihood with covariates shared by many rows only depends on the per
 counts and exposures: rows with identical covariates are aggregated into *cells* (sum of
 incidents, sum of person-slots) before fitting, which is exact for the Poisson GLM and for the
 Poisson objective of XGBoost. Continuous features (dark_lamps_out, event_k, transit_k) are
-rounded to ``resolution`` (default 0.01 of their unit: 10 attendees, 10 entries, 0.1 % of lamps)
+rounded to ``resolution`` (default 0.05 of their unit: 50 attendees, 50 entries, 0.5 % of lamps)
 in the cell key, a negligible approximation that keeps a metropolis (17.5 M zone-hours) in a few
 hundred thousand cells. The negative binomial is fitted on the same cells as a quasi-likelihood
 with the exact variance of a sum of NB2 rows sharing a rate, ``M (1 + alpha s M)`` with
@@ -76,6 +76,8 @@ CATEGORY_GROUPS: dict[str, list[str]] = {
         "fight",
         "brawl",
         "agression",
+        "atteinte_personne",
+        "atteinte_aux_personnes",
         "coups_et_blessures",
         "rixe",
         "vol_avec_violence",
@@ -115,6 +117,7 @@ CATEGORY_GROUPS: dict[str, list[str]] = {
         "harassment",
         "ivresse",
         "tapage",
+        "trouble_ordre_public",
         "stupefiants",
     ],
     "fire_rescue_medical": [
@@ -140,6 +143,7 @@ CATEGORY_GROUPS: dict[str, list[str]] = {
         "collision",
         "crash",
         "accident_de_la_route",
+        "accident_circulation",
     ],
 }
 
@@ -441,7 +445,7 @@ class Cells:
 
 
 def build_cells(
-    dz: pd.DataFrame, *, features: Sequence[str], resolution: float = 0.01
+    dz: pd.DataFrame, *, features: Sequence[str], resolution: float = 0.05
 ) -> Cells:
     """Group design rows into cells of identical covariates (continuous ones rounded).
 
@@ -790,7 +794,7 @@ def fit_glm(
     features: Sequence[str] | None = None,
     mask: np.ndarray | None = None,
     cells: Cells | None = None,
-    resolution: float = 0.01,
+    resolution: float = 0.05,
     grain: str = "1h",
     categories: Sequence[str] | None = None,
     min_incidents: int = MIN_INCIDENTS,
@@ -994,7 +998,7 @@ def fit_xgb(
     features: Sequence[str] | None = None,
     mask: np.ndarray | None = None,
     cells: Cells | None = None,
-    resolution: float = 0.01,
+    resolution: float = 0.05,
     rounds: int = XGB_ROUNDS,
     params: dict[str, Any] | None = None,
     grain: str = "1h",
@@ -1388,7 +1392,7 @@ def fit_all(
     groups: Sequence[str] | None = None,
     min_incidents: int = MIN_INCIDENTS,
     xgb_rounds: int = XGB_ROUNDS,
-    resolution: float = 0.01,
+    resolution: float = 0.05,
     covariates: str = "forecast",
     effects: bool = True,
 ) -> FitReport:

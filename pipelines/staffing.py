@@ -993,7 +993,7 @@ def plan_event(
         notes.append(f"high-risk visibility ratio 1/{p.high_risk_ratio:g} used")
     total = dps(attendance, activity=p2, environment=e1, delay=e2)
     rows = []
-    for h, c, a, k in zip(hours, crowd, arrivals_peak_per_min, inc):
+    for h, c, a, k in zip(hours, crowd, arrivals_peak_per_min, inc, strict=False):
         c = max(0.0, float(c)) if np.isfinite(c) else 0.0
         c_dps = min(c, float(attendance))
         d = dps(c_dps, activity=p2, environment=e1, delay=e2)

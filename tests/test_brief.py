@@ -162,7 +162,7 @@ def _cube(events: pd.DataFrame, *, incidents: bool, lighting: bool) -> pd.DataFr
         if e.category != "concert":
             continue
         eh = br.event_hours(e.start, e.end, before=3, after=2)
-        for key, h in zip(br.phase_keys(eh, e.start, e.end), eh):
+        for key, h in zip(br.phase_keys(eh, e.start, e.end), eh, strict=False):
             at = cube["hour"] == h
             cube.loc[at & (cube["zone_id"] == e.zone_id), "present"] += (
                 PLANTED_VENUE.get(key, 0.0) * e.expected_attendance
@@ -358,7 +358,7 @@ def test_comparables_forecast_matches_planted_uplift(store):
     keys = [(r["phase"], r["phase_hour"]) for r in rows]
     loc = pd.DatetimeIndex([r["hour"] for r in rows]).tz_convert(TZ)
     ref = reference_pattern(loc.hour.to_numpy(), np.full(len(rows), 4))  # z11 is zone index 4
-    for r, k, rf in zip(rows, keys, ref):
+    for r, k, rf in zip(rows, keys, ref, strict=False):
         truth = rf + 6000 * PLANTED_VENUE.get(k, 0.0)
         assert r["venue_present_forecast"] == pytest.approx(truth, rel=1e-9), k
     ring = {
@@ -516,7 +516,7 @@ def test_more_attendance_never_fewer_staff(store):
         cur = [(r["rescuers"], r["agents"], r["entry_lanes"]) for r in b["hours"]]
         peak = b["staffing"]["peak"]
         if prev is not None:
-            assert all(c[i] >= p[i] for c, p in zip(cur, prev[0]) for i in range(3)), att
+            assert all(c[i] >= p[i] for c, p in zip(cur, prev[0], strict=False) for i in range(3)), att
             assert all(peak[k] >= prev[1][k] for k in peak), att
         prev = (cur, peak)
 

@@ -292,7 +292,22 @@ def test_dark_agrees_with_solar_elevation(full: Store, cube: pd.DataFrame) -> No
     lon = cent.loc[cube["zone_id"], "longitude"].to_numpy()
     sample = np.arange(0, len(cube), 7)
     expected = dark_mask(pd.DatetimeIndex(cube["hour"].iloc[sample]), lat[sample], lon[sample])
-    assert (cube["dark"].to_numpy()[sample] == expected).mean() >= 0.999
+    differ = sample[cube["dark"].to_numpy()[sample] != expected]
+    assert len(differ) <= 0.01 * len(sample)
+    # calendar.dark_mask compares astral's *refracted* elevation with -0.833 degrees, so it turns
+    # light a few minutes before astral's sunrise: disagreements only within 10 min of it.
+    import datetime as dt
+    from zoneinfo import ZoneInfo
+
+    from astral import Observer
+    from astral.sun import sunrise, sunset
+
+    for i in differ:
+        mid = cube["hour"].iloc[i] + pd.Timedelta(minutes=30)
+        obs = Observer(latitude=lat[i], longitude=lon[i])
+        day = mid.tz_convert(TZ).date()
+        events = [f(obs, day, tzinfo=ZoneInfo(TZ)) for f in (sunrise, sunset)]
+        assert min(abs(mid.to_pydatetime() - e) for e in events) < dt.timedelta(minutes=10)
     noon = cube[cube["local_hour"] == 12]
     midnight = cube[cube["local_hour"] == 0]
     assert not noon["dark"].any() and midnight["dark"].all()

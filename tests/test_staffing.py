@@ -201,7 +201,7 @@ def test_more_attendance_never_fewer_staff(p2, e1):
         b = st.barrier(ln.lanes, ln.peak_arrivals_per_min)
         cur = (d.rescuers, d.posts, TIER_RANK[d.tier], a.agents, ln.lanes, b.barrier_m)
         if prev is not None:
-            assert all(c >= q - 1e-9 for c, q in zip(cur, prev)), (n, cur, prev)
+            assert all(c >= q - 1e-9 for c, q in zip(cur, prev, strict=False)), (n, cur, prev)
         prev = cur
 
 
@@ -236,7 +236,7 @@ def test_plan_event_monotone_random_pairs():
             incidents_per_hour=inc * b / 1e4,
             **kw,
         )
-        for ha, hb in zip(pa.hours, pb.hours):
+        for ha, hb in zip(pa.hours, pb.hours, strict=False):
             assert all(
                 hb[k] >= ha[k] for k in ("rescuers", "first_aid_posts", "agents", "entry_lanes")
             ), (a, b)
