@@ -28,11 +28,22 @@ def make_files(d: Path, n: int = 1_000_000, *, seed: int = 0) -> Path:
         for j in range(15):
             polys.append(box(xs[i], ys[j], xs[i + 1], ys[j + 1]))
             ids.append(f"Z{i:02d}{j:02d}")
-    gpd.GeoDataFrame({"code": ids}, geometry=polys, crs=4326).to_file(d / "zones.geojson", driver="GeoJSON")
+    gpd.GeoDataFrame({"code": ids}, geometry=polys, crs=4326).to_file(
+        d / "zones.geojson", driver="GeoJSON"
+    )
     start = pd.Timestamp("2025-01-01").value // 10**9
     secs = rng.integers(0, 2 * 365 * 86400, n) + start
     t = pd.to_datetime(secs, unit="s").strftime("%Y-%m-%d %H:%M:%S")
-    cats = np.array(["vol", "atteinte_personne", "trouble_ordre_public", "incendie", "secours_a_personne", "accident_circulation"])
+    cats = np.array(
+        [
+            "vol",
+            "atteinte_personne",
+            "trouble_ordre_public",
+            "incendie",
+            "secours_a_personne",
+            "accident_circulation",
+        ]
+    )
     df = pd.DataFrame(
         {
             "num": np.arange(n).astype(str),

@@ -82,17 +82,21 @@ def dark_mask(
         obs = observers.get((la, lo))
         if obs is None:
             obs = observers[(la, lo)] = Observer(latitude=la, longitude=lo)
-        when = dt.datetime.fromtimestamp(t / 1e9, tz=dt.timezone.utc)
+        when = dt.datetime.fromtimestamp(t / 1e9, tz=dt.UTC)
         out[i] = elevation(obs, when) < DARK_ELEVATION
     return out[codes]
 
 
 def _dates(dates: Iterable) -> pd.DatetimeIndex:
-    idx = pd.DatetimeIndex(pd.to_datetime(pd.Series(list(dates)) if not isinstance(dates, pd.Series) else dates))
+    idx = pd.DatetimeIndex(
+        pd.to_datetime(pd.Series(list(dates)) if not isinstance(dates, pd.Series) else dates)
+    )
     return idx.tz_localize(None) if idx.tz is not None else idx
 
 
-def public_holidays(dates: Iterable, *, country: str | None, subdivision: str | None = None) -> np.ndarray:
+def public_holidays(
+    dates: Iterable, *, country: str | None, subdivision: str | None = None
+) -> np.ndarray:
     """Whether each local date is a public holiday (python-holidays).
 
     Parameters

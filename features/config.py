@@ -47,9 +47,12 @@ class Area(BaseModel):
     name: str = "study"
     timezone: str = "UTC"
     grain: Literal["1h", "1d"] = "1h"
-    h3_resolution: int = Field(8, ge=0, le=15, description="H3 resolution when there is no zones file")
+    h3_resolution: int = Field(
+        8, ge=0, le=15, description="H3 resolution when there is no zones file"
+    )
     country: str | None = Field(
-        None, description="ISO country code for public holidays; inferred from the time zone if unset"
+        None,
+        description="ISO country code for public holidays; inferred from the time zone if unset",
     )
     subdivision: str | None = Field(None, description="holidays subdivision, e.g. 'IL' or '75'")
     school_zone: str | None = Field(
@@ -62,7 +65,9 @@ class Area(BaseModel):
         try:
             ZoneInfo(v)
         except (ZoneInfoNotFoundError, ValueError) as exc:
-            raise ValueError(f"unknown time zone {v!r} (expected an IANA name such as Europe/Paris)") from exc
+            raise ValueError(
+                f"unknown time zone {v!r} (expected an IANA name such as Europe/Paris)"
+            ) from exc
         return v
 
 
@@ -72,7 +77,9 @@ class SourceSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     path: str | list[str]
-    columns: dict[str, str] = Field(default_factory=dict, description="canonical name -> file's column")
+    columns: dict[str, str] = Field(
+        default_factory=dict, description="canonical name -> file's column"
+    )
     format: Literal["csv", "parquet", "jsonl", "geojson", "gpkg", "gtfs", "txt"] | None = None
     time_format: str | None = None
     slot_minutes: int | None = Field(None, ge=15, le=1440)
@@ -140,13 +147,20 @@ def load_study(path: str | Path) -> Study:
     except yaml.YAMLError as exc:
         where = getattr(exc, "problem_mark", None)
         at = f" at line {where.line + 1}, column {where.column + 1}" if where else ""
-        raise ConfigError(f"{path}: not valid YAML{at}: {getattr(exc, 'problem', exc)}.", file=str(path)) from None
+        raise ConfigError(
+            f"{path}: not valid YAML{at}: {getattr(exc, 'problem', exc)}.", file=str(path)
+        ) from None
     except UnicodeDecodeError:
-        raise ConfigError(f"{path}: not UTF-8 text; save the sources file as UTF-8.", file=str(path)) from None
+        raise ConfigError(
+            f"{path}: not UTF-8 text; save the sources file as UTF-8.", file=str(path)
+        ) from None
     if raw is None:
         raise ConfigError(f"{path}: the sources file is empty.", file=str(path))
     if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: expected a mapping of sources at the top level, got {type(raw).__name__}.", file=str(path))
+        raise ConfigError(
+            f"{path}: expected a mapping of sources at the top level, got {type(raw).__name__}.",
+            file=str(path),
+        )
     known = set(SOURCE_NAMES) | {"area", "suppression_k"}
     for key in raw:
         if key not in known:
@@ -165,7 +179,9 @@ def load_study(path: str | Path) -> Study:
         for err in exc.errors():
             loc = ".".join(str(p) for p in err["loc"])
             lines.append(f"{loc}: {err['msg']}")
-        raise ConfigError(f"{path}: invalid sources file: " + "; ".join(lines) + ".", file=str(path)) from None
+        raise ConfigError(
+            f"{path}: invalid sources file: " + "; ".join(lines) + ".", file=str(path)
+        ) from None
     study.base_dir = path.resolve().parent
     return study
 

@@ -39,7 +39,7 @@ import numpy as np
 import pandas as pd
 
 from features import schemas
-from features.config import SOURCE_NAMES, SourceSpec, Study, _closest, load_study
+from features.config import SOURCE_NAMES, SourceSpec, _closest, load_study
 from features.errors import InputError
 from features.readers import FILE, ROW, FileInfo, expand, read_any
 from features.store import Store
@@ -104,7 +104,15 @@ class IngestResult:
 class _Rows:
     """A parsed source: canonical columns plus per-row quarantine reasons."""
 
-    def __init__(self, source: str, frame: pd.DataFrame, files: list[FileInfo], ignored: list[str], mapped: dict[str, str], raw: pd.DataFrame):
+    def __init__(
+        self,
+        source: str,
+        frame: pd.DataFrame,
+        files: list[FileInfo],
+        ignored: list[str],
+        mapped: dict[str, str],
+        raw: pd.DataFrame,
+    ):
         self.source = source
         self.frame = frame
         self.raw = raw  # the mapped columns as read (strings), for the quarantine file
@@ -113,7 +121,11 @@ class _Rows:
         self.mapped = mapped
         self.codes: dict[str, np.ndarray] = {}
         self.details: dict[str, pd.Series] = {}
-        self.dst: dict[str, int] = {"nonexistent_shifted": 0, "ambiguous_first": 0, "ambiguous_second": 0}
+        self.dst: dict[str, int] = {
+            "nonexistent_shifted": 0,
+            "ambiguous_first": 0,
+            "ambiguous_second": 0,
+        }
         self.warnings: list[str] = []
 
     def flag(self, mask, code: str, detail: pd.Series | None = None) -> None:
@@ -152,7 +164,9 @@ class _Rows:
 # reading and mapping
 
 
-def _map_columns(source: str, spec: SourceSpec, df: pd.DataFrame, path: str) -> tuple[dict[str, str], list[str]]:
+def _map_columns(
+    source: str, spec: SourceSpec, df: pd.DataFrame, path: str
+) -> tuple[dict[str, str], list[str]]:
     """canonical -> file column, and the file's columns that are left out."""
     file_cols = [c for c in df.columns if c not in (ROW, FILE) and c != "geometry"]
     canon = schemas.columns(source)
@@ -164,7 +178,8 @@ def _map_columns(source: str, spec: SourceSpec, df: pd.DataFrame, path: str) -> 
                 f"{source}: the column mapping names {name!r}, which is not a canonical column of {source}"
                 + (f" (did you mean {hint!r}?)" if hint else "")
                 + f"; canonical columns are {', '.join(canon)}.",
-                file=path, column=name,
+                file=path,
+                column=name,
             )
     mapping: dict[str, str] = {}
     lower = {c.lower().strip(): c for c in file_cols}
@@ -180,7 +195,8 @@ def _map_columns(source: str, spec: SourceSpec, df: pd.DataFrame, path: str) -> 
                 raise InputError(
                     f"{source}: {path} has no column {target!r} (mapped to {name}); its columns are "
                     f"{', '.join(file_cols)}" + (f"; closest match {hint!r}" if hint else "") + ".",
-                    file=path, column=target,
+                    file=path,
+                    column=target,
                 )
             mapping[name] = target
         elif name in lower:
@@ -188,7 +204,11 @@ def _map_columns(source: str, spec: SourceSpec, df: pd.DataFrame, path: str) -> 
     used = set(mapping.values())
     ignored = [c for c in file_cols if c not in used]
     # required columns
-    missing = [c for c in schemas.required(source) if c not in mapping and c not in spec.constants and c != "geometry"]
+    missing = [
+        c
+        for c in schemas.required(source)
+        if c not in mapping and c not in spec.constants and c != "geometry"
+    ]
     if source in schemas.LOCATED or source == "stops":
         pass
     if missing:
@@ -199,10 +219,19 @@ def _map_columns(source: str, spec: SourceSpec, df: pd.DataFrame, path: str) -> 
             f"{source}: {path} lacks the required column {name!r}"
             + (f" (all missing: {', '.join(missing)})" if len(missing) > 1 else "")
             + f"; its columns are {', '.join(file_cols) or '(none)'}"
-            + (f"; closest match {hint!r} — map it in sources.yaml with columns: {{{name}: {hint}}}" if hint else "")
-            + ("; the first line looks like data: does the file have a header row?" if looks_headerless else "")
+            + (
+                f"; closest match {hint!r} — map it in sources.yaml with columns: {{{name}: {hint}}}"
+                if hint
+                else ""
+            )
+            + (
+                "; the first line looks like data: does the file have a header row?"
+                if looks_headerless
+                else ""
+            )
             + ".",
-            file=path, column=name,
+            file=path,
+            column=name,
         )
     if source in schemas.LOCATED:
         has_ll = "latitude" in mapping and "longitude" in mapping
@@ -210,13 +239,18 @@ def _map_columns(source: str, spec: SourceSpec, df: pd.DataFrame, path: str) -> 
         has_zone = "zone_id" in mapping or "zone_id" in spec.constants
         has_lamp = source == "lighting_faults" and "lamp_id" in mapping
         if has_xy and not spec.crs:
-            raise InputError(f"{source}: {path} gives x/y coordinates but sources.yaml names no crs (e.g. crs: EPSG:2154).", file=path, column="x")
+            raise InputError(
+                f"{source}: {path} gives x/y coordinates but sources.yaml names no crs (e.g. crs: EPSG:2154).",
+                file=path,
+                column="x",
+            )
         if not (has_ll or has_xy or has_zone or has_lamp):
             need = "lamp_id, " if source == "lighting_faults" else ""
             raise InputError(
                 f"{source}: {path} has no location: expected {need}latitude and longitude, x and y with a crs, or zone_id; "
                 f"its columns are {', '.join(file_cols)}.",
-                file=path, column="latitude",
+                file=path,
+                column="latitude",
             )
     return mapping, ignored
 
@@ -224,24 +258,42 @@ def _map_columns(source: str, spec: SourceSpec, df: pd.DataFrame, path: str) -> 
 def _looks_headerless(cols: list[str]) -> bool:
     if not cols:
         return False
-    numeric = sum(bool(re.fullmatch(r"[-+]?\d+([.,]\d+)?", str(c).strip())) or bool(re.match(r"\d{4}-\d{2}-\d{2}", str(c))) for c in cols)
+    numeric = sum(
+        bool(re.fullmatch(r"[-+]?\d+([.,]\d+)?", str(c).strip()))
+        or bool(re.match(r"\d{4}-\d{2}-\d{2}", str(c)))
+        for c in cols
+    )
     return numeric >= max(1, len(cols) // 2)
 
 
-def _read_source(source: str, spec: SourceSpec, base: Path) -> tuple[pd.DataFrame, list[FileInfo], dict[str, str], list[str]]:
+def _read_source(
+    source: str, spec: SourceSpec, base: Path
+) -> tuple[pd.DataFrame, list[FileInfo], dict[str, str], list[str]]:
     files = expand(spec.paths(base), source)
     frames, infos = [], []
     mapping: dict[str, str] | None = None
     ignored: set[str] = set()
     for path in files:
         cols = schemas.columns(source)
-        numeric = {spec.columns.get(c, c) for c, col in cols.items() if col.kind in {"float", "int"}}
+        numeric = {
+            spec.columns.get(c, c) for c, col in cols.items() if col.kind in {"float", "int"}
+        }
         if source in schemas.LOCATED:
             numeric |= {spec.columns.get("x", "x"), spec.columns.get("y", "y")}
-        df, info = read_any(path, fmt=spec.format, encoding=spec.encoding, delimiter=spec.delimiter, layer=spec.layer, source=source, numeric=numeric)
+        df, info = read_any(
+            path,
+            fmt=spec.format,
+            encoding=spec.encoding,
+            delimiter=spec.delimiter,
+            layer=spec.layer,
+            source=source,
+            numeric=numeric,
+        )
         m, ign = _map_columns(source, spec, df, path)
         if mapping is not None and set(m) != set(mapping):
-            log.info("%s: %s maps columns %s, earlier files %s", source, path, sorted(m), sorted(mapping))
+            log.info(
+                "%s: %s maps columns %s, earlier files %s", source, path, sorted(m), sorted(mapping)
+            )
         mapping = {**(mapping or {}), **m}
         ignored |= set(ign)
         keep = {canon: df[col] for canon, col in m.items()}
@@ -259,7 +311,11 @@ def _read_source(source: str, spec: SourceSpec, base: Path) -> tuple[pd.DataFram
 
         frame = gpd.GeoDataFrame(pd.concat(frames, ignore_index=True), crs=frames[0].crs)
     else:
-        frame = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0].reset_index(drop=True)
+        frame = (
+            pd.concat(frames, ignore_index=True)
+            if len(frames) > 1
+            else frames[0].reset_index(drop=True)
+        )
     for name, value in spec.constants.items():
         frame[name] = value
     return frame, infos, mapping or {}, sorted(ignored)
@@ -284,7 +340,13 @@ def _parse_float(rows: _Rows, name: str) -> None:
     num = pd.to_numeric(txt, errors="coerce")
     retry = num.isna() & txt.notna() & txt.str.contains(",", regex=False)
     if retry.any():
-        num = num.where(~retry, pd.to_numeric(txt[retry].str.replace(r"\s", "", regex=True).str.replace(",", ".", regex=False), errors="coerce"))
+        num = num.where(
+            ~retry,
+            pd.to_numeric(
+                txt[retry].str.replace(r"\s", "", regex=True).str.replace(",", ".", regex=False),
+                errors="coerce",
+            ),
+        )
     badm = (num.isna() & txt.notna()).to_numpy()
     rows.flag(badm, f"{name}: not a number", txt)
     rows.frame[name] = num.astype(float)
@@ -316,14 +378,18 @@ def _parse_str(rows: _Rows, name: str) -> None:
     s = rows.frame[name]
     if pd.api.types.is_float_dtype(s):
         # ids read from Parquet/JSON as numbers: 12.0 -> "12"
-        txt = s.map(lambda v: None if pd.isna(v) else (str(int(v)) if float(v).is_integer() else str(v)))
+        txt = s.map(
+            lambda v: None if pd.isna(v) else (str(int(v)) if float(v).is_integer() else str(v))
+        )
         rows.frame[name] = txt.astype(object)
         return
     txt = _as_str(s)
     rows.frame[name] = txt.where(txt != "", pd.NA)
 
 
-def _parse_time(rows: _Rows, name: str, *, fmt: str | None, tz: str, series_keys: list[str]) -> None:
+def _parse_time(
+    rows: _Rows, name: str, *, fmt: str | None, tz: str, series_keys: list[str]
+) -> None:
     s = rows.frame[name]
     n = len(s)
     utc = pd.Series(pd.NaT, index=s.index, dtype="datetime64[ns, UTC]")
@@ -339,7 +405,11 @@ def _parse_time(rows: _Rows, name: str, *, fmt: str | None, tz: str, series_keys
         if fmt:
             if "%z" in fmt or "%Z" in fmt:
                 parsed = pd.to_datetime(txt, format=fmt, errors="coerce", utc=True)
-                rows.flag((parsed.isna() & txt.notna()).to_numpy(), f"{name}: unparseable time (expected {fmt})", txt)
+                rows.flag(
+                    (parsed.isna() & txt.notna()).to_numpy(),
+                    f"{name}: unparseable time (expected {fmt})",
+                    txt,
+                )
                 rows.frame[name] = parsed.astype("datetime64[ns, UTC]")
                 return
             naive = pd.to_datetime(txt, format=fmt, errors="coerce")
@@ -349,10 +419,14 @@ def _parse_time(rows: _Rows, name: str, *, fmt: str | None, tz: str, series_keys
             naive = pd.Series(pd.NaT, index=s.index, dtype="datetime64[ns]")
             if (~aware_mask).any():
                 part = txt[~aware_mask]
-                naive.loc[~aware_mask] = pd.to_datetime(part, format="ISO8601", errors="coerce").astype("datetime64[ns]")
+                naive.loc[~aware_mask] = pd.to_datetime(
+                    part, format="ISO8601", errors="coerce"
+                ).astype("datetime64[ns]")
             if aware_mask.any():
                 part = txt[aware_mask]
-                utc.loc[aware_mask] = pd.to_datetime(part, format="ISO8601", errors="coerce", utc=True).astype("datetime64[ns, UTC]")
+                utc.loc[aware_mask] = pd.to_datetime(
+                    part, format="ISO8601", errors="coerce", utc=True
+                ).astype("datetime64[ns, UTC]")
     naive = naive.astype("datetime64[ns]")
     local_mask = ~aware_mask
     if local_mask.any():
@@ -363,7 +437,11 @@ def _parse_time(rows: _Rows, name: str, *, fmt: str | None, tz: str, series_keys
         ambiguous = (strict.isna() & t.notna()).to_numpy() & ~nonexistent
         is_dst = np.ones(len(t), dtype=bool)
         if ambiguous.any():
-            sub = rows.frame.loc[local_mask].loc[ambiguous, series_keys].copy() if series_keys else pd.DataFrame(index=t.index[ambiguous])
+            sub = (
+                rows.frame.loc[local_mask].loc[ambiguous, series_keys].copy()
+                if series_keys
+                else pd.DataFrame(index=t.index[ambiguous])
+            )
             sub["__t"] = t[ambiguous].to_numpy()
             rank = sub.groupby(list(sub.columns), sort=False, dropna=False).cumcount().to_numpy()
             is_dst[np.flatnonzero(ambiguous)] = rank == 0
@@ -375,7 +453,11 @@ def _parse_time(rows: _Rows, name: str, *, fmt: str | None, tz: str, series_keys
     failed = (utc.isna() & s.notna()).to_numpy()
     if txt is not None:
         failed = failed & txt.notna().to_numpy()
-    hint = f"expected {fmt}" if fmt else "expected ISO 8601 such as 2026-11-15T14:00; set time_format in sources.yaml otherwise"
+    hint = (
+        f"expected {fmt}"
+        if fmt
+        else "expected ISO 8601 such as 2026-11-15T14:00; set time_format in sources.yaml otherwise"
+    )
     rows.flag(failed, f"{name}: unparseable time ({hint})", txt if txt is not None else s)
     rows.frame[name] = utc
 
@@ -399,7 +481,15 @@ def _parse(rows: _Rows, spec: SourceSpec, tz: str) -> None:
             _parse_str(rows, name)
     for name in rows.frame.columns:
         if name in cols and cols[name].kind == "time":
-            _parse_time(rows, name, fmt=spec.time_format, tz=spec.timezone or tz, series_keys=[k for k in schemas.SERIES_KEYS.get(rows.source, []) if k in rows.frame.columns])
+            _parse_time(
+                rows,
+                name,
+                fmt=spec.time_format,
+                tz=spec.timezone or tz,
+                series_keys=[
+                    k for k in schemas.SERIES_KEYS.get(rows.source, []) if k in rows.frame.columns
+                ],
+            )
 
 
 def _validate(rows: _Rows, path_hint: str) -> None:
@@ -443,10 +533,16 @@ def _check_slots(rows: _Rows, spec: SourceSpec) -> None:
             f["slot_minutes"] = mins.round().astype("Int64")
         else:
             f["slot_minutes"] = _infer_slot(f, rows.source)
-            rows.warnings.append(f"slot length not given: inferred {int(f['slot_minutes'].iloc[0]) if len(f) else 60} minutes from the spacing of start times")
+            rows.warnings.append(
+                f"slot length not given: inferred {int(f['slot_minutes'].iloc[0]) if len(f) else 60} minutes from the spacing of start times"
+            )
     sm = pd.to_numeric(f["slot_minutes"], errors="coerce")
     bad = sm.isna() | (sm < 15) | (sm > 1440) | ((1440 % sm.fillna(1)) != 0)
-    rows.flag(bad.to_numpy() & f["start"].notna().to_numpy(), "slot_minutes: must divide a day, 15 to 1440 minutes", sm)
+    rows.flag(
+        bad.to_numpy() & f["start"].notna().to_numpy(),
+        "slot_minutes: must divide a day, 15 to 1440 minutes",
+        sm,
+    )
     f["slot_minutes"] = sm.fillna(60).astype("int32")
 
 
@@ -497,9 +593,14 @@ def _zones_from_file(rows: _Rows) -> None:
         b = g.total_bounds if len(g) else np.zeros(4)
         if np.all(np.abs(b[[0, 2]]) <= 180) and np.all(np.abs(b[[1, 3]]) <= 90):
             g = g.set_crs(4326)
-            rows.warnings.append("zones file has no CRS: coordinates look like WGS84 longitude/latitude, read as EPSG:4326")
+            rows.warnings.append(
+                "zones file has no CRS: coordinates look like WGS84 longitude/latitude, read as EPSG:4326"
+            )
         else:
-            raise InputError("zones: the zones file has no CRS and its coordinates are not longitude/latitude; give it a CRS (e.g. save it with EPSG:2154).", column="geometry")
+            raise InputError(
+                "zones: the zones file has no CRS and its coordinates are not longitude/latitude; give it a CRS (e.g. save it with EPSG:2154).",
+                column="geometry",
+            )
     g = g.to_crs(4326)
     empty = (g.geometry.isna() | g.geometry.is_empty).to_numpy()
     rows.flag(empty, "geometry: missing or empty")
@@ -509,7 +610,9 @@ def _zones_from_file(rows: _Rows) -> None:
     invalid = (~g.geometry.is_valid).to_numpy() & ~empty & ~notpoly
     if invalid.any():
         g.loc[invalid, "geometry"] = g.geometry[invalid].apply(make_valid)
-        rows.warnings.append(f"{int(invalid.sum())} invalid polygons repaired with shapely make_valid")
+        rows.warnings.append(
+            f"{int(invalid.sum())} invalid polygons repaired with shapely make_valid"
+        )
     rows.frame = g
 
 
@@ -518,7 +621,9 @@ def _assign(rows: _Rows, zones, zone_kind: str, h3_res: int) -> None:
 
     f = rows.frame
     n = len(f)
-    lat_col, lon_col = ("stop_lat", "stop_lon") if rows.source == "stops" else ("latitude", "longitude")
+    lat_col, lon_col = (
+        ("stop_lat", "stop_lon") if rows.source == "stops" else ("latitude", "longitude")
+    )
     has_pt = lat_col in f.columns and lon_col in f.columns
     zid = zones["zone_id"].astype(str).to_numpy()
     codes = np.full(n, -1, dtype=np.int64)
@@ -544,8 +649,14 @@ def _assign(rows: _Rows, zones, zone_kind: str, h3_res: int) -> None:
             codes[pt] = z
             outside = pt & (codes < 0)
             sel = np.flatnonzero(outside)
-            rows.flag(outside, "outside every zone", f[lat_col].iloc[sel].astype(str) + "," + f[lon_col].iloc[sel].astype(str))
-    zone = pd.Series(pd.Categorical.from_codes(codes, categories=pd.Index(zid)), index=f.index).astype("string")
+            rows.flag(
+                outside,
+                "outside every zone",
+                f[lat_col].iloc[sel].astype(str) + "," + f[lon_col].iloc[sel].astype(str),
+            )
+    zone = pd.Series(
+        pd.Categorical.from_codes(codes, categories=pd.Index(zid)), index=f.index
+    ).astype("string")
     f["zone_id"] = zone
     if rows.source != "lighting_faults":
         noloc = (codes < 0) & ~rows.bad
@@ -600,7 +711,9 @@ def _rel(path: str, base: Path) -> str:
         return str(path)
 
 
-def ingest(sources_yaml: str | Path, store: str | Path | Store, *, force: bool = False) -> IngestResult:
+def ingest(
+    sources_yaml: str | Path, store: str | Path | Store, *, force: bool = False
+) -> IngestResult:
     """Validate and load every source of a study into a store.
 
     Parameters
@@ -628,7 +741,10 @@ def ingest(sources_yaml: str | Path, store: str | Path | Store, *, force: bool =
     tz = study.area.timezone
     specs = study.sources()
     if not specs:
-        raise InputError(f"{sources_yaml}: the study lists no source; expected at least one of {', '.join(SOURCE_NAMES)}.", file=str(sources_yaml))
+        raise InputError(
+            f"{sources_yaml}: the study lists no source; expected at least one of {', '.join(SOURCE_NAMES)}.",
+            file=str(sources_yaml),
+        )
 
     previous = {}
     rp = st.root / "ingest_report.json"
@@ -646,7 +762,9 @@ def ingest(sources_yaml: str | Path, store: str | Path | Store, *, force: bool =
     for name, spec in specs.items():
         files = expand(spec.paths(base), name)
         file_hashes[name] = [{"path": _rel(p, base), "sha256": _sha(p)} for p in files]
-        own[name] = _fingerprint([INGEST_VERSION, name, spec.model_dump(), file_hashes[name], study.area.model_dump()])
+        own[name] = _fingerprint(
+            [INGEST_VERSION, name, spec.model_dump(), file_hashes[name], study.area.model_dump()]
+        )
     zone_kind = "polygons" if "zones" in specs else "h3"
     if zone_kind == "h3":
         zones_fp = _fingerprint(sorted(own.items()))
@@ -670,9 +788,15 @@ def ingest(sources_yaml: str | Path, store: str | Path | Store, *, force: bool =
 
     def unchanged(name: str) -> bool:
         prev = previous.get(name)
-        return bool(prev) and prev.get("fingerprint") == fps[name] and st.validated_path(name).exists()
+        return (
+            bool(prev) and prev.get("fingerprint") == fps[name] and st.validated_path(name).exists()
+        )
 
-    todo = [n for n in SOURCE_NAMES if (n in specs or (n == "zones" and zone_kind == "h3")) and not unchanged(n)]
+    todo = [
+        n
+        for n in SOURCE_NAMES
+        if (n in specs or (n == "zones" and zone_kind == "h3")) and not unchanged(n)
+    ]
     results: dict[str, SourceResult] = {}
     parsed: dict[str, _Rows] = {}
 
@@ -692,15 +816,28 @@ def ingest(sources_yaml: str | Path, store: str | Path | Store, *, force: bool =
             _project_xy(rows, spec.crs)
         if name == "zones":
             _zones_from_file(rows)
-        if name in {"presence", "presence_origin", "ridership", "weather"} and "start" in rows.frame.columns:
+        if (
+            name in {"presence", "presence_origin", "ridership", "weather"}
+            and "start" in rows.frame.columns
+        ):
             _check_slots(rows, spec)
         _validate(rows, "")
         if name == "lighting_faults" and "repaired_at" in rows.frame.columns:
             f = rows.frame
-            rows.flag((f["repaired_at"].notna() & f["reported_at"].notna() & (f["repaired_at"] < f["reported_at"])).to_numpy(), "repaired_at before reported_at")
+            rows.flag(
+                (
+                    f["repaired_at"].notna()
+                    & f["reported_at"].notna()
+                    & (f["repaired_at"] < f["reported_at"])
+                ).to_numpy(),
+                "repaired_at before reported_at",
+            )
         if name == "events":
             f = rows.frame
-            rows.flag((f["end"].notna() & f["start"].notna() & (f["end"] <= f["start"])).to_numpy(), "end not after start")
+            rows.flag(
+                (f["end"].notna() & f["start"].notna() & (f["end"] <= f["start"])).to_numpy(),
+                "end not after start",
+            )
         parsed[name] = rows
 
     # 2. zones (file, or H3 cells over the data)
@@ -723,7 +860,11 @@ def ingest(sources_yaml: str | Path, store: str | Path | Store, *, force: bool =
             _assign(parsed[name], zones, zone_kind, h3_res)
     if "lighting_faults" in parsed:
         r = parsed["lighting_faults"]
-        lamps = parsed["lamps"].frame.loc[~parsed["lamps"].bad] if "lamps" in parsed else st.validated("lamps")
+        lamps = (
+            parsed["lamps"].frame.loc[~parsed["lamps"].bad]
+            if "lamps" in parsed
+            else st.validated("lamps")
+        )
         if lamps is not None and "lamp_id" in r.frame.columns:
             lamps_zone = lamps.drop_duplicates("lamp_id").set_index("lamp_id")
             known = r.frame["lamp_id"].isin(lamps_zone.index)
@@ -734,26 +875,50 @@ def ingest(sources_yaml: str | Path, store: str | Path | Store, *, force: bool =
                 if c not in f.columns:
                     f[c] = np.nan
             f.loc[known, "zone_id"] = lamps_zone.loc[f.loc[known, "lamp_id"], "zone_id"].to_numpy()
-            f.loc[known & f["latitude"].isna(), "latitude"] = lamps_zone.loc[f.loc[known & f["latitude"].isna(), "lamp_id"], "latitude"].to_numpy()
-            f.loc[known & f["longitude"].isna(), "longitude"] = lamps_zone.loc[f.loc[known & f["longitude"].isna(), "lamp_id"], "longitude"].to_numpy()
+            f.loc[known & f["latitude"].isna(), "latitude"] = lamps_zone.loc[
+                f.loc[known & f["latitude"].isna(), "lamp_id"], "latitude"
+            ].to_numpy()
+            f.loc[known & f["longitude"].isna(), "longitude"] = lamps_zone.loc[
+                f.loc[known & f["longitude"].isna(), "lamp_id"], "longitude"
+            ].to_numpy()
             has_loc = f["latitude"].notna() & f["longitude"].notna()
-            r.flag((f["lamp_id"].notna() & ~known & ~has_loc).to_numpy(), "lamp_id: unknown lamp", f["lamp_id"])
+            r.flag(
+                (f["lamp_id"].notna() & ~known & ~has_loc).to_numpy(),
+                "lamp_id: unknown lamp",
+                f["lamp_id"],
+            )
         _assign(r, zones, zone_kind, h3_res)
         f = r.frame
-        r.flag((f["zone_id"].isna() & ~pd.Series(r.bad, index=f.index)).to_numpy(), "no location (neither a known lamp_id nor coordinates)")
+        r.flag(
+            (f["zone_id"].isna() & ~pd.Series(r.bad, index=f.index)).to_numpy(),
+            "no location (neither a known lamp_id nor coordinates)",
+        )
         if "fault_id" not in f.columns or f["fault_id"].isna().any():
             gen = f[FILE].astype(str) + ":" + f[ROW].astype(str)
-            f["fault_id"] = f["fault_id"].where(f["fault_id"].notna(), gen) if "fault_id" in f.columns else gen
+            f["fault_id"] = (
+                f["fault_id"].where(f["fault_id"].notna(), gen) if "fault_id" in f.columns else gen
+            )
     if "ridership" in parsed:
         r = parsed["ridership"]
-        stops = parsed["stops"].frame.loc[~parsed["stops"].bad] if "stops" in parsed else st.validated("stops")
+        stops = (
+            parsed["stops"].frame.loc[~parsed["stops"].bad]
+            if "stops" in parsed
+            else st.validated("stops")
+        )
         if stops is None:
-            r.flag(np.ones(len(r.frame), dtype=bool), "no stops source: cannot place the stop in a zone")
+            r.flag(
+                np.ones(len(r.frame), dtype=bool),
+                "no stops source: cannot place the stop in a zone",
+            )
             r.frame["zone_id"] = None
         else:
             sz = stops.drop_duplicates("stop_id").set_index("stop_id")["zone_id"]
             known = r.frame["stop_id"].isin(sz.index)
-            r.flag((r.frame["stop_id"].notna() & ~known).to_numpy(), "stop_id: unknown stop", r.frame["stop_id"])
+            r.flag(
+                (r.frame["stop_id"].notna() & ~known).to_numpy(),
+                "stop_id: unknown stop",
+                r.frame["stop_id"],
+            )
             r.frame["zone_id"] = r.frame["stop_id"].map(sz).astype(object)
 
     for name, rows in parsed.items():
@@ -767,13 +932,34 @@ def ingest(sources_yaml: str | Path, store: str | Path | Store, *, force: bool =
         results[name] = _write(st, rows, base, fps[name])
     if zone_kind == "h3" and "zones" in todo:
         _write_h3_zones(st, zones)
-        results["zones"] = SourceResult("zones", len(zones), len(zones), 0, {}, [], [], {}, warnings=[f"no zones file: {len(zones)} H3 cells at resolution {h3_res} over the data"], fingerprint=fps["zones"])
+        results["zones"] = SourceResult(
+            "zones",
+            len(zones),
+            len(zones),
+            0,
+            {},
+            [],
+            [],
+            {},
+            warnings=[f"no zones file: {len(zones)} H3 cells at resolution {h3_res} over the data"],
+            fingerprint=fps["zones"],
+        )
     for name in list(specs) + (["zones"] if zone_kind == "h3" else []):
         if name not in results:
             prev = dict(previous[name])
             results[name] = SourceResult(
-                name, prev["rows_read"], prev["rows_kept"], prev["rows_quarantined"], prev["reasons"], prev["files"],
-                prev["ignored_columns"], prev["columns_mapped"], prev.get("dst", {}), prev.get("warnings", []), "unchanged", prev["fingerprint"],
+                name,
+                prev["rows_read"],
+                prev["rows_kept"],
+                prev["rows_quarantined"],
+                prev["reasons"],
+                prev["files"],
+                prev["ignored_columns"],
+                prev["columns_mapped"],
+                prev.get("dst", {}),
+                prev.get("warnings", []),
+                "unchanged",
+                prev["fingerprint"],
             )
     # sources dropped from the study leave the store
     for name in SOURCE_NAMES:
@@ -798,11 +984,15 @@ def ingest(sources_yaml: str | Path, store: str | Path | Store, *, force: bool =
     report = {
         "study": study.area.name,
         "timezone": tz,
-        "reconciled": all(r.rows_read == r.rows_kept + r.rows_quarantined for r in results.values()),
+        "reconciled": all(
+            r.rows_read == r.rows_kept + r.rows_quarantined for r in results.values()
+        ),
         "sources": {n: results[n].as_dict() for n in SOURCE_NAMES if n in results},
     }
     path = st.write_json("ingest_report.json", report)
-    return IngestResult(store=st, sources={n: results[n] for n in SOURCE_NAMES if n in results}, report_path=path)
+    return IngestResult(
+        store=st, sources={n: results[n] for n in SOURCE_NAMES if n in results}, report_path=path
+    )
 
 
 def _h3_zones_from(parsed: dict[str, _Rows], res: int, st: Store):
@@ -814,7 +1004,9 @@ def _h3_zones_from(parsed: dict[str, _Rows], res: int, st: Store):
     for name, rows in parsed.items():
         f = rows.frame
         ok = ~rows.bad
-        lat_col, lon_col = ("stop_lat", "stop_lon") if name == "stops" else ("latitude", "longitude")
+        lat_col, lon_col = (
+            ("stop_lat", "stop_lon") if name == "stops" else ("latitude", "longitude")
+        )
         if lat_col in f.columns and lon_col in f.columns:
             m = ok & f[lat_col].notna().to_numpy() & f[lon_col].notna().to_numpy()
             cells |= set(h3_cells(f.loc[m, lat_col].to_numpy(), f.loc[m, lon_col].to_numpy(), res))
@@ -823,7 +1015,9 @@ def _h3_zones_from(parsed: dict[str, _Rows], res: int, st: Store):
             valid = [c for c in z if h3.is_valid_cell(c)]
             cells |= set(valid)
     if not cells:
-        raise InputError("no zones file and no coordinates to make H3 cells from; give a zones source or point coordinates.")
+        raise InputError(
+            "no zones file and no coordinates to make H3 cells from; give a zones source or point coordinates."
+        )
     return h3_zones(cells)
 
 
@@ -857,7 +1051,13 @@ def _write(st: Store, rows: _Rows, base: Path, fp: str) -> SourceResult:
     reasons = rows.reasons()
     # quarantine: the mapped columns as read, with the file, row and reason
     bad_idx = np.flatnonzero(bad)
-    q = pd.DataFrame({"file": f[FILE].iloc[bad_idx].to_numpy(), "row": f[ROW].iloc[bad_idx].to_numpy(), "reason": reasons.to_numpy()})
+    q = pd.DataFrame(
+        {
+            "file": f[FILE].iloc[bad_idx].to_numpy(),
+            "row": f[ROW].iloc[bad_idx].to_numpy(),
+            "reason": reasons.to_numpy(),
+        }
+    )
     for c in rows.raw.columns:
         q[c] = rows.raw[c].iloc[bad_idx].to_numpy()
     qpath = st.quarantine_dir / f"{name}.csv"
@@ -880,21 +1080,45 @@ def _write(st: Store, rows: _Rows, base: Path, fp: str) -> SourceResult:
             kept["name"] = None
         if "population" not in kept.columns:
             kept["population"] = np.nan
-        kept = gpd.GeoDataFrame(kept[["zone_id", "name", "population", "geometry"]], geometry="geometry", crs=4326)
+        kept = gpd.GeoDataFrame(
+            kept[["zone_id", "name", "population", "geometry"]], geometry="geometry", crs=4326
+        )
         _atomic_parquet(kept, st.validated_path(name), geo=True)
     else:
         for c in kept.columns:
-            if (c.endswith("_id") or c in {"category", "name", "origin", "source", "priority", "stop_name"}) and not pd.api.types.is_string_dtype(kept[c]):
+            if (
+                c.endswith("_id")
+                or c in {"category", "name", "origin", "source", "priority", "stop_name"}
+            ) and not pd.api.types.is_string_dtype(kept[c]):
                 kept[c] = kept[c].astype("string")
         order = [c for c in schemas.KEYS[name] if c in kept.columns]
         if order:
             kept = kept.sort_values(order, kind="stable").reset_index(drop=True)
         _atomic_parquet(kept, st.validated_path(name))
     counts: dict[str, int] = {code: int(m.sum()) for code, m in rows.codes.items()}
-    files = [{"path": _rel(i.path, base), "sha256": i.sha256, "rows": i.rows, "encoding": i.encoding, "delimiter": i.delimiter} for i in rows.files]
+    files = [
+        {
+            "path": _rel(i.path, base),
+            "sha256": i.sha256,
+            "rows": i.rows,
+            "encoding": i.encoding,
+            "delimiter": i.delimiter,
+        }
+        for i in rows.files
+    ]
     return SourceResult(
-        name, len(f), int((~bad).sum()), int(bad.sum()), counts, files, rows.ignored, rows.mapped,
-        rows.dst if any(rows.dst.values()) else {}, rows.warnings, "ingested", fp,
+        name,
+        len(f),
+        int((~bad).sum()),
+        int(bad.sum()),
+        counts,
+        files,
+        rows.ignored,
+        rows.mapped,
+        rows.dst if any(rows.dst.values()) else {},
+        rows.warnings,
+        "ingested",
+        fp,
     )
 
 
@@ -904,9 +1128,13 @@ def summary_lines(result: IngestResult) -> list[str]:
     for name, r in result.sources.items():
         extra = f", {r.rows_quarantined} quarantined" if r.rows_quarantined else ""
         status = " (unchanged)" if r.status == "unchanged" else ""
-        lines.append(f"{name:16s} {r.rows_read:>10,d} read, {r.rows_kept:>10,d} kept{extra}{status}")
+        lines.append(
+            f"{name:16s} {r.rows_read:>10,d} read, {r.rows_kept:>10,d} kept{extra}{status}"
+        )
         for code, n in sorted(r.reasons.items(), key=lambda kv: -kv[1])[:5]:
             lines.append(f"{'':16s}   {n:>8,d} × {code}")
         if r.ignored_columns:
-            lines.append(f"{'':16s}   left out: {', '.join(r.ignored_columns[:8])}{'…' if len(r.ignored_columns) > 8 else ''}")
+            lines.append(
+                f"{'':16s}   left out: {', '.join(r.ignored_columns[:8])}{'…' if len(r.ignored_columns) > 8 else ''}"
+            )
     return lines

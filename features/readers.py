@@ -67,9 +67,19 @@ def detect_format(path: str, fmt: str | None) -> str:
         return fmt
     p = path.lower()
     for suffix, name in (
-        (".parquet", "parquet"), (".pq", "parquet"), (".jsonl", "jsonl"), (".ndjson", "jsonl"),
-        (".geojson", "geojson"), (".gpkg", "gpkg"), (".shp", "geojson"), (".zip", "gtfs"),
-        (".json", "geojson"), (".txt", "csv"), (".csv", "csv"), (".tsv", "csv"), (".gz", "csv"),
+        (".parquet", "parquet"),
+        (".pq", "parquet"),
+        (".jsonl", "jsonl"),
+        (".ndjson", "jsonl"),
+        (".geojson", "geojson"),
+        (".gpkg", "gpkg"),
+        (".shp", "geojson"),
+        (".zip", "gtfs"),
+        (".json", "geojson"),
+        (".txt", "csv"),
+        (".csv", "csv"),
+        (".tsv", "csv"),
+        (".gz", "csv"),
     ):
         if p.endswith(suffix):
             return name
@@ -96,7 +106,12 @@ def detect_encoding(head: bytes, declared: str | None) -> str:
 
         best = from_bytes(head).best()
         if best is not None and best.encoding.lower().replace("_", "-") in {
-            "cp1252", "latin-1", "iso8859-1", "iso-8859-1", "iso8859-15", "windows-1252"
+            "cp1252",
+            "latin-1",
+            "iso8859-1",
+            "iso-8859-1",
+            "iso8859-15",
+            "windows-1252",
         }:
             return "cp1252" if best.encoding.lower() in {"cp1252", "windows-1252"} else "latin-1"
     except Exception:  # pragma: no cover - detection is best effort
@@ -127,7 +142,14 @@ def _read_bytes_head(path: str, n: int = 1 << 16) -> bytes:
         return fh.read(n)
 
 
-def read_csv(path: str, *, encoding: str | None, delimiter: str | None, source: str, numeric: set[str] | None = None) -> tuple[pd.DataFrame, FileInfo]:
+def read_csv(
+    path: str,
+    *,
+    encoding: str | None,
+    delimiter: str | None,
+    source: str,
+    numeric: set[str] | None = None,
+) -> tuple[pd.DataFrame, FileInfo]:
     """Read a CSV: every column as text, except those in ``numeric`` whose types the parser may
     infer (a number column stays numbers, parsed in C; one with a bad value comes as text and
     ingest reports the bad rows)."""
@@ -138,7 +160,9 @@ def read_csv(path: str, *, encoding: str | None, delimiter: str | None, source: 
     try:
         text = head.decode(enc, errors="ignore" if enc.startswith("utf-8") else "strict")
     except (LookupError, UnicodeDecodeError) as exc:
-        raise InputError(f"{source}: {path} cannot be decoded as {enc}: {exc}.", file=path) from None
+        raise InputError(
+            f"{source}: {path} cannot be decoded as {enc}: {exc}.", file=path
+        ) from None
     delim = sniff_delimiter(text, delimiter)
     dtype: object = str
     if numeric:
@@ -146,22 +170,44 @@ def read_csv(path: str, *, encoding: str | None, delimiter: str | None, source: 
         dtype = {c: str for c in header if c.strip() not in numeric}
     try:
         df = pd.read_csv(
-            path, sep=delim, dtype=dtype, encoding=enc, engine="pyarrow" if len(delim) == 1 else "python",
-            keep_default_na=False, na_values=[""],
+            path,
+            sep=delim,
+            dtype=dtype,
+            encoding=enc,
+            engine="pyarrow" if len(delim) == 1 else "python",
+            keep_default_na=False,
+            na_values=[""],
         )
     except UnicodeDecodeError:
-        df = pd.read_csv(path, sep=delim, dtype=str, encoding="latin-1", keep_default_na=False, na_values=[""])
+        df = pd.read_csv(
+            path, sep=delim, dtype=str, encoding="latin-1", keep_default_na=False, na_values=[""]
+        )
         enc = "latin-1"
     except Exception as exc:  # pyarrow's parser is strict about ragged rows: retry leniently
         try:
             df = pd.read_csv(
-                path, sep=delim, dtype=str, encoding=enc, engine="python", on_bad_lines="error",
-                keep_default_na=False, na_values=[""],
+                path,
+                sep=delim,
+                dtype=str,
+                encoding=enc,
+                engine="python",
+                on_bad_lines="error",
+                keep_default_na=False,
+                na_values=[""],
             )
         except Exception as exc2:
-            raise InputError(f"{source}: {path} is not a readable CSV ({exc2}; first error: {exc}).", file=path) from None
+            raise InputError(
+                f"{source}: {path} is not a readable CSV ({exc2}; first error: {exc}).", file=path
+            ) from None
     df.columns = [str(c).strip().lstrip("\ufeff") for c in df.columns]
-    info = FileInfo(path=path, sha256=sha256(path), rows=len(df), encoding=enc, delimiter=delim, columns=list(df.columns))
+    info = FileInfo(
+        path=path,
+        sha256=sha256(path),
+        rows=len(df),
+        encoding=enc,
+        delimiter=delim,
+        columns=list(df.columns),
+    )
     return df, info
 
 
@@ -169,7 +215,9 @@ def read_parquet(path: str, *, source: str) -> tuple[pd.DataFrame, FileInfo]:
     try:
         df = pd.read_parquet(path)
     except Exception as exc:
-        raise InputError(f"{source}: {path} is not a readable Parquet file ({exc}).", file=path) from None
+        raise InputError(
+            f"{source}: {path} is not a readable Parquet file ({exc}).", file=path
+        ) from None
     return df, FileInfo(path=path, sha256=sha256(path), rows=len(df), columns=list(df.columns))
 
 
@@ -181,7 +229,13 @@ def read_jsonl(path: str, *, encoding: str | None, source: str) -> tuple[pd.Data
         df = pd.read_json(path, lines=True, dtype=False, encoding=encoding or "utf-8")
     except ValueError as exc:
         raise InputError(f"{source}: {path} is not valid JSON Lines ({exc}).", file=path) from None
-    return df, FileInfo(path=path, sha256=sha256(path), rows=len(df), encoding=encoding or "utf-8", columns=list(df.columns))
+    return df, FileInfo(
+        path=path,
+        sha256=sha256(path),
+        rows=len(df),
+        encoding=encoding or "utf-8",
+        columns=list(df.columns),
+    )
 
 
 def read_geo(path: str, *, layer: str | None, source: str):
@@ -192,8 +246,15 @@ def read_geo(path: str, *, layer: str | None, source: str):
     try:
         gdf = gpd.read_file(path, layer=layer) if layer else gpd.read_file(path)
     except Exception as exc:
-        raise InputError(f"{source}: {path} is not a readable vector file ({exc}).", file=path) from None
-    return gdf, FileInfo(path=path, sha256=sha256(path), rows=len(gdf), columns=[c for c in gdf.columns if c != "geometry"])
+        raise InputError(
+            f"{source}: {path} is not a readable vector file ({exc}).", file=path
+        ) from None
+    return gdf, FileInfo(
+        path=path,
+        sha256=sha256(path),
+        rows=len(gdf),
+        columns=[c for c in gdf.columns if c != "geometry"],
+    )
 
 
 def read_gtfs_stops(path: str, *, source: str) -> tuple[pd.DataFrame, FileInfo]:
@@ -201,24 +262,50 @@ def read_gtfs_stops(path: str, *, source: str) -> tuple[pd.DataFrame, FileInfo]:
     try:
         zf = zipfile.ZipFile(path)
     except zipfile.BadZipFile:
-        raise InputError(f"{source}: {path} is not a zip file (expected a GTFS feed).", file=path) from None
+        raise InputError(
+            f"{source}: {path} is not a zip file (expected a GTFS feed).", file=path
+        ) from None
     with zf:
         names = [n for n in zf.namelist() if n.rsplit("/", 1)[-1] == "stops.txt"]
         if not names:
-            raise InputError(f"{source}: {path} has no stops.txt (not a GTFS feed?); it holds {', '.join(zf.namelist()[:10])}.", file=path)
+            raise InputError(
+                f"{source}: {path} has no stops.txt (not a GTFS feed?); it holds {', '.join(zf.namelist()[:10])}.",
+                file=path,
+            )
         data = zf.read(sorted(names, key=len)[0])
     enc = detect_encoding(data[: 1 << 16], None)
-    df = pd.read_csv(io.BytesIO(data), dtype=str, encoding=enc, keep_default_na=False, na_values=[""])
+    df = pd.read_csv(
+        io.BytesIO(data), dtype=str, encoding=enc, keep_default_na=False, na_values=[""]
+    )
     df.columns = [str(c).strip().lstrip("\ufeff") for c in df.columns]
-    return df, FileInfo(path=path, sha256=sha256(path), rows=len(df), encoding=enc, delimiter=",", columns=list(df.columns))
+    return df, FileInfo(
+        path=path,
+        sha256=sha256(path),
+        rows=len(df),
+        encoding=enc,
+        delimiter=",",
+        columns=list(df.columns),
+    )
 
 
-def read_any(path: str, *, fmt: str | None, encoding: str | None, delimiter: str | None, layer: str | None, source: str, numeric: set[str] | None = None):
+def read_any(
+    path: str,
+    *,
+    fmt: str | None,
+    encoding: str | None,
+    delimiter: str | None,
+    layer: str | None,
+    source: str,
+    numeric: set[str] | None = None,
+):
     """Read one file; returns (frame, FileInfo). Zones come back as a GeoDataFrame."""
     kind = detect_format(path, fmt)
     if source == "zones" or kind in {"geojson", "gpkg"}:
         if kind in {"csv", "txt"}:
-            raise InputError(f"zones: {path} must be GeoJSON, GeoPackage or Shapefile (polygons), got a text table.", file=path)
+            raise InputError(
+                f"zones: {path} must be GeoJSON, GeoPackage or Shapefile (polygons), got a text table.",
+                file=path,
+            )
         df, info = read_geo(path, layer=layer, source=source)
     elif kind == "gtfs":
         df, info = read_gtfs_stops(path, source=source)
@@ -227,7 +314,9 @@ def read_any(path: str, *, fmt: str | None, encoding: str | None, delimiter: str
     elif kind == "jsonl":
         df, info = read_jsonl(path, encoding=encoding, source=source)
     else:
-        df, info = read_csv(path, encoding=encoding, delimiter=delimiter, source=source, numeric=numeric)
+        df, info = read_csv(
+            path, encoding=encoding, delimiter=delimiter, source=source, numeric=numeric
+        )
     df = df.reset_index(drop=True)
     df[ROW] = pd.RangeIndex(1, len(df) + 1)
     df[FILE] = Path(path).name

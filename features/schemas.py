@@ -153,21 +153,57 @@ SERIES_KEYS: dict[str, list[str]] = {
 STORED: dict[str, list[str]] = {
     "zones": ["zone_id", "name", "population", "geometry"],
     "presence": [
-        "zone_id", "start", "slot_minutes", "present", "residents", "visitors", "tourists",
-        "excursionists", "foreign", "unique_visitors", "entries",
+        "zone_id",
+        "start",
+        "slot_minutes",
+        "present",
+        "residents",
+        "visitors",
+        "tourists",
+        "excursionists",
+        "foreign",
+        "unique_visitors",
+        "entries",
     ],
     "presence_origin": ["zone_id", "start", "slot_minutes", "origin", "count"],
     "incidents": [
-        "incident_id", "occurred_at", "zone_id", "latitude", "longitude", "category", "source",
-        "priority", "outdoor", "response_minutes",
+        "incident_id",
+        "occurred_at",
+        "zone_id",
+        "latitude",
+        "longitude",
+        "category",
+        "source",
+        "priority",
+        "outdoor",
+        "response_minutes",
     ],
     "lamps": ["lamp_id", "latitude", "longitude", "zone_id", "wattage"],
-    "lighting_faults": ["fault_id", "reported_at", "repaired_at", "lamp_id", "zone_id", "latitude", "longitude"],
+    "lighting_faults": [
+        "fault_id",
+        "reported_at",
+        "repaired_at",
+        "lamp_id",
+        "zone_id",
+        "latitude",
+        "longitude",
+    ],
     "stops": ["stop_id", "stop_name", "stop_lat", "stop_lon", "zone_id"],
     "ridership": ["stop_id", "start", "slot_minutes", "entries", "exits", "zone_id"],
     "events": [
-        "event_id", "name", "start", "end", "zone_id", "latitude", "longitude",
-        "expected_attendance", "category", "indoor", "dps_activity", "dps_environment", "dps_delay",
+        "event_id",
+        "name",
+        "start",
+        "end",
+        "zone_id",
+        "latitude",
+        "longitude",
+        "expected_attendance",
+        "category",
+        "indoor",
+        "dps_activity",
+        "dps_environment",
+        "dps_delay",
     ],
     "weather": ["start", "slot_minutes", "temperature_c", "precipitation_mm"],
 }
@@ -183,7 +219,13 @@ def required(source: str) -> list[str]:
     return [c.name for c in SOURCES[source] if c.required]
 
 
-_DTYPES = {"str": object, "time": "datetime64[ns, UTC]", "float": float, "int": "Int64", "bool": "boolean"}
+_DTYPES = {
+    "str": object,
+    "time": "datetime64[ns, UTC]",
+    "float": float,
+    "int": "Int64",
+    "bool": "boolean",
+}
 
 
 def pandera_schema(source: str, present: list[str]) -> pa.DataFrameSchema:
@@ -202,6 +244,12 @@ def pandera_schema(source: str, present: list[str]) -> pa.DataFrameSchema:
         if c.max is not None:
             checks.append(pa.Check.le(c.max, error=f"{c.name} must be <= {c.max}"))
         if c.kind == "str" and c.required:
-            checks.append(pa.Check(lambda s: s.astype(str).str.strip() != "", element_wise=False, error="empty"))
-        cols[c.name] = pa.Column(nullable=not c.required, checks=checks, coerce=False, required=False)
+            checks.append(
+                pa.Check(
+                    lambda s: s.astype(str).str.strip() != "", element_wise=False, error="empty"
+                )
+            )
+        cols[c.name] = pa.Column(
+            nullable=not c.required, checks=checks, coerce=False, required=False
+        )
     return pa.DataFrameSchema(cols, strict=False, name=source)

@@ -92,7 +92,9 @@ class Store:
         """The study.json written at ingest (area, timezone, grain, suppression_k...)."""
         path = self.root / "study.json"
         if not path.exists():
-            raise StoreError(f"{self.root}: not a vigie store (no study.json); run `vigie ingest SOURCES.yaml --store {self.root}` first.")
+            raise StoreError(
+                f"{self.root}: not a vigie store (no study.json); run `vigie ingest SOURCES.yaml --store {self.root}` first."
+            )
         return json.loads(path.read_text())
 
     @property
@@ -110,7 +112,9 @@ class Store:
     def cube_meta(self) -> dict[str, Any]:
         path = self.root / "cube_meta.json"
         if not path.exists():
-            raise StoreError(f"{self.root}: no cube in the store; run `vigie cube --store {self.root}` first.")
+            raise StoreError(
+                f"{self.root}: no cube in the store; run `vigie cube --store {self.root}` first."
+            )
         return json.loads(path.read_text())
 
     def cube(

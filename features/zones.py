@@ -22,7 +22,11 @@ def centroids(zones) -> pd.DataFrame:
     metric = gdf.to_crs(gdf.estimate_utm_crs())
     cent = metric.geometry.centroid.to_crs(4326)
     return pd.DataFrame(
-        {"zone_id": gdf["zone_id"].astype(str).to_numpy(), "latitude": cent.y.to_numpy(), "longitude": cent.x.to_numpy()}
+        {
+            "zone_id": gdf["zone_id"].astype(str).to_numpy(),
+            "latitude": cent.y.to_numpy(),
+            "longitude": cent.x.to_numpy(),
+        }
     )
 
 
@@ -72,7 +76,7 @@ def h3_cells(lat: np.ndarray, lon: np.ndarray, resolution: int) -> np.ndarray:
     return np.array([h3.latlng_to_cell(a, o, resolution) for a, o in zip(lat, lon)], dtype=object)
 
 
-def h3_zones(cells) -> "geopandas.GeoDataFrame":  # noqa: F821
+def h3_zones(cells) -> geopandas.GeoDataFrame:  # noqa: F821
     """A zones GeoDataFrame made of H3 cells."""
     import geopandas as gpd
     import h3
@@ -116,7 +120,9 @@ def assign_codes(lat: np.ndarray, lon: np.ndarray, zones) -> np.ndarray:
         if len(cand) == 0:
             continue
         shapely.prepare(g)
-        inside = shapely.contains_xy(g, lon[cand], lat[cand]) | shapely.intersects_xy(g, lon[cand], lat[cand])
+        inside = shapely.contains_xy(g, lon[cand], lat[cand]) | shapely.intersects_xy(
+            g, lon[cand], lat[cand]
+        )
         out[cand[inside]] = k
     return out
 

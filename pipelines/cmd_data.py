@@ -15,7 +15,9 @@ def register(app: typer.Typer) -> None:
     def ingest_cmd(
         sources: Path = typer.Argument(..., help="The study's sources.yaml."),
         store: Path = typer.Option(..., "--store", help="Store folder (created when missing)."),
-        force: bool = typer.Option(False, "--force", help="Re-read every source, even unchanged ones."),
+        force: bool = typer.Option(
+            False, "--force", help="Re-read every source, even unchanged ones."
+        ),
     ) -> None:
         """Validate every source of a study; bad rows go to quarantine with their reason."""
         from features.ingest import ingest, summary_lines

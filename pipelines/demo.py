@@ -31,7 +31,11 @@ def last_full_week(end: pd.Timestamp, tz: str) -> str:
     """ISO week (e.g. 2026-W46) of the last full local week before ``end``."""
     local_end = end.tz_convert(tz)
     monday = (local_end.normalize() - pd.Timedelta(days=local_end.weekday())).tz_localize(None)
-    last_monday = monday - pd.Timedelta(days=7) if local_end < (monday + pd.Timedelta(days=7)).tz_localize(tz) else monday
+    last_monday = (
+        monday - pd.Timedelta(days=7)
+        if local_end < (monday + pd.Timedelta(days=7)).tz_localize(tz)
+        else monday
+    )
     y, w, _ = last_monday.isocalendar()
     return f"{y}-W{w:02d}"
 
@@ -47,7 +51,11 @@ def largest_upcoming_event(store: Path) -> str | None:
     up = ev[ev["start"] >= end]
     if up.empty:
         up = ev
-    return str(up.sort_values(["expected_attendance", "start"], ascending=[False, True])["event_id"].iloc[0])
+    return str(
+        up.sort_values(["expected_attendance", "start"], ascending=[False, True])["event_id"].iloc[
+            0
+        ]
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -54,15 +54,24 @@ def study(tmp_path: Path) -> Path:
     for z in ("A", "B"):
         for h in hours:
             rows.append((z, h.strftime("%Y-%m-%d %H:%M"), f"{1000 + h.hour * 10},5", 600, 400))
-    pd.DataFrame(rows, columns=["id_zone", "date_heure", "volume", "residents", "visiteurs"]).to_csv(
-        d / "presence.csv", sep=";", index=False
-    )
+    pd.DataFrame(
+        rows, columns=["id_zone", "date_heure", "volume", "residents", "visiteurs"]
+    ).to_csv(d / "presence.csv", sep=";", index=False)
     # presence in 2-hour slots (another file, Parquet)
     pd.DataFrame(
-        {"zone": ["A", "B"], "debut": ["2026-11-05 00:00", "2026-11-05 00:00"], "pres": [900.0, 700.0]}
+        {
+            "zone": ["A", "B"],
+            "debut": ["2026-11-05 00:00", "2026-11-05 00:00"],
+            "pres": [900.0, 700.0],
+        }
     ).to_parquet(d / "presence_2h.parquet")
     pd.DataFrame(
-        {"zone_id": ["A", "A"], "start": ["2026-11-02T00:00:00+01:00"] * 2, "origin": ["75", "92"], "count": [300, 200]}
+        {
+            "zone_id": ["A", "A"],
+            "start": ["2026-11-02T00:00:00+01:00"] * 2,
+            "origin": ["75", "92"],
+            "count": [300, 200],
+        }
     ).to_csv(d / "origins.csv", index=False)
     # incidents: one file in lat/lon (UTF-8 BOM), one in Lambert-93 x/y (Latin-1, tab separated)
     inc = pd.DataFrame(
@@ -81,28 +90,52 @@ def study(tmp_path: Path) -> Path:
     tr = Transformer.from_crs(4326, 2154, always_xy=True)
     x, y = tr.transform([2.32, 2.38], [48.86, 48.89])
     pd.DataFrame(
-        {"ID": ["i4", "i5"], "Date": ["11/03/2026 11:00:00 AM", "11/04/2026 11:00:00 PM"], "X": x, "Y": y,
-         "Primary Type": ["ASSAULT", "THEFT"], "Lieu": ["Église", "Hôtel de ville"]}
+        {
+            "ID": ["i4", "i5"],
+            "Date": ["11/03/2026 11:00:00 AM", "11/04/2026 11:00:00 PM"],
+            "X": x,
+            "Y": y,
+            "Primary Type": ["ASSAULT", "THEFT"],
+            "Lieu": ["Église", "Hôtel de ville"],
+        }
     ).to_csv(d / "crimes_l93.tsv", sep="\t", index=False, encoding="latin-1")
-    pd.DataFrame({"lamp": ["L1", "L2", "L3"], "lat": [48.86, 48.87, 48.88], "lon": [2.31, 2.36, 2.37]}).to_json(
-        d / "lamps.jsonl", orient="records", lines=True
-    )
     pd.DataFrame(
-        {"lamp": ["L1", "L2"], "signale": ["2026-11-01 18:00", "2026-11-02 20:00"], "repare": ["2026-11-03 09:00", ""]}
+        {"lamp": ["L1", "L2", "L3"], "lat": [48.86, 48.87, 48.88], "lon": [2.31, 2.36, 2.37]}
+    ).to_json(d / "lamps.jsonl", orient="records", lines=True)
+    pd.DataFrame(
+        {
+            "lamp": ["L1", "L2"],
+            "signale": ["2026-11-01 18:00", "2026-11-02 20:00"],
+            "repare": ["2026-11-03 09:00", ""],
+        }
     ).to_csv(d / "faults.csv", index=False)
     with zipfile.ZipFile(d / "gtfs.zip", "w") as zf:
-        zf.writestr("agency.txt", "agency_id,agency_name,agency_url,agency_timezone\n1,RATP,http://x,Europe/Paris\n")
-        zf.writestr("stops.txt", "stop_id,stop_name,stop_lat,stop_lon\nS1,Châtelet,48.86,2.33\nS2,Bastille,48.87,2.37\n")
-    pd.DataFrame({"stop_id": ["S1", "S2"], "start": ["2026-11-02 08:00"] * 2, "entries": [500, 300]}).to_csv(
-        d / "validations.csv", index=False
-    )
+        zf.writestr(
+            "agency.txt",
+            "agency_id,agency_name,agency_url,agency_timezone\n1,RATP,http://x,Europe/Paris\n",
+        )
+        zf.writestr(
+            "stops.txt",
+            "stop_id,stop_name,stop_lat,stop_lon\nS1,Châtelet,48.86,2.33\nS2,Bastille,48.87,2.37\n",
+        )
     pd.DataFrame(
-        {"id": ["E1"], "titre": ["Concert"], "debut": ["2026-11-07 20:00"], "fin": ["2026-11-08 00:30"],
-         "lat": [48.87], "lon": [2.36], "jauge": [40000], "type": ["concert"]}
+        {"stop_id": ["S1", "S2"], "start": ["2026-11-02 08:00"] * 2, "entries": [500, 300]}
+    ).to_csv(d / "validations.csv", index=False)
+    pd.DataFrame(
+        {
+            "id": ["E1"],
+            "titre": ["Concert"],
+            "debut": ["2026-11-07 20:00"],
+            "fin": ["2026-11-08 00:30"],
+            "lat": [48.87],
+            "lon": [2.36],
+            "jauge": [40000],
+            "type": ["concert"],
+        }
     ).to_csv(d / "events.csv", index=False)
-    pd.DataFrame({"start": ["2026-11-02 00:00", "2026-11-02 01:00"], "t": [8.5, 8.1], "rr": [0.0, 1.2]}).to_csv(
-        d / "weather.csv", index=False
-    )
+    pd.DataFrame(
+        {"start": ["2026-11-02 00:00", "2026-11-02 01:00"], "t": [8.5, 8.1], "rr": [0.0, 1.2]}
+    ).to_csv(d / "weather.csv", index=False)
     return write_yaml(
         d,
         """
@@ -147,8 +180,16 @@ def test_every_source_loads_and_reconciles(study: Path, tmp_path: Path):
     rep = report(tmp_path / "store")
     assert rep["reconciled"] is True
     assert set(rep["sources"]) == {
-        "zones", "presence", "presence_origin", "incidents", "lamps", "lighting_faults", "stops",
-        "ridership", "events", "weather",
+        "zones",
+        "presence",
+        "presence_origin",
+        "incidents",
+        "lamps",
+        "lighting_faults",
+        "stops",
+        "ridership",
+        "events",
+        "weather",
     }
     for name, r in rep["sources"].items():
         assert r["rows_read"] == r["rows_kept"] + r["rows_quarantined"], name
@@ -163,7 +204,9 @@ def test_every_source_loads_and_reconciles(study: Path, tmp_path: Path):
     assert inc.set_index("incident_id").loc["i5", "zone_id"] == "B"
     assert abs(inc.set_index("incident_id").loc["i5", "latitude"] - 48.89) < 1e-6
     # 10:15 PM local on 2 Nov (CET, UTC+1) is 21:15 UTC
-    assert inc.set_index("incident_id").loc["i1", "occurred_at"] == pd.Timestamp("2026-11-02 21:15", tz="UTC")
+    assert inc.set_index("incident_id").loc["i1", "occurred_at"] == pd.Timestamp(
+        "2026-11-02 21:15", tz="UTC"
+    )
     pres = st.validated("presence")
     assert pres["present"].iloc[0] == pytest.approx(1000.5)  # decimal comma
     assert str(pres["start"].dt.tz) == "UTC"
@@ -206,21 +249,41 @@ def test_zone_formats(tmp_path: Path, fmt: str):
 def test_stops_txt_and_latin1_semicolon(tmp_path: Path):
     """A bare stops.txt, and a Latin-1 semicolon CSV with accented names, read as they come."""
     write_zones(tmp_path)
-    (tmp_path / "stops.txt").write_bytes("stop_id;stop_name;stop_lat;stop_lon\nS1;Gare de l'Est — Hôtel;48,86;2,33\n".encode("cp1252", errors="replace"))
-    y = write_yaml(tmp_path, "zones: {path: zones.geojson, columns: {zone_id: code_iris}}\nstops: {path: stops.txt}\n")
+    (tmp_path / "stops.txt").write_bytes(
+        "stop_id;stop_name;stop_lat;stop_lon\nS1;Gare de l'Est — Hôtel;48,86;2,33\n".encode(
+            "cp1252", errors="replace"
+        )
+    )
+    y = write_yaml(
+        tmp_path,
+        "zones: {path: zones.geojson, columns: {zone_id: code_iris}}\nstops: {path: stops.txt}\n",
+    )
     ingest(y, tmp_path / "s")
     stops = Store(tmp_path / "s").validated("stops")
     assert "Hôtel" in stops["stop_name"].iloc[0]
     assert stops["zone_id"].iloc[0] == "A"
-    assert report(tmp_path / "s")["sources"]["stops"]["files"][0]["encoding"] in {"latin-1", "cp1252"}
+    assert report(tmp_path / "s")["sources"]["stops"]["files"][0]["encoding"] in {
+        "latin-1",
+        "cp1252",
+    }
 
 
 def test_glob_and_list_paths(tmp_path: Path):
     """A glob takes every matching file in sorted order."""
     write_zones(tmp_path)
     for i in (1, 2):
-        pd.DataFrame({"incident_id": [f"x{i}"], "occurred_at": ["2026-11-02T10:00:00Z"], "zone_id": ["A"], "category": ["vol"]}).to_csv(tmp_path / f"inc_{i}.csv", index=False)
-    y = write_yaml(tmp_path, "zones: {path: zones.geojson, columns: {zone_id: code_iris}}\nincidents: {path: 'inc_*.csv'}\n")
+        pd.DataFrame(
+            {
+                "incident_id": [f"x{i}"],
+                "occurred_at": ["2026-11-02T10:00:00Z"],
+                "zone_id": ["A"],
+                "category": ["vol"],
+            }
+        ).to_csv(tmp_path / f"inc_{i}.csv", index=False)
+    y = write_yaml(
+        tmp_path,
+        "zones: {path: zones.geojson, columns: {zone_id: code_iris}}\nincidents: {path: 'inc_*.csv'}\n",
+    )
     ingest(y, tmp_path / "s")
     r = report(tmp_path / "s")["sources"]["incidents"]
     assert [f["path"] for f in r["files"]] == ["inc_1.csv", "inc_2.csv"]
@@ -234,14 +297,25 @@ def test_bad_rows_are_quarantined_with_reasons(tmp_path: Path):
     pd.DataFrame(
         {
             "incident_id": ["a", "b", "c", "d", "e", "a", "f", "g"],
-            "occurred_at": ["2026-11-02T10:00", "yesterday", "2026-11-02T10:00", "2026-11-02T10:00",
-                             "2026-11-02T10:00", "2026-11-02T11:00", "2026-11-02T11:00", "2026-11-02T11:00"],
+            "occurred_at": [
+                "2026-11-02T10:00",
+                "yesterday",
+                "2026-11-02T10:00",
+                "2026-11-02T10:00",
+                "2026-11-02T10:00",
+                "2026-11-02T11:00",
+                "2026-11-02T11:00",
+                "2026-11-02T11:00",
+            ],
             "latitude": ["48.86", "48.86", "abc", "95", "48.2", "48.86", "48.86", "48.86"],
             "longitude": [2.31, 2.31, 2.31, 2.31, 2.31, 2.31, 2.31, 2.31],
             "category": ["vol", "vol", "vol", "vol", "vol", "vol", "", "vol"],
         }
     ).to_csv(tmp_path / "inc.csv", index=False)
-    y = write_yaml(tmp_path, "zones: {path: zones.geojson, columns: {zone_id: code_iris}}\nincidents: {path: inc.csv}\n")
+    y = write_yaml(
+        tmp_path,
+        "zones: {path: zones.geojson, columns: {zone_id: code_iris}}\nincidents: {path: inc.csv}\n",
+    )
     ingest(y, tmp_path / "s")
     r = report(tmp_path / "s")["sources"]["incidents"]
     assert r["rows_read"] == 8 and r["rows_kept"] == 2 and r["rows_quarantined"] == 6
@@ -269,7 +343,10 @@ def test_unusable_files_stop_with_a_clear_message(tmp_path: Path, content: str, 
     """Unusable input raises InputError naming the file and what was expected."""
     write_zones(tmp_path)
     (tmp_path / "inc.csv").write_text(content)
-    y = write_yaml(tmp_path, "zones: {path: zones.geojson, columns: {zone_id: code_iris}}\nincidents: {path: inc.csv}\n")
+    y = write_yaml(
+        tmp_path,
+        "zones: {path: zones.geojson, columns: {zone_id: code_iris}}\nincidents: {path: inc.csv}\n",
+    )
     with pytest.raises(InputError, match=match) as exc:
         ingest(y, tmp_path / "s")
     assert "inc.csv" in str(exc.value)
@@ -278,11 +355,26 @@ def test_unusable_files_stop_with_a_clear_message(tmp_path: Path, content: str, 
 def test_misnamed_column_gets_closest_match(tmp_path: Path):
     """A mapping onto a column the file does not have names the file's columns and the closest one."""
     write_zones(tmp_path)
-    pd.DataFrame({"incident_id": [1], "occured_at": ["2026-11-02T10:00"], "zone_id": ["A"], "category": ["x"]}).to_csv(tmp_path / "inc.csv", index=False)
-    y = write_yaml(tmp_path, "zones: {path: zones.geojson, columns: {zone_id: code_iris}}\nincidents: {path: inc.csv}\n")
-    with pytest.raises(InputError, match="lacks the required column 'occurred_at'.*closest match 'occured_at'"):
+    pd.DataFrame(
+        {
+            "incident_id": [1],
+            "occured_at": ["2026-11-02T10:00"],
+            "zone_id": ["A"],
+            "category": ["x"],
+        }
+    ).to_csv(tmp_path / "inc.csv", index=False)
+    y = write_yaml(
+        tmp_path,
+        "zones: {path: zones.geojson, columns: {zone_id: code_iris}}\nincidents: {path: inc.csv}\n",
+    )
+    with pytest.raises(
+        InputError, match="lacks the required column 'occurred_at'.*closest match 'occured_at'"
+    ):
         ingest(y, tmp_path / "s")
-    y = write_yaml(tmp_path, "zones: {path: zones.geojson, columns: {zone_id: code_iris}}\nincidents: {path: inc.csv, columns: {occurred_at: date}}\n")
+    y = write_yaml(
+        tmp_path,
+        "zones: {path: zones.geojson, columns: {zone_id: code_iris}}\nincidents: {path: inc.csv, columns: {occurred_at: date}}\n",
+    )
     with pytest.raises(InputError, match="has no column 'date'"):
         ingest(y, tmp_path / "s")
 
@@ -297,7 +389,14 @@ def test_misnamed_column_gets_closest_match(tmp_path: Path):
         ("zones: {path: nothere.geojson}\n", "does not exist"),
         ("", "is empty"),
     ],
-    ids=["yaml-syntax", "unknown-source", "typo-source", "bad-timezone", "missing-file", "empty-yaml"],
+    ids=[
+        "yaml-syntax",
+        "unknown-source",
+        "typo-source",
+        "bad-timezone",
+        "missing-file",
+        "empty-yaml",
+    ],
 )
 def test_bad_sources_yaml(tmp_path: Path, text: str, match: str):
     """Config problems raise ConfigError/InputError with the file and the field."""
@@ -318,15 +417,22 @@ def test_cli_exits_nonzero_without_traceback(tmp_path: Path):
 def _presence_day(tmp_path: Path, tz: str, day: str, *, lat: float, lon: float) -> pd.DataFrame:
     """A presence series written in local clock times, as an exporter that repeats the
     fall-back hour and skips the spring-forward hour would write it, then ingested."""
-    zones = gpd.GeoDataFrame({"zone_id": ["Z"]}, geometry=[box(lon - 0.05, lat - 0.05, lon + 0.05, lat + 0.05)], crs=4326)
+    zones = gpd.GeoDataFrame(
+        {"zone_id": ["Z"]}, geometry=[box(lon - 0.05, lat - 0.05, lon + 0.05, lat + 0.05)], crs=4326
+    )
     zones.to_file(tmp_path / "zones.geojson", driver="GeoJSON")
     # the true instants of the local day, written as local wall-clock strings
     start = pd.Timestamp(day).tz_localize(tz)
     end = (pd.Timestamp(day) + pd.Timedelta(days=1)).tz_localize(tz)
     instants = pd.date_range(start, end, freq="h", inclusive="left")
     local = instants.tz_convert(tz).strftime("%Y-%m-%d %H:%M")
-    pd.DataFrame({"zone_id": "Z", "start": local, "present": np.arange(len(local)) + 100.0}).to_csv(tmp_path / "p.csv", index=False)
-    y = write_yaml(tmp_path, f"area: {{timezone: {tz}}}\nzones: {{path: zones.geojson}}\npresence: {{path: p.csv, slot_minutes: 60}}\n")
+    pd.DataFrame({"zone_id": "Z", "start": local, "present": np.arange(len(local)) + 100.0}).to_csv(
+        tmp_path / "p.csv", index=False
+    )
+    y = write_yaml(
+        tmp_path,
+        f"area: {{timezone: {tz}}}\nzones: {{path: zones.geojson}}\npresence: {{path: p.csv, slot_minutes: 60}}\n",
+    )
     ingest(y, tmp_path / "s")
     pres = Store(tmp_path / "s").validated("presence")
     return pres, instants
@@ -342,7 +448,9 @@ def _presence_day(tmp_path: Path, tz: str, day: str, *, lat: float, lon: float) 
     ],
     ids=["paris-spring-forward", "paris-fall-back", "sydney-spring-forward", "sydney-fall-back"],
 )
-def test_dst_days_keep_every_hour(tmp_path: Path, tz: str, day: str, hours: int, lat: float, lon: float):
+def test_dst_days_keep_every_hour(
+    tmp_path: Path, tz: str, day: str, hours: int, lat: float, lon: float
+):
     """On DST days a local hourly series has 23 or 25 rows; all are kept, in order, at the right
     UTC instants, none dropped or doubled, and the repeated hour is counted in the report."""
     pres, instants = _presence_day(tmp_path, tz, day, lat=lat, lon=lon)
@@ -358,8 +466,18 @@ def test_dst_days_keep_every_hour(tmp_path: Path, tz: str, day: str, hours: int,
 def test_nonexistent_local_time_is_shifted_and_counted(tmp_path: Path):
     """02:30 on the Paris spring-forward day does not exist: read as 03:30 CEST (01:30 UTC)."""
     write_zones(tmp_path)
-    pd.DataFrame({"incident_id": ["a"], "occurred_at": ["2026-03-29 02:30"], "zone_id": ["A"], "category": ["vol"]}).to_csv(tmp_path / "i.csv", index=False)
-    y = write_yaml(tmp_path, "area: {timezone: Europe/Paris}\nzones: {path: zones.geojson, columns: {zone_id: code_iris}}\nincidents: {path: i.csv}\n")
+    pd.DataFrame(
+        {
+            "incident_id": ["a"],
+            "occurred_at": ["2026-03-29 02:30"],
+            "zone_id": ["A"],
+            "category": ["vol"],
+        }
+    ).to_csv(tmp_path / "i.csv", index=False)
+    y = write_yaml(
+        tmp_path,
+        "area: {timezone: Europe/Paris}\nzones: {path: zones.geojson, columns: {zone_id: code_iris}}\nincidents: {path: i.csv}\n",
+    )
     ingest(y, tmp_path / "s")
     inc = Store(tmp_path / "s").validated("incidents")
     assert inc["occurred_at"].iloc[0] == pd.Timestamp("2026-03-29 01:30", tz="UTC")
@@ -369,8 +487,18 @@ def test_nonexistent_local_time_is_shifted_and_counted(tmp_path: Path):
 def test_offset_aware_times_are_taken_as_given(tmp_path: Path):
     """Times with Z or an offset are not re-localised."""
     write_zones(tmp_path)
-    pd.DataFrame({"incident_id": ["a", "b"], "occurred_at": ["2026-07-01T10:00:00Z", "2026-07-01T10:00:00-05:00"], "zone_id": ["A", "A"], "category": ["vol", "vol"]}).to_csv(tmp_path / "i.csv", index=False)
-    y = write_yaml(tmp_path, "area: {timezone: Europe/Paris}\nzones: {path: zones.geojson, columns: {zone_id: code_iris}}\nincidents: {path: i.csv}\n")
+    pd.DataFrame(
+        {
+            "incident_id": ["a", "b"],
+            "occurred_at": ["2026-07-01T10:00:00Z", "2026-07-01T10:00:00-05:00"],
+            "zone_id": ["A", "A"],
+            "category": ["vol", "vol"],
+        }
+    ).to_csv(tmp_path / "i.csv", index=False)
+    y = write_yaml(
+        tmp_path,
+        "area: {timezone: Europe/Paris}\nzones: {path: zones.geojson, columns: {zone_id: code_iris}}\nincidents: {path: i.csv}\n",
+    )
     ingest(y, tmp_path / "s")
     inc = Store(tmp_path / "s").validated("incidents").set_index("incident_id")
     assert inc.loc["a", "occurred_at"] == pd.Timestamp("2026-07-01 10:00", tz="UTC")
@@ -381,12 +509,25 @@ def test_h3_zones_without_zones_file(tmp_path: Path):
     """Without a zones file, points fall in H3 cells at the configured resolution."""
     import h3
 
-    pd.DataFrame({"incident_id": ["a", "b"], "occurred_at": ["2026-07-01T10:00:00Z"] * 2, "latitude": [41.88, 41.79], "longitude": [-87.63, -87.60], "category": ["THEFT"] * 2}).to_csv(tmp_path / "i.csv", index=False)
-    y = write_yaml(tmp_path, "area: {timezone: America/Chicago, h3_resolution: 7}\nincidents: {path: i.csv}\n")
+    pd.DataFrame(
+        {
+            "incident_id": ["a", "b"],
+            "occurred_at": ["2026-07-01T10:00:00Z"] * 2,
+            "latitude": [41.88, 41.79],
+            "longitude": [-87.63, -87.60],
+            "category": ["THEFT"] * 2,
+        }
+    ).to_csv(tmp_path / "i.csv", index=False)
+    y = write_yaml(
+        tmp_path, "area: {timezone: America/Chicago, h3_resolution: 7}\nincidents: {path: i.csv}\n"
+    )
     ingest(y, tmp_path / "s")
     st = Store(tmp_path / "s")
     inc = st.validated("incidents")
-    assert inc["zone_id"].tolist() == [h3.latlng_to_cell(41.88, -87.63, 7), h3.latlng_to_cell(41.79, -87.60, 7)]
+    assert inc["zone_id"].tolist() == [
+        h3.latlng_to_cell(41.88, -87.63, 7),
+        h3.latlng_to_cell(41.79, -87.60, 7),
+    ]
     assert set(st.zones()["zone_id"]) == set(inc["zone_id"])
     assert st.study()["zones_kind"] == "h3"
 
@@ -398,9 +539,11 @@ def test_rerun_is_identical_and_replaces_only_what_changed(study: Path, tmp_path
     ingest(study, store)
     snap = {p: p.read_bytes() for p in sorted(store.rglob("*")) if p.is_file()}
     ingest(study, store)
-    assert {p: p.read_bytes() for p in sorted(store.rglob("*")) if p.is_file() and p.name != "ingest_report.json"} == {
-        p: b for p, b in snap.items() if p.name != "ingest_report.json"
-    }
+    assert {
+        p: p.read_bytes()
+        for p in sorted(store.rglob("*"))
+        if p.is_file() and p.name != "ingest_report.json"
+    } == {p: b for p, b in snap.items() if p.name != "ingest_report.json"}
     rep = report(store)
     assert all(r["status"] == "unchanged" for r in rep["sources"].values())
     # change the weather only
@@ -421,11 +564,23 @@ def test_missing_zone_and_unknown_refs(tmp_path: Path):
     """Presence for an unknown zone, ridership for an unknown stop and faults for an unknown lamp
     are quarantined with the reason."""
     write_zones(tmp_path)
-    pd.DataFrame({"zone_id": ["A", "Q"], "start": ["2026-11-02 00:00"] * 2, "present": [1, 2]}).to_csv(tmp_path / "p.csv", index=False)
+    pd.DataFrame(
+        {"zone_id": ["A", "Q"], "start": ["2026-11-02 00:00"] * 2, "present": [1, 2]}
+    ).to_csv(tmp_path / "p.csv", index=False)
     (tmp_path / "stops.txt").write_text("stop_id,stop_name,stop_lat,stop_lon\nS1,One,48.86,2.33\n")
-    pd.DataFrame({"stop_id": ["S1", "S9"], "start": ["2026-11-02 08:00"] * 2, "entries": [1, 2]}).to_csv(tmp_path / "r.csv", index=False)
-    pd.DataFrame({"lamp_id": ["L1"], "latitude": [48.86], "longitude": [2.31]}).to_csv(tmp_path / "l.csv", index=False)
-    pd.DataFrame({"lamp_id": ["L1", "L9"], "reported_at": ["2026-11-02 20:00"] * 2, "repaired_at": ["2026-11-01 20:00", ""]}).to_csv(tmp_path / "f.csv", index=False)
+    pd.DataFrame(
+        {"stop_id": ["S1", "S9"], "start": ["2026-11-02 08:00"] * 2, "entries": [1, 2]}
+    ).to_csv(tmp_path / "r.csv", index=False)
+    pd.DataFrame({"lamp_id": ["L1"], "latitude": [48.86], "longitude": [2.31]}).to_csv(
+        tmp_path / "l.csv", index=False
+    )
+    pd.DataFrame(
+        {
+            "lamp_id": ["L1", "L9"],
+            "reported_at": ["2026-11-02 20:00"] * 2,
+            "repaired_at": ["2026-11-01 20:00", ""],
+        }
+    ).to_csv(tmp_path / "f.csv", index=False)
     y = write_yaml(
         tmp_path,
         "zones: {path: zones.geojson, columns: {zone_id: code_iris}}\npresence: {path: p.csv}\nstops: {path: stops.txt}\n"
@@ -443,9 +598,21 @@ def test_missing_zone_and_unknown_refs(tmp_path: Path):
 def test_parquet_and_jsonl_sources(tmp_path: Path):
     """Parquet with native timestamps and JSON Lines load like CSV."""
     write_zones(tmp_path)
-    pd.DataFrame({"incident_id": [1, 2], "occurred_at": pd.to_datetime(["2026-11-02 10:00", "2026-11-02 11:00"]), "zone_id": ["A", "B"], "category": ["vol", "vol"]}).to_parquet(tmp_path / "i.parquet")
-    pd.DataFrame({"start": ["2026-11-02T00:00:00+01:00"], "temperature_c": [5.0], "precipitation_mm": [0.0]}).to_json(tmp_path / "w.jsonl", orient="records", lines=True)
-    y = write_yaml(tmp_path, "area: {timezone: Europe/Paris}\nzones: {path: zones.geojson, columns: {zone_id: code_iris}}\nincidents: {path: i.parquet}\nweather: {path: w.jsonl}\n")
+    pd.DataFrame(
+        {
+            "incident_id": [1, 2],
+            "occurred_at": pd.to_datetime(["2026-11-02 10:00", "2026-11-02 11:00"]),
+            "zone_id": ["A", "B"],
+            "category": ["vol", "vol"],
+        }
+    ).to_parquet(tmp_path / "i.parquet")
+    pd.DataFrame(
+        {"start": ["2026-11-02T00:00:00+01:00"], "temperature_c": [5.0], "precipitation_mm": [0.0]}
+    ).to_json(tmp_path / "w.jsonl", orient="records", lines=True)
+    y = write_yaml(
+        tmp_path,
+        "area: {timezone: Europe/Paris}\nzones: {path: zones.geojson, columns: {zone_id: code_iris}}\nincidents: {path: i.parquet}\nweather: {path: w.jsonl}\n",
+    )
     ingest(y, tmp_path / "s")
     st = Store(tmp_path / "s")
     inc = st.validated("incidents")
@@ -456,10 +623,16 @@ def test_parquet_and_jsonl_sources(tmp_path: Path):
 
 def test_zone_geometry_problems(tmp_path: Path):
     """A zones file with a point, an empty geometry and a duplicate id keeps the good polygons."""
-    g = gpd.GeoDataFrame({"zone_id": ["A", "B", "C", "A"]}, geometry=[ZA, Point(2.3, 48.8), None, ZB], crs=4326)
+    g = gpd.GeoDataFrame(
+        {"zone_id": ["A", "B", "C", "A"]}, geometry=[ZA, Point(2.3, 48.8), None, ZB], crs=4326
+    )
     g.to_file(tmp_path / "z.geojson", driver="GeoJSON")
     y = write_yaml(tmp_path, "zones: {path: z.geojson}\n")
     ingest(y, tmp_path / "s")
     r = report(tmp_path / "s")["sources"]["zones"]
     assert r["rows_kept"] == 1 and r["rows_quarantined"] == 3
-    assert set(r["reasons"]) == {"geometry: not a polygon", "geometry: missing or empty", "duplicate zone_id"}
+    assert set(r["reasons"]) == {
+        "geometry: not a polygon",
+        "geometry: missing or empty",
+        "duplicate zone_id",
+    }

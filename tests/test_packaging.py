@@ -50,7 +50,12 @@ def test_environment_yml_mirrors_pyproject():
     conda.pop("pip", None)
     assert conda == expected_conda
     assert pip == expected_pip
-    assert any(str(p).startswith("-e .[dev]") for d in env["dependencies"] if isinstance(d, dict) for p in d["pip"])
+    assert any(
+        str(p).startswith("-e .[dev]")
+        for d in env["dependencies"]
+        if isinstance(d, dict)
+        for p in d["pip"]
+    )
 
 
 def test_console_script_points_at_the_cli():
