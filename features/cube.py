@@ -80,6 +80,7 @@ Meeus 1998, *Astronomical Algorithms*).
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import logging
 import re
 import shutil
@@ -377,14 +378,10 @@ def _make_plan(
     # calendar tables by local day, covering the lookback and a day of margin each side
     day0 = _local_day(np.array([start_s - _LOOKBACK_HOURS * _HOUR - _DAY]), tz)[0]
     day1 = _local_day(np.array([end_s + _DAY]), tz)[0] + 1
-    days = pd.to_datetime(np.arange(day0, day1), unit="D")
     country = area.get("country") or default_country(tz)
     subdivision = area.get("subdivision")
     school_zone = area.get("school_zone") if country == "FR" else None
-    from features.calendar import public_holidays, school_holidays
-
-    holiday = np.asarray(public_holidays(days, country=country, subdivision=subdivision), bool)
-    school = np.asarray(school_holidays(days, zone=school_zone), bool)
+    holiday, school = _day_flags(int(day0), int(day1), country, subdivision, school_zone)
 
     sun_rise = sun_set = zone_cell = None
     if grain == "1h":
@@ -420,6 +417,27 @@ def _make_plan(
         threads=threads,
         info=info,
     )
+
+
+@functools.lru_cache(maxsize=8)
+def _day_flags(
+    day0: int, day1: int, country: str | None, subdivision: str | None, school_zone: str | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Public and school holidays by local day (cached: loading the school calendar takes ~1 s)."""
+    from features.calendar import public_holidays, school_holidays
+
+    days = pd.to_datetime(np.arange(day0, day1), unit="D")
+    try:
+        holiday = np.asarray(public_holidays(days, country=country, subdivision=subdivision), bool)
+        school = np.asarray(school_holidays(days, zone=school_zone), bool)
+    except ValueError as exc:
+        raise ConfigError(
+            f"study.json area: {exc}; expected an ISO country known to python-holidays and a "
+            "French school zone A, B or C."
+        ) from None
+    holiday.setflags(write=False)
+    school.setflags(write=False)
+    return holiday, school
 
 
 def _period(store: Store, paths: dict[str, str], tz: str, start: Any, end: Any) -> tuple[int, int]:
@@ -1368,6 +1386,7 @@ def _run_dask(
         raise ConfigError(
             "engine 'dask' with a scheduler address needs the distributed package."
         ) from exc
+    _check_reachable(address)
     try:
         client = Client(address, timeout="10s", set_as_default=False)
     except (OSError, TimeoutError) as exc:
@@ -1379,6 +1398,26 @@ def _run_dask(
         return list(client.gather(client.compute(tasks)))
     finally:
         client.close()
+
+
+def _check_reachable(address: str) -> None:
+    """Fail fast (2 s) when nothing listens at a tcp://host:port scheduler address."""
+    import socket
+    from urllib.parse import urlparse
+
+    parsed = urlparse(address if "://" in address else f"tcp://{address}")
+    if parsed.scheme not in ("tcp", "tls") or not parsed.hostname or not parsed.port:
+        raise ConfigError(
+            f"bad Dask scheduler address {address!r}: expected tcp://host:port, "
+            "e.g. tcp://127.0.0.1:8786."
+        )
+    try:
+        socket.create_connection((parsed.hostname, parsed.port), timeout=2).close()
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot reach the Dask scheduler at {address!r} ({exc.strerror or exc}); expected the "
+            "address of a running distributed scheduler, e.g. tcp://127.0.0.1:8786."
+        ) from None
 
 
 def _swap_in(build_dir: Path, cube_dir: Path) -> None:

@@ -569,22 +569,28 @@ class History:
             return np.full(len(hours), np.nan)
         return z["present"].reindex(hours).to_numpy(dtype=float, copy=True)
 
-    def hour_of_week(self, zone_id: str) -> tuple[dict, dict]:
-        """Per (local_hour, dow): the non-missing baselines, and presence of hours without events."""
+    def hour_of_week(self, zone_id: str) -> tuple[dict, dict, dict]:
+        """Lookups of a zone's history, by local hour of week and by local hour and day type.
+
+        Returns the non-missing baselines per (local_hour, dow), and the presence of hours
+        without events per (local_hour, dow) and per (local_hour, weekend).
+        """
         if zone_id not in self._how:
             z = self.zone(zone_id)
             base: dict = {}
             quiet: dict = {}
+            daytype: dict = {}
             if z is not None:
                 if "present_baseline" in z.columns:
                     b = z["present_baseline"].dropna()
                     zb = z.loc[b.index]
-                    base = {k: g for k, g in b.groupby([zb["local_hour"], zb["dow"]])}
+                    base = dict(iter(b.groupby([zb["local_hour"], zb["dow"]])))
                 q = z if "events_active" not in z.columns else z[z["events_active"].fillna(0) == 0]
                 qp = q["present"].dropna()
                 qz = q.loc[qp.index]
-                quiet = {k: g for k, g in qp.groupby([qz["local_hour"], qz["dow"]])}
-            self._how[zone_id] = (base, quiet)
+                quiet = dict(iter(qp.groupby([qz["local_hour"], qz["dow"]])))
+                daytype = dict(iter(qp.groupby([qz["local_hour"], qz["dow"] >= 5])))
+            self._how[zone_id] = (base, quiet, daytype)
         return self._how[zone_id]
 
 
@@ -605,9 +611,12 @@ def reference(
     1. the cube's ``present_baseline`` at that zone and hour;
     2. else the latest ``present_baseline`` of the same zone and local hour of week before it
        (the baseline pattern carried forward, for hours past the cube);
-    3. else the median ``present`` of that zone and local hour of week over ``weeks`` weeks of
-       hours without events;
-    4. else NaN.
+    3. else the median ``present`` of that zone and local hour of week over the last ``weeks``
+       weeks of hours without events;
+    4. else (an hour of week that always has an event, e.g. a weekly market) the median
+       ``present`` of the same local hour on days of the same type (weekday or weekend)
+       without events, over the last ``weeks`` × 7 such hours;
+    5. else NaN.
     """
     hist = _history(history)
     n = len(hours)
@@ -624,7 +633,7 @@ def reference(
         how[i] = "cube baseline"
     if len(missing) == 0:
         return out, how
-    base, quiet = hist.hour_of_week(zone_id)
+    base, quiet, daytype = hist.hour_of_week(zone_id)
     parts = _local_parts(hours, tz)
     for i in missing:
         h = hours[i]
@@ -642,6 +651,13 @@ def reference(
             prior = q[q.index < h]
             q = (prior if len(prior) else q).iloc[-weeks:]
             out[i], how[i] = float(q.median()), "median presence of the same hour of week"
+            continue
+        d = daytype.get((key[0], key[1] >= 5))
+        if d is not None and len(d):
+            prior = d[d.index < h]
+            d = (prior if len(prior) else d).iloc[-weeks * 7 :]
+            kind = "weekend" if key[1] >= 5 else "weekday"
+            out[i], how[i] = float(d.median()), f"median presence of the same hour on {kind}s without events"
     return out, how
 
 

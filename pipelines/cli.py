@@ -33,6 +33,7 @@ COMMAND_MODULES = (
     "pipelines.cmd_signals",
     "pipelines.cmd_brief",
     "pipelines.cmd_reports",
+    "pipelines.cmd_synth",
 )
 
 

@@ -40,7 +40,7 @@ from typing import Any
 import folium
 import numpy as np
 import pandas as pd
-from branca.element import Element, MacroElement
+from branca.element import Element, Figure, MacroElement
 from jinja2 import Template
 
 from pipelines.publish import is_count_name, suppress_value
@@ -80,9 +80,13 @@ class OfflineMap(folium.Map):
     default_js: list[tuple[str, str]] = []
     default_css: list[tuple[str, str]] = []
 
-    def __init__(self, *args: Any, tiles: str | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, tiles: str | None = None, frame_height: int = 480, **kwargs: Any
+    ) -> None:
         kwargs.setdefault("control_scale", True)
         super().__init__(*args, tiles=tiles, **kwargs)
+        # a fixed-height frame: in a notebook the map is an iframe of this height (no blank band)
+        Figure(width="100%", height=f"{int(frame_height)}px").add_child(self)
 
     def render(self, **kwargs: Any) -> None:
         fig = self.get_root()
@@ -185,6 +189,7 @@ def zones_map(
     venue: dict[str, Any] | None = None,
     tiles: str | None = None,
     height: int = 480,
+    focus: Sequence[str] | None = None,
 ) -> OfflineMap:
     """A self-contained map of the zones with the report's layers and a layer control.
 
@@ -213,6 +218,8 @@ def zones_map(
         Base tiles (None: no base map, the default for offline networks).
     height
         Pixel height of the map in the report.
+    focus
+        Zone ids to frame (e.g. the venue and its ring); default all zones.
 
     Returns
     -------
@@ -227,8 +234,15 @@ def zones_map(
     gz["zone_id"] = gz["zone_id"].astype(str)
     gz = gz.to_crs(4326) if gz.crs is not None and gz.crs.to_epsg() != 4326 else gz
     minx, miny, maxx, maxy = gz.total_bounds
+    if focus:
+        sel = gz[gz["zone_id"].isin([str(z) for z in focus])]
+        if len(sel):
+            minx, miny, maxx, maxy = sel.total_bounds
     m = OfflineMap(
-        location=[(miny + maxy) / 2, (minx + maxx) / 2], zoom_start=12, tiles=tiles, height=height
+        location=[(miny + maxy) / 2, (minx + maxx) / 2],
+        zoom_start=12,
+        tiles=tiles,
+        frame_height=height,
     )
     m.fit_bounds([[miny, minx], [maxy, maxx]])
 

@@ -198,12 +198,13 @@ def signals_table(payload: dict[str, Any] | None, *, top: int = 15) -> pd.DataFr
     return out.reset_index(drop=True)
 
 
-def signal_zones(payload: dict[str, Any] | None) -> list[str]:
-    """Zones of the statistical signals (event conflicts left out), in rank order."""
+def signal_zones(payload: dict[str, Any] | None, *, top: int | None = None) -> list[str]:
+    """Zones of the ``top`` strongest statistical signals (event conflicts left out), in rank order."""
     if not payload:
         return []
     zs: list[str] = []
-    for s in payload.get("signals", []):
+    sig = sorted(payload.get("signals", []), key=lambda s: s.get("rank", 0))
+    for s in sig[:top] if top else sig:
         if s.get("type") != "event_conflict":
             zs += [str(z) for z in s.get("zones", [])]
     return list(dict.fromkeys(zs))

@@ -426,14 +426,15 @@ def test_dask_on_a_distributed_cluster(tmp_path, full: Store, cube: pd.DataFrame
     pd.testing.assert_frame_equal(Store(root).cube(), cube, check_exact=False, rtol=1e-9)
 
 
-def test_rebuild_replaces_the_cube(full: Store) -> None:
+def test_rebuild_replaces_the_cube(tmp_path, full: Store) -> None:
     """A second build replaces the partitions (no stale month left, no temp folder left)."""
-    result = build_cube(full, engine="pandas", start="2026-03-05", end="2026-03-12")
+    store = Store(tmp_path / "again")
+    shutil.copytree(full.root, store.root)
+    result = build_cube(store, engine="pandas", start="2026-03-05", end="2026-03-12")
     assert result.months == ("2026-03",)
-    assert [p.name for p in full.cube_dir.iterdir()] == ["month=2026-03"]
-    assert not list(full.root.glob(".cube-*"))
-    assert len(full.cube()) == 4 * 7 * 24
-    build_cube(full, engine="duckdb")  # restore for the other tests
+    assert [p.name for p in store.cube_dir.iterdir()] == ["month=2026-03"]
+    assert not list(store.root.glob(".cube-*"))
+    assert len(store.cube()) == 4 * 7 * 24
 
 
 # -- errors ----------------------------------------------------------------------------------
@@ -449,4 +450,6 @@ def test_errors_name_what_was_expected(tmp_path, full: Store) -> None:
         build_cube(full, start="2026-03-10", end="2026-03-01")
     with pytest.raises(ConfigError, match="cannot reach the Dask scheduler"):
         build_cube(full, engine="dask", dask_address="tcp://127.0.0.1:1")
+    with pytest.raises(ConfigError, match="expected tcp://host:port"):
+        build_cube(full, engine="dask", dask_address="http://nowhere")
     assert not list(full.root.glob(".cube-*"))

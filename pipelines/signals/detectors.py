@@ -600,6 +600,7 @@ def presence_anomalies(
     z_threshold: float = 2.0,
     scale_floor: float = 0.05,
     events: pd.DataFrame | None = None,
+    event_margin_hours: float = 6.0,
 ) -> pd.DataFrame:
     """Presence far above (gathering) or far below (emptied) its reference value.
 
@@ -612,7 +613,11 @@ def presence_anomalies(
     makes n_ref reference values worth that many for the scale), not the normal, so that a
     scale underestimated from few weeks does not turn noise into signals. The reported
     window is the run of consecutive slots with z beyond ``z_threshold`` around that hour; the
-    signal is *explained* when an event is active in the zone during the window.
+    signal is *explained* when an event is active in the zone during the window or within
+    ``event_margin_hours`` of it (crowds arrive before and leave after), on a public or school
+    holiday, or when events took place in the zone at the same time of week in the reference
+    weeks (the reference itself is then inflated: a stadium looks "emptied" on a match-free
+    Saturday). Explained signals are kept but ranked after unexplained ones.
 
     Parameters
     ----------
@@ -629,6 +634,8 @@ def presence_anomalies(
         Minimum robust SD of the log ratio (0.05: a 5 % change is never more than 1 SD).
     events
         Optional validated events (event_id, name, zone_id, start, end) to name in explanations.
+    event_margin_hours
+        Hours before and after an event during which an anomaly counts as explained by it.
 
     Returns
     -------
@@ -646,10 +653,12 @@ def presence_anomalies(
     missing = need - set(frame.columns)
     if missing:
         raise ValueError(f"presence_anomalies needs columns {sorted(need)}, missing {sorted(missing)}")
-    df = frame[[c for c in frame.columns if c in need | {"events_active"}]].copy()
-    if "events_active" not in df:
-        df["events_active"] = 0
-    df["events_active"] = df["events_active"].fillna(0)
+    extra = {"events_active", "holiday", "school_holiday"}
+    df = frame[[c for c in frame.columns if c in need | extra]].copy()
+    for col in extra:
+        if col not in df:
+            df[col] = 0
+        df[col] = df[col].fillna(0).astype(float)
     ps, pe = pd.Timestamp(period_start), pd.Timestamp(period_end)
     ref_start = ps - pd.Timedelta(weeks=reference_weeks)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -718,15 +727,34 @@ def presence_anomalies(
                 obs = float(w["present"].mean())
                 exp = float(w["present_baseline"].mean())
                 active = bool((w["events_active"] > 0).any())
-                names = [
-                    nm for s, e, nm in event_names.get(str(zone), []) if s < end and e > start
+                zev = event_names.get(str(zone), [])
+                near = pd.Timedelta(hours=event_margin_hours)
+                names = [nm for s, e, nm in zev if s < end + near and e > start - near]
+                past = [
+                    nm
+                    for s, e, nm in zev
+                    for kk in range(1, reference_weeks + 1)
+                    if s < end + near - pd.Timedelta(weeks=kk)
+                    and e > start - near - pd.Timedelta(weeks=kk)
                 ]
+                why, explained = "with no event known in the zone", True
                 if active or names:
                     why = "explained by " + (
-                        f"the event {', '.join(names[:2])}" if names else "an event in the zone"
+                        f"the event {', '.join(dict.fromkeys(names[:2]))}"
+                        if names
+                        else "an event in the zone"
+                    )
+                elif bool((w["holiday"] > 0).any()):
+                    why = "on a public holiday"
+                elif bool((w["school_holiday"] > 0).any()):
+                    why = "during school holidays"
+                elif past:
+                    why = (
+                        "where the reference includes past events at this time of week "
+                        f"({', '.join(dict.fromkeys(past[:2]))})"
                     )
                 else:
-                    why = "with no event known in the zone"
+                    explained = False
                 word = "above" if sign > 0 else "below"
                 records.append(
                     _record(
@@ -742,7 +770,7 @@ def presence_anomalies(
                         f"(x{obs / exp if exp else np.nan:.2f}, {word} normal by {abs(zmax):.1f} "
                         f"robust SD) {why}.",
                         statistic=zmax,
-                        explained=active or bool(names),
+                        explained=explained,
                         events=names,
                         slots=int(b - a + 1),
                     )
