@@ -93,8 +93,12 @@ def same_slot_median(
     rows, cols = np.nonzero(valid_day)
     past[:, rows, cols] = pool[:, past_days[rows, cols], target_slots[rows]]
     count = np.sum(~np.isnan(past), axis=2)
+    # median of the non-NaN values: sort (NaN last), average the two middle ones
+    ordered = np.sort(past, axis=2)
+    lo = np.take_along_axis(ordered, np.maximum(count - 1, 0)[..., None] // 2, axis=2)[..., 0]
+    hi = np.take_along_axis(ordered, (count // 2)[..., None], axis=2)[..., 0] if weeks else lo
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN slices: handled below
-        med = np.nanmedian(past, axis=2) if n else np.empty((n_zones, 0))
-    med[count < min_weeks] = np.nan
+        warnings.simplefilter("ignore", RuntimeWarning)
+        med = (lo + hi) / 2.0
+    med[count < max(min_weeks, 1)] = np.nan
     return med

@@ -234,21 +234,31 @@ def build_cube(
     store = store if isinstance(store, Store) else Store(store)
     plan = _make_plan(store, start=start, end=end, memory_limit=memory_limit, threads=threads)
     specs = _month_specs(plan)
-    build_dir = store.root / f".cube-building-{uuid.uuid4().hex[:8]}"
+    tag = uuid.uuid4().hex[:8]
+    build_dir = store.root / f".cube-building-{tag}"
+    work_dir = store.root / f".cube-work-{tag}"
     build_dir.mkdir(parents=True)
+    work_dir.mkdir()
     try:
         inner = "duckdb" if engine == "duckdb" else "pandas"
         if engine == "dask":
             summaries = _run_dask(plan, specs, build_dir, dask_address)
         else:
             summaries = []
-            for spec in specs:
-                summaries.append(_build_month(plan, spec, inner, str(build_dir)))
-                log.info("cube %s: %d rows", spec.label, summaries[-1]["rows"])
+            stage = _DuckStage(plan, specs, work_dir) if inner == "duckdb" else None
+            try:
+                for spec in specs:
+                    summaries.append(_build_month(plan, spec, inner, str(build_dir), stage))
+                    log.info("cube %s: %d rows", spec.label, summaries[-1]["rows"])
+            finally:
+                if stage is not None:
+                    stage.close()
         _swap_in(build_dir, store.cube_dir)
     except BaseException:
         shutil.rmtree(build_dir, ignore_errors=True)
         raise
+    finally:
+        shutil.rmtree(work_dir, ignore_errors=True)
     columns = tuple(_output_columns(plan))
     meta = _meta(plan, summaries, columns, engine)
     store.write_json("cube_meta.json", meta)
@@ -341,10 +351,8 @@ def _make_plan(
         schema = pq.read_schema(paths["presence"])
         keep = []
         for col in ("residents", "visitors"):
-            if col in schema.names:
-                values = pq.read_table(paths["presence"], columns=[col]).column(0)
-                if values.null_count < len(values):
-                    keep.append(col)
+            if col in schema.names and _has_values(paths["presence"], col):
+                keep.append(col)
         presence_cols = tuple(keep)
 
     categories: tuple[str, ...] = ()
@@ -447,11 +455,10 @@ def _period(store: Store, paths: dict[str, str], tz: str, start: Any, end: Any) 
         for source, col in group:
             if source not in paths:
                 continue
-            values = pq.read_table(paths[source], columns=[col]).column(0)
-            mm = pc.min_max(values).as_py()
-            if mm["min"] is None:
+            mm = _min_max(paths[source], col)
+            if mm is None:
                 continue
-            vmin, vmax = pd.Timestamp(mm["min"]), pd.Timestamp(mm["max"])
+            vmin, vmax = pd.Timestamp(mm[0]), pd.Timestamp(mm[1])
             lo = vmin if lo is None else min(lo, vmin)
             hi = vmax if hi is None else max(hi, vmax)
         if lo is not None:
@@ -478,6 +485,36 @@ def _period(store: Store, paths: dict[str, str], tz: str, start: Any, end: Any) 
     if d_hi <= d_lo:
         raise ConfigError(f"cube period: end ({d_hi}) must be after start ({d_lo}).")
     return _local_midnight(d_lo, tz), _local_midnight(d_hi, tz)
+
+
+def _column_stats(path: str, col: str) -> list[Any] | None:
+    """Row-group statistics of a column, or None when some row group has none."""
+    meta = pq.ParquetFile(path).metadata
+    names = [meta.schema.column(i).name for i in range(meta.num_columns)]
+    if col not in names:
+        return None
+    j = names.index(col)
+    stats = [meta.row_group(i).column(j).statistics for i in range(meta.num_row_groups)]
+    return None if any(st is None for st in stats) else stats
+
+
+def _has_values(path: str, col: str) -> bool:
+    """Whether a column has at least one non-null value (from Parquet statistics when there)."""
+    stats = _column_stats(path, col)
+    if stats is not None and all(st.has_null_count for st in stats):
+        rows = pq.ParquetFile(path).metadata.num_rows
+        return sum(st.null_count for st in stats) < rows
+    values = pq.read_table(path, columns=[col]).column(0)
+    return values.null_count < len(values)
+
+
+def _min_max(path: str, col: str) -> tuple[Any, Any] | None:
+    """Minimum and maximum of a column (Parquet statistics when there; else a read)."""
+    stats = _column_stats(path, col)
+    if stats is not None and stats and all(st.has_min_max for st in stats):
+        return min(st.min for st in stats), max(st.max for st in stats)
+    mm = pc.min_max(pq.read_table(path, columns=[col]).column(0)).as_py()
+    return None if mm["min"] is None else (mm["min"], mm["max"])
 
 
 def _as_utc(ts: pd.Timestamp) -> pd.Timestamp:
@@ -612,183 +649,196 @@ def _month_specs(plan: _Plan) -> list[_MonthSpec]:
 # zi = index into plan.zone_ids, eh = epoch hour (UTC seconds // 3600).
 
 
-def _duckdb_inputs(plan: _Plan, spec: _MonthSpec) -> dict[str, dict[str, np.ndarray]]:
-    import duckdb
+class _DuckStage:
+    """Hourly aggregates of every source over the whole period, staged once in DuckDB.
 
-    con = duckdb.connect()
-    try:
+    One pass of SQL per source over the Parquet files (slot expansion, zone and category
+    mapping, distinct lamps and events) writes small sorted tables into a DuckDB file in the
+    build folder; each month then reads its hours back by range (zone maps make that cheap), so
+    the big files are scanned once, not once per month, and memory stays bounded by DuckDB's
+    ``memory_limit`` (spilling to the build folder).
+    """
+
+    def __init__(self, plan: _Plan, specs: list[_MonthSpec], workdir: Path) -> None:
+        import duckdb
+
+        self.con = con = duckdb.connect(str(workdir / "stage.duckdb"))
         con.execute("SET TimeZone='UTC'")
         con.execute(f"SET memory_limit='{plan.memory_limit}'")
+        con.execute(f"SET temp_directory='{str(workdir / 'spill').replace(chr(39), chr(39) * 2)}'")
         if plan.threads:
             con.execute(f"SET threads={int(plan.threads)}")
         con.execute("SET preserve_insertion_order=false")
-        zmap = pa.table(
+        a0 = min(s.a0 for s in specs)
+        a1 = max(s.a1 for s in specs)
+        w0 = min(s.w0 for s in specs)
+        self.names = []
+        for name, sql in _duckdb_sql(con, plan, a0, a1, w0).items():
+            con.execute(f"CREATE TABLE s_{name} AS SELECT * FROM ({sql}) ORDER BY eh")
+            self.names.append(name)
+
+    def inputs(self, spec: _MonthSpec) -> dict[str, dict[str, np.ndarray]]:
+        """The month's sparse hourly aggregates (see the engines' contract above)."""
+        out = {}
+        for name in self.names:
+            lo = spec.w0 if name in ("presence", "events") else spec.a0
+            tbl = self.con.sql(
+                f"SELECT * FROM s_{name} WHERE eh >= {lo} AND eh < {spec.a1}"
+            ).to_arrow_table()
+            out[name] = {c: tbl.column(c).to_numpy(zero_copy_only=False) for c in tbl.column_names}
+        return out
+
+    def close(self) -> None:
+        self.con.close()
+
+
+def _duckdb_sql(con: Any, plan: _Plan, a0: int, a1: int, w0: int) -> dict[str, str]:
+    """SQL per source for hours [a0, a1) (presence and events from w0), on connection ``con``."""
+    zmap = pa.table(
+        {
+            "zone_id": pa.array(plan.zone_ids.astype(str), pa.string()),
+            "zi": pa.array(np.arange(len(plan.zone_ids), dtype=np.int32)),
+        }
+    )
+    con.register("zmap", zmap)
+    p = {k: v.replace("'", "''") for k, v in plan.paths.items()}
+    tz = plan.tz.replace("'", "''")
+
+    def slot_end(start: str, minutes: str) -> str:
+        return (
+            f"CASE WHEN {minutes} % 1440 = 0 THEN epoch(timezone('{tz}', timezone('{tz}', "
+            f"{start}::TIMESTAMPTZ) + to_days(({minutes} // 1440)::INTEGER))) "
+            f"ELSE epoch({start}::TIMESTAMPTZ) + 60 * {minutes} END"
+        )
+
+    types: dict[tuple[str, str], str] = {}
+
+    def lit(source: str, col: str, seconds: int) -> str:
+        """A time literal of the column's own type (so DuckDB pushes the filter down)."""
+        if (source, col) not in types:
+            rows = con.execute(f"DESCRIBE SELECT {col} FROM read_parquet('{p[source]}')").fetchall()
+            types[(source, col)] = rows[0][1]
+        return f"to_timestamp({int(seconds)})::{types[(source, col)]}"
+
+    out: dict[str, str] = {}
+
+    if "presence" in plan.paths:
+        extra = "".join(f", p.{c}" for c in plan.presence_cols)
+        aggs = "".join(
+            f", sum({c} * w) / sum(CASE WHEN {c} IS NOT NULL THEN w END) AS {c}"
+            for c in plan.presence_cols
+        )
+        out["presence"] = f"""
+            WITH src AS (
+              SELECT z.zi, epoch(p.start::TIMESTAMPTZ) AS s,
+                     {slot_end("p.start", "coalesce(p.slot_minutes, 60)")} AS e,
+                     p.present{extra}
+              FROM read_parquet('{p["presence"]}') p JOIN zmap z ON z.zone_id = p.zone_id
+              WHERE p.start >= {lit("presence", "start", w0 * _HOUR - 2 * _DAY)}
+                AND p.start < {lit("presence", "start", a1 * _HOUR)}
+            ), ex AS (
+              SELECT *, unnest(range(greatest(floor(s / 3600), {w0})::BIGINT,
+                                     least(ceil(e / 3600), {a1})::BIGINT)) AS k
+              FROM src
+            ), ov AS (
+              SELECT *, least(e, (k + 1) * 3600.0) - greatest(s, k * 3600.0) AS w FROM ex
+            )
+            SELECT zi, k AS eh,
+                   sum(present * w) / sum(CASE WHEN present IS NOT NULL THEN w END)
+                     AS present{aggs}
+            FROM ov WHERE w > 0 GROUP BY zi, k
+            """
+    if "incidents" in plan.paths:
+        cmap = pa.table(
             {
-                "zone_id": pa.array(plan.zone_ids.astype(str), pa.string()),
-                "zi": pa.array(np.arange(len(plan.zone_ids), dtype=np.int32)),
+                "category": pa.array(list(plan.category_map), pa.string()),
+                "ci": pa.array(list(plan.category_map.values()), pa.int32()),
             }
         )
-        con.register("zmap", zmap)
-        out: dict[str, dict[str, np.ndarray]] = {}
-        p = {k: v.replace("'", "''") for k, v in plan.paths.items()}
-        tz = plan.tz.replace("'", "''")
-        a0, a1, w0 = spec.a0, spec.a1, spec.w0
-
-        def slot_end(start: str, minutes: str) -> str:
-            return (
-                f"CASE WHEN {minutes} % 1440 = 0 THEN epoch(timezone('{tz}', timezone('{tz}', "
-                f"{start}::TIMESTAMPTZ) + to_days(({minutes} // 1440)::INTEGER))) "
-                f"ELSE epoch({start}::TIMESTAMPTZ) + 60 * {minutes} END"
+        con.register("cmap", cmap)
+        out["incidents"] = f"""
+            SELECT z.zi, floor(epoch(i.occurred_at::TIMESTAMPTZ) / 3600)::BIGINT AS eh, c.ci,
+                   count(*)::BIGINT AS n
+            FROM read_parquet('{p["incidents"]}') i
+            JOIN zmap z ON z.zone_id = i.zone_id JOIN cmap c ON c.category = i.category
+            WHERE i.occurred_at >= {lit("incidents", "occurred_at", a0 * _HOUR)}
+              AND i.occurred_at < {lit("incidents", "occurred_at", a1 * _HOUR)}
+            GROUP BY ALL
+            """
+    if "ridership" in plan.paths:
+        out["ridership"] = f"""
+            WITH src AS (
+              SELECT z.zi, epoch(r.start::TIMESTAMPTZ) AS s,
+                     {slot_end("r.start", "coalesce(r.slot_minutes, 60)")} AS e, r.entries
+              FROM read_parquet('{p["ridership"]}') r JOIN zmap z ON z.zone_id = r.zone_id
+              WHERE r.start >= {lit("ridership", "start", a0 * _HOUR - 2 * _DAY)}
+                AND r.start < {lit("ridership", "start", a1 * _HOUR)} AND r.entries IS NOT NULL
+            ), ex AS (
+              SELECT *, unnest(range(greatest(floor(s / 3600), {a0})::BIGINT,
+                                     least(ceil(e / 3600), {a1})::BIGINT)) AS k
+              FROM src
+            ), ov AS (
+              SELECT *, least(e, (k + 1) * 3600.0) - greatest(s, k * 3600.0) AS w FROM ex
             )
-
-        types: dict[tuple[str, str], str] = {}
-
-        def lit(source: str, col: str, seconds: int) -> str:
-            """A time literal of the column's own type (so DuckDB pushes the filter down)."""
-            if (source, col) not in types:
-                rows = con.execute(
-                    f"DESCRIBE SELECT {col} FROM read_parquet('{p[source]}')"
-                ).fetchall()
-                types[(source, col)] = rows[0][1]
-            return f"to_timestamp({int(seconds)})::{types[(source, col)]}"
-
-        def fetch(sql: str) -> dict[str, np.ndarray]:
-            tbl = con.sql(sql).to_arrow_table()
-            return {
-                name: tbl.column(name).to_numpy(zero_copy_only=False) for name in tbl.column_names
-            }
-
-        if "presence" in plan.paths:
-            extra = "".join(f", p.{c}" for c in plan.presence_cols)
-            aggs = "".join(
-                f", sum({c} * w) / sum(CASE WHEN {c} IS NOT NULL THEN w END) AS {c}"
-                for c in plan.presence_cols
+            SELECT zi, k AS eh, sum(entries * w / (e - s)) AS entries
+            FROM ov WHERE w > 0 GROUP BY zi, k
+            """
+    if "events" in plan.paths:
+        out["events"] = f"""
+            WITH src AS (
+              SELECT z.zi, e.event_id AS ev, epoch(e.start::TIMESTAMPTZ) AS s,
+                     greatest(epoch(e."end"::TIMESTAMPTZ), epoch(e.start::TIMESTAMPTZ) + 1) AS e,
+                     coalesce(e.expected_attendance, 0.0) AS att
+              FROM read_parquet('{p["events"]}') e JOIN zmap z ON z.zone_id = e.zone_id
+              WHERE e.start < {lit("events", "start", a1 * _HOUR)}
             )
-            out["presence"] = fetch(
-                f"""
-                WITH src AS (
-                  SELECT z.zi, epoch(p.start::TIMESTAMPTZ) AS s,
-                         {slot_end("p.start", "coalesce(p.slot_minutes, 60)")} AS e,
-                         p.present{extra}
-                  FROM read_parquet('{p["presence"]}') p JOIN zmap z ON z.zone_id = p.zone_id
-                  WHERE p.start >= {lit("presence", "start", w0 * _HOUR - 2 * _DAY)}
-                    AND p.start < {lit("presence", "start", a1 * _HOUR)}
-                ), ex AS (
-                  SELECT *, unnest(range(greatest(floor(s / 3600), {w0})::BIGINT,
-                                         least(ceil(e / 3600), {a1})::BIGINT)) AS k
-                  FROM src
-                ), ov AS (
-                  SELECT *, least(e, (k + 1) * 3600.0) - greatest(s, k * 3600.0) AS w FROM ex
-                )
-                SELECT zi, k AS eh,
-                       sum(present * w) / sum(CASE WHEN present IS NOT NULL THEN w END)
-                         AS present{aggs}
-                FROM ov WHERE w > 0 GROUP BY zi, k
-                """
+            SELECT DISTINCT zi, ev, att,
+                   unnest(range(greatest(floor(s / 3600), {w0})::BIGINT,
+                                least(ceil(e / 3600), {a1})::BIGINT)) AS eh
+            FROM src
+            """
+    if "lighting_faults" in plan.paths:
+        out["lamps_out"] = f"""
+            WITH lz AS (
+              SELECT l.lamp_id, z.zi FROM read_parquet('{p["lamps"]}') l
+              JOIN zmap z ON z.zone_id = l.zone_id
+            ), f AS (
+              SELECT lz.zi, f.lamp_id, epoch(f.reported_at::TIMESTAMPTZ) AS r,
+                     coalesce(epoch(f.repaired_at::TIMESTAMPTZ), 1e18) AS q
+              FROM read_parquet('{p["lighting_faults"]}') f JOIN lz ON lz.lamp_id = f.lamp_id
+              WHERE f.reported_at < {lit("lighting_faults", "reported_at", a1 * _HOUR)}
+                AND (f.repaired_at IS NULL OR f.repaired_at > {lit("lighting_faults", "repaired_at", a0 * _HOUR)})
+            ), ex AS (
+              SELECT zi, lamp_id,
+                     unnest(range(greatest(ceil((r - 1800) / 3600), {a0})::BIGINT,
+                                  least(ceil((q - 1800) / 3600), {a1})::BIGINT)) AS eh
+              FROM f
             )
-        if "incidents" in plan.paths:
-            cmap = pa.table(
-                {
-                    "category": pa.array(list(plan.category_map), pa.string()),
-                    "ci": pa.array(list(plan.category_map.values()), pa.int32()),
-                }
+            SELECT zi, eh, count(DISTINCT lamp_id)::BIGINT AS n FROM ex GROUP BY zi, eh
+            """
+    if "weather" in plan.paths:
+        out["weather"] = f"""
+            WITH src AS (
+              SELECT epoch(start::TIMESTAMPTZ) AS s,
+                     {slot_end("start", "coalesce(slot_minutes, 60)")} AS e,
+                     temperature_c, precipitation_mm
+              FROM read_parquet('{p["weather"]}')
+              WHERE start >= {lit("weather", "start", a0 * _HOUR - 2 * _DAY)}
+                AND start < {lit("weather", "start", a1 * _HOUR)}
+            ), ex AS (
+              SELECT *, unnest(range(greatest(floor(s / 3600), {a0})::BIGINT,
+                                     least(ceil(e / 3600), {a1})::BIGINT)) AS k
+              FROM src
+            ), ov AS (
+              SELECT *, least(e, (k + 1) * 3600.0) - greatest(s, k * 3600.0) AS w FROM ex
             )
-            con.register("cmap", cmap)
-            out["incidents"] = fetch(
-                f"""
-                SELECT z.zi, floor(epoch(i.occurred_at::TIMESTAMPTZ) / 3600)::BIGINT AS eh, c.ci,
-                       count(*)::BIGINT AS n
-                FROM read_parquet('{p["incidents"]}') i
-                JOIN zmap z ON z.zone_id = i.zone_id JOIN cmap c ON c.category = i.category
-                WHERE i.occurred_at >= {lit("incidents", "occurred_at", a0 * _HOUR)}
-                  AND i.occurred_at < {lit("incidents", "occurred_at", a1 * _HOUR)}
-                GROUP BY ALL
-                """
-            )
-        if "ridership" in plan.paths:
-            out["ridership"] = fetch(
-                f"""
-                WITH src AS (
-                  SELECT z.zi, epoch(r.start::TIMESTAMPTZ) AS s,
-                         {slot_end("r.start", "coalesce(r.slot_minutes, 60)")} AS e, r.entries
-                  FROM read_parquet('{p["ridership"]}') r JOIN zmap z ON z.zone_id = r.zone_id
-                  WHERE r.start >= {lit("ridership", "start", a0 * _HOUR - 2 * _DAY)}
-                    AND r.start < {lit("ridership", "start", a1 * _HOUR)} AND r.entries IS NOT NULL
-                ), ex AS (
-                  SELECT *, unnest(range(greatest(floor(s / 3600), {a0})::BIGINT,
-                                         least(ceil(e / 3600), {a1})::BIGINT)) AS k
-                  FROM src
-                ), ov AS (
-                  SELECT *, least(e, (k + 1) * 3600.0) - greatest(s, k * 3600.0) AS w FROM ex
-                )
-                SELECT zi, k AS eh, sum(entries * w / (e - s)) AS entries
-                FROM ov WHERE w > 0 GROUP BY zi, k
-                """
-            )
-        if "events" in plan.paths:
-            out["events"] = fetch(
-                f"""
-                WITH src AS (
-                  SELECT z.zi, e.event_id AS ev, epoch(e.start::TIMESTAMPTZ) AS s,
-                         greatest(epoch(e."end"::TIMESTAMPTZ), epoch(e.start::TIMESTAMPTZ) + 1) AS e,
-                         coalesce(e.expected_attendance, 0.0) AS att
-                  FROM read_parquet('{p["events"]}') e JOIN zmap z ON z.zone_id = e.zone_id
-                  WHERE e.start < {lit("events", "start", a1 * _HOUR)}
-                )
-                SELECT DISTINCT zi, ev, att,
-                       unnest(range(greatest(floor(s / 3600), {w0})::BIGINT,
-                                    least(ceil(e / 3600), {a1})::BIGINT)) AS eh
-                FROM src
-                """
-            )
-        if "lighting_faults" in plan.paths:
-            out["lamps_out"] = fetch(
-                f"""
-                WITH lz AS (
-                  SELECT l.lamp_id, z.zi FROM read_parquet('{p["lamps"]}') l
-                  JOIN zmap z ON z.zone_id = l.zone_id
-                ), f AS (
-                  SELECT lz.zi, f.lamp_id, epoch(f.reported_at::TIMESTAMPTZ) AS r,
-                         coalesce(epoch(f.repaired_at::TIMESTAMPTZ), 1e18) AS q
-                  FROM read_parquet('{p["lighting_faults"]}') f JOIN lz ON lz.lamp_id = f.lamp_id
-                  WHERE f.reported_at < {lit("lighting_faults", "reported_at", a1 * _HOUR)}
-                    AND (f.repaired_at IS NULL OR f.repaired_at > {lit("lighting_faults", "repaired_at", a0 * _HOUR)})
-                ), ex AS (
-                  SELECT zi, lamp_id,
-                         unnest(range(greatest(ceil((r - 1800) / 3600), {a0})::BIGINT,
-                                      least(ceil((q - 1800) / 3600), {a1})::BIGINT)) AS eh
-                  FROM f
-                )
-                SELECT zi, eh, count(DISTINCT lamp_id)::BIGINT AS n FROM ex GROUP BY zi, eh
-                """
-            )
-        if "weather" in plan.paths:
-            out["weather"] = fetch(
-                f"""
-                WITH src AS (
-                  SELECT epoch(start::TIMESTAMPTZ) AS s,
-                         {slot_end("start", "coalesce(slot_minutes, 60)")} AS e,
-                         temperature_c, precipitation_mm
-                  FROM read_parquet('{p["weather"]}')
-                  WHERE start >= {lit("weather", "start", a0 * _HOUR - 2 * _DAY)}
-                    AND start < {lit("weather", "start", a1 * _HOUR)}
-                ), ex AS (
-                  SELECT *, unnest(range(greatest(floor(s / 3600), {a0})::BIGINT,
-                                         least(ceil(e / 3600), {a1})::BIGINT)) AS k
-                  FROM src
-                ), ov AS (
-                  SELECT *, least(e, (k + 1) * 3600.0) - greatest(s, k * 3600.0) AS w FROM ex
-                )
-                SELECT k AS eh,
-                  sum(temperature_c * w)
-                    / sum(CASE WHEN temperature_c IS NOT NULL THEN w END) AS temperature_c,
-                  sum(precipitation_mm * w / (e - s)) AS precipitation_mm
-                FROM ov WHERE w > 0 GROUP BY k
-                """
-            )
-        return out
-    finally:
-        con.close()
+            SELECT k AS eh,
+              sum(temperature_c * w)
+                / sum(CASE WHEN temperature_c IS NOT NULL THEN w END) AS temperature_c,
+              sum(precipitation_mm * w / (e - s)) AS precipitation_mm
+            FROM ov WHERE w > 0 GROUP BY k
+            """
+    return out
 
 
 def _read(
@@ -1107,9 +1157,11 @@ def _dense(
     return out
 
 
-def _build_month(plan: _Plan, spec: _MonthSpec, engine: str, out_dir: str) -> dict[str, Any]:
+def _build_month(
+    plan: _Plan, spec: _MonthSpec, engine: str, out_dir: str, stage: _DuckStage | None = None
+) -> dict[str, Any]:
     """Build and write one month partition; returns a small summary (picklable)."""
-    inputs = _duckdb_inputs(plan, spec) if engine == "duckdb" else _pandas_inputs(plan, spec)
+    inputs = stage.inputs(spec) if stage is not None else _pandas_inputs(plan, spec)
     columns = _output_columns(plan)
     data = _assemble(plan, spec, inputs)
     schema = _schema(columns)
@@ -1406,6 +1458,8 @@ def _check_reachable(address: str) -> None:
     from urllib.parse import urlparse
 
     parsed = urlparse(address if "://" in address else f"tcp://{address}")
+    if parsed.scheme in ("inproc", "ucx", "ws", "wss"):
+        return  # not a plain socket: let distributed connect
     if parsed.scheme not in ("tcp", "tls") or not parsed.hostname or not parsed.port:
         raise ConfigError(
             f"bad Dask scheduler address {address!r}: expected tcp://host:port, "
@@ -1456,6 +1510,15 @@ def _meta(
     meta: dict[str, Any] = {
         "grain": plan.grain,
         "timezone": plan.tz,
+        "first_date": str(
+            pd.Timestamp(plan.start_s, unit="s", tz="UTC").tz_convert(plan.tz).date()
+        ),
+        "last_date": str(
+            (
+                pd.Timestamp(plan.end_s, unit="s", tz="UTC").tz_convert(plan.tz)
+                - pd.Timedelta(hours=12)
+            ).date()
+        ),
         "start": pd.Timestamp(plan.start_s, unit="s", tz="UTC").isoformat(),
         "end": pd.Timestamp(plan.end_s, unit="s", tz="UTC").isoformat(),
         "zones": len(plan.zone_ids),

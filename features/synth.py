@@ -121,19 +121,19 @@ CATEGORIES: dict[str, dict[str, Any]] = {
         "services": {"police": 1.0},
     },
     "incendie": {
-        "base_rate": 0.4e-5,
+        "base_rate": 0.6e-5,
         "hod": [1.0, 0.9, 0.9, 0.8, 0.7, 0.7, 0.7, 0.8, 0.9, 0.9, 1.0, 1.0,
                 1.0, 1.0, 1.0, 1.0, 1.1, 1.2, 1.3, 1.3, 1.3, 1.2, 1.1, 1.1],
         "services": {"pompiers": 1.0},
     },
     "secours_a_personne": {
-        "base_rate": 2.0e-5,
+        "base_rate": 2.4e-5,
         "hod": [0.9, 0.8, 0.8, 0.7, 0.7, 0.7, 0.8, 0.9, 1.0, 1.0, 1.0, 1.0,
                 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 0.9],
         "services": {"pompiers": 0.6, "samu": 0.4},
     },
     "accident_circulation": {
-        "base_rate": 0.8e-5,
+        "base_rate": 1.6e-5,
         "hod": [0.4, 0.3, 0.3, 0.3, 0.3, 0.5, 0.9, 1.4, 1.6, 1.1, 0.9, 0.9,
                 1.0, 1.0, 1.0, 1.1, 1.3, 1.6, 1.7, 1.4, 1.0, 0.8, 0.6, 0.5],
         "services": {"police": 0.5, "pompiers": 0.5},
@@ -222,7 +222,9 @@ def _period(weeks: int) -> tuple[pd.Timestamp, pd.Timestamp, pd.DatetimeIndex]:
     end_naive = pd.Timestamp(END_LOCAL)
     start = (end_naive - pd.Timedelta(weeks=weeks)).tz_localize(TIMEZONE)
     end = end_naive.tz_localize(TIMEZONE)
-    hours = pd.date_range(start.tz_convert("UTC"), end.tz_convert("UTC"), freq="h", inclusive="left")
+    hours = pd.date_range(
+        start.tz_convert("UTC"), end.tz_convert("UTC"), freq="h", inclusive="left"
+    )
     return start, end, hours.as_unit("ns")
 
 
@@ -253,7 +255,9 @@ class _Calendar:
 _DAY_FLAGS: dict[tuple[str, str], tuple[pd.DatetimeIndex, np.ndarray, np.ndarray]] = {}
 
 
-def _day_flags(first: pd.Timestamp, last: pd.Timestamp) -> tuple[pd.DatetimeIndex, np.ndarray, np.ndarray]:
+def _day_flags(
+    first: pd.Timestamp, last: pd.Timestamp
+) -> tuple[pd.DatetimeIndex, np.ndarray, np.ndarray]:
     """Public and school holidays (France, zone C) of every local date in [first, last].
 
     One call to :mod:`features.calendar` for the whole span (loading the school calendar is slow).
@@ -290,7 +294,10 @@ def _calendar(hours: pd.DatetimeIndex, day0: pd.Timestamp) -> _Calendar:
         holiday=hol[pos],
         school=sch[pos],
         offset_s=(
-            (local.tz_localize(None) - hours.tz_localize(None)).total_seconds().to_numpy().astype(int)
+            (local.tz_localize(None) - hours.tz_localize(None))
+            .total_seconds()
+            .to_numpy()
+            .astype(int)
         ),
     )
 
@@ -361,7 +368,9 @@ def _make_zones(spec: ScaleSpec, seed: int) -> _Zones:
     dlat, dlon = spec.cell_deg
     lon0 = CENTRE[1] - nx * dlon / 2
     lat0 = CENTRE[0] - ny * dlat / 2
-    gx, gy = np.meshgrid(np.arange(nx + 1, dtype=float), np.arange(ny + 1, dtype=float), indexing="ij")
+    gx, gy = np.meshgrid(
+        np.arange(nx + 1, dtype=float), np.arange(ny + 1, dtype=float), indexing="ij"
+    )
     jx = rng.uniform(-0.2, 0.2, gx.shape)
     jy = rng.uniform(-0.2, 0.2, gy.shape)
     jx[[0, -1], :] = 0.0  # straight outer border
@@ -454,7 +463,9 @@ def _points_in_zones(zone_idx: np.ndarray, quads: np.ndarray, rng: np.random.Gen
     a, b, cc, d = q[:, 0], q[:, 1], q[:, 2], q[:, 3]
 
     def area(p, r, s):
-        return 0.5 * np.abs((r[:, 0] - p[:, 0]) * (s[:, 1] - p[:, 1]) - (s[:, 0] - p[:, 0]) * (r[:, 1] - p[:, 1]))
+        return 0.5 * np.abs(
+            (r[:, 0] - p[:, 0]) * (s[:, 1] - p[:, 1]) - (s[:, 0] - p[:, 0]) * (r[:, 1] - p[:, 1])
+        )
 
     a1 = area(a, b, cc)
     a2 = area(a, cc, d)
@@ -495,7 +506,9 @@ _DEST: dict[str, tuple[np.ndarray, np.ndarray]] = {
     "venue": (_profile([(0, 0.05), (9, 0.3), (17, 0.3), (20, 0.4), (23, 0.1)]),
               _profile([(0, 0.05), (10, 0.4), (17, 0.4), (20, 0.5), (23, 0.1)])),
 }  # fmt: skip
-_COMMUTE = _profile([(0, 0.02), (6, 0.1), (8, 0.8), (9, 1.0), (16, 1.0), (18, 0.5), (20, 0.1), (23, 0.03)])
+_COMMUTE = _profile(
+    [(0, 0.02), (6, 0.1), (8, 0.8), (9, 1.0), (16, 1.0), (18, 0.5), (20, 0.1), (23, 0.03)]
+)
 _TOURIST = _profile([(0, 0.15), (5, 0.05), (9, 0.5), (11, 0.9), (15, 1.0), (19, 0.9), (22, 0.5)])
 _TRANSIT = _profile([(0, 0.1), (1, 0.0), (5, 0.0), (6, 0.3), (8, 1.0), (9, 0.7), (12, 0.5),
                      (17, 0.9), (18, 1.0), (20, 0.5), (23, 0.2)])  # fmt: skip
@@ -503,7 +516,11 @@ _TRANSIT = _profile([(0, 0.1), (1, 0.0), (5, 0.0), (6, 0.3), (8, 1.0), (9, 0.7),
 
 def _season(doy: np.ndarray) -> np.ndarray:
     """Tourist season: summer peak and Christmas markets."""
-    return 1.0 + 0.6 * np.exp(-(((doy - 200) / 35.0) ** 2)) + 0.3 * np.exp(-(((doy - 355) / 10.0) ** 2))
+    return (
+        1.0
+        + 0.6 * np.exp(-(((doy - 200) / 35.0) ** 2))
+        + 0.3 * np.exp(-(((doy - 355) / 10.0) ** 2))
+    )
 
 
 def _away(doy: np.ndarray, school: np.ndarray) -> np.ndarray:
@@ -517,7 +534,9 @@ class _Presence:
     visitors: np.ndarray
 
 
-def _base_presence(cal: _Calendar, zones: _Zones, day_noise: np.ndarray, rng: np.random.Generator) -> _Presence:
+def _base_presence(
+    cal: _Calendar, zones: _Zones, day_noise: np.ndarray, rng: np.random.Generator
+) -> _Presence:
     """People present per zone and hour, without events: residents at home, movers, visitors.
 
     ``day_noise[day_index, z]`` is a multiplicative noise per local day and zone (drawn once for
@@ -551,7 +570,9 @@ def _base_presence(cal: _Calendar, zones: _Zones, day_noise: np.ndarray, rng: np
             wv[:, m] = prof[:, None] * zones.attract_vis[m][None, :]
     wv /= wv.sum(axis=1, keepdims=True)
     visitors = (commuters + tourists)[:, None] * wv
-    noise = day_noise[np.clip(cal.day_index, 0, len(day_noise) - 1)] * rng.lognormal(0, 0.04, residents.shape)
+    noise = day_noise[np.clip(cal.day_index, 0, len(day_noise) - 1)] * rng.lognormal(
+        0, 0.04, residents.shape
+    )
     return _Presence(residents * noise, visitors * noise)
 
 
@@ -574,33 +595,69 @@ class _Event:
     upcoming: bool
 
 
-def _make_events(zones: _Zones, start: pd.Timestamp, end: pd.Timestamp, seed: int, avoid: set[int]) -> list[_Event]:
+def _make_events(
+    zones: _Zones, start: pd.Timestamp, end: pd.Timestamp, seed: int, avoid: set[int]
+) -> list[_Event]:
     """A season of matches, concerts, markets, festivals and demonstrations, past and upcoming."""
     rng = _rng(seed, 2)
-    days = pd.date_range(start.tz_localize(None), end.tz_localize(None) + pd.Timedelta(days=UPCOMING_DAYS - 1), freq="D")
+    days = pd.date_range(
+        start.tz_localize(None),
+        end.tz_localize(None) + pd.Timedelta(days=UPCOMING_DAYS - 1),
+        freq="D",
+    )
     stadiums = np.flatnonzero(zones.types == "stadium")
     venues = np.flatnonzero(zones.types == "venue")
     centres = [z for z in np.flatnonzero(zones.types == "centre") if z not in avoid]
     parks = [z for z in np.flatnonzero(zones.types == "park") if z not in avoid]
-    raw: list[tuple[str, int, pd.Timestamp, float, int]] = []  # kind, zone, local start, hours, attendance
+    raw: list[
+        tuple[str, int, pd.Timestamp, float, int]
+    ] = []  # kind, zone, local start, hours, attendance
     for i, day in enumerate(days):
         dow = day.dayofweek
         for s in stadiums:
             if dow in (5, 6) and (i // 7 + s) % 2 == 0:
                 hour = 21 if dow == 5 else 17
-                raw.append(("match", s, day + pd.Timedelta(hours=hour), 2.0, int(rng.uniform(18_000, 40_000))))
+                raw.append(
+                    (
+                        "match",
+                        s,
+                        day + pd.Timedelta(hours=hour),
+                        2.0,
+                        int(rng.uniform(18_000, 40_000)),
+                    )
+                )
         for v in venues:
             if dow in (3, 4, 5) and rng.random() < 0.6:
-                raw.append(("concert", v, day + pd.Timedelta(hours=20), 3.0, int(rng.uniform(1_500, 9_000))))
+                raw.append(
+                    (
+                        "concert",
+                        v,
+                        day + pd.Timedelta(hours=20),
+                        3.0,
+                        int(rng.uniform(1_500, 9_000)),
+                    )
+                )
         if dow == 6 and centres:
             z = centres[i // 7 % len(centres)]
-            raw.append(("marche", z, day + pd.Timedelta(hours=8), 5.0, int(rng.uniform(1_500, 4_000))))
+            raw.append(
+                ("marche", z, day + pd.Timedelta(hours=8), 5.0, int(rng.uniform(1_500, 4_000)))
+            )
         if dow == 5 and (i // 7) % 2 == 1 and centres:
             z = centres[(i // 14) % len(centres)]
-            raw.append(("manifestation", z, day + pd.Timedelta(hours=14), 4.0, int(rng.uniform(3_000, 20_000))))
+            raw.append(
+                (
+                    "manifestation",
+                    z,
+                    day + pd.Timedelta(hours=14),
+                    4.0,
+                    int(rng.uniform(3_000, 20_000)),
+                )
+            )
         if dow == 6 and parks and (day.month in (5, 6, 7, 8, 9) or (i // 7) % 4 == 2):
             z = parks[(i // 7) % len(parks)]
-            raw.append(("festival", z, day + pd.Timedelta(hours=14), 8.0, int(rng.uniform(5_000, 15_000))))
+            raw.append(
+                ("festival", z, day + pd.Timedelta(hours=14), 8.0, int(rng.uniform(5_000, 15_000)))
+            )
     names = {"match": "Match de football", "concert": "Concert", "marche": "Marché",
              "festival": "Festival", "manifestation": "Manifestation"}  # fmt: skip
     events = []
@@ -693,7 +750,9 @@ def _make_lighting(zones: _Zones, spec: ScaleSpec, start: pd.Timestamp, end: pd.
             "zone": zone_of,
             "lat": np.round(lat, 6),
             "lon": np.round(lon, 6),
-            "wattage": rng.choice([35, 50, 70, 100, 150], len(zone_of), p=[0.2, 0.3, 0.25, 0.15, 0.1]),
+            "wattage": rng.choice(
+                [35, 50, 70, 100, 150], len(zone_of), p=[0.2, 0.3, 0.25, 0.15, 0.1]
+            ),
             "cabinet": cabinet,
         }
     )
@@ -709,7 +768,9 @@ def _make_lighting(zones: _Zones, spec: ScaleSpec, start: pd.Timestamp, end: pd.
     rep = t_lo + rng.integers(0, span, len(lamp_idx))
     rows_lamp.append(lamp_idx)
     rows_rep.append(rep)
-    rows_fix.append(rep + np.round(rng.lognormal(np.log(4 * 1440), 0.8, len(lamp_idx))).astype(np.int64))
+    rows_fix.append(
+        rep + np.round(rng.lognormal(np.log(4 * 1440), 0.8, len(lamp_idx))).astype(np.int64)
+    )
     # cabinet faults
     cabs, cab_start = np.unique(lamps["cabinet"].to_numpy(), return_index=True)
     cab_count = np.diff(np.append(cab_start, n_lamps))
@@ -718,7 +779,11 @@ def _make_lighting(zones: _Zones, spec: ScaleSpec, start: pd.Timestamp, end: pd.
     rep_c = t_lo + rng.integers(0, span, len(ci))
     fix_c = rep_c + np.round(rng.lognormal(np.log(1.5 * 1440), 0.7, len(ci))).astype(np.int64)
     cnt = cab_count[ci]
-    rows_lamp.append(np.repeat(cab_start[ci], cnt) + np.concatenate([np.arange(c) for c in cnt]) if len(ci) else np.zeros(0, int))
+    rows_lamp.append(
+        np.repeat(cab_start[ci], cnt) + np.concatenate([np.arange(c) for c in cnt])
+        if len(ci)
+        else np.zeros(0, int)
+    )
     rows_rep.append(np.repeat(rep_c, cnt))
     rows_fix.append(np.repeat(fix_c, cnt))
     # sector outages and planted outages
@@ -921,7 +986,13 @@ class _Table:
     def write(self, df: pd.DataFrame) -> None:
         self.rows += len(df)
         if self.fmt == "csv":
-            df.to_csv(self.path, mode="w" if self._first else "a", header=self._first, index=False, lineterminator="\n")
+            df.to_csv(
+                self.path,
+                mode="w" if self._first else "a",
+                header=self._first,
+                index=False,
+                lineterminator="\n",
+            )
         else:
             import pyarrow as pa
             import pyarrow.parquet as pq
@@ -964,7 +1035,11 @@ def _write_zones(zones: _Zones, path: Path) -> None:
                 "geometry": {"type": "Polygon", "coordinates": [ring]},
             }
         )
-    doc = {"type": "FeatureCollection", "crs": {"type": "name", "properties": {"name": "urn:ogc:def:crs:OGC:1.3:CRS84"}}, "features": feats}
+    doc = {
+        "type": "FeatureCollection",
+        "crs": {"type": "name", "properties": {"name": "urn:ogc:def:crs:OGC:1.3:CRS84"}},
+        "features": feats,
+    }
     path.write_text(json.dumps(doc, ensure_ascii=False), encoding="utf-8")
 
 
@@ -990,7 +1065,10 @@ def _incident_time_strings(cal: _Calendar, hidx: np.ndarray, sec: np.ndarray) ->
     """``dd/mm/YYYY HH:MM:SS+hhmm`` local time with its offset."""
     off = cal.offset_s // 60
     sign = np.where(off >= 0, "+", "-")
-    suffix = np.array([f"{s}{abs(o) // 60:02d}{abs(o) % 60:02d}" for s, o in zip(sign, off, strict=True)], dtype=object)
+    suffix = np.array(
+        [f"{s}{abs(o) // 60:02d}{abs(o) % 60:02d}" for s, o in zip(sign, off, strict=True)],
+        dtype=object,
+    )
     prefix = np.asarray(cal.local.strftime("%d/%m/%Y %H:"), dtype=object)
     return prefix[hidx] + _MMSS[sec] + suffix[hidx]
 
@@ -1121,6 +1199,8 @@ def generate(scale: str, out: str | Path, *, seed: int = 0) -> SynthResult:
     extra_people = 0.0
     transit_all = np.zeros((H, Z))
     n_days = int(cal.day_index.max()) + 1
+    venue_zones = sorted({e.zone for e in past})
+    venue_exposure = np.zeros((H, len(venue_zones)))
     day_sum = np.zeros((n_days, Z))
     day_res = np.zeros((n_days, Z))
     for ci, (a, b) in enumerate(bounds):
@@ -1156,15 +1236,14 @@ def generate(scale: str, out: str | Path, *, seed: int = 0) -> SynthResult:
         r2 = np.minimum(np.round(slot_mean(res_i[:, twoh_z])).astype(np.int64), p2)
         exposure = present.astype(float)
         exposure[:, twoh_z] = p2[pairs]
-        # truth for past events: delivered presence in the venue zone
-        for ev in past:
-            win = _event_window(ev)
-            sel = win[(win >= hours[a]) & (win < (hours[b - 1] + pd.Timedelta(hours=1)))]
-            for hts in sel:
-                truth_present[ev.event_id][_utc_iso(hts)] = float(exposure[hours.get_loc(hts) - a, ev.zone])
+        venue_exposure[a:b] = exposure[:, venue_zones]
         # ridership
         st_zone = stops["zone"].to_numpy()
-        mu_r = stops["rate"].to_numpy()[None, :] * exposure[:, st_zone] * _TRANSIT[ccal.local_hour][:, None]
+        mu_r = (
+            stops["rate"].to_numpy()[None, :]
+            * exposure[:, st_zone]
+            * _TRANSIT[ccal.local_hour][:, None]
+        )
         entries = rng.poisson(mu_r)
         transit = np.zeros((n_h, Z))
         np.add.at(transit.T, st_zone, entries.T)
@@ -1282,6 +1361,14 @@ def generate(scale: str, out: str | Path, *, seed: int = 0) -> SynthResult:
         np.add.at(day_sum, ccal.day_index, present)
         np.add.at(day_res, ccal.day_index, res_i)
     pres_2h.close()
+    # truth for past events: the delivered presence of the venue zone (as the cube will hold it)
+    hour_txt = np.asarray(hours.strftime("%Y-%m-%dT%H:%M:%SZ"))
+    for ev in past:
+        win = _event_window(ev)
+        idx = hours.get_indexer(win)
+        idx = idx[idx >= 0]
+        col = venue_zones.index(ev.zone)
+        truth_present[ev.event_id] = {hour_txt[i]: float(venue_exposure[i, col]) for i in idx}
     day_cnt = np.bincount(cal.day_index, minlength=n_days)
     day_first = np.searchsorted(cal.day_index, np.arange(n_days))
     origins.write(_origins(day_sum, day_res, day_cnt, list(cal.local[day_first].strftime("%Y-%m-%d")),
@@ -1320,8 +1407,8 @@ def generate(scale: str, out: str | Path, *, seed: int = 0) -> SynthResult:
         {
             "id_panne": fl["fault_id"],
             "id_lampadaire": lamps["lamp_id"].to_numpy()[fl["lamp"].to_numpy()],
-            "date_signalement": rep_local.map(lambda t: t.isoformat()),
-            "date_reparation": fix_local.map(lambda t: t.isoformat() if pd.notna(t) else ""),
+            "date_signalement": _iso_offset(rep_local),
+            "date_reparation": _iso_offset(fix_local),
         }
     ).to_csv(out / "eclairage" / "pannes.csv", index=False, lineterminator="\n")
     files["lighting_faults"] = ["eclairage/pannes.csv"]
@@ -1350,7 +1437,14 @@ def generate(scale: str, out: str | Path, *, seed: int = 0) -> SynthResult:
         win = _event_window(ev)
         ucal = _calendar(win, start)
         urng = _rng(seed, 20, int(ev.event_id[3:]))
-        pres = _base_presence(ucal, zones, _rng(seed, 21, int(ev.event_id[3:])).lognormal(0, 0.05, (int(ucal.day_index.max()) + 1, Z)), urng)
+        pres = _base_presence(
+            ucal,
+            zones,
+            _rng(seed, 21, int(ev.event_id[3:])).lognormal(
+                0, 0.05, (int(ucal.day_index.max()) + 1, Z)
+            ),
+            urng,
+        )
         add = np.zeros((len(win), Z))
         for other in events:
             if other.upcoming:
@@ -1360,22 +1454,36 @@ def generate(scale: str, out: str | Path, *, seed: int = 0) -> SynthResult:
                     ring = zones.neighbours[other.zone]
                     if ring:
                         add[:, ring] += (r / len(ring))[:, None]
-        tot = np.maximum(np.round(pres.residents + 0.3 * add) + np.round(pres.visitors + 0.7 * add), 1)
-        truth_present[ev.event_id] = {_utc_iso(h): float(tot[i, ev.zone]) for i, h in enumerate(win)}
+        tot = np.maximum(
+            np.round(pres.residents + 0.3 * add) + np.round(pres.visitors + 0.7 * add), 1
+        )
+        truth_present[ev.event_id] = {
+            _utc_iso(h): float(tot[i, ev.zone]) for i, h in enumerate(win)
+        }
 
     gathering.params["extra_people"] = extra_people
     sources = _sources_yaml(files, fmt)
     (out / "sources.yaml").write_text(sources, encoding="utf-8")
     truth = _truth(scale, seed, start, end, zones, signals, events, truth_present, light, spill,
                    bad, totals, rows, dark, lamps_out, rain, transit_all, ev_k, cal)  # fmt: skip
-    (out / "truth.json").write_text(json.dumps(truth, indent=1, ensure_ascii=False), encoding="utf-8")
+    (out / "truth.json").write_text(
+        json.dumps(truth, indent=1, ensure_ascii=False), encoding="utf-8"
+    )
     seconds = time.perf_counter() - t_start
     log.info("synth %s written to %s in %.1f s", scale, out, seconds)
     return SynthResult(out=out, scale=scale, seed=seed, sources_yaml=out / "sources.yaml",
                        truth_json=out / "truth.json", files=files, rows=rows, seconds=seconds)  # fmt: skip
 
 
-def _signal_multipliers(signals: list[_Signal], hours: pd.DatetimeIndex, dark: np.ndarray, Z: int) -> np.ndarray:
+def _iso_offset(t: pd.Series) -> pd.Series:
+    """ISO 8601 local times with their offset (``2026-10-25T02:15:00+02:00``); NaT gives ''."""
+    txt = t.dt.strftime("%Y-%m-%dT%H:%M:%S%z")
+    return (txt.str[:-2] + ":" + txt.str[-2:]).fillna("")
+
+
+def _signal_multipliers(
+    signals: list[_Signal], hours: pd.DatetimeIndex, dark: np.ndarray, Z: int
+) -> np.ndarray:
     """Multiplier (h, Z, C) of the planted signals over a chunk of hours."""
     m = np.ones((len(hours), Z, len(CAT_NAMES)))
     cat_idx = {c: i for i, c in enumerate(CAT_NAMES)}
@@ -1455,7 +1563,11 @@ def _origins(day_sum: np.ndarray, day_res: np.ndarray, day_cnt: np.ndarray, day_
                                     "volume": np.round(vis[d, z] * shares[d, k]).astype(np.int64)}))  # fmt: skip
     df = pd.concat(frames, ignore_index=True)
     df["_o"] = df["origine"].map({o: i for i, o in enumerate(_ORIGINS)})
-    return df.sort_values(["jour", "id_zone", "_o"], kind="stable").drop(columns="_o").reset_index(drop=True)
+    return (
+        df.sort_values(["jour", "id_zone", "_o"], kind="stable")
+        .drop(columns="_o")
+        .reset_index(drop=True)
+    )
 
 
 def _write_events(events: list[_Event], zones: _Zones, path: Path) -> None:
@@ -1543,7 +1655,8 @@ def _truth(scale, seed, start, end, zones, signals, events, truth_present, light
                 "end": _utc_iso(s.end),
                 "local_start": s.start.tz_convert(TIMEZONE).isoformat(),
                 "local_end": s.end.tz_convert(TIMEZONE).isoformat(),
-                "week": _iso_week((s.end - pd.Timedelta(seconds=1)).tz_convert(TIMEZONE)) if s.type == "emerging"
+                "week": _iso_week((s.end - pd.Timedelta(seconds=1)).tz_convert(TIMEZONE))
+                if s.type == "emerging"
                 else _iso_week(s.start.tz_convert(TIMEZONE)),
                 "params": params,
             }
@@ -1593,7 +1706,11 @@ def _truth(scale, seed, start, end, zones, signals, events, truth_present, light
                 "rows_quarantined": rows["incidents"] - good,
                 "reasons": bad,
             },
-            **{k: {"rows_read": v, "rows_kept": v, "rows_quarantined": 0} for k, v in rows.items() if k != "incidents"},
+            **{
+                k: {"rows_read": v, "rows_kept": v, "rows_quarantined": 0}
+                for k, v in rows.items()
+                if k != "incidents"
+            },
         },
         "features_summary": {
             "dark_share": float(dark.mean()),

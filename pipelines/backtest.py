@@ -64,8 +64,16 @@ log = logging.getLogger(__name__)
 MODELS = ("glm", "xgb", "seasonal_naive_4w", "seasonal_naive_8w", "recent_hotspot")
 FLAG_LEVELS = (0.01, 0.05, 0.10)
 BACKTEST_COLUMNS = [
-    "zone_id", "period_start", "model", "observed", "predicted", "lower", "upper",
-    "lower80", "upper80", "origin",
+    "zone_id",
+    "period_start",
+    "model",
+    "observed",
+    "predicted",
+    "lower",
+    "upper",
+    "lower80",
+    "upper80",
+    "origin",
 ]
 HOTSPOT_WEEKS = 4
 HOTSPOT_TAU_WEEKS = 1.0
@@ -89,7 +97,9 @@ class BacktestResult:
     evaluation: dict[str, Any]
 
 
-def weekly_origins(cube: pd.DataFrame, *, weeks: int, min_history_weeks: int = 4) -> list[pd.Timestamp]:
+def weekly_origins(
+    cube: pd.DataFrame, *, weeks: int, min_history_weeks: int = 4
+) -> list[pd.Timestamp]:
     """Local Mondays 00:00 (as UTC timestamps) starting the last ``weeks`` complete weeks.
 
     An origin needs ``min_history_weeks`` weeks of data before it; fewer origins are returned
@@ -127,8 +137,16 @@ def _how_key(frame: pd.DataFrame) -> np.ndarray:
 
 
 def seasonal_naive(
-    zone: np.ndarray, how: np.ndarray, y: np.ndarray, hours: np.ndarray, origin: pd.Timestamp,
-    test_zone: np.ndarray, test_how: np.ndarray, *, k_weeks: int, slots_per_week: int,
+    zone: np.ndarray,
+    how: np.ndarray,
+    y: np.ndarray,
+    hours: np.ndarray,
+    origin: pd.Timestamp,
+    test_zone: np.ndarray,
+    test_how: np.ndarray,
+    *,
+    k_weeks: int,
+    slots_per_week: int,
 ) -> np.ndarray:
     """Mean count of the same zone and hour of week over the ``k_weeks`` before ``origin``.
 
@@ -144,7 +162,9 @@ def seasonal_naive(
     pred = cell.reindex(idx).to_numpy(dtype=np.float64)
     zm = zmean.reindex(test_zone).to_numpy(dtype=np.float64)
     floor = 0.5 / (k_weeks * slots_per_week)
-    pred = np.where(np.isfinite(pred) & (pred > 0), pred, np.where(np.isfinite(zm) & (zm > 0), zm, floor))
+    pred = np.where(
+        np.isfinite(pred) & (pred > 0), pred, np.where(np.isfinite(zm) & (zm > 0), zm, floor)
+    )
     return pred
 
 
@@ -172,9 +192,18 @@ def hotspot_weights(xy: np.ndarray | None, n: int) -> np.ndarray:
 
 
 def recent_hotspot(
-    zone_idx: np.ndarray, how: np.ndarray, y: np.ndarray, hours: np.ndarray,
-    origin: pd.Timestamp, test_zone_idx: np.ndarray, test_how: np.ndarray, *, kernel: np.ndarray,
-    weeks: int = HOTSPOT_WEEKS, tau_weeks: float = HOTSPOT_TAU_WEEKS, n_hows: int = 168,
+    zone_idx: np.ndarray,
+    how: np.ndarray,
+    y: np.ndarray,
+    hours: np.ndarray,
+    origin: pd.Timestamp,
+    test_zone_idx: np.ndarray,
+    test_how: np.ndarray,
+    *,
+    kernel: np.ndarray,
+    weeks: int = HOTSPOT_WEEKS,
+    tau_weeks: float = HOTSPOT_TAU_WEEKS,
+    n_hows: int = 168,
 ) -> np.ndarray:
     """Prospective-hotspot forecast of counts per zone-slot (see the module docstring)."""
     lo, hi = _ns(origin - weeks * WEEK), _ns(origin)
@@ -196,8 +225,13 @@ def recent_hotspot(
 # forecast covariates
 # --------------------------------------------------------------------------------------------
 def forecast_design(
-    dz: pd.DataFrame, cube: pd.DataFrame, train: np.ndarray, test: np.ndarray,
-    origin: pd.Timestamp, *, grain: str,
+    dz: pd.DataFrame,
+    cube: pd.DataFrame,
+    train: np.ndarray,
+    test: np.ndarray,
+    origin: pd.Timestamp,
+    *,
+    grain: str,
 ) -> pd.DataFrame:
     """Design rows of the forecast week with covariates as known at ``origin``.
 
@@ -288,7 +322,9 @@ def forecast_at(
         raise InputError(f"covariates must be 'forecast' or 'observed', got {covariates!r}.")
     unknown = [m for m in models if m not in MODELS]
     if unknown:
-        raise InputError(f"unknown backtest model(s) {unknown}; expected some of {', '.join(MODELS)}.")
+        raise InputError(
+            f"unknown backtest model(s) {unknown}; expected some of {', '.join(MODELS)}."
+        )
     if dz is None:
         dz = M.design(cube, grain=grain)
     feats = [f for f in M.FEATURES if f in dz.columns]
@@ -330,29 +366,62 @@ def forecast_at(
         q = M.predictive_quantiles(mean, alpha, (0.025, 0.975, 0.1, 0.9))
         parts.append(
             pd.DataFrame(
-                {**base, "model": name, "predicted": mean, "lower": q[:, 0], "upper": q[:, 1],
-                 "lower80": q[:, 2], "upper80": q[:, 3]}
+                {
+                    **base,
+                    "model": name,
+                    "predicted": mean,
+                    "lower": q[:, 0],
+                    "upper": q[:, 1],
+                    "lower80": q[:, 2],
+                    "upper80": q[:, 3],
+                }
             )
         )
 
     if "glm" in models:
-        g = M.fit_glm(dz, y, family="auto", mask=train, cells=cells, grain=grain,
-                      resolution=resolution, min_incidents=min_incidents)
+        g = M.fit_glm(
+            dz,
+            y,
+            family="auto",
+            mask=train,
+            cells=cells,
+            grain=grain,
+            resolution=resolution,
+            min_incidents=min_incidents,
+        )
         _add("glm", g.mean(dtest), g.alpha)
     if "xgb" in models:
-        x = M.fit_xgb(dz, y, mask=train, cells=cells, grain=grain, rounds=xgb_rounds,
-                      resolution=resolution, min_incidents=min_incidents)
+        x = M.fit_xgb(
+            dz,
+            y,
+            mask=train,
+            cells=cells,
+            grain=grain,
+            rounds=xgb_rounds,
+            resolution=resolution,
+            min_incidents=min_incidents,
+        )
         _add("xgb", x.mean(dtest), x.alpha)
     for k in (4, 8):
         name = f"seasonal_naive_{k}w"
         if name in models:
-            pred = seasonal_naive(zone, how, y, hours, origin, zone[test], how[test], k_weeks=k,
-                                  slots_per_week=slots_per_week)
+            pred = seasonal_naive(
+                zone,
+                how,
+                y,
+                hours,
+                origin,
+                zone[test],
+                how[test],
+                k_weeks=k,
+                slots_per_week=slots_per_week,
+            )
             _add(name, pred, 0.0)
     if "recent_hotspot" in models:
         ker = np.eye(len(zones_sorted)) if kernel is None else kernel
-        pred = recent_hotspot(zone_idx, how, y, hours, origin, zone_idx[test], how[test],
-                              kernel=ker, n_hows=n_hows)
+        pred = recent_hotspot(
+            zone_idx, how, y, hours, origin, zone_idx[test], how[test], kernel=ker, n_hows=n_hows
+        )
         _add("recent_hotspot", pred, 0.0)
     out = pd.concat(parts, ignore_index=True)
     return out[BACKTEST_COLUMNS]
@@ -366,7 +435,10 @@ def _deviance(y: np.ndarray, mu: np.ndarray) -> np.ndarray:
 
 
 def evaluate(
-    frame: pd.DataFrame, *, levels: Sequence[float] = FLAG_LEVELS, area: dict[str, float] | None = None,
+    frame: pd.DataFrame,
+    *,
+    levels: Sequence[float] = FLAG_LEVELS,
+    area: dict[str, float] | None = None,
     seed: int = 0,
 ) -> dict[str, Any]:
     """Metrics per model over the rows every model could forecast.
@@ -392,9 +464,14 @@ def evaluate(
     f = frame[np.isfinite(frame["predicted"].to_numpy(np.float64))]
     # keep the zone-slots every model forecast
     nmod = f["model"].nunique()
-    key = f["zone_id"].astype(str) + "|" + f["period_start"].astype(str)
-    counts = key.groupby(key).transform("size")
-    f = f[counts.to_numpy() == nmod]
+    ts = utc_ns(f["period_start"]).astype(np.int64)
+    counts = (
+        pd.DataFrame({"z": f["zone_id"].astype(str).to_numpy(), "t": ts})
+        .groupby(["z", "t"], sort=False)["t"]
+        .transform("size")
+        .to_numpy()
+    )
+    f = f[counts == nmod]
     rng = np.random.default_rng(seed)
     out: dict[str, Any] = {"models": {}, "by_origin": []}
     if f.empty:
@@ -403,7 +480,7 @@ def evaluate(
     first = f[f["model"] == f["model"].iloc[0]]
     out["n_rows"] = int(len(first))
     out["n_incidents"] = int(first["observed"].sum())
-    out["origins"] = sorted({str(o) for o in f["origin"]})
+    out["origins"] = [str(pd.Timestamp(o)) for o in sorted(pd.unique(f["origin"]))]
     for name, g in f.groupby("model", sort=False):
         yv = g["observed"].to_numpy(np.float64)
         mu = g["predicted"].to_numpy(np.float64)
@@ -411,8 +488,12 @@ def evaluate(
             "n": int(len(g)),
             "poisson_deviance": float(_deviance(yv, mu).mean()),
             "mae": float(np.abs(yv - mu).mean()),
-            "coverage80": float(((g["lower80"] <= g["observed"]) & (g["observed"] <= g["upper80"])).mean()),
-            "coverage95": float(((g["lower"] <= g["observed"]) & (g["observed"] <= g["upper"])).mean()),
+            "coverage80": float(
+                ((g["lower80"] <= g["observed"]) & (g["observed"] <= g["upper80"])).mean()
+            ),
+            "coverage95": float(
+                ((g["lower"] <= g["observed"]) & (g["observed"] <= g["upper"])).mean()
+            ),
         }
         hits = {lv: [0.0, 0.0, 0.0] for lv in levels}  # captured, total, flagged share sum
         n_orig = 0
@@ -427,9 +508,12 @@ def evaluate(
             order = np.lexsort((rng.random(len(go)), -po / a))
             cum = np.cumsum(a[order]) / a.sum()
             n_orig += 1
-            row = {"origin": str(origin), "model": name,
-                   "poisson_deviance": float(_deviance(yo, po).mean()),
-                   "mae": float(np.abs(yo - po).mean())}
+            row = {
+                "origin": str(origin),
+                "model": name,
+                "poisson_deviance": float(_deviance(yo, po).mean()),
+                "mae": float(np.abs(yo - po).mean()),
+            }
             for lv in levels:
                 nflag = max(int(np.searchsorted(cum, lv, side="right")), 1)
                 sel = order[:nflag]
@@ -452,6 +536,7 @@ def evaluate(
     return out
 
 
+@M._one_blas_thread
 def run_backtest(
     cube: pd.DataFrame,
     *,
@@ -517,17 +602,25 @@ def run_backtest(
         try:
             parts.append(
                 forecast_at(
-                    cube, o, grain=grain, dz=dz, cells=cells, y=y, kernel=kernel, models=models,
-                    xgb_rounds=xgb_rounds, resolution=resolution, covariates=covariates,
-                    min_incidents=min_incidents, end=nxt,
+                    cube,
+                    o,
+                    grain=grain,
+                    dz=dz,
+                    cells=cells,
+                    y=y,
+                    kernel=kernel,
+                    models=models,
+                    xgb_rounds=xgb_rounds,
+                    resolution=resolution,
+                    covariates=covariates,
+                    min_incidents=min_incidents,
+                    end=nxt,
                 )
             )
         except M.SparseGroupError as exc:
             notes.append(f"origin {o}: skipped, {exc}")
         log.info("backtest origin %s done", o)
-    frame = (
-        pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=BACKTEST_COLUMNS)
-    )
+    frame = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=BACKTEST_COLUMNS)
     ev = evaluate(frame, area=area) if len(frame) else {"models": {}, "n_rows": 0}
     ev.update(
         {

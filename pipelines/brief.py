@@ -275,23 +275,7 @@ def load_event(
         raise InputError(
             f"event {text!r} is not in the store's events (e.g. {some}); give an event_id or a YAML file."
         )
-    row = hit.iloc[0]
-    return EventSpec(
-        event_id=text,
-        name=str(row.get("name", text)),
-        start=pd.Timestamp(row["start"]).tz_convert("UTC"),
-        end=pd.Timestamp(row["end"]).tz_convert("UTC"),
-        zone_id=str(row["zone_id"]),
-        latitude=float(row.get("latitude", np.nan)),
-        longitude=float(row.get("longitude", np.nan)),
-        attendance=float(row["expected_attendance"]),
-        category=str(row["category"]),
-        indoor=_bool_or_none(row.get("indoor")),
-        dps_activity=row.get("dps_activity"),
-        dps_environment=row.get("dps_environment"),
-        dps_delay=row.get("dps_delay"),
-        origin="store",
-    )
+    return _spec_from_row(hit.iloc[0])
 
 
 def _event_from_mapping(
@@ -379,7 +363,8 @@ def _locate(
     """The venue's zone and coordinates from lat/lon or a zone_id."""
     from features import zones as fz
 
-    zones = _zones(store)
+    info = _zones(store)
+    zones = info.gdf
     if lat is not None and lon is not None:
         try:
             lat, lon = float(lat), float(lon)
@@ -413,45 +398,71 @@ def _locate(
         )
     if zones is not None and zone not in set(zones["zone_id"].astype(str)):
         raise InputError(f"{where}: zone_id {zone!r} is not a zone of the study.", file=where)
-    cent = _centroid(zones, zone)
+    cent = info.centroid(zone)
     return zone, cent[0], cent[1]
 
 
-def _zones(store: Store):
-    try:
-        return store.zones()
-    except (StoreError, FileNotFoundError):
-        return None
+class _ZoneInfo:
+    """A store's zones with their centroids and neighbour rings, computed once per file."""
 
+    def __init__(self, gdf) -> None:
+        from features import zones as fz
 
-def _centroid(zones, zone_id: str) -> tuple[float, float]:
-    from features import zones as fz
+        self.gdf = gdf
+        self.ids = set(gdf["zone_id"].astype(str)) if gdf is not None else set()
+        self._cent: dict[str, tuple[float, float]] | None = None
+        self._nbrs: dict[str, list[str]] | None = None
+        self._fz = fz
 
-    if zones is not None and len(zones):
-        sub = zones[zones["zone_id"].astype(str) == zone_id]
-        if len(sub):
-            c = fz.centroids(sub).iloc[0]
-            return float(c["latitude"]), float(c["longitude"])
-    try:
+    def centroid(self, zone_id: str) -> tuple[float, float]:
+        if self.gdf is not None and len(self.gdf):
+            if self._cent is None:
+                c = self._fz.centroids(self.gdf)
+                self._cent = dict(
+                    zip(
+                        c["zone_id"],
+                        zip(c["latitude"].astype(float), c["longitude"].astype(float), strict=True),
+                        strict=True,
+                    )
+                )
+            if zone_id in self._cent:
+                return self._cent[zone_id]
+        try:
+            import h3
+
+            if h3.is_valid_cell(zone_id):
+                lat, lon = h3.cell_to_latlng(zone_id)
+                return float(lat), float(lon)
+        except (TypeError, ValueError):  # not an H3 id
+            pass
+        return (float("nan"), float("nan"))
+
+    def ring(self, zone_id: str) -> list[str]:
+        if self.gdf is not None and len(self.gdf):
+            if self._nbrs is None:
+                self._nbrs = self._fz.neighbours(self.gdf)
+            return self._fz.ring(zone_id, self._nbrs)
         import h3
 
-        if h3.is_valid_cell(zone_id):
-            return tuple(float(x) for x in h3.cell_to_latlng(zone_id))  # type: ignore[return-value]
-    except Exception:  # noqa: BLE001 - not an H3 id
-        pass
-    return (float("nan"), float("nan"))
+        try:
+            return sorted(h3.grid_ring(zone_id, 1)) if h3.is_valid_cell(zone_id) else []
+        except (TypeError, ValueError):
+            return []
 
 
-def _ring(store: Store, zones, zone_id: str) -> list[str]:
-    from features import zones as fz
+_ZONE_CACHE: dict[tuple[str, float], _ZoneInfo] = {}
 
-    if zones is not None and len(zones):
-        return fz.ring(zone_id, fz.neighbours(zones))
-    import h3
 
-    if h3.is_valid_cell(zone_id):
-        return sorted(h3.grid_ring(zone_id, 1))
-    return []
+def _zones(store: Store) -> _ZoneInfo:
+    """The store's zones (cached while the file is unchanged); ``gdf`` is None without zones."""
+    path = store.validated_path("zones")
+    if not path.exists():
+        return _ZoneInfo(None)
+    key = (str(path.resolve()), path.stat().st_mtime)
+    if key not in _ZONE_CACHE:
+        _ZONE_CACHE.clear()
+        _ZONE_CACHE[key] = _ZoneInfo(store.zones())
+    return _ZONE_CACHE[key]
 
 
 # -- time ----------------------------------------------------------------------------------------
@@ -546,12 +557,41 @@ def _read_cube(store: Store, zones: list[str], limitations: list[str]) -> pd.Dat
 
 
 class History:
-    """The cube's rows of a few zones, split by zone and indexed by hour (cached lookups)."""
+    """The cube's rows of a few zones, split by zone and indexed by hour (cached lookups).
 
-    def __init__(self, cube: pd.DataFrame | None) -> None:
+    Parameters
+    ----------
+    cube
+        Cube rows (zone_id, hour, local_hour, dow, present, ...), or None.
+    events
+        The store's events: the hours from ``before`` hours before each event's start to
+        ``after`` hours after its end are *affected* in its zone and never enter a reference
+        (the cube's own baseline leaves out only ``[start, end)``, so arrivals and departures
+        of a recurring event would leak into it).
+    """
+
+    def __init__(
+        self,
+        cube: pd.DataFrame | None,
+        events: pd.DataFrame | None = None,
+        *,
+        before: int = 3,
+        after: int = 2,
+    ) -> None:
         self.cube = cube
         self._zones: dict[str, pd.DataFrame | None] = {}
         self._how: dict[str, tuple[dict, dict]] = {}
+        self._affected: dict[str, pd.DatetimeIndex] = {}
+        if events is not None and len(events):
+            for e in events.itertuples():
+                hrs = event_hours(
+                    pd.Timestamp(e.start).tz_convert("UTC"),
+                    pd.Timestamp(e.end).tz_convert("UTC"),
+                    before=before,
+                    after=after,
+                )
+                z = str(e.zone_id)
+                self._affected[z] = self._affected[z].union(hrs) if z in self._affected else hrs
 
     def zone(self, zone_id: str) -> pd.DataFrame | None:
         if zone_id not in self._zones:
@@ -569,33 +609,45 @@ class History:
             return np.full(len(hours), np.nan)
         return z["present"].reindex(hours).to_numpy(dtype=float, copy=True)
 
-    def hour_of_week(self, zone_id: str) -> tuple[dict, dict, dict]:
-        """Lookups of a zone's history, by local hour of week and by local hour and day type.
-
-        Returns the non-missing baselines per (local_hour, dow), and the presence of hours
-        without events per (local_hour, dow) and per (local_hour, weekend).
-        """
+    def quiet(self, zone_id: str) -> tuple[dict, dict]:
+        """Presence of the zone's hours untouched by events, per (local_hour, dow) and per
+        (local_hour, weekend)."""
         if zone_id not in self._how:
             z = self.zone(zone_id)
-            base: dict = {}
-            quiet: dict = {}
-            daytype: dict = {}
+            by_how: dict = {}
+            by_type: dict = {}
             if z is not None:
-                if "present_baseline" in z.columns:
-                    b = z["present_baseline"].dropna()
-                    zb = z.loc[b.index]
-                    base = dict(iter(b.groupby([zb["local_hour"], zb["dow"]])))
-                q = z if "events_active" not in z.columns else z[z["events_active"].fillna(0) == 0]
-                qp = q["present"].dropna()
-                qz = q.loc[qp.index]
-                quiet = dict(iter(qp.groupby([qz["local_hour"], qz["dow"]])))
-                daytype = dict(iter(qp.groupby([qz["local_hour"], qz["dow"] >= 5])))
-            self._how[zone_id] = (base, quiet, daytype)
+                keep = z["present"].notna().to_numpy(copy=True)
+                if "events_active" in z.columns:
+                    keep &= z["events_active"].fillna(0).to_numpy() == 0
+                if zone_id in self._affected:
+                    keep &= ~z.index.isin(self._affected[zone_id])
+                q = z[keep]
+                t = q.index.as_unit("ns").asi8
+                v = q["present"].to_numpy(dtype=float)
+                lh = q["local_hour"].to_numpy(dtype=int)
+                dw = q["dow"].to_numpy(dtype=int)
+                for key, sel in pd.Series(np.arange(len(q))).groupby([lh, dw]).groups.items():
+                    by_how[key] = (t[sel], v[sel])
+                for key, sel in pd.Series(np.arange(len(q))).groupby([lh, dw >= 5]).groups.items():
+                    by_type[key] = (t[sel], v[sel])
+            self._how[zone_id] = (by_how, by_type)
         return self._how[zone_id]
 
 
 def _history(h: History | pd.DataFrame | None) -> History:
     return h if isinstance(h, History) else History(h)
+
+
+def _median_before(series: tuple[np.ndarray, np.ndarray] | None, h: pd.Timestamp, n: int) -> float:
+    """Median of the last ``n`` values before ``h`` (of the last ``n`` overall when fewer than 2
+    are before it); NaN with fewer than 2 values. ``series`` is (sorted UTC ns, values)."""
+    if series is None or len(series[0]) == 0:
+        return float("nan")
+    t, v = series
+    k = int(np.searchsorted(t, h.as_unit("ns").value, side="left"))
+    use = v[max(0, k - n) : k] if k >= 2 else v[-n:]
+    return float(np.median(use)) if len(use) >= 2 else float("nan")
 
 
 def reference(
@@ -608,56 +660,45 @@ def reference(
 ) -> tuple[np.ndarray, list[str]]:
     """The reference presence of a zone at given hours, and how each was obtained.
 
-    1. the cube's ``present_baseline`` at that zone and hour;
-    2. else the latest ``present_baseline`` of the same zone and local hour of week before it
-       (the baseline pattern carried forward, for hours past the cube);
-    3. else the median ``present`` of that zone and local hour of week over the last ``weeks``
-       weeks of hours without events;
-    4. else (an hour of week that always has an event, e.g. a weekly market) the median
-       ``present`` of the same local hour on days of the same type (weekday or weekend)
-       without events, over the last ``weeks`` × 7 such hours;
-    5. else NaN.
+    The cube's baseline definition (median of the same zone and local hour of week over the
+    previous ``weeks`` weeks, past only), recomputed on hours untouched by events (see
+    :class:`History`):
+
+    1. median ``present`` of the same zone and local hour of week, the last ``weeks`` such
+       hours without events before the hour (for hours past the cube, the last ones it has);
+    2. else (an hour of week that always has an event, e.g. a weekly market) the median of
+       the same local hour on days of the same type (weekday or weekend) without events, over
+       the last ``weeks`` × 5 such hours;
+    3. else the cube's ``present_baseline`` at that hour;
+    4. else NaN.
     """
     hist = _history(history)
     n = len(hours)
+    out = np.full(n, np.nan)
     how = ["none"] * n
     z = hist.zone(zone_id)
     if z is None:
-        return np.full(n, np.nan), how
-    if "present_baseline" in z.columns:
-        out = z["present_baseline"].reindex(hours).to_numpy(dtype=float, copy=True)
-    else:
-        out = np.full(n, np.nan)
-    missing = np.flatnonzero(~np.isfinite(out))
-    for i in np.flatnonzero(np.isfinite(out)):
-        how[i] = "cube baseline"
-    if len(missing) == 0:
         return out, how
-    base, quiet, daytype = hist.hour_of_week(zone_id)
+    by_how, by_type = hist.quiet(zone_id)
     parts = _local_parts(hours, tz)
-    for i in missing:
-        h = hours[i]
-        key = (int(parts["local_hour"].iat[i]), int(parts["dow"].iat[i]))
-        b = base.get(key)
-        if b is not None and len(b):
-            prior = b[b.index < h]
-            out[i], how[i] = (
-                float((prior if len(prior) else b).iloc[-1]),
-                "baseline of the same hour of week",
-            )
+    base = (
+        z["present_baseline"].reindex(hours).to_numpy(dtype=float)
+        if "present_baseline" in z.columns
+        else out.copy()
+    )
+    for i, h in enumerate(hours):
+        lh, dw = int(parts["local_hour"].iat[i]), int(parts["dow"].iat[i])
+        v = _median_before(by_how.get((lh, dw)), h, weeks)
+        if np.isfinite(v):
+            out[i], how[i] = v, "median of the same hour of week without events"
             continue
-        q = quiet.get(key)
-        if q is not None and len(q):
-            prior = q[q.index < h]
-            q = (prior if len(prior) else q).iloc[-weeks:]
-            out[i], how[i] = float(q.median()), "median presence of the same hour of week"
+        v = _median_before(by_type.get((lh, dw >= 5)), h, weeks * 5)
+        if np.isfinite(v):
+            kind = "weekend" if dw >= 5 else "weekday"
+            out[i], how[i] = v, f"median of the same hour on {kind}s without events"
             continue
-        d = daytype.get((key[0], key[1] >= 5))
-        if d is not None and len(d):
-            prior = d[d.index < h]
-            d = (prior if len(prior) else d).iloc[-weeks * 7 :]
-            kind = "weekend" if key[1] >= 5 else "weekday"
-            out[i], how[i] = float(d.median()), f"median presence of the same hour on {kind}s without events"
+        if np.isfinite(base[i]):
+            out[i], how[i] = base[i], "cube baseline"
     return out, how
 
 
@@ -734,6 +775,105 @@ def _align(table: dict[tuple[str, int], float], key: tuple[str, int]) -> float:
     return float("nan")
 
 
+def _spec_from_row(row: Any) -> EventSpec:
+    """An EventSpec from a row of the validated events."""
+    return EventSpec(
+        event_id=str(row["event_id"]),
+        name=str(row.get("name", row["event_id"])),
+        start=pd.Timestamp(row["start"]).tz_convert("UTC"),
+        end=pd.Timestamp(row["end"]).tz_convert("UTC"),
+        zone_id=str(row["zone_id"]),
+        latitude=float(row.get("latitude", np.nan)),
+        longitude=float(row.get("longitude", np.nan)),
+        attendance=float(row["expected_attendance"]),
+        category=str(row["category"]),
+        indoor=_bool_or_none(row.get("indoor")),
+        dps_activity=row.get("dps_activity"),
+        dps_environment=row.get("dps_environment"),
+        dps_delay=row.get("dps_delay"),
+        origin="store",
+    )
+
+
+def _events_around(
+    events: pd.DataFrame | None, ev: EventSpec, hours: pd.DatetimeIndex, bp: BriefParams
+) -> list[EventSpec]:
+    """Other events whose arrival-to-departure window overlaps ``hours``."""
+    if events is None or events.empty or len(hours) == 0:
+        return []
+    s = pd.to_datetime(events["start"], utc=True) - pd.Timedelta(hours=bp.hours_before)
+    e = pd.to_datetime(events["end"], utc=True) + pd.Timedelta(hours=bp.hours_after)
+    hit = events[
+        (s < hours[-1] + _HOUR) & (e > hours[0]) & (events["event_id"].astype(str) != ev.event_id)
+    ]
+    return [_spec_from_row(r) for _, r in hit.iterrows()]
+
+
+def _learn_crowd(
+    ev: EventSpec,
+    hours: pd.DatetimeIndex,
+    comps: pd.DataFrame,
+    comp_zones: dict[str, list[str]],
+    hist: History,
+    tz: str,
+    bp: BriefParams,
+    *,
+    summarise: bool = True,
+) -> dict[str, Any]:
+    """An event's crowd above the reference, in its zone and in each ring zone, on ``hours``.
+
+    From its comparables (median per-attendee uplift, hour by hour relative to start and end)
+    when some have observed presence, else from the attendance curve (nothing in the ring).
+    """
+    sp = bp.staffing
+    keys = phase_keys(hours, ev.start, ev.end)
+    share, _ = attendance_curve(hours, ev.start, ev.end, sp)
+    curve_crowd = ev.attendance * share
+    venue_table: list[dict] = []
+    ring_table: list[dict] = []
+    summaries: list[dict] = []
+    have_presence = hist.cube is not None and "present" in hist.cube.columns
+    for _, c in comps.iterrows():
+        cs = pd.Timestamp(c["start"]).tz_convert("UTC")
+        ce = pd.Timestamp(c["end"]).tz_convert("UTC")
+        cz = str(c["zone_id"])
+        used = False
+        if have_presence:
+            ch = event_hours(cs, ce, before=bp.hours_before, after=bp.hours_after)
+            ck = phase_keys(ch, cs, ce)
+            att = float(c["expected_attendance"])
+            up = _observed_uplift(hist, [cz], ch, tz, bp.baseline_weeks)
+            if np.isfinite(up).sum() >= max(1, len(ch) // 2):
+                used = True
+                venue_table.append(_key_lookup(ck, up / att))
+                rup = _observed_uplift(hist, comp_zones.get(cz, []), ch, tz, bp.baseline_weeks)
+                ring_table.append(_key_lookup(ck, rup / att))
+        if summarise:
+            summaries.append(
+                _comparable_summary(c, hist, cz, comp_zones.get(cz, []), cs, ce, tz, bp, used=used)
+            )
+    if venue_table:
+        per_att = np.array([_median_at(venue_table, k) for k in keys])
+        gaps = ~np.isfinite(per_att)
+        crowd = np.where(gaps, curve_crowd, per_att * ev.attendance)
+        ring_att = np.array([_median_at(ring_table, k) for k in keys])
+        ring_crowd = np.where(np.isfinite(ring_att), ring_att, 0.0) * ev.attendance
+        text = (
+            f"uplift learnt from {len(venue_table)} comparable past event(s) of category {ev.category!r} "
+            "(observed present − reference per attendee, hour by hour relative to start and end, "
+            f"median) × {ev.attendance:,.0f} attendees"
+        ).replace(",", " ")
+        return {"crowd": crowd, "ring_crowd": ring_crowd, "method": "comparables", "method_text": text,
+                "gaps": int(gaps.sum()), "comparables": summaries}  # fmt: skip
+    text = (
+        f"attendance curve: {ev.attendance:,.0f} attendees, arrivals over {sp.entry_window_minutes:g} min "
+        f"peaking {sp.arrival_peak_minutes_before:g} min before the start, departures within "
+        f"{sp.departure_window_minutes:g} min of the end"
+    ).replace(",", " ")
+    return {"crowd": curve_crowd, "ring_crowd": np.zeros(len(hours)), "method": "attendance curve",
+            "method_text": text, "gaps": 0, "comparables": summaries}  # fmt: skip
+
+
 def _median_at(tables: list[dict[tuple[str, int], float]], key: tuple[str, int]) -> float:
     vals = np.array([_align(t, key) for t in tables], dtype=float)
     vals = vals[np.isfinite(vals)]
@@ -799,11 +939,11 @@ def make_brief(
     sp = bp.staffing
 
     zones = _zones(store)
-    if zones is None:
+    if zones.gdf is None:
         limitations.append(
             "no zones in the store: the ring of neighbouring zones is H3-based or empty"
         )
-    ring = _ring(store, zones, ev.zone_id)
+    ring = zones.ring(ev.zone_id)
     if not ring:
         limitations.append(f"venue zone {ev.zone_id} has no neighbouring zones: no ring forecast")
     hours = event_hours(ev.start, ev.end, before=bp.hours_before, after=bp.hours_after)
@@ -823,91 +963,55 @@ def make_brief(
 
     events = store.validated("events")
     comps = find_comparables(events, ev, tz, bp)
+    # other events whose crowd reaches the venue zone or its ring during these hours
+    ours = {ev.zone_id, *ring}
+    others = []
+    for spec in _events_around(events, ev, hours, bp):
+        if spec.zone_id in ours or ours & set(zones.ring(spec.zone_id)):
+            others.append((spec, find_comparables(events, spec, tz, bp)))
     comp_zones: dict[str, list[str]] = {}
-    for _, c in comps.iterrows():
-        cz = str(c["zone_id"])
-        comp_zones[cz] = _ring(store, zones, cz)
-    wanted = {ev.zone_id, *ring, *comp_zones, *(z for r in comp_zones.values() for z in r)}
+    for table in [comps, *(c for _, c in others)]:
+        for cz in table.get("zone_id", pd.Series(dtype=str)).astype(str):
+            comp_zones.setdefault(cz, zones.ring(cz))
+    for spec, _ in others:
+        comp_zones.setdefault(spec.zone_id, zones.ring(spec.zone_id))
+    wanted = {*ours, *comp_zones, *(z for r in comp_zones.values() for z in r)}
     cube = _read_cube(store, sorted(wanted), limitations)
-    hist = History(cube)
+    hist = History(cube, events, before=bp.hours_before, after=bp.hours_after)
 
     # -- presence -------------------------------------------------------------------------------
     share, arrivals_share = attendance_curve(hours, ev.start, ev.end, sp)
-    curve_crowd = ev.attendance * share
-    venue_table: list[dict] = []
-    ring_table: list[dict] = []
-    comparables_out: list[dict] = []
-    if cube is not None and len(comps) and "present" in cube.columns:
-        for _, c in comps.iterrows():
-            cs, ce = (
-                pd.Timestamp(c["start"]).tz_convert("UTC"),
-                pd.Timestamp(c["end"]).tz_convert("UTC"),
-            )
-            ch = event_hours(cs, ce, before=bp.hours_before, after=bp.hours_after)
-            ck = phase_keys(ch, cs, ce)
-            cz = str(c["zone_id"])
-            att = float(c["expected_attendance"])
-            up = _observed_uplift(hist, [cz], ch, tz, bp.baseline_weeks)
-            if np.isfinite(up).sum() < max(1, len(ch) // 2):
-                comparables_out.append(
-                    _comparable_summary(c, hist, cz, comp_zones[cz], cs, ce, tz, bp, used=False)
-                )
-                continue
-            venue_table.append(_key_lookup(ck, up / att))
-            rup = _observed_uplift(hist, comp_zones[cz], ch, tz, bp.baseline_weeks)
-            ring_table.append(_key_lookup(ck, rup / att))
-            comparables_out.append(
-                _comparable_summary(c, hist, cz, comp_zones[cz], cs, ce, tz, bp, used=True)
-            )
-    elif len(comps):
-        for _, c in comps.iterrows():
-            comparables_out.append(
-                _comparable_summary(
-                    c,
-                    hist,
-                    str(c["zone_id"]),
-                    comp_zones[str(c["zone_id"])],
-                    pd.Timestamp(c["start"]),
-                    pd.Timestamp(c["end"]),
-                    tz,
-                    bp,
-                    used=False,
-                )
-            )
-    if venue_table:
-        method = "comparables"
-        per_att = np.array([_median_at(venue_table, k) for k in keys])
-        gaps = ~np.isfinite(per_att)
-        crowd = np.where(gaps, curve_crowd, per_att * ev.attendance)
-        if gaps.any():
-            notes.append(
-                f"{int(gaps.sum())} hour(s) not covered by the comparables used the attendance curve"
-            )
-        ring_att = (
-            np.array([_median_at(ring_table, k) for k in keys])
-            if ring_table
-            else np.zeros(len(keys))
+    learnt = _learn_crowd(ev, hours, comps, comp_zones, hist, tz, bp)
+    crowd, ring_crowd = learnt["crowd"], learnt["ring_crowd"]
+    comparables_out = learnt["comparables"]
+    method, method_text = learnt["method"], learnt["method_text"]
+    if learnt["gaps"]:
+        notes.append(
+            f"{learnt['gaps']} hour(s) not covered by the comparables used the attendance curve"
         )
-        ring_crowd = np.where(np.isfinite(ring_att), ring_att, 0.0) * ev.attendance
-        method_text = (
-            f"uplift learnt from {len(venue_table)} comparable past event(s) of category {ev.category!r} "
-            f"(observed present − reference per attendee, hour by hour relative to start and end, median), "
-            f"× {ev.attendance:,.0f} attendees"
-        ).replace(",", " ")
-    else:
-        method = "attendance curve"
-        crowd = curve_crowd
-        ring_crowd = np.zeros(len(keys))
+    if method == "attendance curve":
         limitations.append(
             "no comparable past event with observed presence: the uplift is the expected attendance with a "
             f"triangular arrival curve over {sp.entry_window_minutes:g} min before the start and departures "
             f"within {sp.departure_window_minutes:g} min after the end; no uplift forecast in the ring"
         )
-        method_text = (
-            f"attendance curve: {ev.attendance:,.0f} attendees, arrivals over {sp.entry_window_minutes:g} min "
-            f"peaking {sp.arrival_peak_minutes_before:g} min before the start, departures within "
-            f"{sp.departure_window_minutes:g} min of the end"
-        ).replace(",", " ")
+    spill: dict[str, np.ndarray] = {z: np.zeros(len(hours)) for z in ours}
+    spill_out = []
+    for spec, ccomps in others:
+        o = _learn_crowd(spec, hours, ccomps, comp_zones, hist, tz, bp, summarise=False)
+        if spec.zone_id in spill:
+            spill[spec.zone_id] += o["crowd"]
+        for z in zones.ring(spec.zone_id):
+            if z in spill:
+                spill[z] += o["ring_crowd"]
+        spill_out.append(
+            {"event_id": spec.event_id, "zone_id": spec.zone_id, "method": o["method"]}
+        )
+    if spill_out:
+        notes.append(
+            "the crowds of other events around the venue are added to the forecast: "
+            + ", ".join(f"{x['event_id']} ({x['method']})" for x in spill_out)
+        )
 
     presence_rows: list[dict] = []
     venue_ref, venue_how = reference(hist, ev.zone_id, hours, tz, weeks=bp.baseline_weeks)
@@ -923,7 +1027,7 @@ def make_brief(
                 if z == ev.zone_id
                 else reference(hist, z, hours, tz, weeks=bp.baseline_weeks)
             )
-            up = crowd if role == "venue" else ring_crowd
+            up = (crowd if role == "venue" else ring_crowd) + spill[z]
             fc = np.maximum(0.0, np.nan_to_num(ref, nan=0.0) + up)
             zone_forecasts[z] = fc
             obs = None
@@ -1108,7 +1212,8 @@ def _model_frame(
         pass
     need = frame.get("dark")
     if need is None or need.isna().any():
-        cents = {z: _centroid(_zones(store), z) for z in zone_ids}
+        info = _zones(store)
+        cents = {z: info.centroid(z) for z in zone_ids}
         lat = frame["zone_id"].map(lambda z: cents[z][0]).to_numpy(dtype=float)
         lon = frame["zone_id"].map(lambda z: cents[z][1]).to_numpy(dtype=float)
         if np.isfinite(lat).all():

@@ -34,6 +34,7 @@ COMMAND_MODULES = (
     "pipelines.cmd_brief",
     "pipelines.cmd_reports",
     "pipelines.cmd_synth",
+    "pipelines.cmd_cube",
 )
 
 

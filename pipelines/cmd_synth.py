@@ -14,10 +14,18 @@ def register(app: typer.Typer) -> None:
     @app.command("synth")
     @_cli.user_errors
     def synth(
-        scale: str = typer.Option("tiny", "--scale", help="tiny (30 zones, 8 weeks), city (300 zones, "
-                                  "2 years) or metropolis (1 000 zones, 2 years)."),
-        out: Path = typer.Option(..., "--out", help="Folder to write the raw files, sources.yaml and truth.json into."),
-        seed: int = typer.Option(0, "--seed", help="Random seed; the same seed gives byte-identical files."),
+        scale: str = typer.Option(
+            "tiny",
+            "--scale",
+            help="tiny (30 zones, 8 weeks), city (300 zones, "
+            "2 years) or metropolis (1 000 zones, 2 years).",
+        ),
+        out: Path = typer.Option(
+            ..., "--out", help="Folder to write the raw files, sources.yaml and truth.json into."
+        ),
+        seed: int = typer.Option(
+            0, "--seed", help="Random seed; the same seed gives byte-identical files."
+        ),
     ) -> None:
         """Write a synthetic city whose truth is known (the demo, test bed and benchmark)."""
         from features.synth import generate

@@ -246,8 +246,10 @@ def outage_event_study(
         return [not_estimable(n, kind, "no lighting outage in the cube's period") for n in names]
     lamps = np.nan_to_num(cube["lamps"].to_numpy(np.float64))
     share = np.divide(
-        np.nan_to_num(cube["lamps_out"].to_numpy(np.float64)), lamps,
-        out=np.zeros(len(cube)), where=lamps > 0,
+        np.nan_to_num(cube["lamps_out"].to_numpy(np.float64)),
+        lamps,
+        out=np.zeros(len(cube)),
+        where=lamps > 0,
     )
     window = np.timedelta64(int(window_days), "D")
     before, after = _phases(out2, slots, window)
@@ -273,7 +275,11 @@ def outage_event_study(
         for li in lights:
             lmask = dark if li == "night" else (~dark if li == "day" else np.ones(len(cube), bool))
             sums = {
-                k: (float(y[m & lmask].sum()), float(expected[m & lmask].sum()), int((m & lmask).sum()))
+                k: (
+                    float(y[m & lmask].sum()),
+                    float(expected[m & lmask].sum()),
+                    int((m & lmask).sum()),
+                )
                 for k, m in row_phase.items()
             }
             for comp, (a, b) in (("start", ("during", "before")), ("repair", ("after", "during"))):
@@ -284,7 +290,8 @@ def outage_event_study(
                 if rr is None:
                     results.append(
                         not_estimable(
-                            name, kind,
+                            name,
+                            kind,
                             f"no incidents or no exposure in the {a}/{b} phases "
                             f"({na} and {nb} zone-slots)",
                         )
@@ -308,7 +315,9 @@ def outage_event_study(
                         "incidents": int(round(oa + ob)),
                         "observed": {a: oa, b: ob},
                         "expected_lamps_on": {a: ea, b: eb},
-                        "mean_share_out_during": _f(share[dur].mean()) if role == "zone" and dur.any() else None,
+                        "mean_share_out_during": _f(share[dur].mean())
+                        if role == "zone" and dur.any()
+                        else None,
                         "window_days": window_days,
                         "unit": "rate ratio (observed/expected, lamps-on model)",
                     }
@@ -387,8 +396,11 @@ def event_uplift(
     kind = "event_uplift"
     if events is None or len(events) == 0 or "event_attendance" not in cube.columns:
         why = "source absent: needs events (cube column event_attendance)"
-        return [not_estimable(f"event.all.{r}.{w}", kind, why) for r in ("venue", "ring")
-                for w in ("presence", "incidents")]
+        return [
+            not_estimable(f"event.all.{r}.{w}", kind, why)
+            for r in ("venue", "ring")
+            for w in ("presence", "incidents")
+        ]
     if dz is None:
         dz = M.design(cube, grain=grain)
     zones, slots, zi, ti = _grid(cube)
@@ -449,8 +461,13 @@ def event_uplift(
                 }
             )
     if not rows:
-        return [not_estimable("event.all.venue.presence", kind,
-                              "no event overlaps the cube's period with known presence")]
+        return [
+            not_estimable(
+                "event.all.venue.presence",
+                kind,
+                "no event overlaps the cube's period with known presence",
+            )
+        ]
     df = pd.DataFrame(rows)
     out: list[dict[str, Any]] = []
     cats = ["all", *sorted(df["category"].unique())]
@@ -460,44 +477,66 @@ def event_uplift(
             base = f"event.{M.slugify(cat)}.{role}"
             if role == "ring" and A.nnz == 0:
                 why = "no zone neighbours (zones without geometry)"
-                out += [not_estimable(f"{base}.presence", kind, why),
-                        not_estimable(f"{base}.incidents", kind, why)]
+                out += [
+                    not_estimable(f"{base}.presence", kind, why),
+                    not_estimable(f"{base}.incidents", kind, why),
+                ]
                 continue
             if len(sub) < min_events:
                 why = f"{len(sub)} event(s) of category {cat!r} with presence known; at least {min_events} needed"
-                out += [not_estimable(f"{base}.presence", kind, why, category=cat, role=role),
-                        not_estimable(f"{base}.incidents", kind, why, category=cat, role=role)]
+                out += [
+                    not_estimable(f"{base}.presence", kind, why, category=cat, role=role),
+                    not_estimable(f"{base}.incidents", kind, why, category=cat, role=role),
+                ]
                 continue
             a = sub["att_k"].to_numpy()
             r, lo, hi, p = _ratio_estimate(sub["extra_present"].to_numpy(), a)
             out.append(
                 {
-                    "name": f"{base}.presence", "kind": kind, "estimable": True,
-                    "category": cat, "role": role, "estimate": _f(r), "ci_low": _f(lo),
-                    "ci_high": _f(hi), "p_value": _f(p), "n": int(len(sub)),
+                    "name": f"{base}.presence",
+                    "kind": kind,
+                    "estimable": True,
+                    "category": cat,
+                    "role": role,
+                    "estimate": _f(r),
+                    "ci_low": _f(lo),
+                    "ci_high": _f(hi),
+                    "p_value": _f(p),
+                    "n": int(len(sub)),
                     "unit": "extra people present per 1 000 expected attendees"
                     + (" (sum over the ring's zones)" if role == "ring" else ""),
                 }
             )
             if glm is None:
-                out.append(not_estimable(f"{base}.incidents", kind, "no rate model for all incidents"))
+                out.append(
+                    not_estimable(f"{base}.incidents", kind, "no rate model for all incidents")
+                )
                 continue
-            O, E = sub["observed"].sum(), sub["expected"].sum()
+            o_sum, e_sum = float(sub["observed"].sum()), float(sub["expected"].sum())
             x = (sub["observed"] - sub["expected"]).to_numpy()
             est = float(x.sum() / a.sum())
-            se = float(np.sqrt(max(O, 1.0)) / a.sum())
+            se = float(np.sqrt(max(o_sum, 1.0)) / a.sum())
             # exact two-sided Poisson test of O against E
-            if E > 0:
-                pv = float(min(1.0, 2 * min(stats.poisson.cdf(O, E), stats.poisson.sf(O - 1, E))))
+            if e_sum > 0:
+                lo_tail = stats.poisson.cdf(o_sum, e_sum)
+                hi_tail = stats.poisson.sf(o_sum - 1, e_sum)
+                pv = float(min(1.0, 2 * min(lo_tail, hi_tail)))
             else:
                 pv = float("nan")
             out.append(
                 {
-                    "name": f"{base}.incidents", "kind": kind, "estimable": True,
-                    "category": cat, "role": role, "estimate": _f(est),
-                    "ci_low": _f(est - 1.96 * se), "ci_high": _f(est + 1.96 * se),
-                    "p_value": _f(pv), "n": int(len(sub)), "observed": float(O),
-                    "expected_without_event": float(E),
+                    "name": f"{base}.incidents",
+                    "kind": kind,
+                    "estimable": True,
+                    "category": cat,
+                    "role": role,
+                    "estimate": _f(est),
+                    "ci_low": _f(est - 1.96 * se),
+                    "ci_high": _f(est + 1.96 * se),
+                    "p_value": _f(pv),
+                    "n": int(len(sub)),
+                    "observed": o_sum,
+                    "expected_without_event": e_sum,
                     "unit": "extra incidents per 1 000 attendees over the event"
                     + (" (sum over the ring's zones)" if role == "ring" else ""),
                 }

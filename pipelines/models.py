@@ -226,7 +226,8 @@ _XGB_PARAMS: dict[str, Any] = {
     "lambda": 1.0,
     "tree_method": "hist",
     "max_bin": 128,
-    "nthread": 2,
+    # one thread: OpenMP threads spin-wait on a shared, busy machine (16x slower measured)
+    "nthread": 1,
     "verbosity": 0,
 }
 XGB_ROUNDS = 200
@@ -305,10 +306,10 @@ def feature_status(columns: Iterable[str], *, grain: str = "1h") -> dict[str, st
         missing = [c for c in NEEDS[f] if c not in cols]
         if f == "dark" and grain == "1d":
             out[f] = "not a feature at daily grain (a day has both day and night)"
-        elif f == "dark_lamps_out" and grain == "1h" and "dark" not in cols:
-            out[f] = "needs the dark column of the cube"
         elif missing:
             out[f] = f"source absent: needs {SOURCE_OF[f]} (cube column {', '.join(missing)})"
+        elif f == "dark_lamps_out" and grain == "1h" and "dark" not in cols:
+            out[f] = "needs the dark column of the cube"
         else:
             out[f] = None
     return out
@@ -359,7 +360,9 @@ def design(
     if grain not in GRAINS:
         raise InputError(f"grain must be one of {', '.join(GRAINS)}, got {grain!r}.")
     if features is None:
-        features = [f for f, why in feature_status(cube.columns, grain=grain).items() if why is None]
+        features = [
+            f for f, why in feature_status(cube.columns, grain=grain).items() if why is None
+        ]
     else:
         unknown = [f for f in features if f not in FEATURES]
         if unknown:
@@ -395,9 +398,7 @@ def design(
         elif f == "dark_lamps_out":
             lamps = np.nan_to_num(_num(cube, "lamps"))
             out_ = np.nan_to_num(_num(cube, "lamps_out"))
-            share = np.divide(
-                np.minimum(out_, lamps), lamps, out=np.zeros(n), where=lamps > 0
-            )
+            share = np.divide(np.minimum(out_, lamps), lamps, out=np.zeros(n), where=lamps > 0)
             v = 10.0 * share * (dark if grain == "1h" else 1.0)
         elif f == "event_k":
             v = np.nan_to_num(_num(cube, "event_attendance")) / 1000.0
@@ -448,9 +449,7 @@ class Cells:
         return np.bincount(self.cell, weights=w, minlength=self.n)
 
 
-def build_cells(
-    dz: pd.DataFrame, *, features: Sequence[str], resolution: float = 0.05
-) -> Cells:
+def build_cells(dz: pd.DataFrame, *, features: Sequence[str], resolution: float = 0.05) -> Cells:
     """Group design rows into cells of identical covariates (continuous ones rounded).
 
     Parameters
@@ -514,7 +513,10 @@ def _matrix(frame: pd.DataFrame, terms: Sequence[str]) -> np.ndarray:
 
 
 def _estimable(
-    keys: pd.DataFrame, exposure: np.ndarray, features: Sequence[str], hours: list[int],
+    keys: pd.DataFrame,
+    exposure: np.ndarray,
+    features: Sequence[str],
+    hours: list[int],
     dows: list[int],
 ) -> tuple[list[str], dict[str, str]]:
     """Features that can be estimated on these cells, and why the others cannot.
@@ -750,7 +752,9 @@ def _prepare(
     E2c = cells.sums(e * e, use)
     hours = sorted(int(h) for h in np.unique(cells.keys["local_hour"].to_numpy()[Ec > 0]))
     dows = sorted(int(d) for d in np.unique(cells.keys["dow"].to_numpy()[Ec > 0]))
-    feats, why = _estimable(cells.keys, Ec, [f for f in features if f in cells.features], hours, dows)
+    feats, why = _estimable(
+        cells.keys, Ec, [f for f in features if f in cells.features], hours, dows
+    )
     for f in features:
         if f not in cells.features:
             why[f] = "not in the design"
@@ -873,7 +877,13 @@ def fit_glm(
     if family not in ("auto", "poisson", "negbin"):
         raise InputError(f"family must be 'auto', 'poisson' or 'negbin', got {family!r}.")
     p = _prepare(
-        dz, y, features=features, mask=mask, cells=cells, resolution=resolution, group=group,
+        dz,
+        y,
+        features=features,
+        mask=mask,
+        cells=cells,
+        resolution=resolution,
+        group=group,
         min_incidents=min_incidents,
     )
     Ec, Yc, E2c = p["Ec"], p["Yc"], p["E2c"]
@@ -993,14 +1003,18 @@ class XGBFit:
     def _dmatrix(self, dz: pd.DataFrame, with_margin: bool = True):
         import xgboost as xgb
 
-        X = np.column_stack(
-            [
-                dz[c].to_numpy(dtype=np.float32)
-                if c in dz.columns
-                else np.zeros(len(dz), np.float32)
-                for c in self.columns
-            ]
-        ) if len(self.columns) else np.zeros((len(dz), 0), np.float32)
+        X = (
+            np.column_stack(
+                [
+                    dz[c].to_numpy(dtype=np.float32)
+                    if c in dz.columns
+                    else np.zeros(len(dz), np.float32)
+                    for c in self.columns
+                ]
+            )
+            if len(self.columns)
+            else np.zeros((len(dz), 0), np.float32)
+        )
         dm = xgb.DMatrix(X, feature_names=list(self.columns))
         # always give a margin: without one XGBoost adds its base_score to the trees
         if with_margin:
@@ -1031,6 +1045,7 @@ class XGBFit:
         return out
 
 
+@_one_blas_thread
 def fit_xgb(
     dz: pd.DataFrame,
     y: np.ndarray,
@@ -1060,7 +1075,7 @@ def fit_xgb(
     rounds
         Boosting rounds.
     params
-        Overrides of the booster parameters (default: eta 0.1, depth 5, hist, 2 threads).
+        Overrides of the booster parameters (default: eta 0.1, depth 5, hist, 1 thread).
     seed
         Booster seed.
 
@@ -1071,16 +1086,20 @@ def fit_xgb(
     import xgboost as xgb
 
     p = _prepare(
-        dz, y, features=features, mask=mask, cells=cells, resolution=resolution, group=group,
+        dz,
+        y,
+        features=features,
+        mask=mask,
+        cells=cells,
+        resolution=resolution,
+        group=group,
         min_incidents=min_incidents,
     )
     Ec, Yc = p["Ec"], p["Yc"]
     keep = Ec > 0
     columns = (["local_hour"] if p["hours"] and len(p["hours"]) > 1 else []) + ["dow"]
     # trees need no full rank: keep every non-constant feature
-    columns += [
-        f for f in p["cells"].features if not p["why"].get(f, "").startswith("constant")
-    ]
+    columns += [f for f in p["cells"].features if not p["why"].get(f, "").startswith("constant")]
     keys = p["cells"].keys.loc[keep]
     X = np.column_stack([keys[c].to_numpy(dtype=np.float32) for c in columns])
     offset = float(np.log(max(Yc[keep].sum(), 0.5) / Ec[keep].sum()))
@@ -1277,8 +1296,13 @@ class Predictor:
 
 
 def save_models(
-    root, glms: dict[str, GLMFit], xgbs: dict[str, XGBFit], *, extra: dict[str, Any] | None = None,
-    grain: str = "1h", features: Sequence[str] = FEATURES,
+    root,
+    glms: dict[str, GLMFit],
+    xgbs: dict[str, XGBFit],
+    *,
+    extra: dict[str, Any] | None = None,
+    grain: str = "1h",
+    features: Sequence[str] = FEATURES,
 ) -> dict[str, Any]:
     """Write GLMs (JSON: terms, params, covariance) and boosters (XGBoost JSON) + a manifest."""
     from pathlib import Path
@@ -1404,9 +1428,21 @@ class FitReport:
 def cube_columns_needed(meta_columns: Iterable[str]) -> list[str]:
     """The cube columns the models, backtest and effects read."""
     wanted = {
-        "local_hour", "dow", "local_date", "present", "present_baseline", "dark", "lamps",
-        "lamps_out", "event_attendance", "events_active", "precipitation_mm",
-        "ridership_entries", "holiday", "school_holiday", "incidents",
+        "local_hour",
+        "dow",
+        "local_date",
+        "present",
+        "present_baseline",
+        "dark",
+        "lamps",
+        "lamps_out",
+        "event_attendance",
+        "events_active",
+        "precipitation_mm",
+        "ridership_entries",
+        "holiday",
+        "school_holiday",
+        "incidents",
     }
     return [c for c in meta_columns if c in wanted or c.startswith("inc_")]
 
@@ -1426,6 +1462,7 @@ def _compact(cube: pd.DataFrame) -> pd.DataFrame:
     return cube
 
 
+@_one_blas_thread
 def fit_all(
     store,
     *,
@@ -1519,22 +1556,40 @@ def fit_all(
         y = group_counts(cube, members)
         try:
             pois = fit_glm(
-                dz, y, family="poisson", group=g, cells=cells, grain=grain,
-                categories=members, min_incidents=min_incidents,
+                dz,
+                y,
+                family="poisson",
+                group=g,
+                cells=cells,
+                grain=grain,
+                categories=members,
+                min_incidents=min_incidents,
             )
         except SparseGroupError as exc:
             skipped[g] = str(exc)
             log.warning("%s", exc)
             continue
         nb = fit_glm(
-            dz, y, family="negbin", group=g, cells=cells, grain=grain, categories=members,
+            dz,
+            y,
+            family="negbin",
+            group=g,
+            cells=cells,
+            grain=grain,
+            categories=members,
             min_incidents=min_incidents,
         )
         both[g] = {"poisson": pois, "negbin": nb}
         chosen = nb if (pois.overdispersion_t > stats.norm.ppf(0.95) and nb.alpha > 0) else pois
         glms[g] = chosen
         xgbs[g] = fit_xgb(
-            dz, y, group=g, cells=cells, grain=grain, categories=members, rounds=xgb_rounds,
+            dz,
+            y,
+            group=g,
+            cells=cells,
+            grain=grain,
+            categories=members,
+            rounds=xgb_rounds,
             min_incidents=min_incidents,
         )
         log.info("fitted group %s (%s, %d incidents)", g, chosen.family, chosen.n_incidents)
@@ -1558,7 +1613,11 @@ def fit_all(
             tab["n_incidents"] = m.n_incidents
             irr_rows.append(tab)
     save_models(
-        out_dir, glms, xgbs, grain=grain, features=feats,
+        out_dir,
+        glms,
+        xgbs,
+        grain=grain,
+        features=feats,
         extra={
             "fitted_at": pd.Timestamp.now(tz="UTC").isoformat(),
             "period": {"start": str(cube["hour"].min()), "end": str(cube["hour"].max())},
@@ -1581,9 +1640,16 @@ def fit_all(
         except (StoreError, ImportError, OSError) as exc:  # no zones: hotspot not computed
             log.warning("no zone centroids for the recent-hotspot baseline: %s", exc)
         res = bt.run_backtest(
-            cube, weeks=backtest_weeks, grain=grain, dz=dz, cells=cells,
-            centroids=centroids, xgb_rounds=xgb_rounds, resolution=resolution,
-            covariates=covariates, min_incidents=min_incidents,
+            cube,
+            weeks=backtest_weeks,
+            grain=grain,
+            dz=dz,
+            cells=cells,
+            centroids=centroids,
+            xgb_rounds=xgb_rounds,
+            resolution=resolution,
+            covariates=covariates,
+            min_incidents=min_incidents,
         )
         res.frame.to_parquet(out_dir / "backtest.parquet", index=False)
         evaluation = res.evaluation
@@ -1591,12 +1657,22 @@ def fit_all(
         seconds["backtest"] = time.perf_counter() - t
     t = time.perf_counter()
     eff_list = eff.estimate_effects(
-        cube, glms=glms, both=both, grain=grain, store=store, dz=dz, not_estimable=not_est,
+        cube,
+        glms=glms,
+        both=both,
+        grain=grain,
+        store=store,
+        dz=dz,
+        not_estimable=not_est,
         studies=effects,
     )
     store.write_json(
         f"{MODELS_DIR}/effects.json",
-        {"grain": grain, "generated_at": pd.Timestamp.now(tz="UTC").isoformat(), "effects": eff_list},
+        {
+            "grain": grain,
+            "generated_at": pd.Timestamp.now(tz="UTC").isoformat(),
+            "effects": eff_list,
+        },
     )
     seconds["effects"] = time.perf_counter() - t
     seconds["total"] = time.perf_counter() - t0

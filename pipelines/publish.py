@@ -135,8 +135,8 @@ def suppress_frame(
 def suppress_json(obj: Any, k: int, *, _key: str | None = None) -> Any:
     """A copy of a JSON-like tree where every number under a count key is suppressed.
 
-    Dict keys are checked with :func:`is_count_name`; a number (or a list of numbers) held by a
-    count key is replaced by ``"<k"`` when below ``k``. A dict of the form
+    Dict keys are checked with :func:`is_count_name`; a number (or a list or mapping of numbers)
+    held by a count key is replaced by ``"<k"`` when below ``k``. A dict of the form
     ``{"name": "incidents", "value": 4}`` (a figure row) is judged by its ``name``. Other values
     pass through; numpy scalars become Python numbers.
 
@@ -147,6 +147,9 @@ def suppress_json(obj: Any, k: int, *, _key: str | None = None) -> Any:
     """
     k = _check_k(k)
     if isinstance(obj, dict):
+        if _key is not None and is_count_name(_key):
+            # a mapping held by a count key ({"observed": {"during": 12, "before": 3}}): counts
+            return {key: suppress_json(val, k, _key=_key) for key, val in obj.items()}
         row_name = obj.get("name") if isinstance(obj.get("name"), str) else None
         out = {}
         for key, val in obj.items():
@@ -188,10 +191,11 @@ def find_unsuppressed(obj: Any, k: int, *, _path: str = "$") -> list[str]:
                 and val < k
             ):
                 bad.append(p)
-            elif is_count_name(name) and isinstance(val, list):
+            elif is_count_name(name) and isinstance(val, (list, dict)):
+                items = val.items() if isinstance(val, dict) else enumerate(val)
                 bad += [
-                    f"{p}[{i}]"
-                    for i, v in enumerate(val)
+                    f"{p}[{i!r}]" if isinstance(val, dict) else f"{p}[{i}]"
+                    for i, v in items
                     if isinstance(v, (int, float)) and not isinstance(v, bool) and v < k
                 ]
             else:

@@ -304,10 +304,28 @@ def evaluation_table(
 
 
 def effects_table(effects: dict[str, Any] | None) -> pd.DataFrame | None:
-    """The effects of ``models/effects.json`` as a flat table (one row per effect)."""
+    """The estimable effects of ``models/effects.json``: kind, group, feature, unit, estimate,
+    95 % interval (``ci_low``, ``ci_high``), p value and incidents behind it."""
     if not effects or not effects.get("effects"):
         return None
-    return pd.json_normalize(effects["effects"], sep="_")
+    eff = pd.DataFrame(effects["effects"])
+    if "estimable" in eff:
+        eff = eff[eff["estimable"].fillna(False).astype(bool)]
+    cols = [
+        "kind",
+        "group",
+        "role",
+        "light",
+        "feature",
+        "name",
+        "unit",
+        "estimate",
+        "ci_low",
+        "ci_high",
+        "p_value",
+        "incidents",
+    ]
+    return eff[[c for c in cols if c in eff.columns]].reset_index(drop=True)
 
 
 # -- event brief ---------------------------------------------------------------------------------

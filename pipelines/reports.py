@@ -406,7 +406,7 @@ def export_html(nb: Any, *, title: str) -> str:
 
 
 def _stamp() -> str:
-    return dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
+    return dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S%fZ")
 
 
 def run_notebook(
@@ -520,7 +520,7 @@ def run_notebook(
             "kind": kind,
             "id": report_id,
             "title": page_title,
-            "generated_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds"),
+            "generated_at": dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds"),
             "suppression_k": k,
             "figures": figures,
             "figures_emitted": n_payloads,
@@ -656,7 +656,7 @@ def write_index(reports_dir: str | Path) -> Path:
         ".muted{color:#777;font-size:.9em}</style></head><body>",
         "<h1>vigie reports</h1>",
         f'<p class="muted">{len(rows)} report(s), newest first. Generated '
-        f"{esc(dt.datetime.now(dt.timezone.utc).isoformat(timespec='seconds'))}.</p>",
+        f"{esc(dt.datetime.now(dt.UTC).isoformat(timespec='seconds'))}.</p>",
         "<table><thead><tr><th>generated (UTC)</th><th>kind</th><th>report</th>"
         "<th>parameters</th></tr></thead><tbody>",
     ]

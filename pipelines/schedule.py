@@ -266,7 +266,7 @@ class ScheduleLock:
         fh.truncate()
         fh.write(
             f"pid {os.getpid()} on {socket.gethostname()} since "
-            f"{dt.datetime.now(dt.timezone.utc).isoformat(timespec='seconds')}"
+            f"{dt.datetime.now(dt.UTC).isoformat(timespec='seconds')}"
         )
         fh.flush()
         self._fh = fh
@@ -561,7 +561,7 @@ def run_schedule(
                 "period": t.period,
                 "status": "superseded",
                 "due_at": t.due_at.isoformat(),
-                "started_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+                "started_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
                 "seconds": 0.0,
             }
             append_ledger(root, rec)
@@ -572,7 +572,7 @@ def run_schedule(
                 "kind": t.kind,
                 "period": t.period,
                 "due_at": t.due_at.isoformat(),
-                "started_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+                "started_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             }
             try:
                 out = table[t.kind](root, t, Path(reports_dir))
@@ -581,7 +581,7 @@ def run_schedule(
                 log.error("scheduled %s %s failed: %s", t.job, t.period, exc)
                 rec.update(status="failed", error=f"{type(exc).__name__}: {exc}")
             rec["seconds"] = round(time.perf_counter() - t0, 2)
-            rec["finished_at"] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+            rec["finished_at"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
             append_ledger(root, rec)
             records.append(rec)
     return ScheduleResult(plan=p, records=records)

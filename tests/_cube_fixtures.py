@@ -15,7 +15,16 @@ import numpy as np
 import pandas as pd
 from shapely.geometry import box
 
-ALL_SOURCES = ("presence", "incidents", "lamps", "lighting_faults", "stops", "ridership", "events", "weather")
+ALL_SOURCES = (
+    "presence",
+    "incidents",
+    "lamps",
+    "lighting_faults",
+    "stops",
+    "ridership",
+    "events",
+    "weather",
+)
 CATEGORIES = ("Vol à l'étalage", "Assault", "ROAD ACCIDENT")
 
 
@@ -59,7 +68,9 @@ def make_store(
             "name": [f"zone {i}" for i in range(n_zones)],
             "population": rng.integers(500, 5000, n_zones).astype(float),
         },
-        geometry=[box(lon0 + 0.01 * i, lat0, lon0 + 0.01 * (i + 1), lat0 + 0.01) for i in range(n_zones)],
+        geometry=[
+            box(lon0 + 0.01 * i, lat0, lon0 + 0.01 * (i + 1), lat0 + 0.01) for i in range(n_zones)
+        ],
         crs="EPSG:4326",
     )
     zones.to_parquet(root / "validated" / "zones.parquet")
@@ -82,7 +93,9 @@ def make_store(
             elif i == 2:  # 15-minute slots
                 starts = pd.date_range(hours[0], periods=H * 4, freq="15min")
                 v = np.repeat(values, 4) + rng.normal(0, 5, H * 4)
-                frame = pd.DataFrame({"start": starts, "slot_minutes": 15, "present": np.round(v, 1)})
+                frame = pd.DataFrame(
+                    {"start": starts, "slot_minutes": 15, "present": np.round(v, 1)}
+                )
             else:
                 frame = pd.DataFrame({"start": hours, "slot_minutes": 60, "present": values})
                 if i == 0:
@@ -98,14 +111,27 @@ def make_store(
         write(
             "presence",
             presence[
-                ["zone_id", "start", "slot_minutes", "present", "residents", "visitors", "tourists",
-                 "excursionists", "foreign", "unique_visitors", "entries"]
+                [
+                    "zone_id",
+                    "start",
+                    "slot_minutes",
+                    "present",
+                    "residents",
+                    "visitors",
+                    "tourists",
+                    "excursionists",
+                    "foreign",
+                    "unique_visitors",
+                    "entries",
+                ]
             ],
         )
     if "incidents" in sources:
         n = 40 * H // 24
         t = hours[0] + pd.to_timedelta(rng.uniform(0, H * 3600, n), unit="s")
-        z = rng.choice(zone_ids + [None, "ZZ_unknown"], n, p=[0.9 / n_zones] * n_zones + [0.05, 0.05])
+        z = rng.choice(
+            zone_ids + [None, "ZZ_unknown"], n, p=[0.9 / n_zones] * n_zones + [0.05, 0.05]
+        )
         incidents = pd.DataFrame(
             {
                 "incident_id": [f"I{i}" for i in range(n)],
@@ -137,7 +163,14 @@ def make_store(
                 faults.append((f"F{k}", rep.floor("s"), fix.floor("s"), lamp))
             # never repaired; a duplicate report overlapping it; a fault on an unknown lamp
             faults.append(("F_open", hours[H // 2], pd.NaT, "LZ00_0"))
-            faults.append(("F_dup", hours[H // 2] + pd.Timedelta(hours=3), hours[H // 2] + pd.Timedelta(hours=30), "LZ00_0"))
+            faults.append(
+                (
+                    "F_dup",
+                    hours[H // 2] + pd.Timedelta(hours=3),
+                    hours[H // 2] + pd.Timedelta(hours=30),
+                    "LZ00_0",
+                )
+            )
             faults.append(("F_unknown", hours[10], hours[40], "L_nowhere"))
             f = pd.DataFrame(faults, columns=["fault_id", "reported_at", "repaired_at", "lamp_id"])
             f["repaired_at"] = pd.to_datetime(f["repaired_at"], utc=True)
@@ -182,8 +215,16 @@ def make_store(
             {
                 "event_id": ["E1", "E2", "E3"],
                 "name": ["concert", "market", "match"],
-                "start": [t0 + pd.Timedelta(days=20, hours=18), t0 + pd.Timedelta(days=27, hours=7, minutes=30), t0 + pd.Timedelta(days=27, hours=9)],
-                "end": [t0 + pd.Timedelta(days=20, hours=22), t0 + pd.Timedelta(days=27, hours=12), t0 + pd.Timedelta(days=27, hours=11)],
+                "start": [
+                    t0 + pd.Timedelta(days=20, hours=18),
+                    t0 + pd.Timedelta(days=27, hours=7, minutes=30),
+                    t0 + pd.Timedelta(days=27, hours=9),
+                ],
+                "end": [
+                    t0 + pd.Timedelta(days=20, hours=22),
+                    t0 + pd.Timedelta(days=27, hours=12),
+                    t0 + pd.Timedelta(days=27, hours=11),
+                ],
                 "zone_id": [zone_ids[0], zone_ids[0], zone_ids[0]],
                 "latitude": lat0 + 0.005,
                 "longitude": lon0 + 0.005,

@@ -110,12 +110,16 @@ def simulate_city(
     local = hours.tz_convert(timezone)
     lh = np.asarray(local.hour) if grain == "1h" else np.zeros(nh, int)
     dow = np.asarray(local.dayofweek)
-    day_idx = np.asarray((local.normalize().tz_localize(None) - local[0].normalize().tz_localize(None)).days)
+    day_idx = np.asarray(
+        (local.normalize().tz_localize(None) - local[0].normalize().tz_localize(None)).days
+    )
     frac = day_idx / max(day_idx.max(), 1)
-    # darkness: sunrise 8.5h -> 6.5h, sunset 17h -> 20h over the period (not collinear with hour)
-    sunrise = 8.5 - 2.0 * frac
-    sunset = 17.0 + 3.0 * frac
-    dark_t = ((lh + 0.5) < sunrise) | ((lh + 0.5) >= sunset) if grain == "1h" else np.zeros(nh, bool)
+    # darkness: sunrise 9h -> 5h, sunset 16h -> 21h over the period (not collinear with hour)
+    sunrise = 9.0 - 4.0 * frac
+    sunset = 16.0 + 5.0 * frac
+    dark_t = (
+        ((lh + 0.5) < sunrise) | ((lh + 0.5) >= sunset) if grain == "1h" else np.zeros(nh, bool)
+    )
     # hour-of-day and weekday effects (reference hour 12, Monday)
     hour_eff = np.exp(0.5 * np.sin(2 * np.pi * (np.arange(24) - 6) / 24))
     hour_eff = hour_eff / hour_eff[12]
@@ -125,7 +129,7 @@ def simulate_city(
     # calendar
     dates = np.asarray(local.normalize().tz_localize(None))
     uniq_days = np.unique(dates)
-    hol_days = uniq_days[[10, 40]] if len(uniq_days) > 41 else uniq_days[[3]]
+    hol_days = uniq_days[[10, 25, 40, 55]] if len(uniq_days) > 56 else uniq_days[[3]]
     holiday_t = np.isin(dates, hol_days)
     school_t = (day_idx >= 14) & (day_idx < 28)
     # weather: rainy days, rain in some hours of them
@@ -148,7 +152,9 @@ def simulate_city(
             s = rng.integers(0, nh)
             dur = rng.integers(2, 8) * (24 if grain == "1h" else 1)
             share = rng.uniform(0.1, 0.6)
-            lamps_out[z, s : s + dur] = np.maximum(lamps_out[z, s : s + dur], np.round(share * lamps[z]))
+            lamps_out[z, s : s + dur] = np.maximum(
+                lamps_out[z, s : s + dur], np.round(share * lamps[z])
+            )
             outage_rows.append((ids[z], s, min(s + dur, nh)))
     lamps_out = lamps_out.reshape(-1)
     lamps_r = lamps[Z].astype(float)
@@ -176,7 +182,9 @@ def simulate_city(
                 "event_id": f"E{k:03d}",
                 "name": f"event {k}",
                 "start": hours[s],
-                "end": hours[min(s + dur, nh - 1)] if s + dur < nh else hours[-1] + (hours[1] - hours[0]),
+                "end": hours[min(s + dur, nh - 1)]
+                if s + dur < nh
+                else hours[-1] + (hours[1] - hours[0]),
                 "zone_id": ids[z],
                 "expected_attendance": a,
                 "category": cats[k % 3],
@@ -189,15 +197,19 @@ def simulate_city(
     has_stop = rng.random(nz) < 0.6
     ride = np.where(has_stop[Z], rng.uniform(0.2, 2.5, nz)[Z] * 1000 * profile[T], 0.0)
     ride = np.round(ride * rng.lognormal(0, 0.2, nz * nh))
-    # presence gaps
+    # presence gaps: a missing value hides people who are there; a zero means nobody is there
     r = rng.random(nz * nh)
+    zero = (r >= missing_share) & (r < missing_share + zero_share)
+    present = np.where(zero, 0.0, present)
+    true_present = present.copy()
     present = np.where(r < missing_share, np.nan, present)
-    present = np.where((r >= missing_share) & (r < missing_share + zero_share), 0.0, present)
     # features as the model sees them
     dark = dark_t[T]
     x = {
         "dark": dark.astype(float),
-        "dark_lamps_out": dark * 10 * lamps_out / lamps_r if grain == "1h" else 10 * lamps_out / lamps_r,
+        "dark_lamps_out": dark * 10 * lamps_out / lamps_r
+        if grain == "1h"
+        else 10 * lamps_out / lamps_r,
         "event_k": att / 1000,
         "rain": (precip[T] >= 1).astype(float),
         "transit_k": ride / 1000,
@@ -229,8 +241,15 @@ def simulate_city(
                 ring_out[ids.index(nb)] |= lo[i]
         spill = ring_out.reshape(-1) & ~lo.reshape(-1) & dark
         log_rate = log_rate + np.log(outage_spill) * spill
-    expo = np.nan_to_num(present)
-    mu = expo * np.exp(log_rate)
+    mu = true_present * np.exp(log_rate)
+    # counterfactuals for the effect tests: without the event term and reference presence;
+    # with the lamps on (no dark_lamps_out term, no spill-over)
+    ev_term = np.log(irr["event_k"]) * x["event_k"] if active["event_k"] else 0.0
+    mu_no_event = pres_ref * np.exp(log_rate - ev_term)
+    lamp_term = (
+        np.log(irr["dark_lamps_out"]) * x["dark_lamps_out"] if active["dark_lamps_out"] else 0.0
+    )
+    mu_lamps_on = true_present * np.exp(log_rate - lamp_term - np.log(outage_spill) * spill)
     counts = {}
     total = np.zeros(nz * nh, dtype=np.int64)
     for c, share in CATEGORY_SHARES.items():
@@ -292,7 +311,15 @@ def simulate_city(
         events=events,
         hour_effect=hour_eff,
         dow_effect=dow_eff,
-        extra={"mu": mu, "outages": outage_rows, "spill": spill, "gx": gx, "gy": gy},
+        extra={
+            "mu": mu,
+            "mu_no_event": mu_no_event,
+            "mu_lamps_on": mu_lamps_on,
+            "outages": outage_rows,
+            "spill": spill,
+            "gx": gx,
+            "gy": gy,
+        },
     )
 
 
@@ -342,3 +369,15 @@ def write_store(root: str | Path, city: SimCity, *, with_zones: bool = True) -> 
     if len(city.events):
         city.events.to_parquet(root / "validated" / "events.parquet", index=False)
     return root
+
+
+def signal_mask(cube: pd.DataFrame, truth: dict) -> np.ndarray:
+    """Rows outside the planted weak signals (zones, and spill-over neighbours, in their
+    periods): those multipliers are deliberately outside the rate model."""
+    h = pd.to_datetime(cube["hour"], utc=True)
+    keep = np.ones(len(cube), bool)
+    for s in truth["signals"]:
+        zones = set(s["zones"]) | set(s["params"].get("neighbours", []))
+        inside = (h >= pd.Timestamp(s["start"])) & (h < pd.Timestamp(s["end"]))
+        keep &= ~(cube["zone_id"].isin(zones) & inside).to_numpy()
+    return keep

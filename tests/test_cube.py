@@ -6,6 +6,7 @@ not depend on synth or ingest; the last test runs the whole chain on the tiny sy
 
 from __future__ import annotations
 
+import json
 import shutil
 import sys
 from pathlib import Path
@@ -49,7 +50,10 @@ def test_grid_is_complete_and_unique(full: Store, cube: pd.DataFrame) -> None:
     """One row per zone and UTC hour over whole local days; no hour doubled or dropped."""
     n_zones = len(full.zones())
     hours = pd.date_range(
-        pd.Timestamp("2026-03-01", tz=TZ), pd.Timestamp("2026-04-12", tz=TZ), freq="h", inclusive="left"
+        pd.Timestamp("2026-03-01", tz=TZ),
+        pd.Timestamp("2026-04-12", tz=TZ),
+        freq="h",
+        inclusive="left",
     ).tz_convert("UTC")
     assert len(cube) == n_zones * len(hours)
     assert not cube.duplicated(["zone_id", "hour"]).any()
@@ -187,7 +191,9 @@ def test_baseline_never_uses_the_future(tmp_path) -> None:
     pres.loc[pres["start"] >= cut, "present"] *= 10
     pres.to_parquet(root / "validated" / "presence.parquet", index=False)
     ev = pd.read_parquet(root / "validated" / "events.parquet")
-    extra = ev.iloc[[0]].assign(event_id="E_future", start=cut + pd.Timedelta(days=3), end=cut + pd.Timedelta(days=4))
+    extra = ev.iloc[[0]].assign(
+        event_id="E_future", start=cut + pd.Timedelta(days=3), end=cut + pd.Timedelta(days=4)
+    )
     pd.concat([ev, extra]).to_parquet(root / "validated" / "events.parquet", index=False)
     for engine in ("duckdb", "pandas"):
         build_cube(Store(root), engine=engine)
@@ -205,25 +211,35 @@ def test_same_slot_median_small_cases() -> None:
     pool = np.full((1, 30, 2), np.nan)
     pool[0, [1, 8, 15], 0] = [1.0, 5.0, 100.0]
     pool[0, 22, 0] = 1e9  # day 22 is the target day itself: never used
-    got = same_slot_median(pool, target_days=np.array([22, 15, 8, 22]), target_slots=np.array([0, 0, 0, 1]))
+    got = same_slot_median(
+        pool, target_days=np.array([22, 15, 8, 22]), target_slots=np.array([0, 0, 0, 1])
+    )
     np.testing.assert_array_equal(got, [[5.0, 3.0, np.nan, np.nan]])
     with pytest.raises(ValueError, match="pool must be"):
         same_slot_median(np.zeros((2, 3)), target_days=np.array([0]), target_slots=np.array([0]))
 
 
 # -- incidents, lighting, transport, events, calendar ---------------------------------------
-def test_incidents_add_up_to_ingested_incidents_inside_zones(full: Store, cube: pd.DataFrame) -> None:
+def test_incidents_add_up_to_ingested_incidents_inside_zones(
+    full: Store, cube: pd.DataFrame
+) -> None:
     """Cube incidents = validated incidents with a zone of the study, per zone-hour and category."""
     inc = full.validated("incidents")
     inside = inc[inc["zone_id"].isin(full.zones()["zone_id"])]
     assert len(inside) < len(inc)  # the fixture has incidents outside every zone
     assert cube["incidents"].sum() == len(inside)
     assert full.cube_meta()["incidents_in_cube"] == len(inside)
-    expected = inside.assign(hour=inside["occurred_at"].dt.floor("h")).groupby(["zone_id", "hour"]).size()
+    expected = (
+        inside.assign(hour=inside["occurred_at"].dt.floor("h")).groupby(["zone_id", "hour"]).size()
+    )
     got = cube.set_index(["zone_id", "hour"])["incidents"]
     got = got[got > 0]
-    got.index = got.index.set_levels(got.index.levels[1].astype(expected.index.levels[1].dtype), level=1)
-    pd.testing.assert_series_equal(got.sort_index(), expected.sort_index(), check_names=False, check_dtype=False)
+    got.index = got.index.set_levels(
+        got.index.levels[1].astype(expected.index.levels[1].dtype), level=1
+    )
+    pd.testing.assert_series_equal(
+        got.sort_index(), expected.sort_index(), check_names=False, check_dtype=False
+    )
     for cat, n in inside["category"].value_counts().items():
         assert cube[f"inc_{slug(cat)}"].sum() == n
     cats = [c for c in cube.columns if c.startswith("inc_")]
@@ -262,9 +278,13 @@ def test_lamps_out_midpoint_rule_and_bound(full: Store, cube: pd.DataFrame) -> N
 def test_ridership_events_weather(full: Store, cube: pd.DataFrame) -> None:
     """Flows summed into the hour (two stops, 30-min slots), events by overlap, weather broadcast."""
     rid = full.validated("ridership")
-    expected = rid.assign(hour=rid["start"].dt.floor("h")).groupby(["zone_id", "hour"])["entries"].sum()
+    expected = (
+        rid.assign(hour=rid["start"].dt.floor("h")).groupby(["zone_id", "hour"])["entries"].sum()
+    )
     got = cube.set_index(["zone_id", "hour"])["ridership_entries"]
-    got.index = got.index.set_levels(got.index.levels[1].astype(expected.index.levels[1].dtype), level=1)
+    got.index = got.index.set_levels(
+        got.index.levels[1].astype(expected.index.levels[1].dtype), level=1
+    )
     np.testing.assert_allclose(got.loc[expected.index].to_numpy(), expected.to_numpy())
     assert cube["ridership_entries"].sum() == pytest.approx(rid["entries"].sum())
     ev = full.validated("events").set_index("event_id")
@@ -326,8 +346,15 @@ def test_holidays_by_local_date(cube: pd.DataFrame) -> None:
 def test_school_holidays_false_outside_france(tmp_path) -> None:
     """A study in Chicago has US public holidays and no school holidays."""
     root = make_store(
-        tmp_path, start="2026-05-20", end="2026-06-03", tz="America/Chicago", lat0=41.88, lon0=-87.63,
-        country="US", school_zone=None, sources=("presence",),
+        tmp_path,
+        start="2026-05-20",
+        end="2026-06-03",
+        tz="America/Chicago",
+        lat0=41.88,
+        lon0=-87.63,
+        country="US",
+        school_zone=None,
+        sources=("presence",),
     )
     result = build_cube(Store(root), engine="pandas")
     cube = Store(root).cube(["local_date", "holiday", "school_holiday"])
@@ -343,8 +370,14 @@ def test_school_holidays_false_outside_france(tmp_path) -> None:
     [
         (("lamps", "lighting_faults"), {"lamps", "lamps_out"}),
         (("events",), {"events_active", "event_attendance"}),
-        (("presence",), {"present", "present_baseline", "present_ratio", "present_missing", "residents"}),
-        (("weather", "ridership", "stops"), {"temperature_c", "precipitation_mm", "ridership_entries"}),
+        (
+            ("presence",),
+            {"present", "present_baseline", "present_ratio", "present_missing", "residents"},
+        ),
+        (
+            ("weather", "ridership", "stops"),
+            {"temperature_c", "precipitation_mm", "ridership_entries"},
+        ),
     ],
     ids=["no-lighting", "no-events", "no-presence", "no-weather-transit"],
 )
@@ -364,7 +397,12 @@ def test_absent_sources_leave_their_columns_out(tmp_path, dropped, absent) -> No
 
 def test_faults_without_lamps_give_no_lighting_columns(tmp_path) -> None:
     """Faults alone cannot give lamps_out (no denominator): no lighting columns at all."""
-    root = make_store(tmp_path, start="2026-03-01", end="2026-03-10", sources=("incidents", "lamps", "lighting_faults"))
+    root = make_store(
+        tmp_path,
+        start="2026-03-01",
+        end="2026-03-10",
+        sources=("incidents", "lamps", "lighting_faults"),
+    )
     (root / "validated" / "lamps.parquet").unlink()
     build_cube(Store(root))
     assert not {"lamps", "lamps_out"} & set(Store(root).cube().columns)
@@ -388,7 +426,9 @@ def test_daily_grain(tmp_path, full: Store, cube: pd.DataFrame) -> None:
     d = daily.set_index(["zone_id", "local_date"])
     np.testing.assert_allclose(d["present"], hourly["present"].mean().loc[d.index], rtol=1e-12)
     np.testing.assert_array_equal(d["incidents"], hourly["incidents"].sum().loc[d.index])
-    np.testing.assert_allclose(d["ridership_entries"], hourly["ridership_entries"].sum().loc[d.index])
+    np.testing.assert_allclose(
+        d["ridership_entries"], hourly["ridership_entries"].sum().loc[d.index]
+    )
     np.testing.assert_array_equal(d["lamps_out"], hourly["lamps_out"].max().loc[d.index])
     np.testing.assert_allclose(d["precipitation_mm"], hourly["precipitation_mm"].sum().loc[d.index])
     assert d.loc[("Z00", pd.Timestamp("2026-03-28").date()), "events_active"] == 2  # market + match
@@ -421,7 +461,9 @@ def test_dask_on_a_distributed_cluster(tmp_path, full: Store, cube: pd.DataFrame
 
     root = tmp_path / "dist"
     shutil.copytree(full.root, root, ignore=shutil.ignore_patterns("cube", "cube_meta.json"))
-    with LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=None) as cluster:
+    with LocalCluster(
+        n_workers=1, threads_per_worker=2, processes=False, dashboard_address=None
+    ) as cluster:
         build_cube(Store(root), engine="dask", dask_address=cluster.scheduler_address)
     pd.testing.assert_frame_equal(Store(root).cube(), cube, check_exact=False, rtol=1e-9)
 
@@ -453,3 +495,41 @@ def test_errors_name_what_was_expected(tmp_path, full: Store) -> None:
     with pytest.raises(ConfigError, match="expected tcp://host:port"):
         build_cube(full, engine="dask", dask_address="http://nowhere")
     assert not list(full.root.glob(".cube-*"))
+
+
+# -- end to end --------------------------------------------------------------------------------
+@pytest.mark.slow
+def test_end_to_end_on_the_tiny_synthetic_city(tmp_path) -> None:
+    """synth tiny -> ingest -> cube: incidents reconcile with ingest, lamps_out <= lamps, the
+    fall-back day has 25 hours, the CLI builds the same table as the pandas engine."""
+    from typer.testing import CliRunner
+
+    from features.ingest import ingest
+    from features.synth import generate
+    from pipelines.cli import app
+
+    synth = generate("tiny", tmp_path / "raw", seed=0)
+    ingest(synth.sources_yaml, tmp_path / "store")
+    store = Store(tmp_path / "store")
+    run = CliRunner().invoke(app, ["cube", "--store", str(store.root)])
+    assert run.exit_code == 0, run.output
+    assert "month partitions" in run.output
+    cube = store.cube()
+    inc = store.validated("incidents")
+    inside = inc["zone_id"].isin(store.zones()["zone_id"].astype(str))
+    assert cube["incidents"].sum() == inside.sum()
+    report = json.loads((store.root / "ingest_report.json").read_text())
+    assert cube["incidents"].sum() == report["sources"]["incidents"]["rows_kept"]
+    assert (cube["lamps_out"] <= cube["lamps"]).all()
+    assert cube["lamps_out"].sum() > 0
+    per_day = cube[cube["zone_id"] == cube["zone_id"].iloc[0]].groupby("local_date").size()
+    assert per_day[pd.Timestamp("2026-10-25").date()] == 25
+    assert set(per_day.drop(pd.Timestamp("2026-10-25").date())) == {24}
+    assert cube["dark"].any() and not cube["dark"].all()
+    assert cube["present_baseline"].notna().mean() > 0.6
+    pandas_root = tmp_path / "store_pd"
+    shutil.copytree(
+        store.root, pandas_root, ignore=shutil.ignore_patterns("cube", "cube_meta.json")
+    )
+    build_cube(Store(pandas_root), engine="pandas")
+    pd.testing.assert_frame_equal(Store(pandas_root).cube(), cube, check_exact=False, rtol=1e-9)

@@ -286,13 +286,91 @@ def test_excess_breaks_symmetric():
 # -- the project's notebooks ----------------------------------------------------------------------
 @pytest.mark.parametrize("kind", sorted(KINDS))
 def test_project_notebooks_are_parameterised_and_stripped(kind):
-    """Each notebook has one 'parameters' cell with defaults, no outputs, and defines no function or class."""
+    """Each notebook has one 'parameters' cell declaring store, no outputs, and defines no function or class."""
+    from pipelines.reports import notebook_parameters
+
     path = NOTEBOOK_DIR / KINDS[kind]
     nb = nbformat.read(str(path), as_version=4)
     tagged = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
     assert len(tagged) == 1
-    assert "store" in check_parameters(path, {}) or True
+    assert "store" in notebook_parameters(path)
     for cell in nb.cells:
         if cell.cell_type == "code":
             assert cell.outputs == [] and cell.execution_count is None
             assert not re.search(r"^\s*(def|class)\s", cell.source, re.M)
+
+
+@pytest.fixture(scope="session")
+def tiny(tmp_path_factory):
+    """The tiny city's store and its four reports, run through papermill (built once per session)."""
+    from tests._tiny_reports import build
+
+    return build(tmp_path_factory.getbasetemp() / "vigie_tiny")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", sorted(KINDS))
+def test_every_notebook_runs_on_the_tiny_city(tiny, kind):
+    """Every report notebook ran through papermill on the tiny city: HTML offline, summary with no small count."""
+    made = tiny["made"][kind]
+    page = Path(made["html"]).read_text()
+    assert external_resources(page) == []
+    assert "Traceback" not in page
+    summary = json.loads(Path(made["summary"]).read_text())
+    assert summary["figures_emitted"] >= 1
+    assert publish.find_unsuppressed(summary["figures"], summary["suppression_k"]) == []
+    absent = [i["path"] for i in summary["provenance"]["inputs"] if i.get("absent")]
+    assert absent == [], f"inputs the report expected but the store lacked: {absent}"
+    index = (Path(tiny["reports"]) / "index.html").read_text()
+    assert f"{kind}/{made['id']}/report.html" in index
+
+
+@pytest.mark.slow
+def test_weekly_key_figures_match_validated_incidents(tiny):
+    """The weekly report's incident total equals the validated incidents of the local ISO week, counted independently."""
+    from features.store import Store
+
+    st = Store(tiny["store"])
+    inc = st.validated("incidents")
+    monday, next_monday = parse_week(tiny["week"])
+    start = pd.Timestamp(monday).tz_localize(st.timezone)
+    end = pd.Timestamp(next_monday).tz_localize(st.timezone)
+    expected = int(((inc["occurred_at"] >= start) & (inc["occurred_at"] < end)).sum())
+    summary = json.loads(Path(tiny["made"]["weekly"]["summary"]).read_text())
+    rows = {r["figure"]: r for r in summary["figures"]["key_figures"]}
+    assert rows["incidents (all)"]["this_week"] == publish.suppress_value(expected, 10)
+    assert summary["figures"]["signals_status"] == "ok"
+    # the maps drew every zone: one GeoJSON feature per zone in each map frame
+    page = Path(tiny["made"]["weekly"]["html"]).read_text()
+    assert page.count("<iframe") == 2 and "Leaflet 1.9.4" in page
+
+
+@pytest.mark.slow
+def test_brief_report_shows_the_staffing_of_the_store_brief(tiny):
+    """The brief report carries the DPS tier and peak staffing of store/briefs/<event>.json."""
+    brief = json.loads((Path(tiny["store"]) / "briefs" / f"{tiny['event_id']}.json").read_text())
+    summary = json.loads(Path(tiny["made"]["event-brief"]["summary"]).read_text())
+    assert summary["figures"]["status"] == "ok"
+    assert summary["figures"]["staffing_peak"]["rescuers"] == brief["staffing"]["peak"]["rescuers"]
+    assert summary["figures"]["dps"]["tier"] == brief["staffing"]["dps"]["tier"]
+    page = Path(tiny["made"]["event-brief"]["html"]).read_text()
+    assert brief["staffing"]["dps"]["tier"] in page
+
+
+@pytest.mark.slow
+def test_evaluation_report_lists_models_and_baselines(tiny):
+    """The evaluation report lists the fitted models and the seasonal-naive and hotspot baselines."""
+    summary = json.loads(Path(tiny["made"]["evaluation"]["summary"]).read_text())
+    models = {m["model"] for m in summary["figures"]["metrics"]}
+    assert {"glm", "xgb", "recent_hotspot"} <= models
+    assert any(m.startswith("seasonal_naive") for m in models)
+    assert summary["figures"]["effects"]
+
+
+def test_missing_analysis_is_said_not_hidden(tmp_path: Path):
+    """Where the store lacks an analysis, the report text names the command that produces it."""
+    from pipelines.report_figures import missing_step
+
+    (tmp_path / "study.json").write_text(json.dumps({"area": {"timezone": "UTC"}}))
+    msg = missing_step(tmp_path, "signals/2026-W46.json", period="2026-W46")
+    assert "has not been run" in msg and f"vigie signals --store {tmp_path} --week 2026-W46" in msg

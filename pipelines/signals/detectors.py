@@ -601,6 +601,7 @@ def presence_anomalies(
     scale_floor: float = 0.05,
     events: pd.DataFrame | None = None,
     event_margin_hours: float = 6.0,
+    holiday_factor: float = 2.5,
 ) -> pd.DataFrame:
     """Presence far above (gathering) or far below (emptied) its reference value.
 
@@ -614,8 +615,9 @@ def presence_anomalies(
     scale underestimated from few weeks does not turn noise into signals. The reported
     window is the run of consecutive slots with z beyond ``z_threshold`` around that hour; the
     signal is *explained* when an event is active in the zone during the window or within
-    ``event_margin_hours`` of it (crowds arrive before and leave after), on a public or school
-    holiday, or when events took place in the zone at the same time of week in the reference
+    ``event_margin_hours`` of it (crowds arrive before and leave after), when an emptied zone
+    falls on a public or school holiday, when a gathering on a holiday stays within
+    ``holiday_factor`` times the reference (a crowd beyond that is not the holiday), or when events took place in the zone at the same time of week in the reference
     weeks (the reference itself is then inflated: a stadium looks "emptied" on a match-free
     Saturday). Explained signals are kept but ranked after unexplained ones.
 
@@ -636,6 +638,8 @@ def presence_anomalies(
         Optional validated events (event_id, name, zone_id, start, end) to name in explanations.
     event_margin_hours
         Hours before and after an event during which an anomaly counts as explained by it.
+    holiday_factor
+        Largest present / reference ratio of a gathering that a holiday explains.
 
     Returns
     -------
@@ -738,15 +742,16 @@ def presence_anomalies(
                     and e > start - near - pd.Timedelta(weeks=kk)
                 ]
                 why, explained = "with no event known in the zone", True
+                holiday_ok = sign < 0 or (exp > 0 and obs / exp <= holiday_factor)
                 if active or names:
                     why = "explained by " + (
                         f"the event {', '.join(dict.fromkeys(names[:2]))}"
                         if names
                         else "an event in the zone"
                     )
-                elif bool((w["holiday"] > 0).any()):
+                elif holiday_ok and bool((w["holiday"] > 0).any()):
                     why = "on a public holiday"
-                elif bool((w["school_holiday"] > 0).any()):
+                elif holiday_ok and bool((w["school_holiday"] > 0).any()):
                     why = "during school holidays"
                 elif past:
                     why = (

@@ -277,6 +277,9 @@ def evaluate_detectors(
     eval_weeks
         How many of the cube's last complete weeks (with ``history_days`` before them) serve
         as evaluation weeks.
+    history_days
+        Look-back days before each evaluation week (drift charts, EARS baselines, fallback
+        expectation); cut to 28 when the cube is too short for three evaluation weeks.
     target_fpr
         False-positive rate per zone-week at which detectors are compared.
     calibration_units
@@ -331,7 +334,11 @@ def evaluate_detectors(
     frame = st.cube(columns=None if read_all else cols)
     frame["local_date"] = pd.to_datetime(frame["local_date"]).dt.date
     frame["incidents"] = pd.to_numeric(frame["incidents"], errors="coerce")
-    periods = _weeks_available(sorted(set(frame["local_date"])), history_days)
+    all_dates = sorted(set(frame["local_date"]))
+    periods = _weeks_available(all_dates, history_days)
+    if len(periods) < 3 and history_days > 28:  # a short cube: four weeks of look-back will do
+        history_days = 28
+        periods = _weeks_available(all_dates, history_days)
     if len(periods) < 1:
         raise InputError(
             f"{st.root}: the cube is too short to evaluate: it needs {history_days} days of "

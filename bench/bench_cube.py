@@ -1,0 +1,478 @@
+"""Benchmark: the zone x hour cube, vigie against a plain DuckDB SQL implementation of it.
+
+For a synthetic city (``tiny``, ``city`` or ``metropolis``: 1 000 zones x 2 years = 17.5 M
+zone-hours) the store is made once by ``features.synth.generate`` + ``features.ingest.ingest``
+(cached under ``$VIGIE_BENCH_DIR``, default ``~/.cache/vigie/bench``), then, in the same run and
+over the same Parquet files:
+
+* **vigie**: ``features.cube.build_cube(store, engine=...)`` in a child process, which reports
+  its own peak resident memory (``resource.getrusage(RUSAGE_SELF).ru_maxrss``, DuckDB included);
+* **plain DuckDB**: one SQL statement, written by hand here (not by vigie), computing the same
+  columns (slot expansion of presence/ridership/weather, incidents per category, distinct lamps
+  out at the midpoint, events, the windowed 8-week median reference value, darkness from a
+  sunrise/sunset table and holiday flags) and writing the same month partitions with
+  ``COPY ... PARTITION_BY``, also in a child process. DuckDB cannot compute sunrise or holidays,
+  so those two small tables (zone cells x dates, dates) are prepared before the clock starts,
+  which slightly favours the reference.
+
+The goal (issue 3): vigie within 1.5x of DuckDB and under 8 GB peak. ``run`` prints both times,
+the ratio and the peak memory, checks that both cubes hold the same values, and writes the table
+of every scale measured so far into docs/benchmarks.md (section between the ``bench_cube``
+markers; other benchmarks' sections are left alone).
+
+Usage: ``python -m bench.bench_cube [tiny|city|metropolis ...]`` or ``run("metropolis")``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+DOC = ROOT / "docs" / "benchmarks.md"
+RESULTS = ROOT / "bench" / "bench_cube_results.json"
+START, END = "<!-- bench_cube:start -->", "<!-- bench_cube:end -->"
+GOAL_RATIO, GOAL_GB = 1.5, 8.0
+
+
+def bench_dir() -> Path:
+    """Where the synthetic stores are cached between runs."""
+    return Path(os.environ.get("VIGIE_BENCH_DIR", Path.home() / ".cache" / "vigie" / "bench"))
+
+
+def prepare(scale: str, *, seed: int = 0) -> Path:
+    """The ingested store of a synthetic city of this scale (made once, then reused)."""
+    from features.ingest import ingest
+    from features.synth import generate
+
+    base = bench_dir() / f"{scale}-seed{seed}"
+    store = base / "store"
+    stamp = base / "ready.json"
+    if stamp.exists():
+        return store
+    t0 = time.perf_counter()
+    synth = generate(scale, base / "raw", seed=seed)
+    t1 = time.perf_counter()
+    ingest(synth.sources_yaml, store)
+    t2 = time.perf_counter()
+    stamp.write_text(json.dumps({"synth_s": t1 - t0, "ingest_s": t2 - t1}))
+    return store
+
+
+# ------------------------------------------------------------------------------------------
+# child processes
+# ------------------------------------------------------------------------------------------
+_VIGIE_CHILD = """
+import json, resource, sys, time
+from features.cube import build_cube
+from features.store import Store
+t = time.perf_counter()
+r = build_cube(Store(sys.argv[1]), engine=sys.argv[2])
+print(json.dumps({"seconds": time.perf_counter() - t, "rows": r.rows,
+                  "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+"""
+
+_DUCKDB_CHILD = """
+import json, resource, sys, time
+import duckdb
+spec = json.load(open(sys.argv[1]))
+con = duckdb.connect()
+for stmt in spec["setup"]:
+    con.execute(stmt)
+t = time.perf_counter()
+con.execute(spec["sql"])
+rows = con.execute(spec["count"]).fetchone()[0]
+print(json.dumps({"seconds": time.perf_counter() - t, "rows": rows,
+                  "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+"""
+
+
+def _child(code: str, *args: str) -> dict:
+    out = subprocess.run(
+        [sys.executable, "-c", code, *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if out.returncode != 0:
+        raise RuntimeError(f"benchmark child failed:\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+# ------------------------------------------------------------------------------------------
+# the plain DuckDB cube
+# ------------------------------------------------------------------------------------------
+def reference_sql(store_root: Path, out_dir: Path, work: Path) -> dict:
+    """The hand-written DuckDB statement for the same cube as vigie's (hourly grain).
+
+    Small calendar inputs (zone -> sun cell, sunrise/sunset per cell and local date, holiday
+    flags per local date) are written to ``work`` as Parquet first; everything else is read from
+    the store's validated Parquet files by the SQL itself.
+    """
+    from features.cube import _day_flags, slug, sun_table  # calendar inputs only
+    from features.store import Store
+    from features.zones import centroids
+
+    store = Store(store_root)
+    meta = store.cube_meta()  # the period and categories vigie used, so both build the same grid
+    if meta["grain"] != "1h":
+        raise ValueError("the DuckDB reference is written for the hourly grain")
+    tz = meta["timezone"]
+    h0 = int(pd.Timestamp(meta["start"]).value // 10**9) // 3600
+    h1 = int(pd.Timestamp(meta["end"]).value // 10**9) // 3600
+    zones = store.zones()
+    zones["zone_id"] = zones["zone_id"].astype(str)
+    cent = centroids(zones)
+    day0 = pd.Timestamp(meta["start"]).tz_convert(tz).normalize().tz_localize(None) - pd.Timedelta(
+        days=60
+    )
+    day1 = pd.Timestamp(meta["end"]).tz_convert(tz).normalize().tz_localize(None) + pd.Timedelta(
+        days=2
+    )
+    days = np.arange(day0.value // 86_400_000_000_000, day1.value // 86_400_000_000_000)
+    rise, sset, cell = sun_table(
+        cent["latitude"].to_numpy(), cent["longitude"].to_numpy(), days, timezone=tz
+    )
+    area = store.study()["area"]
+    from features.config import default_country
+
+    country = area.get("country") or default_country(tz)
+    hol, school = _day_flags(
+        int(days[0]),
+        int(days[-1]) + 1,
+        country,
+        area.get("subdivision"),
+        area.get("school_zone") if country == "FR" else None,
+    )
+    work.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame({"zone_id": cent["zone_id"], "cell": cell}).to_parquet(work / "zcell.parquet")
+    dates = pd.to_datetime(days, unit="D").date
+    pd.DataFrame(
+        {
+            "cell": np.repeat(np.arange(rise.shape[0]), len(days)),
+            "d": np.tile(dates, rise.shape[0]),
+            "rise": rise.ravel(),
+            "sset": sset.ravel(),
+        }
+    ).to_parquet(work / "sun.parquet")
+    pd.DataFrame({"d": dates, "holiday": hol, "school_holiday": school}).to_parquet(
+        work / "days.parquet"
+    )
+
+    v = store.validated_dir
+    has = {
+        s: (v / f"{s}.parquet").exists()
+        for s in (
+            "presence",
+            "incidents",
+            "lamps",
+            "lighting_faults",
+            "ridership",
+            "events",
+            "weather",
+        )
+    }
+    cols = set(meta["columns"])
+    cats = {
+        s: [c for c, sl in ((c, slug(c)) for c in _categories(v)) if sl == s]
+        for s in meta["categories"]
+    }
+    q = lambda s: f"read_parquet('{v / (s + '.parquet')}')"  # noqa: E731
+    ts = "::TIMESTAMPTZ"
+
+    def slot_end(start: str) -> str:
+        m = "coalesce(slot_minutes, 60)"
+        return (
+            f"CASE WHEN {m} % 1440 = 0 THEN epoch(timezone('{tz}', timezone('{tz}', {start}{ts})"
+            f" + to_days(({m} // 1440)::INTEGER))) ELSE epoch({start}{ts}) + 60 * {m} END"
+        )
+
+    def spread(src: str, lo: int, value_sql: str, group: str, where: str = "TRUE") -> str:
+        return f"""
+          SELECT {group}, k AS eh, {value_sql}
+          FROM (SELECT *, least(e, (k + 1) * 3600.0) - greatest(s, k * 3600.0) AS w FROM (
+                  SELECT *, unnest(range(greatest(floor(s / 3600), {lo})::BIGINT,
+                                         least(ceil(e / 3600), {h1})::BIGINT)) AS k
+                  FROM (SELECT *, epoch(start{ts}) AS s, {slot_end("start")} AS e
+                        FROM {src} WHERE {where})))
+          WHERE w > 0 GROUP BY ALL"""
+
+    ctes = [
+        f"""hours AS (
+          SELECT eh, to_timestamp(eh * 3600) AS hour, timezone('{tz}', to_timestamp(eh * 3600)) AS lt,
+                 timezone('{tz}', to_timestamp(eh * 3600 + 1800)) AS lmid
+          FROM range({h0}, {h1}) t(eh))""",
+        f"grid AS (SELECT z.zone_id, h.* FROM (SELECT zone_id FROM read_parquet('{work / 'zcell.parquet'}')) z, hours h)",
+    ]
+    select = [
+        "g.zone_id",
+        "g.hour::TIMESTAMPTZ_NS AS hour",
+        "hour(g.lt)::TINYINT AS local_hour",
+        "(isodow(g.lt) - 1)::TINYINT AS dow",
+        "g.lt::DATE AS local_date",
+    ]
+    joins = []
+    lookback = h0 - 57 * 24
+    if has["presence"]:
+        extra = [c for c in ("residents", "visitors") if c in cols]
+        vals = ", ".join(
+            f"sum({c} * w) / sum(CASE WHEN {c} IS NOT NULL THEN w END) AS {c}"
+            for c in ["present", *extra]
+        )
+        ctes.append(
+            f"pres AS ({spread(q('presence'), lookback, vals, 'zone_id', f'start >= to_timestamp({lookback * 3600 - 172800})::TIMESTAMPTZ_NS')})"
+        )
+        ev_cte = (
+            "evh AS (SELECT DISTINCT zone_id, eh FROM events_h)"
+            if has["events"]
+            else "evh AS (SELECT NULL::VARCHAR AS zone_id, NULL::BIGINT AS eh WHERE FALSE)"
+        )
+        ctes.append(ev_cte)
+        ctes.append(f"""pool AS (
+          SELECT zone_id, timezone('{tz}', to_timestamp(eh * 3600)) AS lt, present
+          FROM pres ANTI JOIN evh USING (zone_id, eh))""")
+        ctes.append("""agg AS (
+          SELECT zone_id, lt::DATE AS d, hour(lt) AS lh, avg(present) AS v FROM pool GROUP BY ALL)""")
+        ctes.append("""slots AS (
+          SELECT k.zone_id, k.d, k.lh, a.v FROM (
+            SELECT DISTINCT zone_id, lt::DATE AS d, hour(lt) AS lh FROM grid
+            UNION SELECT zone_id, d, lh FROM agg) k
+          LEFT JOIN agg a ON a.zone_id = k.zone_id AND a.d = k.d AND a.lh = k.lh)""")
+        ctes.append("""base AS (
+          SELECT zone_id, d, lh,
+                 CASE WHEN count(v) OVER w >= 2 THEN median(v) OVER w END AS present_baseline
+          FROM slots
+          WINDOW w AS (PARTITION BY zone_id, lh, isodow(d) ORDER BY d
+                       RANGE BETWEEN INTERVAL 56 DAYS PRECEDING AND INTERVAL 7 DAYS PRECEDING))""")
+        joins.append("LEFT JOIN pres p ON p.zone_id = g.zone_id AND p.eh = g.eh")
+        joins.append(
+            "LEFT JOIN base b ON b.zone_id = g.zone_id AND b.d = g.lt::DATE AND b.lh = hour(g.lt)"
+        )
+        select += [
+            "p.present",
+            "p.present IS NULL AS present_missing",
+            "b.present_baseline",
+            "CASE WHEN b.present_baseline > 0 THEN p.present / b.present_baseline END AS present_ratio",
+            *[f"p.{c}" for c in extra],
+        ]
+    if has["incidents"]:
+        filt = ", ".join(
+            f"count(*) FILTER (WHERE category IN ({', '.join(repr(c) for c in cats[s])}))::INTEGER AS inc_{s}"
+            for s in sorted(cats)
+        )
+        ctes.append(f"""inc AS (
+          SELECT zone_id, floor(epoch(occurred_at{ts}) / 3600)::BIGINT AS eh, count(*)::INTEGER AS incidents, {filt}
+          FROM {q("incidents")} WHERE zone_id IS NOT NULL GROUP BY ALL)""")
+        joins.append("LEFT JOIN inc i ON i.zone_id = g.zone_id AND i.eh = g.eh")
+        select.append("coalesce(i.incidents, 0)::INTEGER AS incidents")
+        select += [f"coalesce(i.inc_{s}, 0)::INTEGER AS inc_{s}" for s in sorted(cats)]
+    if has["lamps"]:
+        ctes.append(
+            f"lampn AS (SELECT zone_id, count(*)::INTEGER AS lamps FROM {q('lamps')} GROUP BY ALL)"
+        )
+        joins.append("LEFT JOIN lampn ln ON ln.zone_id = g.zone_id")
+        select.append("coalesce(ln.lamps, 0)::INTEGER AS lamps")
+        if has["lighting_faults"]:
+            ctes.append(f"""lout AS (
+              SELECT zone_id, eh, count(DISTINCT lamp_id)::INTEGER AS lamps_out FROM (
+                SELECT l.zone_id, f.lamp_id,
+                       unnest(range(greatest(ceil((epoch(f.reported_at{ts}) - 1800) / 3600), {h0})::BIGINT,
+                                    least(ceil((coalesce(epoch(f.repaired_at{ts}), 1e18) - 1800) / 3600), {h1})::BIGINT)) AS eh
+                FROM {q("lighting_faults")} f JOIN {q("lamps")} l ON l.lamp_id = f.lamp_id)
+              GROUP BY ALL)""")
+            joins.append("LEFT JOIN lout lo ON lo.zone_id = g.zone_id AND lo.eh = g.eh")
+            select.append("coalesce(lo.lamps_out, 0)::INTEGER AS lamps_out")
+    ctes.append(f"zc AS (SELECT * FROM read_parquet('{work / 'zcell.parquet'}'))")
+    ctes.append(f"sun AS (SELECT * FROM read_parquet('{work / 'sun.parquet'}'))")
+    joins.append("JOIN zc ON zc.zone_id = g.zone_id")
+    joins.append("JOIN sun ON sun.cell = zc.cell AND sun.d = g.lmid::DATE")
+    select.append("(g.eh * 3600 + 1800 < sun.rise OR g.eh * 3600 + 1800 >= sun.sset) AS dark")
+    if has["ridership"]:
+        ctes.append(
+            f"rid AS ({spread(q('ridership'), h0, 'sum(entries * w / (e - s)) AS entries', 'zone_id', 'zone_id IS NOT NULL AND entries IS NOT NULL')})"
+        )
+        joins.append("LEFT JOIN rid r ON r.zone_id = g.zone_id AND r.eh = g.eh")
+        select.append("coalesce(r.entries, 0.0) AS ridership_entries")
+    if has["events"]:
+        ctes.insert(
+            2,
+            f"""events_h AS (
+          SELECT DISTINCT zone_id, event_id, att, unnest(range(greatest(floor(s / 3600), {lookback})::BIGINT,
+                                                       least(ceil(e / 3600), {h1})::BIGINT)) AS eh
+          FROM (SELECT zone_id, event_id, coalesce(expected_attendance, 0.0) AS att, epoch(start{ts}) AS s,
+                       greatest(epoch("end"{ts}), epoch(start{ts}) + 1) AS e
+                FROM {q("events")} WHERE zone_id IS NOT NULL))""",
+        )
+        ctes.append(
+            "eva AS (SELECT zone_id, eh, count(*)::INTEGER AS n, sum(att) AS att FROM events_h GROUP BY ALL)"
+        )
+        joins.append("LEFT JOIN eva ea ON ea.zone_id = g.zone_id AND ea.eh = g.eh")
+        select += [
+            "coalesce(ea.n, 0)::INTEGER AS events_active",
+            "coalesce(ea.att, 0.0) AS event_attendance",
+        ]
+    ctes.append(f"days AS (SELECT * FROM read_parquet('{work / 'days.parquet'}'))")
+    joins.append("JOIN days dd ON dd.d = g.lt::DATE")
+    select += ["dd.holiday", "dd.school_holiday"]
+    if has["weather"]:
+        vals = (
+            "sum(temperature_c * w) / sum(CASE WHEN temperature_c IS NOT NULL THEN w END) AS temperature_c, "
+            "sum(precipitation_mm * w / (e - s)) AS precipitation_mm"
+        )
+        ctes.append(f"wx AS ({spread(q('weather'), h0, vals, '1 AS one')})")
+        joins.append("LEFT JOIN wx ON wx.eh = g.eh")
+        select += ["wx.temperature_c", "wx.precipitation_mm"]
+    select.append("strftime(g.hour, '%Y-%m') AS month")
+    sql = (
+        "COPY (WITH "
+        + ",\n".join(ctes)
+        + "\nSELECT "
+        + ", ".join(select)
+        + "\nFROM grid g\n"
+        + "\n".join(joins)
+        + f"\n) TO '{out_dir}' (FORMAT PARQUET, PARTITION_BY (month), OVERWRITE_OR_IGNORE)"
+    )
+    return {
+        "setup": [
+            "SET TimeZone='UTC'",
+            "SET memory_limit='8GB'",
+            f"SET temp_directory='{work / 'spill'}'",
+            "SET preserve_insertion_order=false",
+        ],
+        "sql": sql,
+        "count": f"SELECT count(*) FROM read_parquet('{out_dir}/*/*.parquet')",
+    }
+
+
+def _categories(validated: Path) -> list[str]:
+    import pyarrow.parquet as pq
+
+    col = pq.read_table(validated / "incidents.parquet", columns=["category"]).column(0)
+    return sorted({c for c in col.to_pylist() if c is not None})
+
+
+def compare(vigie_cube: Path, duckdb_cube: Path) -> float:
+    """Largest relative difference between the two cubes over every numeric column (0 = equal);
+    raises when rows, columns or booleans differ."""
+    a = pd.read_parquet(vigie_cube)
+    b = pd.read_parquet(duckdb_cube)
+    for df in (a, b):
+        df.drop(columns=[c for c in ("month",) if c in df.columns], inplace=True)
+        df["zone_id"] = df["zone_id"].astype(str)
+        df.sort_values(["zone_id", "hour"], inplace=True, kind="stable")
+        df.reset_index(drop=True, inplace=True)
+    if list(a.columns) != list(b.columns) or len(a) != len(b):
+        raise AssertionError(
+            f"cubes differ in shape: {a.shape} {list(a.columns)} vs {b.shape} {list(b.columns)}"
+        )
+    worst = 0.0
+    for c in a.columns:
+        x, y = a[c], b[c]
+        if pd.api.types.is_float_dtype(x):
+            xv, yv = x.to_numpy(float), y.to_numpy(float)
+            if not np.array_equal(np.isnan(xv), np.isnan(yv)):
+                raise AssertionError(f"column {c}: NaN in different rows")
+            ok = ~np.isnan(xv)
+            rel = np.abs(xv[ok] - yv[ok]) / np.maximum(np.abs(yv[ok]), 1e-9)
+            worst = max(worst, float(rel.max(initial=0.0)))
+        elif not (x.astype(str).to_numpy() == y.astype(str).to_numpy()).all():
+            raise AssertionError(
+                f"column {c}: {int((x.astype(str) != y.astype(str)).sum())} rows differ"
+            )
+    return worst
+
+
+# ------------------------------------------------------------------------------------------
+def run(
+    scale: str = "metropolis", *, engine: str = "duckdb", seed: int = 0, check: bool = True
+) -> dict:
+    """Build one scale's cube with vigie and with plain DuckDB; print and record the figures.
+
+    Returns
+    -------
+    dict
+        ``scale, zone_hours, vigie_s, duckdb_s, ratio, vigie_peak_mb, duckdb_peak_mb,
+        max_rel_diff, goal_met`` (also appended to bench/bench_cube_results.json and written into
+        docs/benchmarks.md).
+    """
+    store = prepare(scale, seed=seed)
+    vigie = _child(_VIGIE_CHILD, str(store), engine)
+    with tempfile.TemporaryDirectory(prefix="vigie-bench-cube-") as tmp:
+        out = Path(tmp) / "cube"
+        spec = reference_sql(store, out, Path(tmp) / "work")
+        spec_path = Path(tmp) / "spec.json"
+        spec_path.write_text(json.dumps(spec))
+        ref = _child(_DUCKDB_CHILD, str(spec_path))
+        diff = compare(store / "cube", out) if check else float("nan")
+    if ref["rows"] != vigie["rows"]:
+        raise AssertionError(f"row counts differ: vigie {vigie['rows']}, DuckDB {ref['rows']}")
+    ratio = vigie["seconds"] / ref["seconds"]
+    result = {
+        "scale": scale,
+        "engine": engine,
+        "zone_hours": vigie["rows"],
+        "vigie_s": round(vigie["seconds"], 2),
+        "duckdb_s": round(ref["seconds"], 2),
+        "ratio": round(ratio, 2),
+        "vigie_peak_mb": round(vigie["peak_mb"]),
+        "duckdb_peak_mb": round(ref["peak_mb"]),
+        "max_rel_diff": diff,
+        "goal_met": bool(ratio <= GOAL_RATIO and vigie["peak_mb"] < GOAL_GB * 1024),
+        "cores": os.cpu_count(),
+        "when": pd.Timestamp.now(tz="UTC").isoformat(timespec="seconds"),
+    }
+    print(
+        f"cube {scale}: {result['zone_hours']:,} zone-hours | vigie ({engine}) {result['vigie_s']:.1f} s, "
+        f"peak {result['vigie_peak_mb']:,} MB | plain DuckDB {result['duckdb_s']:.1f} s, peak "
+        f"{result['duckdb_peak_mb']:,} MB | ratio {result['ratio']:.2f} (goal <= {GOAL_RATIO}, < {GOAL_GB:.0f} GB): "
+        f"{'met' if result['goal_met'] else 'NOT met'} | same values: max rel. diff {diff:.1e}"
+    )
+    _record(result)
+    return result
+
+
+def _record(result: dict) -> None:
+    results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    results[f"{result['scale']}/{result['engine']}"] = result
+    RESULTS.write_text(json.dumps(results, indent=2))
+    order = {"tiny": 0, "city": 1, "metropolis": 2}
+    rows = sorted(results.values(), key=lambda r: (order.get(r["scale"], 9), r["engine"]))
+    lines = [
+        START,
+        "## Cube build (`bench/bench_cube.py`)",
+        "",
+        "vigie's `build_cube` against a hand-written DuckDB SQL statement computing the same cube over",
+        "the same validated Parquet files, each in a child process, same run; peak = the child's",
+        f"maximum resident memory. Goal: vigie <= {GOAL_RATIO}x DuckDB and < {GOAL_GB:.0f} GB.",
+        "",
+        "| scale | zone-hours | vigie engine | vigie (s) | DuckDB SQL (s) | ratio | vigie peak (MB) | DuckDB peak (MB) | same values (max rel. diff) | goal | measured |",
+        "|---|---:|---|---:|---:|---:|---:|---:|---:|---|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['scale']} | {r['zone_hours']:,} | {r['engine']} | {r['vigie_s']:.1f} | {r['duckdb_s']:.1f} | "
+            f"{r['ratio']:.2f} | {r['vigie_peak_mb']:,} | {r['duckdb_peak_mb']:,} | {r['max_rel_diff']:.0e} | "
+            f"{'met' if r['goal_met'] else 'not met'} | {r['when'][:10]}, {r['cores']} cores |"
+        )
+    lines.append(END)
+    block = "\n".join(lines)
+    text = DOC.read_text() if DOC.exists() else "# Benchmarks\n\nFigures written by `make bench`.\n"
+    if START in text and END in text:
+        text = text[: text.index(START)] + block + text[text.index(END) + len(END) :]
+    else:
+        text = text.rstrip() + "\n\n" + block + "\n"
+    DOC.write_text(text)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    for name in sys.argv[1:] or ["tiny", "city", "metropolis"]:
+        run(name)
