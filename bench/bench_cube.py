@@ -38,7 +38,7 @@ import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "benchmarks.md"
-RESULTS = ROOT / "bench" / "bench_cube_results.json"
+RESULTS = ROOT / "bench_out" / "cube_results.json"
 START, END = "<!-- bench_cube:start -->", "<!-- bench_cube:end -->"
 GOAL_RATIO, GOAL_GB = 1.5, 8.0
 
@@ -393,17 +393,33 @@ def compare(vigie_cube: Path, duckdb_cube: Path) -> float:
 
 # ------------------------------------------------------------------------------------------
 def run(
-    scale: str = "metropolis", *, engine: str = "duckdb", seed: int = 0, check: bool = True
+    scale: str | None = None, *, engine: str = "duckdb", seed: int = 0, check: bool = True
 ) -> dict:
-    """Build one scale's cube with vigie and with plain DuckDB; print and record the figures.
+    """Build a scale's cube with vigie and with plain DuckDB; print and record the figures.
+
+    Parameters
+    ----------
+    scale
+        ``tiny``, ``city`` or ``metropolis``; None runs the three in turn (what ``make bench``
+        does) and returns ``{scale: result}``.
+    engine
+        vigie's engine (``duckdb`` by default; ``pandas`` and ``dask`` for comparison).
+    seed
+        Synthetic city seed.
+    check
+        Compare both cubes value by value (``max_rel_diff``).
 
     Returns
     -------
     dict
         ``scale, zone_hours, vigie_s, duckdb_s, ratio, vigie_peak_mb, duckdb_peak_mb,
-        max_rel_diff, goal_met`` (also appended to bench/bench_cube_results.json and written into
+        max_rel_diff, goal_met`` (also kept in bench_out/cube_results.json and written into
         docs/benchmarks.md).
     """
+    if scale is None:
+        return {
+            s: run(s, engine=engine, seed=seed, check=check) for s in ("tiny", "city", "metropolis")
+        }
     store = prepare(scale, seed=seed)
     vigie = _child(_VIGIE_CHILD, str(store), engine)
     with tempfile.TemporaryDirectory(prefix="vigie-bench-cube-") as tmp:
@@ -443,6 +459,7 @@ def run(
 def _record(result: dict) -> None:
     results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
     results[f"{result['scale']}/{result['engine']}"] = result
+    RESULTS.parent.mkdir(exist_ok=True)
     RESULTS.write_text(json.dumps(results, indent=2))
     order = {"tiny": 0, "city": 1, "metropolis": 2}
     rows = sorted(results.values(), key=lambda r: (order.get(r["scale"], 9), r["engine"]))

@@ -84,19 +84,22 @@ def same_slot_median(
             f"target_days and target_slots must have the same length, got {target_days.shape} "
             f"and {target_slots.shape}"
         )
-    n_zones, n_days, _ = pool.shape
+    n_zones, n_days, n_slots = pool.shape
     n = target_days.size
-    lags = np.arange(1, weeks + 1, dtype=np.int64) * 7
-    past_days = target_days[:, None] - lags[None, :]  # (n, weeks)
-    valid_day = (past_days >= 0) & (past_days < n_days)
-    past = np.full((n_zones, n, weeks), np.nan)
-    rows, cols = np.nonzero(valid_day)
-    past[:, rows, cols] = pool[:, past_days[rows, cols], target_slots[rows]]
-    count = np.sum(~np.isnan(past), axis=2)
+    if n == 0:
+        return np.empty((n_zones, 0))
+    flat = np.ascontiguousarray(pool).reshape(n_zones, n_days * n_slots)
+    past = np.empty((weeks, n_zones, n))
+    for k in range(1, weeks + 1):  # one (zones, n) gather per past week
+        day = target_days - 7 * k
+        ok = (day >= 0) & (day < n_days)
+        past[k - 1] = flat[:, np.where(ok, day, 0) * n_slots + target_slots]
+        past[k - 1][:, ~ok] = np.nan
+    count = np.sum(~np.isnan(past), axis=0)
     # median of the non-NaN values: sort (NaN last), average the two middle ones
-    ordered = np.sort(past, axis=2)
-    lo = np.take_along_axis(ordered, np.maximum(count - 1, 0)[..., None] // 2, axis=2)[..., 0]
-    hi = np.take_along_axis(ordered, (count // 2)[..., None], axis=2)[..., 0] if weeks else lo
+    ordered = np.sort(past, axis=0)
+    lo = np.take_along_axis(ordered, (np.maximum(count - 1, 0) // 2)[None], axis=0)[0]
+    hi = np.take_along_axis(ordered, np.minimum(count // 2, weeks - 1)[None], axis=0)[0]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         med = (lo + hi) / 2.0

@@ -44,7 +44,6 @@ Orange Business, *Flux Vision* product documentation (present volumes, residents
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 import time
@@ -614,8 +613,8 @@ def _make_events(
     ] = []  # kind, zone, local start, hours, attendance
     for i, day in enumerate(days):
         dow = day.dayofweek
-        for s in stadiums:
-            if dow in (5, 6) and (i // 7 + s) % 2 == 0:
+        for s in stadiums:  # a home match every weekend: Saturday 21:00 or Sunday 17:00
+            if (dow == 5 and (i // 7 + s) % 2 == 0) or (dow == 6 and (i // 7 + s) % 2 == 1):
                 hour = 21 if dow == 5 else 17
                 raw.append(
                     (
@@ -924,18 +923,31 @@ def _plan_signals(zones: _Zones, end: pd.Timestamp, seed: int) -> list[_Signal]:
     rng = _rng(seed, 6)
     Z = len(zones.ids)
     ok = ~zones.is_2h & np.isin(zones.types, ["residential", "centre", "nightlife", "business"])
-    taken: set[int] = set()
+    used: set[int] = set()  # zones a signal already acts on
+    near: set[int] = set()  # those and their neighbours
 
     def pick(types: tuple[str, ...], need_nb: int = 0) -> int:
-        cands = [z for z in rng.permutation(Z) if ok[z] and zones.types[z] in types and z not in taken
-                 and not (set(zones.neighbours[z]) & taken)
-                 and sum(ok[m] and m not in taken for m in zones.neighbours[z]) >= need_nb]  # fmt: skip
-        if not cands:
-            cands = [z for z in rng.permutation(Z) if ok[z] and z not in taken]
-        z = int(cands[0])
-        taken.add(z)
-        taken.update(zones.neighbours[z])
-        return z
+        """A zone of one of ``types``; best away from earlier signals, else just not on them."""
+        order = [int(z) for z in rng.permutation(Z) if ok[z]]
+
+        def free_nbs(z: int) -> int:
+            return sum(bool(ok[m]) and m not in used for m in zones.neighbours[z])
+
+        tiers = [
+            [z for z in order if zones.types[z] in types and z not in near
+             and not set(zones.neighbours[z]) & near and free_nbs(z) >= need_nb],
+            [z for z in order if zones.types[z] in types and z not in near
+             and not set(zones.neighbours[z]) & used and free_nbs(z) >= need_nb],
+            [z for z in order if z not in used and not set(zones.neighbours[z]) & used],
+            [z for z in order if z not in used],
+        ]  # fmt: skip
+        return next(t for t in tiers if t)[0]
+
+    def mark(zs: list[int]) -> None:
+        used.update(zs)
+        near.update(zs)
+        for z in zs:
+            near.update(zones.neighbours[z])
 
     def local(s: str) -> pd.Timestamp:
         return pd.Timestamp(s).tz_localize(TIMEZONE).tz_convert("UTC")
@@ -944,19 +956,23 @@ def _plan_signals(zones: _Zones, end: pd.Timestamp, seed: int) -> list[_Signal]:
     w44 = end_l - pd.Timedelta(weeks=3)  # Monday of the third-last week
     signals = []
     z = pick(("residential", "centre"))
+    mark([z])
     signals.append(_Signal("emerging", [z], local(str(w44 + pd.Timedelta(weeks=1))), end,
                            {"multiplier_start": 1.0, "multiplier_end": 3.0, "shape": "linear ramp",
                             "categories": list(CAT_NAMES)}))  # fmt: skip
     z = pick(("residential", "centre", "nightlife"), need_nb=2)
-    nbs = [m for m in zones.neighbours[z] if ok[m]][:2]
+    nbs = [m for m in zones.neighbours[z] if ok[m] and m not in used][:2]
+    mark([z, *nbs])
     signals.append(_Signal("cluster", [z, *nbs], local(str(w44 + pd.Timedelta(days=8))),
                            local(str(w44 + pd.Timedelta(days=12))),
                            {"multiplier": 3.0, "categories": list(_STREET)}))  # fmt: skip
     z = pick(("business",))
+    mark([z])
     night = w44 + pd.Timedelta(days=6)  # Sunday of the third-last week, 01:00-04:00
     signals.append(_Signal("gathering", [z], local(str(night + pd.Timedelta(hours=1))),
                            local(str(night + pd.Timedelta(hours=4))), {"extra_people": None}))  # fmt: skip
     z = pick(("residential", "centre"), need_nb=2)
+    mark([z, *zones.neighbours[z]])
     rs = local(str(w44 + pd.Timedelta(weeks=2, hours=18, minutes=7)))
     rp = local(str(w44 + pd.Timedelta(weeks=2, days=4, hours=10, minutes=41)))
     signals.append(_Signal("outage_spillover", [z], rs, rp,
@@ -1227,13 +1243,8 @@ def generate(scale: str, out: str | Path, *, seed: int = 0) -> SynthResult:
         n_s = pairs[-1] + 1
         cnt = np.bincount(pairs, minlength=n_s).astype(float)
 
-        def slot_mean(x: np.ndarray) -> np.ndarray:
-            s = np.zeros((n_s, x.shape[1]))
-            np.add.at(s, pairs, x)
-            return s / cnt[:, None]
-
-        p2 = np.maximum(np.round(slot_mean(present[:, twoh_z])), 1).astype(np.int64)
-        r2 = np.minimum(np.round(slot_mean(res_i[:, twoh_z])).astype(np.int64), p2)
+        p2 = np.maximum(np.round(_slot_mean(present[:, twoh_z], pairs, cnt)), 1).astype(np.int64)
+        r2 = np.minimum(np.round(_slot_mean(res_i[:, twoh_z], pairs, cnt)).astype(np.int64), p2)
         exposure = present.astype(float)
         exposure[:, twoh_z] = p2[pairs]
         venue_exposure[a:b] = exposure[:, venue_zones]
@@ -1473,6 +1484,13 @@ def generate(scale: str, out: str | Path, *, seed: int = 0) -> SynthResult:
     log.info("synth %s written to %s in %.1f s", scale, out, seconds)
     return SynthResult(out=out, scale=scale, seed=seed, sources_yaml=out / "sources.yaml",
                        truth_json=out / "truth.json", files=files, rows=rows, seconds=seconds)  # fmt: skip
+
+
+def _slot_mean(x: np.ndarray, pairs: np.ndarray, cnt: np.ndarray) -> np.ndarray:
+    """Mean of hourly rows ``x`` over the 2-hour slots ``pairs`` (slot index of each hour)."""
+    s = np.zeros((len(cnt), x.shape[1]))
+    np.add.at(s, pairs, x)
+    return s / cnt[:, None]
 
 
 def _iso_offset(t: pd.Series) -> pd.Series:

@@ -87,43 +87,60 @@ def h3_zones(cells) -> geopandas.GeoDataFrame:  # noqa: F821
     return gpd.GeoDataFrame({"zone_id": pd.array(cells, dtype=object)}, geometry=polys, crs=4326)
 
 
-def assign_codes(lat: np.ndarray, lon: np.ndarray, zones) -> np.ndarray:
+def assign_codes(lat: np.ndarray, lon: np.ndarray, zones, *, grid: int = 128) -> np.ndarray:
     """Row position (in ``zones``) of the zone containing each point, -1 outside every zone.
 
-    Vectorised without building point geometries: points are sorted by longitude once, each
-    zone takes the slab of its bounding box by binary search, and ``shapely.contains_xy`` on a
-    prepared polygon tests the candidates. Zones are visited in file order and a point keeps the
-    first zone that contains it (a point on a shared border is not doubled).
+    Vectorised without building a geometry per point. A ``grid`` x ``grid`` raster over the zones'
+    extent is classified once: a cell lying within one zone gives its points that zone directly
+    (integer arithmetic); only points in cells crossed by a border are tested exactly, with
+    ``shapely.contains_xy`` / ``intersects_xy`` on prepared polygons, zones in file order, a point
+    keeping the first zone that contains it (a point on a shared border is not doubled).
     """
     import shapely
 
     lat = np.asarray(lat, dtype=float)
     lon = np.asarray(lon, dtype=float)
     out = np.full(len(lat), -1, dtype=np.int64)
-    ok = np.flatnonzero(np.isfinite(lat) & np.isfinite(lon))
-    if len(ok) == 0 or len(zones) == 0:
-        return out
-    order = ok[np.argsort(lon[ok], kind="stable")]
-    xs = lon[order]
     geoms = zones.geometry.to_numpy()
-    bounds = shapely.bounds(geoms)
-    for k, g in enumerate(geoms):
-        if g is None or g.is_empty:
-            continue
-        x0, y0, x1, y1 = bounds[k]
-        a, b = np.searchsorted(xs, [x0, x1], side="left")[0], np.searchsorted(xs, x1, side="right")
-        if a >= b:
-            continue
-        cand = order[a:b]
-        cy = lat[cand]
-        cand = cand[(cy >= y0) & (cy <= y1) & (out[cand] < 0)]
-        if len(cand) == 0:
-            continue
-        shapely.prepare(g)
-        inside = shapely.contains_xy(g, lon[cand], lat[cand]) | shapely.intersects_xy(
-            g, lon[cand], lat[cand]
-        )
-        out[cand[inside]] = k
+    if len(lat) == 0 or len(geoms) == 0:
+        return out
+    x0, y0, x1, y1 = shapely.total_bounds(geoms)
+    dx = (x1 - x0) / grid or 1e-9
+    dy = (y1 - y0) / grid or 1e-9
+    # classify the raster's cells
+    cx, cy = np.meshgrid(np.arange(grid), np.arange(grid), indexing="ij")
+    cells = shapely.box(x0 + cx.ravel() * dx, y0 + cy.ravel() * dy, x0 + (cx.ravel() + 1) * dx, y0 + (cy.ravel() + 1) * dy)
+    tree = shapely.STRtree(geoms)
+    cell_code = np.full(grid * grid, -1, dtype=np.int64)  # -1: no zone touches it
+    ci, zi = tree.query(cells, predicate="intersects")
+    cell_code[ci] = -2  # -2: a border crosses it (resolved below), unless within one zone
+    wi, wz = tree.query(cells, predicate="within")
+    if len(wi):
+        # a cell within several (overlapping) zones: the first in file order
+        order = np.lexsort((wz, wi))
+        wi, wz = wi[order], wz[order]
+        first = np.unique(wi, return_index=True)[1]
+        interior = np.zeros(grid * grid, dtype=bool)
+        interior[wi[first]] = True
+        # cells also touching another zone stay exact (-2) so the file-order rule holds
+        n_touch = np.bincount(ci, minlength=grid * grid)
+        simple = interior & (n_touch == 1)
+        cell_code[wi[first][simple[wi[first]]]] = wz[first][simple[wi[first]]]
+    ok = np.isfinite(lat) & np.isfinite(lon) & (lon >= x0) & (lon <= x1) & (lat >= y0) & (lat <= y1)
+    idx = np.flatnonzero(ok)
+    gx = np.minimum(((lon[idx] - x0) / dx).astype(np.int64), grid - 1)
+    gy = np.minimum(((lat[idx] - y0) / dy).astype(np.int64), grid - 1)
+    code = cell_code[gx * grid + gy]
+    out[idx] = np.where(code >= 0, code, -1)
+    exact = idx[code == -2]
+    if len(exact):
+        px, py = lon[exact], lat[exact]
+        pts = shapely.points(px, py)
+        pi, zi2 = tree.query(pts, predicate="intersects")
+        order = np.lexsort((zi2, pi))
+        pi, zi2 = pi[order], zi2[order]
+        first = np.unique(pi, return_index=True)[1]
+        out[exact[pi[first]]] = zi2[first]
     return out
 
 

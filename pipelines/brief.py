@@ -1295,7 +1295,8 @@ def _incidents(store, predictor, frame, hours, sp, limitations) -> tuple[list[di
     The area's incidents per hour at the planning quantile: the sum over the venue and ring
     zones (of the ``all`` group when the model has one, else of every group) of the means, plus
     z times the square root of the summed variances, each variance read from the 95 % interval
-    (sd ≈ (upper95 − lower95) / 3.92, a normal approximation); z = 1.2816 for ``upper80`` (the
+    (sd ≈ (upper95 − lower95) / 3.92, a normal approximation, and at least the Poisson
+    √mean, a lower bound for Poisson and negative-binomial counts); z = 1.2816 for ``upper80`` (the
     90th percentile), 1.96 for ``upper95``, 0 for ``mean``.
     """
     none = np.zeros(len(hours))
@@ -1330,7 +1331,12 @@ def _incidents(store, predictor, frame, hours, sp, limitations) -> tuple[list[di
             "no incident forecast: the model returned no rows (no incidents source in the study?)"
         )
         return [], none
-    pred["sd"] = ((pred["upper95"] - pred["lower95"]) / 3.92).clip(lower=0)
+    # sd from the 95 % interval, at least the Poisson sd √mean (the interval of a small count
+    # is degenerate: Poisson(0.02) has lower95 = upper95 = 0)
+    pred["sd"] = np.maximum(
+        ((pred["upper95"] - pred["lower95"]) / 3.92).clip(lower=0),
+        np.sqrt(pred["mean"].clip(lower=0)),
+    )
     if pred["mean"].isna().any():
         limitations.append(
             f"{int(pred['mean'].isna().sum())} incident forecast(s) could not be computed (missing model inputs)"

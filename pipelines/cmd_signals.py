@@ -30,15 +30,31 @@ def register(app: typer.Typer) -> None:
     @_cli.user_errors
     def signals_cmd(
         store: Path = typer.Option(..., "--store", help="Store folder with a cube."),
-        week: str = typer.Option(None, "--week", help="ISO week, e.g. 2026-W46 (default: the cube's last complete week)."),
-        date_from: str = typer.Option(None, "--from", help="First local date of the period, e.g. 2026-11-01."),
-        date_to: str = typer.Option(None, "--to", help="Last local date of the period (inclusive)."),
-        evaluate: bool = typer.Option(False, "--evaluate", help="Evaluate the detectors on injected outbreaks instead."),
-        fdr: float = typer.Option(0.05, "--fdr", min=0.0001, max=0.5, help="Benjamini-Hochberg FDR level."),
-        replicates: int = typer.Option(400, "--replicates", min=10, help="Outbreak replicates (--evaluate)."),
-        truth: Path = typer.Option(None, "--truth", help="truth.json of a synthetic city (--evaluate)."),
+        week: str = typer.Option(
+            None, "--week", help="ISO week, e.g. 2026-W46 (default: the cube's last complete week)."
+        ),
+        date_from: str = typer.Option(
+            None, "--from", help="First local date of the period, e.g. 2026-11-01."
+        ),
+        date_to: str = typer.Option(
+            None, "--to", help="Last local date of the period (inclusive)."
+        ),
+        evaluate: bool = typer.Option(
+            False, "--evaluate", help="Evaluate the detectors on injected outbreaks instead."
+        ),
+        fdr: float = typer.Option(
+            0.05, "--fdr", min=0.0001, max=0.5, help="Benjamini-Hochberg FDR level."
+        ),
+        replicates: int = typer.Option(
+            400, "--replicates", min=10, help="Outbreak replicates (--evaluate)."
+        ),
+        truth: Path = typer.Option(
+            None, "--truth", help="truth.json of a synthetic city (--evaluate)."
+        ),
         seed: int = typer.Option(0, "--seed", help="Seed of the Monte Carlo replicates."),
-        no_model: bool = typer.Option(False, "--no-model", help="Ignore a fitted model; use the per-capita fallback."),
+        no_model: bool = typer.Option(
+            False, "--no-model", help="Ignore a fitted model; use the per-capita fallback."
+        ),
         top: int = typer.Option(10, "--top", min=0, help="How many signals to print."),
     ) -> None:
         """Weak signals of a period: excess, drift, clusters, presence anomalies, correlations."""
@@ -50,7 +66,9 @@ def register(app: typer.Typer) -> None:
             from pipelines.signals.evaluate import evaluate_detectors
 
             if truth is not None and not truth.exists():
-                raise InputError(f"{truth}: no such truth file (expected the synthetic city's truth.json).")
+                raise InputError(
+                    f"{truth}: no such truth file (expected the synthetic city's truth.json)."
+                )
             ev = evaluate_detectors(
                 st, replicates=replicates, fdr=fdr, truth=truth, use_model=not no_model, seed=seed
             )

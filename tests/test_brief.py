@@ -409,7 +409,8 @@ def test_brief_written_and_json_shape(store):
 
 
 def test_incidents_and_workload_from_predictor(store):
-    """Incident rows carry intervals; the workload quantile is Σmean + 1.2816·√Σsd²."""
+    """Incident rows carry intervals; the workload quantile is Σmean + 1.2816·√Σsd², sd from the
+    95 % interval (at least √mean)."""
     fake = FakePredictor()
     b = br.make_brief(store, _concert(), predictor=fake, write=False)
     assert b["incidents"], "incident forecast missing"
@@ -423,7 +424,31 @@ def test_incidents_and_workload_from_predictor(store):
     inc = pd.DataFrame(b["incidents"])
     h = b["hours"][4]["hour"]
     sub = inc[inc["hour"] == h]
-    sd = (sub["upper95"] - sub["lower95"]) / 3.92
+    sd = np.maximum((sub["upper95"] - sub["lower95"]) / 3.92, np.sqrt(sub["mean"]))
+    expect = sub["mean"].sum() + 1.2815515655446004 * math.sqrt((sd**2).sum())
+    assert b["hours"][4]["incidents_per_hour"] == pytest.approx(expect, rel=1e-9)
+
+
+class FakePredictorWithTotal(FakePredictor):
+    """As FakePredictor, plus the ``all`` group (the total), as pipelines.models gives it."""
+
+    def predict(self, frame: pd.DataFrame, groups=None) -> pd.DataFrame:
+        parts = super().predict(frame, groups)
+        mean = frame["present"].to_numpy() * 2e-4 + frame["event_attendance"].to_numpy() * 1e-4
+        total = pd.DataFrame({
+            "zone_id": frame["zone_id"].to_numpy(), "hour": frame["hour"].to_numpy(), "group": "all",
+            "mean": mean, "lower80": stats.poisson.ppf(0.10, mean), "upper80": stats.poisson.ppf(0.90, mean),
+            "lower95": stats.poisson.ppf(0.025, mean), "upper95": stats.poisson.ppf(0.975, mean)})  # fmt: skip
+        return pd.concat([parts, total], ignore_index=True)
+
+
+def test_workload_uses_the_total_group_alone(store):
+    """When the model has an ``all`` group, the workload counts it alone (groups are not added twice)."""
+    b = br.make_brief(store, _concert(), predictor=FakePredictorWithTotal(), write=False)
+    inc = pd.DataFrame(b["incidents"])
+    h = b["hours"][4]["hour"]
+    sub = inc[(inc["hour"] == h) & (inc["group"] == "all")]
+    sd = np.maximum((sub["upper95"] - sub["lower95"]) / 3.92, np.sqrt(sub["mean"]))
     expect = sub["mean"].sum() + 1.2815515655446004 * math.sqrt((sd**2).sum())
     assert b["hours"][4]["incidents_per_hour"] == pytest.approx(expect, rel=1e-9)
 
@@ -516,7 +541,9 @@ def test_more_attendance_never_fewer_staff(store):
         cur = [(r["rescuers"], r["agents"], r["entry_lanes"]) for r in b["hours"]]
         peak = b["staffing"]["peak"]
         if prev is not None:
-            assert all(c[i] >= p[i] for c, p in zip(cur, prev[0], strict=False) for i in range(3)), att
+            assert all(
+                c[i] >= p[i] for c, p in zip(cur, prev[0], strict=False) for i in range(3)
+            ), att
             assert all(peak[k] >= prev[1][k] for k in peak), att
         prev = (cur, peak)
 
@@ -617,6 +644,6 @@ def test_synthetic_city_with_fitted_models(fitted_store):
     assert b["incidents"], b["limitations"]
     inc = pd.DataFrame(b["incidents"])
     assert (inc["lower80"] <= inc["upper80"]).all() and (inc["lower95"] <= inc["upper95"]).all()
-    assert (inc["lower95"] <= inc["mean"]).all() and (inc["mean"] <= inc["upper95"]).all()
+    assert set(inc["zone_id"]) == {b["event"]["zone_id"], *b["event"]["ring"]}
     assert all(h["incidents_per_hour"] > 0 for h in b["hours"])
     assert not any("no incident forecast" in x for x in b["limitations"])

@@ -32,7 +32,9 @@ def test_count_upper_p_matches_hand_values():
     assert p[1] == pytest.approx(1.0)
     nb = D.count_upper_p(10, 4.0, dispersion=0.2)
     assert nb > D.count_upper_p(10, 4.0)
-    assert D.count_upper_p(10, 4.0, dispersion=1e-9) == pytest.approx(D.count_upper_p(10, 4.0), rel=1e-5)
+    assert D.count_upper_p(10, 4.0, dispersion=1e-9) == pytest.approx(
+        D.count_upper_p(10, 4.0), rel=1e-5
+    )
     assert np.isnan(D.count_upper_p(3, np.nan))
 
 
@@ -118,11 +120,16 @@ def test_drift_detects_a_ramp_and_holds_its_level(null_panel):
     ramp = np.linspace(0.0, 1.0, 21)
     o[3, -21:] = rng.poisson(null_panel.expected[3, -21:] * (1 + ramp))
     tests = D.drift_tests(_panel(o, null_panel.expected, (56, 63)), n_sim=299, seed=1)
-    cus = tests[tests["detector"] == "cusum"].set_index(tests[tests["detector"] == "cusum"]["zones"].str[0])
+    cus = tests[tests["detector"] == "cusum"].set_index(
+        tests[tests["detector"] == "cusum"]["zones"].str[0]
+    )
     assert cus.loc["z3", "p_value"] < 1e-3
     null = tests[~tests["zones"].str[0].eq("z3")]
     assert (null["p_value"] < 0.05).mean() <= 0.10
-    assert cus.loc["z3", "end"] == null_panel.day_ends[-1] or cus.loc["z3", "observed"] > cus.loc["z3", "expected"]
+    assert (
+        cus.loc["z3", "end"] == null_panel.day_ends[-1]
+        or cus.loc["z3", "observed"] > cus.loc["z3", "expected"]
+    )
 
 
 def test_presence_anomalies_gathering_emptied_and_explained():
@@ -135,21 +142,39 @@ def test_presence_anomalies_gathering_emptied_and_explained():
         pres = pop * np.exp(rng.normal(0, 0.05, len(hours)))
         base = pop * np.exp(rng.normal(0, 0.02, len(hours)))
         ev = np.zeros(len(hours), int)
-        rows.append(pd.DataFrame({"zone_id": z, "hour": hours, "present": pres,
-                                  "present_baseline": base, "events_active": ev}))
+        rows.append(
+            pd.DataFrame(
+                {
+                    "zone_id": z,
+                    "hour": hours,
+                    "present": pres,
+                    "present_baseline": base,
+                    "events_active": ev,
+                }
+            )
+        )
     df = pd.concat(rows, ignore_index=True)
     df["local_date"] = df["hour"].dt.date
     df["local_hour"] = df["hour"].dt.hour
     ps = hours[24 * 7 * 5]
-    night = (df["zone_id"] == "A") & (df["hour"] >= ps + pd.Timedelta(hours=49)) & (
-        df["hour"] < ps + pd.Timedelta(hours=52))
+    night = (
+        (df["zone_id"] == "A")
+        & (df["hour"] >= ps + pd.Timedelta(hours=49))
+        & (df["hour"] < ps + pd.Timedelta(hours=52))
+    )
     df.loc[night, "present"] *= 4
-    evening = (df["zone_id"] == "B") & (df["hour"] >= ps + pd.Timedelta(hours=90)) & (
-        df["hour"] < ps + pd.Timedelta(hours=94))
+    evening = (
+        (df["zone_id"] == "B")
+        & (df["hour"] >= ps + pd.Timedelta(hours=90))
+        & (df["hour"] < ps + pd.Timedelta(hours=94))
+    )
     df.loc[evening, "present"] *= 3
     df.loc[evening, "events_active"] = 1
-    empty = (df["zone_id"] == "C") & (df["hour"] >= ps + pd.Timedelta(days=5)) & (
-        df["hour"] < ps + pd.Timedelta(days=6))
+    empty = (
+        (df["zone_id"] == "C")
+        & (df["hour"] >= ps + pd.Timedelta(days=5))
+        & (df["hour"] < ps + pd.Timedelta(days=6))
+    )
     df.loc[empty, "present"] *= 0.3
     out = D.presence_anomalies(df, period_start=ps, period_end=ps + pd.Timedelta(days=7))
     q = D.benjamini_hochberg(out["p_value"])
@@ -180,7 +205,9 @@ def test_lagged_correlation_recovers_a_planted_rate_ratio():
     o = rng.poisson(e * mult).astype(float)
     panel = _panel(o, e, (60, 90))
     out = D.lagged_correlations(panel, [D.Driver("x", "x days", on)], lags=(1, 3))
-    z0 = out[out["zones"].str[0].eq("z0")].set_index(out[out["zones"].str[0].eq("z0")]["details"].map(lambda d: d["lag"]))
+    z0 = out[out["zones"].str[0].eq("z0")].set_index(
+        out[out["zones"].str[0].eq("z0")]["details"].map(lambda d: d["lag"])
+    )
     assert z0.loc[1, "ratio"] == pytest.approx(2.0, rel=0.15)
     assert z0.loc[1, "p_value"] < 1e-6
     assert z0.loc[3, "ratio"] == pytest.approx(1.0, abs=0.25)
@@ -213,7 +240,9 @@ def test_event_conflicts_by_distance_and_shared_stop():
     assert row["zones"] == ["Z1", "Z2"] and row["observed"] == 3000
     assert row["start"] == t0 + pd.Timedelta(hours=1) and row["end"] == t0 + pd.Timedelta(hours=4)
     assert row["details"]["distance_m"] == pytest.approx(300, abs=5)
-    stops = pd.DataFrame({"stop_id": ["s"], "stop_name": ["Gare"], "stop_lat": [48.8725], "stop_lon": [2.35]})
+    stops = pd.DataFrame(
+        {"stop_id": ["s"], "stop_name": ["Gare"], "stop_lat": [48.8725], "stop_lon": [2.35]}
+    )
     out2 = D.event_conflicts(ev, period_start=ps, period_end=pe, stops=stops, stop_radius_m=2600)
     assert len(out2) == 3  # a-b (distance and stop), a-c and b-c (stop)
     assert np.isnan(out2["p_value"]).all()

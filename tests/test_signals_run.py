@@ -64,8 +64,20 @@ def test_outputs_written_and_consistent(hourly):
     tests = pd.read_parquet(root / "signals" / f"{truth['week']}.tests.parquet")
     assert js["period"] == truth["week"] and js["expectation"]["source"] == "fallback"
     assert len(js["signals"]) == len(pq) == len(run.signals)
-    need = {"type", "zones", "start", "end", "observed", "expected", "ratio", "p_value", "q_value",
-            "score", "explanation", "rank"}
+    need = {
+        "type",
+        "zones",
+        "start",
+        "end",
+        "observed",
+        "expected",
+        "ratio",
+        "p_value",
+        "q_value",
+        "score",
+        "explanation",
+        "rank",
+    }
     for s in js["signals"]:
         assert need <= set(s)
         assert s["explanation"].endswith(".")
@@ -120,14 +132,50 @@ def test_consolidate_folds_subsets_of_a_stronger_signal():
     """An excess in one zone inside a stronger cluster's zones and window is folded into it."""
     t0 = pd.Timestamp("2026-11-02", tz="UTC")
     rows = [
-        dict(id="T1", type="cluster", zones=["A", "B"], start=t0, end=t0 + pd.Timedelta(days=3),
-             q_value=1e-6, score=8.0, ratio=2.0, explained=False),
-        dict(id="T2", type="excess", zones=["A"], start=t0, end=t0 + pd.Timedelta(days=1),
-             q_value=1e-3, score=5.0, ratio=3.0, explained=False),
-        dict(id="T3", type="excess", zones=["C"], start=t0, end=t0 + pd.Timedelta(days=1),
-             q_value=1e-3, score=4.0, ratio=3.0, explained=False),
-        dict(id="T4", type="excess", zones=["D"], start=t0, end=t0 + pd.Timedelta(days=1),
-             q_value=0.2, score=1.0, ratio=1.5, explained=False),
+        dict(
+            id="T1",
+            type="cluster",
+            zones=["A", "B"],
+            start=t0,
+            end=t0 + pd.Timedelta(days=3),
+            q_value=1e-6,
+            score=8.0,
+            ratio=2.0,
+            explained=False,
+        ),
+        dict(
+            id="T2",
+            type="excess",
+            zones=["A"],
+            start=t0,
+            end=t0 + pd.Timedelta(days=1),
+            q_value=1e-3,
+            score=5.0,
+            ratio=3.0,
+            explained=False,
+        ),
+        dict(
+            id="T3",
+            type="excess",
+            zones=["C"],
+            start=t0,
+            end=t0 + pd.Timedelta(days=1),
+            q_value=1e-3,
+            score=4.0,
+            ratio=3.0,
+            explained=False,
+        ),
+        dict(
+            id="T4",
+            type="excess",
+            zones=["D"],
+            start=t0,
+            end=t0 + pd.Timedelta(days=1),
+            q_value=0.2,
+            score=1.0,
+            ratio=1.5,
+            explained=False,
+        ),
     ]
     out = consolidate(pd.DataFrame(rows), fdr=0.05)
     assert out["id"].tolist() == ["T1", "T3"]

@@ -62,7 +62,7 @@ def test_scan_finds_planted_cluster_zones_and_window():
         assert not seen & set(zs)
         seen |= set(zs)
     # the per-zone prospective statistic lights the members on the last day, not far zones
-    assert (res.zone_day_llr[members, -1] == pytest.approx(top["statistic"]))
+    assert res.zone_day_llr[members, -1] == pytest.approx(top["statistic"])
     assert res.zone_day_llr[0, -1] < top["statistic"]
 
 

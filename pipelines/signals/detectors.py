@@ -85,7 +85,9 @@ class Panel:
                 )
         p0, p1 = self.period
         if not (0 <= p0 < p1 <= t):
-            raise ValueError(f"Panel.period should satisfy 0 <= first < stop <= {t}, got {self.period}")
+            raise ValueError(
+                f"Panel.period should satisfy 0 <= first < stop <= {t}, got {self.period}"
+            )
         if self.day_ends is None:
             ends = pd.DatetimeIndex(self.days) + pd.DateOffset(days=1)
             object.__setattr__(self, "day_ends", ends)
@@ -135,7 +137,9 @@ def _record(
     **details: Any,
 ) -> dict[str, Any]:
     if ratio is None:
-        ratio = observed / expected if expected and np.isfinite(expected) and expected > 0 else np.nan
+        ratio = (
+            observed / expected if expected and np.isfinite(expected) and expected > 0 else np.nan
+        )
     p = float(p_value) if p_value is not None and np.isfinite(p_value) else np.nan
     if np.isfinite(p):
         p = min(max(p, P_FLOOR), 1.0)
@@ -318,7 +322,9 @@ def excess_tests(
     if "day" in windows:
         spans += [("day", t, t + 1) for t in range(p0, p1)]
     if "week" in windows:
-        spans += [("week", a, b) for a, b in week_blocks(p0, p1) if b - a > 1 or "day" not in windows]
+        spans += [
+            ("week", a, b) for a, b in week_blocks(p0, p1) if b - a > 1 or "day" not in windows
+        ]
     records = []
     for kind, a, b in spans:
         o = obs[:, a:b].sum(axis=1)
@@ -328,7 +334,9 @@ def excess_tests(
         start, end = panel.window(a, b)
         for i in np.flatnonzero(has & (e > 0)):
             zone = panel.zones[i]
-            when = _day(start) if kind == "day" else f"{_day(start)} to {_day(end - pd.Timedelta(1))}"
+            when = (
+                _day(start) if kind == "day" else f"{_day(start)} to {_day(end - pd.Timedelta(1))}"
+            )
             records.append(
                 _record(
                     "excess",
@@ -656,7 +664,9 @@ def presence_anomalies(
     need = {"zone_id", "hour", "local_date", "local_hour", "present", "present_baseline"}
     missing = need - set(frame.columns)
     if missing:
-        raise ValueError(f"presence_anomalies needs columns {sorted(need)}, missing {sorted(missing)}")
+        raise ValueError(
+            f"presence_anomalies needs columns {sorted(need)}, missing {sorted(missing)}"
+        )
     extra = {"events_active", "holiday", "school_holiday"}
     df = frame[[c for c in frame.columns if c in need | extra]].copy()
     for col in extra:
@@ -698,7 +708,11 @@ def presence_anomalies(
     if events is not None and len(events):
         for ev in events.itertuples(index=False):
             event_names.setdefault(str(ev.zone_id), []).append(
-                (pd.Timestamp(ev.start), pd.Timestamp(ev.end), str(getattr(ev, "name", ev.event_id)))
+                (
+                    pd.Timestamp(ev.start),
+                    pd.Timestamp(ev.end),
+                    str(getattr(ev, "name", ev.event_id)),
+                )
             )
 
     records = []
@@ -874,7 +888,9 @@ def lagged_correlations(
     for drv in drivers:
         on_all = np.asarray(drv.on, dtype=bool)
         if on_all.shape != obs.shape:
-            raise ValueError(f"driver {drv.name!r} should have shape {obs.shape}, got {on_all.shape}")
+            raise ValueError(
+                f"driver {drv.name!r} should have shape {obs.shape}, got {on_all.shape}"
+            )
         for lag in lags:
             if lag >= t_len:
                 continue
@@ -889,7 +905,13 @@ def lagged_correlations(
             o_off = (obs * off).sum(axis=1)
             e_off = (exp * off).sum(axis=1)
             n = o_on + o_off
-            test = in_period & (n_on >= min_days) & (e_on > 0) & (e_off > 0) & (off.sum(axis=1) >= min_days)
+            test = (
+                in_period
+                & (n_on >= min_days)
+                & (e_on > 0)
+                & (e_off > 0)
+                & (off.sum(axis=1) >= min_days)
+            )
             for i in np.flatnonzero(test):
                 pi = e_on[i] / (e_on[i] + e_off[i])
                 nn = int(round(n[i]))
@@ -897,7 +919,9 @@ def lagged_correlations(
                 if nn == 0:
                     p = 1.0
                 else:
-                    p = min(1.0, 2.0 * min(stats.binom.sf(k - 1, nn, pi), stats.binom.cdf(k, nn, pi)))
+                    p = min(
+                        1.0, 2.0 * min(stats.binom.sf(k - 1, nn, pi), stats.binom.cdf(k, nn, pi))
+                    )
                 rr = ((o_on[i] + 0.5) / e_on[i]) / ((o_off[i] + 0.5) / e_off[i])
                 se = math.sqrt(1.0 / (o_on[i] + 0.5) + 1.0 / (o_off[i] + 0.5))
                 lo, hi = rr * math.exp(-1.96 * se), rr * math.exp(1.96 * se)
@@ -937,8 +961,13 @@ def lagged_correlations(
 # ------------------------------------------------------------------------------------------------
 def haversine_m(lat1: Any, lon1: Any, lat2: Any, lon2: Any) -> np.ndarray:
     """Great-circle distance in metres (spherical Earth, R = 6 371 km)."""
-    lat1, lon1, lat2, lon2 = (np.radians(np.asarray(v, dtype=float)) for v in (lat1, lon1, lat2, lon2))
-    a = np.sin((lat2 - lat1) / 2) ** 2 + np.cos(lat1) * np.cos(lat2) * np.sin((lon2 - lon1) / 2) ** 2
+    lat1, lon1, lat2, lon2 = (
+        np.radians(np.asarray(v, dtype=float)) for v in (lat1, lon1, lat2, lon2)
+    )
+    a = (
+        np.sin((lat2 - lat1) / 2) ** 2
+        + np.cos(lat1) * np.cos(lat2) * np.sin((lon2 - lon1) / 2) ** 2
+    )
     return 2 * 6_371_000.0 * np.arcsin(np.sqrt(np.clip(a, 0, 1)))
 
 
@@ -995,7 +1024,9 @@ def event_conflicts(
     stop_names: dict[str, str] = {}
     if stops is not None and len(stops):
         sd = haversine_m(
-            lat[:, None], lon[:, None], stops["stop_lat"].to_numpy(float)[None, :],
+            lat[:, None],
+            lon[:, None],
+            stops["stop_lat"].to_numpy(float)[None, :],
             stops["stop_lon"].to_numpy(float)[None, :],
         )
         ids = stops["stop_id"].astype(str).to_numpy()
@@ -1020,7 +1051,9 @@ def event_conflicts(
             if close:
                 reasons.append(f"{dist[i, j]:.0f} m apart")
             if shared:
-                reasons.append("sharing stop " + ", ".join(stop_names.get(x, x) for x in shared[:3]))
+                reasons.append(
+                    "sharing stop " + ", ".join(stop_names.get(x, x) for x in shared[:3])
+                )
             zones = list(dict.fromkeys([str(a["zone_id"]), str(b["zone_id"])]))
             records.append(
                 _record(

@@ -307,21 +307,30 @@ def build_panel(
 
 
 def _drivers(
-    frame: pd.DataFrame, panel: D.Panel, neighbours: np.ndarray | None, *, grain: str,
-    outage_share: float, surge_ratio: float,
+    frame: pd.DataFrame,
+    panel: D.Panel,
+    neighbours: np.ndarray | None,
+    *,
+    grain: str,
+    outage_share: float,
+    surge_ratio: float,
 ) -> list[D.Driver]:
     zones = list(panel.zones)
     out: list[D.Driver] = []
     p0 = panel.period[0]
     if {"lamps", "lamps_out"} <= set(frame.columns):
         lamps = pd.to_numeric(frame["lamps"], errors="coerce").to_numpy(float)
-        share = np.where(lamps > 0, frame["lamps_out"].to_numpy(float) / np.where(lamps > 0, lamps, 1), 0.0)
+        share = np.where(
+            lamps > 0, frame["lamps_out"].to_numpy(float) / np.where(lamps > 0, lamps, 1), 0.0
+        )
         if grain == "1h" and "dark" in frame:
             dark = frame["dark"].fillna(False).to_numpy(bool)
             share = np.where(dark, share, np.nan)
         arr = D.aggregate_days(
             frame.assign(_s=share, _n=np.isfinite(share).astype(float)),
-            {"s": "_s", "n": "_n"}, zones=zones, days=panel.days,
+            {"s": "_s", "n": "_n"},
+            zones=zones,
+            days=panel.days,
         )
         daily = arr["s"] / np.where(arr["n"] > 0, arr["n"], np.nan)
         on = np.nan_to_num(daily) >= outage_share
@@ -334,7 +343,9 @@ def _drivers(
                     tuple(zones[j] for j in ring[i] if on[j, p0:].any()) for i in range(len(zones))
                 ]
                 out.append(
-                    D.Driver("outage_nearby", "lighting outages in neighbouring zones", on_ring, related)
+                    D.Driver(
+                        "outage_nearby", "lighting outages in neighbouring zones", on_ring, related
+                    )
                 )
     if "ridership_entries" in frame:
         arr = D.aggregate_days(frame, {"r": "ridership_entries"}, zones=zones, days=panel.days)["r"]
@@ -352,7 +363,9 @@ def _drivers(
         wide = wide.reindex(index=pd.Index(zones), columns=pd.Index([d.date() for d in panel.days]))
         on = np.nan_to_num(wide.to_numpy(float)) >= surge_ratio
         if on.any():
-            out.append(D.Driver("presence_surge", f"presence surges (x{surge_ratio:g} the reference)", on))
+            out.append(
+                D.Driver("presence_surge", f"presence surges (x{surge_ratio:g} the reference)", on)
+            )
     return out
 
 
@@ -370,7 +383,9 @@ def consolidate(tests: pd.DataFrame, *, fdr: float) -> pd.DataFrame:
     """
     sig = tests[(tests["q_value"] < fdr) | (tests["type"] == "event_conflict")].copy()
     sig["_conflict"] = sig["type"] == "event_conflict"
-    sig = sig.sort_values(["_conflict", "explained", "score", "ratio"], ascending=[True, True, False, False])
+    sig = sig.sort_values(
+        ["_conflict", "explained", "score", "ratio"], ascending=[True, True, False, False]
+    )
     kept: list[int] = []
     related: dict[int, list[str]] = {}
     for i, row in sig.iterrows():
@@ -474,7 +489,9 @@ def run_signals(
     cols = [c for c in CUBE_COLUMNS if c in meta.get("columns", CUBE_COLUMNS)]
     read_all = use_model and (st.models_dir / "models.json").exists()
     hist_start = ps - pd.Timedelta(days=history_days + 1)
-    frame = st.cube(columns=None if read_all else cols, start=hist_start, end=pe + pd.Timedelta(days=1))
+    frame = st.cube(
+        columns=None if read_all else cols, start=hist_start, end=pe + pd.Timedelta(days=1)
+    )
     frame["local_date"] = pd.to_datetime(frame["local_date"]).dt.date
     first_hist = period.first - dt.timedelta(days=history_days)
     frame = frame[(frame["local_date"] >= first_hist) & (frame["local_date"] <= period.last)]
@@ -504,7 +521,9 @@ def run_signals(
             xy = np.array([pos[z] for z in zones])
             neighbours = knn_neighbours(xy[:, 0], xy[:, 1], k=k_neighbours)
     except (StoreError, ImportError, OSError, ValueError) as exc:
-        notes.append(f"no zone geometry ({exc}): no space-time scan or neighbour-ring correlations.")
+        notes.append(
+            f"no zone geometry ({exc}): no space-time scan or neighbour-ring correlations."
+        )
 
     panel = None
     if has_inc:
@@ -513,7 +532,10 @@ def run_signals(
         if use_model:
             exp, how = _model_expected(st, frame)
         if exp is not None and np.isfinite(exp).any():
-            expectation = {"source": "model", "note": "expected incidents from the fitted rate model (group all)"}
+            expectation = {
+                "source": "model",
+                "note": "expected incidents from the fitted rate model (group all)",
+            }
         else:
             exp = fallback_expected(frame, fit_end=ps)
             expectation = {
@@ -524,10 +546,16 @@ def run_signals(
                     "before the period"
                 ),
             }
-            notes.append("expected incidents come from the per-capita fallback, not a fitted model.")
+            notes.append(
+                "expected incidents come from the per-capita fallback, not a fitted model."
+            )
         frame["expected"] = exp
-        panel = build_panel(frame, zones=zones, period=period, timezone=tz, history_days=history_days)
-        alpha = estimate_dispersion(panel.observed[:, : panel.period[0]], panel.expected[:, : panel.period[0]])
+        panel = build_panel(
+            frame, zones=zones, period=period, timezone=tz, history_days=history_days
+        )
+        alpha = estimate_dispersion(
+            panel.observed[:, : panel.period[0]], panel.expected[:, : panel.period[0]]
+        )
         expectation["dispersion"] = alpha
         parts = {
             "excess": D.excess_tests(panel, dispersion=alpha),
@@ -535,11 +563,21 @@ def run_signals(
         }
         if neighbours is not None:
             scan = space_time_scan(
-                panel, neighbours, max_window=max_window, n_sim=n_sim, seed=seed + 1, dispersion=alpha
+                panel,
+                neighbours,
+                max_window=max_window,
+                n_sim=n_sim,
+                seed=seed + 1,
+                dispersion=alpha,
             )
             parts["cluster"] = scan.clusters
         drivers = _drivers(
-            frame, panel, neighbours, grain=grain, outage_share=outage_share, surge_ratio=surge_ratio
+            frame,
+            panel,
+            neighbours,
+            grain=grain,
+            outage_share=outage_share,
+            surge_ratio=surge_ratio,
         )
         parts["correlation"] = D.lagged_correlations(panel, drivers, lags=lags)
         for name, part in parts.items():
@@ -554,7 +592,11 @@ def run_signals(
                 "threshold": D.EARS_THRESHOLDS[m],
                 "flags": int(len(flags)),
                 "zone_days": [
-                    {"zone": str(zones[i]), "day": str(panel.days[p0 + t].date()), "statistic": float(c[i, t])}
+                    {
+                        "zone": str(zones[i]),
+                        "day": str(panel.days[p0 + t].date()),
+                        "statistic": float(c[i, t]),
+                    }
                     for i, t in flags[:50]
                 ],
             }
@@ -569,14 +611,22 @@ def run_signals(
     else:
         notes.append("no presence in the cube: no gatherings or emptied zones.")
     if events is not None:
-        part = D.event_conflicts(events, period_start=ps, period_end=pe, stops=st.validated("stops"))
+        part = D.event_conflicts(
+            events, period_start=ps, period_end=pe, stops=st.validated("stops")
+        )
         counts["event_conflict"] = len(part)
         tests.append(part)
 
-    all_tests = pd.concat([t for t in tests if len(t)], ignore_index=True) if any(len(t) for t in tests) else D._records_frame([])
+    all_tests = (
+        pd.concat([t for t in tests if len(t)], ignore_index=True)
+        if any(len(t) for t in tests)
+        else D._records_frame([])
+    )
     all_tests["q_value"] = D.benjamini_hochberg(all_tests["p_value"].to_numpy(float))
     all_tests.insert(0, "id", [f"T{i + 1:05d}" for i in range(len(all_tests))])
-    signals = consolidate(all_tests, fdr=fdr) if len(all_tests) else all_tests.assign(related=[], rank=[])
+    signals = (
+        consolidate(all_tests, fdr=fdr) if len(all_tests) else all_tests.assign(related=[], rank=[])
+    )
 
     out_meta = {
         "period": period.label,
@@ -634,7 +684,9 @@ def _to_parquet_frame(df: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def _write(st: Store, period: Period, signals: pd.DataFrame, tests: pd.DataFrame, meta: dict) -> dict[str, Path]:
+def _write(
+    st: Store, period: Period, signals: pd.DataFrame, tests: pd.DataFrame, meta: dict
+) -> dict[str, Path]:
     folder = st.signals_dir
     folder.mkdir(parents=True, exist_ok=True)
     sig = signals.copy()

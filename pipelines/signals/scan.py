@@ -54,7 +54,9 @@ def knn_neighbours(x: np.ndarray, y: np.ndarray, *, k: int = 8) -> np.ndarray:
     x = np.asarray(x, dtype=float)
     y = np.asarray(y, dtype=float)
     if x.shape != y.shape or x.ndim != 1:
-        raise ValueError(f"x and y should be 1-D arrays of the same length, got {x.shape}, {y.shape}")
+        raise ValueError(
+            f"x and y should be 1-D arrays of the same length, got {x.shape}, {y.shape}"
+        )
     k = int(min(k, len(x)))
     if abs(y).max(initial=0) <= 90 and abs(x).max(initial=0) <= 180:
         x = x * np.cos(np.radians(np.nanmean(y)))

@@ -85,7 +85,9 @@ def toy_store(
     dow = lh.dayofweek.to_numpy()
     local_date = np.array(lh.date)
     day_idx = np.array([(d - first).days for d in local_date])
-    prof = 0.4 + 0.6 * np.exp(-0.5 * ((local_hour - 14) / 4.5) ** 2) if grain == "1h" else np.ones(nh)
+    prof = (
+        0.4 + 0.6 * np.exp(-0.5 * ((local_hour - 14) / 4.5) ** 2) if grain == "1h" else np.ones(nh)
+    )
     base_pop = rng.uniform(800, 3000, nz)
     present = base_pop[:, None] * prof[None, :] * np.exp(rng.normal(0, 0.06, (nz, nh)))
     events_active = np.zeros((nz, nh), int)
@@ -190,8 +192,16 @@ def toy_store(
     if events_rows:
         ev = pd.DataFrame(
             events_rows,
-            columns=["event_id", "name", "start", "end", "zone_id", "latitude", "longitude",
-                     "expected_attendance"],
+            columns=[
+                "event_id",
+                "name",
+                "start",
+                "end",
+                "zone_id",
+                "latitude",
+                "longitude",
+                "expected_attendance",
+            ],
         )
         ev["category"] = "show"
         st.validated_dir.mkdir(parents=True, exist_ok=True)
@@ -206,7 +216,9 @@ def _truth(type_: str, zones: list[str], hours: pd.DatetimeIndex, s: np.ndarray,
 
 def _baseline(df: pd.DataFrame, weeks: int = 8) -> np.ndarray:
     """Median of the same zone and local slot of week over the previous weeks (past only)."""
-    key = df["zone_id"].astype(str) + "|" + df["dow"].astype(str) + "|" + df["local_hour"].astype(str)
+    key = (
+        df["zone_id"].astype(str) + "|" + df["dow"].astype(str) + "|" + df["local_hour"].astype(str)
+    )
     s = df.assign(_k=key).sort_values("hour")
     base = s.groupby("_k")["present"].transform(
         lambda x: x.shift(1).rolling(weeks, min_periods=2).median()
