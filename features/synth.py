@@ -1146,7 +1146,6 @@ def generate(scale: str, out: str | Path, *, seed: int = 0) -> SynthResult:
     spill = next(s for s in signals if s.type == "outage_spillover")
     light = _make_lighting(zones, spec, start, end, seed,
                            planted=[(spill.zones[0], spill.start, spill.end, spill.params["outage_share"])])  # fmt: skip
-    # the planted outage as kept after overlap removal
     weather = _make_weather(cal, seed)
     stops = _make_stops(zones, seed)
     log.info("synth %s: %d zones, %d hours, %d events, %d lamps, %d faults", scale, Z, H, len(events),

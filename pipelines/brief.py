@@ -212,6 +212,12 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", str(text)).strip("-") or "event"
 
 
+def brief_key(event_id: str) -> str:
+    """The file and report name of an event's brief: ``store/briefs/<key>.json`` and
+    ``reports/event-brief/<key>/`` (the event id with characters unsafe in a path replaced)."""
+    return _slug(event_id)
+
+
 def _bool_or_none(v: Any) -> bool | None:
     if v is None or (isinstance(v, float) and math.isnan(v)) or v is pd.NA:
         return None
@@ -991,7 +997,9 @@ def make_brief(
         )
     if method == "attendance curve":
         limitations.append(
-            "no comparable past event with observed presence: the uplift is the expected attendance with a "
+            f"no comparable past event with observed presence (category {ev.category!r}, attendance "
+            f"within ×{bp.comparable_size_ratio:g}, start within {bp.comparable_hour_window:g} h): "
+            "the uplift is the expected attendance with a "
             f"triangular arrival curve over {sp.entry_window_minutes:g} min before the start and departures "
             f"within {sp.departure_window_minutes:g} min after the end; no uplift forecast in the ring"
         )
@@ -1078,11 +1086,6 @@ def make_brief(
     # -- context -----------------------------------------------------------------------------------
     lamps = _lamps_context(store, ev, bp, limitations)
     stops = _stops_context(store, ev, hours, tz, bp, sp, limitations)
-    if not comparables_out:
-        limitations.append(
-            f"no comparable past event (category {ev.category!r}, attendance within ×{bp.comparable_size_ratio:g}, "
-            f"start within {bp.comparable_hour_window:g} h)"
-        )
 
     hours_out = []
     ring_total = np.sum([zone_forecasts[z] for z in ring], axis=0) if ring else np.zeros(len(hours))

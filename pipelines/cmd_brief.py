@@ -49,6 +49,12 @@ def register(app: typer.Typer) -> None:
             "-p",
             help="Override a brief or staffing parameter, KEY=VALUE (repeatable).",
         ),
+        reports: Path = typer.Option(
+            Path("reports"), "--reports", help="Reports folder for the brief's HTML report."
+        ),
+        no_report: bool = typer.Option(
+            False, "--no-report", help="Only write the brief JSON, not the HTML report."
+        ),
     ) -> None:
         """Event brief: presence, incidents, staffing (rescuers, agents, lanes, barrier) and context."""
         from features.store import Store
@@ -74,3 +80,9 @@ def register(app: typer.Typer) -> None:
         typer.echo(result.get("path", ""))
         if out is not None:
             typer.echo(str(out))
+        if not no_report:
+            from pipelines.brief import brief_key
+            from pipelines.reports import report_brief
+
+            rep = report_brief(s.root, brief_key(result["event"]["event_id"]), reports_dir=reports)
+            typer.echo(f"report: {rep.html}")

@@ -13,8 +13,11 @@ Kinds
     :mod:`pipelines.models`); ``n`` is the number of zone-slots fitted.
 ``outage_event_study``
     Lighting outages as an event study. An outage episode is a run of slots with
-    ``lamps_out > 0`` in a zone. Observed incidents are compared with those expected by the
-    ``all`` rate model *with the lamps on* (``dark_lamps_out = 0``), in three phases: the
+    ``lamps_out > 0`` in a zone. Observed incidents are compared with those expected by a
+    rate model of all incidents fitted on the zone-slots *untouched by any outage* (no lamp out
+    in the zone nor in its ring: the imputation approach of Borusyak, Jaravel & Spiess 2024,
+    so that neither the outage nor its spill-over leaks into the counterfactual), in three
+    phases: the
     ``window_days`` before the outage starts, during it, and the ``window_days`` after the
     repair; in the zone, and in its ring of neighbours (zones touching it, themselves without
     outage at the time: spill-over, Chalfin, Kaplan & LaForest 2022), at night and in daylight
@@ -23,8 +26,8 @@ Kinds
     with exact conditional (binomial) intervals and p-values (Breslow & Day 1987, ch. 2);
     ``n`` is the number of zone-slots compared.
 ``event_uplift``
-    Per event category, in the venue zone and in its ring: extra people present per 1 000
-    expected attendees (present minus the reference presence ``present_baseline``, which
+    Per event category, in the venue zone and in its ring (ring zones hosting an event of their
+    own at the time are left out): extra people present per 1 000 expected attendees (present minus the reference presence ``present_baseline``, which
     excludes event slots) and extra incidents per 1 000 attendees (observed minus the rate
     model's expectation with the reference presence and no event). Ratio estimators over
     events with cluster (event) standard errors (Cochran 1977, section 6.3); incident p-values
@@ -32,6 +35,8 @@ Kinds
 
 References
 ----------
+Borusyak, K., Jaravel, X. & Spiess, J. (2024). Revisiting event-study designs: robust and
+efficient estimation. *Review of Economic Studies* 91(6), 3253-3285.
 Breslow, N. E. & Day, N. E. (1987). *Statistical Methods in Cancer Research, vol. II: The
 Design and Analysis of Cohort Studies*. IARC.
 Chalfin, A., Kaplan, J. & LaForest, M. (2022). Street light outages, public safety and crime
@@ -193,7 +198,6 @@ def _phases(out: np.ndarray, slot_hours: np.ndarray, window: np.timedelta64):
 def outage_event_study(
     cube: pd.DataFrame,
     *,
-    glm: M.GLMFit | None,
     grain: str = "1h",
     neighbours: dict[str, list[str]] | None = None,
     window_days: int = WINDOW_DAYS,
@@ -205,8 +209,6 @@ def outage_event_study(
     ----------
     cube
         The cube with lamps, lamps_out, dark, present, incidents.
-    glm
-        The ``all`` rate model (expected counts with the lamps on).
     grain
         At daily grain there is no night/day split.
     neighbours
@@ -228,16 +230,9 @@ def outage_event_study(
     if "lamps" not in cube.columns or "lamps_out" not in cube.columns:
         why = "source absent: needs lamps and lighting_faults (cube columns lamps, lamps_out)"
         return [not_estimable(n, kind, why) for n in names]
-    if glm is None:
-        return [not_estimable(n, kind, "no rate model for all incidents") for n in names]
     if dz is None:
         dz = M.design(cube, grain=grain)
-    d0 = dz.copy()
-    if "dark_lamps_out" in d0.columns:
-        d0["dark_lamps_out"] = np.float32(0.0)
-    expected = glm.mean(d0)
     y = M.group_counts(cube, None)
-    ok = np.isfinite(expected) & M.exposure_mask(dz)
     zones, slots, zi, ti = _grid(cube)
     shape = (len(zones), len(slots))
     out2 = np.zeros(shape, bool)
@@ -258,6 +253,15 @@ def outage_event_study(
     ring_before = ((A @ before.astype(np.float64)) > 0) & ~ring_out & ~out2
     ring_after = ((A @ after.astype(np.float64)) > 0) & ~ring_out & ~out2
     ring_during = ring_out & ~out2
+    # counterfactual model: fitted where no lamp is out in the zone nor in its ring
+    clean = ~(out2 | ring_out)[zi, ti]
+    feats = [f for f in M.FEATURES if f in dz.columns and f != "dark_lamps_out"]
+    try:
+        base = M.fit_glm(dz, y, family="poisson", features=feats, mask=clean, grain=grain)
+    except M.SparseGroupError as exc:
+        return [not_estimable(n, kind, f"counterfactual model: {exc}") for n in names]
+    expected = base.mean(dz)
+    ok = np.isfinite(expected) & M.exposure_mask(dz)
     zone_phase = {"before": before & ~out2, "during": out2, "after": after & ~out2}
     ring_phase = {"before": ring_before, "during": ring_during, "after": ring_after}
     dark = (
@@ -314,12 +318,12 @@ def outage_event_study(
                         "n": na + nb,
                         "incidents": int(round(oa + ob)),
                         "observed": {a: oa, b: ob},
-                        "expected_lamps_on": {a: ea, b: eb},
+                        "expected_without_outage": {a: ea, b: eb},
                         "mean_share_out_during": _f(share[dur].mean())
                         if role == "zone" and dur.any()
                         else None,
                         "window_days": window_days,
-                        "unit": "rate ratio (observed/expected, lamps-on model)",
+                        "unit": "rate ratio of observed/expected (model without outages)",
                     }
                 )
     return results
@@ -419,6 +423,10 @@ def event_uplift(
             d0["event_k"] = np.float32(0.0)
         d0["exposure"] = reference_presence(cube)
         exp0[zi, ti] = glm.mean(d0)
+    own_event = np.zeros(shape, bool)
+    own_event[zi, ti] = (
+        np.nan_to_num(pd.to_numeric(cube["event_attendance"], errors="coerce").to_numpy()) > 0
+    )
     A = _adjacency(zones, neighbours)
     slot_len = np.timedelta64(1, "h") if grain == "1h" else np.timedelta64(1, "D")
     rows: list[dict[str, Any]] = []
@@ -441,13 +449,15 @@ def event_uplift(
             p = pres[np.ix_(zs, t)]
             r_ = ref[np.ix_(zs, t)]
             ok = np.isfinite(p) & np.isfinite(r_)
+            if role == "ring":  # a ring zone hosting its own event at the time is left out
+                ok &= ~own_event[np.ix_(zs, t)]
             if not ok.any():
                 continue
             # mean over the event's slots of the extra people summed over the role's zones
             extra = float(np.nansum(np.where(ok, p - r_, 0.0), axis=0).mean())
             oi = y[np.ix_(zs, t)]
             ei = exp0[np.ix_(zs, t)]
-            oki = np.isfinite(ei)
+            oki = np.isfinite(ei) & (ok if role == "ring" else True)
             rows.append(
                 {
                     "event_id": e.get("event_id"),
@@ -608,7 +618,7 @@ def estimate_effects(
     if events is None and store is not None:
         events = store.validated("events")
     out += outage_event_study(
-        cube, glm=glm, grain=grain, neighbours=neighbours, window_days=window_days, dz=dz
+        cube, grain=grain, neighbours=neighbours, window_days=window_days, dz=dz
     )
     out += event_uplift(cube, events, glm=glm, grain=grain, neighbours=neighbours, dz=dz)
     return out

@@ -52,6 +52,7 @@ import logging
 import math
 import re
 import time
+import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -637,17 +638,17 @@ class GLMFit:
         b = self.params
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
             p = 2 * stats.norm.sf(np.abs(b / se))
-        return pd.DataFrame(
-            {
-                "term": list(self.terms),
-                "irr": np.exp(b),
-                "ci_low": np.exp(b - z * se),
-                "ci_high": np.exp(b + z * se),
-                "p_value": p,
-                "log_irr": b,
-                "se": se,
-            }
-        )
+            return pd.DataFrame(
+                {
+                    "term": list(self.terms),
+                    "irr": np.exp(b),
+                    "ci_low": np.exp(b - z * se),
+                    "ci_high": np.exp(b + z * se),
+                    "p_value": p,
+                    "log_irr": b,
+                    "se": se,
+                }
+            )
 
     def log_rate(self, dz: pd.DataFrame) -> np.ndarray:
         """Log incidents per person-slot for design rows (unknown hours/days: reference)."""
@@ -902,6 +903,7 @@ def fit_glm(
     for the over-dispersion test and the moment estimator of alpha; Hilbe (2011) for NB2.
     """
     import statsmodels.api as sm
+    from statsmodels.tools.sm_exceptions import ConvergenceWarning
 
     if family not in ("auto", "poisson", "negbin"):
         raise InputError(f"family must be 'auto', 'poisson' or 'negbin', got {family!r}.")
@@ -925,8 +927,13 @@ def fit_glm(
 
     def _fit(var_weights: np.ndarray | None, start: np.ndarray):
         model = sm.GLM(Yk, X, family=sm.families.Poisson(), exposure=Ek, var_weights=var_weights)
-        # Newton on the p x p Hessian: cheaper than IRLS's least squares on the n x p matrix
-        return model.fit(method="newton", start_params=start, maxiter=100, disp=0)
+        # Newton on the p x p Hessian: cheaper than IRLS's least squares on the n x p matrix.
+        # A level without any incident (sparse groups) has no finite MLE: its IRR tends to 0
+        # with a huge standard error, which is what the table then shows.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            warnings.simplefilter("ignore", RuntimeWarning)
+            return model.fit(method="newton", start_params=start, maxiter=100, disp=0)
 
     start = np.zeros(len(terms))
     start[0] = math.log(max(Yk.sum(), 0.5) / Ek.sum())

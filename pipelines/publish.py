@@ -38,6 +38,8 @@ COUNT_NAME_PATTERN = re.compile(
     r"attendance|expected_attendance|event_attendance|entries|exits|ridership_entries|"
     r"observed|count|people|persons|n_incidents|n_people|"
     r"present_peak|incidents_observed|incidents_usual|this_week|reference_mean|"
+    r"forecast|reference|uplift|venue_present_forecast|event_crowd|crowd|"
+    r"usual_entries|expected_entries|present_forecast|present_reference|"
     r"(incident|people|person|visitor|resident)s?_count)$"
 )
 

@@ -315,6 +315,7 @@ def simulate_city(
             "mu": mu,
             "mu_no_event": mu_no_event,
             "mu_lamps_on": mu_lamps_on,
+            "ring_extra_present": ring_presence_share * ring_att,
             "outages": outage_rows,
             "spill": spill,
             "gx": gx,

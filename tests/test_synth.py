@@ -42,6 +42,14 @@ def _zone_of(zg: gpd.GeoDataFrame, lat, lon) -> np.ndarray:
     return j["zone_id"].to_numpy()
 
 
+def _read(out: Path, pattern: str, **kw) -> pd.DataFrame:
+    """All files matching ``pattern`` (CSV for tiny, Parquet for larger cities), in name order."""
+    paths = sorted(out.glob(pattern + ".csv")) or sorted(out.glob(pattern + ".parquet"))
+    if paths[0].suffix == ".csv":
+        return pd.concat([pd.read_csv(p, **kw) for p in paths], ignore_index=True)
+    return pd.concat([pd.read_parquet(p) for p in paths], ignore_index=True)
+
+
 def _rebuild(out: Path) -> dict:
     """The zone x hour table of the model features, from the raw files only."""
     truth = json.loads((out / "truth.json").read_text())
@@ -67,7 +75,7 @@ def _rebuild(out: Path) -> dict:
     for z, g in hourly.groupby("id_zone", sort=False):
         assert len(g) == H and (g["date_heure"].to_numpy() == loc_txt).all()
         pres[:, zi[z]] = g["volume_present"].to_numpy()
-    two = pd.read_csv(out / "presence/flux_vision_2h_secteur_est.csv", dtype={"id_zone": str})
+    two = _read(out, "presence/flux_vision_2h_secteur_est", dtype={"id_zone": str})
     for z, g in two.groupby("id_zone", sort=False):
         reps = g["duree_min"].to_numpy() // 60
         assert reps.sum() == H
@@ -129,9 +137,10 @@ def _rebuild(out: Path) -> dict:
     )
     fzone = fl["id_lampadaire"].map(lamps.set_index("id_lampadaire")["zone_id"]).map(zi).to_numpy()
     mids = (hours + pd.Timedelta(minutes=30)).asi8
-    lamps_out = np.zeros((H, Z), dtype=np.int64)
-    for k in range(len(fl)):
-        lamps_out[(mids >= rep[k]) & (mids < fix[k]), fzone[k]] += 1
+    lamps_out = np.zeros((H + 1, Z), dtype=np.int64)  # +1 from the first midpoint >= report, -1 at repair
+    np.add.at(lamps_out, (np.searchsorted(mids, rep), fzone), 1)
+    np.add.at(lamps_out, (np.searchsorted(mids, fix), fzone), -1)
+    lamps_out = np.cumsum(lamps_out, axis=0)[:H]
     # events active in the zone (slot overlaps [start, end)), expected attendance
     ev = pd.read_csv(out / "evenements.csv", dtype={"id_evenement": str})
     ev["zone_id"] = _zone_of(zg, ev["latitude"].to_numpy(), ev["longitude"].to_numpy())

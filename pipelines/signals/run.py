@@ -150,8 +150,9 @@ def fallback_expected(
     hour) is fitted on the ``weeks`` weeks before ``fit_end`` by iterative proportional fitting,
     which gives the maximum-likelihood fit of this main-effects model (Bishop, Fienberg &
     Holland 1975). Each zone rate is shrunk towards the city rate by ``prior_incidents``
-    pseudo-incidents so that a zone without incidents in the window does not get an expectation
-    of zero. Missing presence falls back on present_baseline; a study without presence uses
+    pseudo-incidents, and each hour-of-week factor towards 1 by half a pseudo-incident, so that
+    a zone or an hour without incidents in the window does not get an expectation of zero (the
+    fit is then penalised, not exact ML). Missing presence falls back on present_baseline; a study without presence uses
     exposure 1 (a per-slot rate).
 
     Parameters
