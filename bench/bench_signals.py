@@ -41,6 +41,7 @@ def prepare(scale: str, *, seed: int = 0) -> tuple[Path, Path]:
     """Store (with cube and fitted models) and truth.json of a synthetic city, made once."""
     from features.cube import build_cube
     from features.ingest import ingest
+    from features.store import Store
     from features.synth import generate
     from pipelines.models import fit_all
 
@@ -50,7 +51,7 @@ def prepare(scale: str, *, seed: int = 0) -> tuple[Path, Path]:
         res = generate(scale, base / "raw", seed=seed)
         ingest(res.sources_yaml, store)
         build_cube(store)
-        fit_all(store)
+        fit_all(Store(store))
         stamp.write_text(json.dumps({"scale": scale, "seed": seed}))
     return store, base / "raw" / "truth.json"
 

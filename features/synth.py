@@ -1197,6 +1197,16 @@ def generate(scale: str, out: str | Path, *, seed: int = 0) -> SynthResult:
     files: dict[str, list[str]] = {}
     rows: dict[str, int] = {}
     hourly_z = np.flatnonzero(~zones.is_2h)
+    # a gap in the presence export: one quiet residential zone, 6 hours on the 10th night
+    busy = (
+        sig_zones
+        | {e.zone for e in events}
+        | {m for s in signals for m in s.params.get("neighbours", [])}
+    )
+    gap_zone = next(int(z) for z in hourly_z if zones.types[z] == "residential" and z not in busy)
+    gap_start = (start.tz_localize(None) + pd.Timedelta(days=10, hours=3)).tz_localize(TIMEZONE)
+    gap_end = gap_start + pd.Timedelta(hours=6)
+    gap_mask = np.asarray((hours >= gap_start) & (hours < gap_end))
     twoh_z = np.flatnonzero(zones.is_2h)
     pres_2h = _Table(out / "presence" / f"flux_vision_2h_secteur_est.{ext}", fmt)
     origins = _Table(out / "presence" / f"flux_vision_origines.{ext}", fmt)
@@ -1319,6 +1329,8 @@ def generate(scale: str, out: str | Path, *, seed: int = 0) -> SynthResult:
         # presence files
         hh = np.repeat(np.arange(n_h), len(hourly_z))
         zh = np.tile(hourly_z, n_h)
+        delivered = ~((zh == gap_zone) & gap_mask[a + hh])  # the export's gap: rows absent
+        hh, zh = hh[delivered], zh[delivered]
         pr = pd.DataFrame(
             {
                 "id_zone": zones.ids[zh],
@@ -1476,6 +1488,10 @@ def generate(scale: str, out: str | Path, *, seed: int = 0) -> SynthResult:
     (out / "sources.yaml").write_text(sources, encoding="utf-8")
     truth = _truth(scale, seed, start, end, zones, signals, events, truth_present, light, spill,
                    bad, totals, rows, dark, lamps_out, rain, transit_all, ev_k, cal)  # fmt: skip
+    truth["presence_gaps"] = [
+        {"zone_id": zones.ids[gap_zone], "start": _utc_iso(gap_start), "end": _utc_iso(gap_end),
+         "hours": int(gap_mask.sum()), "note": "rows absent from the export; incidents still occur"}
+    ]  # fmt: skip
     (out / "truth.json").write_text(
         json.dumps(truth, indent=1, ensure_ascii=False), encoding="utf-8"
     )

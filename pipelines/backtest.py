@@ -343,9 +343,8 @@ def forecast_at(
     if not test.any():
         raise InputError(f"no cube rows in the forecast week starting {origin}.")
     zones_sorted = sorted(pd.unique(dz["zone_id"]))
-    zpos = {z: i for i, z in enumerate(zones_sorted)}
     zone = dz["zone_id"].to_numpy()
-    zone_idx = np.fromiter((zpos[z] for z in zone), dtype=np.int64, count=len(zone))
+    zone_idx = pd.Categorical(zone, categories=zones_sorted).codes.astype(np.int64)
     how = _how_key(dz)
     slots_per_week = 168 if grain == "1h" else 7
     n_hows = 168
@@ -356,7 +355,7 @@ def forecast_at(
     obs = y[test]
     base = {
         "zone_id": zone[test],
-        "period_start": cube["hour"].to_numpy()[test],
+        "period_start": cube["hour"].array[test],
         "observed": obs,
         "origin": origin,
     }

@@ -12,8 +12,8 @@ Kinds
     Incidence-rate ratio of a model feature in a category group's rate model (see
     :mod:`pipelines.models`); ``n`` is the number of zone-slots fitted.
 ``outage_event_study``
-    Lighting outages as an event study. An outage episode is a run of slots with
-    ``lamps_out > 0`` in a zone. Observed incidents are compared with those expected by a
+    Lighting outages as an event study. An outage episode is a run of slots with at least
+    ``MIN_SHARE_OUT`` (10 %) of the zone's lamps out. Observed incidents are compared with those expected by a
     rate model of all incidents fitted on the zone-slots *untouched by any outage* (no lamp out
     in the zone nor in its ring: the imputation approach of Borusyak, Jaravel & Spiess 2024,
     so that neither the outage nor its spill-over leaks into the counterfactual), in three
@@ -68,6 +68,8 @@ UNITS = {
     "school_holiday": "IRR, school holiday vs not",
 }
 WINDOW_DAYS = 14
+#: share of a zone's lamps out from which a run of slots counts as an outage episode
+MIN_SHARE_OUT = 0.10
 
 
 def not_estimable(name: str, kind: str, why: str, **extra: Any) -> dict[str, Any]:
@@ -202,6 +204,7 @@ def outage_event_study(
     neighbours: dict[str, list[str]] | None = None,
     window_days: int = WINDOW_DAYS,
     dz: pd.DataFrame | None = None,
+    min_share: float = MIN_SHARE_OUT,
 ) -> list[dict[str, Any]]:
     """Event study of lighting outages (see the module docstring).
 
@@ -217,6 +220,9 @@ def outage_event_study(
         Length of the before and after windows.
     dz
         Precomputed design of ``cube``.
+    min_share
+        An outage is a run of slots with at least this share of the zone's lamps out (a city
+        always has a few lamps out: single-lamp faults are background, not events).
 
     Returns
     -------
@@ -235,10 +241,6 @@ def outage_event_study(
     y = M.group_counts(cube, None)
     zones, slots, zi, ti = _grid(cube)
     shape = (len(zones), len(slots))
-    out2 = np.zeros(shape, bool)
-    out2[zi, ti] = np.nan_to_num(cube["lamps_out"].to_numpy(np.float64)) > 0
-    if not out2.any():
-        return [not_estimable(n, kind, "no lighting outage in the cube's period") for n in names]
     lamps = np.nan_to_num(cube["lamps"].to_numpy(np.float64))
     share = np.divide(
         np.nan_to_num(cube["lamps_out"].to_numpy(np.float64)),
@@ -246,6 +248,11 @@ def outage_event_study(
         out=np.zeros(len(cube)),
         where=lamps > 0,
     )
+    out2 = np.zeros(shape, bool)
+    out2[zi, ti] = share >= min_share
+    if not out2.any():
+        why = f"no outage of at least {min_share:.0%} of a zone's lamps in the cube's period"
+        return [not_estimable(n, kind, why) for n in names]
     window = np.timedelta64(int(window_days), "D")
     before, after = _phases(out2, slots, window)
     A = _adjacency(zones, neighbours)
@@ -323,6 +330,7 @@ def outage_event_study(
                         if role == "zone" and dur.any()
                         else None,
                         "window_days": window_days,
+                        "min_share_out": min_share,
                         "unit": "rate ratio of observed/expected (model without outages)",
                     }
                 )

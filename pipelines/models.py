@@ -378,7 +378,7 @@ def design(
     out["zone_id"] = (
         cube["zone_id"].astype(str).to_numpy() if "zone_id" in cube else np.full(n, "", object)
     )
-    out["hour"] = cube["hour"].to_numpy() if "hour" in cube else np.full(n, np.datetime64("NaT"))
+    out["hour"] = cube["hour"].array if "hour" in cube else np.full(n, np.datetime64("NaT"))
     present = _num(cube, "present", np.nan)
     out["exposure"] = present
     if "local_hour" in cube.columns and "dow" in cube.columns:
@@ -778,9 +778,9 @@ def _prepare(
     }
 
 
-def _nb_alpha_mle(y: np.ndarray, mu: np.ndarray) -> float:
+def _nb_alpha_mle(y: np.ndarray, mu: np.ndarray, *, max_rows: int = 500_000) -> float:
     """Maximum-likelihood NB2 dispersion for counts ``y`` with fixed means ``mu`` (Lawless
-    1987), searched on log(alpha) in [1e-6, 20]."""
+    1987), searched on log(alpha) in [1e-6, 20] (on ``max_rows`` random rows at most)."""
     from scipy.optimize import minimize_scalar
     from scipy.special import gammaln
 
@@ -788,6 +788,9 @@ def _nb_alpha_mle(y: np.ndarray, mu: np.ndarray) -> float:
     y, mu = y[ok], mu[ok]
     if len(y) < 3:
         return 0.0
+    if len(y) > max_rows:  # a fixed random subsample is plenty for one parameter
+        pick = np.random.default_rng(0).choice(len(y), size=max_rows, replace=False)
+        y, mu = y[pick], mu[pick]
 
     def nll(log_a: float) -> float:
         a = math.exp(log_a)
@@ -1298,7 +1301,7 @@ class Predictor:
                 pd.DataFrame(
                     {
                         "zone_id": dz["zone_id"].to_numpy(),
-                        "hour": dz["hour"].to_numpy(),
+                        "hour": dz["hour"].array,
                         "group": g,
                         "mean": mean,
                         "lower80": q[:, 0],
@@ -1321,7 +1324,7 @@ class Predictor:
         m = self._model(group, "xgb")
         dz = self.design(frame)
         c = m.contributions(dz)
-        c.insert(0, "hour", dz["hour"].to_numpy())
+        c.insert(0, "hour", dz["hour"].array)
         c.insert(0, "zone_id", dz["zone_id"].to_numpy())
         return c.reset_index(drop=True)
 
@@ -1458,6 +1461,17 @@ class FitReport:
                 )
         lines.append(f"effects estimated: {self.n_effects}")
         return "\n".join(lines)
+
+
+def json_safe(obj: Any) -> Any:
+    """Replace NaN/inf floats by None (strict JSON) in nested dicts and lists."""
+    if isinstance(obj, dict):
+        return {k: json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    if isinstance(obj, (float, np.floating)):
+        return float(obj) if math.isfinite(float(obj)) else None
+    return obj
 
 
 def cube_columns_needed(meta_columns: Iterable[str]) -> list[str]:
@@ -1688,7 +1702,7 @@ def fit_all(
         )
         res.frame.to_parquet(out_dir / "backtest.parquet", index=False)
         evaluation = res.evaluation
-        store.write_json(f"{MODELS_DIR}/evaluation.json", evaluation)
+        store.write_json(f"{MODELS_DIR}/evaluation.json", json_safe(evaluation))
         seconds["backtest"] = time.perf_counter() - t
     t = time.perf_counter()
     eff_list = eff.estimate_effects(
@@ -1703,11 +1717,13 @@ def fit_all(
     )
     store.write_json(
         f"{MODELS_DIR}/effects.json",
-        {
-            "grain": grain,
-            "generated_at": pd.Timestamp.now(tz="UTC").isoformat(),
-            "effects": eff_list,
-        },
+        json_safe(
+            {
+                "grain": grain,
+                "generated_at": pd.Timestamp.now(tz="UTC").isoformat(),
+                "effects": eff_list,
+            }
+        ),
     )
     seconds["effects"] = time.perf_counter() - t
     seconds["total"] = time.perf_counter() - t0

@@ -50,7 +50,7 @@ def test_outage_event_study_recovers_planted_effects(spill_city):
     cube = c.cube
     zones, slots, zi, ti = E._grid(cube)
     out2 = np.zeros((len(zones), len(slots)), bool)
-    out2[zi, ti] = cube["lamps_out"].to_numpy() > 0
+    out2[zi, ti] = cube["lamps_out"].to_numpy() / cube["lamps"].to_numpy() >= E.MIN_SHARE_OUT
     before, _after = E._phases(out2, slots, np.timedelta64(14, "D"))
     ok = M.exposure_mask(dz)
     dark = cube["dark"].to_numpy()
@@ -171,3 +171,27 @@ def test_without_neighbours_ring_effects_say_why(spill_city):
     assert not eff["outage.ring.night.start"]["estimable"]
     assert "neighbours" in eff["outage.ring.night.start"]["why"]
     assert eff["outage.zone.night.start"]["estimable"]
+
+
+def test_fit_all_daily_grain_without_lighting(tmp_path):
+    """`fit_all` on a daily-grain store without lamps: models, backtest and effects are
+    written; lighting effects are reported as not estimable because the source is absent."""
+    import json
+
+    from _sim_cube import write_store
+
+    from features.store import Store
+
+    c = simulate_city(zones=16, weeks=14, grain="1d", seed=9, sources=("events", "weather"))
+    root = write_store(tmp_path / "store", c)
+    rep = M.fit_all(Store(root), backtest_weeks=2, xgb_rounds=30)
+    assert rep.evaluation["weeks"] == 2 and rep.evaluation["grain"] == "1d"
+    assert "lighting_faults" in rep.not_estimable["dark_lamps_out"]
+    eff = _by_name(json.loads((root / "models" / "effects.json").read_text())["effects"])
+    assert not eff["irr.all.dark_lamps_out"]["estimable"]
+    assert "source absent" in eff["irr.all.dark_lamps_out"]["why"]
+    assert not eff["outage.zone.all.start"]["estimable"]
+    assert eff["irr.all.event_k"]["estimable"] and eff["irr.all.rain"]["estimable"]
+    assert eff["event.all.venue.presence"]["estimable"]
+    pred = M.load_predictor(Store(root)).predict(c.cube.iloc[:5], groups=["all"])
+    assert np.isfinite(pred["mean"]).sum() >= 4

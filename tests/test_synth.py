@@ -66,24 +66,22 @@ def _rebuild(out: Path) -> dict:
     loc_txt = np.asarray(local.strftime("%Y-%m-%d %H:%M:%S"))
     # presence: the k-th row of a zone is its k-th slot
     pres = np.full((H, Z), np.nan)
-    hourly = pd.concat(
-        [
-            pd.read_csv(f, dtype={"id_zone": str})
-            for f in sorted(out.glob("presence/flux_vision_horaire_*.csv"))
-        ]
+    hourly = _read(out, "presence/flux_vision_horaire_*", dtype={"id_zone": str})
+    # rows are matched on (local time, occurrence): the repeated fall-back hour comes twice, in order
+    occ = pd.Series(loc_txt).groupby(loc_txt).cumcount().to_numpy()
+    slot_of = {(t, k): i for i, (t, k) in enumerate(zip(loc_txt, occ, strict=True))}
+    hourly["occ"] = hourly.groupby(["id_zone", "date_heure"], sort=False).cumcount()
+    idx = np.array(
+        [slot_of[(t, k)] for t, k in zip(hourly["date_heure"], hourly["occ"], strict=True)]
     )
-    for z, g in hourly.groupby("id_zone", sort=False):
-        assert len(g) == H and (g["date_heure"].to_numpy() == loc_txt).all()
-        pres[:, zi[z]] = g["volume_present"].to_numpy()
+    pres[idx, hourly["id_zone"].map(zi).to_numpy()] = hourly["volume_present"].to_numpy()
     two = _read(out, "presence/flux_vision_2h_secteur_est", dtype={"id_zone": str})
     for z, g in two.groupby("id_zone", sort=False):
         reps = g["duree_min"].to_numpy() // 60
         assert reps.sum() == H
         pres[:, zi[z]] = np.repeat(g["volume_present"].to_numpy(), reps)
     # incidents
-    inc = pd.concat(
-        [pd.read_csv(f, dtype=str) for f in sorted(out.glob("incidents/*.csv"))], ignore_index=True
-    )
+    inc = _read(out, "incidents/main_courante_*", dtype=str)
     t = pd.to_datetime(inc["date_heure"], format="%d/%m/%Y %H:%M:%S%z", errors="coerce", utc=True)
     bad_time = t.isna().to_numpy()
     tr = Transformer.from_crs("EPSG:2154", "EPSG:4326", always_xy=True)
@@ -137,7 +135,9 @@ def _rebuild(out: Path) -> dict:
     )
     fzone = fl["id_lampadaire"].map(lamps.set_index("id_lampadaire")["zone_id"]).map(zi).to_numpy()
     mids = (hours + pd.Timedelta(minutes=30)).asi8
-    lamps_out = np.zeros((H + 1, Z), dtype=np.int64)  # +1 from the first midpoint >= report, -1 at repair
+    lamps_out = np.zeros(
+        (H + 1, Z), dtype=np.int64
+    )  # +1 from the first midpoint >= report, -1 at repair
     np.add.at(lamps_out, (np.searchsorted(mids, rep), fzone), 1)
     np.add.at(lamps_out, (np.searchsorted(mids, fix), fzone), -1)
     lamps_out = np.cumsum(lamps_out, axis=0)[:H]
@@ -157,12 +157,7 @@ def _rebuild(out: Path) -> dict:
     )
     stops["zone_id"] = _zone_of(zg, stops["stop_lat"].to_numpy(), stops["stop_lon"].to_numpy())
     szone = stops.set_index("stop_id")["zone_id"]
-    rid = pd.concat(
-        [
-            pd.read_csv(f, dtype={"id_arret": str})
-            for f in sorted(out.glob("transport/validations_*.csv"))
-        ]
-    )
+    rid = _read(out, "transport/validations_*", dtype={"id_arret": str})
     transit = np.zeros((H, Z))
     for sid, g in rid.groupby("id_arret", sort=False):
         assert len(g) == H
@@ -198,7 +193,8 @@ def _glm(r: dict, group: list[str]):
     for s in r["truth"]["signals"]:
         during = (r["hours"] >= pd.Timestamp(s["start"])) & (r["hours"] < pd.Timestamp(s["end"]))
         for z in s["zones"] + s["params"].get("neighbours", []):
-            excl[during, r["ids"].index(z)] = True
+            if z in r["ids"]:
+                excl[during, r["ids"].index(z)] = True
     full = lambda a: np.broadcast_to(np.asarray(a)[:, None], (H, Z)).ravel()  # noqa: E731
     df = pd.DataFrame(
         {
@@ -210,7 +206,7 @@ def _glm(r: dict, group: list[str]):
             "d": full(r["local"].day_of_week), "excl": excl.ravel(),
         }
     )  # fmt: skip
-    df = df[~df["excl"]]
+    df = df[~df["excl"] & df["present"].notna()]
     X = pd.get_dummies(
         df["h"].astype(pd.CategoricalDtype(range(24))), prefix="h", dtype=float
     ).drop(columns="h_12")
@@ -264,6 +260,18 @@ def test_period_ends_on_week_46_and_spans_the_fall_back(tiny):
     day = allp[(allp["id_zone"] == z) & allp["date_heure"].str.startswith("2026-10-25")]
     assert len(day) == 25
     assert (day["date_heure"] == "2026-10-25 02:00:00").sum() == 2
+
+
+def test_presence_gap_is_missing_not_zero(rebuilt):
+    """The planted export gap is absent from the files (NaN once rebuilt); nothing else is missing."""
+    gaps = rebuilt["truth"]["presence_gaps"]
+    missing = np.isnan(rebuilt["present"])
+    assert missing.sum() == sum(g["hours"] for g in gaps) == 6
+    z = rebuilt["ids"].index(gaps[0]["zone_id"])
+    hours = rebuilt["hours"]
+    inside = (hours >= pd.Timestamp(gaps[0]["start"])) & (hours < pd.Timestamp(gaps[0]["end"]))
+    assert missing[inside, z].all()
+    assert (rebuilt["present"][~missing] >= 1).all()
 
 
 def test_same_seed_gives_byte_identical_files(tiny, tmp_path):

@@ -199,10 +199,12 @@ def _weeks_available(frame_dates: Sequence[dt.date], history_days: int) -> list[
 def _inject(
     rng: np.random.Generator, week: _Week, zone: int, size_sd: float, duration: int, start_day: int
 ) -> tuple[np.ndarray, int]:
-    """Outbreak cases added to the panel's observed counts (Noufaily et al. 2013, section 3.1).
+    """Outbreak cases added to the panel's observed counts (after Noufaily et al. 2013).
 
-    The outbreak holds Poisson(size_sd x weekly SD) cases spread over ``duration`` days from
-    ``start_day`` (a period day index) with log-normal(0, 0.5) day weights, as in Noufaily et al.
+    The outbreak holds Poisson(size_sd x SD) cases, SD being the standard deviation of the
+    zone's count over the week under the baseline model (NB2: ``sqrt(sum E + alpha sum E^2)``),
+    spread over ``duration`` days from ``start_day`` (a period day index) with log-normal(0, 0.5)
+    day weights.
     """
     n = int(rng.poisson(size_sd * week.weekly_sd[zone]))
     w = rng.lognormal(0.0, 0.5, duration)
@@ -391,10 +393,10 @@ def evaluate_detectors(
         panel = build_panel(sub, zones=zones, period=per, timezone=tz, history_days=history_days)
         p0 = panel.period[0]
         alpha = estimate_dispersion(panel.observed[:, :p0], panel.expected[:, :p0])
-        hist = np.where(np.isfinite(panel.observed[:, :p0]), panel.observed[:, :p0], np.nan)
-        nwk = p0 // 7
-        wk = np.nansum(hist[:, p0 - 7 * nwk :].reshape(len(zones), nwk, 7), axis=2)
-        weekly_sd = np.maximum(wk.std(axis=1, ddof=1), 1.0)
+        # SD of the zone's count over the week under the baseline model (NB2), as Noufaily
+        # et al. size outbreaks in SDs of the baseline count
+        ew = np.where(panel.valid, panel.expected, 0.0)[:, p0 : panel.period[1]]
+        weekly_sd = np.maximum(np.sqrt(ew.sum(axis=1) + alpha * (ew**2).sum(axis=1)), 1.0)
         excluded = np.array(
             [any(z in zs and a < pe and b > ps for zs, a, b in planted) for z in zones]
         )

@@ -430,6 +430,7 @@ def run_signals(
     surge_ratio: float = 1.5,
     use_model: bool = True,
     write: bool = True,
+    mc_budget: float = 2e8,
 ) -> SignalRun:
     """Run every detector on a period of a store and write the ranked signals.
 
@@ -457,6 +458,11 @@ def run_signals(
         Use the fitted model when there is one (otherwise always the fallback).
     write
         Write the JSON and Parquet files.
+    mc_budget
+        Largest number of cylinder (scan) or 10 x zone-day (drift) evaluations spent on Monte
+        Carlo replicates: a large city gets fewer than ``n_sim`` (at least 199) and relies on
+        the Gumbel tail for small p values (Abrams et al. 2010). The replicates used are in
+        the JSON's ``monte_carlo``.
 
     Returns
     -------
@@ -510,6 +516,7 @@ def run_signals(
         notes.append("less than two weeks of history before the period: baselines are thin.")
 
     tests: list[pd.DataFrame] = []
+    mc_used: dict[str, int] = {}
     counts: dict[str, int] = {}
     expectation: dict[str, Any] = {"source": None}
     ears_summary: dict[str, Any] = {}
@@ -558,16 +565,23 @@ def run_signals(
             panel.observed[:, : panel.period[0]], panel.expected[:, : panel.period[0]]
         )
         expectation["dispersion"] = alpha
+        # Monte Carlo budget: a metropolis gets fewer replicates, the Gumbel tail covers small p
+        n_drift = int(min(n_sim, max(199, mc_budget // (10 * panel.observed.size))))
+        n_scan = n_sim
+        if neighbours is not None:
+            cyl = len(zones) * neighbours.shape[1] * period.days * max_window
+            n_scan = int(min(n_sim, max(199, mc_budget // cyl)))
+        mc_used = {"drift": n_drift, "scan": n_scan if neighbours is not None else 0}
         parts = {
             "excess": D.excess_tests(panel, dispersion=alpha),
-            "drift": D.drift_tests(panel, dispersion=alpha, n_sim=n_sim, seed=seed),
+            "drift": D.drift_tests(panel, dispersion=alpha, n_sim=n_drift, seed=seed),
         }
         if neighbours is not None:
             scan = space_time_scan(
                 panel,
                 neighbours,
                 max_window=max_window,
-                n_sim=n_sim,
+                n_sim=n_scan,
                 seed=seed + 1,
                 dispersion=alpha,
             )
@@ -643,7 +657,7 @@ def run_signals(
         "n_tests": int(np.isfinite(all_tests["p_value"]).sum()),
         "n_signals": int((signals["type"] != "event_conflict").sum()),
         "n_event_conflicts": int((signals["type"] == "event_conflict").sum()),
-        "monte_carlo": {"replicates": n_sim, "seed": seed},
+        "monte_carlo": {"replicates": mc_used, "seed": seed},
         "ears_baseline": ears_summary,
         "zones": len(zones),
         "notes": notes,

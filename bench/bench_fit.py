@@ -1,0 +1,153 @@
+"""Benchmark: `vigie fit` (GLMs + XGBoost per category group, rolling backtest, effects).
+
+For a synthetic city (``tiny``, ``city``: 300 zones x 2 years ~ 5 M zone-hours, or
+``metropolis``: 17.5 M) the ingested store is made once by :func:`bench.bench_cube.prepare`
+(cached under ``$VIGIE_BENCH_DIR``) and its cube built once; then
+:func:`pipelines.models.fit_all` runs in a child process, which reports its wall time per step
+and its peak resident memory. The backtest's own figures (Poisson deviance and PAI at 5 % of
+every model and baseline) are printed next to the timings, and the table of every scale
+measured so far goes into docs/benchmarks.md (section between the ``bench_fit`` markers).
+
+Usage: ``python -m bench.bench_fit [tiny|city|metropolis ...]`` or ``run("city")``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+DOC = ROOT / "docs" / "benchmarks.md"
+RESULTS = ROOT / "bench_out" / "fit_results.json"
+START = "<!-- bench_fit:start -->"
+END = "<!-- bench_fit:end -->"
+
+_CHILD = """
+import json, resource, sys
+from features.store import Store
+from pipelines.models import fit_all
+r = fit_all(Store(sys.argv[1]), backtest_weeks=int(sys.argv[2]))
+ev = r.evaluation.get("models", {})
+print(json.dumps({
+    "seconds": r.seconds,
+    "groups": list(r.groups),
+    "skipped": list(r.skipped),
+    "n_effects": r.n_effects,
+    "weeks": r.evaluation.get("weeks"),
+    "deviance": {m: v["poisson_deviance"] for m, v in ev.items()},
+    "pai5": {m: v["pai"]["5%"] for m, v in ev.items()},
+    "coverage95": {m: v["coverage95"] for m, v in ev.items()},
+    "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+}))
+"""
+
+
+def _cube(scale: str, seed: int) -> Path:
+    """The cached store of a scale, with its cube built (once)."""
+    from bench.bench_cube import prepare
+
+    store = prepare(scale, seed=seed)
+    if not (store / "cube_meta.json").exists():
+        from features.cube import build_cube
+        from features.store import Store
+
+        build_cube(Store(store))
+    return store
+
+
+def run(scale: str = "city", *, seed: int = 0, backtest_weeks: int = 8) -> dict:
+    """Time ``fit_all`` (fit + backtest + effects) on a synthetic city's cube.
+
+    Parameters
+    ----------
+    scale
+        ``tiny``, ``city`` (default) or ``metropolis``.
+    seed
+        Synthetic city seed.
+    backtest_weeks
+        Weekly origins of the backtest.
+
+    Returns
+    -------
+    dict
+        ``scale, zone_hours, seconds {read, design, fit, backtest, effects, total}, peak_mb,
+        groups, deviance {model: ...}, pai5 {model: ...}, coverage95`` (also kept in
+        bench_out/fit_results.json and written into docs/benchmarks.md).
+    """
+    store = _cube(scale, seed)
+    meta = json.loads((store / "cube_meta.json").read_text())
+    out = subprocess.run(
+        [sys.executable, "-c", _CHILD, str(store), str(backtest_weeks)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if out.returncode != 0:
+        raise RuntimeError(f"fit benchmark child failed:\n{out.stderr[-3000:]}")
+    child = json.loads(out.stdout.strip().splitlines()[-1])
+    result = {
+        "scale": scale,
+        "zone_hours": int(meta.get("rows", 0)),
+        **child,
+        "peak_mb": round(child["peak_mb"]),
+        "cores": os.cpu_count(),
+        "when": pd.Timestamp.now(tz="UTC").isoformat(timespec="seconds"),
+    }
+    s = result["seconds"]
+    print(
+        f"fit {scale}: {result['zone_hours']:,} zone-hours | total {s['total']:.0f} s (fit "
+        f"{s['fit']:.0f} s, backtest {s.get('backtest', 0):.0f} s over {result['weeks']} weeks, "
+        f"effects {s['effects']:.0f} s) | peak {result['peak_mb']:,} MB"
+    )
+    for m, dev in result["deviance"].items():
+        print(f"  {m:<20} deviance {dev:.4f}  PAI@5% {result['pai5'][m]:.2f}")
+    _record(result)
+    return result
+
+
+def _record(result: dict) -> None:
+    results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    results[result["scale"]] = result
+    RESULTS.parent.mkdir(exist_ok=True)
+    RESULTS.write_text(json.dumps(results, indent=2))
+    order = {"tiny": 0, "city": 1, "metropolis": 2}
+    lines = [
+        START,
+        "## Models (`bench/bench_fit.py`)",
+        "",
+        "`vigie fit` (Poisson + NB GLMs and XGBoost per category group, 8-week rolling backtest,",
+        "effects) in a child process; peak = its maximum resident memory.",
+        "",
+        "| scale | zone-hours | fit (s) | backtest (s) | effects (s) | total (s) | peak (MB) "
+        "| deviance GLM / XGB / naive 4w | PAI@5% GLM / XGB / hotspot | measured |",
+        "|---|---:|---:|---:|---:|---:|---:|---|---|---|",
+    ]
+    for r in sorted(results.values(), key=lambda r: order.get(r["scale"], 9)):
+        s, d, p = r["seconds"], r["deviance"], r["pai5"]
+        lines.append(
+            f"| {r['scale']} | {r['zone_hours']:,} | {s['fit']:.0f} | {s.get('backtest', 0):.0f} "
+            f"| {s['effects']:.0f} | {s['total']:.0f} | {r['peak_mb']:,} "
+            f"| {d.get('glm', float('nan')):.3f} / {d.get('xgb', float('nan')):.3f} / "
+            f"{d.get('seasonal_naive_4w', float('nan')):.3f} "
+            f"| {p.get('glm', float('nan')):.2f} / {p.get('xgb', float('nan')):.2f} / "
+            f"{p.get('recent_hotspot', float('nan')):.2f} | {r['when'][:10]}, {r['cores']} cores |"
+        )
+    lines.append(END)
+    block = "\n".join(lines)
+    text = DOC.read_text() if DOC.exists() else "# Benchmarks\n\nFigures written by `make bench`.\n"
+    if START in text and END in text:
+        text = text[: text.index(START)] + block + text[text.index(END) + len(END) :]
+    else:
+        text = text.rstrip() + "\n\n" + block + "\n"
+    DOC.write_text(text)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    for name in sys.argv[1:] or ["city"]:
+        run(name)
