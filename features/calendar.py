@@ -14,6 +14,7 @@ Meeus, J. (1998). *Astronomical Algorithms*, 2nd ed. (the algorithm astral imple
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import Iterable
 
 import numpy as np
@@ -136,12 +137,17 @@ def school_holidays(dates: Iterable, *, zone: str | None) -> np.ndarray:
     idx = _dates(dates)
     if zone is None or len(idx) == 0:
         return np.zeros(len(idx), dtype=bool)
-    from vacances_scolaires_france import SchoolHolidayDates
-
     zone = zone.upper()
     if zone not in {"A", "B", "C"}:
         raise ValueError(f"school zone must be A, B or C, got {zone!r}")
+    return np.asarray(idx.normalize().isin(_school_days(zone)))
+
+
+@functools.lru_cache(maxsize=4)
+def _school_days(zone: str) -> pd.DatetimeIndex:
+    """Every school-holiday date of a French zone (the package's data file is read once)."""
+    from vacances_scolaires_france import SchoolHolidayDates
+
     data = SchoolHolidayDates().data
     key = f"vacances_zone_{zone.lower()}"
-    days = pd.DatetimeIndex([pd.Timestamp(d) for d, row in data.items() if row.get(key)])
-    return np.asarray(idx.normalize().isin(days))
+    return pd.DatetimeIndex([pd.Timestamp(d) for d, row in data.items() if row.get(key)])

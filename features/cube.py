@@ -644,7 +644,8 @@ def _month_specs(plan: _Plan) -> list[_MonthSpec]:
 #   incidents: zi, eh, ci, n                              hours [a0, a1)
 #   ridership: zi, eh, entries                            hours [a0, a1)
 #   events:    zi, eh, ev (event_id), att                 hours [w0, a1)
-#   lamps_out: zi, eh, n (distinct lamps)                 hours [a0, a1)
+#   lamps_out: zi, k0, k1: each lamp's merged out-intervals of hours (midpoint rule), those
+#              meeting [a0, a1); a sweep line counts them per hour (distinct lamps)
 #   weather:   eh, temperature_c, precipitation_mm        hours [a0, a1)
 # zi = index into plan.zone_ids, eh = epoch hour (UTC seconds // 3600).
 
@@ -674,7 +675,8 @@ class _DuckStage:
         w0 = min(s.w0 for s in specs)
         self.names = []
         for name, sql in _duckdb_sql(con, plan, a0, a1, w0).items():
-            con.execute(f"CREATE TABLE s_{name} AS SELECT * FROM ({sql}) ORDER BY eh")
+            order = "k0" if name == "lamps_out" else "eh"
+            con.execute(f"CREATE TABLE s_{name} AS SELECT * FROM ({sql}) ORDER BY {order}")
             self.names.append(name)
 
     def inputs(self, spec: _MonthSpec) -> dict[str, dict[str, np.ndarray]]:
@@ -682,9 +684,12 @@ class _DuckStage:
         out = {}
         for name in self.names:
             lo = spec.w0 if name in ("presence", "events") else spec.a0
-            tbl = self.con.sql(
-                f"SELECT * FROM s_{name} WHERE eh >= {lo} AND eh < {spec.a1}"
-            ).to_arrow_table()
+            where = (
+                f"k0 < {spec.a1} AND k1 > {spec.a0}"
+                if name == "lamps_out"
+                else f"eh >= {lo} AND eh < {spec.a1}"
+            )
+            tbl = self.con.sql(f"SELECT * FROM s_{name} WHERE {where}").to_arrow_table()
             out[name] = {c: tbl.column(c).to_numpy(zero_copy_only=False) for c in tbl.column_names}
         return out
 
@@ -808,13 +813,20 @@ def _duckdb_sql(con: Any, plan: _Plan, a0: int, a1: int, w0: int) -> dict[str, s
               FROM read_parquet('{p["lighting_faults"]}') f JOIN lz ON lz.lamp_id = f.lamp_id
               WHERE f.reported_at < {lit("lighting_faults", "reported_at", a1 * _HOUR)}
                 AND (f.repaired_at IS NULL OR f.repaired_at > {lit("lighting_faults", "repaired_at", a0 * _HOUR)})
-            ), ex AS (
-              SELECT zi, lamp_id,
-                     unnest(range(greatest(ceil((r - 1800) / 3600), {a0})::BIGINT,
-                                  least(ceil((q - 1800) / 3600), {a1})::BIGINT)) AS eh
+            ), iv AS (  -- hours whose midpoint is in [reported_at, repaired_at)
+              SELECT zi, lamp_id, ceil((r - 1800) / 3600)::BIGINT AS k0,
+                     least(ceil((q - 1800) / 3600), {a1})::BIGINT AS k1
               FROM f
+            ), o AS (  -- merge each lamp's overlapping faults (gaps and islands)
+              SELECT *, max(k1) OVER (PARTITION BY lamp_id ORDER BY k0, k1
+                                      ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS prev_end
+              FROM iv WHERE k0 < k1
+            ), g AS (
+              SELECT *, sum(CASE WHEN prev_end >= k0 THEN 0 ELSE 1 END)
+                          OVER (PARTITION BY lamp_id ORDER BY k0, k1 ROWS UNBOUNDED PRECEDING) AS grp
+              FROM o
             )
-            SELECT zi, eh, count(DISTINCT lamp_id)::BIGINT AS n FROM ex GROUP BY zi, eh
+            SELECT zi, min(k0) AS k0, max(k1) AS k1 FROM g GROUP BY lamp_id, zi, grp
             """
     if "weather" in plan.paths:
         out["weather"] = f"""
@@ -1034,16 +1046,19 @@ def _pandas_inputs(plan: _Plan, spec: _MonthSpec) -> dict[str, dict[str, np.ndar
         li = pd.Index(lamp_ids).get_indexer(pd.Index(_np(f, "lamp_id", object)))
         r = _seconds(f, "reported_at")
         q = np.nan_to_num(_seconds(f, "repaired_at"), nan=1e18)
-        ok = (li >= 0) & (q > a0 * _HOUR)
-        li, r, q = li[ok], r[ok], q[ok]
-        rows, k = _expand(
-            np.maximum(np.ceil((r - 1800) / _HOUR), a0).astype(np.int64),
-            np.minimum(np.ceil((q - 1800) / _HOUR), a1).astype(np.int64),
+        k0 = np.ceil((r - 1800) / _HOUR)
+        k1 = np.minimum(np.ceil((q - 1800) / _HOUR), a1)
+        ok = (li >= 0) & (k0 < k1) & (k1 > a0)
+        iv = pd.DataFrame(
+            {"li": li[ok], "k0": k0[ok].astype(np.int64), "k1": k1[ok].astype(np.int64)}
         )
-        frame = pd.DataFrame({"li": li[rows], "eh": k}).drop_duplicates()
-        frame["zi"] = lzi[frame["li"].to_numpy()]
-        g = frame.groupby(["zi", "eh"], sort=False).size().reset_index(name="n")
-        out["lamps_out"] = {c: g[c].to_numpy() for c in ("zi", "eh", "n")}
+        iv = iv.sort_values(["li", "k0", "k1"], kind="stable")
+        # merge each lamp's overlapping faults, so that a lamp counts once
+        prev_end = iv.groupby("li")["k1"].cummax().groupby(iv["li"]).shift()
+        iv["grp"] = (~(prev_end >= iv["k0"])).cumsum()
+        m = iv.groupby(["li", "grp"], sort=False).agg(k0=("k0", "min"), k1=("k1", "max"))
+        li_m = m.index.get_level_values("li").to_numpy()
+        out["lamps_out"] = {"zi": lzi[li_m], "k0": m["k0"].to_numpy(), "k1": m["k1"].to_numpy()}
     if "weather" in plan.paths:
         t = _read(
             plan.paths["weather"],
@@ -1140,6 +1155,18 @@ def _arrow(values: Any, typ: pa.DataType) -> pa.Array:
     return pa.array(np.asarray(values).astype(typ.to_pandas_dtype()), typ)
 
 
+def _sweep(
+    n_zones: int, a0: int, a1: int, zi: np.ndarray, k0: np.ndarray, k1: np.ndarray
+) -> np.ndarray:
+    """Number of intervals [k0, k1) covering each hour of [a0, a1), per zone (a sweep line)."""
+    H = a1 - a0
+    delta = np.zeros((n_zones, H + 1), dtype=np.int64)
+    zi = np.asarray(zi, dtype=np.int64)
+    np.add.at(delta, (zi, np.clip(np.asarray(k0, np.int64) - a0, 0, H)), 1)
+    np.add.at(delta, (zi, np.clip(np.asarray(k1, np.int64) - a0, 0, H)), -1)
+    return np.cumsum(delta[:, :H], axis=1)
+
+
 def _dense(
     n_zones: int,
     h0: int,
@@ -1168,7 +1195,7 @@ def _build_month(
     table = pa.table([_arrow(data[f.name], f.type) for f in schema], schema=schema)
     part = Path(out_dir) / f"month={spec.label}"
     part.mkdir(parents=True, exist_ok=True)
-    pq.write_table(table, part / "part-0.parquet", compression="zstd")
+    pq.write_table(table, part / "part-0.parquet", compression="snappy")
     summary: dict[str, Any] = {"month": spec.label, "rows": table.num_rows}
     if "incidents" in data:
         summary["incidents"] = int(np.asarray(data["incidents"]).sum())
@@ -1216,8 +1243,7 @@ def _assemble(
     if plan.lamps is not None:
         hourly["lamps"] = np.repeat(plan.lamps[:, None], H, axis=1)
         if "lamps_out" in inputs:
-            lo = inputs["lamps_out"]
-            hourly["lamps_out"] = _dense(Z, a0, H, lo["zi"], lo["eh"], lo["n"], 0.0)
+            hourly["lamps_out"] = _sweep(Z, a0, a1, **inputs["lamps_out"])
     if "ridership" in inputs:
         rd = inputs["ridership"]
         hourly["ridership_entries"] = _dense(Z, a0, H, rd["zi"], rd["eh"], rd["entries"], 0.0)

@@ -16,6 +16,7 @@
 * ``transport/gtfs.zip`` (stops, agency, routes) and ``transport/validations_*`` (entries per
   stop and hour, naive local time);
 * ``meteo_horaire.csv`` (UTC), ``evenements.csv`` (past and upcoming events);
+* one planted gap in the presence export (six hours of one zone absent; ``presence_gaps``);
 * ``sources.yaml`` mapping all of it onto vigie's canonical names, and ``truth.json``.
 
 The statistical model (the one ``docs/architecture.md`` "Model features" says the models
@@ -63,6 +64,12 @@ TIMEZONE = "Europe/Paris"
 CENTRE = (48.85, 2.35)  # lat, lon
 #: the end of every synthetic study: Sunday 2026-11-15 24:00 local (last full ISO week 2026-W46)
 END_LOCAL = "2026-11-16 00:00"
+#: chunked outputs (removed before writing, so a rerun in the same folder leaves no stale chunk)
+_CHUNKED = (
+    "presence/flux_vision_horaire_*.*",
+    "incidents/main_courante_*.*",
+    "transport/validations_*.*",
+)
 CHUNK_HOURS = 672  # 4 weeks; even, so 2-hour slots never straddle two chunks
 UPCOMING_DAYS = 28
 
@@ -1135,6 +1142,9 @@ def generate(scale: str, out: str | Path, *, seed: int = 0) -> SynthResult:
     spec = SCALES[scale]
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    for pattern in _CHUNKED:  # chunk files of an earlier run would be caught by the globs
+        for old in out.glob(pattern):
+            old.unlink()
     start, end, hours = _period(spec.weeks)
     H = len(hours)
     cal = _calendar(hours, start)
@@ -1203,7 +1213,10 @@ def generate(scale: str, out: str | Path, *, seed: int = 0) -> SynthResult:
         | {e.zone for e in events}
         | {m for s in signals for m in s.params.get("neighbours", [])}
     )
-    gap_zone = next(int(z) for z in hourly_z if zones.types[z] == "residential" and z not in busy)
+    quiet = [int(z) for z in hourly_z if z not in busy]
+    gap_zone = next(
+        (z for z in quiet if zones.types[z] == "residential"), (quiet or [int(hourly_z[0])])[0]
+    )
     gap_start = (start.tz_localize(None) + pd.Timedelta(days=10, hours=3)).tz_localize(TIMEZONE)
     gap_end = gap_start + pd.Timedelta(hours=6)
     gap_mask = np.asarray((hours >= gap_start) & (hours < gap_end))

@@ -221,6 +221,14 @@ def recent_hotspot(
     return total * share[test_zone_idx] * prof_share[test_how]
 
 
+def row_arrays(cube: pd.DataFrame, dz: pd.DataFrame) -> dict[str, Any]:
+    """Arrays every origin reuses: UTC slot starts (ns), zone codes (sorted zone order), the
+    sorted zones, and the local hour of week."""
+    zones = sorted(pd.unique(dz["zone_id"]))
+    codes = pd.Categorical(dz["zone_id"], categories=zones).codes.astype(np.int64)
+    return {"hours": utc_ns(cube["hour"]), "zone_idx": codes, "zones": zones, "how": _how_key(dz)}
+
+
 # --------------------------------------------------------------------------------------------
 # forecast covariates
 # --------------------------------------------------------------------------------------------
@@ -232,19 +240,22 @@ def forecast_design(
     origin: pd.Timestamp,
     *,
     grain: str,
+    arrays: dict[str, Any] | None = None,
 ) -> pd.DataFrame:
     """Design rows of the forecast week with covariates as known at ``origin``.
 
     Presence and transit: mean of the same zone and hour of week over the 4 weeks before the
     origin (then the zone's mean); lamps out: each zone's last value before the origin.
+    ``arrays`` are the row arrays of :func:`row_arrays` (computed when ``None``).
     """
+    arr = arrays or row_arrays(cube, dz)
     out = dz.loc[test].copy()
-    hours = utc_ns(cube["hour"])
+    hours = arr["hours"]
     hi = _ns(origin)
     lo = _ns(origin - 4 * WEEK)
     win = train & (hours >= lo) & (hours < hi)
-    zone = dz["zone_id"].to_numpy()
-    how = _how_key(dz)
+    zone = arr["zone_idx"]
+    how = arr["how"]
     keys_t = pd.MultiIndex.from_arrays([zone[test], how[test]])
 
     def _same_how_mean(values: np.ndarray) -> np.ndarray:
@@ -292,6 +303,7 @@ def forecast_at(
     covariates: str = "forecast",
     min_incidents: int = M.MIN_INCIDENTS,
     end: pd.Timestamp | None = None,
+    arrays: dict[str, Any] | None = None,
 ) -> pd.DataFrame:
     """Forecasts of every model for the week starting at ``origin``, fitted on data before it.
 
@@ -312,6 +324,8 @@ def forecast_at(
         ``"forecast"`` or ``"observed"`` (module docstring).
     end
         End of the forecast window (default origin + 7 days).
+    arrays
+        Row arrays of :func:`row_arrays`, shared across origins (computed when ``None``).
 
     Returns
     -------
@@ -335,26 +349,24 @@ def forecast_at(
     origin = pd.Timestamp(origin)
     origin = origin.tz_localize("UTC") if origin.tzinfo is None else origin.tz_convert("UTC")
     end = origin + WEEK if end is None else pd.Timestamp(end)
-    hours = utc_ns(cube["hour"])
+    arr = arrays or row_arrays(cube, dz)
+    hours, zone_idx, how, zones_sorted = arr["hours"], arr["zone_idx"], arr["how"], arr["zones"]
     o64 = _ns(origin)
     e64 = _ns(end)
     train = hours < o64
     test = (hours >= o64) & (hours < e64)
     if not test.any():
         raise InputError(f"no cube rows in the forecast week starting {origin}.")
-    zones_sorted = sorted(pd.unique(dz["zone_id"]))
-    zone = dz["zone_id"].to_numpy()
-    zone_idx = pd.Categorical(zone, categories=zones_sorted).codes.astype(np.int64)
-    how = _how_key(dz)
+    zone = zone_idx
     slots_per_week = 168 if grain == "1h" else 7
     n_hows = 168
     if covariates == "forecast":
-        dtest = forecast_design(dz, cube, train, test, origin, grain=grain)
+        dtest = forecast_design(dz, cube, train, test, origin, grain=grain, arrays=arr)
     else:
         dtest = dz.loc[test]
     obs = y[test]
     base = {
-        "zone_id": zone[test],
+        "zone_id": np.asarray(zones_sorted, dtype=object)[zone_idx[test]],
         "period_start": cube["hour"].array[test],
         "observed": obs,
         "origin": origin,
@@ -585,7 +597,8 @@ def run_backtest(
         cells = M.build_cells(dz, features=feats, resolution=resolution)
     y = M.group_counts(cube, None)
     origins = weekly_origins(cube, weeks=weeks)
-    zones_sorted = sorted(pd.unique(dz["zone_id"]))
+    arrays = row_arrays(cube, dz)
+    zones_sorted = arrays["zones"]
     kernel = hotspot_weights(_metric_xy(centroids, zones_sorted), len(zones_sorted))
     parts = []
     notes: list[str] = []
@@ -614,6 +627,7 @@ def run_backtest(
                     covariates=covariates,
                     min_incidents=min_incidents,
                     end=nxt,
+                    arrays=arrays,
                 )
             )
         except M.SparseGroupError as exc:

@@ -1248,7 +1248,7 @@ class Predictor:
         return dz
 
     def _model(self, group: str, model: str):
-        if model in ("glm", "glm_poisson", "glm_negbin"):
+        if model == "glm":
             if group not in self.glms:
                 raise InputError(
                     f"no rate model for group {group!r}; fitted groups are "

@@ -174,7 +174,11 @@ def _truth_windows(truth: dict | None) -> list[tuple[set[str], pd.Timestamp, pd.
 
 
 def _find_truth(st: Store) -> dict | None:
-    for p in (st.root / "truth.json", st.root.parent / "truth.json"):
+    for p in (
+        st.root / "truth.json",
+        st.root.parent / "truth.json",
+        st.root.parent / "raw" / "truth.json",
+    ):
         if p.exists():
             try:
                 return json.loads(p.read_text())
@@ -311,8 +315,8 @@ def evaluate_detectors(
         Monte Carlo replicates of the pipeline's drift and scan p values.
     truth
         truth.json (dict or path) of a synthetic city: its planted signals' zone-weeks are left
-        out of the null zone-weeks and of the outbreak draws. Looked for in the store folder and
-        its parent when None.
+        out of the null zone-weeks and of the outbreak draws. Looked for in the store folder, its
+        parent and the parent's ``raw/`` when None.
     use_model
         Use the store's fitted model for the expectation when there is one.
 
