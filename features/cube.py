@@ -168,6 +168,75 @@ def slug(category: str) -> str:
     return text or "other"
 
 
+def cube_schema(columns: list[str] | tuple[str, ...]):
+    """The cube's data contract as a pandera ``DataFrameSchema`` (for the columns present).
+
+    Pins types, ranges and the cross-column rules: ``present_missing`` is exactly
+    ``present.isna()``, presence is never 0-filled (NaN or >= 0), ``lamps_out <= lamps``,
+    ``incidents`` is the sum of the ``inc_*`` columns, one row per (zone_id, hour). Downstream
+    steps can run it on the slice they read (``schema.validate(df, lazy=True)``).
+
+    Parameters
+    ----------
+    columns
+        The cube's columns (``cube_meta.json["columns"]``).
+
+    Returns
+    -------
+    pandera.pandas.DataFrameSchema
+    """
+    import pandera.pandas as pa_
+
+    counts = {"incidents", "lamps", "lamps_out", "events_active"}
+    spec: dict[str, Any] = {
+        "zone_id": pa_.Column(str, nullable=False),
+        "hour": pa_.Column("datetime64[ns, UTC]", nullable=False),
+        "local_hour": pa_.Column("int8", pa_.Check.in_range(0, 23)),
+        "dow": pa_.Column("int8", pa_.Check.in_range(0, 6)),
+        "local_date": pa_.Column(object, nullable=False),
+        "present": pa_.Column(float, pa_.Check.ge(0), nullable=True),
+        "present_missing": pa_.Column(bool),
+        "present_baseline": pa_.Column(float, pa_.Check.ge(0), nullable=True),
+        "present_ratio": pa_.Column(float, pa_.Check.ge(0), nullable=True),
+        "residents": pa_.Column(float, pa_.Check.ge(0), nullable=True),
+        "visitors": pa_.Column(float, pa_.Check.ge(0), nullable=True),
+        "dark": pa_.Column(bool),
+        "ridership_entries": pa_.Column(float, pa_.Check.ge(0)),
+        "event_attendance": pa_.Column(float, pa_.Check.ge(0)),
+        "holiday": pa_.Column(bool),
+        "school_holiday": pa_.Column(bool),
+        "temperature_c": pa_.Column(float, pa_.Check.in_range(-80, 70), nullable=True),
+        "precipitation_mm": pa_.Column(float, pa_.Check.ge(0), nullable=True),
+    }
+    cols = {}
+    for c in columns:
+        if c in counts or c.startswith("inc_"):
+            cols[c] = pa_.Column("int32", pa_.Check.ge(0))
+        elif c in spec:
+            cols[c] = spec[c]
+    checks = []
+    if "present" in columns:
+        checks.append(
+            pa_.Check(
+                lambda d: d["present_missing"] == d["present"].isna(),
+                error="present_missing must equal present.isna()",
+            )
+        )
+    if "lamps_out" in columns:
+        checks.append(pa_.Check(lambda d: d["lamps_out"] <= d["lamps"], error="lamps_out <= lamps"))
+    cats = [c for c in columns if c.startswith("inc_")]
+    if cats:
+        checks.append(
+            pa_.Check(
+                lambda d: d[cats].sum(axis=1) == d["incidents"],
+                error="incidents must be the sum of the inc_* columns",
+            )
+        )
+    return pa_.DataFrameSchema(
+        cols, checks=checks, unique=["zone_id", "hour"], strict=True, name="cube"
+    )
+
+
 def build_cube(
     store: Store | str | Path,
     *,

@@ -97,6 +97,42 @@ class BacktestResult:
     evaluation: dict[str, Any]
 
 
+def backtest_schema():
+    """The contract of ``backtest.parquet`` (pandera): one row per zone, slot and model."""
+    import pandera.pandas as pa
+
+    nonneg = pa.Check.ge(0)
+
+    def num(nullable: bool = True) -> pa.Column:
+        return pa.Column(float, nonneg, nullable=nullable, coerce=True)
+
+    return pa.DataFrameSchema(
+        {
+            "zone_id": pa.Column(str),
+            "period_start": pa.Column("datetime64[ns, UTC]", coerce=True),
+            "model": pa.Column(str, pa.Check.isin(MODELS)),
+            "observed": num(False),
+            "predicted": num(),
+            "lower": num(),
+            "upper": num(),
+            "lower80": num(),
+            "upper80": num(),
+            "origin": pa.Column("datetime64[ns, UTC]", coerce=True),
+        },
+        checks=[
+            pa.Check(
+                lambda d: (d["lower"] <= d["lower80"]) | d["lower"].isna(), name="lower95<=lower80"
+            ),
+            pa.Check(
+                lambda d: (d["upper80"] <= d["upper"]) | d["upper"].isna(), name="upper80<=upper95"
+            ),
+            pa.Check(lambda d: d["period_start"] >= d["origin"], name="forecast after its origin"),
+        ],
+        strict=True,
+        ordered=True,
+    )
+
+
 def weekly_origins(
     cube: pd.DataFrame, *, weeks: int, min_history_weeks: int = 4
 ) -> list[pd.Timestamp]:
@@ -634,6 +670,9 @@ def run_backtest(
             notes.append(f"origin {o}: skipped, {exc}")
         log.info("backtest origin %s done", o)
     frame = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=BACKTEST_COLUMNS)
+    if len(frame):
+        frame["zone_id"] = frame["zone_id"].astype(str)
+        frame = backtest_schema().validate(frame, lazy=True)
     ev = evaluate(frame, area=area) if len(frame) else {"models": {}, "n_rows": 0}
     ev.update(
         {

@@ -21,7 +21,7 @@ def register(app: typer.Typer) -> None:
         group: list[str] = typer.Option(
             None,
             "--group",
-            help="Category group to model (repeatable; default: all and every group present).",
+            help="Category group to model besides 'all' (repeatable; default: every group present).",
         ),
         min_incidents: int = typer.Option(
             30, "--min-incidents", min=1, help="Groups with fewer incidents are not modelled."

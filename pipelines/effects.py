@@ -354,11 +354,14 @@ def reference_presence(cube: pd.DataFrame) -> np.ndarray:
         if "event_attendance" in cube.columns
         else np.zeros(len(cube))
     )
+    if np.isfinite(ref).all():
+        return ref
     how = cube["dow"].to_numpy(np.int64) * 24 + cube["local_hour"].to_numpy(np.int64)
-    z = cube["zone_id"].astype(str).to_numpy()
+    z = pd.factorize(cube["zone_id"])[0].astype(np.int64)
+    key = z * 168 + how
     quiet = (att == 0) & np.isfinite(pres)
-    med = pd.Series(pres[quiet]).groupby([z[quiet], how[quiet]]).median()
-    fill = med.reindex(pd.MultiIndex.from_arrays([z, how])).to_numpy(np.float64)
+    med = pd.Series(pres[quiet]).groupby(key[quiet]).median()
+    fill = med.reindex(key).to_numpy(np.float64)
     return np.where(np.isfinite(ref), ref, fill)
 
 
@@ -420,8 +423,9 @@ def event_uplift(
     shape = (len(zones), len(slots))
     pres = np.full(shape, np.nan)
     pres[zi, ti] = pd.to_numeric(cube["present"], errors="coerce").to_numpy(np.float64)
+    ref_rows = reference_presence(cube)
     ref = np.full(shape, np.nan)
-    ref[zi, ti] = reference_presence(cube)
+    ref[zi, ti] = ref_rows
     y = np.zeros(shape)
     y[zi, ti] = M.group_counts(cube, None)
     exp0 = np.full(shape, np.nan)
@@ -429,7 +433,7 @@ def event_uplift(
         d0 = dz.copy()
         if "event_k" in d0.columns:
             d0["event_k"] = np.float32(0.0)
-        d0["exposure"] = reference_presence(cube)
+        d0["exposure"] = ref_rows
         exp0[zi, ti] = glm.mean(d0)
     own_event = np.zeros(shape, bool)
     own_event[zi, ti] = (

@@ -1479,14 +1479,12 @@ def cube_columns_needed(meta_columns: Iterable[str]) -> list[str]:
     wanted = {
         "local_hour",
         "dow",
-        "local_date",
         "present",
         "present_baseline",
         "dark",
         "lamps",
         "lamps_out",
         "event_attendance",
-        "events_active",
         "precipitation_mm",
         "ridership_entries",
         "holiday",
@@ -1540,7 +1538,7 @@ def fit_all(
     backtest_weeks
         Weekly origins of the backtest (0: no backtest).
     groups
-        Groups to model (default: ``all`` and every group with categories in the cube).
+        Groups to model besides ``all`` (default: every group with categories in the cube).
     min_incidents
         Groups with fewer incidents are skipped, with the reason in the report.
     xgb_rounds, resolution
@@ -1591,7 +1589,8 @@ def fit_all(
     seconds["design"] = time.perf_counter() - t
     cats = cube_categories(cube.columns)
     gmap = group_categories(cats)
-    wanted = list(groups) if groups else list(gmap)
+    # `all` is always fitted: the backtest, the effects and other modules' forecasts use it
+    wanted = list(dict.fromkeys(["all", *groups])) if groups else list(gmap)
     glms: dict[str, GLMFit] = {}
     both: dict[str, dict[str, GLMFit]] = {}
     xgbs: dict[str, XGBFit] = {}

@@ -195,3 +195,29 @@ def test_tiny_city_models_beat_seasonal_naive(fitted_store):
     assert (bt["lower"] <= bt["upper"]).all() and (bt["lower80"] >= bt["lower"]).all()
     origins = pd.to_datetime(bt["origin"], utc=True)
     assert (pd.to_datetime(bt["period_start"], utc=True) >= origins).all()
+
+
+def test_backtest_schema_rejects_inconsistent_rows():
+    """The pandera contract of backtest.parquet reports every broken rule at once (lazy):
+    an unknown model, a negative forecast and a 95 % bound inside the 80 % one."""
+    import pandera.errors as pe
+
+    t = pd.Timestamp("2026-03-02", tz="UTC")
+    bad = pd.DataFrame(
+        {
+            "zone_id": ["a", "b"],
+            "period_start": [t, t],
+            "model": ["glm", "oracle"],
+            "observed": [1.0, 0.0],
+            "predicted": [-0.5, 1.0],
+            "lower": [1.0, 0.0],
+            "upper": [3.0, 2.0],
+            "lower80": [0.0, 0.0],
+            "upper80": [2.0, 1.0],
+            "origin": [t, t],
+        }
+    )
+    with pytest.raises(pe.SchemaErrors, match="oracle|isin") as err:
+        B.backtest_schema().validate(bad, lazy=True)
+    text = str(err.value)
+    assert "greater_than_or_equal_to" in text and "lower95<=lower80" in text

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pandera.errors
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -20,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _cube_fixtures import ALL_SOURCES, make_store  # noqa: E402
 
 from features.baseline import same_slot_median  # noqa: E402
-from features.cube import build_cube, slug  # noqa: E402
+from features.cube import build_cube, cube_schema, slug  # noqa: E402
 from features.errors import ConfigError, StoreError  # noqa: E402
 from features.store import Store  # noqa: E402
 
@@ -66,6 +67,17 @@ def test_grid_is_complete_and_unique(full: Store, cube: pd.DataFrame) -> None:
     meta = full.cube_meta()
     assert meta["rows"] == len(cube) and meta["zones"] == n_zones
     assert set(meta["columns"]) == set(cube.columns)
+
+
+def test_cube_matches_its_pandera_contract(full: Store, cube: pd.DataFrame) -> None:
+    """The cube satisfies cube_schema (types, ranges, cross-column rules); a broken copy fails."""
+    schema = cube_schema(full.cube_meta()["columns"])
+    schema.validate(cube, lazy=True)
+    broken = cube.copy()
+    broken.loc[0, "lamps_out"] = broken.loc[0, "lamps"] + 1
+    broken.loc[1, "present_missing"] = not broken.loc[1, "present_missing"]
+    with pytest.raises(pandera.errors.SchemaErrors, match="lamps_out <= lamps"):
+        schema.validate(broken, lazy=True)
 
 
 @pytest.mark.parametrize(

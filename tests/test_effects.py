@@ -174,8 +174,9 @@ def test_without_neighbours_ring_effects_say_why(spill_city):
 
 
 def test_fit_all_daily_grain_without_lighting(tmp_path):
-    """`fit_all` on a daily-grain store without lamps: models, backtest and effects are
-    written; lighting effects are reported as not estimable because the source is absent."""
+    """`fit_all` on a daily-grain store without lamps, asked for one group: `all` and that
+    group are fitted, backtest and effects written, and the lighting effects are reported as
+    not estimable because the source is absent."""
     import json
 
     from _sim_cube import write_store
@@ -184,7 +185,8 @@ def test_fit_all_daily_grain_without_lighting(tmp_path):
 
     c = simulate_city(zones=16, weeks=14, grain="1d", seed=9, sources=("events", "weather"))
     root = write_store(tmp_path / "store", c)
-    rep = M.fit_all(Store(root), backtest_weeks=2, xgb_rounds=30)
+    rep = M.fit_all(Store(root), backtest_weeks=2, xgb_rounds=30, groups=["property"])
+    assert rep.groups == ("all", "property")  # `all` is always fitted
     assert rep.evaluation["weeks"] == 2 and rep.evaluation["grain"] == "1d"
     assert "lighting_faults" in rep.not_estimable["dark_lamps_out"]
     eff = _by_name(json.loads((root / "models" / "effects.json").read_text())["effects"])
