@@ -267,59 +267,32 @@ def _looks_headerless(cols: list[str]) -> bool:
     return numeric >= max(1, len(cols) // 2)
 
 
-def _read_source(
-    source: str, spec: SourceSpec, base: Path
-) -> tuple[pd.DataFrame, list[FileInfo], dict[str, str], list[str]]:
-    files = expand(spec.paths(base), source)
-    frames, infos = [], []
-    mapping: dict[str, str] | None = None
-    ignored: set[str] = set()
-    for path in files:
-        cols = schemas.columns(source)
-        numeric = {
-            spec.columns.get(c, c) for c, col in cols.items() if col.kind in {"float", "int"}
-        }
-        if source in schemas.LOCATED:
-            numeric |= {spec.columns.get("x", "x"), spec.columns.get("y", "y")}
-        df, info = read_any(
-            path,
-            fmt=spec.format,
-            encoding=spec.encoding,
-            delimiter=spec.delimiter,
-            layer=spec.layer,
-            source=source,
-            numeric=numeric,
-        )
-        m, ign = _map_columns(source, spec, df, path)
-        if mapping is not None and set(m) != set(mapping):
-            log.info(
-                "%s: %s maps columns %s, earlier files %s", source, path, sorted(m), sorted(mapping)
-            )
-        mapping = {**(mapping or {}), **m}
-        ignored |= set(ign)
-        keep = {canon: df[col] for canon, col in m.items()}
-        out = pd.DataFrame(keep, index=df.index)
-        if source == "zones":
-            import geopandas as gpd
-
-            out = gpd.GeoDataFrame(out, geometry=df.geometry.values, crs=df.crs)
-        out[ROW] = df[ROW].to_numpy()
-        out[FILE] = df[FILE].to_numpy()
-        frames.append(out)
-        infos.append(info)
+def _read_file(source: str, spec: SourceSpec, path: str):
+    """One file as canonical columns (+ __row, __file), its FileInfo, mapping and ignored columns."""
+    cols = schemas.columns(source)
+    numeric = {spec.columns.get(c, c) for c, col in cols.items() if col.kind in {"float", "int"}}
+    if source in schemas.LOCATED:
+        numeric |= {spec.columns.get("x", "x"), spec.columns.get("y", "y")}
+    df, info = read_any(
+        path,
+        fmt=spec.format,
+        encoding=spec.encoding,
+        delimiter=spec.delimiter,
+        layer=spec.layer,
+        source=source,
+        numeric=numeric,
+    )
+    m, ign = _map_columns(source, spec, df, path)
+    out = pd.DataFrame({canon: df[col] for canon, col in m.items()}, index=df.index)
     if source == "zones":
         import geopandas as gpd
 
-        frame = gpd.GeoDataFrame(pd.concat(frames, ignore_index=True), crs=frames[0].crs)
-    else:
-        frame = (
-            pd.concat(frames, ignore_index=True)
-            if len(frames) > 1
-            else frames[0].reset_index(drop=True)
-        )
+        out = gpd.GeoDataFrame(out, geometry=df.geometry.values, crs=df.crs)
+    out[ROW] = df[ROW].to_numpy()
+    out[FILE] = df[FILE].to_numpy()
     for name, value in spec.constants.items():
-        frame[name] = value
-    return frame, infos, mapping or {}, sorted(ignored)
+        out[name] = value
+    return out.reset_index(drop=True), info, m, ign
 
 
 # ---------------------------------------------------------------------------------------------
@@ -701,6 +674,80 @@ def _duplicates(rows: _Rows) -> None:
 # the driver
 
 
+def _load_file(name: str, spec: SourceSpec, path: str, tz: str) -> _Rows:
+    """Read, map, parse and validate one file of a source; only flagged rows keep their raw text."""
+    frame, info, mapping, ignored = _read_file(name, spec, path)
+    raw = pd.DataFrame({c: frame[c] for c in frame.columns if c not in (ROW, FILE, "geometry")})
+    rows = _Rows(name, frame, [info], ignored, mapping, raw)
+    if len(frame) == 0:
+        rows.warnings.append(f"{Path(path).name}: no data rows (header only)")
+    _parse(rows, spec, tz)
+    if "x" in rows.frame.columns:
+        _project_xy(rows, spec.crs)
+    if name == "zones":
+        _zones_from_file(rows)
+    if (
+        name in {"presence", "presence_origin", "ridership", "weather"}
+        and "start" in rows.frame.columns
+    ):
+        _check_slots(rows, spec)
+    _validate(rows, path)
+    f = rows.frame
+    if name == "lighting_faults" and "repaired_at" in f.columns:
+        rows.flag(
+            (
+                f["repaired_at"].notna()
+                & f["reported_at"].notna()
+                & (f["repaired_at"] < f["reported_at"])
+            ).to_numpy(),
+            "repaired_at before reported_at",
+        )
+    if name == "events":
+        rows.flag(
+            (f["end"].notna() & f["start"].notna() & (f["end"] <= f["start"])).to_numpy(),
+            "end not after start",
+        )
+    bad = np.flatnonzero(rows.bad)
+    rows.raw = rows.raw.iloc[bad].astype("string")
+    return rows
+
+
+def _load_source(name: str, spec: SourceSpec, base: Path, tz: str) -> _Rows:
+    """Every file of a source, parsed one at a time and stacked."""
+    parts = [_load_file(name, spec, path, tz) for path in expand(spec.paths(base), name)]
+    if len(parts) == 1:
+        return parts[0]
+    sizes = [len(p.frame) for p in parts]
+    offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    if name == "zones":
+        import geopandas as gpd
+
+        frame = gpd.GeoDataFrame(pd.concat([p.frame for p in parts], ignore_index=True), crs=4326)
+    else:
+        frame = pd.concat([p.frame for p in parts], ignore_index=True)
+    raw = pd.concat([p.raw.set_axis(p.raw.index + off) for p, off in zip(parts, offsets)])
+    mapping: dict[str, str] = {}
+    for p in parts:
+        mapping.update(p.mapped)
+    ignored = sorted({c for p in parts for c in p.ignored})
+    out = _Rows(name, frame, [i for p in parts for i in p.files], ignored, mapping, raw)
+    for code in dict.fromkeys(c for p in parts for c in p.codes):
+        out.codes[code] = np.concatenate(
+            [p.codes.get(code, np.zeros(len(p.frame), dtype=bool)) for p in parts]
+        )
+        dets = [
+            p.details[code].set_axis(p.details[code].index + off)
+            for p, off in zip(parts, offsets)
+            if code in p.details
+        ]
+        if dets:
+            out.details[code] = pd.concat(dets)
+    for key in out.dst:
+        out.dst[key] = sum(p.dst.get(key, 0) for p in parts)
+    out.warnings = list(dict.fromkeys(w for p in parts for w in p.warnings))
+    return out
+
+
 def _fingerprint(parts: list[Any]) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
@@ -801,45 +848,12 @@ def ingest(
     results: dict[str, SourceResult] = {}
     parsed: dict[str, _Rows] = {}
 
-    # 1. read + parse every source that changed
+    # 1. read + parse every source that changed, file by file (memory: one file's text at a time)
     for name in SOURCE_NAMES:
         if name not in specs or name not in todo:
             continue
-        spec = specs[name]
         log.info("reading %s", name)
-        frame, infos, mapping, ignored = _read_source(name, spec, base)
-        raw = pd.DataFrame({c: frame[c] for c in frame.columns if c not in (ROW, FILE, "geometry")})
-        rows = _Rows(name, frame, infos, ignored, mapping, raw)
-        if len(frame) == 0:
-            rows.warnings.append("no data rows (header only)")
-        _parse(rows, spec, tz)
-        if "x" in rows.frame.columns:
-            _project_xy(rows, spec.crs)
-        if name == "zones":
-            _zones_from_file(rows)
-        if (
-            name in {"presence", "presence_origin", "ridership", "weather"}
-            and "start" in rows.frame.columns
-        ):
-            _check_slots(rows, spec)
-        _validate(rows, "")
-        if name == "lighting_faults" and "repaired_at" in rows.frame.columns:
-            f = rows.frame
-            rows.flag(
-                (
-                    f["repaired_at"].notna()
-                    & f["reported_at"].notna()
-                    & (f["repaired_at"] < f["reported_at"])
-                ).to_numpy(),
-                "repaired_at before reported_at",
-            )
-        if name == "events":
-            f = rows.frame
-            rows.flag(
-                (f["end"].notna() & f["start"].notna() & (f["end"] <= f["start"])).to_numpy(),
-                "end not after start",
-            )
-        parsed[name] = rows
+        parsed[name] = _load_source(name, specs[name], base, tz)
 
     # 2. zones (file, or H3 cells over the data)
     h3_res = study.area.h3_resolution
@@ -1059,8 +1073,12 @@ def _write(st: Store, rows: _Rows, base: Path, fp: str) -> SourceResult:
             "reason": reasons.to_numpy(),
         }
     )
+    # values as read for rows flagged while parsing; the parsed value for rows flagged later
     for c in rows.raw.columns:
-        q[c] = rows.raw[c].iloc[bad_idx].to_numpy()
+        parsed = f[c].iloc[bad_idx] if c in f.columns else pd.Series(pd.NA, index=bad_idx)
+        shown = parsed.astype("string").set_axis(bad_idx)
+        as_read = rows.raw[c].reindex(bad_idx)
+        q[c] = as_read.where(as_read.index.isin(rows.raw.index), shown).to_numpy()
     qpath = st.quarantine_dir / f"{name}.csv"
     tmpq = qpath.with_suffix(".csv.tmp")
     q.to_csv(tmpq, index=False)
