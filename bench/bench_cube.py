@@ -361,10 +361,22 @@ def _categories(validated: Path) -> list[str]:
 
 
 def compare(vigie_cube: Path, duckdb_cube: Path) -> float:
-    """Largest relative difference between the two cubes over every numeric column (0 = equal);
-    raises when rows, columns or booleans differ."""
-    a = pd.read_parquet(vigie_cube)
-    b = pd.read_parquet(duckdb_cube)
+    """Largest relative difference between the two cubes over every numeric column (0 = equal),
+    month partition by month partition (bounded memory); raises when the partitions, rows,
+    columns or non-float values differ."""
+    months_a = sorted(p.name for p in Path(vigie_cube).glob("month=*"))
+    months_b = sorted(p.name for p in Path(duckdb_cube).glob("month=*"))
+    if months_a != months_b:
+        raise AssertionError(f"partitions differ: {months_a} vs {months_b}")
+    worst = 0.0
+    for month in months_a:
+        a = pd.read_parquet(Path(vigie_cube) / month)
+        b = pd.read_parquet(Path(duckdb_cube) / month)
+        worst = max(worst, _compare_frames(a, b, month))
+    return worst
+
+
+def _compare_frames(a: pd.DataFrame, b: pd.DataFrame, where: str) -> float:
     for df in (a, b):
         df.drop(columns=[c for c in ("month",) if c in df.columns], inplace=True)
         df["zone_id"] = df["zone_id"].astype(str)
@@ -372,7 +384,7 @@ def compare(vigie_cube: Path, duckdb_cube: Path) -> float:
         df.reset_index(drop=True, inplace=True)
     if list(a.columns) != list(b.columns) or len(a) != len(b):
         raise AssertionError(
-            f"cubes differ in shape: {a.shape} {list(a.columns)} vs {b.shape} {list(b.columns)}"
+            f"{where}: cubes differ in shape: {a.shape} {list(a.columns)} vs {b.shape} {list(b.columns)}"
         )
     worst = 0.0
     for c in a.columns:
@@ -380,14 +392,13 @@ def compare(vigie_cube: Path, duckdb_cube: Path) -> float:
         if pd.api.types.is_float_dtype(x):
             xv, yv = x.to_numpy(float), y.to_numpy(float)
             if not np.array_equal(np.isnan(xv), np.isnan(yv)):
-                raise AssertionError(f"column {c}: NaN in different rows")
+                raise AssertionError(f"{where}, column {c}: NaN in different rows")
             ok = ~np.isnan(xv)
             rel = np.abs(xv[ok] - yv[ok]) / np.maximum(np.abs(yv[ok]), 1e-9)
             worst = max(worst, float(rel.max(initial=0.0)))
         elif not (x.astype(str).to_numpy() == y.astype(str).to_numpy()).all():
-            raise AssertionError(
-                f"column {c}: {int((x.astype(str) != y.astype(str)).sum())} rows differ"
-            )
+            n = int((x.astype(str) != y.astype(str)).sum())
+            raise AssertionError(f"{where}, column {c}: {n} rows differ")
     return worst
 
 

@@ -186,8 +186,11 @@ def signals_table(payload: dict[str, Any] | None, *, top: int = 15) -> pd.DataFr
             "zones": sig["zones"].map(
                 lambda z: ", ".join(map(str, z)) if isinstance(z, list) else z
             ),
-            "from": sig.get("start_local", sig.get("start")).astype(str).str[:16],
-            "to": sig.get("end_local", sig.get("end")).astype(str).str[:16],
+            "from": sig.get("start_local", sig.get("start"))
+            .astype(str)
+            .str[:16]
+            .str.replace("T", " "),
+            "to": sig.get("end_local", sig.get("end")).astype(str).str[:16].str.replace("T", " "),
             "observed": sig.get("observed"),
             "expected": sig.get("expected"),
             "ratio": sig.get("ratio"),
