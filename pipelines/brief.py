@@ -861,9 +861,11 @@ def _learn_crowd(
     if venue_table:
         per_att = np.array([_median_at(venue_table, k) for k in keys])
         gaps = ~np.isfinite(per_att)
-        crowd = np.where(gaps, curve_crowd, per_att * ev.attendance)
+        # an event adds people: a learnt uplift below zero (noise around the reference in the
+        # hours before and after) is taken as none
+        crowd = np.maximum(np.where(gaps, curve_crowd, per_att * ev.attendance), 0.0)
         ring_att = np.array([_median_at(ring_table, k) for k in keys])
-        ring_crowd = np.where(np.isfinite(ring_att), ring_att, 0.0) * ev.attendance
+        ring_crowd = np.maximum(np.where(np.isfinite(ring_att), ring_att, 0.0) * ev.attendance, 0.0)
         text = (
             f"uplift learnt from {len(venue_table)} comparable past event(s) of category {ev.category!r} "
             "(observed present − reference per attendee, hour by hour relative to start and end, "
