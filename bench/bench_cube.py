@@ -232,7 +232,7 @@ def reference_sql(store_root: Path, out_dir: Path, work: Path) -> dict:
             f"pres AS ({spread(q('presence'), lookback, vals, 'zone_id', f'start >= to_timestamp({lookback * 3600 - 172800})::TIMESTAMPTZ_NS')})"
         )
         ev_cte = (
-            "evh AS (SELECT DISTINCT zone_id, eh FROM events_h)"
+            "evh AS (SELECT DISTINCT zone_id, eh + d AS eh FROM events_h, range(-3, 4) t(d))"
             if has["events"]
             else "evh AS (SELECT NULL::VARCHAR AS zone_id, NULL::BIGINT AS eh WHERE FALSE)"
         )

@@ -29,6 +29,10 @@ import numpy as np
 LOOKBACK_WEEKS = 8
 #: fewer past values than this gives NaN (the reference needs 2 weeks of history).
 MIN_WEEKS = 2
+#: hours before an event's start and after its end that the reference also leaves out: arrivals
+#: and departures swell presence around an event, and recurring events (fortnightly matches, weekly
+#: markets) would otherwise leak their crowds into the reference of the same hour of week.
+EVENT_MARGIN_HOURS = 3
 
 
 def same_slot_median(

@@ -1,8 +1,9 @@
 """Calendar features: darkness, public holidays and school holidays.
 
 Darkness is astral's solar elevation at the middle of the slot: the slot is *dark* when the sun's
-upper limb is below the horizon there (elevation < -0.833°, the same convention as astral's
-sunrise and sunset, i.e. refraction and the solar radius included). Locations are grouped on a
+upper limb is below the horizon there, i.e. the geometric (refraction-free) elevation of the sun's
+centre is below -0.833° (standard refraction 0.567° plus the solar radius 0.267°: the same
+convention as astral's sunrise and sunset, so dark starts at astral's sunset). Locations are grouped on a
 0.05° grid (about 5 km, i.e. under 20 s of sunrise time), so a city needs only a few thousand
 astral calls per year of hours.
 
@@ -84,7 +85,7 @@ def dark_mask(
         if obs is None:
             obs = observers[(la, lo)] = Observer(latitude=la, longitude=lo)
         when = dt.datetime.fromtimestamp(t / 1e9, tz=dt.UTC)
-        out[i] = elevation(obs, when) < DARK_ELEVATION
+        out[i] = elevation(obs, when, with_refraction=False) < DARK_ELEVATION
     return out[codes]
 
 

@@ -98,7 +98,7 @@ import pyarrow.compute as pc
 import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 
-from features.baseline import LOOKBACK_WEEKS, MIN_WEEKS, same_slot_median
+from features.baseline import EVENT_MARGIN_HOURS, LOOKBACK_WEEKS, MIN_WEEKS, same_slot_median
 from features.errors import ConfigError, StoreError
 from features.store import Store
 
@@ -1290,6 +1290,11 @@ def _assemble(
     if ev is not None:
         j = ev["eh"].astype(np.int64) - w0
         ev_flag_w[ev["zi"].astype(np.int64), j] = True
+        # the reference also leaves out the hours around events (arrivals and departures)
+        core = ev_flag_w.copy()
+        for shift in range(1, EVENT_MARGIN_HOURS + 1):
+            ev_flag_w[:, :-shift] |= core[:, shift:]
+            ev_flag_w[:, shift:] |= core[:, :-shift]
     if "presence" in inputs:
         pr = inputs["presence"]
         present_w = _dense(Z, w0, W, pr["zi"], pr["eh"], pr["present"], np.nan)
@@ -1630,7 +1635,7 @@ def _meta(
             "weeks": LOOKBACK_WEEKS,
             "min_weeks": MIN_WEEKS,
             "statistic": "median",
-            "excludes": "slots with events_active > 0 in the zone",
+            "excludes": f"slots with events_active > 0 in the zone and the {EVENT_MARGIN_HOURS} h before and after",
         },
         "built_at": pd.Timestamp.now(tz="UTC").isoformat(timespec="seconds"),
         "code_version": version,

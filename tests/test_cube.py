@@ -16,6 +16,8 @@ import pandas as pd
 import pandera.errors
 import pytest
 
+from features.baseline import EVENT_MARGIN_HOURS
+
 sys.path.insert(0, str(Path(__file__).parent))
 
 from _cube_fixtures import ALL_SOURCES, make_store  # noqa: E402
@@ -139,9 +141,11 @@ def _independent_baseline(pres: pd.DataFrame, events: pd.DataFrame, zone: str) -
     hourly = p.groupby("hour")["present"].mean()
     ev = events[events["zone_id"] == zone]
     busy = set()
+    margin = pd.Timedelta(hours=EVENT_MARGIN_HOURS)  # arrivals before, departures after
     for _, e in ev.iterrows():
-        h = e["start"].floor("h")
-        while h < e["end"]:
+        h = e["start"].floor("h") - margin
+        last = e["end"].ceil("h") - pd.Timedelta(hours=1) + margin
+        while h <= last:
             busy.add(h)
             h += pd.Timedelta(hours=1)
     usable = hourly[[h not in busy for h in hourly.index]]
@@ -175,7 +179,8 @@ def test_baseline_matches_independent_median(full: Store, cube: pd.DataFrame) ->
 
 
 def test_baseline_excludes_event_hours(full: Store, cube: pd.DataFrame) -> None:
-    """The hour of a 12 000-people match one week earlier does not enter the reference."""
+    """The hour of a 12 000-people match one week earlier (and the hours around it) does not
+    enter the reference."""
     ev = full.validated("events").set_index("event_id")
     match_hour = ev.loc["E3", "start"].floor("h")  # 28 March, 09:00 local (before DST)
     wall_match = match_hour.tz_convert(TZ).tz_localize(None)
@@ -188,7 +193,8 @@ def test_baseline_excludes_event_hours(full: Store, cube: pd.DataFrame) -> None:
     wall = target.tz_convert(TZ).tz_localize(None)
     past = [wall - pd.Timedelta(days=7 * k) for k in range(1, 9)]
     past_utc = [pd.Timestamp(w).tz_localize(TZ).tz_convert("UTC") for w in past]
-    kept = [z0[h] for h in past_utc if h in z0.index and h != match_hour]
+    margin = pd.Timedelta(hours=EVENT_MARGIN_HOURS)
+    kept = [z0[h] for h in past_utc if h in z0.index and abs(h - match_hour) > margin]
     assert row["present_baseline"] == pytest.approx(np.median(kept), rel=1e-12)
 
 
