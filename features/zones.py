@@ -109,7 +109,12 @@ def assign_codes(lat: np.ndarray, lon: np.ndarray, zones, *, grid: int = 128) ->
     dy = (y1 - y0) / grid or 1e-9
     # classify the raster's cells
     cx, cy = np.meshgrid(np.arange(grid), np.arange(grid), indexing="ij")
-    cells = shapely.box(x0 + cx.ravel() * dx, y0 + cy.ravel() * dy, x0 + (cx.ravel() + 1) * dx, y0 + (cy.ravel() + 1) * dy)
+    cells = shapely.box(
+        x0 + cx.ravel() * dx,
+        y0 + cy.ravel() * dy,
+        x0 + (cx.ravel() + 1) * dx,
+        y0 + (cy.ravel() + 1) * dy,
+    )
     tree = shapely.STRtree(geoms)
     cell_code = np.full(grid * grid, -1, dtype=np.int64)  # -1: no zone touches it
     ci, zi = tree.query(cells, predicate="intersects")
