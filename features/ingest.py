@@ -289,7 +289,7 @@ def _read_file(source: str, spec: SourceSpec, path: str):
 
         out = gpd.GeoDataFrame(out, geometry=df.geometry.values, crs=df.crs)
     out[ROW] = df[ROW].to_numpy()
-    out[FILE] = df[FILE].to_numpy()
+    out[FILE] = df[FILE].array
     for name, value in spec.constants.items():
         out[name] = value
     return out.reset_index(drop=True), info, m, ign
@@ -300,6 +300,9 @@ def _read_file(source: str, spec: SourceSpec, path: str):
 
 
 def _as_str(s: pd.Series) -> pd.Series:
+    """Text without surrounding spaces; Arrow-backed text is trimmed in place of a copy."""
+    if isinstance(s.dtype, pd.StringDtype) and s.dtype.storage == "pyarrow":
+        return s.str.strip()
     if s.dtype == object or pd.api.types.is_string_dtype(s):
         return s.astype("string").str.strip()
     return s.astype("string")
@@ -361,6 +364,22 @@ def _parse_str(rows: _Rows, name: str) -> None:
     rows.frame[name] = txt.where(txt != "", pd.NA)
 
 
+def _near_transition(t: pd.Series, tz: str) -> np.ndarray:
+    """Rows whose local date lies within a day of a change of the zone's UTC offset."""
+    days = t.dt.normalize()
+    ud = pd.DatetimeIndex(days.dropna().unique())
+    if len(ud) == 0:
+        return np.zeros(len(t), dtype=bool)
+
+    def offset(x: pd.DatetimeIndex) -> np.ndarray:
+        loc = x.tz_localize(tz, ambiguous="NaT", nonexistent="NaT")
+        return (loc.tz_convert("UTC").tz_localize(None) - x).asi8
+
+    before, after = offset(ud - pd.Timedelta(hours=12)), offset(ud + pd.Timedelta(hours=36))
+    unsure = pd.isna(ud - pd.Timedelta(hours=12)) | (before != after)
+    return days.isin(ud[unsure]).to_numpy()
+
+
 def _parse_time(
     rows: _Rows, name: str, *, fmt: str | None, tz: str, series_keys: list[str]
 ) -> None:
@@ -405,10 +424,18 @@ def _parse_time(
     local_mask = ~aware_mask
     if local_mask.any():
         t = naive[local_mask]
-        strict = t.dt.tz_localize(tz, ambiguous="NaT", nonexistent="NaT")
-        gap = t.dt.tz_localize(tz, ambiguous=np.ones(len(t), dtype=bool), nonexistent="NaT")
-        nonexistent = (gap.isna() & t.notna()).to_numpy()
-        ambiguous = (strict.isna() & t.notna()).to_numpy() & ~nonexistent
+        # only times on days around a UTC-offset change can be ambiguous or nonexistent: test
+        # those, not every row
+        near = _near_transition(t, tz)
+        nonexistent = np.zeros(len(t), dtype=bool)
+        ambiguous = np.zeros(len(t), dtype=bool)
+        if near.any():
+            tn = t[near]
+            strict = tn.dt.tz_localize(tz, ambiguous="NaT", nonexistent="NaT")
+            gap = tn.dt.tz_localize(tz, ambiguous=np.ones(len(tn), dtype=bool), nonexistent="NaT")
+            ne = (gap.isna() & tn.notna()).to_numpy()
+            nonexistent[near] = ne
+            ambiguous[near] = (strict.isna() & tn.notna()).to_numpy() & ~ne
         is_dst = np.ones(len(t), dtype=bool)
         if ambiguous.any():
             sub = (
@@ -724,7 +751,8 @@ def _load_source(name: str, spec: SourceSpec, base: Path, tz: str) -> _Rows:
 
         frame = gpd.GeoDataFrame(pd.concat([p.frame for p in parts], ignore_index=True), crs=4326)
     else:
-        frame = pd.concat([p.frame for p in parts], ignore_index=True)
+        frame = pd.concat([p.frame.drop(columns=[FILE]) for p in parts], ignore_index=True)
+        frame[FILE] = pd.api.types.union_categoricals([p.frame[FILE].array for p in parts])
     raw = pd.concat([p.raw.set_axis(p.raw.index + off) for p, off in zip(parts, offsets)])
     mapping: dict[str, str] = {}
     for p in parts:

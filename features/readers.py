@@ -9,6 +9,7 @@ Every reader returns the raw table with *all* values as read (strings for text f
 from __future__ import annotations
 
 import csv
+import functools
 import glob
 import hashlib
 import io
@@ -16,6 +17,7 @@ import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from features.errors import InputError
@@ -39,6 +41,13 @@ class FileInfo:
 
 
 def sha256(path: str | Path) -> str:
+    """SHA-256 of a file (cached by path, size and modification time within a process)."""
+    st = Path(path).stat()
+    return _sha256(str(Path(path).resolve()), st.st_size, st.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=1024)
+def _sha256(path: str, size: int, mtime_ns: int) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
@@ -319,5 +328,5 @@ def read_any(
         )
     df = df.reset_index(drop=True)
     df[ROW] = pd.RangeIndex(1, len(df) + 1)
-    df[FILE] = Path(path).name
+    df[FILE] = pd.Categorical.from_codes(np.zeros(len(df), dtype=np.int8), [Path(path).name])
     return df, info
