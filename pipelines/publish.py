@@ -219,6 +219,9 @@ def table(df: pd.DataFrame, k: int, *, columns: Iterable[str] | None = None, dig
         if v is None or (isinstance(v, float) and math.isnan(v)):
             return "–"
         if isinstance(v, float):
+            # a whole count reads as one (4,772, not 4,772.00); other floats get `digits`
+            if v.is_integer() and abs(v) >= 1:
+                return f"{v:,.0f}"
             return f"{v:,.{digits}f}"
         if isinstance(v, (int, np.integer)):
             return f"{v:,}"
