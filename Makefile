@@ -12,10 +12,11 @@ $(BIN)/python:
 	$(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-# Reinstall only when pyproject.toml changes: a second `make test` is fast.
+# Reinstall only when pyproject.toml changes: a second `make test` is fast. The `vigie` Jupyter
+# kernel goes into .venv (--sys-prefix), so two checkouts never run each other's interpreter.
 $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
-	$(BIN)/python -m ipykernel install --user --name vigie --display-name "Python (vigie)" >/dev/null
+	$(BIN)/python -m ipykernel install --sys-prefix --name vigie --display-name "Python (vigie)" >/dev/null
 	touch $(STAMP)
 
 kernel: $(STAMP)
