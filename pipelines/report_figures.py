@@ -331,6 +331,59 @@ def effects_table(effects: dict[str, Any] | None) -> pd.DataFrame | None:
     return eff[[c for c in cols if c in eff.columns]].reset_index(drop=True)
 
 
+def irr_matrix(effects: dict[str, Any] | None) -> pd.DataFrame | None:
+    """The GLMs' incidence-rate ratios as one table: a row per feature (with its unit), a column
+    per category group, each cell ``IRR [low, high]`` (95 %), starred when p < 0.05."""
+    eff = effects_table(effects)
+    if eff is None or "kind" not in eff:
+        return None
+    irr = eff[eff["kind"] == "irr"]
+    if irr.empty:
+        return None
+
+    def cell(r: pd.Series) -> str:
+        star = "*" if pd.notna(r.get("p_value")) and r["p_value"] < 0.05 else ""
+        return f"{r['estimate']:.3f} [{r['ci_low']:.3f}, {r['ci_high']:.3f}]{star}"
+
+    irr = irr.assign(cell=irr.apply(cell, axis=1))
+    order = list(dict.fromkeys(irr["group"]))
+    table = irr.pivot_table(
+        index=["feature", "unit"], columns="group", values="cell", aggfunc="first"
+    )
+    table = table[[g for g in order if g in table.columns]]
+    feats = list(dict.fromkeys(irr["feature"]))
+    table = table.reset_index()
+    table["__o"] = table["feature"].map({f: i for i, f in enumerate(feats)})
+    return table.sort_values("__o").drop(columns="__o").fillna("–").reset_index(drop=True)
+
+
+def other_effects_table(effects: dict[str, Any] | None) -> pd.DataFrame | None:
+    """Effects that are not GLM coefficients (lighting-outage event study, event uplift): what
+    is compared, the ratio or uplift with its 95 % interval, p value and incidents behind it."""
+    if not effects or not effects.get("effects"):
+        return None
+    eff = pd.DataFrame(effects["effects"])
+    if "estimable" in eff:
+        eff = eff[eff["estimable"].fillna(False).astype(bool)]
+    eff = eff[eff.get("kind", pd.Series("", index=eff.index)) != "irr"]
+    if eff.empty:
+        return None
+    cols = ["name", "comparison", "unit", "estimate", "ci_low", "ci_high", "p_value", "incidents"]
+    return eff[[c for c in cols if c in eff.columns]].reset_index(drop=True)
+
+
+def deviance_by_origin(evaluation: dict[str, Any] | None, *, timezone: str) -> pd.DataFrame | None:
+    """Mean Poisson deviance per backtest origin (rows: the origin's local date) and model."""
+    if not evaluation or not evaluation.get("by_origin"):
+        return None
+    bo = pd.DataFrame(evaluation["by_origin"])
+    if bo.empty or "origin" not in bo:
+        return None
+    when = pd.to_datetime(bo["origin"], utc=True).dt.tz_convert(timezone)
+    bo["origin"] = when.dt.strftime("%Y-%m-%d")
+    return bo.pivot_table(index="origin", columns="model", values="poisson_deviance")
+
+
 # -- event brief ---------------------------------------------------------------------------------
 def brief_hours(brief: dict[str, Any]) -> pd.DataFrame:
     """The brief's hour-by-hour table: local hour, phase, presence, incidents and staffing."""
