@@ -1007,6 +1007,20 @@ def _group(keys: list[np.ndarray], sums: dict[str, np.ndarray]) -> dict[str, np.
     return {c: g[c].to_numpy() for c in g.columns}
 
 
+def _hour_overlaps(
+    s: np.ndarray, e: np.ndarray, lo: int, hi: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each slot [s, e) (epoch seconds) against the hours it overlaps within [lo, hi) (hour
+    numbers): the slot's row, the hour, and the overlap in seconds (> 0)."""
+    rows, k = _expand(
+        np.maximum(np.floor(s / _HOUR), lo).astype(np.int64),
+        np.minimum(np.ceil(e / _HOUR), hi).astype(np.int64),
+    )
+    w = np.minimum(e[rows], (k + 1) * float(_HOUR)) - np.maximum(s[rows], k * float(_HOUR))
+    keep = w > 0
+    return rows[keep], k[keep], w[keep]
+
+
 def _pandas_inputs(plan: _Plan, spec: _MonthSpec) -> dict[str, dict[str, np.ndarray]]:
     out: dict[str, dict[str, np.ndarray]] = {}
     a0, a1, w0 = spec.a0, spec.a1, spec.w0
@@ -1019,13 +1033,7 @@ def _pandas_inputs(plan: _Plan, spec: _MonthSpec) -> dict[str, dict[str, np.ndar
         zi = zi[zi >= 0]
         s = _seconds(t, "start")
         e = _slot_end(t, s, tz)
-        rows, k = _expand(
-            np.maximum(np.floor(s / _HOUR), w0).astype(np.int64),
-            np.minimum(np.ceil(e / _HOUR), a1).astype(np.int64),
-        )
-        w = np.minimum(e[rows], (k + 1) * float(_HOUR)) - np.maximum(s[rows], k * float(_HOUR))
-        keep = w > 0
-        rows, k, w = rows[keep], k[keep], w[keep]
+        rows, k, w = _hour_overlaps(s, e, w0, a1)
         sums = {}
         for c in ("present", *plan.presence_cols):
             v = _np(t, c)[rows]
@@ -1069,13 +1077,7 @@ def _pandas_inputs(plan: _Plan, spec: _MonthSpec) -> dict[str, dict[str, np.ndar
         t, zi, v = t.filter(pa.array(ok)), zi[ok], v[ok]
         s = _seconds(t, "start")
         e = _slot_end(t, s, tz)
-        rows, k = _expand(
-            np.maximum(np.floor(s / _HOUR), a0).astype(np.int64),
-            np.minimum(np.ceil(e / _HOUR), a1).astype(np.int64),
-        )
-        w = np.minimum(e[rows], (k + 1) * float(_HOUR)) - np.maximum(s[rows], k * float(_HOUR))
-        keep = w > 0
-        rows, k, w = rows[keep], k[keep], w[keep]
+        rows, k, w = _hour_overlaps(s, e, a0, a1)
         g = _group([zi[rows], k], {"entries": v[rows] * w / (e[rows] - s[rows])})
         out["ridership"] = {"zi": g["k0"], "eh": g["k1"], "entries": g["entries"]}
     if "events" in plan.paths:
@@ -1138,13 +1140,7 @@ def _pandas_inputs(plan: _Plan, spec: _MonthSpec) -> dict[str, dict[str, np.ndar
         )
         s = _seconds(t, "start")
         e = _slot_end(t, s, tz)
-        rows, k = _expand(
-            np.maximum(np.floor(s / _HOUR), a0).astype(np.int64),
-            np.minimum(np.ceil(e / _HOUR), a1).astype(np.int64),
-        )
-        w = np.minimum(e[rows], (k + 1) * float(_HOUR)) - np.maximum(s[rows], k * float(_HOUR))
-        keep = w > 0
-        rows, k, w = rows[keep], k[keep], w[keep]
+        rows, k, w = _hour_overlaps(s, e, a0, a1)
         temp = _np(t, "temperature_c")[rows]
         rain = _np(t, "precipitation_mm")[rows]
         g = _group(
