@@ -380,6 +380,69 @@ def _near_transition(t: pd.Series, tz: str) -> np.ndarray:
     return days.isin(ud[unsure]).to_numpy()
 
 
+#: ISO 8601 layouts tried in C (pyarrow) before pandas' general ISO parser takes the rest
+_ISO_FORMATS = (
+    "%Y-%m-%dT%H:%M:%S",
+    "%Y-%m-%d %H:%M:%S",
+    "%Y-%m-%dT%H:%M",
+    "%Y-%m-%d %H:%M",
+    "%Y-%m-%d",
+)
+
+
+def _arrow(txt: pd.Series):
+    import pyarrow as pa
+
+    arr = getattr(txt.array, "_pa_array", None)
+    return (
+        arr
+        if arr is not None
+        else pa.chunked_array([pa.array(txt.astype(object), type=pa.string(), from_pandas=True)])
+    )
+
+
+def _has_offset(txt: pd.Series) -> np.ndarray:
+    """Whether each time string ends with an offset (Z, +01, +0100, +01:00): a regex on the last
+    six characters only."""
+    import pyarrow.compute as pc
+
+    tail = pc.utf8_slice_codeunits(_arrow(txt), -6)
+    hit = pc.match_substring_regex(tail, r"(?:Z|[+-]\d{2}(?::?\d{2})?)$")
+    return np.asarray(pc.fill_null(hit, False).to_numpy(zero_copy_only=False), dtype=bool)
+
+
+def _strptime(txt: pd.Series, formats, *, fallback: str) -> pd.Series:
+    """Naive timestamps from text: each format in turn with pyarrow's C strptime, on what is still
+    unparsed; pandas (``fallback``: a format or ISO8601) takes whatever remains (fractions of
+    seconds, unusual layouts). Unparseable values come back as NaT."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    arr = _arrow(txt)
+    res = None
+    for f in formats:
+        if any(d in f for d in ("%z", "%Z", "%f", "%p", "%b", "%B", "%a", "%A", "%j", "%U")):
+            continue  # layouts pyarrow does not parse like pandas: leave them to pandas
+        try:
+            got = pc.strptime(arr, format=f, unit="us", error_is_null=True)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            continue
+        res = got if res is None else pc.coalesce(res, got)
+        if pc.sum(pc.and_(pc.is_null(res), pc.is_valid(arr))).as_py() in (0, None):
+            break
+    out = (
+        pd.Series(pd.NaT, index=txt.index, dtype="datetime64[ns]")
+        if res is None
+        else pd.Series(res.to_numpy(zero_copy_only=False), index=txt.index).astype("datetime64[ns]")
+    )
+    todo = out.isna() & txt.notna()
+    if todo.any():
+        out.loc[todo] = pd.to_datetime(txt[todo], format=fallback, errors="coerce").astype(
+            "datetime64[ns]"
+        )
+    return out
+
+
 def _parse_time(
     rows: _Rows, name: str, *, fmt: str | None, tz: str, series_keys: list[str]
 ) -> None:
@@ -405,16 +468,17 @@ def _parse_time(
                 )
                 rows.frame[name] = parsed.astype("datetime64[ns, UTC]")
                 return
-            naive = pd.to_datetime(txt, format=fmt, errors="coerce")
+            naive = _strptime(txt, [fmt], fallback=fmt)
             aware_mask = np.zeros(n, dtype=bool)
         else:
-            aware_mask = txt.str.contains(_OFFSET_RE, regex=True).fillna(False).to_numpy()
-            naive = pd.Series(pd.NaT, index=s.index, dtype="datetime64[ns]")
-            if (~aware_mask).any():
-                part = txt[~aware_mask]
-                naive.loc[~aware_mask] = pd.to_datetime(
-                    part, format="ISO8601", errors="coerce"
-                ).astype("datetime64[ns]")
+            aware_mask = _has_offset(txt)
+            if not aware_mask.any():
+                naive = _strptime(txt, _ISO_FORMATS, fallback="ISO8601")
+            else:
+                naive = pd.Series(pd.NaT, index=s.index, dtype="datetime64[ns]")
+                if (~aware_mask).any():
+                    part = txt[~aware_mask]
+                    naive.loc[~aware_mask] = _strptime(part, _ISO_FORMATS, fallback="ISO8601")
             if aware_mask.any():
                 part = txt[aware_mask]
                 utc.loc[aware_mask] = pd.to_datetime(
@@ -450,7 +514,11 @@ def _parse_time(
             rows.dst["ambiguous_second"] += int((rank >= 1).sum())
         rows.dst["nonexistent_shifted"] += int(nonexistent.sum())
         loc = t.dt.tz_localize(tz, ambiguous=is_dst, nonexistent=pd.Timedelta(hours=1))
-        utc.loc[local_mask] = loc.dt.tz_convert("UTC").astype("datetime64[ns, UTC]")
+        loc = loc.dt.tz_convert("UTC").astype("datetime64[ns, UTC]")
+        if local_mask.all():
+            utc = loc
+        else:
+            utc.loc[local_mask] = loc
     failed = (utc.isna() & s.notna()).to_numpy()
     if txt is not None:
         failed = failed & txt.notna().to_numpy()
@@ -655,9 +723,7 @@ def _assign(rows: _Rows, zones, zone_kind: str, h3_res: int) -> None:
                 "outside every zone",
                 f[lat_col].iloc[sel].astype(str) + "," + f[lon_col].iloc[sel].astype(str),
             )
-    zone = pd.Series(
-        pd.Categorical.from_codes(codes, categories=pd.Index(zid)), index=f.index
-    ).astype("string")
+    zone = _take_ids(zid, codes, f.index)
     f["zone_id"] = zone
     if rows.source != "lighting_faults":
         noloc = (codes < 0) & ~rows.bad
@@ -680,6 +746,18 @@ def _assign(rows: _Rows, zones, zone_kind: str, h3_res: int) -> None:
         f[lon_col] = np.nan
         f.loc[ok, lat_col] = cen.loc[zone[ok], "latitude"].to_numpy()
         f.loc[ok, lon_col] = cen.loc[zone[ok], "longitude"].to_numpy()
+
+
+def _take_ids(ids: np.ndarray, codes: np.ndarray, index: pd.Index) -> pd.Series:
+    """``ids[codes]`` as Arrow-backed text, missing where the code is -1 (a take in C, not a
+    per-row Python string)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    taken = pc.take(
+        pa.array([str(i) for i in ids], type=pa.string()), pa.array(codes, mask=codes < 0)
+    )
+    return pd.Series(pd.array(taken, dtype=pd.StringDtype("pyarrow")), index=index)
 
 
 def _duplicates(rows: _Rows) -> None:
