@@ -210,8 +210,6 @@ def _map_columns(
         for c in schemas.required(source)
         if c not in mapping and c not in spec.constants and c != "geometry"
     ]
-    if source in schemas.LOCATED or source == "stops":
-        pass
     if missing:
         name = missing[0]
         hint = _closest(name, file_cols)
@@ -561,7 +559,7 @@ def _parse(rows: _Rows, spec: SourceSpec, tz: str) -> None:
             )
 
 
-def _validate(rows: _Rows, path_hint: str) -> None:
+def _validate(rows: _Rows) -> None:
     """pandera, lazily: nullability of required columns and value ranges."""
     import pandera.errors as pe
 
@@ -573,7 +571,6 @@ def _validate(rows: _Rows, path_hint: str) -> None:
     except pe.SchemaErrors as exc:
         fc = exc.failure_cases
         fc = fc[fc["index"].notna()]
-        already = rows.bad
         for (column, check), grp in fc.groupby(["column", "check"], sort=True):
             idx = grp["index"].astype(int).to_numpy()
             mask = np.zeros(len(rows.frame), dtype=bool)
@@ -589,7 +586,6 @@ def _validate(rows: _Rows, path_hint: str) -> None:
             else:
                 detail = pd.Series(grp["failure_case"].astype(str).to_numpy(), index=idx)
                 rows.flag(mask, f"{column}: {check}", detail)
-        del already
 
 
 def _check_slots(rows: _Rows, spec: SourceSpec) -> None:
@@ -796,7 +792,7 @@ def _load_file(name: str, spec: SourceSpec, path: str, tz: str) -> _Rows:
         and "start" in rows.frame.columns
     ):
         _check_slots(rows, spec)
-    _validate(rows, path)
+    _validate(rows)
     f = rows.frame
     if name == "lighting_faults" and "repaired_at" in f.columns:
         rows.flag(
@@ -975,7 +971,6 @@ def ingest(
         zones = st.zones()
 
     # 3. locate and check references
-    lamps_zone = None
     for name in ("presence", "presence_origin", "incidents", "lamps", "stops", "events"):
         if name in parsed:
             _assign(parsed[name], zones, zone_kind, h3_res)
@@ -1147,18 +1142,15 @@ def _write_h3_zones(st: Store, zones) -> None:
     g["name"] = None
     g["population"] = np.nan
     g = g[["zone_id", "name", "population", "geometry"]]
-    _atomic_parquet(g, st.validated_path("zones"), geo=True)
+    _atomic_parquet(g, st.validated_path("zones"))
     q = st.quarantine_dir / "zones.csv"
     if not q.exists():
         pd.DataFrame(columns=["file", "row", "reason"]).to_csv(q, index=False)
 
 
-def _atomic_parquet(df: pd.DataFrame, path: Path, *, geo: bool = False) -> None:
+def _atomic_parquet(df: pd.DataFrame, path: Path) -> None:
     tmp = path.with_suffix(".parquet.tmp")
-    if geo:
-        df.to_parquet(tmp, index=False)
-    else:
-        df.to_parquet(tmp, index=False)
+    df.to_parquet(tmp, index=False)  # GeoParquet for a GeoDataFrame
     if path.exists() and path.read_bytes() == tmp.read_bytes():
         tmp.unlink()
         return
@@ -1208,7 +1200,7 @@ def _write(st: Store, rows: _Rows, base: Path, fp: str) -> SourceResult:
         kept = gpd.GeoDataFrame(
             kept[["zone_id", "name", "population", "geometry"]], geometry="geometry", crs=4326
         )
-        _atomic_parquet(kept, st.validated_path(name), geo=True)
+        _atomic_parquet(kept, st.validated_path(name))
     else:
         for c in kept.columns:
             if (

@@ -11,8 +11,6 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-H3_PREFIX = ""
-
 
 def centroids(zones) -> pd.DataFrame:
     """Zone centroids as a DataFrame (zone_id, latitude, longitude), computed in a metric CRS."""
@@ -150,7 +148,8 @@ def assign_codes(lat: np.ndarray, lon: np.ndarray, zones, *, grid: int = 128) ->
 
 
 def assign_points(lat: np.ndarray, lon: np.ndarray, zones) -> np.ndarray:
-    """The zone_id containing each point, or None when it falls outside every zone.
+    """The zone_id containing each point, or None when it falls outside every zone
+    (:func:`assign_codes`, as ids).
 
     Parameters
     ----------
@@ -159,23 +158,8 @@ def assign_points(lat: np.ndarray, lon: np.ndarray, zones) -> np.ndarray:
     zones
         GeoDataFrame in EPSG:4326 with a ``zone_id`` column.
     """
-    import geopandas as gpd
-
-    lat = np.asarray(lat, dtype=float)
-    lon = np.asarray(lon, dtype=float)
-    out = np.full(len(lat), None, dtype=object)
-    ok = np.isfinite(lat) & np.isfinite(lon)
-    if not ok.any() or len(zones) == 0:
-        return out
-    pts = gpd.GeoSeries(gpd.points_from_xy(lon[ok], lat[ok]), crs=4326)
-    tree = zones.geometry.sindex
-    pidx, zidx = tree.query(pts, predicate="intersects")
-    # first zone in file order for points on a shared border
-    order = np.lexsort((zidx, pidx))
-    pidx, zidx = pidx[order], zidx[order]
-    first = np.unique(pidx, return_index=True)[1]
-    zone_ids = zones["zone_id"].astype(str).to_numpy()
-    sub = np.full(ok.sum(), None, dtype=object)
-    sub[pidx[first]] = zone_ids[zidx[first]]
-    out[ok] = sub
+    codes = assign_codes(lat, lon, zones)
+    ids = zones["zone_id"].astype(str).to_numpy(dtype=object)
+    out = np.full(len(codes), None, dtype=object)
+    out[codes >= 0] = ids[codes[codes >= 0]]
     return out

@@ -15,6 +15,8 @@ import numpy as np
 import pandas as pd
 from shapely.geometry import box
 
+from features.schemas import STORED
+
 ALL_SOURCES = (
     "presence",
     "incidents",
@@ -110,21 +112,7 @@ def make_store(
         presence["slot_minutes"] = presence["slot_minutes"].astype("Int64")
         write(
             "presence",
-            presence[
-                [
-                    "zone_id",
-                    "start",
-                    "slot_minutes",
-                    "present",
-                    "residents",
-                    "visitors",
-                    "tourists",
-                    "excursionists",
-                    "foreign",
-                    "unique_visitors",
-                    "entries",
-                ]
-            ],
+            presence[STORED["presence"]],
         )
     if "incidents" in sources:
         n = 40 * H // 24
