@@ -27,6 +27,7 @@ Rules decided here (also in the README):
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -166,10 +167,10 @@ class _Rows:
 
 
 def _map_columns(
-    source: str, spec: SourceSpec, df: pd.DataFrame, path: str
+    source: str, spec: SourceSpec, columns: list[str], path: str
 ) -> tuple[dict[str, str], list[str]]:
     """canonical -> file column, and the file's columns that are left out."""
-    file_cols = [c for c in df.columns if c not in (ROW, FILE) and c != "geometry"]
+    file_cols = [c for c in columns if c not in (ROW, FILE) and c != "geometry"]
     canon = schemas.columns(source)
     extra = {"x", "y"} if source in schemas.LOCATED else set()
     for name in spec.columns:
@@ -271,6 +272,11 @@ def _read_file(source: str, spec: SourceSpec, path: str):
     numeric = {spec.columns.get(c, c) for c, col in cols.items() if col.kind in {"float", "int"}}
     if source in schemas.LOCATED:
         numeric |= {spec.columns.get("x", "x"), spec.columns.get("y", "y")}
+
+    def keep(header: list[str]) -> set[str]:
+        # the columns worth reading: the mapped ones (unknown columns are not even parsed)
+        return set(_map_columns(source, spec, header, path)[0].values())
+
     df, info = read_any(
         path,
         fmt=spec.format,
@@ -279,8 +285,9 @@ def _read_file(source: str, spec: SourceSpec, path: str):
         layer=spec.layer,
         source=source,
         numeric=numeric,
+        keep=keep,
     )
-    m, ign = _map_columns(source, spec, df, path)
+    m, ign = _map_columns(source, spec, info.columns or list(df.columns), path)
     out = pd.DataFrame({canon: df[col] for canon, col in m.items()}, index=df.index)
     if source == "zones":
         import geopandas as gpd
@@ -358,24 +365,49 @@ def _parse_str(rows: _Rows, name: str) -> None:
         )
         rows.frame[name] = txt.astype(object)
         return
+    if isinstance(s.dtype, pd.StringDtype) and s.dtype.storage == "pyarrow":
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        # trimmed, and blank made missing, in Arrow (its memory pool: no fresh pages per column)
+        arr = pc.utf8_trim_whitespace(_arrow(s))
+        blank = pc.equal(arr, "")
+        if pc.any(blank).as_py():
+            arr = pc.if_else(blank, pa.scalar(None, arr.type), arr)
+        rows.frame[name] = pd.Series(pd.array(arr, dtype=s.dtype), index=s.index)
+        return
     txt = _as_str(s)
     rows.frame[name] = txt.where(txt != "", pd.NA)
 
 
-def _near_transition(t: pd.Series, tz: str) -> np.ndarray:
-    """Rows whose local date lies within a day of a change of the zone's UTC offset."""
-    days = t.dt.normalize()
-    ud = pd.DatetimeIndex(days.dropna().unique())
-    if len(ud) == 0:
-        return np.zeros(len(t), dtype=bool)
+_DAY_NS = 86_400 * 10**9
 
-    def offset(x: pd.DatetimeIndex) -> np.ndarray:
-        loc = x.tz_localize(tz, ambiguous="NaT", nonexistent="NaT")
-        return (loc.tz_convert("UTC").tz_localize(None) - x).asi8
 
-    before, after = offset(ud - pd.Timedelta(hours=12)), offset(ud + pd.Timedelta(hours=36))
-    unsure = pd.isna(ud - pd.Timedelta(hours=12)) | (before != after)
-    return days.isin(ud[unsure]).to_numpy()
+def _day_offsets(ns: np.ndarray, tz: str) -> tuple[np.ndarray, np.ndarray]:
+    """For naive local times (int64 ns, no NaT): UTC minus local time (ns) on each row's local
+    date, and whether that date lies within a day of a change of offset (the only rows that can
+    be nonexistent or ambiguous; their offset is left to pandas). One offset per distinct day, so
+    a million rows over two years cost 730 look-ups."""
+    lo, hi = int(ns.min()) // _DAY_NS, int(ns.max()) // _DAY_NS
+    if hi - lo <= 400_000:
+        ud = np.arange(lo, hi + 1, dtype=np.int64)
+    else:  # scattered years: only the days present
+        ud = np.unique(ns // _DAY_NS)
+    x = pd.DatetimeIndex(ud * _DAY_NS)
+
+    def offset(at: pd.DatetimeIndex) -> np.ndarray:
+        loc = at.tz_localize(tz, ambiguous="NaT", nonexistent="NaT")
+        return np.asarray((loc.tz_convert("UTC").tz_localize(None) - at).asi8)
+
+    nat = np.iinfo(np.int64).min
+    before = offset(x - pd.Timedelta(hours=12))
+    after = offset(x + pd.Timedelta(hours=36))
+    unsure = (before == nat) | (after == nat) | (before != after)
+    off = np.where(unsure, 0, before)
+    # runs of consecutive days with the same offset: a row finds its run by binary search
+    run = np.r_[True, (off[1:] != off[:-1]) | (unsure[1:] != unsure[:-1])]
+    k = np.searchsorted(ud[run] * _DAY_NS, ns, side="right") - 1
+    return off[run][k], unsure[run][k]
 
 
 #: ISO 8601 layouts tried in C (pyarrow) before pandas' general ISO parser takes the rest
@@ -400,19 +432,17 @@ def _arrow(txt: pd.Series):
 
 
 def _has_offset(txt: pd.Series) -> np.ndarray:
-    """Whether each time string ends with an offset (Z, +01, +0100, +01:00): a regex on the last
-    six characters only."""
-    import pyarrow.compute as pc
-
-    tail = pc.utf8_slice_codeunits(_arrow(txt), -6)
-    hit = pc.match_substring_regex(tail, r"(?:Z|[+-]\d{2}(?::?\d{2})?)$")
-    return np.asarray(pc.fill_null(hit, False).to_numpy(zero_copy_only=False), dtype=bool)
+    """Whether each time string ends with a UTC offset (Z, +01, +0100, +01:00) after a time of
+    day (so that the day of a bare date, 2026-01-01, is not read as an offset)."""
+    hit = txt.str.contains(r"\d{2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?\s*" + _OFFSET_RE, regex=True)
+    return hit.fillna(False).to_numpy(dtype=bool)
 
 
-def _strptime(txt: pd.Series, formats, *, fallback: str) -> pd.Series:
-    """Naive timestamps from text: each format in turn with pyarrow's C strptime, on what is still
-    unparsed; pandas (``fallback``: a format or ISO8601) takes whatever remains (fractions of
-    seconds, unusual layouts). Unparseable values come back as NaT."""
+def _strptime(txt: pd.Series, formats, *, fallback: str | None) -> pd.Series:
+    """Naive timestamps (datetime64[us]) from text: each format in turn with pyarrow's C
+    strptime, on what is still unparsed; pandas (``fallback``: a format or ISO8601; None: no
+    fallback) takes whatever remains (fractions of seconds, unusual layouts). Unparseable values
+    come back as NaT."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
@@ -429,104 +459,161 @@ def _strptime(txt: pd.Series, formats, *, fallback: str) -> pd.Series:
         if pc.sum(pc.and_(pc.is_null(res), pc.is_valid(arr))).as_py() in (0, None):
             break
     out = (
-        pd.Series(pd.NaT, index=txt.index, dtype="datetime64[ns]")
+        pd.Series(pd.NaT, index=txt.index, dtype="datetime64[us]")
         if res is None
-        else pd.Series(res.to_numpy(zero_copy_only=False), index=txt.index).astype("datetime64[ns]")
+        else pd.Series(res.to_numpy(zero_copy_only=False), index=txt.index).astype("datetime64[us]")
     )
-    todo = out.isna() & txt.notna()
-    if todo.any():
-        out.loc[todo] = pd.to_datetime(txt[todo], format=fallback, errors="coerce").astype(
-            "datetime64[ns]"
-        )
+    if fallback is not None:
+        todo = out.isna() & txt.notna()
+        if todo.any():
+            out.loc[todo] = pd.to_datetime(txt[todo], format=fallback, errors="coerce").astype(
+                "datetime64[us]"
+            )
     return out
+
+
+def _iso_cast(s: pd.Series) -> pd.Series | None:
+    """Naive datetime64[ns] when every value is a naive ISO 8601 time (Arrow's cast: one pass
+    in C, all or nothing: any other value, or one out of the nanosecond range, gives None)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if not pd.api.types.is_string_dtype(s):
+        return None
+    try:
+        res = pc.cast(_arrow(s), pa.timestamp("ns"))
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
+        return None
+    return pd.Series(res.to_numpy(zero_copy_only=False), index=s.index)
+
+
+def _to_ns(values: pd.Series) -> tuple[pd.Series, np.ndarray]:
+    """Datetimes of any unit (naive, or aware: then in UTC, naive) in nanoseconds, the unit of
+    the store. Values a nanosecond timestamp cannot hold (before 1678, after 2261: typos such
+    as 0225 or 9999) become NaT and are returned in a mask."""
+    if isinstance(values.dtype, pd.DatetimeTZDtype):
+        values = values.dt.tz_convert("UTC").dt.tz_localize(None)
+    v = values.to_numpy()
+    unit = np.datetime_data(v.dtype)[0]
+    if unit == "ns":
+        return values, np.zeros(len(v), dtype=bool)
+    lo = np.datetime64("1678-01-01", unit).astype(np.int64)
+    hi = np.datetime64("2262-01-01", unit).astype(np.int64)
+    vi = v.view(np.int64)
+    nat = np.iinfo(np.int64).min
+    if len(vi) == 0 or (vi.max() < hi and np.min(vi, where=vi != nat, initial=hi) >= lo):
+        return pd.Series(v.astype("datetime64[ns]"), index=values.index), np.zeros(len(v), bool)
+    oob = (vi != nat) & ((vi < lo) | (vi >= hi))
+    v = np.where(oob, np.datetime64("NaT", unit), v).astype("datetime64[ns]")
+    return pd.Series(v, index=values.index), oob
 
 
 def _parse_time(
     rows: _Rows, name: str, *, fmt: str | None, tz: str, series_keys: list[str]
 ) -> None:
+    """Text, naive or aware datetimes to UTC (datetime64[ns, UTC]). Naive values are local
+    times of ``tz`` (:func:`_localize`); values with an offset are taken as they are."""
     s = rows.frame[name]
     n = len(s)
-    utc = pd.Series(pd.NaT, index=s.index, dtype="datetime64[ns, UTC]")
+    txt = None
+    naive = None  # local times
+    aware = None  # times with an offset
+    is_aware = np.zeros(n, dtype=bool)
     if isinstance(s.dtype, pd.DatetimeTZDtype):
-        rows.frame[name] = s.dt.tz_convert("UTC").astype("datetime64[ns, UTC]")
-        return
-    if pd.api.types.is_datetime64_dtype(s):
-        naive = s.astype("datetime64[ns]")
-        aware_mask = np.zeros(n, dtype=bool)
-        txt = None
+        aware, is_aware = s, np.ones(n, dtype=bool)
+    elif pd.api.types.is_datetime64_dtype(s):
+        naive = s
+    elif not fmt and (naive := _iso_cast(s)) is not None:
+        pass  # every value a naive ISO 8601 time: no trimming, no other layout to try
     else:
         txt = _as_str(s)
-        if fmt:
-            if "%z" in fmt or "%Z" in fmt:
-                parsed = pd.to_datetime(txt, format=fmt, errors="coerce", utc=True)
-                rows.flag(
-                    (parsed.isna() & txt.notna()).to_numpy(),
-                    f"{name}: unparseable time (expected {fmt})",
-                    txt,
-                )
-                rows.frame[name] = parsed.astype("datetime64[ns, UTC]")
-                return
+        if fmt and ("%z" in fmt or "%Z" in fmt):
+            aware = pd.to_datetime(txt, format=fmt, errors="coerce", utc=True)
+            is_aware = np.ones(n, dtype=bool)
+        elif fmt:
             naive = _strptime(txt, [fmt], fallback=fmt)
-            aware_mask = np.zeros(n, dtype=bool)
         else:
-            aware_mask = _has_offset(txt)
-            if not aware_mask.any():
-                naive = _strptime(txt, _ISO_FORMATS, fallback="ISO8601")
-            else:
-                naive = pd.Series(pd.NaT, index=s.index, dtype="datetime64[ns]")
-                if (~aware_mask).any():
-                    part = txt[~aware_mask]
-                    naive.loc[~aware_mask] = _strptime(part, _ISO_FORMATS, fallback="ISO8601")
-            if aware_mask.any():
-                part = txt[aware_mask]
-                utc.loc[aware_mask] = pd.to_datetime(
-                    part, format="ISO8601", errors="coerce", utc=True
-                ).astype("datetime64[ns, UTC]")
-    naive = naive.astype("datetime64[ns]")
-    local_mask = ~aware_mask
-    if local_mask.any():
-        t = naive[local_mask]
-        # only times on days around a UTC-offset change can be ambiguous or nonexistent: test
-        # those, not every row
-        near = _near_transition(t, tz)
-        nonexistent = np.zeros(len(t), dtype=bool)
-        ambiguous = np.zeros(len(t), dtype=bool)
-        if near.any():
-            tn = t[near]
-            strict = tn.dt.tz_localize(tz, ambiguous="NaT", nonexistent="NaT")
-            gap = tn.dt.tz_localize(tz, ambiguous=np.ones(len(tn), dtype=bool), nonexistent="NaT")
-            ne = (gap.isna() & tn.notna()).to_numpy()
-            nonexistent[near] = ne
-            ambiguous[near] = (strict.isna() & tn.notna()).to_numpy() & ~ne
-        is_dst = np.ones(len(t), dtype=bool)
-        if ambiguous.any():
-            sub = (
-                rows.frame.loc[local_mask].loc[ambiguous, series_keys].copy()
-                if series_keys
-                else pd.DataFrame(index=t.index[ambiguous])
-            )
-            sub["__t"] = t[ambiguous].to_numpy()
-            rank = sub.groupby(list(sub.columns), sort=False, dropna=False).cumcount().to_numpy()
-            is_dst[np.flatnonzero(ambiguous)] = rank == 0
-            rows.dst["ambiguous_first"] += int((rank == 0).sum())
-            rows.dst["ambiguous_second"] += int((rank >= 1).sum())
-        rows.dst["nonexistent_shifted"] += int(nonexistent.sum())
-        loc = t.dt.tz_localize(tz, ambiguous=is_dst, nonexistent=pd.Timedelta(hours=1))
-        loc = loc.dt.tz_convert("UTC").astype("datetime64[ns, UTC]")
-        if local_mask.all():
-            utc = loc
-        else:
-            utc.loc[local_mask] = loc
-    failed = (utc.isna() & s.notna()).to_numpy()
+            # the common layouts in C first; offsets and other ISO forms only on what is left
+            naive = _strptime(txt, _ISO_FORMATS, fallback=None)
+            left = (naive.isna() & txt.notna()).to_numpy()
+            if left.any():
+                part = txt[left]
+                has = _has_offset(part)
+                if has.any():
+                    is_aware[np.flatnonzero(left)[has]] = True
+                    aware = pd.Series(pd.NaT, index=s.index, dtype="datetime64[us, UTC]")
+                    aware[is_aware] = pd.to_datetime(
+                        part[has], format="ISO8601", errors="coerce", utc=True
+                    ).astype("datetime64[us, UTC]")
+                if (~has).any():
+                    naive.iloc[np.flatnonzero(left)[~has]] = pd.to_datetime(
+                        part[~has], format="ISO8601", errors="coerce"
+                    ).astype("datetime64[us]")
+    shown = txt if txt is not None else s
+    out = np.full(n, np.iinfo(np.int64).min, dtype=np.int64)  # UTC ns, NaT
+    oob = np.zeros(n, dtype=bool)
+    if is_aware.any():
+        a, oob[is_aware] = _to_ns(aware if is_aware.all() else aware[is_aware])
+        out[is_aware] = a.to_numpy().view(np.int64)
+    local = ~is_aware
+    if local.any():
+        t, oob[local] = _to_ns(naive if local.all() else naive[local])
+        out[local] = _localize(rows, t, np.flatnonzero(local), tz, series_keys)
+    utc = pd.Series(pd.DatetimeIndex(out.view("datetime64[ns]")).tz_localize("UTC"), index=s.index)
+    rows.flag(oob, f"{name}: time out of range (expected a year from 1678 to 2261)", shown)
+    failed = (utc.isna() & s.notna()).to_numpy() & ~oob
     if txt is not None:
-        failed = failed & txt.notna().to_numpy()
+        failed &= txt.notna().to_numpy()
     hint = (
         f"expected {fmt}"
         if fmt
         else "expected ISO 8601 such as 2026-11-15T14:00; set time_format in sources.yaml otherwise"
     )
-    rows.flag(failed, f"{name}: unparseable time ({hint})", txt if txt is not None else s)
+    rows.flag(failed, f"{name}: unparseable time ({hint})", shown)
     rows.frame[name] = utc
+
+
+def _localize(
+    rows: _Rows, t: pd.Series, pos: np.ndarray, tz: str, series_keys: list[str]
+) -> np.ndarray:
+    """Naive local times (``t``, datetime64[ns], at frame positions ``pos``) to UTC nanoseconds
+    (int64, NaT's integer where missing) under the DST rule of the module docstring. Rows away from an offset change take their day's offset (integer
+    arithmetic); only rows within a day of a change go through pandas' tz_localize."""
+    raw = t.to_numpy().view(np.int64)
+    nat = np.iinfo(np.int64).min
+    valid = raw != nat
+    if valid.all():
+        off, near = _day_offsets(raw, tz)
+        out = raw + off  # rows near a change (offset 0 here) are replaced below
+    else:
+        out = np.full(len(t), nat, dtype=np.int64)
+        near = np.zeros(len(t), dtype=bool)
+        if valid.any():
+            off, near[valid] = _day_offsets(raw[valid], tz)
+            out[valid] = raw[valid] + off
+    if near.any():
+        tn = t[near]
+        strict = tn.dt.tz_localize(tz, ambiguous="NaT", nonexistent="NaT")
+        gap = tn.dt.tz_localize(tz, ambiguous=np.ones(len(tn), dtype=bool), nonexistent="NaT")
+        nonexistent = (gap.isna() & tn.notna()).to_numpy()
+        ambiguous = (strict.isna() & tn.notna()).to_numpy() & ~nonexistent
+        is_dst = np.ones(len(tn), dtype=bool)
+        if ambiguous.any():
+            at = pos[np.flatnonzero(near)[ambiguous]]
+            sub = (
+                rows.frame.iloc[at][series_keys].reset_index(drop=True)
+                if series_keys
+                else pd.DataFrame(index=range(len(at)))
+            )
+            sub["__t"] = tn[ambiguous].to_numpy()
+            rank = sub.groupby(list(sub.columns), sort=False, dropna=False).cumcount().to_numpy()
+            is_dst[ambiguous] = rank == 0
+            rows.dst["ambiguous_first"] += int((rank == 0).sum())
+            rows.dst["ambiguous_second"] += int((rank >= 1).sum())
+        rows.dst["nonexistent_shifted"] += int(nonexistent.sum())
+        loc = tn.dt.tz_localize(tz, ambiguous=is_dst, nonexistent=pd.Timedelta(hours=1))
+        out[near] = loc.dt.tz_convert("UTC").dt.tz_localize(None).to_numpy().view(np.int64)
+    return out
 
 
 def _parse(rows: _Rows, spec: SourceSpec, tz: str) -> None:
@@ -704,14 +791,20 @@ def _assign(rows: _Rows, zones, zone_kind: str, h3_res: int) -> None:
         if rows.codes.get("zone_id: unknown zone") is not None:
             pt &= ~rows.codes["zone_id: unknown zone"]
         if pt.any():
-            lat = f[lat_col].to_numpy(dtype=float)[pt]
-            lon = f[lon_col].to_numpy(dtype=float)[pt]
+            every = bool(pt.all())  # the usual case: no copies of the coordinates
+            lat = f[lat_col].to_numpy(dtype=float)
+            lon = f[lon_col].to_numpy(dtype=float)
+            if not every:
+                lat, lon = lat[pt], lon[pt]
             if zone_kind == "h3":
                 cells = h3_cells(lat, lon, h3_res)
                 z = pd.Categorical(cells, categories=pd.Index(zid)).codes.astype(np.int64)
             else:
                 z = assign_codes(lat, lon, zones)
-            codes[pt] = z
+            if every:
+                codes = z
+            else:
+                codes[pt] = z
             outside = pt & (codes < 0)
             sel = np.flatnonzero(outside)
             rows.flag(
@@ -762,13 +855,44 @@ def _duplicates(rows: _Rows) -> None:
         return
     f = rows.frame
     ok = ~rows.bad & f[key].notna().all(axis=1).to_numpy()
-    sub = f.loc[ok, key]
-    dup = sub.duplicated(keep="first")
     mask = np.zeros(len(f), dtype=bool)
-    mask[np.flatnonzero(ok)[dup.to_numpy()]] = True
+    mask[np.flatnonzero(ok)[_repeated(f.loc[ok, key])]] = True
     sel = np.flatnonzero(mask)
     detail = f[key].iloc[sel].astype(str).agg("|".join, axis=1) if mask.any() else None
     rows.flag(mask, f"duplicate {'+'.join(key)}", detail)
+
+
+@functools.lru_cache(maxsize=1)
+def _duck():
+    """One in-memory DuckDB database per process (opening one costs tens of milliseconds)."""
+    import duckdb
+
+    return duckdb.connect()
+
+
+def _repeated(keys: pd.DataFrame) -> np.ndarray:
+    """Rows whose key (no missing value) was already seen higher up: ``duplicated(keep="first")``,
+    computed by DuckDB on both cores (hashing a million text ids in pandas takes three times as
+    long)."""
+    import pyarrow as pa
+
+    if len(keys) < 50_000:
+        return keys.duplicated(keep="first").to_numpy()
+    names = [f"k{i}" for i in range(keys.shape[1])]
+    tbl = pa.Table.from_pandas(keys.set_axis(names, axis=1), preserve_index=False)
+    tbl = tbl.append_column("pos", pa.array(np.arange(len(keys), dtype=np.int64)))
+    part = ", ".join(names)
+    con = _duck().cursor()
+    try:
+        con.register("tbl", tbl)
+        pos = con.sql(
+            f"SELECT pos FROM tbl QUALIFY row_number() OVER (PARTITION BY {part} ORDER BY pos) > 1"
+        ).fetchnumpy()["pos"]
+    finally:
+        con.close()
+    out = np.zeros(len(keys), dtype=bool)
+    out[np.asarray(pos, dtype=np.int64)] = True
+    return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -778,8 +902,10 @@ def _duplicates(rows: _Rows) -> None:
 def _load_file(name: str, spec: SourceSpec, path: str, tz: str) -> _Rows:
     """Read, map, parse and validate one file of a source; only flagged rows keep their raw text."""
     frame, info, mapping, ignored = _read_file(name, spec, path)
-    raw = pd.DataFrame({c: frame[c] for c in frame.columns if c not in (ROW, FILE, "geometry")})
-    rows = _Rows(name, frame, [info], ignored, mapping, raw)
+    # the columns as read, kept by reference (parsing replaces the frame's columns, not these)
+    # until the rows to quarantine are known: only theirs are copied
+    as_read = {c: frame[c] for c in frame.columns if c not in (ROW, FILE, "geometry")}
+    rows = _Rows(name, frame, [info], ignored, mapping, pd.DataFrame())
     if len(frame) == 0:
         rows.warnings.append(f"{Path(path).name}: no data rows (header only)")
     _parse(rows, spec, tz)
@@ -809,7 +935,9 @@ def _load_file(name: str, spec: SourceSpec, path: str, tz: str) -> _Rows:
             "end not after start",
         )
     bad = np.flatnonzero(rows.bad)
-    rows.raw = rows.raw.iloc[bad].astype("string")
+    rows.raw = pd.DataFrame(
+        {c: v.iloc[bad].astype("string") for c, v in as_read.items()}, index=bad
+    )
     return rows
 
 

@@ -13,7 +13,9 @@ import functools
 import glob
 import hashlib
 import io
+import re
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -158,10 +160,12 @@ def read_csv(
     delimiter: str | None,
     source: str,
     numeric: set[str] | None = None,
+    keep: Callable[[list[str]], set[str]] | None = None,
 ) -> tuple[pd.DataFrame, FileInfo]:
-    """Read a CSV: every column as text, except those in ``numeric`` whose types the parser may
-    infer (a number column stays numbers, parsed in C; one with a bad value comes as text and
-    ingest reports the bad rows)."""
+    """Read a CSV: every column as text, except those in ``numeric``, read as numbers in C (one
+    with a value that is not a number comes as text and ingest reports the bad rows). ``keep``,
+    given the header, names the columns to read; the others are skipped (``FileInfo.columns``
+    still lists every column)."""
     head = _read_bytes_head(path)
     if not head.strip():
         raise InputError(f"{source}: {path} is empty (no header, no rows).", file=path)
@@ -173,26 +177,16 @@ def read_csv(
             f"{source}: {path} cannot be decoded as {enc}: {exc}.", file=path
         ) from None
     delim = sniff_delimiter(text, delimiter)
-    dtype: object = str
-    if numeric:
-        header = next(csv.reader(io.StringIO(text.lstrip("\ufeff")), delimiter=delim), [])
-        dtype = {c: str for c in header if c.strip() not in numeric}
-    try:
-        df = pd.read_csv(
-            path,
-            sep=delim,
-            dtype=dtype,
-            encoding=enc,
-            engine="pyarrow" if len(delim) == 1 else "python",
-            keep_default_na=False,
-            na_values=[""],
-        )
-    except UnicodeDecodeError:
-        df = pd.read_csv(
-            path, sep=delim, dtype=str, encoding="latin-1", keep_default_na=False, na_values=[""]
-        )
-        enc = "latin-1"
-    except Exception as exc:  # pyarrow's parser is strict about ragged rows: retry leniently
+    header = next(csv.reader(io.StringIO(text.lstrip("\ufeff")), delimiter=delim), [])
+    names = [str(c).strip().lstrip("\ufeff") for c in header]
+    wanted = keep(names) if keep is not None else set(names)
+    usecols = [h for h, c in zip(header, names) if c in wanted] if header else None
+    df = None
+    if len(delim) == 1 and len(set(header)) == len(header):
+        df = _read_csv_arrow(path, enc, delim, header, numeric or set(), usecols)
+    if df is None:
+        # ragged rows, quoted line breaks, odd quoting, repeated header names: pandas' python
+        # parser, every column as text
         try:
             df = pd.read_csv(
                 path,
@@ -203,10 +197,23 @@ def read_csv(
                 on_bad_lines="error",
                 keep_default_na=False,
                 na_values=[""],
+                usecols=usecols if usecols and len(set(header)) == len(header) else None,
             )
-        except Exception as exc2:
+        except UnicodeDecodeError:
+            df = pd.read_csv(
+                path,
+                sep=delim,
+                dtype=str,
+                encoding="latin-1",
+                engine="python",
+                usecols=usecols if usecols and len(set(header)) == len(header) else None,
+                keep_default_na=False,
+                na_values=[""],
+            )
+            enc = "latin-1"
+        except Exception as exc:
             raise InputError(
-                f"{source}: {path} is not a readable CSV ({exc2}; first error: {exc}).", file=path
+                f"{source}: {path} is not a readable CSV ({exc}).", file=path
             ) from None
     df.columns = [str(c).strip().lstrip("\ufeff") for c in df.columns]
     info = FileInfo(
@@ -215,9 +222,53 @@ def read_csv(
         rows=len(df),
         encoding=enc,
         delimiter=delim,
-        columns=list(df.columns),
+        columns=names if len(set(header)) == len(header) else list(df.columns),
     )
     return df, info
+
+
+def _read_csv_arrow(
+    path: str, enc: str, delim: str, header: list[str], numeric: set[str], usecols: list[str] | None
+) -> pd.DataFrame | None:
+    """pyarrow's multithreaded CSV reader: text columns as text, the ``numeric`` ones as float64.
+    A numeric column holding a value that is not a number (a decimal comma, "n/a") is read again
+    as text, so that ingest can report the rows. None when pyarrow cannot read the file."""
+    import pyarrow as pa
+    import pyarrow.csv as pcsv
+
+    read = pcsv.ReadOptions(
+        encoding="utf8" if enc.replace("-", "").lower() in {"utf8", "utf8sig"} else enc,
+        block_size=1 << 24,
+    )
+    parse = pcsv.ParseOptions(delimiter=delim)
+    as_text = {c for c in header if c.strip().lstrip("\ufeff") not in numeric}
+    for _ in range(len(header) + 1):
+        types = {c: (pa.string() if c in as_text else pa.float64()) for c in header}
+        try:
+            table = pcsv.read_csv(
+                path,
+                read_options=read,
+                parse_options=parse,
+                convert_options=pcsv.ConvertOptions(
+                    column_types=types,
+                    include_columns=usecols,
+                    null_values=[""],
+                    strings_can_be_null=True,
+                    quoted_strings_can_be_null=True,
+                ),
+            )
+        except pa.ArrowInvalid as exc:
+            m = re.search(r"In CSV column #(\d+): CSV conversion error", str(exc))
+            if m and int(m.group(1)) < len(header) and header[int(m.group(1))] not in as_text:
+                as_text.add(header[int(m.group(1))])
+                continue
+            return None
+        except (UnicodeDecodeError, LookupError):
+            return None
+        if table.column_names != (usecols if usecols is not None else header):
+            return None
+        return table.to_pandas()
+    return None
 
 
 def read_parquet(path: str, *, source: str) -> tuple[pd.DataFrame, FileInfo]:
@@ -306,8 +357,10 @@ def read_any(
     layer: str | None,
     source: str,
     numeric: set[str] | None = None,
+    keep: Callable[[list[str]], set[str]] | None = None,
 ):
-    """Read one file; returns (frame, FileInfo). Zones come back as a GeoDataFrame."""
+    """Read one file; returns (frame, FileInfo). Zones come back as a GeoDataFrame. ``keep``
+    selects the columns of a CSV to read (see :func:`read_csv`)."""
     kind = detect_format(path, fmt)
     if source == "zones" or kind in {"geojson", "gpkg"}:
         if kind in {"csv", "txt"}:
@@ -324,7 +377,12 @@ def read_any(
         df, info = read_jsonl(path, encoding=encoding, source=source)
     else:
         df, info = read_csv(
-            path, encoding=encoding, delimiter=delimiter, source=source, numeric=numeric
+            path,
+            encoding=encoding,
+            delimiter=delimiter,
+            source=source,
+            numeric=numeric,
+            keep=keep,
         )
     df = df.reset_index(drop=True)
     df[ROW] = pd.RangeIndex(1, len(df) + 1)

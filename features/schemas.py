@@ -244,10 +244,9 @@ def pandera_schema(source: str, present: list[str]) -> pa.DataFrameSchema:
         if c.max is not None:
             checks.append(pa.Check.le(c.max, error=f"{c.name} must be <= {c.max}"))
         if c.kind == "str" and c.required:
+            # ingest trims text and makes blank values missing; this pins it (and is cheap)
             checks.append(
-                pa.Check(
-                    lambda s: s.astype(str).str.strip() != "", element_wise=False, error="empty"
-                )
+                pa.Check(lambda s: s.astype(str).str.len() > 0, element_wise=False, error="empty")
             )
         cols[c.name] = pa.Column(
             nullable=not c.required, checks=checks, coerce=False, required=False

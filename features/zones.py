@@ -1,7 +1,8 @@
 """Zones: polygons from a file, or H3 cells; point assignment, centroids and neighbour rings.
 
-Points are assigned to the polygon that contains them (geopandas spatial join, `within`; a point
-on a shared border goes to the first zone in file order, so nothing is doubled). Without a zones
+Points are assigned to the polygon that contains them (:func:`assign_codes`: a raster
+pre-classification, exact tests near borders; a point on a shared border goes to the first zone in
+file order, so nothing is doubled). Without a zones
 file, zones are H3 cells (Uber H3, resolution from the study's ``area.h3_resolution``) and a
 point's zone is its cell.
 """
@@ -91,8 +92,9 @@ def assign_codes(lat: np.ndarray, lon: np.ndarray, zones, *, grid: int = 128) ->
     Vectorised without building a geometry per point. A ``grid`` x ``grid`` raster over the zones'
     extent is classified once: a cell lying within one zone gives its points that zone directly
     (integer arithmetic); only points in cells crossed by a border are tested exactly, with
-    ``shapely.contains_xy`` / ``intersects_xy`` on prepared polygons, zones in file order, a point
-    keeping the first zone that contains it (a point on a shared border is not doubled).
+    ``shapely.intersects_xy`` on prepared polygons, against the zones touching their cell only;
+    zones in file order, a point keeps the first zone that contains it or has it on its edge (a
+    point on a shared border is not doubled).
     """
     import shapely
 
@@ -105,7 +107,8 @@ def assign_codes(lat: np.ndarray, lon: np.ndarray, zones, *, grid: int = 128) ->
     x0, y0, x1, y1 = shapely.total_bounds(geoms)
     dx = (x1 - x0) / grid or 1e-9
     dy = (y1 - y0) / grid or 1e-9
-    # classify the raster's cells
+    # classify the raster's cells: -1 no zone touches it, a zone's position when the cell lies
+    # within that zone and touches no other, -2 when a border crosses it (points tested exactly)
     cx, cy = np.meshgrid(np.arange(grid), np.arange(grid), indexing="ij")
     cells = shapely.box(
         x0 + cx.ravel() * dx,
@@ -114,36 +117,65 @@ def assign_codes(lat: np.ndarray, lon: np.ndarray, zones, *, grid: int = 128) ->
         y0 + (cy.ravel() + 1) * dy,
     )
     tree = shapely.STRtree(geoms)
-    cell_code = np.full(grid * grid, -1, dtype=np.int64)  # -1: no zone touches it
     ci, zi = tree.query(cells, predicate="intersects")
-    cell_code[ci] = -2  # -2: a border crosses it (resolved below), unless within one zone
-    wi, wz = tree.query(cells, predicate="within")
-    if len(wi):
-        # a cell within several (overlapping) zones: the first in file order
-        order = np.lexsort((wz, wi))
-        wi, wz = wi[order], wz[order]
-        first = np.unique(wi, return_index=True)[1]
-        interior = np.zeros(grid * grid, dtype=bool)
-        interior[wi[first]] = True
-        # cells also touching another zone stay exact (-2) so the file-order rule holds
-        n_touch = np.bincount(ci, minlength=grid * grid)
-        simple = interior & (n_touch == 1)
-        cell_code[wi[first][simple[wi[first]]]] = wz[first][simple[wi[first]]]
-    ok = np.isfinite(lat) & np.isfinite(lon) & (lon >= x0) & (lon <= x1) & (lat >= y0) & (lat <= y1)
-    idx = np.flatnonzero(ok)
-    gx = np.minimum(((lon[idx] - x0) / dx).astype(np.int64), grid - 1)
-    gy = np.minimum(((lat[idx] - y0) / dy).astype(np.int64), grid - 1)
-    code = cell_code[gx * grid + gy]
-    out[idx] = np.where(code >= 0, code, -1)
-    exact = idx[code == -2]
-    if len(exact):
-        px, py = lon[exact], lat[exact]
-        pts = shapely.points(px, py)
-        pi, zi2 = tree.query(pts, predicate="intersects")
-        order = np.lexsort((zi2, pi))
-        pi, zi2 = pi[order], zi2[order]
-        first = np.unique(pi, return_index=True)[1]
-        out[exact[pi[first]]] = zi2[first]
+    order = np.lexsort((zi, ci))  # by cell, then zone in file order
+    ci, zi = ci[order], zi[order]
+    n_touch = np.bincount(ci, minlength=grid * grid)
+    first_pair = np.cumsum(n_touch) - n_touch  # where each cell's zones start in zi
+    cell_code = np.where(n_touch > 0, -2, -1).astype(np.int32)
+    # a cell touched by one zone and by no zone outline lies inside that zone
+    crossed = np.zeros(grid * grid, dtype=bool)
+    crossed[shapely.STRtree(shapely.boundary(geoms)).query(cells, predicate="intersects")[0]] = True
+    alone = (n_touch == 1) & ~crossed
+    cell_code[alone] = zi[first_pair[alone]]
+    # the points' cells, with as few full-length temporaries as possible (NaN compares False)
+    ok = (lon >= x0) & (lon <= x1) & (lat >= y0) & (lat <= y1)
+    every = bool(ok.all())
+    idx = None if every else np.flatnonzero(ok)
+    cell = _grid_index(lon if every else lon[idx], x0, dx, grid)
+    cell *= grid
+    cell += _grid_index(lat if every else lat[idx], y0, dy, grid)
+    code = cell_code[cell]
+    del cell
+    border = np.flatnonzero(code == -2)
+    if every:
+        out[:] = code
+        cell_of = None
+    else:
+        out[idx] = code
+        cell_of = idx
+    del code
+    if len(border) == 0:
+        return out
+    exact = border if cell_of is None else cell_of[border]
+    out[exact] = -1
+    c = _grid_index(lon[exact], x0, dx, grid) * grid + _grid_index(lat[exact], y0, dy, grid)
+    # border points: one (point, zone) pair per zone touching the point's cell, grouped by zone;
+    # zones in file order, a point keeps the first zone that contains it (or has it on its edge)
+    cnt = n_touch[c]
+    rep = np.repeat(np.arange(len(exact)), cnt)
+    k = np.arange(len(rep)) - np.repeat(np.cumsum(cnt) - cnt, cnt)
+    pz = zi[first_pair[c][rep] + k]
+    pp = exact[rep]
+    by_zone = np.argsort(pz.astype(np.int16) if len(geoms) < 2**15 else pz, kind="stable")
+    pz, pp = pz[by_zone], pp[by_zone]
+    cuts = np.flatnonzero(np.diff(pz)) + 1
+    shapely.prepare(geoms)
+    for lo, hi in zip(np.r_[0, cuts], np.r_[cuts, len(pz)]):
+        pts = pp[lo:hi]
+        pts = pts[out[pts] < 0]
+        if len(pts):
+            out[pts[shapely.intersects_xy(geoms[pz[lo]], lon[pts], lat[pts])]] = pz[lo]
+    return out
+
+
+def _grid_index(v: np.ndarray, origin: float, step: float, grid: int) -> np.ndarray:
+    """Column (or row) of the raster each coordinate falls in (int32; the far edge belongs to
+    the last cell)."""
+    g = v - origin
+    g /= step
+    out = g.astype(np.int32)
+    np.minimum(out, grid - 1, out=out)
     return out
 
 
