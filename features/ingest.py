@@ -32,6 +32,7 @@ import hashlib
 import json
 import logging
 import re
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -849,14 +850,44 @@ def _take_ids(ids: np.ndarray, codes: np.ndarray, index: pd.Index) -> pd.Series:
     return pd.Series(pd.array(taken, dtype=pd.StringDtype("pyarrow")), index=index)
 
 
-def _duplicates(rows: _Rows) -> None:
+def _duplicates_early(rows: _Rows, pool) -> tuple[np.ndarray, Any] | None:
+    """Start looking for repeated keys in ``pool`` (a thread: DuckDB runs without the GIL) while
+    the main thread assigns zones; :func:`_duplicates` finishes the job. The rows considered are
+    those not quarantined so far (``ok``, returned with the future)."""
+    key = [k for k in schemas.KEYS[rows.source] if k in rows.frame.columns]
+    if not key:
+        return None
+    f = rows.frame
+    ok = ~rows.bad & f[key].notna().all(axis=1).to_numpy()
+    return ok, pool.submit(_repeated, f.loc[ok, key])
+
+
+def _duplicates(rows: _Rows, early: tuple[np.ndarray, Any] | None = None) -> None:
+    """Quarantine rows whose key was already seen higher up among the rows kept so far.
+
+    With ``early`` (from :func:`_duplicates_early`, computed before the zone assignment
+    quarantined more rows), its answer stands unless a row quarantined since then held the
+    first occurrence of a repeated key; then the check is run again on the rows kept now."""
     key = [k for k in schemas.KEYS[rows.source] if k in rows.frame.columns]
     if not key:
         return
     f = rows.frame
     ok = ~rows.bad & f[key].notna().all(axis=1).to_numpy()
-    mask = np.zeros(len(f), dtype=bool)
-    mask[np.flatnonzero(ok)[_repeated(f.loc[ok, key])]] = True
+    mask = None
+    if early is not None:
+        ok0, future = early
+        mask = np.zeros(len(f), dtype=bool)
+        mask[np.flatnonzero(ok0)[future.result()]] = True
+        mask &= ok
+        lost = ok0 & ~ok  # quarantined since the early look
+        if lost.any() and mask.any():
+            a = f.loc[lost, key].drop_duplicates()
+            b = f.loc[mask, key].drop_duplicates()
+            if len(a.merge(b, on=key, how="inner")):
+                mask = None
+    if mask is None:
+        mask = np.zeros(len(f), dtype=bool)
+        mask[np.flatnonzero(ok)[_repeated(f.loc[ok, key])]] = True
     sel = np.flatnonzero(mask)
     detail = f[key].iloc[sel].astype(str).agg("|".join, axis=1) if mask.any() else None
     rows.flag(mask, f"duplicate {'+'.join(key)}", detail)
@@ -941,9 +972,9 @@ def _load_file(name: str, spec: SourceSpec, path: str, tz: str) -> _Rows:
     return rows
 
 
-def _load_source(name: str, spec: SourceSpec, base: Path, tz: str) -> _Rows:
+def _load_source(name: str, spec: SourceSpec, files: list[str], tz: str) -> _Rows:
     """Every file of a source, parsed one at a time and stacked."""
-    parts = [_load_file(name, spec, path, tz) for path in expand(spec.paths(base), name)]
+    parts = [_load_file(name, spec, path, tz) for path in files]
     if len(parts) == 1:
         return parts[0]
     sizes = [len(p.frame) for p in parts]
@@ -1016,7 +1047,6 @@ def ingest(
     st = store if isinstance(store, Store) else Store(store)
     st.root.mkdir(parents=True, exist_ok=True)
     base = study.base_dir
-    tz = study.area.timezone
     specs = study.sources()
     if not specs:
         raise InputError(
@@ -1032,37 +1062,65 @@ def ingest(
         except json.JSONDecodeError:
             previous = {}
 
-    # fingerprints: own files + spec + area; plus what each source depends on
-    own: dict[str, str] = {}
-    file_hashes: dict[str, list[dict[str, str]]] = {}
-    from features.readers import sha256 as _sha
+    # every input file is hashed in a background thread (hashlib runs without the GIL): the
+    # hashes are waited for at once only to compare with a previous ingest; on a first ingest,
+    # or with force, the files are read and parsed meanwhile
+    from features.readers import sha256
 
-    for name, spec in specs.items():
-        files = expand(spec.paths(base), name)
-        file_hashes[name] = [{"path": _rel(p, base), "sha256": _sha(p)} for p in files]
-        own[name] = _fingerprint(
-            [INGEST_VERSION, name, spec.model_dump(), file_hashes[name], study.area.model_dump()]
-        )
+    files_of = {name: expand(spec.paths(base), name) for name, spec in specs.items()}
+    hasher = ThreadPoolExecutor(max_workers=1)
+    digests = {}
+    for files in files_of.values():
+        for path in files:
+            if path not in digests:
+                digests[path] = hasher.submit(sha256, path)
+    try:
+        return _ingest(study, st, specs, files_of, digests, previous)
+    finally:
+        hasher.shutdown(wait=False, cancel_futures=True)
+
+
+def _ingest(study, st: Store, specs, files_of, digests, previous) -> IngestResult:
+    base = study.base_dir
+    tz = study.area.timezone
     zone_kind = "polygons" if "zones" in specs else "h3"
-    if zone_kind == "h3":
-        zones_fp = _fingerprint(sorted(own.items()))
-    else:
-        zones_fp = own["zones"]
-    deps = {
-        "zones": [zones_fp],
-        "presence": [own.get("presence"), zones_fp],
-        "presence_origin": [own.get("presence_origin"), zones_fp],
-        "incidents": [own.get("incidents"), zones_fp],
-        "lamps": [own.get("lamps"), zones_fp],
-        "lighting_faults": [own.get("lighting_faults"), own.get("lamps"), zones_fp],
-        "stops": [own.get("stops"), zones_fp],
-        "ridership": [own.get("ridership"), own.get("stops"), zones_fp],
-        "events": [own.get("events"), zones_fp],
-        "weather": [own.get("weather")],
-    }
-    fps = {name: _fingerprint(deps[name]) for name in specs}
-    if zone_kind == "h3":
-        fps["zones"] = zones_fp
+    file_hashes: dict[str, list[dict[str, str]]] = {}
+
+    def fingerprints() -> dict[str, str]:
+        """own files + spec + area; plus what each source depends on"""
+        own: dict[str, str] = {}
+        for name, spec in specs.items():
+            file_hashes[name] = [
+                {"path": _rel(p, base), "sha256": digests[p].result()} for p in files_of[name]
+            ]
+            own[name] = _fingerprint(
+                [
+                    INGEST_VERSION,
+                    name,
+                    spec.model_dump(),
+                    file_hashes[name],
+                    study.area.model_dump(),
+                ]
+            )
+        zones_fp = _fingerprint(sorted(own.items())) if zone_kind == "h3" else own["zones"]
+        deps = {
+            "zones": [zones_fp],
+            "presence": [own.get("presence"), zones_fp],
+            "presence_origin": [own.get("presence_origin"), zones_fp],
+            "incidents": [own.get("incidents"), zones_fp],
+            "lamps": [own.get("lamps"), zones_fp],
+            "lighting_faults": [own.get("lighting_faults"), own.get("lamps"), zones_fp],
+            "stops": [own.get("stops"), zones_fp],
+            "ridership": [own.get("ridership"), own.get("stops"), zones_fp],
+            "events": [own.get("events"), zones_fp],
+            "weather": [own.get("weather")],
+        }
+        out = {name: _fingerprint(deps[name]) for name in specs}
+        if zone_kind == "h3":
+            out["zones"] = zones_fp
+        return out
+
+    fps = fingerprints() if previous else None
 
     def unchanged(name: str) -> bool:
         prev = previous.get(name)
@@ -1083,7 +1141,7 @@ def ingest(
         if name not in specs or name not in todo:
             continue
         log.info("reading %s", name)
-        parsed[name] = _load_source(name, specs[name], base, tz)
+        parsed[name] = _load_source(name, specs[name], files_of[name], tz)
 
     # 2. zones (file, or H3 cells over the data)
     h3_res = study.area.h3_resolution
@@ -1098,78 +1156,25 @@ def ingest(
     else:
         zones = st.zones()
 
-    # 3. locate and check references
-    for name in ("presence", "presence_origin", "incidents", "lamps", "stops", "events"):
-        if name in parsed:
-            _assign(parsed[name], zones, zone_kind, h3_res)
-    if "lighting_faults" in parsed:
-        r = parsed["lighting_faults"]
-        lamps = (
-            parsed["lamps"].frame.loc[~parsed["lamps"].bad]
-            if "lamps" in parsed
-            else st.validated("lamps")
-        )
-        if lamps is not None and "lamp_id" in r.frame.columns:
-            lamps_zone = lamps.drop_duplicates("lamp_id").set_index("lamp_id")
-            known = r.frame["lamp_id"].isin(lamps_zone.index)
-            f = r.frame
-            if "zone_id" not in f.columns:
-                f["zone_id"] = None
-            for c in ("latitude", "longitude"):
-                if c not in f.columns:
-                    f[c] = np.nan
-            f.loc[known, "zone_id"] = lamps_zone.loc[f.loc[known, "lamp_id"], "zone_id"].to_numpy()
-            f.loc[known & f["latitude"].isna(), "latitude"] = lamps_zone.loc[
-                f.loc[known & f["latitude"].isna(), "lamp_id"], "latitude"
-            ].to_numpy()
-            f.loc[known & f["longitude"].isna(), "longitude"] = lamps_zone.loc[
-                f.loc[known & f["longitude"].isna(), "lamp_id"], "longitude"
-            ].to_numpy()
-            has_loc = f["latitude"].notna() & f["longitude"].notna()
-            r.flag(
-                (f["lamp_id"].notna() & ~known & ~has_loc).to_numpy(),
-                "lamp_id: unknown lamp",
-                f["lamp_id"],
-            )
-        _assign(r, zones, zone_kind, h3_res)
-        f = r.frame
-        r.flag(
-            (f["zone_id"].isna() & ~pd.Series(r.bad, index=f.index)).to_numpy(),
-            "no location (neither a known lamp_id nor coordinates)",
-        )
-        if "fault_id" not in f.columns or f["fault_id"].isna().any():
-            gen = f[FILE].astype(str) + ":" + f[ROW].astype(str)
-            f["fault_id"] = (
-                f["fault_id"].where(f["fault_id"].notna(), gen) if "fault_id" in f.columns else gen
-            )
-    if "ridership" in parsed:
-        r = parsed["ridership"]
-        stops = (
-            parsed["stops"].frame.loc[~parsed["stops"].bad]
-            if "stops" in parsed
-            else st.validated("stops")
-        )
-        if stops is None:
-            r.flag(
-                np.ones(len(r.frame), dtype=bool),
-                "no stops source: cannot place the stop in a zone",
-            )
-            r.frame["zone_id"] = None
-        else:
-            sz = stops.drop_duplicates("stop_id").set_index("stop_id")["zone_id"]
-            known = r.frame["stop_id"].isin(sz.index)
-            r.flag(
-                (r.frame["stop_id"].notna() & ~known).to_numpy(),
-                "stop_id: unknown stop",
-                r.frame["stop_id"],
-            )
-            r.frame["zone_id"] = r.frame["stop_id"].map(sz).astype(object)
-
-    for name, rows in parsed.items():
-        if name != "zones":
-            _duplicates(rows)
+    # 3. locate and check references, while repeated keys are looked for in a second thread
+    # (lighting faults may get generated ids in _locate: they are checked after)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        early = {
+            name: _duplicates_early(rows, pool)
+            for name, rows in parsed.items()
+            if name not in ("zones", "lighting_faults")
+        }
+        _locate(parsed, zones, zone_kind, h3_res, st)
+        for name, rows in parsed.items():
+            if name != "zones":
+                _duplicates(rows, early.get(name))
 
     # 4. write
+    if fps is None:
+        fps = fingerprints()
+    for rows in parsed.values():
+        for info in rows.files:
+            info.sha256 = digests[info.path].result()
     st.validated_dir.mkdir(parents=True, exist_ok=True)
     st.quarantine_dir.mkdir(parents=True, exist_ok=True)
     for name, rows in parsed.items():
@@ -1239,6 +1244,76 @@ def ingest(
     )
 
 
+def _locate(parsed: dict[str, _Rows], zones, zone_kind: str, h3_res: int, st: Store) -> None:
+    """Zones for every located source; lamps for lighting faults and stops for ridership (from
+    this run, or from the store when unchanged)."""
+    for name in ("presence", "presence_origin", "incidents", "lamps", "stops", "events"):
+        if name in parsed:
+            _assign(parsed[name], zones, zone_kind, h3_res)
+    if "lighting_faults" in parsed:
+        r = parsed["lighting_faults"]
+        lamps = (
+            parsed["lamps"].frame.loc[~parsed["lamps"].bad]
+            if "lamps" in parsed
+            else st.validated("lamps")
+        )
+        if lamps is not None and "lamp_id" in r.frame.columns:
+            lamps_zone = lamps.drop_duplicates("lamp_id").set_index("lamp_id")
+            known = r.frame["lamp_id"].isin(lamps_zone.index)
+            f = r.frame
+            if "zone_id" not in f.columns:
+                f["zone_id"] = None
+            for c in ("latitude", "longitude"):
+                if c not in f.columns:
+                    f[c] = np.nan
+            f.loc[known, "zone_id"] = lamps_zone.loc[f.loc[known, "lamp_id"], "zone_id"].to_numpy()
+            f.loc[known & f["latitude"].isna(), "latitude"] = lamps_zone.loc[
+                f.loc[known & f["latitude"].isna(), "lamp_id"], "latitude"
+            ].to_numpy()
+            f.loc[known & f["longitude"].isna(), "longitude"] = lamps_zone.loc[
+                f.loc[known & f["longitude"].isna(), "lamp_id"], "longitude"
+            ].to_numpy()
+            has_loc = f["latitude"].notna() & f["longitude"].notna()
+            r.flag(
+                (f["lamp_id"].notna() & ~known & ~has_loc).to_numpy(),
+                "lamp_id: unknown lamp",
+                f["lamp_id"],
+            )
+        _assign(r, zones, zone_kind, h3_res)
+        f = r.frame
+        r.flag(
+            (f["zone_id"].isna() & ~pd.Series(r.bad, index=f.index)).to_numpy(),
+            "no location (neither a known lamp_id nor coordinates)",
+        )
+        if "fault_id" not in f.columns or f["fault_id"].isna().any():
+            gen = f[FILE].astype(str) + ":" + f[ROW].astype(str)
+            f["fault_id"] = (
+                f["fault_id"].where(f["fault_id"].notna(), gen) if "fault_id" in f.columns else gen
+            )
+    if "ridership" in parsed:
+        r = parsed["ridership"]
+        stops = (
+            parsed["stops"].frame.loc[~parsed["stops"].bad]
+            if "stops" in parsed
+            else st.validated("stops")
+        )
+        if stops is None:
+            r.flag(
+                np.ones(len(r.frame), dtype=bool),
+                "no stops source: cannot place the stop in a zone",
+            )
+            r.frame["zone_id"] = None
+        else:
+            sz = stops.drop_duplicates("stop_id").set_index("stop_id")["zone_id"]
+            known = r.frame["stop_id"].isin(sz.index)
+            r.flag(
+                (r.frame["stop_id"].notna() & ~known).to_numpy(),
+                "stop_id: unknown stop",
+                r.frame["stop_id"],
+            )
+            r.frame["zone_id"] = r.frame["stop_id"].map(sz).astype(object)
+
+
 def _h3_zones_from(parsed: dict[str, _Rows], res: int, st: Store):
     import h3
 
@@ -1276,9 +1351,39 @@ def _write_h3_zones(st: Store, zones) -> None:
         pd.DataFrame(columns=["file", "row", "reason"]).to_csv(q, index=False)
 
 
-def _atomic_parquet(df: pd.DataFrame, path: Path) -> None:
+def _dictionary_columns(table, unique: str | None, *, sample: int = 10_000) -> list[str]:
+    """The columns worth dictionary-encoding in Parquet: those whose values repeat (at most one
+    distinct value in ten in an evenly spread sample). Arrow's writer would try every column and
+    give up on a dictionary only after it outgrows a page, which for near-unique columns (ids,
+    times of incidents, coordinates) costs a third of the writing time for nothing."""
+    import pyarrow.compute as pc
+
+    n = table.num_rows
+    if n <= sample:
+        return [c for c in table.column_names if c != unique]
+    at = np.linspace(0, n - 1, sample).astype(np.int64)
+    out = []
+    for c in table.column_names:
+        if c == unique:
+            continue
+        if pc.count_distinct(table.column(c).take(at)).as_py() <= sample // 10:
+            out.append(c)
+    return out
+
+
+def _atomic_parquet(df: pd.DataFrame, path: Path, *, unique: str | None = None) -> None:
+    """Write ``df`` to ``path`` through a temporary file (a reader never sees half a file); the
+    file is left untouched when the bytes are the same. ``unique`` names a column whose values
+    are all different (the source's key): it is not dictionary-encoded, which could only fail."""
     tmp = path.with_suffix(".parquet.tmp")
-    df.to_parquet(tmp, index=False)  # GeoParquet for a GeoDataFrame
+    if hasattr(df, "geometry"):
+        df.to_parquet(tmp, index=False)  # GeoParquet
+    else:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        table = pa.Table.from_pandas(df, preserve_index=False)
+        pq.write_table(table, tmp, use_dictionary=_dictionary_columns(table, unique))
     if path.exists() and path.read_bytes() == tmp.read_bytes():
         tmp.unlink()
         return
@@ -1301,6 +1406,9 @@ def _write(st: Store, rows: _Rows, base: Path, fp: str) -> SourceResult:
     )
     # values as read for rows flagged while parsing; the parsed value for rows flagged later
     for c in rows.raw.columns:
+        if len(bad_idx) == 0:
+            q[c] = pd.Series([], dtype="string")  # the header still names the columns
+            continue
         parsed = f[c].iloc[bad_idx] if c in f.columns else pd.Series(pd.NA, index=bad_idx)
         shown = parsed.astype("string").set_axis(bad_idx)
         as_read = rows.raw[c].reindex(bad_idx)
@@ -1337,7 +1445,12 @@ def _write(st: Store, rows: _Rows, base: Path, fp: str) -> SourceResult:
             ) and not pd.api.types.is_string_dtype(kept[c]):
                 kept[c] = kept[c].astype("string")
         # rows stay in file order (deterministic: files are read in sorted order)
-        _atomic_parquet(kept.reset_index(drop=True), st.validated_path(name))
+        key = schemas.KEYS[name]
+        _atomic_parquet(
+            kept.reset_index(drop=True),
+            st.validated_path(name),
+            unique=key[0] if len(key) == 1 else None,
+        )
     counts: dict[str, int] = {code: int(m.sum()) for code, m in rows.codes.items()}
     files = [
         {

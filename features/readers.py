@@ -35,8 +35,8 @@ class FileInfo:
     """What was read from one input file."""
 
     path: str
-    sha256: str
     rows: int
+    sha256: str = ""  # filled by ingest, which hashes the files in a background thread
     encoding: str | None = None
     delimiter: str | None = None
     columns: list[str] = field(default_factory=list)
@@ -218,7 +218,6 @@ def read_csv(
     df.columns = [str(c).strip().lstrip("\ufeff") for c in df.columns]
     info = FileInfo(
         path=path,
-        sha256=sha256(path),
         rows=len(df),
         encoding=enc,
         delimiter=delim,
@@ -278,7 +277,7 @@ def read_parquet(path: str, *, source: str) -> tuple[pd.DataFrame, FileInfo]:
         raise InputError(
             f"{source}: {path} is not a readable Parquet file ({exc}).", file=path
         ) from None
-    return df, FileInfo(path=path, sha256=sha256(path), rows=len(df), columns=list(df.columns))
+    return df, FileInfo(path=path, rows=len(df), columns=list(df.columns))
 
 
 def read_jsonl(path: str, *, encoding: str | None, source: str) -> tuple[pd.DataFrame, FileInfo]:
@@ -291,7 +290,6 @@ def read_jsonl(path: str, *, encoding: str | None, source: str) -> tuple[pd.Data
         raise InputError(f"{source}: {path} is not valid JSON Lines ({exc}).", file=path) from None
     return df, FileInfo(
         path=path,
-        sha256=sha256(path),
         rows=len(df),
         encoding=encoding or "utf-8",
         columns=list(df.columns),
@@ -311,7 +309,6 @@ def read_geo(path: str, *, layer: str | None, source: str):
         ) from None
     return gdf, FileInfo(
         path=path,
-        sha256=sha256(path),
         rows=len(gdf),
         columns=[c for c in gdf.columns if c != "geometry"],
     )
@@ -340,7 +337,6 @@ def read_gtfs_stops(path: str, *, source: str) -> tuple[pd.DataFrame, FileInfo]:
     df.columns = [str(c).strip().lstrip("\ufeff") for c in df.columns]
     return df, FileInfo(
         path=path,
-        sha256=sha256(path),
         rows=len(df),
         encoding=enc,
         delimiter=",",
