@@ -231,8 +231,9 @@ _DTYPES = {
 def pandera_schema(source: str, present: list[str]) -> pa.DataFrameSchema:
     """The pandera schema of a parsed source, restricted to the columns the file gave.
 
-    Types are already coerced by ingest's parsers (which report what they could not parse);
-    the schema pins nullability of required columns and value ranges.
+    Types are already coerced by ingest's parsers (which report what they could not parse;
+    text is trimmed and a blank value made missing, so the nullability check also catches
+    blanks); the schema pins nullability of required columns and value ranges.
     """
     cols = {}
     for c in SOURCES[source]:
@@ -243,11 +244,6 @@ def pandera_schema(source: str, present: list[str]) -> pa.DataFrameSchema:
             checks.append(pa.Check.ge(c.min, error=f"{c.name} must be >= {c.min}"))
         if c.max is not None:
             checks.append(pa.Check.le(c.max, error=f"{c.name} must be <= {c.max}"))
-        if c.kind == "str" and c.required:
-            # ingest trims text and makes blank values missing; this pins it (and is cheap)
-            checks.append(
-                pa.Check(lambda s: s.astype(str).str.len() > 0, element_wise=False, error="empty")
-            )
         cols[c.name] = pa.Column(
             nullable=not c.required, checks=checks, coerce=False, required=False
         )

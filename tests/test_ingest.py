@@ -656,3 +656,137 @@ def test_zone_assignment_matches_a_spatial_join():
     codes = assign_codes(lat, lon, zones)
     assert ((codes < 0) == (expected == "-")).all()
     assert (codes < 0).sum() > 100  # the test has points outside every zone
+
+
+def test_duplicate_search_in_duckdb_matches_pandas():
+    """Above 50 000 rows repeated keys are found by DuckDB; it agrees with pandas'
+    duplicated(keep="first") on text and time keys."""
+    from features.ingest import _repeated
+
+    rng = np.random.default_rng(5)
+    n = 60_000
+    keys = pd.DataFrame(
+        {
+            "zone_id": pd.array(rng.choice([f"Z{i}" for i in range(40)], n), dtype="str"),
+            "start": pd.to_datetime("2026-01-01", utc=True)
+            + pd.to_timedelta(rng.integers(0, 2_000, n), unit="h"),
+        }
+    )
+    got = _repeated(keys)
+    assert got.sum() > 1000  # the keys do repeat
+    assert (got == keys.duplicated(keep="first").to_numpy()).all()
+    one = keys[["zone_id"]].assign(zone_id=keys["zone_id"] + "-" + pd.Series(range(n)).astype(str))
+    one.iloc[[10, 20_000, 59_999], 0] = one.iloc[5, 0]  # three late copies of row 5's id
+    assert np.flatnonzero(_repeated(one)).tolist() == [10, 20_000, 59_999]
+
+
+@pytest.mark.parametrize("pad", [0, 60_000], ids=["small", "duckdb-and-threads"])
+def test_a_repeated_key_whose_first_copy_is_quarantined_keeps_the_next(tmp_path: Path, pad: int):
+    """Repeated keys are looked for while zones are assigned; a first copy quarantined later
+    (outside every zone, or an out-of-range latitude found by validation) does not make the
+    next copy a duplicate."""
+    write_zones(tmp_path)
+    ids = ["a", "a", "b", "b", "c", "c"] + [f"p{i}" for i in range(pad)]
+    lat = ["48.2", "48.86", "95", "48.87", "48.86", "48.86"] + ["48.88"] * pad
+    pd.DataFrame(
+        {
+            "incident_id": ids,
+            "occurred_at": "2026-11-02T10:00",
+            "latitude": lat,
+            "longitude": 2.31,
+            "category": "vol",
+        }
+    ).to_csv(tmp_path / "inc.csv", index=False)
+    y = write_yaml(
+        tmp_path,
+        "zones: {path: zones.geojson, columns: {zone_id: code_iris}}\nincidents: {path: inc.csv}\n",
+    )
+    ingest(y, tmp_path / "s")
+    r = report(tmp_path / "s")["sources"]["incidents"]
+    assert r["rows_read"] == 6 + pad and r["rows_quarantined"] == 3
+    q = pd.read_csv(tmp_path / "s" / "quarantine" / "incidents.csv", dtype=str)
+    by_row = dict(zip(q["row"].astype(int), q["reason"]))
+    assert set(by_row) == {1, 3, 6}
+    assert "outside every zone" in by_row[1] and "latitude" in by_row[3]
+    assert by_row[6] == "duplicate incident_id (c)"
+    kept = Store(tmp_path / "s").validated("incidents")
+    assert kept["incident_id"].iloc[:3].tolist() == ["a", "b", "c"]
+    assert kept["latitude"].iloc[:2].tolist() == [48.86, 48.87]
+
+
+def test_dates_alone_offsets_and_out_of_range_years(tmp_path: Path):
+    """A date alone is local midnight (not an offset '-01'); times with an offset sit beside
+    local ones in one column; a year a nanosecond timestamp cannot hold is quarantined as out of
+    range, not a crash."""
+    write_zones(tmp_path)
+    pd.DataFrame(
+        {
+            "incident_id": ["d", "o", "l", "y1", "y2"],
+            "occurred_at": [
+                "2026-07-01",
+                "2026-07-01T10:00:00+02:00",
+                "2026-01-15 08:30",
+                "9999-01-01 10:00",
+                "0225-05-01 10:00",
+            ],
+            "latitude": 48.86,
+            "longitude": 2.31,
+            "category": "vol",
+        }
+    ).to_csv(tmp_path / "inc.csv", index=False)
+    y = write_yaml(
+        tmp_path,
+        "area: {name: t, timezone: Europe/Paris}\n"
+        "zones: {path: zones.geojson, columns: {zone_id: code_iris}}\nincidents: {path: inc.csv}\n",
+    )
+    ingest(y, tmp_path / "s")
+    inc = Store(tmp_path / "s").validated("incidents").set_index("incident_id")["occurred_at"]
+    assert inc["d"] == pd.Timestamp("2026-06-30 22:00", tz="UTC")
+    assert inc["o"] == pd.Timestamp("2026-07-01 08:00", tz="UTC")
+    assert inc["l"] == pd.Timestamp("2026-01-15 07:30", tz="UTC")
+    q = pd.read_csv(tmp_path / "s" / "quarantine" / "incidents.csv", dtype=str)
+    assert q["incident_id"].tolist() == ["y1", "y2"]
+    assert q["reason"].str.contains("occurred_at: time out of range").all()
+    assert q["occurred_at"].tolist() == ["9999-01-01 10:00", "0225-05-01 10:00"]
+
+
+@pytest.mark.parametrize(
+    "tz", ["Europe/Paris", "Australia/Sydney", "America/New_York", "Asia/Kolkata", "UTC"]
+)
+def test_local_to_utc_by_day_offsets_matches_pandas(tz: str):
+    """Local times become UTC by their day's offset, pandas being asked only near an offset
+    change; over random times from 1990 to 2045 (and two far years, 1748 and 2191) the result is
+    pandas' own tz_localize under the same rule (a nonexistent time 1 h later, a repeated time
+    first read in summer time)."""
+    from features.ingest import _localize, _Rows
+
+    rng = np.random.default_rng(11)
+    secs = rng.integers(pd.Timestamp("1990-01-01").value // 10**9, 2_366_841_600, 200_000)
+    far = [-7_000_000_000, 7_000_000_000]  # 1748 and 2191
+    t = pd.Series(pd.to_datetime(np.r_[secs, far], unit="s")).astype("datetime64[ns]")
+    t.iloc[7] = pd.NaT
+    rows = _Rows("incidents", pd.DataFrame(index=t.index), [], [], {}, pd.DataFrame())
+    got = _localize(rows, t, np.arange(len(t)), tz, [])
+    expected = t.dt.tz_localize(tz, ambiguous=np.ones(len(t), bool), nonexistent=pd.Timedelta("1h"))
+    expected = expected.dt.tz_convert("UTC").dt.tz_localize(None).to_numpy().view(np.int64)
+    assert (got == expected).all()
+    if tz in ("Europe/Paris", "America/New_York"):
+        assert sum(rows.dst.values()) > 0  # the sample does cross DST changes
+
+
+def test_dictionary_encoding_only_where_values_repeat():
+    import pyarrow as pa
+
+    from features.ingest import _dictionary_columns
+
+    n = 30_000
+    t = pa.table(
+        {
+            "incident_id": [str(i) for i in range(n)],
+            "category": ["vol", "rixe", "incendie"] * (n // 3),
+            "latitude": np.random.default_rng(0).uniform(48, 49, n),
+            "start": pd.date_range("2026-01-01", periods=n // 100, freq="h").repeat(100),
+        }
+    )
+    assert _dictionary_columns(t, "incident_id") == ["category", "start"]
+    assert _dictionary_columns(t.slice(0, 500), "incident_id") == ["category", "latitude", "start"]
