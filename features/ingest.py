@@ -742,7 +742,8 @@ def _project_xy(rows: _Rows, crs: str) -> None:
         f.loc[ok, name] = np.where(f.loc[ok, name].isna(), vals, f.loc[ok, name])
     bad = ok & ~(np.isfinite(f["latitude"]) & np.isfinite(f["longitude"]))
     rows.flag(bad.to_numpy(), f"x/y: cannot be projected from {crs}")
-    rows.frame = f.drop(columns=["x", "y"])
+    # x and y stay in the frame (they are not stored): a row quarantined later (outside every
+    # zone, a duplicate) still shows its coordinates as read
 
 
 def _zones_from_file(rows: _Rows) -> None:

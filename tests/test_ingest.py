@@ -790,3 +790,29 @@ def test_dictionary_encoding_only_where_values_repeat():
     )
     assert _dictionary_columns(t, "incident_id") == ["category", "start"]
     assert _dictionary_columns(t.slice(0, 500), "incident_id") == ["category", "latitude", "start"]
+
+
+def test_xy_row_quarantined_after_parsing_shows_its_coordinates(tmp_path: Path):
+    """A Lambert-93 point outside every zone (found after parsing, when raw text is no longer
+    kept) still shows the x/y it was read with in the quarantine file."""
+    write_zones(tmp_path)
+    pd.DataFrame(
+        {
+            "incident_id": ["in", "out"],
+            "occurred_at": "2026-11-02T10:00",
+            "x": [652500.0, 842000.0],  # Paris (zone B), Lyon
+            "y": [6862000.0, 6519000.0],
+            "category": "vol",
+        }
+    ).to_csv(tmp_path / "inc.csv", index=False)
+    y = write_yaml(
+        tmp_path,
+        "zones: {path: zones.geojson, columns: {zone_id: code_iris}}\n"
+        "incidents: {path: inc.csv, crs: 'EPSG:2154'}\n",
+    )
+    ingest(y, tmp_path / "s")
+    q = pd.read_csv(tmp_path / "s" / "quarantine" / "incidents.csv")
+    assert q["incident_id"].tolist() == ["out"] and "outside every zone" in q["reason"].iloc[0]
+    assert (q["x"].iloc[0], q["y"].iloc[0]) == (842000.0, 6519000.0)
+    kept = Store(tmp_path / "s").validated("incidents")
+    assert kept["zone_id"].tolist() == ["B"] and "x" not in kept.columns
