@@ -786,10 +786,12 @@ def test_dictionary_encoding_only_where_values_repeat():
             "category": ["vol", "rixe", "incendie"] * (n // 3),
             "latitude": np.random.default_rng(0).uniform(48, 49, n),
             "start": pd.date_range("2026-01-01", periods=n // 100, freq="h").repeat(100),
+            "present": np.random.default_rng(1).integers(0, 5_000, n),  # counts repeat
         }
     )
-    assert _dictionary_columns(t, "incident_id") == ["category", "start"]
-    assert _dictionary_columns(t.slice(0, 500), "incident_id") == ["category", "latitude", "start"]
+    assert _dictionary_columns(t, "incident_id") == ["category", "start", "present"]
+    small = _dictionary_columns(t.slice(0, 500), "incident_id")
+    assert small == ["category", "latitude", "start", "present"]
 
 
 def test_xy_row_quarantined_after_parsing_shows_its_coordinates(tmp_path: Path):
