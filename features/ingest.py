@@ -871,7 +871,7 @@ def _duplicates_early(rows: _Rows, pool) -> tuple[np.ndarray, Any] | None:
         return None
     f = rows.frame
     ok = ~rows.bad & f[key].notna().all(axis=1).to_numpy()
-    return ok, pool.submit(_repeated, f.loc[ok, key])
+    return ok, pool.submit(_repeated, f[key] if ok.all() else f.loc[ok, key])
 
 
 def _duplicates(rows: _Rows, early: tuple[np.ndarray, Any] | None = None) -> None:
@@ -899,7 +899,7 @@ def _duplicates(rows: _Rows, early: tuple[np.ndarray, Any] | None = None) -> Non
                 mask = None
     if mask is None:
         mask = np.zeros(len(f), dtype=bool)
-        mask[np.flatnonzero(ok)[_repeated(f.loc[ok, key])]] = True
+        mask[np.flatnonzero(ok)[_repeated(f[key] if ok.all() else f.loc[ok, key])]] = True
     sel = np.flatnonzero(mask)
     detail = f[key].iloc[sel].astype(str).agg("|".join, axis=1) if mask.any() else None
     rows.flag(mask, f"duplicate {'+'.join(key)}", detail)
