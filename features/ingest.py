@@ -1296,6 +1296,13 @@ def _polygon_zones(parsed: dict[str, _Rows], st: Store):
     return st.zones()
 
 
+def _kept(parsed: dict[str, _Rows], st: Store, name: str) -> pd.DataFrame | None:
+    """A source's rows kept so far: this run's, or the store's when the source did not change."""
+    if name in parsed:
+        return parsed[name].frame.loc[~parsed[name].bad]
+    return st.validated(name)
+
+
 def _locate(parsed: dict[str, _Rows], zones, zone_kind: str, h3_res: int, st: Store) -> None:
     """Zones for every located source; lamps for lighting faults and stops for ridership (from
     this run, or from the store when unchanged)."""
@@ -1307,11 +1314,7 @@ def _locate(parsed: dict[str, _Rows], zones, zone_kind: str, h3_res: int, st: St
             _assign(parsed[name], zones, zone_kind, h3_res)
     if "lighting_faults" in parsed:
         r = parsed["lighting_faults"]
-        lamps = (
-            parsed["lamps"].frame.loc[~parsed["lamps"].bad]
-            if "lamps" in parsed
-            else st.validated("lamps")
-        )
+        lamps = _kept(parsed, st, "lamps")
         if lamps is not None and "lamp_id" in r.frame.columns:
             lamps_zone = lamps.drop_duplicates("lamp_id").set_index("lamp_id")
             known = r.frame["lamp_id"].isin(lamps_zone.index)
@@ -1347,11 +1350,7 @@ def _locate(parsed: dict[str, _Rows], zones, zone_kind: str, h3_res: int, st: St
             )
     if "ridership" in parsed:
         r = parsed["ridership"]
-        stops = (
-            parsed["stops"].frame.loc[~parsed["stops"].bad]
-            if "stops" in parsed
-            else st.validated("stops")
-        )
+        stops = _kept(parsed, st, "stops")
         if stops is None:
             r.flag(
                 np.ones(len(r.frame), dtype=bool),

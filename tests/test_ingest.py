@@ -680,28 +680,40 @@ def test_duplicate_search_in_duckdb_matches_pandas():
     assert np.flatnonzero(_repeated(one)).tolist() == [10, 20_000, 59_999]
 
 
+def ingest_incidents(d: Path, incidents: pd.DataFrame, spec: str = "") -> Path:
+    """Ingest an incidents table (plus ``spec``, more keys of its sources.yaml entry) with the
+    two Paris zones; returns the store folder."""
+    write_zones(d)
+    incidents.to_csv(d / "inc.csv", index=False)
+    y = write_yaml(
+        d,
+        "area: {name: t, timezone: Europe/Paris}\n"
+        "zones: {path: zones.geojson, columns: {zone_id: code_iris}}\n"
+        f"incidents: {{path: inc.csv{spec}}}\n",
+    )
+    ingest(y, d / "s")
+    return d / "s"
+
+
 @pytest.mark.parametrize("pad", [0, 60_000], ids=["small", "duckdb-and-threads"])
 def test_a_repeated_key_whose_first_copy_is_quarantined_keeps_the_next(tmp_path: Path, pad: int):
     """Repeated keys are looked for while zones are assigned; a first copy quarantined later
     (outside every zone, or an out-of-range latitude found by validation) does not make the
     next copy a duplicate."""
-    write_zones(tmp_path)
     ids = ["a", "a", "b", "b", "c", "c"] + [f"p{i}" for i in range(pad)]
     lat = ["48.2", "48.86", "95", "48.87", "48.86", "48.86"] + ["48.88"] * pad
-    pd.DataFrame(
-        {
-            "incident_id": ids,
-            "occurred_at": "2026-11-02T10:00",
-            "latitude": lat,
-            "longitude": 2.31,
-            "category": "vol",
-        }
-    ).to_csv(tmp_path / "inc.csv", index=False)
-    y = write_yaml(
+    ingest_incidents(
         tmp_path,
-        "zones: {path: zones.geojson, columns: {zone_id: code_iris}}\nincidents: {path: inc.csv}\n",
+        pd.DataFrame(
+            {
+                "incident_id": ids,
+                "occurred_at": "2026-11-02T10:00",
+                "latitude": lat,
+                "longitude": 2.31,
+                "category": "vol",
+            }
+        ),
     )
-    ingest(y, tmp_path / "s")
     r = report(tmp_path / "s")["sources"]["incidents"]
     assert r["rows_read"] == 6 + pad and r["rows_quarantined"] == 3
     q = pd.read_csv(tmp_path / "s" / "quarantine" / "incidents.csv", dtype=str)
@@ -718,28 +730,24 @@ def test_dates_alone_offsets_and_out_of_range_years(tmp_path: Path):
     """A date alone is local midnight (not an offset '-01'); times with an offset sit beside
     local ones in one column; a year a nanosecond timestamp cannot hold is quarantined as out of
     range, not a crash."""
-    write_zones(tmp_path)
-    pd.DataFrame(
-        {
-            "incident_id": ["d", "o", "l", "y1", "y2"],
-            "occurred_at": [
-                "2026-07-01",
-                "2026-07-01T10:00:00+02:00",
-                "2026-01-15 08:30",
-                "9999-01-01 10:00",
-                "0225-05-01 10:00",
-            ],
-            "latitude": 48.86,
-            "longitude": 2.31,
-            "category": "vol",
-        }
-    ).to_csv(tmp_path / "inc.csv", index=False)
-    y = write_yaml(
+    ingest_incidents(
         tmp_path,
-        "area: {name: t, timezone: Europe/Paris}\n"
-        "zones: {path: zones.geojson, columns: {zone_id: code_iris}}\nincidents: {path: inc.csv}\n",
+        pd.DataFrame(
+            {
+                "incident_id": ["d", "o", "l", "y1", "y2"],
+                "occurred_at": [
+                    "2026-07-01",
+                    "2026-07-01T10:00:00+02:00",
+                    "2026-01-15 08:30",
+                    "9999-01-01 10:00",
+                    "0225-05-01 10:00",
+                ],
+                "latitude": 48.86,
+                "longitude": 2.31,
+                "category": "vol",
+            }
+        ),
     )
-    ingest(y, tmp_path / "s")
     inc = Store(tmp_path / "s").validated("incidents").set_index("incident_id")["occurred_at"]
     assert inc["d"] == pd.Timestamp("2026-06-30 22:00", tz="UTC")
     assert inc["o"] == pd.Timestamp("2026-07-01 08:00", tz="UTC")
@@ -797,22 +805,19 @@ def test_dictionary_encoding_only_where_values_repeat():
 def test_xy_row_quarantined_after_parsing_shows_its_coordinates(tmp_path: Path):
     """A Lambert-93 point outside every zone (found after parsing, when raw text is no longer
     kept) still shows the x/y it was read with in the quarantine file."""
-    write_zones(tmp_path)
-    pd.DataFrame(
-        {
-            "incident_id": ["in", "out"],
-            "occurred_at": "2026-11-02T10:00",
-            "x": [652500.0, 842000.0],  # Paris (zone B), Lyon
-            "y": [6862000.0, 6519000.0],
-            "category": "vol",
-        }
-    ).to_csv(tmp_path / "inc.csv", index=False)
-    y = write_yaml(
+    ingest_incidents(
         tmp_path,
-        "zones: {path: zones.geojson, columns: {zone_id: code_iris}}\n"
-        "incidents: {path: inc.csv, crs: 'EPSG:2154'}\n",
+        pd.DataFrame(
+            {
+                "incident_id": ["in", "out"],
+                "occurred_at": "2026-11-02T10:00",
+                "x": [652500.0, 842000.0],  # Paris (zone B), Lyon
+                "y": [6862000.0, 6519000.0],
+                "category": "vol",
+            }
+        ),
+        ", crs: 'EPSG:2154'",
     )
-    ingest(y, tmp_path / "s")
     q = pd.read_csv(tmp_path / "s" / "quarantine" / "incidents.csv")
     assert q["incident_id"].tolist() == ["out"] and "outside every zone" in q["reason"].iloc[0]
     assert (q["x"].iloc[0], q["y"].iloc[0]) == (842000.0, 6519000.0)
