@@ -377,17 +377,6 @@ def _parse_str(rows: _Rows, name: str) -> None:
         )
         rows.frame[name] = txt.astype(object)
         return
-    if isinstance(s.dtype, pd.StringDtype) and s.dtype.storage == "pyarrow":
-        import pyarrow as pa
-        import pyarrow.compute as pc
-
-        # trimmed, and blank made missing, in Arrow (its memory pool: no fresh pages per column)
-        arr = pc.utf8_trim_whitespace(_arrow(s))
-        blank = pc.equal(arr, "")
-        if pc.any(blank).as_py():
-            arr = pc.if_else(blank, pa.scalar(None, arr.type), arr)
-        rows.frame[name] = pd.Series(pd.array(arr, dtype=s.dtype), index=s.index)
-        return
     txt = _as_str(s)
     rows.frame[name] = txt.where(txt != "", pd.NA)
 
@@ -517,6 +506,30 @@ def _to_ns(values: pd.Series) -> tuple[pd.Series, np.ndarray]:
     return pd.Series(v, index=values.index), oob
 
 
+def _parse_iso(txt: pd.Series) -> tuple[pd.Series, pd.Series | None, np.ndarray]:
+    """ISO 8601 text: naive times (datetime64[us]), times with an offset (datetime64[us, UTC],
+    or None when there are none) and which rows have an offset. The common layouts are parsed
+    in C first; offsets and other ISO forms are looked for only in what is left."""
+    naive = _strptime(txt, _ISO_FORMATS, fallback=None)
+    is_aware = np.zeros(len(txt), dtype=bool)
+    aware = None
+    left = np.flatnonzero((naive.isna() & txt.notna()).to_numpy())
+    if len(left):
+        part = txt.iloc[left]
+        has = _has_offset(part)
+        if has.any():
+            is_aware[left[has]] = True
+            aware = pd.Series(pd.NaT, index=txt.index, dtype="datetime64[us, UTC]")
+            aware.iloc[left[has]] = pd.to_datetime(
+                part[has], format="ISO8601", errors="coerce", utc=True
+            ).astype("datetime64[us, UTC]")
+        if (~has).any():
+            naive.iloc[left[~has]] = pd.to_datetime(
+                part[~has], format="ISO8601", errors="coerce"
+            ).astype("datetime64[us]")
+    return naive, aware, is_aware
+
+
 def _parse_time(
     rows: _Rows, name: str, *, fmt: str | None, tz: str, series_keys: list[str]
 ) -> None:
@@ -542,22 +555,7 @@ def _parse_time(
         elif fmt:
             naive = _strptime(txt, [fmt], fallback=fmt)
         else:
-            # the common layouts in C first; offsets and other ISO forms only on what is left
-            naive = _strptime(txt, _ISO_FORMATS, fallback=None)
-            left = (naive.isna() & txt.notna()).to_numpy()
-            if left.any():
-                part = txt[left]
-                has = _has_offset(part)
-                if has.any():
-                    is_aware[np.flatnonzero(left)[has]] = True
-                    aware = pd.Series(pd.NaT, index=s.index, dtype="datetime64[us, UTC]")
-                    aware[is_aware] = pd.to_datetime(
-                        part[has], format="ISO8601", errors="coerce", utc=True
-                    ).astype("datetime64[us, UTC]")
-                if (~has).any():
-                    naive.iloc[np.flatnonzero(left)[~has]] = pd.to_datetime(
-                        part[~has], format="ISO8601", errors="coerce"
-                    ).astype("datetime64[us]")
+            naive, aware, is_aware = _parse_iso(txt)
     shown = txt if txt is not None else s
     out = np.full(n, np.iinfo(np.int64).min, dtype=np.int64)  # UTC ns, NaT
     oob = np.zeros(n, dtype=bool)
@@ -586,8 +584,9 @@ def _localize(
     rows: _Rows, t: pd.Series, pos: np.ndarray, tz: str, series_keys: list[str]
 ) -> np.ndarray:
     """Naive local times (``t``, datetime64[ns], at frame positions ``pos``) to UTC nanoseconds
-    (int64, NaT's integer where missing) under the DST rule of the module docstring. Rows away from an offset change take their day's offset (integer
-    arithmetic); only rows within a day of a change go through pandas' tz_localize."""
+    (int64, NaT's integer where missing) under the DST rule of the module docstring. Rows away
+    from an offset change take their day's offset (integer arithmetic); only rows within a day
+    of a change go through pandas' tz_localize."""
     raw = t.to_numpy().view(np.int64)
     nat = np.iinfo(np.int64).min
     valid = raw != nat

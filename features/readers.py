@@ -179,51 +179,51 @@ def read_csv(
     delim = sniff_delimiter(text, delimiter)
     header = next(csv.reader(io.StringIO(text.lstrip("\ufeff")), delimiter=delim), [])
     names = [str(c).strip().lstrip("\ufeff") for c in header]
-    wanted = keep(names) if keep is not None else set(names)
-    usecols = [h for h, c in zip(header, names) if c in wanted] if header else None
-    df = None
-    if len(delim) == 1 and len(set(header)) == len(header):
-        df = _read_csv_arrow(path, enc, delim, header, numeric or set(), usecols)
+    # repeated header names: every column is read (pandas renames them a, a.1) and mapped after
+    distinct = len(set(header)) == len(header)
+    wanted = keep(names) if keep is not None and distinct else set(names)
+    usecols = [h for h, c in zip(header, names) if c in wanted] if header and distinct else None
+    df = _read_csv_arrow(path, enc, delim, header, numeric or set(), usecols) if distinct else None
     if df is None:
-        # ragged rows, quoted line breaks, odd quoting, repeated header names: pandas' python
-        # parser, every column as text
-        try:
-            df = pd.read_csv(
-                path,
-                sep=delim,
-                dtype=str,
-                encoding=enc,
-                engine="python",
-                on_bad_lines="error",
-                keep_default_na=False,
-                na_values=[""],
-                usecols=usecols if usecols and len(set(header)) == len(header) else None,
-            )
-        except UnicodeDecodeError:
-            df = pd.read_csv(
-                path,
-                sep=delim,
-                dtype=str,
-                encoding="latin-1",
-                engine="python",
-                usecols=usecols if usecols and len(set(header)) == len(header) else None,
-                keep_default_na=False,
-                na_values=[""],
-            )
-            enc = "latin-1"
-        except Exception as exc:
-            raise InputError(
-                f"{source}: {path} is not a readable CSV ({exc}).", file=path
-            ) from None
+        df, enc = _read_csv_python(path, enc, delim, usecols, source)
     df.columns = [str(c).strip().lstrip("\ufeff") for c in df.columns]
     info = FileInfo(
         path=path,
         rows=len(df),
         encoding=enc,
         delimiter=delim,
-        columns=names if len(set(header)) == len(header) else list(df.columns),
+        columns=names if distinct else [str(c) for c in df.columns],
     )
     return df, info
+
+
+def _read_csv_python(
+    path: str, enc: str, delim: str, usecols: list[str] | None, source: str
+) -> tuple[pd.DataFrame, str]:
+    """pandas' python parser, every column as text, for what pyarrow's reader refuses (ragged
+    rows, odd quoting, a delimiter of several characters, repeated header names); Latin-1 when
+    the detected encoding fails further down the file. Returns the frame and its encoding."""
+    for e in dict.fromkeys([enc, "latin-1"]):
+        try:
+            df = pd.read_csv(
+                path,
+                sep=delim,
+                dtype=str,
+                encoding=e,
+                engine="python",
+                on_bad_lines="error",
+                keep_default_na=False,
+                na_values=[""],
+                usecols=usecols,
+            )
+            return df, e
+        except UnicodeDecodeError:
+            continue
+        except Exception as exc:
+            raise InputError(
+                f"{source}: {path} is not a readable CSV ({exc}).", file=path
+            ) from None
+    raise InputError(f"{source}: {path} cannot be decoded as {enc}.", file=path)
 
 
 def _read_csv_arrow(
@@ -235,6 +235,8 @@ def _read_csv_arrow(
     import pyarrow as pa
     import pyarrow.csv as pcsv
 
+    if len(delim) != 1:
+        return None
     read = pcsv.ReadOptions(
         encoding="utf8" if enc.replace("-", "").lower() in {"utf8", "utf8sig"} else enc,
         block_size=1 << 24,
