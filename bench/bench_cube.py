@@ -95,7 +95,8 @@ print(json.dumps({"seconds": time.perf_counter() - t, "rows": rows,
 """
 
 
-def _child(code: str, *args: str) -> dict:
+def run_child(code: str, *args: str) -> dict:
+    """Run ``code`` in a child Python (cwd: the repository); its last stdout line, as JSON."""
     out = subprocess.run(
         [sys.executable, "-c", code, *args],
         cwd=ROOT,
@@ -432,13 +433,13 @@ def run(
             s: run(s, engine=engine, seed=seed, check=check) for s in ("tiny", "city", "metropolis")
         }
     store = prepare(scale, seed=seed)
-    vigie = _child(_VIGIE_CHILD, str(store), engine)
+    vigie = run_child(_VIGIE_CHILD, str(store), engine)
     with tempfile.TemporaryDirectory(prefix="vigie-bench-cube-") as tmp:
         out = Path(tmp) / "cube"
         spec = reference_sql(store, out, Path(tmp) / "work")
         spec_path = Path(tmp) / "spec.json"
         spec_path.write_text(json.dumps(spec))
-        ref = _child(_DUCKDB_CHILD, str(spec_path))
+        ref = run_child(_DUCKDB_CHILD, str(spec_path))
         diff = compare(store / "cube", out) if check else float("nan")
     if ref["rows"] != vigie["rows"]:
         raise AssertionError(f"row counts differ: vigie {vigie['rows']}, DuckDB {ref['rows']}")
@@ -467,11 +468,28 @@ def run(
     return result
 
 
+def keep_result(path: Path, key: str, result: dict) -> dict:
+    """Add a run to a results file (the last run per key) and return every run kept there."""
+    results = json.loads(path.read_text()) if path.exists() else {}
+    results[key] = result
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(json.dumps(results, indent=2))
+    return results
+
+
+def write_section(start: str, end: str, block: str) -> None:
+    """Put ``block`` (which opens with ``start`` and closes with ``end``) into
+    docs/benchmarks.md in place of the section between those markers, or at the end."""
+    text = DOC.read_text() if DOC.exists() else "# Benchmarks\n\nFigures written by `make bench`.\n"
+    if start in text and end in text:
+        text = text[: text.index(start)] + block + text[text.index(end) + len(end) :]
+    else:
+        text = text.rstrip() + "\n\n" + block + "\n"
+    DOC.write_text(text)
+
+
 def _record(result: dict) -> None:
-    results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
-    results[f"{result['scale']}/{result['engine']}"] = result
-    RESULTS.parent.mkdir(exist_ok=True)
-    RESULTS.write_text(json.dumps(results, indent=2))
+    results = keep_result(RESULTS, f"{result['scale']}/{result['engine']}", result)
     order = {"tiny": 0, "city": 1, "metropolis": 2}
     rows = sorted(results.values(), key=lambda r: (order.get(r["scale"], 9), r["engine"]))
     lines = [
@@ -502,13 +520,7 @@ def _record(result: dict) -> None:
         "which bounds memory. The machine is shared with other jobs: times are indicative.",
         END,
     ]
-    block = "\n".join(lines)
-    text = DOC.read_text() if DOC.exists() else "# Benchmarks\n\nFigures written by `make bench`.\n"
-    if START in text and END in text:
-        text = text[: text.index(START)] + block + text[text.index(END) + len(END) :]
-    else:
-        text = text.rstrip() + "\n\n" + block + "\n"
-    DOC.write_text(text)
+    write_section(START, END, "\n".join(lines))
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -15,14 +15,12 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 
 import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
-DOC = ROOT / "docs" / "benchmarks.md"
 RESULTS = ROOT / "bench_out" / "fit_results.json"
 START = "<!-- bench_fit:start -->"
 END = "<!-- bench_fit:end -->"
@@ -79,18 +77,11 @@ def run(scale: str = "city", *, seed: int = 0, backtest_weeks: int = 8) -> dict:
         groups, deviance {model: ...}, pai5 {model: ...}, coverage95`` (also kept in
         bench_out/fit_results.json and written into docs/benchmarks.md).
     """
+    from bench.bench_cube import run_child
+
     store = _cube(scale, seed)
     meta = json.loads((store / "cube_meta.json").read_text())
-    out = subprocess.run(
-        [sys.executable, "-c", _CHILD, str(store), str(backtest_weeks)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if out.returncode != 0:
-        raise RuntimeError(f"fit benchmark child failed:\n{out.stderr[-3000:]}")
-    child = json.loads(out.stdout.strip().splitlines()[-1])
+    child = run_child(_CHILD, str(store), str(backtest_weeks))
     result = {
         "scale": scale,
         "zone_hours": int(meta.get("rows", 0)),
@@ -112,10 +103,9 @@ def run(scale: str = "city", *, seed: int = 0, backtest_weeks: int = 8) -> dict:
 
 
 def _record(result: dict) -> None:
-    results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
-    results[result["scale"]] = result
-    RESULTS.parent.mkdir(exist_ok=True)
-    RESULTS.write_text(json.dumps(results, indent=2))
+    from bench.bench_cube import keep_result, write_section
+
+    results = keep_result(RESULTS, result["scale"], result)
     order = {"tiny": 0, "city": 1, "metropolis": 2}
     lines = [
         START,
@@ -139,13 +129,7 @@ def _record(result: dict) -> None:
             f"{p.get('recent_hotspot', float('nan')):.2f} | {r['when'][:10]}, {r['cores']} cores |"
         )
     lines.append(END)
-    block = "\n".join(lines)
-    text = DOC.read_text() if DOC.exists() else "# Benchmarks\n\nFigures written by `make bench`.\n"
-    if START in text and END in text:
-        text = text[: text.index(START)] + block + text[text.index(END) + len(END) :]
-    else:
-        text = text.rstrip() + "\n\n" + block + "\n"
-    DOC.write_text(text)
+    write_section(START, END, "\n".join(lines))
 
 
 if __name__ == "__main__":  # pragma: no cover

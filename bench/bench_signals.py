@@ -18,7 +18,6 @@ Usage: ``python -m bench.bench_signals [tiny|city]`` or ``run("tiny")``.
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -33,12 +32,9 @@ MATCH = {
 }
 
 
-def bench_dir() -> Path:
-    return Path(os.environ.get("VIGIE_BENCH_DIR", Path.home() / ".cache" / "vigie" / "bench"))
-
-
 def prepare(scale: str, *, seed: int = 0) -> tuple[Path, Path]:
     """Store (with cube and fitted models) and truth.json of a synthetic city, made once."""
+    from bench.bench_cube import bench_dir
     from features.cube import build_cube
     from features.ingest import ingest
     from features.store import Store
