@@ -317,11 +317,10 @@ def _data_end(store: Path, tz: ZoneInfo) -> dt.datetime | None:
     meta = json.loads(path.read_text())
     if not meta.get("end"):
         return None
+    # cube_meta's end is already exclusive (the local midnight after the last slot's day)
     end = pd.Timestamp(meta["end"])
     end = end.tz_localize("UTC") if end.tzinfo is None else end
-    # cube_meta's end is the start of the last slot: the data run to the end of that slot
-    step = pd.Timedelta(days=1) if meta.get("grain") == "1d" else pd.Timedelta(hours=1)
-    return (end + step).tz_convert(tz).to_pydatetime()
+    return end.tz_convert(tz).to_pydatetime()
 
 
 def _week_periods(now: dt.datetime, at: dt.time) -> list[tuple[str, dt.datetime, dt.date]]:

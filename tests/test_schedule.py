@@ -193,3 +193,21 @@ def test_dry_run_records_nothing(store: Path):
     res = run_schedule(store, now="2026-11-16T09:00", dry_run=True, runners=fake_runners([]))
     assert any(line.startswith("due: weekly-report 2026-W46") for line in res.lines())
     assert read_ledger(store) == []
+
+
+def test_daily_grain_week_missing_its_sunday_waits(store: Path):
+    """cube_meta's end is exclusive: a daily cube ending before Sunday 2026-11-15 leaves W46 waiting.
+
+    (The end used to be taken as the start of the last slot, one day was added for a daily
+    grain, and the weekly report of a week without its Sunday ran.)
+    """
+    meta = json.loads((store / "cube_meta.json").read_text())
+    meta.update(grain="1d", end="2026-11-14T23:00:00+00:00")  # Sun 15 Nov 00:00 Paris
+    (store / "cube_meta.json").write_text(json.dumps(meta))
+    p = plan(store, now="2026-11-16T09:00")
+    assert [t.period for t, _ in p.waiting if t.kind == "weekly_report"] == ["2026-W46"]
+    assert [t.period for t, _ in p.waiting if t.kind == "signals"] == ["2026-11-15"]
+    meta["end"] = "2026-11-15T23:00:00+00:00"  # Mon 16 Nov 00:00 Paris: the week is whole
+    (store / "cube_meta.json").write_text(json.dumps(meta))
+    p = plan(store, now="2026-11-16T09:00")
+    assert [t.period for t in p.tasks if t.kind == "weekly_report"] == ["2026-W46"]
