@@ -81,8 +81,7 @@ def register(app: typer.Typer) -> None:
         if out is not None:
             typer.echo(str(out))
         if not no_report:
-            from pipelines.brief import brief_key
             from pipelines.reports import report_brief
 
-            rep = report_brief(s.root, brief_key(result["event"]["event_id"]), reports_dir=reports)
+            rep = report_brief(s.root, result["event"]["event_id"], reports_dir=reports)
             typer.echo(f"report: {rep.html}")

@@ -768,18 +768,25 @@ def report_brief(
     notebook_dir: str | Path | None = None,
     kernel_name: str | None = None,
 ) -> ReportResult:
-    """The planning brief of an event of the store (``reports/event-brief/<event_id>/``)."""
+    """The planning brief of an event of the store (``reports/event-brief/<key>/``).
+
+    ``event_id`` is the event's id as the store holds it; the brief's file and the report's
+    folder are named by :func:`pipelines.brief.brief_key` (unsafe characters replaced), as
+    :func:`pipelines.brief.make_brief` names them.
+    """
+    from pipelines.brief import brief_key
+
     root = _require_store(store)
-    _check_id(str(event_id), "event id")
+    key = _check_id(brief_key(event_id), "event id")
     return run_notebook(
         _notebook("event-brief", notebook_dir),
         kind="event-brief",
-        report_id=str(event_id),
-        parameters={"store": str(root), "event_id": str(event_id)},
+        report_id=key,
+        parameters={"store": str(root), "event_id": key},
         reports_dir=reports_dir,
         store=root,
-        inputs=["cube_meta.json", "validated/events.parquet", f"briefs/{event_id}.json"],
-        title=f"Event brief {event_id}",
+        inputs=["cube_meta.json", "validated/events.parquet", f"briefs/{key}.json"],
+        title=f"Event brief {key}",
         kernel_name=kernel_name,
     )
 

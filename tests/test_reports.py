@@ -167,6 +167,22 @@ def test_parse_week():
         parse_week("2025-W53")
 
 
+def test_brief_report_named_like_the_brief_file(tmp_path: Path, monkeypatch):
+    """An event id with characters unsafe in a path is reported under the brief's key, the name
+    make_brief writes ``store/briefs/<key>.json`` under (the schedule passes the raw id)."""
+    from pipelines import reports
+    from pipelines.brief import brief_key
+
+    (tmp_path / "study.json").write_text(json.dumps({"area": {"timezone": "UTC"}}))
+    seen = {}
+    monkeypatch.setattr(reports, "run_notebook", lambda nb, **kw: seen.update(kw))
+    reports.report_brief(tmp_path, "Fête: 14/07", reports_dir=tmp_path / "r")
+    key = brief_key("Fête: 14/07")
+    assert key == "F-te-14-07"
+    assert seen["report_id"] == key and seen["parameters"]["event_id"] == key
+    assert f"briefs/{key}.json" in seen["inputs"]
+
+
 # -- suppression ----------------------------------------------------------------------------------
 @pytest.mark.parametrize(
     ("value", "k", "shown"),
