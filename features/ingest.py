@@ -830,23 +830,17 @@ def _assign(rows: _Rows, zones, zone_kind: str, h3_res: int) -> None:
         noloc = (codes < 0) & ~rows.bad
         rows.flag(noloc, "no location (neither coordinates nor zone_id)")
     # a zone_id without a point: place it at the zone's centroid (events, lamps) for maps and radii
-    if has_pt and rows.source in {"events", "lamps"}:
+    if rows.source in {"events", "lamps"}:
         from features.zones import centroids
 
+        if not has_pt:
+            f[lat_col] = np.nan
+            f[lon_col] = np.nan
         cen = centroids(zones).set_index("zone_id")
         need = f[lat_col].isna() & zone.notna() & zone.isin(cen.index)
         if need.any():
             f.loc[need, lat_col] = cen.loc[zone[need], "latitude"].to_numpy()
             f.loc[need, lon_col] = cen.loc[zone[need], "longitude"].to_numpy()
-    elif rows.source in {"events", "lamps"}:
-        from features.zones import centroids
-
-        cen = centroids(zones).set_index("zone_id")
-        ok = zone.notna() & zone.isin(cen.index)
-        f[lat_col] = np.nan
-        f[lon_col] = np.nan
-        f.loc[ok, lat_col] = cen.loc[zone[ok], "latitude"].to_numpy()
-        f.loc[ok, lon_col] = cen.loc[zone[ok], "longitude"].to_numpy()
 
 
 def _take_ids(ids: np.ndarray, codes: np.ndarray, index: pd.Index) -> pd.Series:

@@ -823,3 +823,35 @@ def test_xy_row_quarantined_after_parsing_shows_its_coordinates(tmp_path: Path):
     assert (q["x"].iloc[0], q["y"].iloc[0]) == (842000.0, 6519000.0)
     kept = Store(tmp_path / "s").validated("incidents")
     assert kept["zone_id"].tolist() == ["B"] and "x" not in kept.columns
+
+
+@pytest.mark.parametrize("with_points", [False, True], ids=["zone-only", "some-points"])
+def test_event_given_by_zone_sits_at_the_zone_centroid(tmp_path: Path, with_points: bool):
+    """An event placed by zone_id alone gets its zone's centroid as coordinates (maps, radii);
+    one with coordinates keeps them."""
+    write_zones(tmp_path)
+    ev = pd.DataFrame(
+        {
+            "event_id": ["E1", "E2"],
+            "name": ["Concert", "Match"],
+            "start": ["2026-11-07 20:00"] * 2,
+            "end": ["2026-11-07 23:00"] * 2,
+            "zone_id": ["A", "B"],
+            "expected_attendance": [1000, 2000],
+            "category": ["concert", "match"],
+        }
+    )
+    if with_points:
+        ev["latitude"], ev["longitude"] = [None, 48.88], [None, 2.39]
+    ev.to_csv(tmp_path / "events.csv", index=False)
+    y = write_yaml(
+        tmp_path,
+        "zones: {path: zones.geojson, columns: {zone_id: code_iris}}\nevents: {path: events.csv}\n",
+    )
+    ingest(y, tmp_path / "s")
+    got = Store(tmp_path / "s").validated("events").set_index("event_id")
+    assert got.loc["E1", ["latitude", "longitude"]].tolist() == pytest.approx(
+        [48.875, 2.325], abs=1e-5
+    )
+    expected_e2 = [48.88, 2.39] if with_points else [48.875, 2.375]
+    assert got.loc["E2", ["latitude", "longitude"]].tolist() == pytest.approx(expected_e2, abs=1e-5)
