@@ -119,7 +119,7 @@ def reference_sql(store_root: Path, out_dir: Path, work: Path) -> dict:
     flags per local date) are written to ``work`` as Parquet first; everything else is read from
     the store's validated Parquet files by the SQL itself.
     """
-    from features.cube import _day_flags, slug, sun_table  # calendar inputs only
+    from features.cube import CUBE_SOURCES, _day_flags, slug, sun_table  # no cube logic
     from features.store import Store
     from features.zones import centroids
 
@@ -170,18 +170,7 @@ def reference_sql(store_root: Path, out_dir: Path, work: Path) -> dict:
     )
 
     v = store.validated_dir
-    has = {
-        s: (v / f"{s}.parquet").exists()
-        for s in (
-            "presence",
-            "incidents",
-            "lamps",
-            "lighting_faults",
-            "ridership",
-            "events",
-            "weather",
-        )
-    }
+    has = {s: (v / f"{s}.parquet").exists() for s in CUBE_SOURCES}
     cols = set(meta["columns"])
     cats = {
         s: [c for c, sl in ((c, slug(c)) for c in _categories(v)) if sl == s]

@@ -105,6 +105,16 @@ from features.store import Store
 log = logging.getLogger(__name__)
 
 ENGINES = ("duckdb", "pandas", "dask")
+#: the validated sources that feed the cube (zones give its rows), in this order in cube_meta.json.
+CUBE_SOURCES = (
+    "presence",
+    "incidents",
+    "lamps",
+    "lighting_faults",
+    "ridership",
+    "events",
+    "weather",
+)
 _HOUR = 3600
 _DAY = 86400
 #: hours of history read before a month for the reference value (8 weeks + a day of margin).
@@ -405,12 +415,7 @@ def _make_plan(
     zones = zones.assign(zone_id=zones["zone_id"].astype(str))
     zones = zones.sort_values("zone_id", kind="stable").drop_duplicates("zone_id")
     zone_ids = zones["zone_id"].to_numpy(dtype=object)
-    paths = {
-        s: str(store.validated_path(s))
-        for s in ("presence", "incidents", "lamps", "lighting_faults", "ridership", "events")
-        + ("weather",)
-        if store.has(s)
-    }
+    paths = {s: str(store.validated_path(s)) for s in CUBE_SOURCES if store.has(s)}
     if "lighting_faults" in paths and "lamps" not in paths:
         paths.pop("lighting_faults")
     info: dict[str, Any] = {}
@@ -1590,19 +1595,6 @@ def _meta(
         version = importlib.metadata.version("vigie")
     except importlib.metadata.PackageNotFoundError:  # pragma: no cover
         version = "unknown"
-    sources = [
-        s
-        for s in (
-            "presence",
-            "incidents",
-            "lamps",
-            "lighting_faults",
-            "ridership",
-            "events",
-            "weather",
-        )
-        if s in plan.paths or (s == "lamps" and plan.lamps is not None)
-    ]
     meta: dict[str, Any] = {
         "grain": plan.grain,
         "timezone": plan.tz,
@@ -1621,7 +1613,7 @@ def _meta(
         "rows": int(sum(s["rows"] for s in summaries)),
         "columns": list(columns),
         "categories": dict(plan.category_originals),
-        "sources": sources,
+        "sources": list(plan.paths),
         "months": [s["month"] for s in summaries],
         "partitioning": "month=YYYY-MM, the UTC month of `hour`",
         "engine": engine,

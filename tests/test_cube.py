@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _cube_fixtures import ALL_SOURCES, make_store  # noqa: E402
 
 from features.baseline import same_slot_median  # noqa: E402
-from features.cube import build_cube, cube_schema, slug  # noqa: E402
+from features.cube import CUBE_SOURCES, build_cube, cube_schema, slug  # noqa: E402
 from features.errors import ConfigError, StoreError  # noqa: E402
 from features.store import Store  # noqa: E402
 
@@ -411,6 +411,7 @@ def test_absent_sources_leave_their_columns_out(tmp_path, dropped, absent) -> No
     inc = Store(root).validated("incidents")
     assert cube["incidents"].sum() == inc["zone_id"].isin(["Z00", "Z01", "Z02", "Z03"]).sum()
     assert result.columns == tuple(cube.columns)
+    assert result.meta["sources"] == [s for s in CUBE_SOURCES if s in sources]
 
 
 def test_faults_without_lamps_give_no_lighting_columns(tmp_path) -> None:
@@ -422,8 +423,9 @@ def test_faults_without_lamps_give_no_lighting_columns(tmp_path) -> None:
         sources=("incidents", "lamps", "lighting_faults"),
     )
     (root / "validated" / "lamps.parquet").unlink()
-    build_cube(Store(root))
+    result = build_cube(Store(root))
     assert not {"lamps", "lamps_out"} & set(Store(root).cube().columns)
+    assert result.meta["sources"] == ["incidents"]
 
 
 def test_daily_grain(tmp_path, full: Store, cube: pd.DataFrame) -> None:
