@@ -57,6 +57,7 @@ import pandas as pd
 from features.errors import InputError, StoreError, VigieError
 from features.store import Store
 from pipelines import staffing as st
+from pipelines.signals.detectors import haversine_m
 
 log = logging.getLogger(__name__)
 
@@ -1357,16 +1358,6 @@ def _incidents(store, predictor, frame, hours, sp, limitations) -> tuple[list[di
 
 
 # -- context ------------------------------------------------------------------------------------
-
-
-def haversine_m(lat1, lon1, lat2, lon2) -> np.ndarray:
-    """Great-circle distance in metres (spherical Earth, R = 6 371 008.8 m)."""
-    r = 6_371_008.8
-    p1, p2 = np.radians(lat1), np.radians(lat2)
-    dp = p2 - p1
-    dl = np.radians(np.asarray(lon2) - np.asarray(lon1))
-    a = np.sin(dp / 2) ** 2 + np.cos(p1) * np.cos(p2) * np.sin(dl / 2) ** 2
-    return 2 * r * np.arcsin(np.sqrt(np.clip(a, 0, 1)))
 
 
 def _lamps_context(
