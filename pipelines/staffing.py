@@ -297,8 +297,15 @@ class StaffingParams:
 # -- results ------------------------------------------------------------------------------------
 
 
+class _Result:
+    """Base of the frozen result dataclasses: ``to_dict`` for the brief's JSON."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
 @dataclass(frozen=True)
-class DpsResult:
+class DpsResult(_Result):
     """The DPS grid applied to one public.
 
     Attributes
@@ -334,12 +341,9 @@ class DpsResult:
     arithmetic: str
     source: str = "arrêté du 7 novembre 2006 (référentiel national DPS)"
 
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
 
 @dataclass(frozen=True)
-class AgentsResult:
+class AgentsResult(_Result):
     """Agents for one hour: the larger of visibility and workload."""
 
     present: float
@@ -352,12 +356,9 @@ class AgentsResult:
     binding: str
     arithmetic: str
 
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
 
 @dataclass(frozen=True)
-class LanesResult:
+class LanesResult(_Result):
     """Entry lanes for a peak arrival rate."""
 
     peak_arrivals_per_min: float
@@ -366,12 +367,9 @@ class LanesResult:
     lanes: int
     arithmetic: str
 
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
 
 @dataclass(frozen=True)
-class BarrierResult:
+class BarrierResult(_Result):
     """Queue to hold and the metres of barrier that channel it."""
 
     queue_people: float
@@ -382,12 +380,9 @@ class BarrierResult:
     barrier_m: float
     arithmetic: str
 
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
 
 @dataclass(frozen=True)
-class EgressResult:
+class EgressResult(_Result):
     """Time for a crowd to pass the exits."""
 
     people: float
@@ -398,9 +393,6 @@ class EgressResult:
     within_target: bool
     width_needed_m: float
     arithmetic: str
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
 
 
 # -- DPS ----------------------------------------------------------------------------------------
