@@ -40,7 +40,7 @@ import datetime as dt
 import json
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -227,13 +227,7 @@ def _pipeline_flags(
     max_window: int,
 ) -> list[set[int]]:
     """Zones of each significant incident signal of the weekly pipeline (BH at ``fdr``)."""
-    panel = D.Panel(
-        zones=week.panel.zones,
-        days=week.panel.days,
-        observed=observed,
-        expected=week.panel.expected,
-        period=week.panel.period,
-    )
+    panel = replace(week.panel, observed=observed)
     parts = [
         D.excess_tests(panel, dispersion=week.dispersion),
         D.drift_tests(panel, dispersion=week.dispersion, null=week.null_drift),
@@ -439,13 +433,7 @@ def evaluate_detectors(
         for w in weeks:
             exp = np.where(w.panel.valid, w.panel.expected, 0.0)
             for y in D._simulate_counts(exp, per_week, rng, w.dispersion):
-                panel = D.Panel(
-                    zones=w.panel.zones,
-                    days=w.panel.days,
-                    observed=np.where(w.panel.valid, y, np.nan),
-                    expected=w.panel.expected,
-                    period=w.panel.period,
-                )
+                panel = replace(w.panel, observed=np.where(w.panel.valid, y, np.nan))
                 s = daily_statistics(
                     panel, neighbours, dispersion=w.dispersion, max_window=max_window
                 )
@@ -481,13 +469,7 @@ def evaluate_detectors(
         start = int(rng.integers(0, 7 - dur + 1))
         added, cases = _inject(rng, w, z, size, dur, start)
         obs = w.panel.observed + added
-        panel = D.Panel(
-            zones=w.panel.zones,
-            days=w.panel.days,
-            observed=obs,
-            expected=w.panel.expected,
-            period=w.panel.period,
-        )
+        panel = replace(w.panel, observed=obs)
         s = daily_statistics(panel, neighbours, dispersion=w.dispersion, max_window=max_window)
         row: dict[str, Any] = {
             "week": w.period.label,
