@@ -1272,6 +1272,27 @@ def _build_month(
     return summary
 
 
+@dataclass(frozen=True)
+class _Window:
+    """The hours [w0, a1) read for a month: its target hours and the reference value's past."""
+
+    day: np.ndarray  # local day of each hour (days since 1970-01-01)
+    local_hour: np.ndarray
+    dow: np.ndarray
+    off: int  # index of the first target hour (a0 - w0)
+    present: np.ndarray | None  # (zones, hours) presence, NaN where missing
+    events: np.ndarray  # (zones, hours) an event (or its margin) is running in the zone
+
+    @property
+    def dayidx(self) -> np.ndarray:
+        """Day of each hour counted from the window's first local day."""
+        return self.day - self.day[0]
+
+    @property
+    def n_days(self) -> int:
+        return int(self.day[-1] - self.day[0]) + 1
+
+
 def _assemble(
     plan: _Plan, spec: _MonthSpec, inputs: dict[str, dict[str, np.ndarray]]
 ) -> dict[str, Any]:
@@ -1279,11 +1300,9 @@ def _assemble(
     Z = len(plan.zone_ids)
     a0, a1, w0 = spec.a0, spec.a1, spec.w0
     H, W = a1 - a0, a1 - w0
-    hours_w = np.arange(w0, a1, dtype=np.int64)
-    day_w, lh_w, _ = _local_parts(hours_w * _HOUR, plan.tz)
-    dayidx_w = day_w - day_w[0]
-    n_days_w = int(dayidx_w[-1]) + 1
+    day_w, lh_w, dow_w = _local_parts(np.arange(w0, a1, dtype=np.int64) * _HOUR, plan.tz)
     off = a0 - w0  # first target hour within the window
+    present_w = None
 
     hourly: dict[str, np.ndarray] = {}  # (Z, H) arrays over target hours
     ev_flag_w = np.zeros((Z, W), dtype=bool)
@@ -1331,19 +1350,25 @@ def _assemble(
             row[j[ok]] = wx[c][ok]
             hourly[c] = row  # study-wide: broadcast at the end
 
+    win = _Window(day_w, lh_w, dow_w, off, present_w, ev_flag_w)
     if plan.grain == "1h":
-        return _hourly_columns(plan, spec, hourly, inputs, ev_flag_w, dayidx_w, lh_w, n_days_w, off)
-    return _daily_columns(plan, spec, hourly, inputs, ev_flag_w, dayidx_w, n_days_w, off, hours_w)
+        return _hourly_columns(plan, spec, hourly, inputs, win)
+    return _daily_columns(plan, spec, hourly, inputs, win)
 
 
 def _hourly_columns(
-    plan, spec, hourly, inputs, ev_flag_w, dayidx_w, lh_w, n_days_w, off
+    plan: _Plan,
+    spec: _MonthSpec,
+    hourly: dict[str, np.ndarray],
+    inputs: dict[str, dict[str, np.ndarray]],
+    win: _Window,
 ) -> dict[str, Any]:
     Z = len(plan.zone_ids)
     a0, a1 = spec.a0, spec.a1
     H = a1 - a0
     hours = np.arange(a0, a1, dtype=np.int64)
-    day_t, lh_t, dow_t = _local_parts(hours * _HOUR, plan.tz)
+    off = win.off
+    day_t, lh_t, dow_t = win.day[off:], win.local_hour[off:], win.dow[off:]
     data: dict[str, Any] = {
         "zone_id": np.repeat(plan.zone_ids, H),
         "hour": np.tile(hours * _HOUR * 10**9, Z),
@@ -1351,13 +1376,11 @@ def _hourly_columns(
         "dow": np.tile(dow_t, Z),
         "local_date": np.tile(day_t.astype(np.int32), Z),
     }
-    if "presence" in inputs:
-        pr = inputs["presence"]
-        present_w = _dense(Z, spec.w0, len(dayidx_w), pr["zi"], pr["eh"], pr["present"], np.nan)
-        usable = np.where(ev_flag_w, np.nan, present_w)
-        pool = _pool(usable, dayidx_w, lh_w, n_days_w, 24)
+    if win.present is not None:
+        usable = np.where(win.events, np.nan, win.present)
+        pool = _pool(usable, win.dayidx, win.local_hour, win.n_days, 24)
         base = same_slot_median(
-            pool, target_days=dayidx_w[off:], target_slots=lh_w[off:].astype(np.int64)
+            pool, target_days=win.dayidx[off:], target_slots=lh_t.astype(np.int64)
         )
         _presence_out(data, hourly, base, plan)
     for c in (
@@ -1434,14 +1457,17 @@ def _weather_out(data: dict[str, Any], dense: dict[str, np.ndarray], Z: int) -> 
 
 
 def _daily_columns(
-    plan, spec, hourly, inputs, ev_flag_w, dayidx_w, n_days_w, off, hours_w
+    plan: _Plan,
+    spec: _MonthSpec,
+    hourly: dict[str, np.ndarray],
+    inputs: dict[str, dict[str, np.ndarray]],
+    win: _Window,
 ) -> dict[str, Any]:
     """Daily grain: local days of the month, rolled up from the hourly arrays."""
     Z = len(plan.zone_ids)
     days = spec.day_index.astype(np.int64)
     D = len(days)
-    day_of_hour_w = dayidx_w + (_local_day(hours_w[:1] * _HOUR, plan.tz)[0])  # absolute local day
-    target_day = day_of_hour_w[off:]  # absolute local day of each target hour
+    target_day = win.day[win.off :]  # local day of each target hour
     seg = np.searchsorted(days, target_day)  # index into the month's days
     seg_ok = (seg < D) & (days[np.minimum(seg, D - 1)] == target_day)
 
@@ -1479,15 +1505,13 @@ def _daily_columns(
         "dow": np.tile(dow, Z),
         "local_date": np.tile(days.astype(np.int32), Z),
     }
-    if "presence" in inputs:
-        pr = inputs["presence"]
-        present_w = _dense(Z, spec.w0, len(dayidx_w), pr["zi"], pr["eh"], pr["present"], np.nan)
+    if win.present is not None:
         # daily value per window day = mean of the day's hours; event days are not usable
-        ones = np.zeros_like(dayidx_w)
-        daily_w = _pool(present_w, dayidx_w, ones, n_days_w, 1)
-        ev_day = _pool(np.where(ev_flag_w, 1.0, np.nan), dayidx_w, ones, n_days_w, 1)
+        dayidx, ones = win.dayidx, np.zeros_like(win.day)
+        daily_w = _pool(win.present, dayidx, ones, win.n_days, 1)
+        ev_day = _pool(np.where(win.events, 1.0, np.nan), dayidx, ones, win.n_days, 1)
         usable = np.where(np.isnan(ev_day), daily_w, np.nan)
-        target_idx = days - (day_of_hour_w[0])
+        target_idx = days - win.day[0]
         base = same_slot_median(usable, target_days=target_idx, target_slots=np.zeros(D, np.int64))
         daily = {"present": daily_w[:, target_idx, 0]}
         for c in plan.presence_cols:
