@@ -9,18 +9,10 @@ import typer
 
 def _latest_week(store) -> str:
     """The last complete ISO week of the cube (local dates)."""
-    import datetime as dt
-
-    import pandas as pd
+    from pipelines.reports import last_full_week
 
     meta = store.cube_meta()
-    tz = meta.get("timezone") or store.timezone
-    end = pd.Timestamp(meta["end"])
-    end = end.tz_localize("UTC") if end.tzinfo is None else end
-    last = (end - pd.Timedelta(seconds=1)).tz_convert(tz).date()
-    sunday = last - dt.timedelta(days=(last.weekday() + 1) % 7)
-    iso = sunday.isocalendar()
-    return f"{iso[0]}-W{iso[1]:02d}"
+    return last_full_week(meta["end"], meta.get("timezone") or store.timezone)
 
 
 def register(app: typer.Typer) -> None:

@@ -27,19 +27,6 @@ def _vigie(*args: str) -> None:
     print(f"  ({time.perf_counter() - t0:.0f} s)", flush=True)
 
 
-def last_full_week(end: pd.Timestamp, tz: str) -> str:
-    """ISO week (e.g. 2026-W46) of the last full local week before ``end``."""
-    local_end = end.tz_convert(tz)
-    monday = (local_end.normalize() - pd.Timedelta(days=local_end.weekday())).tz_localize(None)
-    last_monday = (
-        monday - pd.Timedelta(days=7)
-        if local_end < (monday + pd.Timedelta(days=7)).tz_localize(tz)
-        else monday
-    )
-    y, w, _ = last_monday.isocalendar()
-    return f"{y}-W{w:02d}"
-
-
 def largest_upcoming_event(store: Path) -> str | None:
     from features.store import Store
 
@@ -73,9 +60,10 @@ def main(argv: list[str] | None = None) -> int:
     _vigie("cube", "--store", str(store))
     _vigie("fit", "--store", str(store))
     from features.store import Store
+    from pipelines.reports import last_full_week
 
     meta = Store(store).cube_meta()
-    week = last_full_week(pd.Timestamp(meta["end"]), meta["timezone"])
+    week = last_full_week(meta["end"], meta["timezone"])
     _vigie("signals", "--store", str(store), "--week", week)
     _vigie("report", "weekly", "--store", str(store), "--week", week, "--reports", str(reports))
     event = largest_upcoming_event(store)

@@ -717,6 +717,27 @@ def iso_week(day: dt.date) -> str:
     return f"{y}-W{w:02d}"
 
 
+def last_full_week(end: str | dt.datetime, timezone: str) -> str:
+    """The ISO week of the last whole local week of data ending at ``end`` (exclusive).
+
+    ``end`` is a time (ISO text or datetime; naive means UTC) such as cube_meta.json's ``end``;
+    ``timezone`` is the study's.
+
+    Examples
+    --------
+    >>> last_full_week("2026-11-15T23:00:00+00:00", "Europe/Paris")  # Mon 16 Nov 00:00 Paris
+    '2026-W46'
+    >>> last_full_week("2026-11-15T22:00:00+00:00", "Europe/Paris")  # Sun 15 Nov 23:00 Paris
+    '2026-W45'
+    """
+    from zoneinfo import ZoneInfo
+
+    end = dt.datetime.fromisoformat(end) if isinstance(end, str) else end
+    end = end.replace(tzinfo=dt.UTC) if end.tzinfo is None else end
+    last_day = end.astimezone(ZoneInfo(timezone)).date() - dt.timedelta(days=1)  # last whole day
+    return iso_week(last_day - dt.timedelta(days=(last_day.weekday() + 1) % 7))  # its Sunday
+
+
 def _notebook(kind: str, notebook_dir: str | Path | None) -> Path:
     return Path(notebook_dir or NOTEBOOK_DIR) / KINDS[kind]
 

@@ -48,6 +48,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from features.errors import ConfigError, VigieError
+from pipelines.reports import iso_week
 
 log = logging.getLogger(__name__)
 
@@ -333,8 +334,7 @@ def _week_periods(now: dt.datetime, at: dt.time) -> list[tuple[str, dt.datetime,
         if due > now:
             continue
         week_start = due_monday - dt.timedelta(days=7)
-        y, w, _ = week_start.isocalendar()
-        out.append((f"{y}-W{w:02d}", due, week_start))
+        out.append((iso_week(week_start), due, week_start))
     return out
 
 

@@ -10,21 +10,14 @@ import json
 import time
 from pathlib import Path
 
-import pandas as pd
-
 
 def last_full_week(store: Path) -> str:
     """ISO week of the last whole local week of the cube."""
     from features.store import Store
+    from pipelines import reports
 
     st = Store(store)
-    meta = st.cube_meta()
-    end = (pd.Timestamp(meta["end"]) + pd.Timedelta(hours=1)).tz_convert(st.timezone)
-    monday = end.normalize() - pd.Timedelta(days=end.weekday())
-    if end < monday + pd.Timedelta(days=7):
-        monday -= pd.Timedelta(days=7)
-    y, w, _ = monday.isocalendar()
-    return f"{y}-W{w:02d}"
+    return reports.last_full_week(st.cube_meta()["end"], st.timezone)
 
 
 def build(base: Path) -> dict:

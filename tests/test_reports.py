@@ -183,6 +183,24 @@ def test_brief_report_named_like_the_brief_file(tmp_path: Path, monkeypatch):
     assert f"briefs/{key}.json" in seen["inputs"]
 
 
+@pytest.mark.parametrize(
+    ("end", "week"),
+    [
+        ("2026-11-15T23:00:00+00:00", "2026-W46"),  # Mon 16 Nov 00:00 Paris: W46 is whole
+        ("2026-11-15T22:00:00+00:00", "2026-W45"),  # Sun 23:00 Paris: W46 lacks an hour
+        ("2026-11-18T23:00:00+00:00", "2026-W46"),  # Thu 00:00 Paris: W47 has begun
+        ("2026-11-15T23:00:00", "2026-W46"),  # naive means UTC
+        ("2026-03-29T22:00:00+00:00", "2026-W13"),  # Mon 30 Mar 00:00 CEST, after the DST change
+    ],
+    ids=["monday-midnight", "sunday-late", "midweek", "naive-utc", "dst-week"],
+)
+def test_last_full_week(end, week):
+    """The last whole local week before the cube's (exclusive) end, in the study's time zone."""
+    from pipelines.reports import last_full_week
+
+    assert last_full_week(end, "Europe/Paris") == week
+
+
 # -- suppression ----------------------------------------------------------------------------------
 @pytest.mark.parametrize(
     ("value", "k", "shown"),
