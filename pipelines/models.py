@@ -515,6 +515,34 @@ def _matrix(frame: pd.DataFrame, terms: Sequence[str]) -> np.ndarray:
     return X
 
 
+def _linear_predictor(frame: pd.DataFrame, terms: Sequence[str], params: np.ndarray) -> np.ndarray:
+    """``_matrix(frame, terms) @ params`` without the dense matrix (one pass per feature).
+
+    Hour-of-day and day-of-week terms are looked up by code; a code without a term (the
+    reference level, or one not seen in fitting) contributes 0, as in :func:`_matrix`.
+    """
+    eta = np.zeros(len(frame), dtype=np.float64)
+    levels: dict[str, dict[int, float]] = {"local_hour": {}, "dow": {}}
+    for t, b in zip(terms, np.asarray(params, dtype=np.float64), strict=True):
+        if t == "Intercept":
+            eta += b
+        elif t.startswith("hour_"):
+            levels["local_hour"][int(t[5:])] = b
+        elif t.startswith("dow_"):
+            levels["dow"][int(t[4:])] = b
+        else:
+            eta += b * frame[t].to_numpy(dtype=np.float64)
+    for col, coef in levels.items():
+        if not coef:
+            continue
+        code = frame[col].to_numpy().astype(np.int64)
+        table = np.zeros(max(coef) + 1)
+        table[list(coef)] = list(coef.values())
+        inside = (code >= 0) & (code < len(table))
+        eta += np.where(inside, table[np.clip(code, 0, len(table) - 1)], 0.0)
+    return eta
+
+
 def _estimable(
     keys: pd.DataFrame,
     exposure: np.ndarray,
@@ -652,7 +680,7 @@ class GLMFit:
 
     def log_rate(self, dz: pd.DataFrame) -> np.ndarray:
         """Log incidents per person-slot for design rows (unknown hours/days: reference)."""
-        return _matrix(dz, self.terms) @ self.params
+        return _linear_predictor(dz, self.terms, self.params)
 
     def mean(self, dz: pd.DataFrame) -> np.ndarray:
         """Expected incidents for design rows (exposure x rate; NaN when exposure is missing)."""

@@ -129,6 +129,19 @@ def test_cells_give_the_row_level_poisson_fit():
     assert fit.n_cells < fit.n_rows
 
 
+def test_log_rate_equals_the_design_matrix_product(city, city_fit):
+    """`GLMFit.log_rate` (a lookup per hour and day, no dense matrix) equals the dense design
+    matrix times the parameters, also for a day the model never saw (reference level: 0)."""
+    dz, _y, fit = city_fit
+    rows = dz.iloc[:500].copy()
+    rows.loc[rows.index[:24], "dow"] = np.int8(6)
+    unseen = M.GLMFit(**{**fit.__dict__, "terms": fit.terms[:-1], "params": fit.params[:-1]})
+    for m in (fit, unseen):
+        np.testing.assert_allclose(
+            m.log_rate(rows), M._matrix(rows, list(m.terms)) @ m.params, rtol=1e-12, atol=1e-12
+        )
+
+
 def test_glm_recovers_planted_irrs(city, city_fit):
     """Every planted IRR lies in the 95 % interval and within 15 %; the absent effects
     (holiday, school_holiday: IRR 1) are not significant at 5 %; daylight hour-of-day IRRs too."""
