@@ -790,6 +790,17 @@ def _duckdb_sql(con: Any, plan: _Plan, a0: int, a1: int, w0: int) -> dict[str, s
             f"ELSE epoch({start}::TIMESTAMPTZ) + 60 * {minutes} END"
         )
 
+    def overlaps(lo: int) -> str:
+        """CTEs ``ex``, ``ov`` after ``src`` (slots [s, e) in epoch seconds): each slot against
+        the hours k in [lo, a1) it overlaps, with the overlap w in seconds (``_hour_overlaps``)."""
+        return f"""ex AS (
+              SELECT *, unnest(range(greatest(floor(s / 3600), {lo})::BIGINT,
+                                     least(ceil(e / 3600), {a1})::BIGINT)) AS k
+              FROM src
+            ), ov AS (
+              SELECT *, least(e, (k + 1) * 3600.0) - greatest(s, k * 3600.0) AS w FROM ex
+            )"""
+
     types: dict[tuple[str, str], str] = {}
 
     def lit(source: str, col: str, seconds: int) -> str:
@@ -815,13 +826,7 @@ def _duckdb_sql(con: Any, plan: _Plan, a0: int, a1: int, w0: int) -> dict[str, s
               FROM read_parquet('{p["presence"]}') p JOIN zmap z ON z.zone_id = p.zone_id
               WHERE p.start >= {lit("presence", "start", w0 * _HOUR - 2 * _DAY)}
                 AND p.start < {lit("presence", "start", a1 * _HOUR)}
-            ), ex AS (
-              SELECT *, unnest(range(greatest(floor(s / 3600), {w0})::BIGINT,
-                                     least(ceil(e / 3600), {a1})::BIGINT)) AS k
-              FROM src
-            ), ov AS (
-              SELECT *, least(e, (k + 1) * 3600.0) - greatest(s, k * 3600.0) AS w FROM ex
-            )
+            ), {overlaps(w0)}
             SELECT zi, k AS eh,
                    sum(present * w) / sum(CASE WHEN present IS NOT NULL THEN w END)
                      AS present{aggs}
@@ -852,13 +857,7 @@ def _duckdb_sql(con: Any, plan: _Plan, a0: int, a1: int, w0: int) -> dict[str, s
               FROM read_parquet('{p["ridership"]}') r JOIN zmap z ON z.zone_id = r.zone_id
               WHERE r.start >= {lit("ridership", "start", a0 * _HOUR - 2 * _DAY)}
                 AND r.start < {lit("ridership", "start", a1 * _HOUR)} AND r.entries IS NOT NULL
-            ), ex AS (
-              SELECT *, unnest(range(greatest(floor(s / 3600), {a0})::BIGINT,
-                                     least(ceil(e / 3600), {a1})::BIGINT)) AS k
-              FROM src
-            ), ov AS (
-              SELECT *, least(e, (k + 1) * 3600.0) - greatest(s, k * 3600.0) AS w FROM ex
-            )
+            ), {overlaps(a0)}
             SELECT zi, k AS eh, sum(entries * w / (e - s)) AS entries
             FROM ov WHERE w > 0 GROUP BY zi, k
             """
@@ -911,13 +910,7 @@ def _duckdb_sql(con: Any, plan: _Plan, a0: int, a1: int, w0: int) -> dict[str, s
               FROM read_parquet('{p["weather"]}')
               WHERE start >= {lit("weather", "start", a0 * _HOUR - 2 * _DAY)}
                 AND start < {lit("weather", "start", a1 * _HOUR)}
-            ), ex AS (
-              SELECT *, unnest(range(greatest(floor(s / 3600), {a0})::BIGINT,
-                                     least(ceil(e / 3600), {a1})::BIGINT)) AS k
-              FROM src
-            ), ov AS (
-              SELECT *, least(e, (k + 1) * 3600.0) - greatest(s, k * 3600.0) AS w FROM ex
-            )
+            ), {overlaps(a0)}
             SELECT k AS eh,
               sum(temperature_c * w)
                 / sum(CASE WHEN temperature_c IS NOT NULL THEN w END) AS temperature_c,
