@@ -492,7 +492,7 @@ def phase_keys(
     out = []
     for h in hours:
         if h + _HOUR <= start:
-            out.append(("before", int(math.ceil((start - h) / _HOUR - 1e-9)) - 0))
+            out.append(("before", int(math.ceil((start - h) / _HOUR - 1e-9))))
         elif h >= end:
             out.append(("after", int((h - end) // _HOUR)))
         else:
@@ -753,9 +753,9 @@ def _observed_uplift(
     """Mean over ``zone_ids`` of observed present − reference at ``hours`` (NaN where unobserved)."""
     if not zone_ids:
         return np.full(len(hours), np.nan)
+    hist = _history(cube)
     vals = []
     for z in zone_ids:
-        hist = _history(cube)
         ref, _ = reference(hist, z, hours, tz, weeks=weeks)
         obs = hist.observed(z, hours)
         vals.append(obs - ref)
@@ -989,7 +989,7 @@ def make_brief(
     hist = History(cube, events, before=bp.hours_before, after=bp.hours_after)
 
     # -- presence -------------------------------------------------------------------------------
-    share, arrivals_share = attendance_curve(hours, ev.start, ev.end, sp)
+    _, arrivals_share = attendance_curve(hours, ev.start, ev.end, sp)
     learnt = _learn_crowd(ev, hours, comps, comp_zones, hist, tz, bp)
     crowd, ring_crowd = learnt["crowd"], learnt["ring_crowd"]
     comparables_out = learnt["comparables"]
