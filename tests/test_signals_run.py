@@ -10,7 +10,8 @@ import pytest
 from typer.testing import CliRunner
 
 from features.errors import InputError
-from pipelines.signals.run import consolidate, parse_period, run_signals
+from features.store import Store
+from pipelines.signals.run import consolidate, parse_period, run_signals, zone_neighbours
 from pipelines.signals.toy import toy_store
 
 MATCH = {
@@ -126,6 +127,20 @@ def test_parse_period_forms_and_errors():
         parse_period(start="2026-11-07", end="2026-11-01")
     with pytest.raises(InputError, match="has no week 60"):
         parse_period("2026-W60")
+
+
+def test_zone_neighbours_names_zones_without_geometry(hourly):
+    """Neighbours come itself first; a cube zone missing from the zones file is an error that
+    names it (the runner turns it into a note saying why there is no scan), not a silent skip."""
+    root, truth, _ = hourly
+    st = Store(root)
+    zones = sorted(truth["zones"])
+    nb = zone_neighbours(st, zones, k=3)
+    assert nb.shape == (len(zones), 3) and (nb[:, 0] == range(len(zones))).all()
+    with pytest.raises(
+        ValueError, match=r"1 zone\(s\) of the cube are not in the zones file.*ghost"
+    ):
+        zone_neighbours(st, [*zones, "ghost"], k=3)
 
 
 def test_consolidate_folds_subsets_of_a_stronger_signal():

@@ -56,8 +56,9 @@ from pipelines.signals.run import (
     build_panel,
     estimate_dispersion,
     fallback_expected,
+    zone_neighbours,
 )
-from pipelines.signals.scan import knn_neighbours, scan_null, space_time_scan
+from pipelines.signals.scan import scan_null, space_time_scan
 
 log = logging.getLogger(__name__)
 
@@ -366,11 +367,7 @@ def evaluate_detectors(
 
     neighbours = None
     try:
-        zg = st.zones()
-        pts = zg.to_crs(4326).geometry.representative_point()
-        pos = {str(z): (p.x, p.y) for z, p in zip(zg["zone_id"].astype(str), pts, strict=True)}
-        xy = np.array([pos[z] for z in zones])
-        neighbours = knn_neighbours(xy[:, 0], xy[:, 1], k=k_neighbours)
+        neighbours = zone_neighbours(st, zones, k=k_neighbours)
     except Exception as exc:  # noqa: BLE001 - any geometry problem only disables the scan
         log.info("no scan in the evaluation: %s", exc)
 

@@ -284,6 +284,28 @@ def _model_expected(store: Store, frame: pd.DataFrame) -> tuple[np.ndarray | Non
     return merged["mean"].to_numpy(float), "model"
 
 
+def zone_neighbours(st: Store, zones: Sequence[str], *, k: int) -> np.ndarray:
+    """The ``k`` nearest zones of each of ``zones`` (itself first), by representative point.
+
+    Raises
+    ------
+    ValueError
+        When some of ``zones`` are not in the store's zones file (no geometry to place them).
+    StoreError
+        When the store has no zones file.
+    """
+    zg = st.zones()
+    pts = zg.to_crs(4326).geometry.representative_point()
+    pos = {str(z): (p.x, p.y) for z, p in zip(zg["zone_id"].astype(str), pts, strict=True)}
+    missing = [z for z in zones if z not in pos]
+    if missing:
+        raise ValueError(
+            f"{len(missing)} zone(s) of the cube are not in the zones file, e.g. {missing[:3]}"
+        )
+    xy = np.array([pos[z] for z in zones])
+    return knn_neighbours(xy[:, 0], xy[:, 1], k=k)
+
+
 def build_panel(
     frame: pd.DataFrame, *, zones: Sequence[str], period: Period, timezone: str, history_days: int
 ) -> D.Panel:
@@ -522,12 +544,7 @@ def run_signals(
     ears_summary: dict[str, Any] = {}
     neighbours = None
     try:
-        zg = st.zones()
-        pts = zg.to_crs(4326).geometry.representative_point()
-        pos = {str(z): (p.x, p.y) for z, p in zip(zg["zone_id"].astype(str), pts, strict=True)}
-        if all(z in pos for z in zones):
-            xy = np.array([pos[z] for z in zones])
-            neighbours = knn_neighbours(xy[:, 0], xy[:, 1], k=k_neighbours)
+        neighbours = zone_neighbours(st, zones, k=k_neighbours)
     except (StoreError, ImportError, OSError, ValueError) as exc:
         notes.append(
             f"no zone geometry ({exc}): no space-time scan or neighbour-ring correlations."
