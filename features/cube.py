@@ -446,14 +446,14 @@ def _make_plan(
 
     lamps = None
     if "lamps" in paths:
-        lz = pq.read_table(paths["lamps"], columns=["zone_id"]).column(0).to_pandas()
+        lamp_tbl = pq.read_table(paths["lamps"], columns=["lamp_id", "zone_id"])
+        lz = lamp_tbl.column("zone_id").to_pandas()
         idx = pd.Index(zone_ids).get_indexer(lz.astype(object))
         lamps = np.bincount(idx[idx >= 0], minlength=len(zone_ids)).astype(np.int32)
         info["lamps_outside_zones"] = int((idx < 0).sum())
         if "lighting_faults" in paths:
-            known = pq.read_table(paths["lamps"], columns=["lamp_id"]).column(0)
             flt = pq.read_table(paths["lighting_faults"], columns=["lamp_id"]).column(0)
-            matched = pc.is_in(flt, value_set=pc.unique(known))
+            matched = pc.is_in(flt, value_set=pc.unique(lamp_tbl.column("lamp_id")))
             info["faults_unmatched"] = int(len(flt) - (pc.sum(matched).as_py() or 0))
 
     start_s, end_s = _period(store, paths, tz, start, end)
