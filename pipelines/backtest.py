@@ -307,9 +307,7 @@ def forecast_design(
     if "transit_k" in out.columns:
         out["transit_k"] = _same_how_mean(dz["transit_k"].to_numpy(np.float64)).astype(np.float32)
     if "dark_lamps_out" in out.columns and "lamps" in cube.columns:
-        lamps = cube["lamps"].to_numpy(np.float64)
-        lo_ = cube["lamps_out"].to_numpy(np.float64)
-        share = np.divide(np.minimum(lo_, lamps), lamps, out=np.zeros(len(cube)), where=lamps > 0)
+        share = M.lamps_out_share(cube)
         last = pd.Series(share[train]).groupby(zone[train], sort=False).last()
         s = last.reindex(zone[test]).fillna(0.0).to_numpy(np.float64)
         dark = 1.0

@@ -241,13 +241,7 @@ def outage_event_study(
     y = M.group_counts(cube, None)
     zones, slots, zi, ti = _grid(cube)
     shape = (len(zones), len(slots))
-    lamps = np.nan_to_num(cube["lamps"].to_numpy(np.float64))
-    share = np.divide(
-        np.nan_to_num(cube["lamps_out"].to_numpy(np.float64)),
-        lamps,
-        out=np.zeros(len(cube)),
-        where=lamps > 0,
-    )
+    share = M.lamps_out_share(cube)
     out2 = np.zeros(shape, bool)
     out2[zi, ti] = share >= min_share
     if not out2.any():

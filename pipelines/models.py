@@ -324,6 +324,14 @@ def _num(cube: pd.DataFrame, col: str, fill: float = 0.0) -> np.ndarray:
     return pd.to_numeric(cube[col], errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
 
 
+def lamps_out_share(cube: pd.DataFrame) -> np.ndarray:
+    """Share of the zone's lamps out per row: ``lamps_out / lamps``, at most 1, 0 without lamps
+    (missing values count as 0)."""
+    lamps = np.nan_to_num(_num(cube, "lamps"))
+    out = np.nan_to_num(_num(cube, "lamps_out"))
+    return np.divide(np.minimum(out, lamps), lamps, out=np.zeros(len(cube)), where=lamps > 0)
+
+
 def design(
     cube: pd.DataFrame,
     *,
@@ -399,10 +407,7 @@ def design(
         if f == "dark":
             v = dark.astype(np.float64)
         elif f == "dark_lamps_out":
-            lamps = np.nan_to_num(_num(cube, "lamps"))
-            out_ = np.nan_to_num(_num(cube, "lamps_out"))
-            share = np.divide(np.minimum(out_, lamps), lamps, out=np.zeros(n), where=lamps > 0)
-            v = 10.0 * share * (dark if grain == "1h" else 1.0)
+            v = 10.0 * lamps_out_share(cube) * (dark if grain == "1h" else 1.0)
         elif f == "event_k":
             v = np.nan_to_num(_num(cube, "event_attendance")) / 1000.0
         elif f == "rain":
