@@ -100,7 +100,7 @@ import pyarrow.parquet as pq
 
 from features.baseline import EVENT_MARGIN_HOURS, LOOKBACK_WEEKS, MIN_WEEKS, same_slot_median
 from features.errors import ConfigError, StoreError
-from features.store import Store
+from features.store import Store, as_utc
 
 log = logging.getLogger(__name__)
 
@@ -551,11 +551,11 @@ def _period(store: Store, paths: dict[str, str], tz: str, start: Any, end: Any) 
                 "faults or weather) to build the cube's period from; ingest one, or give start "
                 "and end."
             )
-        d_lo = _as_utc(lo).tz_convert(tz).date()
+        d_lo = as_utc(lo).tz_convert(tz).date()
     if d_hi is None:
         if hi is None:
             raise StoreError(f"{store.root}: no dated source to end the cube's period; give end.")
-        d_hi = _as_utc(hi).tz_convert(tz).date() + dt.timedelta(days=1)
+        d_hi = as_utc(hi).tz_convert(tz).date() + dt.timedelta(days=1)
     if d_hi <= d_lo:
         raise ConfigError(f"cube period: end ({d_hi}) must be after start ({d_lo}).")
     return _local_midnight(d_lo, tz), _local_midnight(d_hi, tz)
@@ -589,10 +589,6 @@ def _min_max(path: str, col: str) -> tuple[Any, Any] | None:
         return min(st.min for st in stats), max(st.max for st in stats)
     mm = pc.min_max(pq.read_table(path, columns=[col]).column(0)).as_py()
     return None if mm["min"] is None else (mm["min"], mm["max"])
-
-
-def _as_utc(ts: pd.Timestamp) -> pd.Timestamp:
-    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
 
 
 def _local_midnight(day: dt.date, tz: str) -> int:

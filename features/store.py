@@ -128,9 +128,9 @@ class Store:
         self.cube_meta()
         filters = []
         if start is not None:
-            filters.append(("hour", ">=", _utc(start)))
+            filters.append(("hour", ">=", as_utc(start)))
         if end is not None:
-            filters.append(("hour", "<", _utc(end)))
+            filters.append(("hour", "<", as_utc(end)))
         if zones is not None:
             filters.append(("zone_id", "in", list(zones)))
         cols = None if columns is None else list(dict.fromkeys(["zone_id", "hour", *columns]))
@@ -151,7 +151,8 @@ class Store:
         return path
 
 
-def _utc(value: str | pd.Timestamp) -> pd.Timestamp:
+def as_utc(value: str | pd.Timestamp) -> pd.Timestamp:
+    """A timestamp in UTC; naive values are taken as UTC."""
     ts = pd.Timestamp(value)
     return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
 
