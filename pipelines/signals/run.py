@@ -374,8 +374,8 @@ def _drivers(
         arr = D.aggregate_days(frame, {"r": "ridership_entries"}, zones=zones, days=panel.days)["r"]
         hist = arr[:, :p0]
         if np.isfinite(hist).any():
-            q75 = np.nanpercentile(np.where(np.isfinite(hist), hist, np.nan), 90, axis=1)
-            on = np.nan_to_num(arr) > np.nan_to_num(q75)[:, None]
+            q90 = np.nanpercentile(hist, 90, axis=1)
+            on = np.nan_to_num(arr) > np.nan_to_num(q90)[:, None]
             on &= np.isfinite(arr) & (arr > 0)
             if on.any():
                 out.append(D.Driver("transit_load", "days of high transit load (top 10 %)", on))
