@@ -146,51 +146,17 @@ def test_zone_neighbours_names_zones_without_geometry(hourly):
 def test_consolidate_folds_subsets_of_a_stronger_signal():
     """An excess in one zone inside a stronger cluster's zones and window is folded into it."""
     t0 = pd.Timestamp("2026-11-02", tz="UTC")
+
+    def row(id_, type_, zones, days, q, score, ratio):
+        end = t0 + pd.Timedelta(days=days)
+        return dict(id=id_, type=type_, zones=zones, start=t0, end=end, q_value=q,
+                    score=score, ratio=ratio, explained=False)  # fmt: skip
+
     rows = [
-        dict(
-            id="T1",
-            type="cluster",
-            zones=["A", "B"],
-            start=t0,
-            end=t0 + pd.Timedelta(days=3),
-            q_value=1e-6,
-            score=8.0,
-            ratio=2.0,
-            explained=False,
-        ),
-        dict(
-            id="T2",
-            type="excess",
-            zones=["A"],
-            start=t0,
-            end=t0 + pd.Timedelta(days=1),
-            q_value=1e-3,
-            score=5.0,
-            ratio=3.0,
-            explained=False,
-        ),
-        dict(
-            id="T3",
-            type="excess",
-            zones=["C"],
-            start=t0,
-            end=t0 + pd.Timedelta(days=1),
-            q_value=1e-3,
-            score=4.0,
-            ratio=3.0,
-            explained=False,
-        ),
-        dict(
-            id="T4",
-            type="excess",
-            zones=["D"],
-            start=t0,
-            end=t0 + pd.Timedelta(days=1),
-            q_value=0.2,
-            score=1.0,
-            ratio=1.5,
-            explained=False,
-        ),
+        row("T1", "cluster", ["A", "B"], 3, 1e-6, 8.0, 2.0),
+        row("T2", "excess", ["A"], 1, 1e-3, 5.0, 3.0),
+        row("T3", "excess", ["C"], 1, 1e-3, 4.0, 3.0),
+        row("T4", "excess", ["D"], 1, 0.2, 1.0, 1.5),
     ]
     out = consolidate(pd.DataFrame(rows), fdr=0.05)
     assert out["id"].tolist() == ["T1", "T3"]
