@@ -195,8 +195,9 @@ def _localise(value: Any, tz: str, what: str, notes: list[str]) -> pd.Timestamp:
         return ts.tz_convert("UTC")
     try:
         return ts.tz_localize(tz, ambiguous="raise", nonexistent="raise").tz_convert("UTC")
-    except Exception as exc:  # pytz / zoneinfo raise different classes for DST gaps and repeats
-        if "nonexistent" in type(exc).__name__.lower() or "NonExistent" in type(exc).__name__:
+    except Exception:  # noqa: BLE001 - a DST gap or repeat: pandas 3 raises a bare ValueError
+        # for both, pandas 2 pytz's classes, so which one it is comes from NaT below, not the class
+        if ts.tz_localize(tz, ambiguous=True, nonexistent="NaT") is pd.NaT:
             out = ts.tz_localize(tz, nonexistent="shift_forward").tz_convert("UTC")
             notes.append(
                 f"event {what} {ts} does not exist in {tz} (DST gap): moved to {out.tz_convert(tz)}"

@@ -479,6 +479,23 @@ def test_context_lamps_stops_concurrent(store):
     assert [c["event_id"] for c in conc] == ["fair1"]
 
 
+def test_local_times_in_a_dst_gap_or_repeat_are_read_with_a_note():
+    """A local event time in the spring DST gap moves forward to the first valid instant, one in
+    the autumn repeat is read as summer time; each says so in a note (pandas 3 raises the same
+    ValueError for both, which once sent the gap down the repeat branch and crashed)."""
+    notes: list[str] = []
+    gap = br._localise("2026-03-29 02:30", "Europe/Paris", "start", notes)
+    assert gap == pd.Timestamp("2026-03-29 01:00", tz="UTC")
+    rep = br._localise("2026-10-25 02:30", "Europe/Paris", "end", notes)
+    assert rep == pd.Timestamp("2026-10-25 00:30", tz="UTC")
+    assert "does not exist in Europe/Paris (DST gap)" in notes[0]
+    assert "is ambiguous in Europe/Paris (DST repeat)" in notes[1] and len(notes) == 2
+    assert br._localise("2026-06-20 20:30", "Europe/Paris", "start", notes) == pd.Timestamp(
+        "2026-06-20 18:30", tz="UTC"
+    )
+    assert len(notes) == 2
+
+
 def test_past_midnight_and_dst_spring(store):
     """An event over the spring-forward night keeps every UTC hour once, with local offsets."""
     b = br.make_brief(
