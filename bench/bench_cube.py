@@ -119,7 +119,8 @@ def reference_sql(store_root: Path, out_dir: Path, work: Path) -> dict:
     flags per local date) are written to ``work`` as Parquet first; everything else is read from
     the store's validated Parquet files by the SQL itself.
     """
-    from features.cube import CUBE_SOURCES, _day_flags, slug, sun_table  # no cube logic
+    from features.calendar import sun_table
+    from features.cube import CUBE_SOURCES, _day_flags, slug  # no cube logic
     from features.store import Store
     from features.zones import centroids
 

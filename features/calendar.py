@@ -1,11 +1,12 @@
-"""Calendar features: darkness, public holidays and school holidays.
+"""Calendar features: darkness (per slot, or as sunrise/sunset tables), public and school holidays.
 
 Darkness is astral's solar elevation at the middle of the slot: the slot is *dark* when the sun's
 upper limb is below the horizon there, i.e. the geometric (refraction-free) elevation of the sun's
 centre is below -0.833° (standard refraction 0.567° plus the solar radius 0.267°: the same
 convention as astral's sunrise and sunset, so dark starts at astral's sunset). Locations are grouped on a
 0.05° grid (about 5 km, i.e. under 20 s of sunrise time), so a city needs only a few thousand
-astral calls per year of hours.
+astral calls per year of hours. The cube takes darkness from :func:`sun_table` (sunrise and
+sunset per location cell and local date, the same lattice).
 
 References
 ----------
@@ -23,7 +24,8 @@ import pandas as pd
 
 #: the sun's upper limb at the horizon, with standard refraction (astral's sunrise/sunset).
 DARK_ELEVATION = -0.833
-_GRID = 0.05
+#: lattice step (degrees) on which locations share one sun computation (under 20 s of sunrise time).
+SUN_GRID = 0.05
 
 
 def _as_utc_index(hours: Iterable) -> pd.DatetimeIndex:
@@ -74,8 +76,8 @@ def dark_mask(
     if np.any(np.abs(lat_a) > 90) or np.any(np.abs(lon_a) > 180):
         raise ValueError("latitude must be within [-90, 90] and longitude within [-180, 180]")
     mid = idx + pd.Timedelta(minutes=slot_minutes / 2)
-    glat = np.round(lat_a / _GRID) * _GRID
-    glon = np.round(lon_a / _GRID) * _GRID
+    glat = np.round(lat_a / SUN_GRID) * SUN_GRID
+    glon = np.round(lon_a / SUN_GRID) * SUN_GRID
     frame = pd.DataFrame({"lat": glat, "lon": glon, "t": mid.as_unit("ns").asi8})
     codes, uniques = pd.factorize(pd.MultiIndex.from_frame(frame))
     out = np.empty(len(uniques), dtype=bool)
@@ -87,6 +89,69 @@ def dark_mask(
         when = dt.datetime.fromtimestamp(t / 1e9, tz=dt.UTC)
         out[i] = elevation(obs, when, with_refraction=False) < DARK_ELEVATION
     return out[codes]
+
+
+def sun_table(
+    lat: np.ndarray,
+    lon: np.ndarray,
+    days: np.ndarray,
+    *,
+    timezone: str,
+    grid: float = SUN_GRID,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Sunrise and sunset for each location cell and local date (astral).
+
+    Locations are grouped on a ``grid``-degree lattice (0.05 degree: under 20 s of sunrise
+    time), so a city needs a few thousand astral calls per year instead of one per zone-hour.
+
+    Parameters
+    ----------
+    lat, lon
+        WGS84 coordinates of the zones (centroids).
+    days
+        Local calendar days as integers (days since 1970-01-01).
+    timezone
+        IANA time zone of the local calendar.
+    grid
+        Lattice step in degrees.
+
+    Returns
+    -------
+    rise, set, cell
+        ``rise`` and ``set`` are ``(cells, days)`` arrays of UTC epoch seconds; on a polar night
+        rise = +inf and set = -inf (always dark), on a polar day rise = -inf and set = +inf.
+        ``cell`` gives each location's row.
+
+    References
+    ----------
+    NOAA solar calculator / Meeus (1998), as implemented by astral (``astral.sun.sunrise``,
+    upper limb with 0.833 degree of refraction and radius).
+    """
+    from zoneinfo import ZoneInfo
+
+    from astral import Observer
+    from astral.sun import elevation, sunrise, sunset
+
+    if np.any(np.abs(lat) > 90) or np.any(np.abs(lon) > 180):
+        raise ValueError("latitude must be within [-90, 90] and longitude within [-180, 180]")
+    keys = np.stack([np.round(lat / grid) * grid, np.round(lon / grid) * grid], axis=1)
+    cells, cell = np.unique(keys, axis=0, return_inverse=True)
+    tzinfo = ZoneInfo(timezone)
+    rise = np.empty((len(cells), len(days)))
+    sets = np.empty((len(cells), len(days)))
+    for c, (la, lo) in enumerate(cells):
+        obs = Observer(latitude=float(la), longitude=float(lo))
+        for j, d in enumerate(days):
+            date = dt.date(1970, 1, 1) + dt.timedelta(days=int(d))
+            try:
+                rise[c, j] = sunrise(obs, date, tzinfo=tzinfo).timestamp()
+                sets[c, j] = sunset(obs, date, tzinfo=tzinfo).timestamp()
+            except ValueError:  # the sun does not rise or does not set that day
+                noon = dt.datetime.combine(date, dt.time(12), tzinfo=tzinfo)
+                up = elevation(obs, noon) > -0.833
+                rise[c, j] = -np.inf if up else np.inf
+                sets[c, j] = np.inf if up else -np.inf
+    return rise, sets, np.asarray(cell, dtype=np.int64).ravel()
 
 
 def _dates(dates: Iterable) -> pd.DatetimeIndex:

@@ -99,6 +99,7 @@ import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 
 from features.baseline import EVENT_MARGIN_HOURS, LOOKBACK_WEEKS, MIN_WEEKS, same_slot_median
+from features.calendar import sun_table
 from features.errors import ConfigError, StoreError
 from features.store import Store, as_utc
 
@@ -126,7 +127,6 @@ _FALLBACK_PERIOD_SOURCES = (
     ("lighting_faults", "reported_at"),
     ("weather", "start"),
 )
-_SUN_GRID = 0.05
 
 
 # ------------------------------------------------------------------------------------------
@@ -607,69 +607,6 @@ def _local_parts(seconds: np.ndarray, tz: str) -> tuple[np.ndarray, np.ndarray, 
 
 def _local_day(seconds: np.ndarray, tz: str) -> np.ndarray:
     return _local_parts(seconds, tz)[0]
-
-
-def sun_table(
-    lat: np.ndarray,
-    lon: np.ndarray,
-    days: np.ndarray,
-    *,
-    timezone: str,
-    grid: float = _SUN_GRID,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Sunrise and sunset for each location cell and local date (astral).
-
-    Locations are grouped on a ``grid``-degree lattice (0.05 degree: under 20 s of sunrise
-    time), so a city needs a few thousand astral calls per year instead of one per zone-hour.
-
-    Parameters
-    ----------
-    lat, lon
-        WGS84 coordinates of the zones (centroids).
-    days
-        Local calendar days as integers (days since 1970-01-01).
-    timezone
-        IANA time zone of the local calendar.
-    grid
-        Lattice step in degrees.
-
-    Returns
-    -------
-    rise, set, cell
-        ``rise`` and ``set`` are ``(cells, days)`` arrays of UTC epoch seconds; on a polar night
-        rise = +inf and set = -inf (always dark), on a polar day rise = -inf and set = +inf.
-        ``cell`` gives each location's row.
-
-    References
-    ----------
-    NOAA solar calculator / Meeus (1998), as implemented by astral (``astral.sun.sunrise``,
-    upper limb with 0.833 degree of refraction and radius).
-    """
-    from zoneinfo import ZoneInfo
-
-    from astral import Observer
-    from astral.sun import elevation, sunrise, sunset
-
-    if np.any(np.abs(lat) > 90) or np.any(np.abs(lon) > 180):
-        raise ValueError("latitude must be within [-90, 90] and longitude within [-180, 180]")
-    keys = np.stack([np.round(lat / grid) * grid, np.round(lon / grid) * grid], axis=1)
-    cells, cell = np.unique(keys, axis=0, return_inverse=True)
-    tzinfo = ZoneInfo(timezone)
-    rise = np.empty((len(cells), len(days)))
-    sets = np.empty((len(cells), len(days)))
-    for c, (la, lo) in enumerate(cells):
-        obs = Observer(latitude=float(la), longitude=float(lo))
-        for j, d in enumerate(days):
-            date = dt.date(1970, 1, 1) + dt.timedelta(days=int(d))
-            try:
-                rise[c, j] = sunrise(obs, date, tzinfo=tzinfo).timestamp()
-                sets[c, j] = sunset(obs, date, tzinfo=tzinfo).timestamp()
-            except ValueError:  # the sun does not rise or does not set that day
-                noon = dt.datetime.combine(date, dt.time(12), tzinfo=tzinfo)
-                up = elevation(obs, noon) > -0.833
-                rise[c, j] = -np.inf if up else np.inf
-                sets[c, j] = np.inf if up else -np.inf
-    return rise, sets, np.asarray(cell, dtype=np.int64).ravel()
 
 
 def _month_specs(plan: _Plan) -> list[_MonthSpec]:

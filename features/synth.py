@@ -315,18 +315,14 @@ def _dark(hours: pd.DatetimeIndex, lat: np.ndarray, lon: np.ndarray) -> np.ndarr
     """
     from features import calendar
 
-    grid = getattr(calendar, "_GRID", None)
+    grid = calendar.SUN_GRID
     out = np.zeros((len(hours), len(lat)), dtype=bool)
-    if grid:
-        keys = np.stack([np.round(lat / grid), np.round(lon / grid)], axis=1)
-        _, first, inverse = np.unique(keys, axis=0, return_index=True, return_inverse=True)
-        inverse = inverse.reshape(-1)
-        for k, z0 in enumerate(first):
-            col = calendar.dark_mask(hours, float(lat[z0]), float(lon[z0]))
-            out[:, inverse == k] = col[:, None]
-    else:  # pragma: no cover - only if calendar changes its internals
-        for z in range(len(lat)):
-            out[:, z] = calendar.dark_mask(hours, float(lat[z]), float(lon[z]))
+    keys = np.stack([np.round(lat / grid), np.round(lon / grid)], axis=1)
+    _, first, inverse = np.unique(keys, axis=0, return_index=True, return_inverse=True)
+    inverse = inverse.reshape(-1)
+    for k, z0 in enumerate(first):
+        col = calendar.dark_mask(hours, float(lat[z0]), float(lon[z0]))
+        out[:, inverse == k] = col[:, None]
     return out
 
 
