@@ -257,11 +257,16 @@ def recent_hotspot(
     return total * share[test_zone_idx] * prof_share[test_how]
 
 
+def zone_codes(zone_ids) -> tuple[list[str], np.ndarray]:
+    """The distinct zone ids as text, sorted, and each row's index in them (int64)."""
+    codes, zones = pd.factorize(pd.Series(zone_ids).astype(str), sort=True)
+    return list(zones), codes.astype(np.int64)
+
+
 def row_arrays(cube: pd.DataFrame, dz: pd.DataFrame) -> dict[str, Any]:
     """Arrays every origin reuses: UTC slot starts (ns), zone codes (sorted zone order), the
     sorted zones, and the local hour of week."""
-    zones = sorted(pd.unique(dz["zone_id"]))
-    codes = pd.Categorical(dz["zone_id"], categories=zones).codes.astype(np.int64)
+    zones, codes = zone_codes(dz["zone_id"])
     return {"hours": utc_ns(cube["hour"]), "zone_idx": codes, "zones": zones, "how": _how_key(dz)}
 
 

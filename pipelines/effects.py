@@ -54,6 +54,7 @@ import numpy as np
 import pandas as pd
 from scipy import sparse, stats
 
+from pipelines import backtest as B
 from pipelines import models as M
 
 log = logging.getLogger(__name__)
@@ -124,12 +125,10 @@ def irr_effects(
 # --------------------------------------------------------------------------------------------
 def _grid(cube: pd.DataFrame) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
     """Zones, slots, and row -> (zone index, slot index) of a cube."""
-    zones = sorted(pd.unique(cube["zone_id"].astype(str)))
-    zi = pd.Categorical(cube["zone_id"].astype(str), categories=zones).codes.astype(np.int64)
-    h = pd.to_datetime(cube["hour"], utc=True)
-    slots = np.sort(pd.unique(h.dt.tz_localize(None).to_numpy(dtype="datetime64[ns]")))
-    ti = np.searchsorted(slots, h.dt.tz_localize(None).to_numpy(dtype="datetime64[ns]"))
-    return zones, slots, zi, ti
+    zones, zi = B.zone_codes(cube["zone_id"])
+    t = B.utc_ns(cube["hour"])
+    slots = np.unique(t)
+    return zones, slots, zi, np.searchsorted(slots, t)
 
 
 def _to2d(values: np.ndarray, zi: np.ndarray, ti: np.ndarray, shape: tuple[int, int], fill=0.0):
