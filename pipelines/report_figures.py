@@ -169,6 +169,36 @@ def lighting_figures(
     }
 
 
+def lighting_transit_text(
+    lighting: dict[str, Any] | None, figures: pd.DataFrame, *, k: int
+) -> list[str]:
+    """The weekly report's sentences on street lighting (:func:`lighting_figures`) and transit
+    entries (the ``transit entries`` row of :func:`key_figures`, counts suppressed below ``k``)."""
+    from pipelines.publish import suppress_value
+
+    def pct(v: float | None) -> str:
+        return "–" if v is None else f"{100 * v:.1f} %"
+
+    if lighting is None:
+        lines = ["No lighting data in this study."]
+    else:
+        lines = [
+            f"Lamps out at night: {pct(lighting['night_share_out'])} of {lighting['lamps']} lamps "
+            f"(reference {pct(lighting['night_share_out_reference'])}); "
+            f"{lighting['faults_open_at_end']} lamp(s) still out at the end of the week."
+        ]
+    transit = figures[figures["figure"] == "transit entries"]
+    if transit.empty:
+        lines.append("No transit data in this study.")
+    else:
+        t = transit.iloc[0]
+        lines.append(
+            f"Transit entries: {suppress_value(t['this_week'], k)} against a reference of "
+            f"{suppress_value(round(t['reference_mean']), k)} (×{t['ratio']:.2f})."
+        )
+    return lines
+
+
 def signals_table(payload: dict[str, Any] | None, *, top: int = 15) -> pd.DataFrame | None:
     """The ranked weak signals of a ``store/signals/<period>.json`` as a display table."""
     if payload is None:
@@ -282,6 +312,30 @@ def daily_series(
     return out
 
 
+def zone_days(cube: pd.DataFrame) -> pd.DataFrame:
+    """Cube rows summed per zone and local day (presence and precipitation averaged) over the
+    columns the exploration correlates: present, incidents, lamps_out, ridership_entries,
+    precipitation_mm (those the cube has). Indexed by (zone_id, local_date)."""
+    means = ("present", "precipitation_mm")
+    cols = [
+        c
+        for c in ("present", "incidents", "lamps_out", "ridership_entries", "precipitation_mm")
+        if c in cube
+    ]
+    how = {c: ("mean" if c in means else "sum") for c in cols}
+    return cube.groupby(["zone_id", "local_date"])[cols].agg(how)
+
+
+def lagged_spearman(
+    days: pd.DataFrame, cause: str, effect: str = "incidents", *, lags: int = 4
+) -> pd.DataFrame:
+    """Spearman correlation of ``effect`` with ``cause`` ``lag`` days earlier in the same zone,
+    for lag 0 … ``lags`` − 1, over the zone-days of :func:`zone_days`."""
+    by_zone = days.groupby(level="zone_id")[cause]
+    rho = [days[effect].corr(by_zone.shift(lag), method="spearman") for lag in range(lags)]
+    return pd.DataFrame({"lag_days": range(lags), "spearman_rho": rho})
+
+
 # -- model evaluation ------------------------------------------------------------------------------
 def evaluation_table(
     evaluation: dict[str, Any] | None, *, level: str = "5%"
@@ -370,6 +424,17 @@ def other_effects_table(effects: dict[str, Any] | None) -> pd.DataFrame | None:
         return None
     cols = ["name", "comparison", "unit", "estimate", "ci_low", "ci_high", "p_value", "incidents"]
     return eff[[c for c in cols if c in eff.columns]].reset_index(drop=True)
+
+
+def ratio_effects(eff: pd.DataFrame | None, *, top: int = 30) -> pd.DataFrame | None:
+    """The effects a forest plot on a ratio scale shows: the IRRs of all incidents (group
+    ``all``) and the lighting-outage event study, at most ``top``, from :func:`effects_table`."""
+    if eff is None or eff.empty or "kind" not in eff:
+        return None
+    group = eff["group"] if "group" in eff else pd.Series(None, index=eff.index, dtype=object)
+    ratios = ((eff["kind"] == "irr") & (group == "all")) | (eff["kind"] == "outage_event_study")
+    shown = eff[ratios].head(top)
+    return None if shown.empty else shown
 
 
 def deviance_by_origin(evaluation: dict[str, Any] | None, *, timezone: str) -> pd.DataFrame | None:

@@ -320,7 +320,8 @@ def test_excess_breaks_symmetric():
 # -- the project's notebooks ----------------------------------------------------------------------
 @pytest.mark.parametrize("kind", sorted(KINDS))
 def test_project_notebooks_are_parameterised_and_stripped(kind):
-    """Each notebook has one 'parameters' cell declaring store, no outputs, and defines no function or class."""
+    """Each notebook has one 'parameters' cell declaring store, no outputs, and defines no
+    function, lambda or class."""
     from pipelines.reports import notebook_parameters
 
     path = NOTEBOOK_DIR / KINDS[kind]
@@ -331,7 +332,7 @@ def test_project_notebooks_are_parameterised_and_stripped(kind):
     for cell in nb.cells:
         if cell.cell_type == "code":
             assert cell.outputs == [] and cell.execution_count is None
-            assert not re.search(r"^\s*(def|class)\s", cell.source, re.M)
+            assert not re.search(r"^\s*(def|class)\s|\blambda\b", cell.source, re.M)
 
 
 @pytest.fixture(scope="session")
@@ -399,6 +400,82 @@ def test_evaluation_report_lists_models_and_baselines(tiny):
     assert {"glm", "xgb", "recent_hotspot"} <= models
     assert any(m.startswith("seasonal_naive") for m in models)
     assert summary["figures"]["effects"]
+
+
+# -- figures the notebooks show (pipelines.report_figures) -----------------------------------------
+def test_lighting_transit_text():
+    """The weekly report's lighting and transit sentences: shares as %, small counts suppressed,
+    and a plain sentence where the study has no such data."""
+    from pipelines.report_figures import lighting_transit_text
+
+    figures = pd.DataFrame(
+        {
+            "figure": ["incidents (all)", "transit entries"],
+            "this_week": [40.0, 1234.0],
+            "reference_mean": [35.0, 8.4],
+            "ratio": [40 / 35, 1234 / 8.4],
+        }
+    )
+    lighting = {
+        "lamps": 120,
+        "night_share_out": 0.025,
+        "night_share_out_reference": None,
+        "faults_open_at_end": 3,
+    }
+    assert lighting_transit_text(lighting, figures, k=10) == [
+        "Lamps out at night: 2.5 % of 120 lamps (reference –); 3 lamp(s) still out at the end "
+        "of the week.",
+        "Transit entries: 1234 against a reference of <10 (×146.90).",
+    ]
+    assert lighting_transit_text(None, figures.iloc[:1], k=10) == [
+        "No lighting data in this study.",
+        "No transit data in this study.",
+    ]
+
+
+def test_ratio_effects_keeps_group_all_irrs_and_outage_study():
+    """The forest plot shows the IRRs of group 'all' and the outage event study, nothing else."""
+    from pipelines.report_figures import ratio_effects
+
+    eff = pd.DataFrame(
+        {
+            "kind": ["irr", "irr", "outage_event_study", "event_uplift"],
+            "group": ["all", "theft", None, None],
+            "name": ["dark", "dark", "outage", "uplift"],
+        }
+    )
+    assert ratio_effects(eff)["name"].tolist() == ["dark", "outage"]
+    assert ratio_effects(eff, top=1)["name"].tolist() == ["dark"]
+    assert ratio_effects(eff.drop(columns="group"))["name"].tolist() == ["outage"]
+    assert ratio_effects(eff.iloc[[3]]) is None and ratio_effects(None) is None
+
+
+def test_zone_days_and_lagged_spearman():
+    """Zone-days sum counts and average presence; incidents that follow outages by one day in
+    the same zone correlate perfectly at lag 1 (and the lag never crosses zones)."""
+    from pipelines.report_figures import lagged_spearman, zone_days
+
+    days = pd.date_range("2026-11-01", periods=6, freq="D").date
+    out = [0, 3, 1, 4, 2, 5]
+    cube = pd.DataFrame(
+        {
+            "zone_id": ["A"] * 12 + ["B"] * 12,
+            "local_date": list(days.repeat(2)) * 2,
+            "present": [10.0, 20.0] * 12,
+            "incidents": [i for o in [9, *out[:-1]] for i in (o, 0)]
+            + [i for o in [0, *out[:-1]] for i in (0, o)],
+            "lamps_out": [x for o in out for x in (o, 0)] * 2,
+        }
+    )
+    zd = zone_days(cube)
+    assert list(zd.columns) == ["present", "incidents", "lamps_out"]
+    assert len(zd) == 12 and (zd["present"] == 15.0).all()
+    assert zd.loc["A", "lamps_out"].tolist() == out
+    assert zd.loc["B", "incidents"].tolist() == [0, *out[:-1]]
+    rho = lagged_spearman(zd, "lamps_out", lags=3)
+    assert rho["lag_days"].tolist() == [0, 1, 2]
+    assert rho.loc[1, "spearman_rho"] == pytest.approx(1.0)
+    assert rho.loc[0, "spearman_rho"] < 0.9
 
 
 def test_missing_analysis_is_said_not_hidden(tmp_path: Path):
