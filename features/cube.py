@@ -1328,12 +1328,7 @@ def _hourly_columns(
         ev = inputs["events"]
         j = ev["eh"].astype(np.int64) - a0
         ok = (j >= 0) & (j < H)
-        active = np.zeros((Z, H), dtype=np.int64)
-        att = np.zeros((Z, H))
-        np.add.at(active, (ev["zi"][ok].astype(np.int64), j[ok]), 1)
-        np.add.at(att, (ev["zi"][ok].astype(np.int64), j[ok]), ev["att"][ok].astype(float))
-        data["events_active"] = active.ravel()
-        data["event_attendance"] = att.ravel()
+        _events_out(data, (Z, H), ev["zi"][ok], j[ok], ev["att"][ok])
     _calendar_out(data, plan, day_t, Z)
     _weather_out(data, hourly, Z)
     return data
@@ -1368,6 +1363,17 @@ def _presence_out(
     data["present_ratio"] = ratio.ravel()
     for c in plan.presence_cols:
         data[c] = dense[c].ravel()
+
+
+def _events_out(data: dict[str, Any], shape: tuple[int, int], zi: Any, slot: Any, att: Any) -> None:
+    """events_active and event_attendance from one row per (event, zone, slot) it is active in."""
+    zi, slot = np.asarray(zi, dtype=np.int64), np.asarray(slot, dtype=np.int64)
+    active = np.zeros(shape, dtype=np.int64)
+    total = np.zeros(shape)
+    np.add.at(active, (zi, slot), 1)
+    np.add.at(total, (zi, slot), np.asarray(att, dtype=float))
+    data["events_active"] = active.ravel()
+    data["event_attendance"] = total.ravel()
 
 
 def _calendar_out(data: dict[str, Any], plan: _Plan, days: np.ndarray, Z: int) -> None:
@@ -1459,13 +1465,7 @@ def _daily_columns(
         day = np.where(ok & seg_ok[jd], seg[jd], -1)
         frame = pd.DataFrame({"zi": ev["zi"], "ev": ev["ev"], "att": ev["att"], "d": day})
         frame = frame[frame["d"] >= 0].drop_duplicates(["zi", "ev", "d"])
-        active = np.zeros((Z, D), dtype=np.int64)
-        att = np.zeros((Z, D))
-        zi_, d_ = frame["zi"].to_numpy(np.int64), frame["d"].to_numpy(np.int64)
-        np.add.at(active, (zi_, d_), 1)
-        np.add.at(att, (zi_, d_), frame["att"].to_numpy(float))
-        data["events_active"] = active.ravel()
-        data["event_attendance"] = att.ravel()
+        _events_out(data, (Z, D), frame["zi"], frame["d"], frame["att"])
     _calendar_out(data, plan, days, Z)
     if "temperature_c" in hourly:
         data["temperature_c"] = np.tile(roll(hourly["temperature_c"][None, :], "mean")[0], Z)
