@@ -566,7 +566,6 @@ def estimate_effects(
     cube: pd.DataFrame,
     *,
     glms: dict[str, M.GLMFit],
-    both: dict[str, dict[str, M.GLMFit]] | None = None,
     grain: str = "1h",
     store=None,
     dz: pd.DataFrame | None = None,
@@ -584,8 +583,6 @@ def estimate_effects(
         The cube.
     glms
         Reported rate model per group (``all`` is used for expectations).
-    both
-        Unused beyond documentation (both families are in ``irr.parquet``).
     grain
         Grain of the cube.
     store

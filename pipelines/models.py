@@ -1740,7 +1740,6 @@ def fit_all(
     eff_list = eff.estimate_effects(
         cube,
         glms=glms,
-        both=both,
         grain=grain,
         store=store,
         dz=dz,
