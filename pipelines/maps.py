@@ -272,14 +272,17 @@ def zones_map(
         classes = pd.Series(dtype=object)
 
     shown = [c for c in vals.columns if c != "geometry"]
+    # rows by position, as vals.loc[zid] gives them (one common dtype), without a lookup per zone
+    rows = vals.to_numpy()
+    at = {zid: i for i, zid in enumerate(vals.index)}
+    col_at = [vals.columns.get_loc(c) for c in shown]
+    names = gz["name"] if "name" in gz.columns else [None] * len(gz)
     props = []
-    for zid in gz["zone_id"]:
-        row = vals.loc[zid] if zid in vals.index else None
-        p = {"zone": zid}
-        if "name" in gz.columns:
-            p["zone"] = f"{gz.loc[gz['zone_id'] == zid, 'name'].iloc[0]} ({zid})"
-        for c in shown:
-            v = None if row is None else row[c]
+    for zid, name in zip(gz["zone_id"], names, strict=True):
+        row = rows[at[zid]] if zid in at else None
+        p = {"zone": zid if name is None else f"{name} ({zid})"}
+        for c, j in zip(shown, col_at, strict=True):
+            v = None if row is None else row[j]
             v = None if v is None or (isinstance(v, float) and np.isnan(v)) else v
             p[c] = str(suppress_value(v, k) or "–") if is_count_name(c) else _fmt(v)
         cls = classes.get(zid) if zid in classes.index else None
@@ -396,7 +399,8 @@ def zone_period_figures(
         start = start.tz_localize(st.timezone).tz_convert("UTC")
         end = end.tz_localize(st.timezone).tz_convert("UTC")
     length = end - start
-    meta_cols = set(st.cube_meta().get("columns", []))
+    meta = st.cube_meta()
+    meta_cols = set(meta.get("columns", []))
     cols = [
         c for c in ("present", "present_baseline", "incidents") if c in meta_cols or not meta_cols
     ]
@@ -410,12 +414,10 @@ def zone_period_figures(
             out["present_ratio"] = g["present"].sum() / g["present_baseline"].sum()
     if "incidents" in cur.columns:
         out["incidents"] = cur.groupby("zone_id")["incidents"].sum()
-        data_start = pd.Timestamp(st.cube_meta().get("start") or start)
+        data_start = pd.Timestamp(meta.get("start") or start)
         whole = max(0, min(reference_weeks, int((start - data_start) / length)))
-        ref = st.cube(["incidents"], start - whole * length, start)
-        if whole and len(ref):
-            n_periods = whole
-            out["expected"] = ref.groupby("zone_id")["incidents"].sum() / n_periods
-            out["expected"] = out["expected"].fillna(0.0)
+        ref = st.cube(["incidents"], start - whole * length, start) if whole else None
+        if ref is not None and len(ref):
+            out["expected"] = (ref.groupby("zone_id")["incidents"].sum() / whole).fillna(0.0)
             out["excess"] = out["incidents"] - out["expected"]
     return out
