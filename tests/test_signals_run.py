@@ -11,7 +11,13 @@ from typer.testing import CliRunner
 
 from features.errors import InputError
 from features.store import Store
-from pipelines.signals.run import consolidate, parse_period, run_signals, zone_neighbours
+from pipelines.signals.run import (
+    build_panel,
+    consolidate,
+    parse_period,
+    run_signals,
+    zone_neighbours,
+)
 from pipelines.signals.toy import toy_store
 
 MATCH = {
@@ -127,6 +133,22 @@ def test_parse_period_forms_and_errors():
         parse_period(start="2026-11-07", end="2026-11-01")
     with pytest.raises(InputError, match="has no week 60"):
         parse_period("2026-W60")
+
+
+def test_days_starting_in_a_dst_gap_at_midnight():
+    """Where midnight falls in the DST gap (Santiago, 2026-09-06 00:00 -> 01:00) the period and
+    the panel's day starts at 01:00 instead of failing, and the days stay contiguous."""
+    tz = "America/Santiago"
+    p = parse_period(start="2026-09-06", end="2026-09-12")
+    a, b = p.bounds(tz)
+    assert a == pd.Timestamp("2026-09-06 01:00", tz=tz) and b == pd.Timestamp("2026-09-13", tz=tz)
+    dates = pd.date_range("2026-09-02", "2026-09-12", freq="D").date
+    frame = pd.DataFrame({"zone_id": "A", "local_date": dates, "incidents": 1.0, "expected": 1.0})
+    panel = build_panel(frame, zones=["A"], period=p, timezone=tz, history_days=4)
+    assert panel.days[4] == a and panel.day_ends[-1] == b
+    assert (panel.day_ends[:-1] == panel.days[1:]).all()
+    assert panel.window(3, 4) == (pd.Timestamp("2026-09-05", tz=tz), a)
+    assert (panel.observed == 1.0).all()
 
 
 def test_zone_neighbours_names_zones_without_geometry(hourly):

@@ -89,7 +89,13 @@ class Panel:
                 f"Panel.period should satisfy 0 <= first < stop <= {t}, got {self.period}"
             )
         if self.day_ends is None:
-            ends = pd.DatetimeIndex(self.days) + pd.DateOffset(days=1)
+            days = pd.DatetimeIndex(self.days)
+            if days.tz is None:
+                ends = days + pd.Timedelta(days=1)
+            else:  # the next local midnight, or its DST gap's end (as the runner's days start)
+                ends = (days.tz_localize(None).normalize() + pd.Timedelta(days=1)).tz_localize(
+                    days.tz, ambiguous=False, nonexistent="shift_forward"
+                )
             object.__setattr__(self, "day_ends", ends)
 
     @property

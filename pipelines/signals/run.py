@@ -54,6 +54,12 @@ FAMILIES = {
 # ------------------------------------------------------------------------------------------------
 # period
 # ------------------------------------------------------------------------------------------------
+def _local_day(day: dt.date, tz: str) -> pd.Timestamp:
+    """Start of a local calendar day: its midnight, or the first valid instant after it where
+    midnight falls in a DST gap (Santiago, Havana, Asuncion...), as the cube starts its days."""
+    return pd.Timestamp(day).tz_localize(tz, ambiguous=False, nonexistent="shift_forward")
+
+
 @dataclass(frozen=True)
 class Period:
     """A period under review, in local calendar dates.
@@ -76,8 +82,8 @@ class Period:
 
     def bounds(self, timezone: str) -> tuple[pd.Timestamp, pd.Timestamp]:
         """UTC instants of the period's local start and (exclusive) end."""
-        a = pd.Timestamp(self.first).tz_localize(timezone).tz_convert("UTC")
-        b = (pd.Timestamp(self.last) + pd.Timedelta(days=1)).tz_localize(timezone).tz_convert("UTC")
+        a = _local_day(self.first, timezone).tz_convert("UTC")
+        b = _local_day(self.last + dt.timedelta(days=1), timezone).tz_convert("UTC")
         return a, b
 
 
@@ -265,7 +271,7 @@ CUBE_COLUMNS = [
 
 
 def _local_days(dates: Sequence[dt.date], tz: str) -> pd.DatetimeIndex:
-    return pd.DatetimeIndex([pd.Timestamp(d).tz_localize(tz) for d in dates])
+    return pd.DatetimeIndex([_local_day(d, tz) for d in dates])
 
 
 def _model_expected(store: Store, frame: pd.DataFrame) -> tuple[np.ndarray | None, str]:
