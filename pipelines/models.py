@@ -855,6 +855,12 @@ def _ct_alpha(y: np.ndarray, mu: np.ndarray) -> tuple[float, float]:
     return a, (a / se if se > 0 else 0.0)
 
 
+def _overdispersed(alpha: float, t: float) -> bool:
+    """NB2 rather than Poisson: a positive alpha and the Cameron-Trivedi test rejecting
+    equidispersion at the one-sided 5 % level."""
+    return alpha > 0 and t > stats.norm.ppf(0.95)
+
+
 def _one_blas_thread(fn):
     """Run with a single BLAS thread: the matrices are small and the machine is shared."""
     import functools
@@ -982,7 +988,7 @@ def fit_glm(
     alpha, t = _ct_alpha(p["y"][use], mu_rows)
     fam = family
     if family == "auto":
-        fam = "negbin" if (t > stats.norm.ppf(0.95) and alpha > 0) else "poisson"
+        fam = "negbin" if _overdispersed(alpha, t) else "poisson"
     if fam == "negbin":
         alpha = _nb_alpha_mle(p["y"][use], mu_rows)
         for _ in range(3):
@@ -1185,7 +1191,7 @@ def fit_xgb(
     use = p["use"]
     mu_rows = p["e"][use] * rate_c[p["cells"].cell[use]]
     alpha, t = _ct_alpha(p["y"][use], mu_rows)
-    alpha = alpha if (alpha > 0 and t > stats.norm.ppf(0.95)) else 0.0
+    alpha = alpha if _overdispersed(alpha, t) else 0.0
     return XGBFit(
         group=group,
         booster=booster,
@@ -1635,44 +1641,24 @@ def fit_all(
             continue
         members = None if g == "all" else gmap[g]
         y = group_counts(cube, members)
+        common = {
+            "group": g,
+            "cells": cells,
+            "grain": grain,
+            "categories": members,
+            "min_incidents": min_incidents,
+        }
         try:
-            pois = fit_glm(
-                dz,
-                y,
-                family="poisson",
-                group=g,
-                cells=cells,
-                grain=grain,
-                categories=members,
-                min_incidents=min_incidents,
-            )
+            pois = fit_glm(dz, y, family="poisson", **common)
         except SparseGroupError as exc:
             skipped[g] = str(exc)
             log.warning("%s", exc)
             continue
-        nb = fit_glm(
-            dz,
-            y,
-            family="negbin",
-            group=g,
-            cells=cells,
-            grain=grain,
-            categories=members,
-            min_incidents=min_incidents,
-        )
+        nb = fit_glm(dz, y, family="negbin", **common)
         both[g] = {"poisson": pois, "negbin": nb}
-        chosen = nb if (pois.overdispersion_t > stats.norm.ppf(0.95) and nb.alpha > 0) else pois
+        chosen = nb if _overdispersed(nb.alpha, pois.overdispersion_t) else pois
         glms[g] = chosen
-        xgbs[g] = fit_xgb(
-            dz,
-            y,
-            group=g,
-            cells=cells,
-            grain=grain,
-            categories=members,
-            rounds=xgb_rounds,
-            min_incidents=min_incidents,
-        )
+        xgbs[g] = fit_xgb(dz, y, rounds=xgb_rounds, **common)
         log.info("fitted group %s (%s, %d incidents)", g, chosen.family, chosen.n_incidents)
     if "all" not in glms:
         why = skipped.get("all", "not requested")
