@@ -48,6 +48,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from features.errors import ConfigError, VigieError
+from features.store import Store
 from pipelines.reports import iso_week
 
 log = logging.getLogger(__name__)
@@ -285,16 +286,6 @@ class ScheduleLock:
 
 
 # -- planning -------------------------------------------------------------------------------------
-def _study_tz(store: Path) -> ZoneInfo:
-    path = store / "study.json"
-    if not path.exists():
-        raise VigieError(
-            f"{store}: not a vigie store (no study.json); run `vigie ingest SOURCES.yaml "
-            f"--store {store}` first."
-        )
-    return ZoneInfo(json.loads(path.read_text())["area"]["timezone"])
-
-
 def _parse_now(now: str | dt.datetime | None, tz: ZoneInfo) -> dt.datetime:
     if now is None:
         return dt.datetime.now(tz)
@@ -370,7 +361,7 @@ def plan(
     Plan
     """
     root = Path(store)
-    tz = _study_tz(root)
+    tz = ZoneInfo(Store(root).timezone)  # a clear message when root is not a store
     now_l = _parse_now(now, tz)
     spec = config if isinstance(config, ScheduleSpec) else load_schedule(config)
     ledger = read_ledger(root)
@@ -435,12 +426,11 @@ def plan(
 
 def _upcoming_events(store: Path, tz: ZoneInfo, now: dt.datetime) -> list[dict[str, Any]]:
     """Events of the store that start after ``now`` (local start times)."""
-    path = store / "validated" / "events.parquet"
-    if not path.exists():
-        return []
     import pandas as pd
 
-    ev = pd.read_parquet(path, columns=["event_id", "start"])
+    ev = Store(store).validated("events", columns=["event_id", "start"])
+    if ev is None:
+        return []
     start = pd.to_datetime(ev["start"], utc=True).dt.tz_convert(tz)
     out = []
     for eid, s in zip(ev["event_id"].astype(str), start, strict=True):
@@ -494,7 +484,6 @@ def run_signals(store: Path, task: Task, reports_dir: Path) -> str:
 
 def run_brief(store: Path, task: Task, reports_dir: Path) -> str:
     """The brief of an event (``pipelines.brief.make_brief``) and its report."""
-    from features.store import Store
     from pipelines.brief import make_brief
     from pipelines.reports import report_brief
 
