@@ -49,7 +49,7 @@ import json
 import logging
 import time
 import zipfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -256,6 +256,10 @@ class _Calendar:
     holiday: np.ndarray
     school: np.ndarray
     offset_s: np.ndarray  # local - UTC, seconds
+
+    def rows(self, a: int, b: int) -> _Calendar:
+        """The calendar of hours a to b (exclusive)."""
+        return _Calendar(**{f.name: getattr(self, f.name)[a:b] for f in fields(self)})
 
 
 _DAY_FLAGS: dict[tuple[str, str], tuple[pd.DatetimeIndex, np.ndarray, np.ndarray]] = {}
@@ -1219,8 +1223,17 @@ def generate(scale: str, out: str | Path, *, seed: int = 0) -> SynthResult:
     twoh_z = np.flatnonzero(zones.is_2h)
     pres_2h = _Table(out / "presence" / f"flux_vision_2h_secteur_est.{ext}", fmt)
     origins = _Table(out / "presence" / f"flux_vision_origines.{ext}", fmt)
-    presence_files, incident_files, ridership_files = [], [], []
+    chunk_files: dict[str, list[str]] = {"presence": [], "incidents": [], "ridership": []}
     n_rows = {"presence": 0, "incidents": 0, "ridership": 0}
+
+    def write_chunk(source: str, path: Path, df: pd.DataFrame) -> None:
+        """One chunk's own file of an hourly source (incidents, presence, ridership)."""
+        t = _Table(path, fmt)
+        t.write(df)
+        t.close()
+        chunk_files[source].append(str(path.relative_to(out)))
+        n_rows[source] += len(df)
+
     local_txt = _local_strings(cal, "%Y-%m-%d %H:%M:%S")
     truth_present: dict[str, dict[str, float]] = {e.event_id: {} for e in events}
     totals = np.zeros(len(CAT_NAMES), dtype=np.int64)
@@ -1239,11 +1252,7 @@ def generate(scale: str, out: str | Path, *, seed: int = 0) -> SynthResult:
     day_res = np.zeros((n_days, Z))
     for ci, (a, b) in enumerate(bounds):
         rng = _rng(seed, 10, ci)
-        ccal = _Calendar(
-            hours=cal.hours[a:b], local=cal.local[a:b], local_hour=cal.local_hour[a:b],
-            dow=cal.dow[a:b], doy=cal.doy[a:b], day_index=cal.day_index[a:b],
-            holiday=cal.holiday[a:b], school=cal.school[a:b], offset_s=cal.offset_s[a:b],
-        )  # fmt: skip
+        ccal = cal.rows(a, b)
         pres = _base_presence(ccal, zones, day_noise, rng)
         res = pres.residents + 0.3 * ev_add[a:b]
         vis = pres.visitors + 0.7 * ev_add[a:b]
@@ -1329,12 +1338,7 @@ def generate(scale: str, out: str | Path, *, seed: int = 0) -> SynthResult:
         if ci == bad_chunk:
             inc, bad = _bad_rows(inc, rng)
         tag = f"{ccal.local[0]:%Y%m%d}"
-        p_inc = out / "incidents" / f"main_courante_{tag}.{ext}"
-        t = _Table(p_inc, fmt)
-        t.write(inc)
-        t.close()
-        incident_files.append(str(p_inc.relative_to(out)))
-        n_rows["incidents"] += len(inc)
+        write_chunk("incidents", out / "incidents" / f"main_courante_{tag}.{ext}", inc)
         # presence files
         hh = np.repeat(np.arange(n_h), len(hourly_z))
         zh = np.tile(hourly_z, n_h)
@@ -1350,12 +1354,7 @@ def generate(scale: str, out: str | Path, *, seed: int = 0) -> SynthResult:
                 "visiteurs": present[hh, zh] - res_i[hh, zh],
             }
         )
-        p_pres = out / "presence" / f"flux_vision_horaire_{tag}.{ext}"
-        t = _Table(p_pres, fmt)
-        t.write(pr)
-        t.close()
-        presence_files.append(str(p_pres.relative_to(out)))
-        n_rows["presence"] += len(pr)
+        write_chunk("presence", out / "presence" / f"flux_vision_horaire_{tag}.{ext}", pr)
         first_h = np.flatnonzero(np.diff(np.r_[-1, pairs]) > 0)
         ss = np.repeat(np.arange(n_s), len(twoh_z))
         zs = np.tile(np.arange(len(twoh_z)), n_s)
@@ -1374,20 +1373,14 @@ def generate(scale: str, out: str | Path, *, seed: int = 0) -> SynthResult:
         # ridership file
         sh = np.repeat(np.arange(n_h), len(stops))
         sk = np.tile(np.arange(len(stops)), n_h)
-        p_rid = out / "transport" / f"validations_{tag}.{ext}"
-        t = _Table(p_rid, fmt)
-        t.write(
-            pd.DataFrame(
-                {
-                    "id_arret": stops["stop_id"].to_numpy()[sk],
-                    "date_heure": local_txt[a + sh],
-                    "nb_validations": entries[sh, sk],
-                }
-            )
+        rid = pd.DataFrame(
+            {
+                "id_arret": stops["stop_id"].to_numpy()[sk],
+                "date_heure": local_txt[a + sh],
+                "nb_validations": entries[sh, sk],
+            }
         )
-        t.close()
-        ridership_files.append(str(p_rid.relative_to(out)))
-        n_rows["ridership"] += len(sh)
+        write_chunk("ridership", out / "transport" / f"validations_{tag}.{ext}", rid)
         # daily sums for the origins file
         np.add.at(day_sum, ccal.day_index, present)
         np.add.at(day_res, ccal.day_index, res_i)
@@ -1405,14 +1398,13 @@ def generate(scale: str, out: str | Path, *, seed: int = 0) -> SynthResult:
     origins.write(_origins(day_sum, day_res, day_cnt, list(cal.local[day_first].strftime("%Y-%m-%d")),
                            cal.doy[day_first], zones))  # fmt: skip
     origins.close()
-    files["presence"] = presence_files + [str(pres_2h.path.relative_to(out))]
+    files["presence"] = chunk_files["presence"] + [str(pres_2h.path.relative_to(out))]
     rows["presence"] = n_rows["presence"] + pres_2h.rows
     files["presence_origin"] = [str(origins.path.relative_to(out))]
     rows["presence_origin"] = origins.rows
-    files["incidents"] = incident_files
-    rows["incidents"] = n_rows["incidents"]
-    files["ridership"] = ridership_files
-    rows["ridership"] = n_rows["ridership"]
+    for source in ("incidents", "ridership"):
+        files[source] = chunk_files[source]
+        rows[source] = n_rows[source]
 
     # static files
     _write_zones(zones, out / "zones_iris.geojson")
