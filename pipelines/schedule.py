@@ -536,6 +536,7 @@ def run_schedule(
         When another run holds the lock.
     """
     root = Path(store)
+    Store(root).study()  # not a store: say so before the lock creates schedule/ in it
     table = {**RUNNERS, **(runners or {})}
     with ScheduleLock(root):
         p = plan(root, now=now, config=config)

@@ -211,3 +211,12 @@ def test_daily_grain_week_missing_its_sunday_waits(store: Path):
     (store / "cube_meta.json").write_text(json.dumps(meta))
     p = plan(store, now="2026-11-16T09:00")
     assert [t.period for t in p.tasks if t.kind == "weekly_report"] == ["2026-W46"]
+
+
+def test_not_a_store_is_refused_before_anything_is_written(tmp_path: Path):
+    """A mistyped --store fails with the not-a-store message and leaves no schedule/ folder."""
+    from features.errors import StoreError
+
+    with pytest.raises(StoreError, match="not a vigie store"):
+        run_schedule(tmp_path / "typo", now="2026-11-16T09:00", runners=fake_runners([]))
+    assert not (tmp_path / "typo").exists()
