@@ -482,7 +482,7 @@ def drift_tests(
     argmax = {name: p0 + path[:, p0:p1].argmax(axis=1) for name, path in paths.items()}
     if null is None:
         null = drift_null(panel, k=k, lam=lam, dispersion=dispersion, n_sim=n_sim, seed=seed)
-    valid = np.isfinite(obs) & np.isfinite(exp) & (exp > 0)
+    valid = panel.valid[:, :p1]
     exp0 = np.where(valid, exp, 0.0)
     records = []
     o_all = np.where(valid, obs, 0.0)
@@ -533,7 +533,7 @@ def drift_null(
     """
     p0, p1 = panel.period
     exp = panel.expected[:, :p1]
-    valid = np.isfinite(exp) & (exp > 0) & np.isfinite(panel.observed[:, :p1])
+    valid = panel.valid[:, :p1]
     exp0 = np.where(valid, exp, 0.0)
     rng = np.random.default_rng(seed)
     sims: dict[str, list[np.ndarray]] = {"cusum": [], "ewma": []}
