@@ -478,6 +478,78 @@ def test_zone_days_and_lagged_spearman():
     assert rho.loc[0, "spearman_rho"] < 0.9
 
 
+@pytest.fixture
+def three_week_store(tmp_path: Path) -> Path:
+    """A store with a hand-made hourly cube (UTC study, zones A and B, 2026-11-02 .. 11-23).
+
+    A has 2 incidents a week in the two reference weeks and 7 in the week of 11-16; B has none
+    but 1 in the last week. Presence: A 100 present against a baseline of 50, B 10 against 10
+    (its baseline unknown on the last day). Lamps: 10 in A, 1 out every dark hour of the last
+    week, none before.
+    """
+    root = tmp_path / "store"
+    (root / "cube").mkdir(parents=True)
+    (root / "study.json").write_text(
+        json.dumps({"area": {"name": "t", "timezone": "UTC"}, "suppression_k": 10})
+    )
+    hours = pd.date_range("2026-11-02", "2026-11-23", freq="h", tz="UTC", inclusive="left")
+    frames = []
+    for zone in ("A", "B"):
+        f = pd.DataFrame({"zone_id": zone, "hour": hours})
+        f["present"] = 100.0 if zone == "A" else 10.0
+        f["present_baseline"] = 50.0 if zone == "A" else 10.0
+        f["incidents"] = 0
+        f["lamps"] = 10 if zone == "A" else 0
+        f["lamps_out"] = 0
+        f["dark"] = (f["hour"].dt.hour < 6) | (f["hour"].dt.hour >= 18)
+        frames.append(f)
+    cube = pd.concat(frames, ignore_index=True)
+    a, b = cube["zone_id"] == "A", cube["zone_id"] == "B"
+    last = cube["hour"] >= "2026-11-16"
+    for day in ("2026-11-03", "2026-11-05", "2026-11-10", "2026-11-12"):
+        cube.loc[a & (cube["hour"] == pd.Timestamp(day + " 12:00", tz="UTC")), "incidents"] = 1
+    cube.loc[a & last & (cube["hour"].dt.hour == 12) & (cube["hour"].dt.day < 23), "incidents"] = 1
+    cube.loc[b & (cube["hour"] == pd.Timestamp("2026-11-20 12:00", tz="UTC")), "incidents"] = 1
+    cube.loc[b & (cube["hour"] >= "2026-11-22"), "present_baseline"] = float("nan")
+    cube.loc[a & last & cube["dark"], "lamps_out"] = 1
+    cube.to_parquet(root / "cube" / "part.parquet")
+    meta = {
+        "start": "2026-11-02T00:00:00+00:00",
+        "end": "2026-11-23T00:00:00+00:00",
+        "timezone": "UTC",
+        "grain": "1h",
+        "columns": [c for c in cube.columns if c not in ("zone_id", "hour")],
+    }
+    (root / "cube_meta.json").write_text(json.dumps(meta))
+    return root
+
+
+def test_zone_period_figures_against_the_weeks_before(three_week_store: Path):
+    """The weekly maps' figures: expected = mean incidents of the whole weeks before (only two
+    in the data, though eight are asked for), excess = incidents - expected, presence ratio over
+    the slots where both presence and baseline are known."""
+    from pipelines.maps import zone_period_figures
+
+    out = zone_period_figures(three_week_store, start="2026-11-16", end="2026-11-23")
+    assert out["incidents"].to_dict() == {"A": 7, "B": 1}
+    assert out["expected"].to_dict() == {"A": 2.0, "B": 0.0}
+    assert out["excess"].to_dict() == {"A": 5.0, "B": 1.0}
+    assert out["present_ratio"].to_dict() == {"A": 2.0, "B": 1.0}
+    first = zone_period_figures(three_week_store, start="2026-11-02", end="2026-11-09")
+    assert "expected" not in first  # no whole week of data before the first one
+
+
+def test_lighting_figures_share_out_at_night(three_week_store: Path):
+    """Share of lamps out over the dark zone-hours of the week against the weeks before."""
+    from pipelines.report_figures import lighting_figures
+
+    out = lighting_figures(three_week_store, start="2026-11-16T00:00Z", end="2026-11-23T00:00Z")
+    assert out["lamps"] == 10
+    assert out["night_share_out"] == pytest.approx(0.1)
+    assert out["night_share_out_reference"] == 0.0
+    assert out["faults_open_at_end"] is None  # no lighting_faults source
+
+
 def test_missing_analysis_is_said_not_hidden(tmp_path: Path):
     """Where the store lacks an analysis, the report text names the command that produces it."""
     from pipelines.report_figures import missing_step
