@@ -168,7 +168,8 @@ def _ns(ts: pd.Timestamp) -> np.datetime64:
 # --------------------------------------------------------------------------------------------
 # baselines
 # --------------------------------------------------------------------------------------------
-def _how_key(frame: pd.DataFrame) -> np.ndarray:
+def hour_of_week(frame: pd.DataFrame) -> np.ndarray:
+    """Local hour of week per row, ``dow x 24 + local_hour`` (0 = Monday 00:00; int64)."""
     return frame["dow"].to_numpy(np.int64) * 24 + frame["local_hour"].to_numpy(np.int64)
 
 
@@ -267,7 +268,12 @@ def row_arrays(cube: pd.DataFrame, dz: pd.DataFrame) -> dict[str, Any]:
     """Arrays every origin reuses: UTC slot starts (ns), zone codes (sorted zone order), the
     sorted zones, and the local hour of week."""
     zones, codes = zone_codes(dz["zone_id"])
-    return {"hours": utc_ns(cube["hour"]), "zone_idx": codes, "zones": zones, "how": _how_key(dz)}
+    return {
+        "hours": utc_ns(cube["hour"]),
+        "zone_idx": codes,
+        "zones": zones,
+        "how": hour_of_week(dz),
+    }
 
 
 # --------------------------------------------------------------------------------------------

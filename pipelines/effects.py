@@ -264,11 +264,7 @@ def outage_event_study(
     ok = np.isfinite(expected) & M.exposure_mask(dz)
     zone_phase = {"before": before & ~out2, "during": out2, "after": after & ~out2}
     ring_phase = {"before": ring_before, "during": ring_during, "after": ring_after}
-    dark = (
-        np.nan_to_num(pd.to_numeric(cube["dark"], errors="coerce").to_numpy(np.float64)) > 0
-        if "dark" in cube.columns
-        else np.zeros(len(cube), bool)
-    )
+    dark = np.nan_to_num(M.numeric(cube, "dark")) > 0
     results: list[dict[str, Any]] = []
     for role, phase in (("zone", zone_phase), ("ring", ring_phase)):
         if role == "ring" and A.nnz == 0:
@@ -336,22 +332,13 @@ def outage_event_study(
 def reference_presence(cube: pd.DataFrame) -> np.ndarray:
     """Presence without events: present_baseline, else the zone x hour-of-week median of
     slots without events."""
-    pres = pd.to_numeric(cube["present"], errors="coerce").to_numpy(np.float64)
-    ref = (
-        pd.to_numeric(cube["present_baseline"], errors="coerce").to_numpy(np.float64)
-        if "present_baseline" in cube.columns
-        else np.full(len(cube), np.nan)
-    )
-    att = (
-        np.nan_to_num(pd.to_numeric(cube["event_attendance"], errors="coerce").to_numpy(np.float64))
-        if "event_attendance" in cube.columns
-        else np.zeros(len(cube))
-    )
+    ref = M.numeric(cube, "present_baseline", np.nan)
     if np.isfinite(ref).all():
         return ref
-    how = cube["dow"].to_numpy(np.int64) * 24 + cube["local_hour"].to_numpy(np.int64)
+    pres = M.numeric(cube, "present", np.nan)
+    att = np.nan_to_num(M.numeric(cube, "event_attendance"))
     z = pd.factorize(cube["zone_id"])[0].astype(np.int64)
-    key = z * 168 + how
+    key = z * 168 + B.hour_of_week(cube)
     quiet = (att == 0) & np.isfinite(pres)
     med = pd.Series(pres[quiet]).groupby(key[quiet]).median()
     fill = med.reindex(key).to_numpy(np.float64)
@@ -415,7 +402,7 @@ def event_uplift(
     pos = {z: i for i, z in enumerate(zones)}
     shape = (len(zones), len(slots))
     pres = np.full(shape, np.nan)
-    pres[zi, ti] = pd.to_numeric(cube["present"], errors="coerce").to_numpy(np.float64)
+    pres[zi, ti] = M.numeric(cube, "present", np.nan)
     ref_rows = reference_presence(cube)
     ref = np.full(shape, np.nan)
     ref[zi, ti] = ref_rows
@@ -429,9 +416,7 @@ def event_uplift(
         d0["exposure"] = ref_rows
         exp0[zi, ti] = glm.mean(d0)
     own_event = np.zeros(shape, bool)
-    own_event[zi, ti] = (
-        np.nan_to_num(pd.to_numeric(cube["event_attendance"], errors="coerce").to_numpy()) > 0
-    )
+    own_event[zi, ti] = np.nan_to_num(M.numeric(cube, "event_attendance")) > 0
     A = _adjacency(zones, neighbours)
     slot_len = np.timedelta64(1, "h") if grain == "1h" else np.timedelta64(1, "D")
     rows: list[dict[str, Any]] = []

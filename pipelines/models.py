@@ -318,7 +318,8 @@ def feature_status(columns: Iterable[str], *, grain: str = "1h") -> dict[str, st
     return out
 
 
-def _num(cube: pd.DataFrame, col: str, fill: float = 0.0) -> np.ndarray:
+def numeric(cube: pd.DataFrame, col: str, fill: float = 0.0) -> np.ndarray:
+    """A cube column as float64 (unparseable values NaN); ``fill`` everywhere when absent."""
     if col not in cube.columns:
         return np.full(len(cube), fill, dtype=np.float64)
     return pd.to_numeric(cube[col], errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
@@ -327,8 +328,8 @@ def _num(cube: pd.DataFrame, col: str, fill: float = 0.0) -> np.ndarray:
 def lamps_out_share(cube: pd.DataFrame) -> np.ndarray:
     """Share of the zone's lamps out per row: ``lamps_out / lamps``, at most 1, 0 without lamps
     (missing values count as 0)."""
-    lamps = np.nan_to_num(_num(cube, "lamps"))
-    out = np.nan_to_num(_num(cube, "lamps_out"))
+    lamps = np.nan_to_num(numeric(cube, "lamps"))
+    out = np.nan_to_num(numeric(cube, "lamps_out"))
     return np.divide(np.minimum(out, lamps), lamps, out=np.zeros(len(cube)), where=lamps > 0)
 
 
@@ -387,11 +388,11 @@ def design(
         cube["zone_id"].astype(str).to_numpy() if "zone_id" in cube else np.full(n, "", object)
     )
     out["hour"] = cube["hour"].array if "hour" in cube else np.full(n, np.datetime64("NaT"))
-    present = _num(cube, "present", np.nan)
+    present = numeric(cube, "present", np.nan)
     out["exposure"] = present
     if "local_hour" in cube.columns and "dow" in cube.columns:
-        lh = _num(cube, "local_hour")
-        dw = _num(cube, "dow")
+        lh = numeric(cube, "local_hour")
+        dw = numeric(cube, "dow")
     elif "hour" in cube.columns:
         h = pd.DatetimeIndex(pd.to_datetime(cube["hour"], utc=True))
         lh = h.hour.to_numpy(dtype=np.float64)
@@ -402,20 +403,20 @@ def design(
         lh = np.zeros(n)
     out["local_hour"] = np.nan_to_num(lh).astype(np.int8)
     out["dow"] = np.nan_to_num(dw).astype(np.int8)
-    dark = np.nan_to_num(_num(cube, "dark")) > 0
+    dark = np.nan_to_num(numeric(cube, "dark")) > 0
     for f in features:
         if f == "dark":
             v = dark.astype(np.float64)
         elif f == "dark_lamps_out":
             v = 10.0 * lamps_out_share(cube) * (dark if grain == "1h" else 1.0)
         elif f == "event_k":
-            v = np.nan_to_num(_num(cube, "event_attendance")) / 1000.0
+            v = np.nan_to_num(numeric(cube, "event_attendance")) / 1000.0
         elif f == "rain":
-            v = (np.nan_to_num(_num(cube, "precipitation_mm")) >= 1.0).astype(np.float64)
+            v = (np.nan_to_num(numeric(cube, "precipitation_mm")) >= 1.0).astype(np.float64)
         elif f == "transit_k":
-            v = np.nan_to_num(_num(cube, "ridership_entries")) / 1000.0
+            v = np.nan_to_num(numeric(cube, "ridership_entries")) / 1000.0
         else:  # holiday, school_holiday
-            v = (np.nan_to_num(_num(cube, f)) > 0).astype(np.float64)
+            v = (np.nan_to_num(numeric(cube, f)) > 0).astype(np.float64)
         out[f] = v.astype(np.float32)
     return pd.DataFrame(out, index=cube.index)
 

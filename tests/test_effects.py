@@ -197,3 +197,20 @@ def test_fit_all_daily_grain_without_lighting(tmp_path):
     assert eff["event.all.venue.presence"]["estimable"]
     pred = M.load_predictor(Store(root)).predict(c.cube.iloc[:5], groups=["all"])
     assert np.isfinite(pred["mean"]).sum() >= 4
+
+
+def test_reference_presence_falls_back_on_quiet_same_hour_of_week_median():
+    """Without a known present_baseline, the reference presence of a row is the median present
+    of the same zone and local hour of week over the slots without an event (the event slot
+    itself is left out); a known baseline is kept as given."""
+    frame = pd.DataFrame(
+        {
+            "zone_id": ["a", "a", "a", "a", "b", "b"],
+            "dow": [0, 0, 0, 1, 0, 0],
+            "local_hour": [9, 9, 9, 9, 9, 9],
+            "present": [100.0, 120.0, 900.0, 50.0, 10.0, 30.0],
+            "present_baseline": [np.nan, np.nan, np.nan, np.nan, np.nan, 7.0],
+            "event_attendance": [0, 0, 5000, 0, 0, 0],
+        }
+    )
+    np.testing.assert_allclose(E.reference_presence(frame), [110.0, 110.0, 110.0, 50.0, 20.0, 7.0])
