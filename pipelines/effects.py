@@ -160,12 +160,10 @@ def _rate_ratio(o_a: float, e_a: float, o_b: float, e_b: float, *, level: float 
     p0 = e_a / (e_a + e_b)
     k = int(round(o_a))
     est = (o_a / e_a) / (o_b / e_b) if o_b > 0 else float("inf")
-    ci = stats.binomtest(k, n, p0).proportion_ci(confidence_level=level, method="exact")
+    test = stats.binomtest(k, n, p0)
+    ci = test.proportion_ci(confidence_level=level, method="exact")
     odds = lambda p: p / (1 - p) if p < 1 else float("inf")  # noqa: E731
-    lo = odds(ci.low) * e_b / e_a
-    hi = odds(ci.high) * e_b / e_a
-    p = stats.binomtest(k, n, p0).pvalue
-    return est, lo, hi, p
+    return est, odds(ci.low) * e_b / e_a, odds(ci.high) * e_b / e_a, test.pvalue
 
 
 # --------------------------------------------------------------------------------------------
