@@ -375,6 +375,29 @@ def test_comparables_forecast_matches_planted_uplift(store):
     assert all(c["present_peak"] > c["reference_at_peak"] for c in used)
 
 
+def test_comparables_incidents_observed_and_usual(store):
+    """Each comparable's incidents (shown in the brief's comparables table): those of its zone and
+    ring during its hours, recounted from the cube, against a usual count that matches the
+    planted rate (2e-4 x the reference presence) within 30 %."""
+    b = br.make_brief(store, _concert(), predictor=FakePredictor(), write=False)
+    cube = store.cube(columns=["incidents"])
+    zones = [f"z{r}{c}" for r in range(3) for c in range(3)]
+    comps = b["context"]["comparables"]
+    assert len(comps) == 5
+    for c in comps:
+        area = [c["zone_id"], *_neighbours(c["zone_id"])]
+        start = pd.Timestamp(c["start_local"]).tz_convert("UTC")
+        end = pd.Timestamp(c["end_local"]).tz_convert("UTC")
+        hours = pd.date_range(start, end, freq="h", inclusive="left")
+        during = cube[cube["zone_id"].isin(area) & cube["hour"].isin(hours)]
+        assert c["incidents_observed"] == during["incidents"].sum()
+        lh = hours.tz_convert(TZ).hour.to_numpy()
+        planted = sum(
+            2e-4 * reference_pattern(lh, np.full(len(lh), zones.index(z))).sum() for z in area
+        )
+        assert c["incidents_usual"] == pytest.approx(planted, rel=0.3), c["event_id"]
+
+
 def test_fallback_curve_no_comparables_and_limitations(store):
     """A category without peers uses the attendance curve: everybody present during the event."""
     b = br.make_brief(
