@@ -119,8 +119,8 @@ def reference_sql(store_root: Path, out_dir: Path, work: Path) -> dict:
     flags per local date) are written to ``work`` as Parquet first; everything else is read from
     the store's validated Parquet files by the SQL itself.
     """
-    from features.calendar import sun_table
-    from features.cube import CUBE_SOURCES, _day_flags, slug  # no cube logic
+    from features.calendar import day_flags, sun_table
+    from features.cube import CUBE_SOURCES, slug
     from features.store import Store
     from features.zones import centroids
 
@@ -148,12 +148,12 @@ def reference_sql(store_root: Path, out_dir: Path, work: Path) -> dict:
     from features.config import default_country
 
     country = area.get("country") or default_country(tz)
-    hol, school = _day_flags(
+    hol, school = day_flags(
         int(days[0]),
         int(days[-1]) + 1,
-        country,
-        area.get("subdivision"),
-        area.get("school_zone") if country == "FR" else None,
+        country=country,
+        subdivision=area.get("subdivision"),
+        school_zone=area.get("school_zone") if country == "FR" else None,
     )
     work.mkdir(parents=True, exist_ok=True)
     pd.DataFrame({"zone_id": cent["zone_id"], "cell": cell}).to_parquet(work / "zcell.parquet")

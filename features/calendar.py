@@ -209,6 +209,27 @@ def school_holidays(dates: Iterable, *, zone: str | None) -> np.ndarray:
     return np.asarray(idx.normalize().isin(_school_days(zone)))
 
 
+@functools.lru_cache(maxsize=8)
+def day_flags(
+    day0: int,
+    day1: int,
+    *,
+    country: str | None,
+    subdivision: str | None = None,
+    school_zone: str | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Public and school holidays of the local days ``day0`` to ``day1`` (exclusive), counted in
+    days since 1970-01-01, as two read-only bool arrays; cached, since loading the school
+    calendar takes about a second. Raises ValueError as :func:`public_holidays` and
+    :func:`school_holidays` do."""
+    days = pd.to_datetime(np.arange(day0, day1), unit="D")
+    holiday = np.asarray(public_holidays(days, country=country, subdivision=subdivision), bool)
+    school = np.asarray(school_holidays(days, zone=school_zone), bool)
+    holiday.setflags(write=False)
+    school.setflags(write=False)
+    return holiday, school
+
+
 @functools.lru_cache(maxsize=4)
 def _school_days(zone: str) -> pd.DatetimeIndex:
     """Every school-holiday date of a French zone (the package's data file is read once)."""

@@ -80,7 +80,6 @@ Meeus 1998, *Astronomical Algorithms*).
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import logging
 import re
 import shutil
@@ -99,7 +98,7 @@ import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 
 from features.baseline import EVENT_MARGIN_HOURS, LOOKBACK_WEEKS, MIN_WEEKS, same_slot_median
-from features.calendar import sun_table
+from features.calendar import day_flags, sun_table
 from features.errors import ConfigError, StoreError
 from features.store import Store, as_utc
 
@@ -463,7 +462,15 @@ def _make_plan(
     country = area.get("country") or default_country(tz)
     subdivision = area.get("subdivision")
     school_zone = area.get("school_zone") if country == "FR" else None
-    holiday, school = _day_flags(int(day0), int(day1), country, subdivision, school_zone)
+    try:
+        holiday, school = day_flags(
+            int(day0), int(day1), country=country, subdivision=subdivision, school_zone=school_zone
+        )
+    except ValueError as exc:
+        raise ConfigError(
+            f"study.json area: {exc}; expected an ISO country known to python-holidays and a "
+            "French school zone A, B or C."
+        ) from None
 
     sun_rise = sun_set = zone_cell = None
     if grain == "1h":
@@ -499,27 +506,6 @@ def _make_plan(
         threads=threads,
         info=info,
     )
-
-
-@functools.lru_cache(maxsize=8)
-def _day_flags(
-    day0: int, day1: int, country: str | None, subdivision: str | None, school_zone: str | None
-) -> tuple[np.ndarray, np.ndarray]:
-    """Public and school holidays by local day (cached: loading the school calendar takes ~1 s)."""
-    from features.calendar import public_holidays, school_holidays
-
-    days = pd.to_datetime(np.arange(day0, day1), unit="D")
-    try:
-        holiday = np.asarray(public_holidays(days, country=country, subdivision=subdivision), bool)
-        school = np.asarray(school_holidays(days, zone=school_zone), bool)
-    except ValueError as exc:
-        raise ConfigError(
-            f"study.json area: {exc}; expected an ISO country known to python-holidays and a "
-            "French school zone A, B or C."
-        ) from None
-    holiday.setflags(write=False)
-    school.setflags(write=False)
-    return holiday, school
 
 
 def _period(store: Store, paths: dict[str, str], tz: str, start: Any, end: Any) -> tuple[int, int]:

@@ -262,27 +262,17 @@ class _Calendar:
         return _Calendar(**{f.name: getattr(self, f.name)[a:b] for f in fields(self)})
 
 
-_DAY_FLAGS: dict[tuple[str, str], tuple[pd.DatetimeIndex, np.ndarray, np.ndarray]] = {}
-
-
 def _day_flags(
     first: pd.Timestamp, last: pd.Timestamp
 ) -> tuple[pd.DatetimeIndex, np.ndarray, np.ndarray]:
-    """Public and school holidays (France, zone C) of every local date in [first, last].
-
-    One call to :mod:`features.calendar` for the whole span (loading the school calendar is slow).
-    """
+    """Public and school holidays (France, zone C) of every local date in [first, last]
+    (:func:`features.calendar.day_flags`, cached there)."""
     from features import calendar
 
-    key = (str(first.date()), str(last.date()))
-    if key not in _DAY_FLAGS:
-        days = pd.date_range(first.normalize(), last.normalize(), freq="D")
-        _DAY_FLAGS[key] = (
-            days,
-            calendar.public_holidays(days, country="FR"),
-            calendar.school_holidays(days, zone="C"),
-        )
-    return _DAY_FLAGS[key]
+    days = pd.date_range(first.normalize(), last.normalize(), freq="D")
+    day0 = int(days[0].value // 86_400_000_000_000)
+    hol, sch = calendar.day_flags(day0, day0 + len(days), country="FR", school_zone="C")
+    return days, hol, sch
 
 
 def _calendar(hours: pd.DatetimeIndex, day0: pd.Timestamp) -> _Calendar:

@@ -517,6 +517,16 @@ def test_errors_name_what_was_expected(tmp_path, full: Store) -> None:
     assert not list(full.root.glob(".cube-*"))
 
 
+def test_unknown_holiday_calendar_is_a_config_error(tmp_path) -> None:
+    """A country python-holidays does not know (or a bad school zone) in study.json: ConfigError."""
+    root = make_store(tmp_path, start="2026-03-01", end="2026-03-05", sources=("incidents",))
+    study = json.loads((root / "study.json").read_text())
+    study["area"]["country"] = "XX"
+    (root / "study.json").write_text(json.dumps(study))
+    with pytest.raises(ConfigError, match="holidays does not know country 'XX'"):
+        build_cube(Store(root))
+
+
 # -- end to end --------------------------------------------------------------------------------
 @pytest.mark.slow
 def test_end_to_end_on_the_tiny_synthetic_city(tmp_path) -> None:
