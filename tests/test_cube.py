@@ -332,8 +332,9 @@ def test_dark_agrees_with_solar_elevation(full: Store, cube: pd.DataFrame) -> No
     expected = dark_mask(pd.DatetimeIndex(cube["hour"].iloc[sample]), lat[sample], lon[sample])
     differ = sample[cube["dark"].to_numpy()[sample] != expected]
     assert len(differ) <= 0.01 * len(sample)
-    # calendar.dark_mask compares astral's *refracted* elevation with -0.833 degrees, so it turns
-    # light a few minutes before astral's sunrise: disagreements only within 10 min of it.
+    # dark_mask takes astral's elevation at each midpoint, the cube astral's sunrise and sunset
+    # times: two computations of the same -0.833 degree rule, so they may disagree only near
+    # sunrise or sunset (within 10 min).
     import datetime as dt
     from zoneinfo import ZoneInfo
 
