@@ -110,9 +110,9 @@ def write_doc(out: dict) -> None:
     """Replace the ingest section of docs/benchmarks.md with this run's figures."""
     import datetime as dt
 
-    doc = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
+    from bench.bench_cube import write_section
+
     start, end = "<!-- bench_ingest:start -->", "<!-- bench_ingest:end -->"
-    text = doc.read_text() if doc.exists() else "# Benchmarks\n"
     section = f"""{start}
 ## Ingest (`bench/bench_ingest.py`)
 
@@ -127,11 +127,7 @@ quarantine. Goal (issue 2): within 2x.
 |---:|---:|---:|---:|---:|---:|---|
 | {out["rows"]:,} | {out["plain_pandas_s"]:.2f} | {out["vigie_ingest_s"]:.2f} | {out["ratio"]:.2f} | {out["median_round_ratio"]:.2f} | {out["peak_rss_mb"]:,.0f} | {dt.date.today()}, {os.cpu_count()} cores |
 {end}"""
-    if start in text and end in text:
-        text = text[: text.index(start)] + section + text[text.index(end) + len(end) :]
-    else:
-        text = text.rstrip() + "\n\n" + section + "\n"
-    doc.write_text(text)
+    write_section(start, end, section)
 
 
 if __name__ == "__main__":
