@@ -173,6 +173,26 @@ def hour_of_week(frame: pd.DataFrame) -> np.ndarray:
     return frame["dow"].to_numpy(np.int64) * 24 + frame["local_hour"].to_numpy(np.int64)
 
 
+def _window_means(
+    zone: np.ndarray,
+    how: np.ndarray,
+    values: np.ndarray,
+    window: np.ndarray,
+    test_zone: np.ndarray,
+    test_how: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Means of ``values`` over the rows in ``window``, for each test row: of the same zone and
+    hour of week, and of the zone (NaN where the window has none)."""
+    df = pd.DataFrame({"z": zone[window], "h": how[window], "v": values[window]})
+    cell = df.groupby(["z", "h"], sort=False)["v"].mean()
+    zmean = df.groupby("z", sort=False)["v"].mean()
+    idx = pd.MultiIndex.from_arrays([test_zone, test_how])
+    return (
+        cell.reindex(idx).to_numpy(dtype=np.float64),
+        zmean.reindex(test_zone).to_numpy(dtype=np.float64),
+    )
+
+
 def seasonal_naive(
     zone: np.ndarray,
     how: np.ndarray,
@@ -192,12 +212,7 @@ def seasonal_naive(
     """
     lo, hi = _ns(origin - k_weeks * WEEK), _ns(origin)
     w = (hours >= lo) & (hours < hi)
-    df = pd.DataFrame({"z": zone[w], "h": how[w], "y": y[w]})
-    cell = df.groupby(["z", "h"], sort=False)["y"].mean()
-    zmean = df.groupby("z", sort=False)["y"].mean()
-    idx = pd.MultiIndex.from_arrays([test_zone, test_how])
-    pred = cell.reindex(idx).to_numpy(dtype=np.float64)
-    zm = zmean.reindex(test_zone).to_numpy(dtype=np.float64)
+    pred, zm = _window_means(zone, how, y, w, test_zone, test_how)
     floor = 0.5 / (k_weeks * slots_per_week)
     pred = np.where(
         np.isfinite(pred) & (pred > 0), pred, np.where(np.isfinite(zm) & (zm > 0), zm, floor)
@@ -303,14 +318,10 @@ def forecast_design(
     win = train & (hours >= lo) & (hours < hi)
     zone = arr["zone_idx"]
     how = arr["how"]
-    keys_t = pd.MultiIndex.from_arrays([zone[test], how[test]])
 
     def _same_how_mean(values: np.ndarray) -> np.ndarray:
-        df = pd.DataFrame({"z": zone[win], "h": how[win], "v": values[win]})
-        cell = df.groupby(["z", "h"], sort=False)["v"].mean()
-        zm = df.groupby("z", sort=False)["v"].mean()
-        v = cell.reindex(keys_t).to_numpy(dtype=np.float64)
-        return np.where(np.isfinite(v), v, zm.reindex(zone[test]).to_numpy(dtype=np.float64))
+        v, zm = _window_means(zone, how, values, win, zone[test], how[test])
+        return np.where(np.isfinite(v), v, zm)
 
     e = dz["exposure"].to_numpy(dtype=np.float64)
     e = np.where(np.isfinite(e) & (e > 0), e, np.nan)
