@@ -32,7 +32,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Build the zone x hour (or day) cube: presence and its reference value, incidents,
         lighting, darkness, transit, events, holidays and weather, partitioned by month."""
-        from features.cube import build_cube
+        from features.cube import CUBE_SOURCES, build_cube
         from features.store import Store
 
         result = build_cube(
@@ -50,10 +50,7 @@ def register(app: typer.Typer) -> None:
             f"{len(result.months)} month partitions, engine {result.engine}, "
             f"{result.seconds:.1f} s"
         )
-        absent = sorted(
-            {"presence", "incidents", "lamps", "lighting_faults", "ridership", "events", "weather"}
-            - set(meta["sources"])
-        )
+        absent = sorted(set(CUBE_SOURCES) - set(meta["sources"]))
         if absent:
             typer.echo(f"sources absent (their columns are left out): {', '.join(absent)}")
         typer.echo(f"written: {result.path}  and  {Path(result.path).parent / 'cube_meta.json'}")
