@@ -159,10 +159,14 @@ def utc_ns(values) -> np.ndarray:
     return s.dt.tz_localize(None).to_numpy(dtype="datetime64[ns]")
 
 
-def _ns(ts: pd.Timestamp) -> np.datetime64:
+def _utc(ts) -> pd.Timestamp:
+    """A timestamp in UTC (a naive one is taken as UTC)."""
     ts = pd.Timestamp(ts)
-    ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
-    return np.datetime64(ts.tz_localize(None), "ns")
+    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+
+
+def _ns(ts: pd.Timestamp) -> np.datetime64:
+    return np.datetime64(_utc(ts).tz_localize(None), "ns")
 
 
 # --------------------------------------------------------------------------------------------
@@ -397,13 +401,11 @@ def forecast_at(
         )
     if dz is None:
         dz = M.design(cube, grain=grain)
-    feats = [f for f in M.FEATURES if f in dz.columns]
     if cells is None:
-        cells = M.build_cells(dz, features=feats, resolution=resolution)
+        cells = M.build_cells(dz, features=M.design_features(dz), resolution=resolution)
     if y is None:
         y = M.group_counts(cube, None)
-    origin = pd.Timestamp(origin)
-    origin = origin.tz_localize("UTC") if origin.tzinfo is None else origin.tz_convert("UTC")
+    origin = _utc(origin)
     end = origin + WEEK if end is None else pd.Timestamp(end)
     arr = arrays or row_arrays(cube, dz)
     hours, zone_idx, how, zones_sorted = arr["hours"], arr["zone_idx"], arr["how"], arr["zones"]
@@ -413,9 +415,7 @@ def forecast_at(
     test = (hours >= o64) & (hours < e64)
     if not test.any():
         raise InputError(f"no cube rows in the forecast week starting {origin}.")
-    zone = zone_idx
     slots_per_week = 168 if grain == "1h" else 7
-    n_hows = 168
     if covariates == "forecast":
         dtest = forecast_design(dz, cube, train, test, origin, grain=grain, arrays=arr)
     else:
@@ -473,12 +473,12 @@ def forecast_at(
         name = f"seasonal_naive_{k}w"
         if name in models:
             pred = seasonal_naive(
-                zone,
+                zone_idx,
                 how,
                 y,
                 hours,
                 origin,
-                zone[test],
+                zone_idx[test],
                 how[test],
                 k_weeks=k,
                 slots_per_week=slots_per_week,
@@ -487,7 +487,7 @@ def forecast_at(
     if "recent_hotspot" in models:
         ker = np.eye(len(zones_sorted)) if kernel is None else kernel
         pred = recent_hotspot(
-            zone_idx, how, y, hours, origin, zone_idx[test], how[test], kernel=ker, n_hows=n_hows
+            zone_idx, how, y, hours, origin, zone_idx[test], how[test], kernel=ker
         )
         _add("recent_hotspot", pred, 0.0)
     out = pd.concat(parts, ignore_index=True)
@@ -648,9 +648,8 @@ def run_backtest(
     """
     if dz is None:
         dz = M.design(cube, grain=grain)
-    feats = [f for f in M.FEATURES if f in dz.columns]
     if cells is None:
-        cells = M.build_cells(dz, features=feats, resolution=resolution)
+        cells = M.build_cells(dz, features=M.design_features(dz), resolution=resolution)
     y = M.group_counts(cube, None)
     origins = weekly_origins(cube, weeks=weeks)
     arrays = row_arrays(cube, dz)

@@ -253,7 +253,7 @@ def outage_event_study(
     ring_during = ring_out & ~out2
     # counterfactual model: fitted where no lamp is out in the zone nor in its ring
     clean = ~(out2 | ring_out)[zi, ti]
-    feats = [f for f in M.FEATURES if f in dz.columns and f != "dark_lamps_out"]
+    feats = [f for f in M.design_features(dz) if f != "dark_lamps_out"]
     try:
         base = M.fit_glm(dz, y, family="poisson", features=feats, mask=clean, grain=grain)
     except M.SparseGroupError as exc:

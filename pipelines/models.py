@@ -421,6 +421,11 @@ def design(
     return pd.DataFrame(out, index=cube.index)
 
 
+def design_features(dz: pd.DataFrame) -> list[str]:
+    """The model features a design frame holds, in :data:`FEATURES` order."""
+    return [f for f in FEATURES if f in dz.columns]
+
+
 def exposure_mask(dz: pd.DataFrame) -> np.ndarray:
     """Rows usable for fitting: presence known and positive."""
     e = dz["exposure"].to_numpy(dtype=np.float64)
@@ -766,7 +771,7 @@ def _prepare(
     }
     use = base & ok
     if features is None:
-        features = [f for f in FEATURES if f in dz.columns]
+        features = design_features(dz)
     yv = np.nan_to_num(np.asarray(y, dtype=np.float64))
     n_inc = int(round(yv[use].sum()))
     if not use.any():
@@ -1623,7 +1628,7 @@ def fit_all(
     seconds["read"] = time.perf_counter() - t0
     t = time.perf_counter()
     dz = design(cube, grain=grain)
-    feats = [f for f in FEATURES if f in dz.columns]
+    feats = design_features(dz)
     status = feature_status(cube.columns, grain=grain)
     cells = build_cells(dz, features=feats, resolution=resolution)
     seconds["design"] = time.perf_counter() - t
