@@ -48,7 +48,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from features.errors import ConfigError, VigieError
-from features.store import Store
+from features.store import Store, as_utc
 from pipelines.reports import iso_week
 
 log = logging.getLogger(__name__)
@@ -304,15 +304,11 @@ def _data_end(store: Path, tz: ZoneInfo) -> dt.datetime | None:
     path = store / "cube_meta.json"
     if not path.exists():
         return None
-    import pandas as pd
-
     meta = json.loads(path.read_text())
     if not meta.get("end"):
         return None
     # cube_meta's end is already exclusive (the local midnight after the last slot's day)
-    end = pd.Timestamp(meta["end"])
-    end = end.tz_localize("UTC") if end.tzinfo is None else end
-    return end.tz_convert(tz).to_pydatetime()
+    return as_utc(meta["end"]).tz_convert(tz).to_pydatetime()
 
 
 def _week_periods(now: dt.datetime, at: dt.time) -> list[tuple[str, dt.datetime, dt.date]]:
