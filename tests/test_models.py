@@ -275,7 +275,7 @@ def test_xgboost_contributions_explain_the_forecast(city):
     ok = M.exposure_mask(dz)
     mean = x.mean(dz)
     assert abs(mean[ok].sum() / y[ok].sum() - 1) < 0.02
-    pred = M.Predictor({}, {"all": x}, features=[f for f in M.FEATURES if f in dz.columns])
+    pred = M.Predictor({}, {"all": x}, features=M.design_features(dz))
     frame = city.cube.iloc[:50]
     ex = pred.explain(frame)
     total = ex.drop(columns=["zone_id", "hour"]).sum(axis=1).to_numpy()
@@ -288,7 +288,7 @@ def test_predictor_contract_and_roundtrip(tmp_path, city, city_fit):
     = 0); saved models load back to identical forecasts."""
     dz, y, fit = city_fit
     x = M.fit_xgb(dz, y, rounds=20)
-    feats = [f for f in M.FEATURES if f in dz.columns]
+    feats = M.design_features(dz)
     p = M.Predictor({"all": fit}, {"all": x}, features=feats)
     frame = city.cube.iloc[:30]
     out = p.predict(frame)
@@ -309,12 +309,15 @@ def test_predictor_contract_and_roundtrip(tmp_path, city, city_fit):
 
 
 def test_missing_presence_falls_back_on_baseline(city, city_fit):
-    """A prediction row with presence missing uses present_baseline as exposure."""
+    """A prediction row with presence missing uses present_baseline as exposure (the same
+    forecast as with present = present_baseline); without a baseline it has no forecast."""
     _dz, _y, fit = city_fit
     frame = city.cube.iloc[:5].copy()
     frame["present"] = np.nan
     out = M.Predictor({"all": fit}).predict(frame)
     assert np.isfinite(out["mean"]).all()
+    filled = M.Predictor({"all": fit}).predict(frame.assign(present=frame["present_baseline"]))
+    pd.testing.assert_frame_equal(out, filled)
     again = M.Predictor({"all": fit}).predict(frame.drop(columns="present_baseline"))
     assert np.isnan(again["mean"]).all()
 
