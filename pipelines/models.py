@@ -1083,7 +1083,9 @@ class XGBFit:
     categories: tuple[str, ...] | None = None
     offset: float = 0.0
 
-    def _dmatrix(self, dz: pd.DataFrame, with_margin: bool = True):
+    def _dmatrix(self, dz: pd.DataFrame):
+        """The model inputs of ``dz`` (absent columns as 0), the training offset as margin: the
+        trees then give the log rate per person-slot, exposure is applied by the caller."""
         import xgboost as xgb
 
         X = (
@@ -1100,17 +1102,13 @@ class XGBFit:
         )
         dm = xgb.DMatrix(X, feature_names=list(self.columns))
         # always give a margin: without one XGBoost adds its base_score to the trees
-        if with_margin:
-            e = dz["exposure"].to_numpy(dtype=np.float64)
-            dm.set_base_margin(np.log(np.where(e > 0, e, 1.0)) + self.offset)
-        else:
-            dm.set_base_margin(np.full(len(dz), self.offset))
+        dm.set_base_margin(np.full(len(dz), self.offset))
         return dm
 
     def mean(self, dz: pd.DataFrame) -> np.ndarray:
         """Expected incidents for design rows (0 for zero presence, NaN for missing)."""
         e = dz["exposure"].to_numpy(dtype=np.float64)
-        rate = self.booster.predict(self._dmatrix(dz, with_margin=False), output_margin=True)
+        rate = self.booster.predict(self._dmatrix(dz), output_margin=True)
         return e * np.exp(rate.astype(np.float64))
 
     def contributions(self, dz: pd.DataFrame) -> pd.DataFrame:
@@ -1119,7 +1117,7 @@ class XGBFit:
         Columns: one per input column, ``bias`` (the mean log rate) and ``log_exposure``; their
         row sum is the log of the expected count.
         """
-        c = self.booster.predict(self._dmatrix(dz, with_margin=False), pred_contribs=True)
+        c = self.booster.predict(self._dmatrix(dz), pred_contribs=True)
         out = pd.DataFrame(c[:, :-1], columns=list(self.columns), index=dz.index)
         out["bias"] = c[:, -1]
         e = dz["exposure"].to_numpy(dtype=np.float64)
