@@ -48,7 +48,7 @@ import numpy as np
 import pandas as pd
 
 from features.errors import InputError
-from features.store import Store
+from features.store import Store, as_utc
 from pipelines.signals import detectors as D
 from pipelines.signals.run import (
     Period,
@@ -161,17 +161,10 @@ def _truth_windows(truth: dict | None) -> list[tuple[set[str], pd.Timestamp, pd.
     out = []
     for s in (truth or {}).get("signals", []):
         try:
-            out.append(
-                (set(map(str, s["zones"])), pd.Timestamp(s["start"]), pd.Timestamp(s["end"]))
-            )
+            out.append((set(map(str, s["zones"])), as_utc(s["start"]), as_utc(s["end"])))
         except (KeyError, ValueError, TypeError):
             continue
-    norm = []
-    for zs, a, b in out:
-        a = a.tz_localize("UTC") if a.tzinfo is None else a
-        b = b.tz_localize("UTC") if b.tzinfo is None else b
-        norm.append((zs, a, b))
-    return norm
+    return out
 
 
 def _find_truth(st: Store) -> dict | None:

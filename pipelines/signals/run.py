@@ -33,7 +33,7 @@ import numpy as np
 import pandas as pd
 
 from features.errors import InputError, StoreError
-from features.store import Store
+from features.store import Store, as_utc
 from pipelines.signals import detectors as D
 from pipelines.signals.scan import knn_neighbours, space_time_scan
 
@@ -512,10 +512,7 @@ def run_signals(
     tz = meta.get("timezone") or st.timezone
     grain = meta.get("grain", "1h")
     ps, pe = period.bounds(tz)
-    cube_start = pd.Timestamp(meta["start"])
-    cube_end = pd.Timestamp(meta["end"])
-    cube_start = cube_start.tz_localize("UTC") if cube_start.tzinfo is None else cube_start
-    cube_end = cube_end.tz_localize("UTC") if cube_end.tzinfo is None else cube_end
+    cube_start, cube_end = as_utc(meta["start"]), as_utc(meta["end"])
     if ps >= cube_end or pe <= cube_start:
         raise InputError(
             f"the period {period.label} ({period.first} to {period.last}) is outside the cube, "
