@@ -445,29 +445,18 @@ def forecast_at(
             )
         )
 
+    fit_kw = {
+        "mask": train,
+        "cells": cells,
+        "grain": grain,
+        "resolution": resolution,
+        "min_incidents": min_incidents,
+    }
     if "glm" in models:
-        g = M.fit_glm(
-            dz,
-            y,
-            family="auto",
-            mask=train,
-            cells=cells,
-            grain=grain,
-            resolution=resolution,
-            min_incidents=min_incidents,
-        )
+        g = M.fit_glm(dz, y, family="auto", **fit_kw)
         _add("glm", g.mean(dtest), g.alpha)
     if "xgb" in models:
-        x = M.fit_xgb(
-            dz,
-            y,
-            mask=train,
-            cells=cells,
-            grain=grain,
-            rounds=xgb_rounds,
-            resolution=resolution,
-            min_incidents=min_incidents,
-        )
+        x = M.fit_xgb(dz, y, rounds=xgb_rounds, **fit_kw)
         _add("xgb", x.mean(dtest), x.alpha)
     for k in (4, 8):
         name = f"seasonal_naive_{k}w"
