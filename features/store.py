@@ -146,7 +146,7 @@ class Store:
         path = self.root / relpath
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(path.suffix + ".tmp")
-        tmp.write_text(json.dumps(payload, indent=2, ensure_ascii=False, default=_json_default))
+        tmp.write_text(json.dumps(payload, indent=2, ensure_ascii=False, default=json_default))
         tmp.replace(path)
         return path
 
@@ -157,7 +157,9 @@ def as_utc(value: str | pd.Timestamp) -> pd.Timestamp:
     return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
 
 
-def _json_default(obj: Any) -> Any:
+def json_default(obj: Any) -> Any:
+    """``json.dumps(default=...)`` for the store's files: timestamps as ISO text, numpy numbers
+    as Python ones (NaN as null), paths as text, sets and tuples as lists."""
     import numpy as np
 
     if isinstance(obj, (pd.Timestamp,)):

@@ -57,8 +57,7 @@ def register(app: typer.Typer) -> None:
         ),
     ) -> None:
         """Event brief: presence, incidents, staffing (rescuers, agents, lanes, barrier) and context."""
-        from features.store import Store
-        from features.store import _json_default as json_default
+        from features.store import Store, json_default
         from pipelines.brief import make_brief
 
         s = Store(store)

@@ -178,8 +178,10 @@ def fallback_expected(
     Bishop, Y. M. M., Fienberg, S. E. & Holland, P. W. (1975). Discrete Multivariate Analysis,
     MIT Press, ch. 3 (iterative proportional fitting of log-linear models).
     """
+    from pipelines.backtest import hour_of_week
+
     expo = _exposure(frame)
-    how = (frame["dow"].to_numpy(int) * 24 + frame["local_hour"].to_numpy(int)).astype(int)
+    how = hour_of_week(frame)
     zone_codes, zone_idx = np.unique(frame["zone_id"].astype(str).to_numpy(), return_inverse=True)
     y = pd.to_numeric(frame["incidents"], errors="coerce").to_numpy(float)
     t = frame["hour"]
@@ -348,10 +350,9 @@ def _drivers(
     out: list[D.Driver] = []
     p0 = panel.period[0]
     if {"lamps", "lamps_out"} <= set(frame.columns):
-        lamps = pd.to_numeric(frame["lamps"], errors="coerce").to_numpy(float)
-        share = np.where(
-            lamps > 0, frame["lamps_out"].to_numpy(float) / np.where(lamps > 0, lamps, 1), 0.0
-        )
+        from pipelines.models import lamps_out_share
+
+        share = lamps_out_share(frame)
         if grain == "1h" and "dark" in frame:
             dark = frame["dark"].fillna(False).to_numpy(bool)
             share = np.where(dark, share, np.nan)
