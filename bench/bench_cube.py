@@ -120,8 +120,9 @@ def reference_sql(store_root: Path, out_dir: Path, work: Path) -> dict:
     the store's validated Parquet files by the SQL itself.
     """
     from features.calendar import day_flags, sun_table
-    from features.cube import CUBE_SOURCES, slug
+    from features.cube import CUBE_SOURCES
     from features.store import Store
+    from features.text import slug
     from features.zones import centroids
 
     store = Store(store_root)

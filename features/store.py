@@ -23,6 +23,8 @@ from typing import Any
 import pandas as pd
 
 from features.errors import StoreError
+from features.jsonio import json_default
+from features.timeutil import as_utc
 
 
 class Store:
@@ -64,6 +66,41 @@ class Store:
 
     def validated_path(self, source: str) -> Path:
         return self.validated_dir / f"{source}.parquet"
+
+    # Named places of each stage's products: callers never spell a relative path themselves.
+    #: relative paths of the products, by name (the store's layout in one place)
+    MODELS_JSON = "models/models.json"
+    EVALUATION_JSON = "models/evaluation.json"
+    EFFECTS_JSON = "models/effects.json"
+    IRR_PARQUET = "models/irr.parquet"
+    BACKTEST_PARQUET = "models/backtest.parquet"
+    DETECTORS_JSON = "signals/evaluation.json"
+    INGEST_REPORT = "ingest_report.json"
+
+    def model_file(self, name: str) -> Path:
+        """A file of the fitted models (``models/<name>``)."""
+        return self.models_dir / name
+
+    def signals_path(self, period_label: str, suffix: str = ".json") -> Path:
+        """The signals of a period (``signals/<label>.json`` or ``.parquet``)."""
+        return self.signals_dir / f"{period_label}{suffix}"
+
+    def signals_relpath(self, period_label: str, suffix: str = ".json") -> str:
+        return f"signals/{period_label}{suffix}"
+
+    def brief_relpath(self, key: str) -> str:
+        """The brief of an event, by its file key (``briefs/<key>.json``)."""
+        return f"briefs/{key}.json"
+
+    def brief_path(self, key: str) -> Path:
+        return self.root / self.brief_relpath(key)
+
+    def read_json(self, relpath: str) -> dict[str, Any] | None:
+        """A JSON product of the store, or None when that step has not run."""
+        path = self.root / relpath
+        if not path.exists():
+            return None
+        return json.loads(path.read_text())
 
     # -- reading -------------------------------------------------------------------------------
     def has(self, source: str) -> bool:
@@ -149,29 +186,3 @@ class Store:
         tmp.write_text(json.dumps(payload, indent=2, ensure_ascii=False, default=json_default))
         tmp.replace(path)
         return path
-
-
-def as_utc(value: str | pd.Timestamp) -> pd.Timestamp:
-    """A timestamp in UTC; naive values are taken as UTC."""
-    ts = pd.Timestamp(value)
-    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
-
-
-def json_default(obj: Any) -> Any:
-    """``json.dumps(default=...)`` for the store's files: timestamps as ISO text, numpy numbers
-    as Python ones (NaN as null), paths as text, sets and tuples as lists."""
-    import numpy as np
-
-    if isinstance(obj, (pd.Timestamp,)):
-        return obj.isoformat()
-    if isinstance(obj, (np.integer,)):
-        return int(obj)
-    if isinstance(obj, (np.floating,)):
-        return None if np.isnan(obj) else float(obj)
-    if isinstance(obj, (np.bool_,)):
-        return bool(obj)
-    if isinstance(obj, Path):
-        return str(obj)
-    if isinstance(obj, (set, tuple)):
-        return list(obj)
-    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")

@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     _vigie("cube", "--store", str(store))
     _vigie("fit", "--store", str(store))
     from features.store import Store
-    from pipelines.reports import last_full_week
+    from features.timeutil import last_full_week
 
     meta = Store(store).cube_meta()
     week = last_full_week(meta["end"], meta["timezone"])

@@ -10,14 +10,15 @@ import json
 import time
 from pathlib import Path
 
+from features.timeutil import last_full_week as _lfw
+
 
 def last_full_week(store: Path) -> str:
     """ISO week of the last whole local week of the cube."""
     from features.store import Store
-    from pipelines import reports
 
     st = Store(store)
-    return reports.last_full_week(st.cube_meta()["end"], st.timezone)
+    return _lfw(st.cube_meta()["end"], st.timezone)
 
 
 def build(base: Path) -> dict:
@@ -30,9 +31,9 @@ def build(base: Path) -> dict:
     from features.ingest import ingest
     from features.store import Store
     from features.synth import generate
-    from pipelines import reports
-    from pipelines.brief import make_brief
+    from pipelines.events.brief import make_brief
     from pipelines.models import fit_all
+    from pipelines.reports import runner as reports
     from pipelines.signals.run import parse_period, run_signals
 
     base.mkdir(parents=True, exist_ok=True)

@@ -10,7 +10,8 @@ import pytest
 from _sim_cube import simulate_city
 
 from features.errors import InputError
-from pipelines import backtest as B
+from features.timeutil import utc_ns
+from pipelines.models import backtest as B
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +66,7 @@ def test_seasonal_naive_matches_hand_computation():
     y = np.zeros(3 * n)
     y[(zone == "a") & (how == 5)] = [1, 0, 2, 1]  # mean 1.0
     y[(zone == "b") & (how == 7)] = [4, 0, 0, 0]  # other hours: zone mean 4 / 672
-    h64 = B.utc_ns(np.tile(hours, 3))
+    h64 = utc_ns(np.tile(hours, 3))
     pred = B.seasonal_naive(
         zone, how, y, h64, origin, np.array(["a", "a", "b", "c"]), np.array([5, 6, 9, 5]),
         k_weeks=4, slots_per_week=168,
@@ -122,7 +123,7 @@ def test_hotspot_concentrates_on_recent_incidents():
     test_how = np.arange(168)
     pred = {
         z: B.recent_hotspot(
-            zone_idx, how, y, B.utc_ns(np.tile(hours, 3)), origin, np.full(168, z), test_how,
+            zone_idx, how, y, utc_ns(np.tile(hours, 3)), origin, np.full(168, z), test_how,
             kernel=kern,
         ).sum()
         for z in range(3)

@@ -21,8 +21,8 @@ from shapely.geometry import box
 
 from features.errors import InputError
 from features.store import Store
-from pipelines import brief as br
-from pipelines import staffing as st
+from pipelines.events import brief as br
+from pipelines.events import staffing as st
 
 TZ = "Europe/Paris"
 LAT0, LON0, STEP = 48.85, 2.33, 0.01

@@ -23,9 +23,10 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _cube_fixtures import ALL_SOURCES, make_store  # noqa: E402
 
 from features.baseline import same_slot_median  # noqa: E402
-from features.cube import CUBE_SOURCES, build_cube, cube_schema, slug  # noqa: E402
+from features.cube import CUBE_SOURCES, build_cube, cube_schema  # noqa: E402
 from features.errors import ConfigError, StoreError  # noqa: E402
 from features.store import Store  # noqa: E402
+from features.text import slug  # noqa: E402
 
 TZ = "Europe/Paris"
 

@@ -8,8 +8,8 @@ import pytest
 from _sim_cube import simulate_city
 from scipy import stats
 
-from pipelines import effects as E
 from pipelines import models as M
+from pipelines.models import effects as E
 
 
 def _fit_all_group(city):

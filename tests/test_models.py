@@ -18,6 +18,7 @@ from threadpoolctl import threadpool_limits
 
 from features.errors import InputError, StoreError
 from features.store import Store
+from features.text import slug
 from pipelines import models as M
 
 
@@ -389,7 +390,7 @@ def test_tiny_city_planted_irrs(tiny_city, tiny_store):
     level = 1 - 0.05 / len(truth["effects"])
     misses_95 = []
     for eff in truth["effects"]:
-        cats = [M.slugify(c) for c in eff["categories"]]
+        cats = [slug(c) for c in eff["categories"]]
         fit = M.fit_glm(
             dz, M.group_counts(cube, cats), family="auto", cells=cells, mask=keep, group=eff["name"]
         )

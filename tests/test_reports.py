@@ -10,15 +10,16 @@ import nbformat
 import pandas as pd
 import pytest
 
-from pipelines import publish
-from pipelines.reports import (
+from features.errors import InputError
+from features.timeutil import parse_iso_week
+from pipelines.reports import publish
+from pipelines.reports.runner import (
     KINDS,
     NOTEBOOK_DIR,
     ReportError,
     check_parameters,
     external_resources,
     list_reports,
-    parse_week,
     run_notebook,
 )
 
@@ -33,7 +34,7 @@ def make_notebook(path: Path, *, kernel: bool = False) -> Path:
         nbformat.v4.new_markdown_cell("# Tiny report"),
         params,
         nbformat.v4.new_code_cell(
-            "from pipelines.publish import emit_summary\n"
+            "from pipelines.reports.publish import emit_summary\n"
             "emit_summary({'title': f'Tiny {label}', 'incidents': n, 'ratio': n / 4}, k=10)"
         ),
         nbformat.v4.new_code_cell(
@@ -160,18 +161,18 @@ def test_report_page_loads_nothing_from_network(runs):
 
 def test_parse_week():
     """ISO weeks parse to (Monday, next Monday); bad text says what is expected."""
-    assert str(parse_week("2026-W01")[0]) == "2025-12-29"
-    with pytest.raises(ReportError, match="expected an ISO week such as 2026-W46"):
-        parse_week("2026-46")
-    with pytest.raises(ReportError, match="no such ISO week"):
-        parse_week("2025-W53")
+    assert str(parse_iso_week("2026-W01")[0]) == "2025-12-29"
+    with pytest.raises(InputError, match="expected an ISO week such as 2026-W46"):
+        parse_iso_week("2026-46")
+    with pytest.raises(InputError, match="has no week 53"):
+        parse_iso_week("2025-W53")
 
 
 def test_brief_report_named_like_the_brief_file(tmp_path: Path, monkeypatch):
     """An event id with characters unsafe in a path is reported under the brief's key, the name
     make_brief writes ``store/briefs/<key>.json`` under (the schedule passes the raw id)."""
-    from pipelines import reports
-    from pipelines.brief import brief_key
+    from pipelines.events.brief import brief_key
+    from pipelines.reports import runner as reports
 
     (tmp_path / "study.json").write_text(json.dumps({"area": {"timezone": "UTC"}}))
     seen = {}
@@ -196,7 +197,7 @@ def test_brief_report_named_like_the_brief_file(tmp_path: Path, monkeypatch):
 )
 def test_last_full_week(end, week):
     """The last whole local week before the cube's (exclusive) end, in the study's time zone."""
-    from pipelines.reports import last_full_week
+    from features.timeutil import last_full_week
 
     assert last_full_week(end, "Europe/Paris") == week
 
@@ -266,7 +267,7 @@ def grid_zones():
 
 def test_map_is_self_contained_with_layers(grid_zones):
     """The map inlines Leaflet, loads nothing from a CDN, and has zones, signals, lamps, stops, ring, layer control."""
-    from pipelines.maps import to_html, zones_map
+    from pipelines.reports.maps import to_html, zones_map
 
     values = pd.DataFrame(
         {
@@ -301,7 +302,7 @@ def test_map_is_self_contained_with_layers(grid_zones):
 
 def test_map_rejects_non_geodataframe():
     """zones_map says what it expected when given a plain DataFrame."""
-    from pipelines.maps import zones_map
+    from pipelines.reports.maps import zones_map
 
     with pytest.raises(TypeError, match="zones should be a GeoDataFrame, got DataFrame"):
         zones_map(pd.DataFrame({"zone_id": ["a"]}))
@@ -309,7 +310,7 @@ def test_map_rejects_non_geodataframe():
 
 def test_excess_breaks_symmetric():
     """Excess classes are symmetric around 0 and at least ±0.5 wide in the middle."""
-    from pipelines.maps import excess_breaks
+    from pipelines.reports.maps import excess_breaks
 
     b = excess_breaks([0.1, -0.2, 0.3])
     assert b == (-2.5, -1.5, -0.5, 0.5, 1.5, 2.5)
@@ -322,7 +323,7 @@ def test_excess_breaks_symmetric():
 def test_project_notebooks_are_parameterised_and_stripped(kind):
     """Each notebook has one 'parameters' cell declaring store, no outputs, and defines no
     function, lambda or class."""
-    from pipelines.reports import notebook_parameters
+    from pipelines.reports.runner import notebook_parameters
 
     path = NOTEBOOK_DIR / KINDS[kind]
     nb = nbformat.read(str(path), as_version=4)
@@ -367,7 +368,7 @@ def test_weekly_key_figures_match_validated_incidents(tiny):
 
     st = Store(tiny["store"])
     inc = st.validated("incidents")
-    monday, next_monday = parse_week(tiny["week"])
+    monday, next_monday = parse_iso_week(tiny["week"])
     start = pd.Timestamp(monday).tz_localize(st.timezone)
     end = pd.Timestamp(next_monday).tz_localize(st.timezone)
     expected = int(((inc["occurred_at"] >= start) & (inc["occurred_at"] < end)).sum())
@@ -402,11 +403,11 @@ def test_evaluation_report_lists_models_and_baselines(tiny):
     assert summary["figures"]["effects"]
 
 
-# -- figures the notebooks show (pipelines.report_figures) -----------------------------------------
+# -- figures the notebooks show (pipelines.reports.figures) -----------------------------------------
 def test_lighting_transit_text():
     """The weekly report's lighting and transit sentences: shares as %, small counts suppressed,
     and a plain sentence where the study has no such data."""
-    from pipelines.report_figures import lighting_transit_text
+    from pipelines.reports.figures import lighting_transit_text
 
     figures = pd.DataFrame(
         {
@@ -435,7 +436,7 @@ def test_lighting_transit_text():
 
 def test_ratio_effects_keeps_group_all_irrs_and_outage_study():
     """The forest plot shows the IRRs of group 'all' and the outage event study, nothing else."""
-    from pipelines.report_figures import ratio_effects
+    from pipelines.reports.figures import ratio_effects
 
     eff = pd.DataFrame(
         {
@@ -453,7 +454,7 @@ def test_ratio_effects_keeps_group_all_irrs_and_outage_study():
 def test_zone_days_and_lagged_spearman():
     """Zone-days sum counts and average presence; incidents that follow outages by one day in
     the same zone correlate perfectly at lag 1 (and the lag never crosses zones)."""
-    from pipelines.report_figures import lagged_spearman, zone_days
+    from pipelines.reports.figures import lagged_spearman, zone_days
 
     days = pd.date_range("2026-11-01", periods=6, freq="D").date
     out = [0, 3, 1, 4, 2, 5]
@@ -528,7 +529,7 @@ def test_zone_period_figures_against_the_weeks_before(three_week_store: Path):
     """The weekly maps' figures: expected = mean incidents of the whole weeks before (only two
     in the data, though eight are asked for), excess = incidents - expected, presence ratio over
     the slots where both presence and baseline are known."""
-    from pipelines.maps import zone_period_figures
+    from pipelines.reports.maps import zone_period_figures
 
     out = zone_period_figures(three_week_store, start="2026-11-16", end="2026-11-23")
     assert out["incidents"].to_dict() == {"A": 7, "B": 1}
@@ -541,7 +542,7 @@ def test_zone_period_figures_against_the_weeks_before(three_week_store: Path):
 
 def test_lighting_figures_share_out_at_night(three_week_store: Path):
     """Share of lamps out over the dark zone-hours of the week against the weeks before."""
-    from pipelines.report_figures import lighting_figures
+    from pipelines.reports.figures import lighting_figures
 
     out = lighting_figures(three_week_store, start="2026-11-16T00:00Z", end="2026-11-23T00:00Z")
     assert out["lamps"] == 10
@@ -552,7 +553,7 @@ def test_lighting_figures_share_out_at_night(three_week_store: Path):
 
 def test_missing_analysis_is_said_not_hidden(tmp_path: Path):
     """Where the store lacks an analysis, the report text names the command that produces it."""
-    from pipelines.report_figures import missing_step
+    from pipelines.reports.figures import missing_step
 
     (tmp_path / "study.json").write_text(json.dumps({"area": {"timezone": "UTC"}}))
     msg = missing_step(tmp_path, "signals/2026-W46.json", period="2026-W46")

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from features.errors import ConfigError
-from pipelines.schedule import (
+from pipelines.reports.schedule import (
     ScheduleLock,
     ScheduleLocked,
     load_schedule,

@@ -7,12 +7,12 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+from _toy_store import toy_store
 from typer.testing import CliRunner
 
 from features.errors import InputError
 from pipelines.signals.evaluate import _inject, _Week, daily_statistics, evaluate_detectors
 from pipelines.signals.run import Period
-from pipelines.signals.toy import toy_store
 
 
 @pytest.fixture(scope="module")

@@ -7,6 +7,7 @@ import json
 
 import pandas as pd
 import pytest
+from _toy_store import toy_store
 from typer.testing import CliRunner
 
 from features.errors import InputError
@@ -18,7 +19,6 @@ from pipelines.signals.run import (
     run_signals,
     zone_neighbours,
 )
-from pipelines.signals.toy import toy_store
 
 MATCH = {
     "gathering": {"gathering"},
@@ -125,7 +125,7 @@ def test_parse_period_forms_and_errors():
     assert r.label == "2026-11-01_2026-11-07" and r.days == 7
     a, b = p.bounds("Europe/Paris")
     assert a == pd.Timestamp("2026-11-08 23:00", tz="UTC") and b - a == pd.Timedelta(days=7)
-    with pytest.raises(InputError, match="should look like 2026-W46"):
+    with pytest.raises(InputError, match="expected an ISO week such as 2026-W46"):
         parse_period("week 46")
     with pytest.raises(InputError, match="not both"):
         parse_period("2026-W46", start="2026-11-01", end="2026-11-02")

@@ -13,7 +13,7 @@ import math
 import numpy as np
 import pytest
 
-from pipelines import staffing as st
+from pipelines.events import staffing as st
 
 
 def test_dps_worked_example():

@@ -26,6 +26,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from features.geo import haversine_m
+
 #: the columns of every test / signal table, in order.
 SIGNAL_COLUMNS = [
     "type",
@@ -965,18 +967,6 @@ def lagged_correlations(
 # ------------------------------------------------------------------------------------------------
 # event conflicts
 # ------------------------------------------------------------------------------------------------
-def haversine_m(lat1: Any, lon1: Any, lat2: Any, lon2: Any) -> np.ndarray:
-    """Great-circle distance in metres (spherical Earth, R = 6 371 km)."""
-    lat1, lon1, lat2, lon2 = (
-        np.radians(np.asarray(v, dtype=float)) for v in (lat1, lon1, lat2, lon2)
-    )
-    a = (
-        np.sin((lat2 - lat1) / 2) ** 2
-        + np.cos(lat1) * np.cos(lat2) * np.sin((lon2 - lon1) / 2) ** 2
-    )
-    return 2 * 6_371_000.0 * np.arcsin(np.sqrt(np.clip(a, 0, 1)))
-
-
 def event_conflicts(
     events: pd.DataFrame,
     *,

@@ -48,7 +48,8 @@ import numpy as np
 import pandas as pd
 
 from features.errors import InputError
-from features.store import Store, as_utc
+from features.store import Store
+from features.timeutil import as_utc
 from pipelines.signals import detectors as D
 from pipelines.signals.run import (
     Period,

@@ -23,7 +23,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,7 +32,8 @@ import numpy as np
 import pandas as pd
 
 from features.errors import InputError, StoreError
-from features.store import Store, as_utc
+from features.store import Store
+from features.timeutil import as_utc, iso_week, parse_iso_week
 from pipelines.signals import detectors as D
 from pipelines.signals.scan import knn_neighbours, space_time_scan
 
@@ -87,9 +87,6 @@ class Period:
         return a, b
 
 
-_WEEK = re.compile(r"^(\d{4})-?W(\d{1,2})$", re.IGNORECASE)
-
-
 def parse_period(
     week: str | None = None, *, start: str | dt.date | None = None, end: str | dt.date | None = None
 ) -> Period:
@@ -103,15 +100,8 @@ def parse_period(
     if week is not None and (start is not None or end is not None):
         raise InputError("give either --week or --from/--to, not both.")
     if week is not None:
-        m = _WEEK.match(str(week).strip())
-        if not m:
-            raise InputError(f"--week should look like 2026-W46 (ISO year and week), got {week!r}.")
-        year, wk = int(m.group(1)), int(m.group(2))
-        try:
-            first = dt.date.fromisocalendar(year, wk, 1)
-        except ValueError:
-            raise InputError(f"--week {week!r}: ISO year {year} has no week {wk}.") from None
-        return Period(f"{year}-W{wk:02d}", first, first + dt.timedelta(days=6))
+        first, _ = parse_iso_week(week)
+        return Period(iso_week(first), first, first + dt.timedelta(days=6))
     if start is None or end is None:
         raise InputError("give a period: --week 2026-W46, or --from 2026-11-01 --to 2026-11-07.")
     try:
@@ -178,7 +168,7 @@ def fallback_expected(
     Bishop, Y. M. M., Fienberg, S. E. & Holland, P. W. (1975). Discrete Multivariate Analysis,
     MIT Press, ch. 3 (iterative proportional fitting of log-linear models).
     """
-    from pipelines.backtest import hour_of_week
+    from pipelines.models.backtest import hour_of_week
 
     expo = _exposure(frame)
     how = hour_of_week(frame)

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from features.geo import local_xy_m
 from pipelines.signals.detectors import (
     Panel,
     _day,
@@ -59,7 +60,7 @@ def knn_neighbours(x: np.ndarray, y: np.ndarray, *, k: int = 8) -> np.ndarray:
         )
     k = int(min(k, len(x)))
     if abs(y).max(initial=0) <= 90 and abs(x).max(initial=0) <= 180:
-        x = x * np.cos(np.radians(np.nanmean(y)))
+        x, y = local_xy_m(y, x)
     d = (x[:, None] - x[None, :]) ** 2 + (y[:, None] - y[None, :]) ** 2
     d[np.arange(len(x)), np.arange(len(x))] = -1.0
     return np.argsort(d, axis=1, kind="stable")[:, :k]

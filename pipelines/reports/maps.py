@@ -17,7 +17,7 @@ Layers (each a toggle in the layer control):
 - public-transport stops;
 - the venue and its ring (an event's perimeter).
 
-Every count shown in a tooltip goes through :func:`pipelines.publish.suppress_value`.
+Every count shown in a tooltip goes through :func:`pipelines.reports.publish.suppress_value`.
 
 References
 ----------
@@ -43,7 +43,7 @@ import pandas as pd
 from branca.element import Element, Figure, MacroElement
 from jinja2 import Template
 
-from pipelines.publish import is_count_name, suppress_value
+from pipelines.reports.publish import is_count_name, suppress_value
 
 ASSETS = Path(__file__).resolve().parent / "assets"
 
@@ -106,7 +106,7 @@ def to_html(m: folium.Map) -> str:
         If the page would still load a script or style from the network (a folium element
         with CDN dependencies was added).
     """
-    from pipelines.reports import external_resources
+    from pipelines.reports.runner import external_resources
 
     page = m.get_root().render()
     ext = external_resources(page)

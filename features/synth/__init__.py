@@ -57,6 +57,7 @@ import numpy as np
 import pandas as pd
 
 from features.errors import InputError
+from features.timeutil import iso_week
 
 log = logging.getLogger(__name__)
 
@@ -232,11 +233,6 @@ def _period(weeks: int) -> tuple[pd.Timestamp, pd.Timestamp, pd.DatetimeIndex]:
         start.tz_convert("UTC"), end.tz_convert("UTC"), freq="h", inclusive="left"
     )
     return start, end, hours.as_unit("ns")
-
-
-def _iso_week(ts: pd.Timestamp) -> str:
-    y, w, _ = ts.isocalendar()
-    return f"{y}-W{w:02d}"
 
 
 def _utc_iso(ts: pd.Timestamp) -> str:
@@ -1679,9 +1675,9 @@ def _truth(scale, seed, start, end, zones, signals, events, truth_present, light
                 "end": _utc_iso(s.end),
                 "local_start": s.start.tz_convert(TIMEZONE).isoformat(),
                 "local_end": s.end.tz_convert(TIMEZONE).isoformat(),
-                "week": _iso_week((s.end - pd.Timedelta(seconds=1)).tz_convert(TIMEZONE))
+                "week": iso_week((s.end - pd.Timedelta(seconds=1)).tz_convert(TIMEZONE))
                 if s.type == "emerging"
-                else _iso_week(s.start.tz_convert(TIMEZONE)),
+                else iso_week(s.start.tz_convert(TIMEZONE)),
                 "params": params,
             }
         )
@@ -1694,7 +1690,7 @@ def _truth(scale, seed, start, end, zones, signals, events, truth_present, light
         "end": _utc_iso(end),
         "local_start": start.isoformat(),
         "local_end": end.isoformat(),
-        "last_week": _iso_week(end - pd.Timedelta(days=1)),
+        "last_week": iso_week(end - pd.Timedelta(days=1)),
         "zones": len(ids),
         "hours": int(len(cal.hours)),
         "zone_types": {ids[z]: zones.types[z] for z in range(len(ids))},

@@ -81,10 +81,8 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import re
 import shutil
 import time
-import unicodedata
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -100,7 +98,9 @@ import pyarrow.parquet as pq
 from features.baseline import EVENT_MARGIN_HOURS, LOOKBACK_WEEKS, MIN_WEEKS, same_slot_median
 from features.calendar import day_flags, sun_table
 from features.errors import ConfigError, StoreError
-from features.store import Store, as_utc
+from features.store import Store
+from features.text import slug
+from features.timeutil import as_utc
 
 log = logging.getLogger(__name__)
 
@@ -160,21 +160,6 @@ class CubeResult:
     months: tuple[str, ...]
     engine: str
     seconds: float
-
-
-def slug(category: str) -> str:
-    """Column-safe slug of an incident category: ASCII, lower case, non-alphanumerics to ``_``.
-
-    Examples
-    --------
-    >>> slug("Vol à l'étalage")
-    'vol_a_l_etalage'
-    >>> slug("ROAD ACCIDENT")
-    'road_accident'
-    """
-    text = unicodedata.normalize("NFKD", str(category)).encode("ascii", "ignore").decode()
-    text = re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")
-    return text or "other"
 
 
 def cube_schema(columns: list[str] | tuple[str, ...]):

@@ -23,7 +23,7 @@ copies the failed notebook and its traceback under ``reports/_failed/`` and rais
 (old aside, new in place) on the same file system, so a reader sees either report whole.
 
 The figures of ``summary.json`` come from the notebook itself: cells call
-:func:`pipelines.publish.emit_summary`, which displays a JSON payload with the MIME type
+:func:`pipelines.reports.publish.emit_summary`, which displays a JSON payload with the MIME type
 :data:`SUMMARY_MIME`; the runner merges these payloads in order, strips them from the HTML,
 applies small-count suppression once more and adds provenance (input files and their SHA-256,
 code version, parameters, kernel).
@@ -53,12 +53,13 @@ from pathlib import Path
 from typing import Any
 
 from features.errors import VigieError
-from pipelines.publish import SUMMARY_MIME, find_unsuppressed, suppress_json
+from features.timeutil import parse_iso_week
+from pipelines.reports.publish import SUMMARY_MIME, find_unsuppressed, suppress_json
 
 log = logging.getLogger(__name__)
 
 #: the project's notebooks folder (beside the ``pipelines`` package)
-NOTEBOOK_DIR = Path(__file__).resolve().parent.parent / "notebooks"
+NOTEBOOK_DIR = Path(__file__).resolve().parents[2] / "notebooks"
 
 #: report kind -> notebook file in :data:`NOTEBOOK_DIR`
 KINDS: dict[str, str] = {
@@ -281,7 +282,7 @@ def code_version() -> dict[str, Any]:
         pkg = version("vigie")
     except PackageNotFoundError:  # pragma: no cover - running from an uninstalled tree
         pkg = None
-    return {"vigie": pkg, "git_commit": _git_commit(Path(__file__).resolve().parent.parent)}
+    return {"vigie": pkg, "git_commit": _git_commit(Path(__file__).resolve().parents[2])}
 
 
 def _git_commit(root: Path) -> str | None:
@@ -688,56 +689,6 @@ def write_index(reports_dir: str | Path) -> Path:
 
 
 # -- the project's reports ------------------------------------------------------------------------
-def parse_week(week: str) -> tuple[dt.date, dt.date]:
-    """An ISO week ``YYYY-Www`` as (Monday, next Monday).
-
-    Raises
-    ------
-    ReportError
-        When the text is not an ISO week.
-
-    Examples
-    --------
-    >>> parse_week("2026-W46")
-    (datetime.date(2026, 11, 9), datetime.date(2026, 11, 16))
-    """
-    m = _WEEK_RE.match(str(week).strip())
-    if not m:
-        raise ReportError(f"week {week!r}: expected an ISO week such as 2026-W46.")
-    try:
-        monday = dt.date.fromisocalendar(int(m.group(1)), int(m.group(2)), 1)
-    except ValueError:
-        raise ReportError(f"week {week!r}: no such ISO week in year {m.group(1)}.") from None
-    return monday, monday + dt.timedelta(days=7)
-
-
-def iso_week(day: dt.date) -> str:
-    """The ISO week ``YYYY-Www`` a date falls in."""
-    y, w, _ = day.isocalendar()
-    return f"{y}-W{w:02d}"
-
-
-def last_full_week(end: str | dt.datetime, timezone: str) -> str:
-    """The ISO week of the last whole local week of data ending at ``end`` (exclusive).
-
-    ``end`` is a time (ISO text or datetime; naive means UTC) such as cube_meta.json's ``end``;
-    ``timezone`` is the study's.
-
-    Examples
-    --------
-    >>> last_full_week("2026-11-15T23:00:00+00:00", "Europe/Paris")  # Mon 16 Nov 00:00 Paris
-    '2026-W46'
-    >>> last_full_week("2026-11-15T22:00:00+00:00", "Europe/Paris")  # Sun 15 Nov 23:00 Paris
-    '2026-W45'
-    """
-    from zoneinfo import ZoneInfo
-
-    end = dt.datetime.fromisoformat(end) if isinstance(end, str) else end
-    end = end.replace(tzinfo=dt.UTC) if end.tzinfo is None else end
-    last_day = end.astimezone(ZoneInfo(timezone)).date() - dt.timedelta(days=1)  # last whole day
-    return iso_week(last_day - dt.timedelta(days=(last_day.weekday() + 1) % 7))  # its Sunday
-
-
 def _notebook(kind: str, notebook_dir: str | Path | None) -> Path:
     return Path(notebook_dir or NOTEBOOK_DIR) / KINDS[kind]
 
@@ -762,7 +713,7 @@ def report_weekly(
 ) -> ReportResult:
     """The weekly report of ISO week ``week`` (``reports/weekly/<week>/``)."""
     root = _require_store(store)
-    parse_week(week)
+    parse_iso_week(week)
     return run_notebook(
         _notebook("weekly", notebook_dir),
         kind="weekly",
@@ -792,10 +743,10 @@ def report_brief(
     """The planning brief of an event of the store (``reports/event-brief/<key>/``).
 
     ``event_id`` is the event's id as the store holds it; the brief's file and the report's
-    folder are named by :func:`pipelines.brief.brief_key` (unsafe characters replaced), as
-    :func:`pipelines.brief.make_brief` names them.
+    folder are named by :func:`pipelines.events.brief.brief_key` (unsafe characters replaced), as
+    :func:`pipelines.events.brief.make_brief` names them.
     """
-    from pipelines.brief import brief_key
+    from pipelines.events.brief import brief_key
 
     root = _require_store(store)
     key = _check_id(brief_key(event_id), "event id")

@@ -57,6 +57,8 @@ import numpy as np
 import pandas as pd
 
 from features.errors import InputError
+from features.geo import local_xy_m
+from features.timeutil import as_utc, utc_ns, utc_ns_scalar
 from pipelines import models as M
 
 log = logging.getLogger(__name__)
@@ -153,22 +155,6 @@ def weekly_origins(
     return ok[-weeks:] if weeks > 0 else []
 
 
-def utc_ns(values) -> np.ndarray:
-    """Timestamps as naive UTC ``datetime64[ns]`` (fast comparisons)."""
-    s = pd.to_datetime(pd.Series(values), utc=True)
-    return s.dt.tz_localize(None).to_numpy(dtype="datetime64[ns]")
-
-
-def _utc(ts) -> pd.Timestamp:
-    """A timestamp in UTC (a naive one is taken as UTC)."""
-    ts = pd.Timestamp(ts)
-    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
-
-
-def _ns(ts: pd.Timestamp) -> np.datetime64:
-    return np.datetime64(_utc(ts).tz_localize(None), "ns")
-
-
 # --------------------------------------------------------------------------------------------
 # baselines
 # --------------------------------------------------------------------------------------------
@@ -214,7 +200,7 @@ def seasonal_naive(
     Zero means fall back on the zone's mean over the window, then on ``0.5 / (k_weeks x
     slots_per_week)`` (half an incident over the window).
     """
-    lo, hi = _ns(origin - k_weeks * WEEK), _ns(origin)
+    lo, hi = utc_ns_scalar(origin - k_weeks * WEEK), utc_ns_scalar(origin)
     w = (hours >= lo) & (hours < hi)
     pred, zm = _window_means(zone, how, y, w, test_zone, test_how)
     floor = 0.5 / (k_weeks * slots_per_week)
@@ -231,9 +217,7 @@ def _metric_xy(centroids: pd.DataFrame | None, zones: list[str]) -> np.ndarray |
     c = c.reindex(zones)
     if c[["latitude", "longitude"]].isna().any().any():
         return None
-    lat0 = np.deg2rad(c["latitude"].mean())
-    x = np.deg2rad(c["longitude"].to_numpy()) * 6_371_000 * np.cos(lat0)
-    yv = np.deg2rad(c["latitude"].to_numpy()) * 6_371_000
+    x, yv = local_xy_m(c["latitude"].to_numpy(), c["longitude"].to_numpy())
     return np.column_stack([x, yv])
 
 
@@ -262,7 +246,7 @@ def recent_hotspot(
     n_hows: int = 168,
 ) -> np.ndarray:
     """Prospective-hotspot forecast of counts per zone-slot (see the module docstring)."""
-    lo, hi = _ns(origin - weeks * WEEK), _ns(origin)
+    lo, hi = utc_ns_scalar(origin - weeks * WEEK), utc_ns_scalar(origin)
     w = (hours >= lo) & (hours < hi) & (y > 0)
     age_w = (hi - hours[w]).astype("timedelta64[s]").astype(np.float64) / (7 * 86400.0)
     n = kernel.shape[0]
@@ -317,8 +301,8 @@ def forecast_design(
     arr = arrays or row_arrays(cube, dz)
     out = dz.loc[test].copy()
     hours = arr["hours"]
-    hi = _ns(origin)
-    lo = _ns(origin - 4 * WEEK)
+    hi = utc_ns_scalar(origin)
+    lo = utc_ns_scalar(origin - 4 * WEEK)
     win = train & (hours >= lo) & (hours < hi)
     zone = arr["zone_idx"]
     how = arr["how"]
@@ -405,12 +389,12 @@ def forecast_at(
         cells = M.build_cells(dz, features=M.design_features(dz), resolution=resolution)
     if y is None:
         y = M.group_counts(cube, None)
-    origin = _utc(origin)
+    origin = as_utc(origin)
     end = origin + WEEK if end is None else pd.Timestamp(end)
     arr = arrays or row_arrays(cube, dz)
     hours, zone_idx, how, zones_sorted = arr["hours"], arr["zone_idx"], arr["how"], arr["zones"]
-    o64 = _ns(origin)
-    e64 = _ns(end)
+    o64 = utc_ns_scalar(origin)
+    e64 = utc_ns_scalar(end)
     train = hours < o64
     test = (hours >= o64) & (hours < e64)
     if not test.any():

@@ -54,8 +54,10 @@ import numpy as np
 import pandas as pd
 from scipy import sparse, stats
 
-from pipelines import backtest as B
+from features.text import slug
+from features.timeutil import utc_ns
 from pipelines import models as M
+from pipelines.models import backtest as B
 
 log = logging.getLogger(__name__)
 
@@ -126,7 +128,7 @@ def irr_effects(
 def _grid(cube: pd.DataFrame) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
     """Zones, slots, and row -> (zone index, slot index) of a cube."""
     zones, zi = B.zone_codes(cube["zone_id"])
-    t = B.utc_ns(cube["hour"])
+    t = utc_ns(cube["hour"])
     slots = np.unique(t)
     return zones, slots, zi, np.searchsorted(slots, t)
 
@@ -472,7 +474,7 @@ def event_uplift(
     for cat in cats:
         for role in ("venue", "ring"):
             sub = df[(df["role"] == role) & ((df["category"] == cat) | (cat == "all"))]
-            base = f"event.{M.slugify(cat)}.{role}"
+            base = f"event.{slug(cat)}.{role}"
             if role == "ring" and A.nnz == 0:
                 why = "no zone neighbours (zones without geometry)"
                 out += [

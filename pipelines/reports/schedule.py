@@ -13,7 +13,7 @@ Jobs
 ``signals`` (``every: day``)
     Day D is due the next day at ``at``: ``vigie signals --from D --to D``.
 ``event_brief`` (``every: event``)
-    For each event of the store not yet started, the brief (``pipelines.brief.make_brief``) and
+    For each event of the store not yet started, the brief (``pipelines.events.brief.make_brief``) and
     its report at each of ``days_before`` (D-7, D-1 local dates) at ``at``; when several
     milestones of one event are due (a missed D-7 found at D-1) only the latest runs and the
     others are recorded as superseded.
@@ -48,8 +48,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from features.errors import ConfigError, VigieError
-from features.store import Store, as_utc
-from pipelines.reports import iso_week
+from features.store import Store
+from features.timeutil import as_utc, iso_week
 
 log = logging.getLogger(__name__)
 
@@ -458,7 +458,7 @@ def _check(proc: subprocess.CompletedProcess[str], what: str) -> str:
 
 def run_weekly(store: Path, task: Task, reports_dir: Path) -> str:
     """Signals for the week when missing, then the weekly report; returns the report's path."""
-    from pipelines.reports import report_weekly
+    from pipelines.reports.runner import report_weekly
 
     week = task.args["week"]
     if not (store / "signals" / f"{week}.json").exists():
@@ -479,9 +479,9 @@ def run_signals(store: Path, task: Task, reports_dir: Path) -> str:
 
 
 def run_brief(store: Path, task: Task, reports_dir: Path) -> str:
-    """The brief of an event (``pipelines.brief.make_brief``) and its report."""
-    from pipelines.brief import make_brief
-    from pipelines.reports import report_brief
+    """The brief of an event (``pipelines.events.brief.make_brief``) and its report."""
+    from pipelines.events.brief import make_brief
+    from pipelines.reports.runner import report_brief
 
     make_brief(Store(store), task.args["event_id"])
     return str(report_brief(store, task.args["event_id"], reports_dir=reports_dir).html)

@@ -60,10 +60,10 @@ def missing_step(store: str | Path | Store, relpath: str, **fmt: Any) -> str:
 
 def week_bounds(store: str | Path | Store, week: str) -> tuple[pd.Timestamp, pd.Timestamp]:
     """UTC bounds [start, end) of ISO week ``week`` in the study's local time."""
-    from pipelines.reports import parse_week
+    from features.timeutil import parse_iso_week
 
     st = open_store(store)
-    monday, next_monday = parse_week(week)
+    monday, next_monday = parse_iso_week(week)
     tz = st.timezone
     return (
         pd.Timestamp(monday).tz_localize(tz).tz_convert("UTC"),
@@ -174,7 +174,7 @@ def lighting_transit_text(
 ) -> list[str]:
     """The weekly report's sentences on street lighting (:func:`lighting_figures`) and transit
     entries (the ``transit entries`` row of :func:`key_figures`, counts suppressed below ``k``)."""
-    from pipelines.publish import suppress_value
+    from pipelines.reports.publish import suppress_value
 
     def pct(v: float | None) -> str:
         return "–" if v is None else f"{100 * v:.1f} %"

@@ -19,11 +19,11 @@ What it does, in order:
    start (before and during) and end (after), median over comparables, times this event's
    attendance. Without comparables the uplift is the attendance itself with a triangular
    arrival curve over the entry window and a departure curve after the end
-   (:mod:`pipelines.staffing`), and nothing in the ring. ``presence_method`` says which was used.
+   (:mod:`pipelines.events.staffing`), and nothing in the ring. ``presence_method`` says which was used.
 3. **Incident forecast** per hour, zone and category group, with 80 % and 95 % intervals, from
    the fitted models (``pipelines.models.load_predictor(store).predict(frame)``), on a frame of
    the cube's columns with the forecast presence and the event's attendance.
-4. **Staffing** per hour (:func:`pipelines.staffing.plan_event`): rescuers by the DPS grid,
+4. **Staffing** per hour (:func:`pipelines.events.staffing.plan_event`): rescuers by the DPS grid,
    agents, entry lanes, barrier and egress, with their arithmetic and sources.
 5. **Context**: lamps out within ``lamp_radius_m`` of the venue (validated lamps and the lighting
    faults open at the event), transit stops within ``stop_radius_m`` with their usual and
@@ -32,12 +32,12 @@ What it does, in order:
 
 Anything that could not be estimated goes to the ``limitations`` list; a missing source never
 stops the brief. Figures in the brief are raw (it is a store file): reports suppress small
-counts when they publish it (:mod:`pipelines.publish`).
+counts when they publish it (:mod:`pipelines.reports.publish`).
 
 References
 ----------
 Arrêté du 7 novembre 2006 (référentiel national DPS); HSE (1999) HSG195; Fruin (1971); SGSA
-(2018) Green Guide — see :mod:`pipelines.staffing`.
+(2018) Green Guide — see :mod:`pipelines.events.staffing`.
 """
 
 from __future__ import annotations
@@ -55,9 +55,9 @@ import numpy as np
 import pandas as pd
 
 from features.errors import InputError, StoreError, VigieError
+from features.geo import haversine_m
 from features.store import Store
-from pipelines import staffing as st
-from pipelines.signals.detectors import haversine_m
+from pipelines.events import staffing as st
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +84,7 @@ class BriefParams:
     baseline_weeks
         Weeks of history for the usual transit entries and fallback references.
     staffing
-        :class:`pipelines.staffing.StaffingParams`.
+        :class:`pipelines.events.staffing.StaffingParams`.
     """
 
     hours_before: int = 3
@@ -508,7 +508,7 @@ def attendance_curve(
 
     Minute by minute: before the start the arrived share of the triangular arrival curve,
     during the event everybody, after the end the remaining share of the departure curve
-    (:mod:`pipelines.staffing`).
+    (:mod:`pipelines.events.staffing`).
     """
     present = np.zeros(len(hours))
     arrivals = np.zeros(len(hours))
@@ -912,7 +912,7 @@ def make_brief(
         fields (see :func:`load_event`).
     params
         Overrides, as a flat mapping of :class:`BriefParams` and
-        :class:`pipelines.staffing.StaffingParams` names, or a params object.
+        :class:`pipelines.events.staffing.StaffingParams` names, or a params object.
     predictor
         An object with ``predict(frame, groups=None)`` returning zone_id, hour, group, mean,
         lower80, upper80, lower95, upper95 per input row and group; by default

@@ -50,7 +50,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import re
 import time
 import warnings
 from collections.abc import Iterable, Sequence
@@ -62,6 +61,8 @@ import pandas as pd
 from scipy import stats
 
 from features.errors import InputError, StoreError
+from features.jsonio import json_safe
+from features.text import slug
 
 log = logging.getLogger(__name__)
 
@@ -239,14 +240,9 @@ XGB_ROUNDS = 200
 # --------------------------------------------------------------------------------------------
 # categories and design
 # --------------------------------------------------------------------------------------------
-def slugify(name: str) -> str:
-    """Slug of a category as the cube writes it (lower case, non-alphanumerics to ``_``)."""
-    return re.sub(r"[^0-9a-z]+", "_", str(name).lower()).strip("_")
-
-
-def category_group(slug: str) -> str:
+def category_group(category: str) -> str:
     """The group of one category slug: :data:`CATEGORY_GROUPS`, then keywords, else ``other``."""
-    s = slugify(slug)
+    s = slug(category)
     for group, members in CATEGORY_GROUPS.items():
         if s in members:
             return group
@@ -1398,11 +1394,11 @@ def save_models(
         **(extra or {}),
     }
     for g, m in glms.items():
-        name = f"glm_{slugify(g)}.json"
+        name = f"glm_{slug(g)}.json"
         (root / name).write_text(json.dumps(m.to_dict(), indent=1))
         manifest["glm"][g] = name
     for g, m in xgbs.items():
-        name = f"xgb_{slugify(g)}.json"
+        name = f"xgb_{slug(g)}.json"
         m.booster.save_model(str(root / name))
         manifest["xgb"][g] = {
             "file": name,
@@ -1506,17 +1502,6 @@ class FitReport:
         return "\n".join(lines)
 
 
-def json_safe(obj: Any) -> Any:
-    """Replace NaN/inf floats by None (strict JSON) in nested dicts and lists."""
-    if isinstance(obj, dict):
-        return {k: json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [json_safe(v) for v in obj]
-    if isinstance(obj, (float, np.floating)):
-        return float(obj) if math.isfinite(float(obj)) else None
-    return obj
-
-
 def cube_columns_needed(meta_columns: Iterable[str]) -> list[str]:
     """The cube columns the models, backtest and effects read."""
     wanted = {
@@ -1569,8 +1554,8 @@ def fit_all(
     Reads the cube, fits per category group a Poisson and a negative-binomial GLM (the family
     chosen by the over-dispersion test is the one reported and used for prediction) and an
     XGBoost model, runs the rolling-origin backtest on all incidents
-    (:func:`pipelines.backtest.run_backtest`) and the effect estimates
-    (:func:`pipelines.effects.estimate_effects`), and writes ``store/models/``: ``models.json``
+    (:func:`pipelines.models.backtest.run_backtest`) and the effect estimates
+    (:func:`pipelines.models.effects.estimate_effects`), and writes ``store/models/``: ``models.json``
     (manifest), ``glm_<group>.json``, ``xgb_<group>.json``, ``irr.parquet`` (every IRR of every
     group and family), ``backtest.parquet``, ``evaluation.json`` and ``effects.json``.
 
@@ -1588,7 +1573,7 @@ def fit_all(
         XGBoost rounds; rounding of continuous features in the cell key.
     covariates
         Backtest covariates after the origin: ``"forecast"`` (presence, ridership and lamp
-        state as known at the origin) or ``"observed"``; see :func:`pipelines.backtest.run_backtest`.
+        state as known at the origin) or ``"observed"``; see :func:`pipelines.models.backtest.run_backtest`.
     effects
         Whether to estimate the event-study and event-uplift effects.
 
@@ -1603,8 +1588,8 @@ def fit_all(
     InputError
         No incidents column, or no usable presence at all.
     """
-    from pipelines import backtest as bt
-    from pipelines import effects as eff
+    from pipelines.models import backtest as bt
+    from pipelines.models import effects as eff
 
     t0 = time.perf_counter()
     seconds: dict[str, float] = {}

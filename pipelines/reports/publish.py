@@ -31,6 +31,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from features.jsonio import lenient_json_default
+
 #: names of fields holding counts of people or incidents (matched on the whole name, lower case)
 COUNT_NAME_PATTERN = re.compile(
     r"^(incidents?|inc_[a-z0-9_]+|present|present_baseline|"
@@ -261,18 +263,6 @@ def emit_summary(figures: dict[str, Any], *, k: int) -> dict[str, Any]:
     if not isinstance(figures, dict):
         raise TypeError(f"emit_summary expects a dict of figures, got {type(figures).__name__}")
     clean = suppress_json(figures, k)
-    payload = json.loads(json.dumps(clean, default=_json_default))
+    payload = json.loads(json.dumps(clean, default=lenient_json_default))
     display({SUMMARY_MIME: payload}, raw=True)
     return payload
-
-
-def _json_default(obj: Any) -> Any:
-    if isinstance(obj, (pd.Timestamp,)):
-        return obj.isoformat()
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, (set, tuple)):
-        return list(obj)
-    if hasattr(obj, "isoformat"):
-        return obj.isoformat()
-    return str(obj)

@@ -1,0 +1,5 @@
+"""``python -m pipelines.cli``: the `vigie` command."""
+
+from pipelines.cli import app
+
+app()

@@ -1,0 +1,81 @@
+"""`vigie brief EVENT --store DIR`: the event-planning brief's analysis (store/briefs/<id>.json)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from features.errors import InputError
+from pipelines.cli.common import user_errors
+
+
+def _parse_params(items: list[str] | None) -> dict[str, Any]:
+    """``KEY=VALUE`` pairs; values read as YAML scalars (numbers, booleans, lists)."""
+    import yaml
+
+    out: dict[str, Any] = {}
+    for item in items or []:
+        if "=" not in item:
+            raise InputError(
+                f"--param expects KEY=VALUE (e.g. visibility_ratio=200), got {item!r}."
+            )
+        key, value = item.split("=", 1)
+        try:
+            out[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError:
+            out[key.strip()] = value
+    return out
+
+
+@user_errors
+def brief(
+    event: str = typer.Argument(
+        ..., help="An event_id of the store's events, or a YAML event file."
+    ),
+    store: Path = typer.Option(..., "--store", help="The vigie store folder."),
+    out: Path | None = typer.Option(None, "--out", help="Also write the brief JSON to this file."),
+    param: list[str] | None = typer.Option(
+        None,
+        "--param",
+        "-p",
+        help="Override a brief or staffing parameter, KEY=VALUE (repeatable).",
+    ),
+    reports: Path = typer.Option(
+        Path("reports"), "--reports", help="Reports folder for the brief's HTML report."
+    ),
+    no_report: bool = typer.Option(
+        False, "--no-report", help="Only write the brief JSON, not the HTML report."
+    ),
+) -> None:
+    """Event brief: presence, incidents, staffing (rescuers, agents, lanes, barrier) and context."""
+    from features.jsonio import json_default
+    from features.store import Store
+    from pipelines.events.brief import make_brief
+
+    s = Store(store)
+    s.study()  # a clear message when the folder is not a store
+    result = make_brief(s, event, params=_parse_params(param))
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        payload = {k: v for k, v in result.items() if k != "path"}
+        out.write_text(json.dumps(payload, indent=2, ensure_ascii=False, default=json_default))
+    peak = result["staffing"]["peak"]
+    dps = result["staffing"]["dps"]
+    typer.echo(
+        f"{result['event']['name']} ({result['event']['start_local']}): {dps['tier']} with "
+        f"{peak['rescuers']} rescuers, up to {peak['agents']} agents, {peak['entry_lanes']} entry lanes, "
+        f"{peak['barrier_m']} m of barrier; presence from {result['presence_method']}."
+    )
+    for line in result["limitations"]:
+        typer.echo(f"  limitation: {line}")
+    typer.echo(result.get("path", ""))
+    if out is not None:
+        typer.echo(str(out))
+    if not no_report:
+        from pipelines.reports.runner import report_brief
+
+        rep = report_brief(s.root, result["event"]["event_id"], reports_dir=reports)
+        typer.echo(f"report: {rep.html}")

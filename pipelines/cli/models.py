@@ -1,0 +1,58 @@
+"""`vigie fit`: fit the incident models of a store, backtest them and estimate effects."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from pipelines.cli.common import user_errors
+
+
+@user_errors
+def fit_cmd(
+    store: Path = typer.Option(..., "--store", help="Store folder holding a cube."),
+    backtest_weeks: int = typer.Option(
+        8, "--backtest-weeks", min=0, help="Weekly origins of the rolling backtest (0: none)."
+    ),
+    group: list[str] = typer.Option(
+        None,
+        "--group",
+        help="Category group to model besides 'all' (repeatable; default: every group present).",
+    ),
+    min_incidents: int = typer.Option(
+        30, "--min-incidents", min=1, help="Groups with fewer incidents are not modelled."
+    ),
+    xgb_rounds: int = typer.Option(200, "--xgb-rounds", min=1, help="XGBoost rounds."),
+    covariates: str = typer.Option(
+        "forecast",
+        "--covariates",
+        help="Backtest covariates after the origin: forecast (known at the origin) or observed.",
+    ),
+    no_effects: bool = typer.Option(
+        False, "--no-effects", help="Skip the outage event study and event uplift."
+    ),
+) -> None:
+    """Fit Poisson/NB rate models and XGBoost per category group, backtest, estimate effects.
+
+    Writes store/models/: models.json, glm_<group>.json, xgb_<group>.json, irr.parquet,
+    backtest.parquet, evaluation.json and effects.json.
+    """
+    from features.errors import InputError
+    from features.store import Store
+    from pipelines.models import fit_all
+
+    if covariates not in ("forecast", "observed"):
+        raise InputError(f"--covariates must be 'forecast' or 'observed', got {covariates!r}.")
+    st = Store(store)
+    st.study()
+    report = fit_all(
+        st,
+        backtest_weeks=backtest_weeks,
+        groups=group or None,
+        min_incidents=min_incidents,
+        xgb_rounds=xgb_rounds,
+        covariates=covariates,
+        effects=not no_effects,
+    )
+    typer.echo(report.summary())

@@ -1,0 +1,88 @@
+"""`vigie report weekly|evaluation|explore` and `vigie schedule run`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from pipelines.cli.common import user_errors
+
+report_app = typer.Typer(
+    help="Run a report notebook with papermill and write reports/<kind>/<id>/.",
+    no_args_is_help=True,
+)
+schedule_app = typer.Typer(help="Run what the schedule says is due.", no_args_is_help=True)
+
+store_opt = typer.Option(..., "--store", help="The vigie store folder.")
+reports_opt = typer.Option(
+    Path("reports"), "--reports", help="Root of the reports tree (index.html is there)."
+)
+
+
+def _done(result) -> None:
+    typer.echo(f"report: {result.html}")
+    typer.echo(f"summary: {result.summary_path}")
+    typer.echo(f"index: {result.html.parent.parent.parent / 'index.html'}")
+
+
+@report_app.command("weekly")
+@user_errors
+def weekly_cmd(
+    store: Path = store_opt,
+    week: str = typer.Option(..., "--week", help="ISO week, e.g. 2026-W46."),
+    reports: Path = reports_opt,
+) -> None:
+    """The weekly report: key figures against the reference, weak signals, maps, events."""
+    from pipelines.reports.runner import report_weekly
+
+    _done(report_weekly(store, week=week, reports_dir=reports))
+
+
+@report_app.command("evaluation")
+@user_errors
+def evaluation_cmd(
+    store: Path = store_opt,
+    reports: Path = reports_opt,
+    report_id: str = typer.Option(None, "--id", help="Report id (default: today's date)."),
+) -> None:
+    """The model evaluation: backtest metrics against baselines, effects with intervals."""
+    from pipelines.reports.runner import report_evaluation
+
+    _done(report_evaluation(store, reports_dir=reports, report_id=report_id))
+
+
+@report_app.command("explore")
+@user_errors
+def explore_cmd(
+    store: Path = store_opt,
+    reports: Path = reports_opt,
+    report_id: str = typer.Option(None, "--id", help="Report id (default: today's date)."),
+) -> None:
+    """The exploration notebook run on a store (slicing the cube, correlations)."""
+    from pipelines.reports.runner import report_explore
+
+    _done(report_explore(store, reports_dir=reports, report_id=report_id))
+
+
+@schedule_app.command("run")
+@user_errors
+def schedule_run_cmd(
+    store: Path = store_opt,
+    reports: Path = reports_opt,
+    config: Path = typer.Option(
+        None, "--config", help="Schedule YAML (default: pipelines/schedule.yaml)."
+    ),
+    now: str = typer.Option(
+        None, "--now", help="Pretend it is this local time (ISO), e.g. to backfill."
+    ),
+    dry_run: bool = typer.Option(False, "--dry-run", help="List what is due; run nothing."),
+) -> None:
+    """Run, once, every job the schedule says is due (missed periods are caught up)."""
+    from pipelines.reports.schedule import run_schedule
+
+    result = run_schedule(store, reports_dir=reports, config=config, now=now, dry_run=dry_run)
+    for line in result.lines():
+        typer.echo(line)
+    if result.failed:
+        raise typer.Exit(1)
