@@ -20,6 +20,7 @@ from features.errors import InputError, StoreError
 from features.store import Store
 from features.text import slug
 from pipelines import models as M
+from pipelines.models.design import _matrix
 
 
 @pytest.fixture(scope="module")
@@ -122,7 +123,7 @@ def test_cells_give_the_row_level_poisson_fit():
     y = M.group_counts(c.cube, None)
     fit = M.fit_glm(dz, y, family="poisson", resolution=0.0)
     ok = M.exposure_mask(dz)
-    X = M._matrix(dz[ok], list(fit.terms))
+    X = _matrix(dz[ok], list(fit.terms))
     with threadpool_limits(limits=1, user_api="blas"):
         ref = sm.GLM(y[ok], X, family=sm.families.Poisson(), exposure=dz["exposure"][ok]).fit()
     np.testing.assert_allclose(fit.params, ref.params, rtol=1e-6, atol=1e-6)
@@ -139,7 +140,7 @@ def test_log_rate_equals_the_design_matrix_product(city, city_fit):
     unseen = M.GLMFit(**{**fit.__dict__, "terms": fit.terms[:-1], "params": fit.params[:-1]})
     for m in (fit, unseen):
         np.testing.assert_allclose(
-            m.log_rate(rows), M._matrix(rows, list(m.terms)) @ m.params, rtol=1e-12, atol=1e-12
+            m.log_rate(rows), _matrix(rows, list(m.terms)) @ m.params, rtol=1e-12, atol=1e-12
         )
 
 

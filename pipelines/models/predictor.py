@@ -1,0 +1,266 @@
+"""Predictions from the fitted models: expected counts, predictive intervals, persistence.
+
+:class:`Predictor` gives expected incidents and Poisson/NB2 plug-in predictive intervals per row
+and group; :func:`save_models` and :func:`load_predictor` write and read ``store/models/``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from features.errors import InputError, StoreError
+from features.text import slug
+from pipelines.models.design import FEATURES, design
+from pipelines.models.glm import GLMFit
+from pipelines.models.xgb import XGBFit
+
+
+# --------------------------------------------------------------------------------------------
+# predictive intervals
+# --------------------------------------------------------------------------------------------
+def predictive_quantiles(mean: np.ndarray, alpha: float, qs: Sequence[float]) -> np.ndarray:
+    """Quantiles of the Poisson (alpha = 0) or NB2 predictive distribution of counts.
+
+    Returns an array of shape (len(mean), len(qs)); NaN where the mean is NaN. Parameter
+    uncertainty is not propagated (plug-in predictive distribution).
+    """
+    m = np.asarray(mean, dtype=np.float64)
+    out = np.full((len(m), len(qs)), np.nan)
+    ok = np.isfinite(m)
+    mm = np.clip(m[ok], 0.0, None)
+    for j, q in enumerate(qs):
+        if alpha > 0:
+            n = 1.0 / alpha
+            with np.errstate(divide="ignore", invalid="ignore"):
+                v = stats.nbinom.ppf(q, n, n / (n + mm))
+        else:
+            v = stats.poisson.ppf(q, mm)
+        v = np.where(mm > 0, v, 0.0)
+        out[ok, j] = v
+    return out
+
+
+def predictive_cdf(y: np.ndarray, mean: np.ndarray, alpha: float) -> np.ndarray:
+    """CDF P(Y <= y) of the Poisson/NB2 predictive distribution (for coverage checks)."""
+    m = np.clip(np.asarray(mean, dtype=np.float64), 1e-300, None)
+    if alpha > 0:
+        n = 1.0 / alpha
+        return stats.nbinom.cdf(y, n, n / (n + m))
+    return stats.poisson.cdf(y, m)
+
+
+# --------------------------------------------------------------------------------------------
+# predictor
+# --------------------------------------------------------------------------------------------
+PREDICT_COLUMNS = ["zone_id", "hour", "group", "mean", "lower80", "upper80", "lower95", "upper95"]
+
+
+class Predictor:
+    """Expected incident counts and predictive intervals from fitted models.
+
+    Parameters
+    ----------
+    glms
+        Group -> :class:`GLMFit` (the reported family of each group).
+    xgbs
+        Group -> :class:`XGBFit`.
+    grain
+        Grain of the training data.
+    features
+        Features of the training design (absent ones are built as 0).
+    """
+
+    def __init__(
+        self,
+        glms: dict[str, GLMFit],
+        xgbs: dict[str, XGBFit] | None = None,
+        *,
+        grain: str = "1h",
+        features: Sequence[str] = FEATURES,
+    ) -> None:
+        self.glms = dict(glms)
+        self.xgbs = dict(xgbs or {})
+        self.grain = grain
+        self.features = tuple(features)
+
+    @property
+    def groups(self) -> list[str]:
+        return list(self.glms)
+
+    def design(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """The design of a cube-like frame; missing presence falls back on present_baseline."""
+        dz = design(frame, grain=self.grain, features=self.features)
+        if "present_baseline" in frame.columns:
+            e = dz["exposure"].to_numpy(dtype=np.float64)
+            b = pd.to_numeric(frame["present_baseline"], errors="coerce").to_numpy(np.float64)
+            dz["exposure"] = np.where(np.isfinite(e), e, b)
+        return dz
+
+    def _model(self, group: str, model: str):
+        if model == "glm":
+            if group not in self.glms:
+                raise InputError(
+                    f"no rate model for group {group!r}; fitted groups are "
+                    f"{', '.join(self.glms) or 'none'}."
+                )
+            return self.glms[group]
+        if model == "xgb":
+            if group not in self.xgbs:
+                raise InputError(
+                    f"no XGBoost model for group {group!r}; fitted groups are "
+                    f"{', '.join(self.xgbs) or 'none'}."
+                )
+            return self.xgbs[group]
+        raise InputError(f"model must be 'glm' or 'xgb', got {model!r}.")
+
+    def predict(
+        self,
+        frame: pd.DataFrame,
+        *,
+        groups: list[str] | None = None,
+        model: str = "glm",
+    ) -> pd.DataFrame:
+        """Expected incidents and 80 %/95 % predictive intervals per row and group.
+
+        Parameters
+        ----------
+        frame
+            Cube-like rows: zone_id, hour, present, local_hour, dow, dark, lamps, lamps_out,
+            event_attendance, precipitation_mm, ridership_entries, holiday, school_holiday;
+            missing optional columns count as absent (0). A missing ``present`` falls back on
+            ``present_baseline`` when given; otherwise the row's figures are NaN.
+        groups
+            Category groups (default: every fitted group; ``all`` is the total).
+        model
+            ``"glm"`` (rate model) or ``"xgb"`` (XGBoost).
+
+        Returns
+        -------
+        pandas.DataFrame
+            One row per input row and group: zone_id, hour, group, mean, lower80, upper80,
+            lower95, upper95 (plug-in Poisson/NB2 predictive quantiles 10/90 % and 2.5/97.5 %).
+        """
+        dz = self.design(frame)
+        parts = []
+        for g in groups or self.groups:
+            m = self._model(g, model)
+            mean = m.mean(dz)
+            q = predictive_quantiles(mean, m.alpha, (0.1, 0.9, 0.025, 0.975))
+            parts.append(
+                pd.DataFrame(
+                    {
+                        "zone_id": dz["zone_id"].to_numpy(),
+                        "hour": dz["hour"].array,
+                        "group": g,
+                        "mean": mean,
+                        "lower80": q[:, 0],
+                        "upper80": q[:, 1],
+                        "lower95": q[:, 2],
+                        "upper95": q[:, 3],
+                    }
+                )
+            )
+        if not parts:
+            return pd.DataFrame(columns=PREDICT_COLUMNS)
+        return pd.concat(parts, ignore_index=True)
+
+    def explain(self, frame: pd.DataFrame, *, group: str = "all") -> pd.DataFrame:
+        """XGBoost per-feature contributions (log scale) for each row of ``frame``.
+
+        Returns zone_id, hour and one column per model input, plus ``bias`` and
+        ``log_exposure``; exp of the row sum is the XGBoost expected count.
+        """
+        m = self._model(group, "xgb")
+        dz = self.design(frame)
+        c = m.contributions(dz)
+        c.insert(0, "hour", dz["hour"].array)
+        c.insert(0, "zone_id", dz["zone_id"].to_numpy())
+        return c.reset_index(drop=True)
+
+    def irr(self, group: str = "all") -> pd.DataFrame:
+        """IRR table of a group's rate model (see :meth:`GLMFit.irr_table`)."""
+        return self._model(group, "glm").irr_table()
+
+
+def save_models(
+    root,
+    glms: dict[str, GLMFit],
+    xgbs: dict[str, XGBFit],
+    *,
+    extra: dict[str, Any] | None = None,
+    grain: str = "1h",
+    features: Sequence[str] = FEATURES,
+) -> dict[str, Any]:
+    """Write GLMs (JSON: terms, params, covariance) and boosters (XGBoost JSON) + a manifest."""
+    from pathlib import Path
+
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    manifest: dict[str, Any] = {
+        "grain": grain,
+        "features": list(features),
+        "glm": {},
+        "xgb": {},
+        **(extra or {}),
+    }
+    for g, m in glms.items():
+        name = f"glm_{slug(g)}.json"
+        (root / name).write_text(json.dumps(m.to_dict(), indent=1))
+        manifest["glm"][g] = name
+    for g, m in xgbs.items():
+        name = f"xgb_{slug(g)}.json"
+        m.booster.save_model(str(root / name))
+        manifest["xgb"][g] = {
+            "file": name,
+            "columns": list(m.columns),
+            "alpha": m.alpha,
+            "offset": m.offset,
+            "n_rows": m.n_rows,
+            "n_incidents": m.n_incidents,
+            "categories": None if m.categories is None else list(m.categories),
+        }
+    (root / "models.json").write_text(json.dumps(manifest, indent=2, default=str))
+    return manifest
+
+
+def load_predictor(store) -> Predictor:
+    """The :class:`Predictor` saved by ``vigie fit`` in ``store/models/``.
+
+    Raises
+    ------
+    StoreError
+        When the store has no fitted models.
+    """
+    import xgboost as xgb
+
+    root = store.models_dir
+    man_path = root / "models.json"
+    if not man_path.exists():
+        raise StoreError(
+            f"{store.root}: no fitted models (no models/models.json); run "
+            f"`vigie fit --store {store.root}` first."
+        )
+    man = json.loads(man_path.read_text())
+    glms = {g: GLMFit.from_dict(json.loads((root / f).read_text())) for g, f in man["glm"].items()}
+    xgbs = {}
+    for g, spec in man.get("xgb", {}).items():
+        b = xgb.Booster()
+        b.load_model(str(root / spec["file"]))
+        xgbs[g] = XGBFit(
+            group=g,
+            booster=b,
+            columns=tuple(spec["columns"]),
+            alpha=float(spec["alpha"]),
+            n_rows=int(spec["n_rows"]),
+            n_incidents=int(spec["n_incidents"]),
+            grain=man["grain"],
+            categories=None if spec.get("categories") is None else tuple(spec["categories"]),
+            offset=float(spec.get("offset", 0.0)),
+        )
+    return Predictor(glms, xgbs, grain=man["grain"], features=man["features"])
