@@ -16,6 +16,7 @@ Relative paths are relative to the sources.yaml.
 
 from __future__ import annotations
 
+import difflib
 from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -123,9 +124,8 @@ class Study(BaseModel):
         return {n: getattr(self, n) for n in SOURCE_NAMES if getattr(self, n) is not None}
 
 
-def _closest(name: str, options: list[str] | tuple[str, ...]) -> str | None:
-    import difflib
-
+def closest(name: str, options: list[str] | tuple[str, ...]) -> str | None:
+    """The option closest to ``name`` (difflib, similarity at least 0.5), or None."""
     hit = difflib.get_close_matches(name, list(options), n=1, cutoff=0.5)
     return hit[0] if hit else None
 
@@ -164,7 +164,7 @@ def load_study(path: str | Path) -> Study:
     known = set(SOURCE_NAMES) | {"area", "suppression_k"}
     for key in raw:
         if key not in known:
-            hint = _closest(str(key), sorted(known))
+            hint = closest(str(key), sorted(known))
             raise ConfigError(
                 f"{path}: unknown source {key!r}"
                 + (f" (did you mean {hint!r}?)" if hint else "")

@@ -1,0 +1,77 @@
+"""A source being ingested: its canonical columns and the reason each flagged row is quarantined."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from features.readers import FileInfo
+
+
+class _Rows:
+    """A parsed source: canonical columns plus per-row quarantine reasons."""
+
+    def __init__(
+        self,
+        source: str,
+        frame: pd.DataFrame,
+        files: list[FileInfo],
+        ignored: list[str],
+        mapped: dict[str, str],
+        raw: pd.DataFrame,
+    ):
+        self.source = source
+        self.frame = frame
+        self.raw = raw  # the mapped columns as read (strings), for the quarantine file
+        self.files = files
+        self.ignored = ignored
+        self.mapped = mapped
+        self.codes: dict[str, np.ndarray] = {}
+        self.details: dict[str, pd.Series] = {}
+        self.dst: dict[str, int] = {
+            "nonexistent_shifted": 0,
+            "ambiguous_first": 0,
+            "ambiguous_second": 0,
+        }
+        self.warnings: list[str] = []
+        # zone of each row's point, computed ahead in a thread (a Future, or an array once
+        # several files are stacked); None when _assign must compute it
+        self.zone_codes: Any = None
+
+    def flag(self, mask, code: str, detail: pd.Series | None = None) -> None:
+        mask = np.asarray(mask, dtype=bool)
+        if not mask.any():
+            return
+        prev = self.codes.get(code)
+        self.codes[code] = mask if prev is None else (prev | mask)
+        if detail is not None:
+            self.details[code] = detail
+
+    @property
+    def bad(self) -> np.ndarray:
+        out = np.zeros(len(self.frame), dtype=bool)
+        for m in self.codes.values():
+            out |= m
+        return out
+
+    def reasons(self) -> pd.Series:
+        """One reason string per quarantined row (several joined by '; ')."""
+        bad = self.bad
+        idx = np.flatnonzero(bad)
+        out = pd.Series([""] * len(idx), index=idx, dtype=object)
+        for code, mask in self.codes.items():
+            sel = np.flatnonzero(mask)
+            text = pd.Series(code, index=sel, dtype=object)
+            det = self.details.get(code)
+            if det is not None:
+                d = det.reindex(sel).astype(str)
+                text = text + " (" + d + ")"
+            out.loc[sel] = np.where(out.loc[sel] == "", text, out.loc[sel] + "; " + text)
+        return out
+
+
+def _codes(z) -> np.ndarray:
+    """Zone codes computed ahead: a Future's result, or the array itself."""
+    return z.result() if hasattr(z, "result") else z

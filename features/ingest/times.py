@@ -1,0 +1,254 @@
+"""The time parser: text or datetimes to UTC, under the DST rule of the package docstring.
+
+Naive local times become UTC by their day's offset (integer arithmetic, one look-up per day of
+the span); only rows within a day of an offset change go through pandas' ``tz_localize``, where
+a nonexistent time moves one hour forward and a repeated time is read first in summer time, then
+in winter time for the next occurrence of the same series key. Common ISO 8601 layouts are parsed
+in C by pyarrow before pandas takes what is left.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from features.ingest.rows import _Rows
+from features.ingest.values import _as_str
+
+_OFFSET_RE = r"(?:Z|[+-]\d{2}(?::?\d{2})?)$"
+
+_DAY_NS = 86_400 * 10**9
+
+
+def _day_offsets(ns: np.ndarray, tz: str) -> tuple[np.ndarray, np.ndarray]:
+    """For naive local times (int64 ns, no NaT): UTC minus local time (ns) on each row's local
+    date, and whether that date lies within a day of a change of offset (the only rows that can
+    be nonexistent or ambiguous; their offset is left to pandas). One offset per day of the
+    span, so a million rows over two years cost 730 look-ups, then a binary search per row."""
+    # every day from the first to the last (nanosecond times span 213 000 days at most)
+    ud = np.arange(int(ns.min()) // _DAY_NS, int(ns.max()) // _DAY_NS + 1, dtype=np.int64)
+    x = pd.DatetimeIndex(ud * _DAY_NS)
+
+    def offset(at: pd.DatetimeIndex) -> np.ndarray:
+        loc = at.tz_localize(tz, ambiguous="NaT", nonexistent="NaT")
+        return np.asarray((loc.tz_convert("UTC").tz_localize(None) - at).asi8)
+
+    nat = np.iinfo(np.int64).min
+    before = offset(x - pd.Timedelta(hours=12))
+    after = offset(x + pd.Timedelta(hours=36))
+    unsure = (before == nat) | (after == nat) | (before != after)
+    off = np.where(unsure, 0, before)
+    # runs of consecutive days with the same offset: a row finds its run by binary search
+    run = np.r_[True, (off[1:] != off[:-1]) | (unsure[1:] != unsure[:-1])]
+    k = np.searchsorted(ud[run] * _DAY_NS, ns, side="right") - 1
+    return off[run][k], unsure[run][k]
+
+
+#: ISO 8601 layouts tried in C (pyarrow) before pandas' general ISO parser takes the rest
+_ISO_FORMATS = (
+    "%Y-%m-%dT%H:%M:%S",
+    "%Y-%m-%d %H:%M:%S",
+    "%Y-%m-%dT%H:%M",
+    "%Y-%m-%d %H:%M",
+    "%Y-%m-%d",
+)
+
+
+def _arrow(txt: pd.Series):
+    arr = getattr(txt.array, "_pa_array", None)
+    return (
+        arr
+        if arr is not None
+        else pa.chunked_array([pa.array(txt.astype(object), type=pa.string(), from_pandas=True)])
+    )
+
+
+def _has_offset(txt: pd.Series) -> np.ndarray:
+    """Whether each time string ends with a UTC offset (Z, +01, +0100, +01:00) after a time of
+    day (so that the day of a bare date, 2026-01-01, is not read as an offset)."""
+    hit = txt.str.contains(r"\d{2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?\s*" + _OFFSET_RE, regex=True)
+    return hit.fillna(False).to_numpy(dtype=bool)
+
+
+def _strptime(txt: pd.Series, formats, *, fallback: str | None) -> pd.Series:
+    """Naive timestamps (datetime64[us]) from text: each format in turn with pyarrow's C
+    strptime, on what is still unparsed; pandas (``fallback``: a format or ISO8601; None: no
+    fallback) takes whatever remains (fractions of seconds, unusual layouts). Unparseable values
+    come back as NaT."""
+    arr = _arrow(txt)
+    res = None
+    for f in formats:
+        if any(d in f for d in ("%z", "%Z", "%f", "%p", "%b", "%B", "%a", "%A", "%j", "%U")):
+            continue  # layouts pyarrow does not parse like pandas: leave them to pandas
+        try:
+            got = pc.strptime(arr, format=f, unit="us", error_is_null=True)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            continue
+        res = got if res is None else pc.coalesce(res, got)
+        if pc.sum(pc.and_(pc.is_null(res), pc.is_valid(arr))).as_py() in (0, None):
+            break
+    out = (
+        pd.Series(pd.NaT, index=txt.index, dtype="datetime64[us]")
+        if res is None
+        else pd.Series(res.to_numpy(zero_copy_only=False), index=txt.index).astype("datetime64[us]")
+    )
+    if fallback is not None:
+        todo = out.isna() & txt.notna()
+        if todo.any():
+            out.loc[todo] = pd.to_datetime(txt[todo], format=fallback, errors="coerce").astype(
+                "datetime64[us]"
+            )
+    return out
+
+
+def _iso_cast(s: pd.Series) -> pd.Series | None:
+    """Naive datetime64[ns] when every value is a naive ISO 8601 time (Arrow's cast: one pass
+    in C, all or nothing: any other value, or one out of the nanosecond range, gives None)."""
+    if not pd.api.types.is_string_dtype(s):
+        return None
+    try:
+        res = pc.cast(_arrow(s), pa.timestamp("ns"))
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
+        return None
+    return pd.Series(res.to_numpy(zero_copy_only=False), index=s.index)
+
+
+def _to_ns(values: pd.Series) -> tuple[pd.Series, np.ndarray]:
+    """Datetimes of any unit (naive, or aware: then in UTC, naive) in nanoseconds, the unit of
+    the store. Values a nanosecond timestamp cannot hold (before 1678, after 2261: typos such
+    as 0225 or 9999) become NaT and are returned in a mask."""
+    if isinstance(values.dtype, pd.DatetimeTZDtype):
+        values = values.dt.tz_convert("UTC").dt.tz_localize(None)
+    v = values.to_numpy()
+    unit = np.datetime_data(v.dtype)[0]
+    if unit == "ns":
+        return values, np.zeros(len(v), dtype=bool)
+    lo = np.datetime64("1678-01-01", unit).astype(np.int64)
+    hi = np.datetime64("2262-01-01", unit).astype(np.int64)
+    vi = v.view(np.int64)
+    nat = np.iinfo(np.int64).min
+    if len(vi) == 0 or (vi.max() < hi and np.min(vi, where=vi != nat, initial=hi) >= lo):
+        return pd.Series(v.astype("datetime64[ns]"), index=values.index), np.zeros(len(v), bool)
+    oob = (vi != nat) & ((vi < lo) | (vi >= hi))
+    v = np.where(oob, np.datetime64("NaT", unit), v).astype("datetime64[ns]")
+    return pd.Series(v, index=values.index), oob
+
+
+def _parse_iso(txt: pd.Series) -> tuple[pd.Series, pd.Series | None, np.ndarray]:
+    """ISO 8601 text: naive times (datetime64[us]), times with an offset (datetime64[us, UTC],
+    or None when there are none) and which rows have an offset. The common layouts are parsed
+    in C first; offsets and other ISO forms are looked for only in what is left."""
+    naive = _strptime(txt, _ISO_FORMATS, fallback=None)
+    is_aware = np.zeros(len(txt), dtype=bool)
+    aware = None
+    left = np.flatnonzero((naive.isna() & txt.notna()).to_numpy())
+    if len(left):
+        part = txt.iloc[left]
+        has = _has_offset(part)
+        if has.any():
+            is_aware[left[has]] = True
+            aware = pd.Series(pd.NaT, index=txt.index, dtype="datetime64[us, UTC]")
+            aware.iloc[left[has]] = pd.to_datetime(
+                part[has], format="ISO8601", errors="coerce", utc=True
+            ).astype("datetime64[us, UTC]")
+        if (~has).any():
+            naive.iloc[left[~has]] = pd.to_datetime(
+                part[~has], format="ISO8601", errors="coerce"
+            ).astype("datetime64[us]")
+    return naive, aware, is_aware
+
+
+def _parse_time(
+    rows: _Rows, name: str, *, fmt: str | None, tz: str, series_keys: list[str]
+) -> None:
+    """Text, naive or aware datetimes to UTC (datetime64[ns, UTC]). Naive values are local
+    times of ``tz`` (:func:`_localize`); values with an offset are taken as they are."""
+    s = rows.frame[name]
+    n = len(s)
+    txt = None
+    naive = None  # local times
+    aware = None  # times with an offset
+    is_aware = np.zeros(n, dtype=bool)
+    if isinstance(s.dtype, pd.DatetimeTZDtype):
+        aware, is_aware = s, np.ones(n, dtype=bool)
+    elif pd.api.types.is_datetime64_dtype(s):
+        naive = s
+    elif not fmt and (naive := _iso_cast(s)) is not None:
+        pass  # every value a naive ISO 8601 time: no trimming, no other layout to try
+    else:
+        txt = _as_str(s)
+        if fmt and ("%z" in fmt or "%Z" in fmt):
+            aware = pd.to_datetime(txt, format=fmt, errors="coerce", utc=True)
+            is_aware = np.ones(n, dtype=bool)
+        elif fmt:
+            naive = _strptime(txt, [fmt], fallback=fmt)
+        else:
+            naive, aware, is_aware = _parse_iso(txt)
+    shown = txt if txt is not None else s
+    out = np.full(n, np.iinfo(np.int64).min, dtype=np.int64)  # UTC ns, NaT
+    oob = np.zeros(n, dtype=bool)
+    if is_aware.any():
+        a, oob[is_aware] = _to_ns(aware if is_aware.all() else aware[is_aware])
+        out[is_aware] = a.to_numpy().view(np.int64)
+    local = ~is_aware
+    if local.any():
+        t, oob[local] = _to_ns(naive if local.all() else naive[local])
+        out[local] = _localize(rows, t, np.flatnonzero(local), tz, series_keys)
+    utc = pd.Series(pd.DatetimeIndex(out.view("datetime64[ns]")).tz_localize("UTC"), index=s.index)
+    rows.flag(oob, f"{name}: time out of range (expected a year from 1678 to 2261)", shown)
+    failed = (utc.isna() & s.notna()).to_numpy() & ~oob
+    if txt is not None:
+        failed &= txt.notna().to_numpy()
+    hint = (
+        f"expected {fmt}"
+        if fmt
+        else "expected ISO 8601 such as 2026-11-15T14:00; set time_format in sources.yaml otherwise"
+    )
+    rows.flag(failed, f"{name}: unparseable time ({hint})", shown)
+    rows.frame[name] = utc
+
+
+def _localize(
+    rows: _Rows, t: pd.Series, pos: np.ndarray, tz: str, series_keys: list[str]
+) -> np.ndarray:
+    """Naive local times (``t``, datetime64[ns], at frame positions ``pos``) to UTC nanoseconds
+    (int64, NaT's integer where missing) under the DST rule of the module docstring. Rows away
+    from an offset change take their day's offset (integer arithmetic); only rows within a day
+    of a change go through pandas' tz_localize."""
+    raw = t.to_numpy().view(np.int64)
+    nat = np.iinfo(np.int64).min
+    valid = raw != nat
+    if valid.all():
+        off, near = _day_offsets(raw, tz)
+        out = raw + off  # rows near a change (offset 0 here) are replaced below
+    else:
+        out = np.full(len(t), nat, dtype=np.int64)
+        near = np.zeros(len(t), dtype=bool)
+        if valid.any():
+            off, near[valid] = _day_offsets(raw[valid], tz)
+            out[valid] = raw[valid] + off
+    if near.any():
+        tn = t[near]
+        strict = tn.dt.tz_localize(tz, ambiguous="NaT", nonexistent="NaT")
+        gap = tn.dt.tz_localize(tz, ambiguous=np.ones(len(tn), dtype=bool), nonexistent="NaT")
+        nonexistent = (gap.isna() & tn.notna()).to_numpy()
+        ambiguous = (strict.isna() & tn.notna()).to_numpy() & ~nonexistent
+        is_dst = np.ones(len(tn), dtype=bool)
+        if ambiguous.any():
+            at = pos[np.flatnonzero(near)[ambiguous]]
+            sub = (
+                rows.frame.iloc[at][series_keys].reset_index(drop=True)
+                if series_keys
+                else pd.DataFrame(index=range(len(at)))
+            )
+            sub["__t"] = tn[ambiguous].to_numpy()
+            rank = sub.groupby(list(sub.columns), sort=False, dropna=False).cumcount().to_numpy()
+            is_dst[ambiguous] = rank == 0
+            rows.dst["ambiguous_first"] += int((rank == 0).sum())
+            rows.dst["ambiguous_second"] += int((rank >= 1).sum())
+        rows.dst["nonexistent_shifted"] += int(nonexistent.sum())
+        loc = tn.dt.tz_localize(tz, ambiguous=is_dst, nonexistent=pd.Timedelta(hours=1))
+        out[near] = loc.dt.tz_convert("UTC").dt.tz_localize(None).to_numpy().view(np.int64)
+    return out

@@ -1,0 +1,80 @@
+"""Parsing values: numbers (a decimal comma accepted), whole numbers, yes/no values and text.
+
+Each parser replaces a column of a :class:`~features.ingest.rows._Rows` by its parsed values and
+flags the rows whose value it cannot read.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from features.ingest.rows import _Rows
+
+_TRUE = {"true", "t", "1", "yes", "y", "oui", "o", "vrai", "v"}
+_FALSE = {"false", "f", "0", "no", "n", "non", "faux"}
+
+
+def _as_str(s: pd.Series) -> pd.Series:
+    """Text without surrounding spaces; Arrow-backed text is trimmed in place of a copy."""
+    if isinstance(s.dtype, pd.StringDtype) and s.dtype.storage == "pyarrow":
+        return s.str.strip()
+    if s.dtype == object or pd.api.types.is_string_dtype(s):
+        return s.astype("string").str.strip()
+    return s.astype("string")
+
+
+def _parse_float(rows: _Rows, name: str) -> None:
+    s = rows.frame[name]
+    if pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s):
+        rows.frame[name] = s.astype(float)
+        return
+    txt = _as_str(s)
+    num = pd.to_numeric(txt, errors="coerce")
+    retry = num.isna() & txt.notna() & txt.str.contains(",", regex=False)
+    if retry.any():
+        num = num.where(
+            ~retry,
+            pd.to_numeric(
+                txt[retry].str.replace(r"\s", "", regex=True).str.replace(",", ".", regex=False),
+                errors="coerce",
+            ),
+        )
+    badm = (num.isna() & txt.notna()).to_numpy()
+    rows.flag(badm, f"{name}: not a number", txt)
+    rows.frame[name] = num.astype(float)
+
+
+def _parse_int(rows: _Rows, name: str) -> None:
+    _parse_float(rows, name)
+    v = rows.frame[name]
+    frac = v.notna() & (v != np.round(v))
+    rows.flag(frac.to_numpy(), f"{name}: not a whole number", v)
+    rows.frame[name] = v.round().astype("Int64")
+
+
+def _parse_bool(rows: _Rows, name: str) -> None:
+    s = rows.frame[name]
+    if pd.api.types.is_bool_dtype(s):
+        rows.frame[name] = s.astype("boolean")
+        return
+    txt = _as_str(s).str.lower()
+    out = pd.Series(pd.NA, index=s.index, dtype="boolean")
+    out[txt.isin(_TRUE).fillna(False).to_numpy()] = True
+    out[txt.isin(_FALSE).fillna(False).to_numpy()] = False
+    badm = (out.isna() & txt.notna()).to_numpy()
+    rows.flag(badm, f"{name}: not a yes/no value", txt)
+    rows.frame[name] = out
+
+
+def _parse_str(rows: _Rows, name: str) -> None:
+    s = rows.frame[name]
+    if pd.api.types.is_float_dtype(s):
+        # ids read from Parquet/JSON as numbers: 12.0 -> "12"
+        txt = s.map(
+            lambda v: None if pd.isna(v) else (str(int(v)) if float(v).is_integer() else str(v))
+        )
+        rows.frame[name] = txt.astype(object)
+        return
+    txt = _as_str(s)
+    rows.frame[name] = txt.where(txt != "", pd.NA)
