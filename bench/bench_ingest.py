@@ -18,6 +18,9 @@ import numpy as np
 import pandas as pd
 from shapely.geometry import box
 
+from features import readers
+from features.ingest import ingest
+
 
 def make_files(d: Path, n: int = 1_000_000, *, seed: int = 0) -> Path:
     rng = np.random.default_rng(seed)
@@ -71,9 +74,6 @@ def run(n: int = 1_000_000, repeats: int = 5) -> dict:
     taken between the best runs of each (the machine is shared: the best run is the one least
     disturbed), and the median of the per-round ratios is printed beside it. Every vigie run
     hashes its input again (the in-process hash cache is cleared) and writes a fresh store."""
-    from features import readers
-    from features.ingest import ingest
-
     with tempfile.TemporaryDirectory() as tmp:
         d = Path(tmp)
         y = make_files(d, n)

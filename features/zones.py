@@ -107,27 +107,7 @@ def assign_codes(lat: np.ndarray, lon: np.ndarray, zones, *, grid: int = 128) ->
     x0, y0, x1, y1 = shapely.total_bounds(geoms)
     dx = (x1 - x0) / grid or 1e-9
     dy = (y1 - y0) / grid or 1e-9
-    # classify the raster's cells: -1 no zone touches it, a zone's position when the cell lies
-    # within that zone and touches no other, -2 when a border crosses it (points tested exactly)
-    cx, cy = np.meshgrid(np.arange(grid), np.arange(grid), indexing="ij")
-    cells = shapely.box(
-        x0 + cx.ravel() * dx,
-        y0 + cy.ravel() * dy,
-        x0 + (cx.ravel() + 1) * dx,
-        y0 + (cy.ravel() + 1) * dy,
-    )
-    tree = shapely.STRtree(geoms)
-    ci, zi = tree.query(cells, predicate="intersects")
-    order = np.lexsort((zi, ci))  # by cell, then zone in file order
-    ci, zi = ci[order], zi[order]
-    n_touch = np.bincount(ci, minlength=grid * grid)
-    first_pair = np.cumsum(n_touch) - n_touch  # where each cell's zones start in zi
-    cell_code = np.where(n_touch > 0, -2, -1).astype(np.int32)
-    # a cell touched by one zone and by no zone outline lies inside that zone
-    crossed = np.zeros(grid * grid, dtype=bool)
-    crossed[shapely.STRtree(shapely.boundary(geoms)).query(cells, predicate="intersects")[0]] = True
-    alone = (n_touch == 1) & ~crossed
-    cell_code[alone] = zi[first_pair[alone]]
+    cell_code, zi, n_touch, first_pair = _classify_cells(geoms, x0, y0, dx, dy, grid)
     # the points' cells, with as few full-length temporaries as possible (NaN compares False)
     ok = (lon >= x0) & (lon <= x1) & (lat >= y0) & (lat <= y1)
     every = bool(ok.all())
@@ -167,6 +147,35 @@ def assign_codes(lat: np.ndarray, lon: np.ndarray, zones, *, grid: int = 128) ->
         if len(pts):
             out[pts[shapely.intersects_xy(geoms[pz[lo]], lon[pts], lat[pts])]] = pz[lo]
     return out
+
+
+def _classify_cells(geoms: np.ndarray, x0: float, y0: float, dx: float, dy: float, grid: int):
+    """The raster's cells classified: -1 no zone touches it, a zone's position when the cell lies
+    within that zone and touches no other, -2 when a border crosses it (points tested exactly).
+    Also the (cell, zone) pairs' zones by cell then zone in file order (``zi``), the number of
+    zones touching each cell and where each cell's zones start in ``zi``."""
+    import shapely
+
+    cx, cy = np.meshgrid(np.arange(grid), np.arange(grid), indexing="ij")
+    cells = shapely.box(
+        x0 + cx.ravel() * dx,
+        y0 + cy.ravel() * dy,
+        x0 + (cx.ravel() + 1) * dx,
+        y0 + (cy.ravel() + 1) * dy,
+    )
+    tree = shapely.STRtree(geoms)
+    ci, zi = tree.query(cells, predicate="intersects")
+    order = np.lexsort((zi, ci))  # by cell, then zone in file order
+    ci, zi = ci[order], zi[order]
+    n_touch = np.bincount(ci, minlength=grid * grid)
+    first_pair = np.cumsum(n_touch) - n_touch  # where each cell's zones start in zi
+    cell_code = np.where(n_touch > 0, -2, -1).astype(np.int32)
+    # a cell touched by one zone and by no zone outline lies inside that zone
+    crossed = np.zeros(grid * grid, dtype=bool)
+    crossed[shapely.STRtree(shapely.boundary(geoms)).query(cells, predicate="intersects")[0]] = True
+    alone = (n_touch == 1) & ~crossed
+    cell_code[alone] = zi[first_pair[alone]]
+    return cell_code, zi, n_touch, first_pair
 
 
 def _grid_index(v: np.ndarray, origin: float, step: float, grid: int) -> np.ndarray:

@@ -661,7 +661,7 @@ def test_zone_assignment_matches_a_spatial_join():
 def test_duplicate_search_in_duckdb_matches_pandas():
     """Above 50 000 rows repeated keys are found by DuckDB; it agrees with pandas'
     duplicated(keep="first") on text and time keys."""
-    from features.ingest import _repeated
+    from features.ingest.validation import _repeated
 
     rng = np.random.default_rng(5)
     n = 60_000
@@ -766,7 +766,8 @@ def test_local_to_utc_by_day_offsets_matches_pandas(tz: str):
     change; over random times from 1990 to 2045 (and two far years, 1748 and 2191) the result is
     pandas' own tz_localize under the same rule (a nonexistent time 1 h later, a repeated time
     first read in summer time)."""
-    from features.ingest import _localize, _Rows
+    from features.ingest.rows import _Rows
+    from features.ingest.times import _localize
 
     rng = np.random.default_rng(11)
     secs = rng.integers(pd.Timestamp("1990-01-01").value // 10**9, 2_366_841_600, 200_000)
@@ -785,7 +786,7 @@ def test_local_to_utc_by_day_offsets_matches_pandas(tz: str):
 def test_dictionary_encoding_only_where_values_repeat():
     import pyarrow as pa
 
-    from features.ingest import _dictionary_columns
+    from features.ingest.writing import _dictionary_columns
 
     n = 30_000
     t = pa.table(
