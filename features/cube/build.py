@@ -1,0 +1,224 @@
+"""``build_cube``: plan -> months (by the chosen engine) -> swap the new cube in -> metadata.
+
+The cube is built in a fresh folder next to the old one and renamed into place only when every
+month is written, so a failed build leaves the previous cube as it was.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import logging
+import shutil
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from features.baseline import EVENT_MARGIN_HOURS, LOOKBACK_WEEKS, MIN_WEEKS
+from features.cube.dask_engine import run_dask
+from features.cube.duck import DuckStage
+from features.cube.month import build_month
+from features.cube.period import MonthSpec
+from features.cube.plan import Plan, make_plan
+from features.cube.schema import CubeResult, output_columns
+from features.errors import ConfigError
+from features.store import Store
+
+log = logging.getLogger(__name__)
+
+ENGINES = ("duckdb", "pandas", "dask")
+
+
+def build_cube(
+    store: Store | str | Path,
+    *,
+    engine: str = "duckdb",
+    start: str | pd.Timestamp | None = None,
+    end: str | pd.Timestamp | None = None,
+    dask_address: str | None = None,
+    memory_limit: str = "4GB",
+    threads: int | None = None,
+) -> CubeResult:
+    """Build the zone x slot cube of a store from its validated sources.
+
+    Parameters
+    ----------
+    store
+        The store (or its folder) holding ``study.json`` and ``validated/*.parquet``.
+    engine
+        ``duckdb`` (default: SQL over the Parquet files), ``pandas`` or ``dask`` (the pandas
+        month builder as one delayed task per month).
+    start, end
+        Optional study period as local dates (``end`` exclusive); by default the period of the
+        data, in whole local days.
+    dask_address
+        Address of a ``distributed`` scheduler (``tcp://host:8786``) for ``engine="dask"``;
+        None runs the tasks on the local threaded scheduler. Workers must see the store's
+        folder at the same path.
+    memory_limit
+        DuckDB memory limit per month query.
+    threads
+        DuckDB threads (default: DuckDB's own choice, the number of cores).
+
+    Returns
+    -------
+    CubeResult
+
+    Raises
+    ------
+    ConfigError
+        Unknown engine, or ``dask_address`` with another engine, or an unreadable period.
+    StoreError
+        No study.json or no zones in the store, or no dated source to build a period from.
+
+    References
+    ----------
+    See the module docstring (Flux Vision reference periods; NOAA/Meeus solar position).
+
+    Examples
+    --------
+    >>> result = build_cube(Store("demo/store"))  # doctest: +SKIP
+    >>> result.rows, result.months[:2]  # doctest: +SKIP
+    (1411200, ('2026-01', '2026-02'))
+    """
+    t0 = time.perf_counter()
+    _check_engine(engine, dask_address)
+    store = store if isinstance(store, Store) else Store(store)
+    plan = make_plan(store, start=start, end=end, memory_limit=memory_limit, threads=threads)
+    summaries = _build_and_swap(store, plan, engine=engine, dask_address=dask_address)
+    columns = tuple(output_columns(plan))
+    meta = _meta(plan, summaries, columns, engine)
+    store.write_json("cube_meta.json", meta)
+    return CubeResult(
+        path=store.cube_dir,
+        meta=meta,
+        rows=int(meta["rows"]),
+        columns=columns,
+        months=tuple(s["month"] for s in summaries),
+        engine=engine,
+        seconds=time.perf_counter() - t0,
+    )
+
+
+def _check_engine(engine: str, dask_address: str | None) -> None:
+    if engine not in ENGINES:
+        raise ConfigError(
+            f"unknown cube engine {engine!r}: expected one of {', '.join(ENGINES)} "
+            "(duckdb is the default and the fastest on one machine)."
+        )
+    if dask_address is not None and engine != "dask":
+        raise ConfigError(
+            f"a Dask scheduler address was given ({dask_address}) but the engine is {engine!r}; "
+            "use engine 'dask' (`--engine dask`) with a scheduler address."
+        )
+
+
+def _build_and_swap(
+    store: Store, plan: Plan, *, engine: str, dask_address: str | None
+) -> list[dict[str, Any]]:
+    """Build every month in a fresh folder, then rename it into ``store/cube`` (the old cube is
+    kept when anything fails); returns the months' summaries."""
+    tag = uuid.uuid4().hex[:8]
+    build_dir = store.root / f".cube-building-{tag}"
+    work_dir = store.root / f".cube-work-{tag}"
+    build_dir.mkdir(parents=True)
+    work_dir.mkdir()
+    try:
+        summaries = _build_months(
+            plan,
+            plan.months(),
+            engine=engine,
+            dirs=(build_dir, work_dir),
+            dask_address=dask_address,
+        )
+        _swap_in(build_dir, store.cube_dir)
+    except BaseException:
+        shutil.rmtree(build_dir, ignore_errors=True)
+        raise
+    finally:
+        shutil.rmtree(work_dir, ignore_errors=True)
+    return summaries
+
+
+def _build_months(
+    plan: Plan,
+    specs: list[MonthSpec],
+    *,
+    engine: str,
+    dirs: tuple[Path, Path],
+    dask_address: str | None,
+) -> list[dict[str, Any]]:
+    """Write every month into the build folder (dirs[0]); DuckDB stages in dirs[1]."""
+    build_dir, work_dir = dirs
+    if engine == "dask":
+        return run_dask(plan, specs, build_dir=build_dir, address=dask_address)
+    summaries = []
+    stage = DuckStage(plan, specs, work_dir) if engine == "duckdb" else None
+    try:
+        for spec in specs:
+            summaries.append(build_month(plan, spec, out_dir=str(build_dir), stage=stage))
+            log.info("cube %s: %d rows", spec.label, summaries[-1]["rows"])
+    finally:
+        if stage is not None:
+            stage.close()
+    return summaries
+
+
+def _swap_in(build_dir: Path, cube_dir: Path) -> None:
+    """Replace the cube folder with the freshly built one (old one removed after the rename)."""
+    old = None
+    if cube_dir.exists():
+        old = cube_dir.with_name(f".cube-old-{uuid.uuid4().hex[:8]}")
+        cube_dir.rename(old)
+    build_dir.rename(cube_dir)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _meta(
+    plan: Plan, summaries: list[dict[str, Any]], columns: tuple[str, ...], engine: str
+) -> dict[str, Any]:
+    """The content of cube_meta.json."""
+    try:
+        version = importlib.metadata.version("vigie")
+    except importlib.metadata.PackageNotFoundError:  # pragma: no cover
+        version = "unknown"
+    meta: dict[str, Any] = {
+        "grain": plan.grain,
+        "timezone": plan.tz,
+        "first_date": str(
+            pd.Timestamp(plan.start_s, unit="s", tz="UTC").tz_convert(plan.tz).date()
+        ),
+        "last_date": str(
+            (
+                pd.Timestamp(plan.end_s, unit="s", tz="UTC").tz_convert(plan.tz)
+                - pd.Timedelta(hours=12)
+            ).date()
+        ),
+        "start": pd.Timestamp(plan.start_s, unit="s", tz="UTC").isoformat(),
+        "end": pd.Timestamp(plan.end_s, unit="s", tz="UTC").isoformat(),
+        "zones": len(plan.zone_ids),
+        "rows": int(sum(s["rows"] for s in summaries)),
+        "columns": list(columns),
+        "categories": dict(plan.category_originals),
+        "sources": list(plan.paths),
+        "months": [s["month"] for s in summaries],
+        "partitioning": "month=YYYY-MM, the UTC month of `hour`",
+        "engine": engine,
+        "country": plan.country,
+        "school_zone": plan.school_zone,
+        "baseline": {
+            "weeks": LOOKBACK_WEEKS,
+            "min_weeks": MIN_WEEKS,
+            "statistic": "median",
+            "excludes": f"slots with events_active > 0 in the zone and the {EVENT_MARGIN_HOURS} h before and after",
+        },
+        "built_at": pd.Timestamp.now(tz="UTC").isoformat(timespec="seconds"),
+        "code_version": version,
+    }
+    if "incidents" in plan.paths:
+        meta["incidents_in_cube"] = int(sum(s.get("incidents", 0) for s in summaries))
+    meta.update(plan.info)
+    return meta

@@ -1,0 +1,261 @@
+"""The DuckDB engine: per-source hourly aggregates in SQL over the validated Parquet files.
+
+Each source has its own small SQL builder; :class:`DuckStage` runs them once over the whole
+period and each month reads its hours back. The result follows the engines' contract (see
+:mod:`features.cube`): source -> dict of numpy arrays, ``zi`` an index into the plan's zones and
+``eh`` an epoch hour.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from features.cube.period import DAY, HOUR, MonthSpec
+from features.cube.plan import Plan
+
+
+class _Sql:
+    """What every source's SQL needs: the connection, the hours, quoting and time literals.
+
+    Hours [a0, a1) are the target hours; presence and events start at w0 (the reference
+    value's past).
+    """
+
+    def __init__(self, con: Any, plan: Plan, a0: int, a1: int, w0: int) -> None:
+        self.con, self.plan = con, plan
+        self.a0, self.a1, self.w0 = a0, a1, w0
+        self.paths = {k: v.replace("'", "''") for k, v in plan.paths.items()}
+        self.tz = plan.tz.replace("'", "''")
+        self._types: dict[tuple[str, str], str] = {}
+
+    def read(self, source: str) -> str:
+        return f"read_parquet('{self.paths[source]}')"
+
+    def slot_end(self, start: str, minutes: str) -> str:
+        """End of a slot in epoch seconds: start + minutes, or local days for 1 440 minutes."""
+        tz = self.tz
+        return (
+            f"CASE WHEN {minutes} % 1440 = 0 THEN epoch(timezone('{tz}', timezone('{tz}', "
+            f"{start}::TIMESTAMPTZ) + to_days(({minutes} // 1440)::INTEGER))) "
+            f"ELSE epoch({start}::TIMESTAMPTZ) + 60 * {minutes} END"
+        )
+
+    def overlaps(self, lo: int) -> str:
+        """CTEs ``ex``, ``ov`` after ``src`` (slots [s, e) in epoch seconds): each slot against
+        the hours k in [lo, a1) it overlaps, with the overlap w in seconds."""
+        return f"""ex AS (
+              SELECT *, unnest(range(greatest(floor(s / 3600), {lo})::BIGINT,
+                                     least(ceil(e / 3600), {self.a1})::BIGINT)) AS k
+              FROM src
+            ), ov AS (
+              SELECT *, least(e, (k + 1) * 3600.0) - greatest(s, k * 3600.0) AS w FROM ex
+            )"""
+
+    def lit(self, source: str, col: str, seconds: int) -> str:
+        """A time literal of the column's own type (so DuckDB pushes the filter down)."""
+        if (source, col) not in self._types:
+            rows = self.con.execute(f"DESCRIBE SELECT {col} FROM {self.read(source)}").fetchall()
+            self._types[(source, col)] = rows[0][1]
+        return f"to_timestamp({int(seconds)})::{self._types[(source, col)]}"
+
+
+# ------------------------------------------------------------------------------------------
+# one SQL builder per source
+# ------------------------------------------------------------------------------------------
+def _presence_sql(q: _Sql) -> str:
+    cols = q.plan.presence_cols
+    extra = "".join(f", p.{c}" for c in cols)
+    aggs = "".join(
+        f", sum({c} * w) / sum(CASE WHEN {c} IS NOT NULL THEN w END) AS {c}" for c in cols
+    )
+    return f"""
+            WITH src AS (
+              SELECT z.zi, epoch(p.start::TIMESTAMPTZ) AS s,
+                     {q.slot_end("p.start", "coalesce(p.slot_minutes, 60)")} AS e,
+                     p.present{extra}
+              FROM {q.read("presence")} p JOIN zmap z ON z.zone_id = p.zone_id
+              WHERE p.start >= {q.lit("presence", "start", q.w0 * HOUR - 2 * DAY)}
+                AND p.start < {q.lit("presence", "start", q.a1 * HOUR)}
+            ), {q.overlaps(q.w0)}
+            SELECT zi, k AS eh,
+                   sum(present * w) / sum(CASE WHEN present IS NOT NULL THEN w END)
+                     AS present{aggs}
+            FROM ov WHERE w > 0 GROUP BY zi, k
+            """
+
+
+def _incidents_sql(q: _Sql) -> str:
+    cmap = pa.table(
+        {
+            "category": pa.array(list(q.plan.category_map), pa.string()),
+            "ci": pa.array(list(q.plan.category_map.values()), pa.int32()),
+        }
+    )
+    q.con.register("cmap", cmap)
+    return f"""
+            SELECT z.zi, floor(epoch(i.occurred_at::TIMESTAMPTZ) / 3600)::BIGINT AS eh, c.ci,
+                   count(*)::BIGINT AS n
+            FROM {q.read("incidents")} i
+            JOIN zmap z ON z.zone_id = i.zone_id JOIN cmap c ON c.category = i.category
+            WHERE i.occurred_at >= {q.lit("incidents", "occurred_at", q.a0 * HOUR)}
+              AND i.occurred_at < {q.lit("incidents", "occurred_at", q.a1 * HOUR)}
+            GROUP BY ALL
+            """
+
+
+def _ridership_sql(q: _Sql) -> str:
+    return f"""
+            WITH src AS (
+              SELECT z.zi, epoch(r.start::TIMESTAMPTZ) AS s,
+                     {q.slot_end("r.start", "coalesce(r.slot_minutes, 60)")} AS e, r.entries
+              FROM {q.read("ridership")} r JOIN zmap z ON z.zone_id = r.zone_id
+              WHERE r.start >= {q.lit("ridership", "start", q.a0 * HOUR - 2 * DAY)}
+                AND r.start < {q.lit("ridership", "start", q.a1 * HOUR)} AND r.entries IS NOT NULL
+            ), {q.overlaps(q.a0)}
+            SELECT zi, k AS eh, sum(entries * w / (e - s)) AS entries
+            FROM ov WHERE w > 0 GROUP BY zi, k
+            """
+
+
+def _events_sql(q: _Sql) -> str:
+    return f"""
+            WITH src AS (
+              SELECT z.zi, e.event_id AS ev, epoch(e.start::TIMESTAMPTZ) AS s,
+                     greatest(epoch(e."end"::TIMESTAMPTZ), epoch(e.start::TIMESTAMPTZ) + 1) AS e,
+                     coalesce(e.expected_attendance, 0.0) AS att
+              FROM {q.read("events")} e JOIN zmap z ON z.zone_id = e.zone_id
+              WHERE e.start < {q.lit("events", "start", q.a1 * HOUR)}
+            )
+            SELECT DISTINCT zi, ev, att,
+                   unnest(range(greatest(floor(s / 3600), {q.w0})::BIGINT,
+                                least(ceil(e / 3600), {q.a1})::BIGINT)) AS eh
+            FROM src
+            """
+
+
+def _lamps_out_sql(q: _Sql) -> str:
+    reported = q.lit("lighting_faults", "reported_at", q.a1 * HOUR)
+    repaired = q.lit("lighting_faults", "repaired_at", q.a0 * HOUR)
+    return f"""
+            WITH lz AS (
+              SELECT l.lamp_id, z.zi FROM {q.read("lamps")} l
+              JOIN zmap z ON z.zone_id = l.zone_id
+            ), f AS (
+              SELECT lz.zi, f.lamp_id, epoch(f.reported_at::TIMESTAMPTZ) AS r,
+                     coalesce(epoch(f.repaired_at::TIMESTAMPTZ), 1e18) AS q
+              FROM {q.read("lighting_faults")} f JOIN lz ON lz.lamp_id = f.lamp_id
+              WHERE f.reported_at < {reported}
+                AND (f.repaired_at IS NULL OR f.repaired_at > {repaired})
+            ), iv AS (  -- hours whose midpoint is in [reported_at, repaired_at)
+              SELECT zi, lamp_id, ceil((r - 1800) / 3600)::BIGINT AS k0,
+                     least(ceil((q - 1800) / 3600), {q.a1})::BIGINT AS k1
+              FROM f
+            ), o AS (  -- merge each lamp's overlapping faults (gaps and islands)
+              SELECT *, max(k1) OVER (PARTITION BY lamp_id ORDER BY k0, k1
+                                      ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS prev_end
+              FROM iv WHERE k0 < k1
+            ), g AS (
+              SELECT *, sum(CASE WHEN prev_end >= k0 THEN 0 ELSE 1 END)
+                          OVER (PARTITION BY lamp_id ORDER BY k0, k1 ROWS UNBOUNDED PRECEDING) AS grp
+              FROM o
+            )
+            SELECT zi, min(k0) AS k0, max(k1) AS k1 FROM g GROUP BY lamp_id, zi, grp
+            """
+
+
+def _weather_sql(q: _Sql) -> str:
+    return f"""
+            WITH src AS (
+              SELECT epoch(start::TIMESTAMPTZ) AS s,
+                     {q.slot_end("start", "coalesce(slot_minutes, 60)")} AS e,
+                     temperature_c, precipitation_mm
+              FROM {q.read("weather")}
+              WHERE start >= {q.lit("weather", "start", q.a0 * HOUR - 2 * DAY)}
+                AND start < {q.lit("weather", "start", q.a1 * HOUR)}
+            ), {q.overlaps(q.a0)}
+            SELECT k AS eh,
+              sum(temperature_c * w)
+                / sum(CASE WHEN temperature_c IS NOT NULL THEN w END) AS temperature_c,
+              sum(precipitation_mm * w / (e - s)) AS precipitation_mm
+            FROM ov WHERE w > 0 GROUP BY k
+            """
+
+
+#: (source file, staged table, SQL builder), in staging order.
+_SOURCES: tuple[tuple[str, str, Callable[[_Sql], str]], ...] = (
+    ("presence", "presence", _presence_sql),
+    ("incidents", "incidents", _incidents_sql),
+    ("ridership", "ridership", _ridership_sql),
+    ("events", "events", _events_sql),
+    ("lighting_faults", "lamps_out", _lamps_out_sql),
+    ("weather", "weather", _weather_sql),
+)
+
+
+def duckdb_sql(con: Any, plan: Plan, a0: int, a1: int, w0: int) -> dict[str, str]:
+    """SQL per staged table for hours [a0, a1) (presence and events from w0), on ``con``.
+
+    Registers the zone map ``zmap`` (and ``cmap`` for incidents) on the connection.
+    """
+    zmap = pa.table(
+        {
+            "zone_id": pa.array(plan.zone_ids.astype(str), pa.string()),
+            "zi": pa.array(np.arange(len(plan.zone_ids), dtype=np.int32)),
+        }
+    )
+    con.register("zmap", zmap)
+    q = _Sql(con, plan, a0, a1, w0)
+    return {name: build(q) for source, name, build in _SOURCES if source in plan.paths}
+
+
+class DuckStage:
+    """Hourly aggregates of every source over the whole period, staged once in DuckDB.
+
+    One pass of SQL per source over the Parquet files (slot expansion, zone and category
+    mapping, distinct lamps and events) writes small sorted tables into a DuckDB file in the
+    build folder; each month then reads its hours back by range (zone maps make that cheap), so
+    the big files are scanned once, not once per month, and memory stays bounded by DuckDB's
+    ``memory_limit`` (spilling to the build folder).
+    """
+
+    def __init__(self, plan: Plan, specs: list[MonthSpec], workdir: Path) -> None:
+        import duckdb  # heavy: loaded only when this engine runs
+
+        self.con = con = duckdb.connect(str(workdir / "stage.duckdb"))
+        con.execute("SET TimeZone='UTC'")
+        con.execute(f"SET memory_limit='{plan.memory_limit}'")
+        con.execute(f"SET temp_directory='{str(workdir / 'spill').replace(chr(39), chr(39) * 2)}'")
+        if plan.threads:
+            con.execute(f"SET threads={int(plan.threads)}")
+        con.execute("SET preserve_insertion_order=false")
+        a0 = min(s.a0 for s in specs)
+        a1 = max(s.a1 for s in specs)
+        w0 = min(s.w0 for s in specs)
+        self.names = []
+        for name, sql in duckdb_sql(con, plan, a0, a1, w0).items():
+            order = "k0" if name == "lamps_out" else "eh"
+            con.execute(f"CREATE TABLE s_{name} AS SELECT * FROM ({sql}) ORDER BY {order}")
+            self.names.append(name)
+
+    def inputs(self, spec: MonthSpec) -> dict[str, dict[str, np.ndarray]]:
+        """The month's sparse hourly aggregates (the engines' contract, :mod:`features.cube`)."""
+        out = {}
+        for name in self.names:
+            lo = spec.w0 if name in ("presence", "events") else spec.a0
+            where = (
+                f"k0 < {spec.a1} AND k1 > {spec.a0}"
+                if name == "lamps_out"
+                else f"eh >= {lo} AND eh < {spec.a1}"
+            )
+            tbl = self.con.sql(f"SELECT * FROM s_{name} WHERE {where}").to_arrow_table()
+            out[name] = {c: tbl.column(c).to_numpy(zero_copy_only=False) for c in tbl.column_names}
+        return out
+
+    def close(self) -> None:
+        """Close the DuckDB connection (the build folder is removed by the caller)."""
+        self.con.close()
