@@ -18,9 +18,14 @@ from __future__ import annotations
 import datetime as dt
 import functools
 from collections.abc import Iterable
+from zoneinfo import ZoneInfo
 
+import holidays
 import numpy as np
 import pandas as pd
+from astral import Observer
+from astral.sun import elevation, sunrise, sunset
+from vacances_scolaires_france import SchoolHolidayDates
 
 #: the sun's upper limb at the horizon, with standard refraction (astral's sunrise/sunset).
 DARK_ELEVATION = -0.833
@@ -64,9 +69,6 @@ def dark_mask(
     >>> dark_mask(h, 48.85, 2.35).tolist()
     [True, False]
     """
-    from astral import Observer
-    from astral.sun import elevation
-
     idx = _as_utc_index(hours_utc)
     n = len(idx)
     lat_a = np.broadcast_to(np.asarray(lat, dtype=float), (n,))
@@ -127,11 +129,6 @@ def sun_table(
     NOAA solar calculator / Meeus (1998), as implemented by astral (``astral.sun.sunrise``,
     upper limb with 0.833 degree of refraction and radius).
     """
-    from zoneinfo import ZoneInfo
-
-    from astral import Observer
-    from astral.sun import elevation, sunrise, sunset
-
     if np.any(np.abs(lat) > 90) or np.any(np.abs(lon) > 180):
         raise ValueError("latitude must be within [-90, 90] and longitude within [-180, 180]")
     keys = np.stack([np.round(lat / grid) * grid, np.round(lon / grid) * grid], axis=1)
@@ -175,8 +172,6 @@ def public_holidays(
     subdivision
         Optional subdivision code understood by ``holidays`` (e.g. ``IL``).
     """
-    import holidays
-
     idx = _dates(dates)
     if country is None or len(idx) == 0:
         return np.zeros(len(idx), dtype=bool)
@@ -233,8 +228,6 @@ def day_flags(
 @functools.lru_cache(maxsize=4)
 def _school_days(zone: str) -> pd.DatetimeIndex:
     """Every school-holiday date of a French zone (the package's data file is read once)."""
-    from vacances_scolaires_france import SchoolHolidayDates
-
     data = SchoolHolidayDates().data
     key = f"vacances_zone_{zone.lower()}"
     return pd.DatetimeIndex([pd.Timestamp(d) for d, row in data.items() if row.get(key)])
