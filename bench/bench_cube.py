@@ -7,11 +7,11 @@ over the same Parquet files:
 
 * **vigie**: ``features.cube.build_cube(store, engine=...)`` in a child process, which reports
   its own peak resident memory (``resource.getrusage(RUSAGE_SELF).ru_maxrss``, DuckDB included);
-* **plain DuckDB**: one SQL statement, written by hand here (not by vigie), computing the same
-  columns (slot expansion of presence/ridership/weather, incidents per category, distinct lamps
-  out at the midpoint, events, the windowed 8-week median reference value, darkness from a
-  sunrise/sunset table and holiday flags) and writing the same month partitions with
-  ``COPY ... PARTITION_BY``, also in a child process. DuckDB cannot compute sunrise or holidays,
+* **plain DuckDB**: one SQL statement, written by hand in ``bench/cube_reference.py`` (not by
+  vigie), computing the same columns (slot expansion of presence/ridership/weather, incidents
+  per category, distinct lamps out at the midpoint, events, the windowed 8-week median reference
+  value, darkness from a sunrise/sunset table and holiday flags) and writing the same month
+  partitions with ``COPY ... PARTITION_BY``, also in a child process. DuckDB cannot compute sunrise or holidays,
   so those two small tables (zone cells x dates, dates) are prepared before the clock starts,
   which slightly favours the reference.
 
@@ -36,6 +36,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from bench.cube_reference import reference_sql
+from features.ingest import ingest
+from features.synth import generate
+
 ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "benchmarks.md"
 RESULTS = ROOT / "bench_out" / "cube_results.json"
@@ -50,9 +54,6 @@ def bench_dir() -> Path:
 
 def prepare(scale: str, *, seed: int = 0) -> Path:
     """The ingested store of a synthetic city of this scale (made once, then reused)."""
-    from features.ingest import ingest
-    from features.synth import generate
-
     base = bench_dir() / f"{scale}-seed{seed}"
     store = base / "store"
     stamp = base / "ready.json"
@@ -110,248 +111,8 @@ def run_child(code: str, *args: str) -> dict:
 
 
 # ------------------------------------------------------------------------------------------
-# the plain DuckDB cube
+# comparing the two cubes (the plain DuckDB one is bench/cube_reference.py)
 # ------------------------------------------------------------------------------------------
-def reference_sql(store_root: Path, out_dir: Path, work: Path) -> dict:
-    """The hand-written DuckDB statement for the same cube as vigie's (hourly grain).
-
-    Small calendar inputs (zone -> sun cell, sunrise/sunset per cell and local date, holiday
-    flags per local date) are written to ``work`` as Parquet first; everything else is read from
-    the store's validated Parquet files by the SQL itself.
-    """
-    from features.calendar import day_flags, sun_table
-    from features.cube import CUBE_SOURCES
-    from features.store import Store
-    from features.text import slug
-    from features.zones import centroids
-
-    store = Store(store_root)
-    meta = store.cube_meta()  # the period and categories vigie used, so both build the same grid
-    if meta["grain"] != "1h":
-        raise ValueError("the DuckDB reference is written for the hourly grain")
-    tz = meta["timezone"]
-    h0 = int(pd.Timestamp(meta["start"]).value // 10**9) // 3600
-    h1 = int(pd.Timestamp(meta["end"]).value // 10**9) // 3600
-    zones = store.zones()
-    zones["zone_id"] = zones["zone_id"].astype(str)
-    cent = centroids(zones)
-    day0 = pd.Timestamp(meta["start"]).tz_convert(tz).normalize().tz_localize(None) - pd.Timedelta(
-        days=60
-    )
-    day1 = pd.Timestamp(meta["end"]).tz_convert(tz).normalize().tz_localize(None) + pd.Timedelta(
-        days=2
-    )
-    days = np.arange(day0.value // 86_400_000_000_000, day1.value // 86_400_000_000_000)
-    rise, sset, cell = sun_table(
-        cent["latitude"].to_numpy(), cent["longitude"].to_numpy(), days, timezone=tz
-    )
-    area = store.study()["area"]
-    from features.config import default_country
-
-    country = area.get("country") or default_country(tz)
-    hol, school = day_flags(
-        int(days[0]),
-        int(days[-1]) + 1,
-        country=country,
-        subdivision=area.get("subdivision"),
-        school_zone=area.get("school_zone") if country == "FR" else None,
-    )
-    work.mkdir(parents=True, exist_ok=True)
-    pd.DataFrame({"zone_id": cent["zone_id"], "cell": cell}).to_parquet(work / "zcell.parquet")
-    dates = pd.to_datetime(days, unit="D").date
-    pd.DataFrame(
-        {
-            "cell": np.repeat(np.arange(rise.shape[0]), len(days)),
-            "d": np.tile(dates, rise.shape[0]),
-            "rise": rise.ravel(),
-            "sset": sset.ravel(),
-        }
-    ).to_parquet(work / "sun.parquet")
-    pd.DataFrame({"d": dates, "holiday": hol, "school_holiday": school}).to_parquet(
-        work / "days.parquet"
-    )
-
-    v = store.validated_dir
-    has = {s: (v / f"{s}.parquet").exists() for s in CUBE_SOURCES}
-    cols = set(meta["columns"])
-    cats = {
-        s: [c for c, sl in ((c, slug(c)) for c in _categories(v)) if sl == s]
-        for s in meta["categories"]
-    }
-    q = lambda s: f"read_parquet('{v / (s + '.parquet')}')"  # noqa: E731
-    ts = "::TIMESTAMPTZ"
-
-    def slot_end(start: str) -> str:
-        m = "coalesce(slot_minutes, 60)"
-        return (
-            f"CASE WHEN {m} % 1440 = 0 THEN epoch(timezone('{tz}', timezone('{tz}', {start}{ts})"
-            f" + to_days(({m} // 1440)::INTEGER))) ELSE epoch({start}{ts}) + 60 * {m} END"
-        )
-
-    def spread(src: str, lo: int, value_sql: str, group: str, where: str = "TRUE") -> str:
-        return f"""
-          SELECT {group}, k AS eh, {value_sql}
-          FROM (SELECT *, least(e, (k + 1) * 3600.0) - greatest(s, k * 3600.0) AS w FROM (
-                  SELECT *, unnest(range(greatest(floor(s / 3600), {lo})::BIGINT,
-                                         least(ceil(e / 3600), {h1})::BIGINT)) AS k
-                  FROM (SELECT *, epoch(start{ts}) AS s, {slot_end("start")} AS e
-                        FROM {src} WHERE {where})))
-          WHERE w > 0 GROUP BY ALL"""
-
-    ctes = [
-        f"""hours AS (
-          SELECT eh, to_timestamp(eh * 3600) AS hour, timezone('{tz}', to_timestamp(eh * 3600)) AS lt,
-                 timezone('{tz}', to_timestamp(eh * 3600 + 1800)) AS lmid
-          FROM range({h0}, {h1}) t(eh))""",
-        f"grid AS (SELECT z.zone_id, h.* FROM (SELECT zone_id FROM read_parquet('{work / 'zcell.parquet'}')) z, hours h)",
-    ]
-    select = [
-        "g.zone_id",
-        "g.hour::TIMESTAMPTZ_NS AS hour",
-        "hour(g.lt)::TINYINT AS local_hour",
-        "(isodow(g.lt) - 1)::TINYINT AS dow",
-        "g.lt::DATE AS local_date",
-    ]
-    joins = []
-    lookback = h0 - 57 * 24
-    if has["presence"]:
-        extra = [c for c in ("residents", "visitors") if c in cols]
-        vals = ", ".join(
-            f"sum({c} * w) / sum(CASE WHEN {c} IS NOT NULL THEN w END) AS {c}"
-            for c in ["present", *extra]
-        )
-        ctes.append(
-            f"pres AS ({spread(q('presence'), lookback, vals, 'zone_id', f'start >= to_timestamp({lookback * 3600 - 172800})::TIMESTAMPTZ_NS')})"
-        )
-        ev_cte = (
-            "evh AS (SELECT DISTINCT zone_id, eh + d AS eh FROM events_h, range(-3, 4) t(d))"
-            if has["events"]
-            else "evh AS (SELECT NULL::VARCHAR AS zone_id, NULL::BIGINT AS eh WHERE FALSE)"
-        )
-        ctes.append(ev_cte)
-        ctes.append(f"""pool AS (
-          SELECT zone_id, timezone('{tz}', to_timestamp(eh * 3600)) AS lt, present
-          FROM pres ANTI JOIN evh USING (zone_id, eh))""")
-        ctes.append("""agg AS (
-          SELECT zone_id, lt::DATE AS d, hour(lt) AS lh, avg(present) AS v FROM pool GROUP BY ALL)""")
-        ctes.append("""slots AS (
-          SELECT k.zone_id, k.d, k.lh, a.v FROM (
-            SELECT DISTINCT zone_id, lt::DATE AS d, hour(lt) AS lh FROM grid
-            UNION SELECT zone_id, d, lh FROM agg) k
-          LEFT JOIN agg a ON a.zone_id = k.zone_id AND a.d = k.d AND a.lh = k.lh)""")
-        ctes.append("""base AS (
-          SELECT zone_id, d, lh,
-                 CASE WHEN count(v) OVER w >= 2 THEN median(v) OVER w END AS present_baseline
-          FROM slots
-          WINDOW w AS (PARTITION BY zone_id, lh, isodow(d) ORDER BY d
-                       RANGE BETWEEN INTERVAL 56 DAYS PRECEDING AND INTERVAL 7 DAYS PRECEDING))""")
-        joins.append("LEFT JOIN pres p ON p.zone_id = g.zone_id AND p.eh = g.eh")
-        joins.append(
-            "LEFT JOIN base b ON b.zone_id = g.zone_id AND b.d = g.lt::DATE AND b.lh = hour(g.lt)"
-        )
-        select += [
-            "p.present",
-            "p.present IS NULL AS present_missing",
-            "b.present_baseline",
-            "CASE WHEN b.present_baseline > 0 THEN p.present / b.present_baseline END AS present_ratio",
-            *[f"p.{c}" for c in extra],
-        ]
-    if has["incidents"]:
-        filt = ", ".join(
-            f"count(*) FILTER (WHERE category IN ({', '.join(repr(c) for c in cats[s])}))::INTEGER AS inc_{s}"
-            for s in sorted(cats)
-        )
-        ctes.append(f"""inc AS (
-          SELECT zone_id, floor(epoch(occurred_at{ts}) / 3600)::BIGINT AS eh, count(*)::INTEGER AS incidents, {filt}
-          FROM {q("incidents")} WHERE zone_id IS NOT NULL GROUP BY ALL)""")
-        joins.append("LEFT JOIN inc i ON i.zone_id = g.zone_id AND i.eh = g.eh")
-        select.append("coalesce(i.incidents, 0)::INTEGER AS incidents")
-        select += [f"coalesce(i.inc_{s}, 0)::INTEGER AS inc_{s}" for s in sorted(cats)]
-    if has["lamps"]:
-        ctes.append(
-            f"lampn AS (SELECT zone_id, count(*)::INTEGER AS lamps FROM {q('lamps')} GROUP BY ALL)"
-        )
-        joins.append("LEFT JOIN lampn ln ON ln.zone_id = g.zone_id")
-        select.append("coalesce(ln.lamps, 0)::INTEGER AS lamps")
-        if has["lighting_faults"]:
-            ctes.append(f"""lout AS (
-              SELECT zone_id, eh, count(DISTINCT lamp_id)::INTEGER AS lamps_out FROM (
-                SELECT l.zone_id, f.lamp_id,
-                       unnest(range(greatest(ceil((epoch(f.reported_at{ts}) - 1800) / 3600), {h0})::BIGINT,
-                                    least(ceil((coalesce(epoch(f.repaired_at{ts}), 1e18) - 1800) / 3600), {h1})::BIGINT)) AS eh
-                FROM {q("lighting_faults")} f JOIN {q("lamps")} l ON l.lamp_id = f.lamp_id)
-              GROUP BY ALL)""")
-            joins.append("LEFT JOIN lout lo ON lo.zone_id = g.zone_id AND lo.eh = g.eh")
-            select.append("coalesce(lo.lamps_out, 0)::INTEGER AS lamps_out")
-    ctes.append(f"zc AS (SELECT * FROM read_parquet('{work / 'zcell.parquet'}'))")
-    ctes.append(f"sun AS (SELECT * FROM read_parquet('{work / 'sun.parquet'}'))")
-    joins.append("JOIN zc ON zc.zone_id = g.zone_id")
-    joins.append("JOIN sun ON sun.cell = zc.cell AND sun.d = g.lmid::DATE")
-    select.append("(g.eh * 3600 + 1800 < sun.rise OR g.eh * 3600 + 1800 >= sun.sset) AS dark")
-    if has["ridership"]:
-        ctes.append(
-            f"rid AS ({spread(q('ridership'), h0, 'sum(entries * w / (e - s)) AS entries', 'zone_id', 'zone_id IS NOT NULL AND entries IS NOT NULL')})"
-        )
-        joins.append("LEFT JOIN rid r ON r.zone_id = g.zone_id AND r.eh = g.eh")
-        select.append("coalesce(r.entries, 0.0) AS ridership_entries")
-    if has["events"]:
-        ctes.insert(
-            2,
-            f"""events_h AS (
-          SELECT DISTINCT zone_id, event_id, att, unnest(range(greatest(floor(s / 3600), {lookback})::BIGINT,
-                                                       least(ceil(e / 3600), {h1})::BIGINT)) AS eh
-          FROM (SELECT zone_id, event_id, coalesce(expected_attendance, 0.0) AS att, epoch(start{ts}) AS s,
-                       greatest(epoch("end"{ts}), epoch(start{ts}) + 1) AS e
-                FROM {q("events")} WHERE zone_id IS NOT NULL))""",
-        )
-        ctes.append(
-            "eva AS (SELECT zone_id, eh, count(*)::INTEGER AS n, sum(att) AS att FROM events_h GROUP BY ALL)"
-        )
-        joins.append("LEFT JOIN eva ea ON ea.zone_id = g.zone_id AND ea.eh = g.eh")
-        select += [
-            "coalesce(ea.n, 0)::INTEGER AS events_active",
-            "coalesce(ea.att, 0.0) AS event_attendance",
-        ]
-    ctes.append(f"days AS (SELECT * FROM read_parquet('{work / 'days.parquet'}'))")
-    joins.append("JOIN days dd ON dd.d = g.lt::DATE")
-    select += ["dd.holiday", "dd.school_holiday"]
-    if has["weather"]:
-        vals = (
-            "sum(temperature_c * w) / sum(CASE WHEN temperature_c IS NOT NULL THEN w END) AS temperature_c, "
-            "sum(precipitation_mm * w / (e - s)) AS precipitation_mm"
-        )
-        ctes.append(f"wx AS ({spread(q('weather'), h0, vals, '1 AS one')})")
-        joins.append("LEFT JOIN wx ON wx.eh = g.eh")
-        select += ["wx.temperature_c", "wx.precipitation_mm"]
-    select.append("strftime(g.hour, '%Y-%m') AS month")
-    sql = (
-        "COPY (WITH "
-        + ",\n".join(ctes)
-        + "\nSELECT "
-        + ", ".join(select)
-        + "\nFROM grid g\n"
-        + "\n".join(joins)
-        + f"\n) TO '{out_dir}' (FORMAT PARQUET, PARTITION_BY (month), OVERWRITE_OR_IGNORE)"
-    )
-    return {
-        "setup": [
-            "SET TimeZone='UTC'",
-            "SET memory_limit='8GB'",
-            f"SET temp_directory='{work / 'spill'}'",
-            "SET preserve_insertion_order=false",
-        ],
-        "sql": sql,
-        "count": f"SELECT count(*) FROM read_parquet('{out_dir}/*/*.parquet')",
-    }
-
-
-def _categories(validated: Path) -> list[str]:
-    import pyarrow.parquet as pq
-
-    col = pq.read_table(validated / "incidents.parquet", columns=["category"]).column(0)
-    return sorted({c for c in col.to_pylist() if c is not None})
-
-
 def compare(vigie_cube: Path, duckdb_cube: Path) -> float:
     """Largest relative difference between the two cubes over every numeric column (0 = equal),
     month partition by month partition (bounded memory); raises when the partitions, rows,
