@@ -94,12 +94,14 @@ def _draw_chunk(
         cal, world.zones, day_noise=drv.day_noise, ev_add=drv.event_added[a:b],
         gathering=(gi, gz), rng=rng,
     )  # fmt: skip
-    entries, transit = draw_ridership(world.stops, cp.exposure, cal, rng)
+    entries, transit = draw_ridership(world.stops, exposure=cp.exposure, cal=cal, rng=rng)
     Z = len(world.zones.ids)
-    mult = signal_multipliers(world.signals, ctx.hours[a:b], drv.dark[a:b], Z)
+    mult = signal_multipliers(world.signals, hours=ctx.hours[a:b], dark=drv.dark[a:b], Z=Z)
     x = _features(drv, cal, a, b, transit)
     mu = incident_means(model, cal, exposure=cp.exposure, x=x, multiplier=mult)
-    inc, counts = draw_incidents(model, cal, world.zones, mu=mu, first_id=first_id, rng=rng)
+    inc, counts = draw_incidents(
+        model, cal=cal, zones=world.zones, mu=mu, first_id=first_id, rng=rng
+    )
     bad = None
     if with_bad_rows:
         inc, bad = bad_rows(inc, rng)
@@ -125,7 +127,7 @@ def _write_chunk(
     files.write("ridership", f"transport/validations_{tag}.{ext}", rid)
 
 
-def simulate(ctx: SynthContext, world: World, drv: Drivers, gap: Gap) -> Simulated:
+def simulate(ctx: SynthContext, *, world: World, drv: Drivers, gap: Gap) -> Simulated:
     """Simulate every chunk and write the presence, incident and ridership files.
 
     Returns the files and rows written, the incident totals, the bad rows, the gathering's
@@ -161,7 +163,7 @@ def simulate(ctx: SynthContext, world: World, drv: Drivers, gap: Gap) -> Simulat
         np.add.at(day_sum, ch.cal.day_index, ch.presence.present)
         np.add.at(day_res, ch.cal.day_index, ch.presence.res_i)
     pres_2h.close()
-    origins.write(daily_origins(day_sum, day_res, ctx.cal, world.zones))
+    origins.write(daily_origins(day_sum, day_res=day_res, cal=ctx.cal, zones=world.zones))
     origins.close()
     files_out = {
         "presence": files.files["presence"] + [str(pres_2h.path.relative_to(out))],

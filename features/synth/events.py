@@ -51,7 +51,7 @@ _Raw = tuple[str, int, pd.Timestamp, float, int]
 
 
 def make_events(
-    zones: Zones, start: pd.Timestamp, end: pd.Timestamp, seed: int, *, avoid: set[int]
+    zones: Zones, *, start: pd.Timestamp, end: pd.Timestamp, seed: int, avoid: set[int]
 ) -> list[Event]:
     """A season of matches, concerts, markets, festivals and demonstrations, past and upcoming
     (random stream 2); markets, demonstrations and festivals stay out of the zones ``avoid``."""
@@ -74,7 +74,7 @@ def make_events(
     for k, (kind, z, local_start, dur, att) in enumerate(raw):
         s = local_start.tz_localize(TIMEZONE).tz_convert("UTC")
         e = (local_start + pd.Timedelta(hours=dur)).tz_localize(TIMEZONE).tz_convert("UTC")
-        lon, lat = points_in_zones(np.array([z]), zones.quads, rng)
+        lon, lat = points_in_zones(np.array([z]), quads=zones.quads, rng=rng)
         events.append(
             Event(
                 event_id=f"EVT{k + 1:05d}",
@@ -157,7 +157,7 @@ def event_window(ev: Event) -> pd.DatetimeIndex:
 
 
 def event_load(
-    events: list[Event], hours: pd.DatetimeIndex, zones: Zones
+    events: list[Event], *, hours: pd.DatetimeIndex, zones: Zones
 ) -> tuple[np.ndarray, np.ndarray]:
     """``(event_k, added)`` of the past events over ``hours``, both (H, Z).
 

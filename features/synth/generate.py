@@ -100,13 +100,13 @@ def generate(scale: str, out: str | Path, *, seed: int = 0) -> SynthResult:
     world = draw_world(ctx)
     drv = drivers(ctx, world)
     gap = plan_gap(ctx, world)
-    sim = simulate(ctx, world, drv, gap)
+    sim = simulate(ctx, world=world, drv=drv, gap=gap)
     files, rows = dict(sim.files), dict(sim.rows)
     static_files, static_rows = write_static(ctx, world)
     files.update(static_files)
     rows.update(static_rows)
     (ctx.out / "sources.yaml").write_text(sources_yaml(ctx.fmt), encoding="utf-8")
-    truth = truth_doc(ctx, world, drv, sim, gap, rows=rows)
+    truth = truth_doc(ctx, world=world, drv=drv, sim=sim, gap=gap, rows=rows)
     (ctx.out / "truth.json").write_text(
         json.dumps(truth, indent=1, ensure_ascii=False), encoding="utf-8"
     )
@@ -143,15 +143,22 @@ def draw_world(ctx: SynthContext) -> World:
     """Zones, planted signals, events (away from the signals' zones), lighting (with the planted
     outage), weather and stops; each from its own random stream."""
     seed = ctx.seed
-    zones = make_zones(ctx.spec, seed)
-    signals = plan_signals(zones, ctx.end, seed)
+    zones = make_zones(ctx.spec, seed=seed)
+    signals = plan_signals(zones, end=ctx.end, seed=seed)
     sig_zones = {z for s in signals for z in s.zones}
-    events = make_events(zones, ctx.start, ctx.end, seed, avoid=sig_zones)
+    events = make_events(zones, start=ctx.start, end=ctx.end, seed=seed, avoid=sig_zones)
     spill = next(s for s in signals if s.type == "outage_spillover")
     planted = [(spill.zones[0], spill.start, spill.end, spill.params["outage_share"])]
-    light = make_lighting(zones, ctx.spec, ctx.start, ctx.end, seed, planted=planted)
+    light = make_lighting(
+        zones, spec=ctx.spec, start=ctx.start, end=ctx.end, seed=seed, planted=planted
+    )
     world = World(
-        zones, signals, events, light, make_weather(ctx.cal, seed), make_stops(zones, seed)
+        zones,
+        signals,
+        events,
+        light,
+        make_weather(ctx.cal, seed=seed),
+        make_stops(zones, seed=seed),
     )
     log.info("synth %s: %d zones, %d hours, %d events, %d lamps, %d faults", ctx.scale,
              len(zones.ids), len(ctx.hours), len(events), len(light.lamps), len(light.faults))  # fmt: skip
@@ -161,12 +168,12 @@ def draw_world(ctx: SynthContext) -> World:
 def drivers(ctx: SynthContext, world: World) -> Drivers:
     """The model's features per (hour, zone) and the day-level presence noise (stream 7)."""
     zones, Z = world.zones, len(world.zones.ids)
-    dark = dark_matrix(ctx.hours, zones.lat, zones.lon)  # (H, Z)
-    lamps_out = lamps_out_matrix(world.light, ctx.hours, Z)
+    dark = dark_matrix(ctx.hours, lat=zones.lat, lon=zones.lon)  # (H, Z)
+    lamps_out = lamps_out_matrix(world.light, hours=ctx.hours, Z=Z)
     dlo = dark * 10.0 * lamps_out / world.light.per_zone[None, :]
     rain = world.weather["precipitation_mm"].to_numpy() >= 1.0
     day_noise = rng_stream(ctx.seed, 7).lognormal(0, 0.05, (int(ctx.cal.day_index.max()) + 2, Z))
-    ev_k, ev_add = event_load(world.events, ctx.hours, zones)
+    ev_k, ev_add = event_load(world.events, hours=ctx.hours, zones=zones)
     return Drivers(dark, lamps_out, dlo, rain, ev_k, ev_add, day_noise)
 
 
@@ -196,7 +203,7 @@ def write_static(ctx: SynthContext, world: World) -> tuple[dict[str, list[str]],
     write_lighting(world.light, out / "eclairage")
     (out / "transport").mkdir(exist_ok=True)
     write_gtfs(world.stops, out / "transport" / "gtfs.zip")
-    write_weather(world.weather, ctx.hours, out / "meteo_horaire.csv")
+    write_weather(world.weather, hours=ctx.hours, path=out / "meteo_horaire.csv")
     write_events(world.events, out / "evenements.csv")
     files = {
         "zones": ["zones_iris.geojson"],

@@ -74,9 +74,9 @@ def incident_means(
 
 def draw_incidents(
     model: RateModel,
+    *,
     cal: Calendar,
     zones: Zones,
-    *,
     mu: np.ndarray,
     first_id: int,
     rng: np.random.Generator,
@@ -93,7 +93,7 @@ def draw_incidents(
     sec = rng.integers(0, 3600, len(hz))
     order = np.lexsort((zz, sec, hz))
     hz, zz, cc, sec = hz[order], zz[order], cc[order], sec[order]
-    lon, lat = points_in_zones(zz, zones.quads, rng)
+    lon, lat = points_in_zones(zz, quads=zones.quads, rng=rng)
     xl, yl = lambert(lon, lat)
     svc = np.empty(len(cc), dtype=object)
     for k, c in enumerate(CAT_NAMES):
@@ -104,7 +104,7 @@ def draw_incidents(
     inc = pd.DataFrame(
         {
             "numero": ids,
-            "date_heure": incident_time_strings(cal, hz, sec),
+            "date_heure": incident_time_strings(cal, hidx=hz, sec=sec),
             "x_l93": xl,
             "y_l93": yl,
             "nature": np.asarray(CAT_NAMES, dtype=object)[cc],
@@ -127,7 +127,7 @@ def lambert(lon: np.ndarray, lat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 _MMSS = np.array([f"{s // 60:02d}:{s % 60:02d}" for s in range(3600)], dtype=object)
 
 
-def incident_time_strings(cal: Calendar, hidx: np.ndarray, sec: np.ndarray) -> np.ndarray:
+def incident_time_strings(cal: Calendar, *, hidx: np.ndarray, sec: np.ndarray) -> np.ndarray:
     """``dd/mm/YYYY HH:MM:SS+hhmm`` local time with its offset."""
     off = cal.offset_s // 60
     sign = np.where(off >= 0, "+", "-")

@@ -30,11 +30,11 @@ Outage = tuple[int, pd.Timestamp, pd.Timestamp, float]
 
 def make_lighting(
     zones: Zones,
+    *,
     spec: ScaleSpec,
     start: pd.Timestamp,
     end: pd.Timestamp,
     seed: int,
-    *,
     planted: list[Outage],
 ) -> Lighting:
     """Lamps grouped in cabinets; single-lamp faults, cabinet faults and sector outages.
@@ -73,7 +73,7 @@ def _make_lamps(
     Z = len(zones.ids)
     n_l = rng.poisson(spec.lamps_per_zone, Z).clip(20)
     zone_of = np.repeat(np.arange(Z), n_l)
-    lon, lat = points_in_zones(zone_of, zones.quads, rng)
+    lon, lat = points_in_zones(zone_of, quads=zones.quads, rng=rng)
     # cabinets: lamps of a zone ordered west->east, cut into groups of ~15
     order = np.lexsort((lon, zone_of))
     zone_of, lon, lat = zone_of[order], lon[order], lat[order]
@@ -177,7 +177,7 @@ def _fault_table(f: pd.DataFrame, t_lo: int, t_hi: int) -> pd.DataFrame:
     )
 
 
-def lamps_out_matrix(light: Lighting, hours: pd.DatetimeIndex, Z: int) -> np.ndarray:
+def lamps_out_matrix(light: Lighting, *, hours: pd.DatetimeIndex, Z: int) -> np.ndarray:
     """lamps_out[t, z]: lamps with a fault open at the slot midpoint (reported <= mid < repaired)."""
     mids = (hours + pd.Timedelta(minutes=30)).as_unit("ns").asi8
     f = light.faults

@@ -83,7 +83,7 @@ def _destination_weights(
 
 
 def base_presence(
-    cal: Calendar, zones: Zones, day_noise: np.ndarray, rng: np.random.Generator
+    cal: Calendar, *, zones: Zones, day_noise: np.ndarray, rng: np.random.Generator
 ) -> Presence:
     """People present per zone and hour, without events: residents at home, movers, visitors.
 
@@ -151,7 +151,7 @@ def chunk_presence(
 ) -> ChunkPresence:
     """Presence of the hours of ``cal``: base presence, event attendees (``ev_add``, 30 %
     residents, 70 % visitors) and the gathering (``gathering``: chunk hours and zone)."""
-    pres = base_presence(cal, zones, day_noise, rng)
+    pres = base_presence(cal, zones=zones, day_noise=day_noise, rng=rng)
     res = pres.residents + 0.3 * ev_add
     vis = pres.visitors + 0.7 * ev_add
     gi, gz = gathering
@@ -167,14 +167,18 @@ def chunk_presence(
     pairs = np.arange(len(cal.hours)) // 2
     n_s = pairs[-1] + 1
     cnt = np.bincount(pairs, minlength=n_s).astype(float)
-    p2 = np.maximum(np.round(slot_mean(present[:, twoh_z], pairs, cnt)), 1).astype(np.int64)
-    r2 = np.minimum(np.round(slot_mean(res_i[:, twoh_z], pairs, cnt)).astype(np.int64), p2)
+    p2 = np.maximum(np.round(slot_mean(present[:, twoh_z], pairs=pairs, cnt=cnt)), 1).astype(
+        np.int64
+    )
+    r2 = np.minimum(
+        np.round(slot_mean(res_i[:, twoh_z], pairs=pairs, cnt=cnt)).astype(np.int64), p2
+    )
     exposure = present.astype(float)
     exposure[:, twoh_z] = p2[pairs]
     return ChunkPresence(res_i, present, p2, r2, pairs, cnt, exposure, extra_people)
 
 
-def slot_mean(x: np.ndarray, pairs: np.ndarray, cnt: np.ndarray) -> np.ndarray:
+def slot_mean(x: np.ndarray, *, pairs: np.ndarray, cnt: np.ndarray) -> np.ndarray:
     """Mean of hourly rows ``x`` over the 2-hour slots ``pairs`` (slot index of each hour)."""
     s = np.zeros((len(cnt), x.shape[1]))
     np.add.at(s, pairs, x)
@@ -224,7 +228,7 @@ def slot_rows(zones: Zones, cp: ChunkPresence, *, times: np.ndarray) -> pd.DataF
 
 
 def daily_origins(
-    day_sum: np.ndarray, day_res: np.ndarray, cal: Calendar, zones: Zones
+    day_sum: np.ndarray, *, day_res: np.ndarray, cal: Calendar, zones: Zones
 ) -> pd.DataFrame:
     """Daily mean presence per zone split by origin (Flux Vision 'origines').
 

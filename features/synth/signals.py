@@ -30,7 +30,7 @@ class Signal:
     params: dict[str, Any]
 
 
-def plan_signals(zones: Zones, end: pd.Timestamp, seed: int) -> list[Signal]:
+def plan_signals(zones: Zones, *, end: pd.Timestamp, seed: int) -> list[Signal]:
     """The four planted weak signals, in the last three ISO weeks of the study.
 
     Zones are taken among hourly-delivered zones, far from each other, never a venue.
@@ -98,7 +98,7 @@ def plan_signals(zones: Zones, end: pd.Timestamp, seed: int) -> list[Signal]:
 
 
 def signal_multipliers(
-    signals: list[Signal], hours: pd.DatetimeIndex, dark: np.ndarray, Z: int
+    signals: list[Signal], *, hours: pd.DatetimeIndex, dark: np.ndarray, Z: int
 ) -> np.ndarray:
     """Multiplier (h, Z, C) of the planted signals over a chunk of hours."""
     m = np.ones((len(hours), Z, len(CAT_NAMES)))

@@ -85,7 +85,7 @@ def hour_calendar(hours: pd.DatetimeIndex, day0: pd.Timestamp) -> Calendar:
     )
 
 
-def dark_matrix(hours: pd.DatetimeIndex, lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
+def dark_matrix(hours: pd.DatetimeIndex, *, lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
     """dark[t, z] with :func:`features.calendar.dark_mask`, the cube's own definition.
 
     dark_mask rounds locations to a grid internally; zones sharing a grid cell share one call.

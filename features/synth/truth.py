@@ -31,7 +31,7 @@ from features.timeutil import iso_week
 
 
 def truth_doc(
-    ctx: SynthContext, world: World, drv: Drivers, sim: Simulated, gap: Gap, *, rows: dict[str, int]
+    ctx: SynthContext, *, world: World, drv: Drivers, sim: Simulated, gap: Gap, rows: dict[str, int]
 ) -> dict[str, Any]:
     """The content of ``truth.json`` (key order as written); ``rows`` per source written."""
     zones, ids, start, end = world.zones, world.zones.ids, ctx.start, ctx.end
@@ -171,7 +171,7 @@ def upcoming_presence(
         noise = rng_stream(seed, 21, int(ev.event_id[3:])).lognormal(
             0, 0.05, (int(ucal.day_index.max()) + 1, Z)
         )
-        pres = base_presence(ucal, zones, noise, urng)
+        pres = base_presence(ucal, zones=zones, day_noise=noise, rng=urng)
         add = np.zeros((len(win), Z))
         for other in events:
             if other.upcoming:

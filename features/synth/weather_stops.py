@@ -14,7 +14,7 @@ from features.synth.timeline import Calendar, utc_iso
 from features.synth.zones import Zones, points_in_zones
 
 
-def make_weather(cal: Calendar, seed: int) -> pd.DataFrame:
+def make_weather(cal: Calendar, *, seed: int) -> pd.DataFrame:
     """Hourly temperature and rain: seasonal and daily cycles, rain spells as a Markov chain
     (random stream 4)."""
     rng = rng_stream(seed, 4)
@@ -42,7 +42,7 @@ def make_weather(cal: Calendar, seed: int) -> pd.DataFrame:
     )
 
 
-def write_weather(weather: pd.DataFrame, hours: pd.DatetimeIndex, path: Path) -> None:
+def write_weather(weather: pd.DataFrame, *, hours: pd.DatetimeIndex, path: Path) -> None:
     """``meteo_horaire.csv``: UTC hour, temperature and rain with one decimal."""
     pd.DataFrame(
         {
@@ -53,7 +53,7 @@ def write_weather(weather: pd.DataFrame, hours: pd.DatetimeIndex, path: Path) ->
     ).to_csv(path, index=False, lineterminator="\n")
 
 
-def make_stops(zones: Zones, seed: int) -> pd.DataFrame:
+def make_stops(zones: Zones, *, seed: int) -> pd.DataFrame:
     """Stops: hubs in the centre and business zones, one stop in most other zones (random
     stream 5). ``rate`` is the entries per person present and hour at the transit peak."""
     rng = rng_stream(seed, 5)
@@ -68,7 +68,7 @@ def make_stops(zones: Zones, seed: int) -> pd.DataFrame:
         for _ in range(n):
             rows.append((z, rng.uniform(*k[::-1])))
     zone = np.array([r[0] for r in rows])
-    lon, lat = points_in_zones(zone, zones.quads, rng)
+    lon, lat = points_in_zones(zone, quads=zones.quads, rng=rng)
     return pd.DataFrame(
         {
             "stop_id": [f"ARR{i + 1:05d}" for i in range(len(rows))],
@@ -82,7 +82,7 @@ def make_stops(zones: Zones, seed: int) -> pd.DataFrame:
 
 
 def draw_ridership(
-    stops: pd.DataFrame, exposure: np.ndarray, cal: Calendar, rng: np.random.Generator
+    stops: pd.DataFrame, *, exposure: np.ndarray, cal: Calendar, rng: np.random.Generator
 ) -> tuple[np.ndarray, np.ndarray]:
     """``(entries, transit)``: Poisson entries per (hour, stop), and their sum per (hour, zone)."""
     st_zone = stops["zone"].to_numpy()

@@ -43,7 +43,7 @@ _ATTRACT_VIS = {"residential": 0.05, "centre": 1.5, "business": 1.0, "nightlife"
                 "park": 0.6, "stadium": 0.05, "venue": 0.2}  # fmt: skip
 
 
-def make_zones(spec: ScaleSpec, seed: int) -> Zones:
+def make_zones(spec: ScaleSpec, *, seed: int) -> Zones:
     """The zones of a city of size ``spec`` (random stream 1).
 
     The draws happen in a fixed order (grid jitter, types, people, names, 2-hour delivery), so a
@@ -155,7 +155,9 @@ def _geometry(
     return gdf, cent["latitude"].to_numpy(), cent["longitude"].to_numpy(), neighbours
 
 
-def points_in_zones(zone_idx: np.ndarray, quads: np.ndarray, rng: np.random.Generator):
+def points_in_zones(
+    zone_idx: np.ndarray, *, quads: np.ndarray, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
     """Uniform points inside each zone's quadrilateral shrunk by 3 % around its centre.
 
     The shrink keeps every point a few metres from the borders, so that rounding of the written
