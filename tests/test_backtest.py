@@ -12,6 +12,7 @@ from _sim_cube import simulate_city
 from features.errors import InputError
 from features.timeutil import utc_ns
 from pipelines.models import backtest as B
+from pipelines.models.results import BacktestEvaluation
 
 
 @pytest.fixture(scope="module")
@@ -94,18 +95,18 @@ def test_metrics_match_hand_computation():
             "origin": pd.Timestamp("2026-03-02", tz="UTC"),
         }
     )
-    ev = B.evaluate(frame, levels=(0.05, 0.10))["models"]["m"]
+    ev = B.evaluate(frame, levels=(0.05, 0.10)).models["m"]
     dev = 2 * np.where(obs > 0, obs * np.log(np.where(obs > 0, obs, 1) / pred), 0) - 2 * (
         obs - pred
     )
-    assert ev["poisson_deviance"] == pytest.approx(dev.mean())
-    assert ev["mae"] == pytest.approx(np.abs(obs - pred).mean())
-    assert ev["coverage95"] == pytest.approx(((obs >= 0) & (obs <= 2)).mean())
-    assert ev["coverage80"] == pytest.approx((obs <= 1).mean())
+    assert ev.poisson_deviance == pytest.approx(dev.mean())
+    assert ev.mae == pytest.approx(np.abs(obs - pred).mean())
+    assert ev.coverage95 == pytest.approx(((obs >= 0) & (obs <= 2)).mean())
+    assert ev.coverage80 == pytest.approx((obs <= 1).mean())
     # 5 % of 20 rows = row 0 (3 of 8 incidents); 10 % = rows 0-1 (3 of 8)
-    assert ev["hit_rate"]["5%"] == pytest.approx(3 / 8)
-    assert ev["pai"]["5%"] == pytest.approx((3 / 8) / 0.05)
-    assert ev["pai"]["10%"] == pytest.approx((3 / 8) / 0.10)
+    assert ev.hit_rate["5%"] == pytest.approx(3 / 8)
+    assert ev.pai["5%"] == pytest.approx((3 / 8) / 0.05)
+    assert ev.pai["10%"] == pytest.approx((3 / 8) / 0.10)
 
 
 def test_hotspot_concentrates_on_recent_incidents():
@@ -138,18 +139,20 @@ def test_models_beat_seasonal_naive_on_simulated_city(city):
     95 % intervals cover at least 93 % of zone-hours."""
     res = B.run_backtest(city.cube, weeks=3, centroids=city.centroids, xgb_rounds=60)
     ev = res.evaluation
-    m = ev["models"]
-    assert ev["weeks"] == 3 and len(ev["origins"]) == 3
+    m = ev.models
+    assert ev.weeks == 3 and ev.n_origins == 3
     for model in ("glm", "xgb"):
         for naive in ("seasonal_naive_4w", "seasonal_naive_8w"):
-            assert m[model]["poisson_deviance"] < m[naive]["poisson_deviance"], (model, naive)
+            assert m[model].poisson_deviance < m[naive].poisson_deviance, (model, naive)
     for name in B.MODELS:
-        assert np.isfinite(m[name]["pai"]["5%"])
-    assert m["glm"]["coverage95"] >= 0.93
+        assert np.isfinite(m[name].pai["5%"])
+    assert m["glm"].coverage95 >= 0.93
     assert list(res.frame.columns) == B.BACKTEST_COLUMNS
     n_slots = res.frame.groupby("model").size()
     assert (n_slots == 16 * 3 * 168).all()
-    json.dumps(ev)  # serialisable as evaluation.json
+    written = json.loads(json.dumps(ev.to_json()))  # serialisable as evaluation.json
+    assert BacktestEvaluation.from_json(written) == ev  # and read back unchanged
+    assert "glm" in ev.summary()
 
 
 def test_daily_grain_backtest():
@@ -157,8 +160,8 @@ def test_daily_grain_backtest():
     4-week seasonal naive."""
     c = simulate_city(zones=16, weeks=20, grain="1d", seed=2)
     res = B.run_backtest(c.cube, weeks=3, grain="1d", models=["glm", "seasonal_naive_4w"])
-    m = res.evaluation["models"]
-    assert m["glm"]["poisson_deviance"] < m["seasonal_naive_4w"]["poisson_deviance"]
+    m = res.evaluation.models
+    assert m["glm"].poisson_deviance < m["seasonal_naive_4w"].poisson_deviance
     assert (res.frame.groupby("model").size() == 16 * 21).all()
 
 
@@ -166,8 +169,13 @@ def test_short_cube_says_why():
     """A cube shorter than 4 weeks + 1 gives no origin and the evaluation says why."""
     c = simulate_city(zones=4, weeks=4, seed=1)
     res = B.run_backtest(c.cube, weeks=8, models=["seasonal_naive_4w"])
-    assert res.evaluation["weeks"] == 0
-    assert "4 weeks of data before it" in res.evaluation["notes"][0]
+    assert res.evaluation.weeks == 0
+    assert "4 weeks of data before it" in res.evaluation.notes[0]
+    # no forecast at all: evaluation.json has no origins, incidents nor per-origin scores
+    assert set(res.evaluation.to_json()) == {
+        "models", "n_rows", "group", "grain", "weeks", "covariates", "flag_levels", "deviance",
+        "intervals", "notes",
+    }  # fmt: skip
 
 
 def test_bad_arguments_are_input_errors(city):
@@ -183,14 +191,15 @@ def test_tiny_city_models_beat_seasonal_naive(fitted_store):
     """Issue 4 acceptance: in `vigie fit`'s backtest on the tiny synthetic city, GLM and
     XGBoost beat the seasonal naives on Poisson deviance, and PAI at 5 % is reported for every
     model and baseline."""
-    ev = json.loads((fitted_store / "models" / "evaluation.json").read_text())
-    m = ev["models"]
+    raw = json.loads((fitted_store / "models" / "evaluation.json").read_text())
+    assert BacktestEvaluation.from_json(raw).to_json() == raw  # the typed result round-trips
+    m = BacktestEvaluation.from_json(raw).models
     assert set(m) == set(B.MODELS)
     for model in ("glm", "xgb"):
         for naive in ("seasonal_naive_4w", "seasonal_naive_8w"):
-            assert m[model]["poisson_deviance"] < m[naive]["poisson_deviance"], (model, naive)
+            assert m[model].poisson_deviance < m[naive].poisson_deviance, (model, naive)
     for name in B.MODELS:
-        assert m[name]["pai"]["5%"] > 0
+        assert m[name].pai["5%"] > 0
     bt = pd.read_parquet(fitted_store / "models" / "backtest.parquet")
     assert set(bt["model"]) == set(B.MODELS)
     assert (bt["lower"] <= bt["upper"]).all() and (bt["lower80"] >= bt["lower"]).all()

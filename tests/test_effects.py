@@ -10,6 +10,8 @@ from scipy import stats
 
 from pipelines import models as M
 from pipelines.models import effects as E
+from pipelines.models import outage, studies
+from pipelines.models.results import Effects
 
 
 def _fit_all_group(city):
@@ -27,12 +29,12 @@ def spill_city():
 
 
 def _by_name(effects):
-    return {e["name"]: e for e in effects}
+    return {e.name: e for e in effects}
 
 
 def test_rate_ratio_is_the_exact_conditional_test():
     """The ratio of SIRs has the binomial conditional p-value and Clopper-Pearson interval."""
-    est, lo, hi, p = E._rate_ratio(30, 20.0, 20, 20.0)
+    est, lo, hi, p = studies.rate_ratio(30, 20.0, 20, 20.0)
     assert est == pytest.approx(1.5)
     ref = stats.binomtest(30, 50, 0.5)
     ci = ref.proportion_ci(method="exact")
@@ -48,10 +50,10 @@ def test_outage_event_study_recovers_planted_effects(spill_city):
     c, dz, glm = spill_city
     eff = _by_name(E.outage_event_study(c.cube, neighbours=c.neighbours, dz=dz))
     cube = c.cube
-    zones, slots, zi, ti = E._grid(cube)
+    zones, slots, zi, ti = studies.grid(cube)
     out2 = np.zeros((len(zones), len(slots)), bool)
     out2[zi, ti] = cube["lamps_out"].to_numpy() / cube["lamps"].to_numpy() >= E.MIN_SHARE_OUT
-    before, _after = E._phases(out2, slots, np.timedelta64(14, "D"))
+    before, _after = outage.phases(out2, slots, np.timedelta64(14, "D"))
     ok = M.exposure_mask(dz)
     dark = cube["dark"].to_numpy()
     mu, mu_on = c.extra["mu"], c.extra["mu_lamps_on"]
@@ -63,17 +65,17 @@ def test_outage_event_study_recovers_planted_effects(spill_city):
 
     zone_truth = implied(out2[zi, ti], (before & ~out2)[zi, ti])
     z = eff["outage.zone.night.start"]
-    assert z["ci_low"] <= zone_truth <= z["ci_high"], (zone_truth, z)
-    assert z["estimate"] > 1 and z["p_value"] < 1e-3
-    assert eff["outage.zone.day.start"]["ci_low"] <= 1.0 <= eff["outage.zone.day.start"]["ci_high"]
-    A = E._adjacency(zones, c.neighbours)
+    assert z.ci_low <= zone_truth <= z.ci_high, (zone_truth, z)
+    assert z.estimate > 1 and z.p_value < 1e-3
+    assert eff["outage.zone.day.start"].ci_low <= 1.0 <= eff["outage.zone.day.start"].ci_high
+    A = studies.adjacency(zones, c.neighbours)
     ring_out = ((A @ out2.astype(float)) > 0) & ~out2
     ring_before = ((A @ before.astype(float)) > 0) & ~((A @ out2.astype(float)) > 0) & ~out2
     ring_truth = implied(ring_out[zi, ti], ring_before[zi, ti])
     r = eff["outage.ring.night.start"]
-    assert r["estimate"] > 1.2 and r["p_value"] < 1e-3
-    assert r["ci_low"] <= ring_truth <= r["ci_high"], (ring_truth, r)
-    assert eff["outage.zone.night.repair"]["estimate"] < 1  # back down after the repair
+    assert r.estimate > 1.2 and r.p_value < 1e-3
+    assert r.ci_low <= ring_truth <= r.ci_high, (ring_truth, r)
+    assert eff["outage.zone.night.repair"].estimate < 1  # back down after the repair
 
 
 def test_no_spillover_planted_means_ring_not_significant():
@@ -82,7 +84,7 @@ def test_no_spillover_planted_means_ring_not_significant():
     dz, glm = _fit_all_group(c)
     eff = _by_name(E.outage_event_study(c.cube, neighbours=c.neighbours, dz=dz))
     r = eff["outage.ring.night.start"]
-    assert r["ci_low"] <= 1.0 <= r["ci_high"], r
+    assert r.ci_low <= 1.0 <= r.ci_high, r
 
 
 def test_event_uplift_recovers_planted_presence_and_incidents(spill_city):
@@ -92,7 +94,7 @@ def test_event_uplift_recovers_planted_presence_and_incidents(spill_city):
     c, dz, glm = spill_city
     eff = _by_name(E.event_uplift(c.cube, c.events, glm=glm, neighbours=c.neighbours, dz=dz))
     v = eff["event.all.venue.presence"]
-    assert v["ci_low"] <= 1000.0 <= v["ci_high"] or abs(v["estimate"] / 1000 - 1) < 0.03, v
+    assert v.ci_low <= 1000.0 <= v.ci_high or abs(v.estimate / 1000 - 1) < 0.03, v
     att = c.events["expected_attendance"].to_numpy()
     # planted ring presence: mean over the event's slots of the planted extra people, summed
     # over ring zones without an event of their own at the time
@@ -108,7 +110,7 @@ def test_event_uplift_recovers_planted_presence_and_incidents(spill_city):
         planted += ring_extra[rows].sum() / (t.sum() / n_zones)  # mean over the event's slots
     ring_truth = planted / (att.sum() / 1000)
     r = eff["event.all.ring.presence"]
-    assert r["ci_low"] <= ring_truth <= r["ci_high"], (r, ring_truth)
+    assert r.ci_low <= ring_truth <= r.ci_high, (r, ring_truth)
     # planted incident uplift at the venue: sum over event slots of mu - mu_no_event
     extra = c.extra["mu"] - c.extra["mu_no_event"]
     total = 0.0
@@ -118,10 +120,10 @@ def test_event_uplift_recovers_planted_presence_and_incidents(spill_city):
         total += extra[rows].sum()
     truth = total / (att.sum() / 1000)
     inc = eff["event.all.venue.incidents"]
-    assert inc["ci_low"] <= truth <= inc["ci_high"], (truth, inc)
-    assert inc["p_value"] < 1e-3
+    assert inc.ci_low <= truth <= inc.ci_high, (truth, inc)
+    assert inc.p_value < 1e-3
     for cat in ("concert", "sport", "fair"):
-        assert eff[f"event.{cat}.venue.presence"]["n"] >= 2
+        assert eff[f"event.{cat}.venue.presence"].n >= 2
 
 
 def test_absent_sources_are_not_estimable_with_why():
@@ -136,15 +138,15 @@ def test_absent_sources_are_not_estimable_with_why():
             events=None,
         )
     )  # fmt: skip
-    assert eff["irr.all.dark"]["estimable"]
+    assert eff["irr.all.dark"].estimable
     for f, source in (("dark_lamps_out", "lighting_faults"), ("event_k", "events"),
                       ("rain", "weather"), ("transit_k", "ridership")):  # fmt: skip
         e = eff[f"irr.all.{f}"]
-        assert not e["estimable"] and source in e["why"], e
-    assert not eff["outage.zone.night.start"]["estimable"]
-    assert "lamps" in eff["outage.zone.night.start"]["why"]
-    assert not eff["event.all.venue.presence"]["estimable"]
-    assert "events" in eff["event.all.venue.presence"]["why"]
+        assert not e.estimable and source in e.why, e
+    assert not eff["outage.zone.night.start"].estimable
+    assert "lamps" in eff["outage.zone.night.start"].why
+    assert not eff["event.all.venue.presence"].estimable
+    assert "events" in eff["event.all.venue.presence"].why
 
 
 def test_daily_grain_effects_have_no_night_split():
@@ -160,17 +162,17 @@ def test_daily_grain_effects_have_no_night_split():
     )  # fmt: skip
     assert "outage.zone.night.start" not in eff
     z = eff["outage.zone.all.start"]
-    assert z["estimable"] and z["estimate"] > 1 and z["p_value"] < 0.01
-    assert not eff["irr.all.dark"]["estimable"]
+    assert z.estimable and z.estimate > 1 and z.p_value < 0.01
+    assert not eff["irr.all.dark"].estimable
 
 
 def test_without_neighbours_ring_effects_say_why(spill_city):
     """Zones without geometry have no ring: ring effects are not estimable, with the reason."""
     c, dz, glm = spill_city
     eff = _by_name(E.outage_event_study(c.cube, neighbours=None, dz=dz))
-    assert not eff["outage.ring.night.start"]["estimable"]
-    assert "neighbours" in eff["outage.ring.night.start"]["why"]
-    assert eff["outage.zone.night.start"]["estimable"]
+    assert not eff["outage.ring.night.start"].estimable
+    assert "neighbours" in eff["outage.ring.night.start"].why
+    assert eff["outage.zone.night.start"].estimable
 
 
 def test_fit_all_daily_grain_without_lighting(tmp_path):
@@ -189,12 +191,14 @@ def test_fit_all_daily_grain_without_lighting(tmp_path):
     assert rep.groups == ("all", "property")  # `all` is always fitted
     assert rep.evaluation["weeks"] == 2 and rep.evaluation["grain"] == "1d"
     assert "lighting_faults" in rep.not_estimable["dark_lamps_out"]
-    eff = _by_name(json.loads((root / "models" / "effects.json").read_text())["effects"])
-    assert not eff["irr.all.dark_lamps_out"]["estimable"]
-    assert "source absent" in eff["irr.all.dark_lamps_out"]["why"]
-    assert not eff["outage.zone.all.start"]["estimable"]
-    assert eff["irr.all.event_k"]["estimable"] and eff["irr.all.rain"]["estimable"]
-    assert eff["event.all.venue.presence"]["estimable"]
+    raw = json.loads((root / "models" / "effects.json").read_text())
+    assert Effects.from_json(raw).to_json() == raw  # the typed result round-trips
+    eff = _by_name(Effects.from_json(raw))
+    assert not eff["irr.all.dark_lamps_out"].estimable
+    assert "source absent" in eff["irr.all.dark_lamps_out"].why
+    assert not eff["outage.zone.all.start"].estimable
+    assert eff["irr.all.event_k"].estimable and eff["irr.all.rain"].estimable
+    assert eff["event.all.venue.presence"].estimable
     pred = M.load_predictor(Store(root)).predict(c.cube.iloc[:5], groups=["all"])
     assert np.isfinite(pred["mean"]).sum() >= 4
 
@@ -214,3 +218,35 @@ def test_reference_presence_falls_back_on_quiet_same_hour_of_week_median():
         }
     )
     np.testing.assert_allclose(E.reference_presence(frame), [110.0, 110.0, 110.0, 50.0, 20.0, 7.0])
+
+
+def test_effects_round_trip_and_read_in_words():
+    """An Effects value writes effects.json's entries (not-estimable ones with their why and
+    nothing else), reads them back unchanged, and names each effect in words."""
+    raw = {
+        "grain": "1h",
+        "generated_at": "2026-11-16T00:00:00+00:00",
+        "effects": [
+            {"name": "irr.all.dark_lamps_out", "kind": "irr", "estimable": True, "group": "all",
+             "feature": "dark_lamps_out", "family": "negbin", "estimate": 1.2, "ci_low": 1.1,
+             "ci_high": 1.3, "p_value": 0.001, "n": 100, "incidents": 40, "unit": "IRR"},
+            {"name": "outage.zone.night.start", "kind": "outage_event_study", "estimable": True,
+             "role": "zone", "light": "night", "comparison": "during vs before",
+             "estimate": 1.5, "ci_low": None, "ci_high": 2.0, "p_value": 0.01, "n": 9,
+             "incidents": 7, "observed": {"during": 4.0, "before": 3.0},
+             "mean_share_out_during": None, "window_days": 14, "unit": "rate ratio"},
+            {"name": "event.concert.ring.incidents", "kind": "event_uplift", "estimable": False,
+             "why": "1 event(s)", "category": "concert", "role": "ring"},
+        ],
+    }  # fmt: skip
+    eff = Effects.from_json(raw)
+    assert eff.to_json() == raw
+    assert [list(e.to_json()) for e in eff] == [list(e) for e in raw["effects"]]  # key order
+    assert eff.n_estimable == 2 and eff.get("outage.zone.night.start").details["window_days"] == 14
+    assert [e.label for e in eff] == [
+        "Lamps out at night (per 10 % of lamps), all incidents",
+        "Lighting outage, zone, at night, episode start",
+        "Extra incidents per 1 000 attendees, concert events, neighbouring zones",
+    ]
+    assert "Lighting outage, zone, at night, episode start: 1.500 [–, 2.000]" in eff.summary()
+    assert list(eff.frame()["label"])[0].startswith("Lamps out at night")

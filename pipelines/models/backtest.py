@@ -5,23 +5,10 @@ origin every model is fitted on the rows strictly before it and forecasts the we
 (one row per zone and slot); nothing at or after the origin is ever read for fitting (Tashman
 2000; Hyndman & Athanasopoulos 2021, section 5.10, "evaluation on a rolling forecasting origin").
 
-Models and baselines (all incidents, the ``all`` group):
-
-``glm``
-    The rate GLM of :func:`pipelines.models.fit_glm` (family by the over-dispersion test).
-``xgb``
-    XGBoost ``count:poisson`` (:func:`pipelines.models.fit_xgb`).
-``seasonal_naive_4w`` / ``seasonal_naive_8w``
-    Mean count of the same zone and local hour of week over the last 4 / 8 weeks. A zero mean
-    falls back on the zone's mean over all slots of the window, then on half an incident over
-    the window (a forecast of exactly 0 has an infinite Poisson deviance when an incident
-    happens).
-``recent_hotspot``
-    Prospective hotspot map in the manner of open_cp's ``ProspectiveHotSpot`` (Bowers, Johnson
-    & Pease 2004): each incident of the last 4 weeks weighs ``exp(-age / 1 week)`` and spreads
-    over zone centroids with a Gaussian kernel (bandwidth: median distance to the nearest
-    centroid); the week's expected total (mean of the last 4 weeks) is split by this map and by
-    the city-wide hour-of-week profile of the window.
+Models and baselines (all incidents, the ``all`` group): ``glm``, the rate GLM of
+:func:`pipelines.models.glm.fit_glm` (family by the over-dispersion test); ``xgb``, XGBoost
+``count:poisson`` (:func:`pipelines.models.xgb.fit_xgb`); ``seasonal_naive_4w`` /
+``seasonal_naive_8w`` and ``recent_hotspot`` (:mod:`pipelines.models.baselines`).
 
 Covariates of the forecast week (``covariates="forecast"``, the default) are what is known at
 the origin: presence and transit entries are the mean of the same zone and hour of week over
@@ -29,42 +16,60 @@ the last 4 weeks, lamps out is the state at the origin (persistence), darkness, 
 planned event attendance and the weather are taken as given (the weather stands in for a
 forecast). ``covariates="observed"`` uses the week's observed covariates (an upper bound).
 
-Metrics (:func:`evaluate`): mean Poisson deviance, MAE, hit rate and PAI (Chainey, Tompson &
-Uhlig 2008: share of incidents captured / share of area x time flagged) when the top 1, 5 and
-10 % of zone-slots of each week are flagged, and the coverage of the 80 % and 95 % predictive
-intervals (Poisson/NB2 quantiles).
+Metrics (:func:`pipelines.models.scoring.evaluate`): mean Poisson deviance, MAE, hit rate and
+PAI at 1, 5 and 10 % of zone-slots flagged, coverage of the 80 % and 95 % predictive intervals.
 
 References
 ----------
 Tashman, L. J. (2000). Out-of-sample tests of forecasting accuracy: an analysis and review.
 *International Journal of Forecasting* 16(4), 437-450.
-Bowers, K. J., Johnson, S. D. & Pease, K. (2004). Prospective hot-spotting: the future of crime
-mapping? *British Journal of Criminology* 44(5), 641-658.
-Chainey, S., Tompson, L. & Uhlig, S. (2008). The utility of hotspot mapping for predicting
-spatial patterns of crime. *Security Journal* 21, 4-28.
-Gneiting, T. & Raftery, A. E. (2007). Strictly proper scoring rules, prediction, and
-estimation. *JASA* 102(477), 359-378.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 import pandas as pd
+import pandera.pandas as pa
 
 from features.errors import InputError
-from features.geo import local_xy_m
-from features.timeutil import as_utc, utc_ns, utc_ns_scalar
-from pipelines import models as M
+from features.timeutil import as_utc, utc_ns_scalar
+from pipelines.models.baselines import (
+    HOTSPOT_TAU_WEEKS,
+    HOTSPOT_WEEKS,
+    WEEK,
+    baseline_forecasts,
+    hotspot_weights,
+    hour_of_week,
+    metric_xy,
+    recent_hotspot,
+    row_arrays,
+    seasonal_naive,
+    window_means,
+    zone_codes,
+)
+from pipelines.models.design import (
+    MIN_INCIDENTS,
+    Cells,
+    build_cells,
+    design,
+    design_features,
+    group_counts,
+    lamps_out_share,
+)
+from pipelines.models.glm import SparseGroupError, _one_blas_thread, fit_glm
+from pipelines.models.predictor import predictive_quantiles
+from pipelines.models.results import BacktestEvaluation
+from pipelines.models.scoring import FLAG_LEVELS, evaluate, level_label
+from pipelines.models.xgb import XGB_ROUNDS, fit_xgb
 
 log = logging.getLogger(__name__)
 
 MODELS = ("glm", "xgb", "seasonal_naive_4w", "seasonal_naive_8w", "recent_hotspot")
-FLAG_LEVELS = (0.01, 0.05, 0.10)
 BACKTEST_COLUMNS = [
     "zone_id",
     "period_start",
@@ -77,9 +82,6 @@ BACKTEST_COLUMNS = [
     "upper80",
     "origin",
 ]
-HOTSPOT_WEEKS = 4
-HOTSPOT_TAU_WEEKS = 1.0
-WEEK = pd.Timedelta(days=7)
 
 
 @dataclass(frozen=True)
@@ -90,19 +92,18 @@ class BacktestResult:
     ----------
     frame
         One row per zone, slot and model: zone_id, period_start, model, observed, predicted,
-        lower, upper (95 % predictive interval), lower80, upper80, origin.
+        lower, upper (95 % predictive interval), lower80, upper80, origin
+        (``backtest.parquet``).
     evaluation
-        The content of ``evaluation.json`` (see :func:`evaluate`).
+        The evaluation (``evaluation.json`` is ``evaluation.to_json()``).
     """
 
     frame: pd.DataFrame
-    evaluation: dict[str, Any]
+    evaluation: BacktestEvaluation
 
 
-def backtest_schema():
+def backtest_schema() -> pa.DataFrameSchema:
     """The contract of ``backtest.parquet`` (pandera): one row per zone, slot and model."""
-    import pandera.pandas as pa
-
     nonneg = pa.Check.ge(0)
 
     def num(nullable: bool = True) -> pa.Column:
@@ -156,130 +157,6 @@ def weekly_origins(
 
 
 # --------------------------------------------------------------------------------------------
-# baselines
-# --------------------------------------------------------------------------------------------
-def hour_of_week(frame: pd.DataFrame) -> np.ndarray:
-    """Local hour of week per row, ``dow x 24 + local_hour`` (0 = Monday 00:00; int64)."""
-    return frame["dow"].to_numpy(np.int64) * 24 + frame["local_hour"].to_numpy(np.int64)
-
-
-def _window_means(
-    zone: np.ndarray,
-    how: np.ndarray,
-    values: np.ndarray,
-    window: np.ndarray,
-    test_zone: np.ndarray,
-    test_how: np.ndarray,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Means of ``values`` over the rows in ``window``, for each test row: of the same zone and
-    hour of week, and of the zone (NaN where the window has none)."""
-    df = pd.DataFrame({"z": zone[window], "h": how[window], "v": values[window]})
-    cell = df.groupby(["z", "h"], sort=False)["v"].mean()
-    zmean = df.groupby("z", sort=False)["v"].mean()
-    idx = pd.MultiIndex.from_arrays([test_zone, test_how])
-    return (
-        cell.reindex(idx).to_numpy(dtype=np.float64),
-        zmean.reindex(test_zone).to_numpy(dtype=np.float64),
-    )
-
-
-def seasonal_naive(
-    zone: np.ndarray,
-    how: np.ndarray,
-    y: np.ndarray,
-    hours: np.ndarray,
-    origin: pd.Timestamp,
-    test_zone: np.ndarray,
-    test_how: np.ndarray,
-    *,
-    k_weeks: int,
-    slots_per_week: int,
-) -> np.ndarray:
-    """Mean count of the same zone and hour of week over the ``k_weeks`` before ``origin``.
-
-    Zero means fall back on the zone's mean over the window, then on ``0.5 / (k_weeks x
-    slots_per_week)`` (half an incident over the window).
-    """
-    lo, hi = utc_ns_scalar(origin - k_weeks * WEEK), utc_ns_scalar(origin)
-    w = (hours >= lo) & (hours < hi)
-    pred, zm = _window_means(zone, how, y, w, test_zone, test_how)
-    floor = 0.5 / (k_weeks * slots_per_week)
-    pred = np.where(
-        np.isfinite(pred) & (pred > 0), pred, np.where(np.isfinite(zm) & (zm > 0), zm, floor)
-    )
-    return pred
-
-
-def _metric_xy(centroids: pd.DataFrame | None, zones: list[str]) -> np.ndarray | None:
-    if centroids is None or len(centroids) == 0:
-        return None
-    c = centroids.assign(zone_id=centroids["zone_id"].astype(str)).set_index("zone_id")
-    c = c.reindex(zones)
-    if c[["latitude", "longitude"]].isna().any().any():
-        return None
-    x, yv = local_xy_m(c["latitude"].to_numpy(), c["longitude"].to_numpy())
-    return np.column_stack([x, yv])
-
-
-def hotspot_weights(xy: np.ndarray | None, n: int) -> np.ndarray:
-    """Gaussian spatial kernel between zone centroids (identity without centroids)."""
-    if xy is None or n < 2:
-        return np.eye(n)
-    d = np.sqrt(((xy[:, None, :] - xy[None, :, :]) ** 2).sum(-1))
-    nn = np.where(np.eye(n, dtype=bool), np.inf, d).min(axis=1)
-    h = float(np.median(nn[np.isfinite(nn)])) if np.isfinite(nn).any() else 1.0
-    return np.exp(-0.5 * (d / max(h, 1e-9)) ** 2)
-
-
-def recent_hotspot(
-    zone_idx: np.ndarray,
-    how: np.ndarray,
-    y: np.ndarray,
-    hours: np.ndarray,
-    origin: pd.Timestamp,
-    test_zone_idx: np.ndarray,
-    test_how: np.ndarray,
-    *,
-    kernel: np.ndarray,
-    weeks: int = HOTSPOT_WEEKS,
-    tau_weeks: float = HOTSPOT_TAU_WEEKS,
-    n_hows: int = 168,
-) -> np.ndarray:
-    """Prospective-hotspot forecast of counts per zone-slot (see the module docstring)."""
-    lo, hi = utc_ns_scalar(origin - weeks * WEEK), utc_ns_scalar(origin)
-    w = (hours >= lo) & (hours < hi) & (y > 0)
-    age_w = (hi - hours[w]).astype("timedelta64[s]").astype(np.float64) / (7 * 86400.0)
-    n = kernel.shape[0]
-    per_zone = np.bincount(zone_idx[w], weights=y[w] * np.exp(-age_w / tau_weeks), minlength=n)
-    score = kernel @ per_zone
-    score = score + 0.01 * max(score.mean(), 1e-12)
-    share = score / score.sum()
-    prof = np.bincount(how[w], weights=y[w], minlength=n_hows) + 0.5
-    test_hows = np.unique(test_how)
-    prof_share = prof / prof[test_hows].sum()
-    total = max(float(y[w].sum()) / weeks, 0.5 / weeks)
-    return total * share[test_zone_idx] * prof_share[test_how]
-
-
-def zone_codes(zone_ids) -> tuple[list[str], np.ndarray]:
-    """The distinct zone ids as text, sorted, and each row's index in them (int64)."""
-    codes, zones = pd.factorize(pd.Series(zone_ids).astype(str), sort=True)
-    return list(zones), codes.astype(np.int64)
-
-
-def row_arrays(cube: pd.DataFrame, dz: pd.DataFrame) -> dict[str, Any]:
-    """Arrays every origin reuses: UTC slot starts (ns), zone codes (sorted zone order), the
-    sorted zones, and the local hour of week."""
-    zones, codes = zone_codes(dz["zone_id"])
-    return {
-        "hours": utc_ns(cube["hour"]),
-        "zone_idx": codes,
-        "zones": zones,
-        "how": hour_of_week(dz),
-    }
-
-
-# --------------------------------------------------------------------------------------------
 # forecast covariates
 # --------------------------------------------------------------------------------------------
 def forecast_design(
@@ -308,7 +185,7 @@ def forecast_design(
     how = arr["how"]
 
     def _same_how_mean(values: np.ndarray) -> np.ndarray:
-        v, zm = _window_means(zone, how, values, win, zone[test], how[test])
+        v, zm = window_means(zone, how, values, win, zone[test], how[test])
         return np.where(np.isfinite(v), v, zm)
 
     e = dz["exposure"].to_numpy(dtype=np.float64)
@@ -317,35 +194,88 @@ def forecast_design(
     if "transit_k" in out.columns:
         out["transit_k"] = _same_how_mean(dz["transit_k"].to_numpy(np.float64)).astype(np.float32)
     if "dark_lamps_out" in out.columns and "lamps" in cube.columns:
-        share = M.lamps_out_share(cube)
-        last = pd.Series(share[train]).groupby(zone[train], sort=False).last()
-        s = last.reindex(zone[test]).fillna(0.0).to_numpy(np.float64)
-        dark = 1.0
-        if grain == "1h" and "dark" in cube.columns:
-            dark = np.nan_to_num(
-                pd.to_numeric(cube.loc[test, "dark"], errors="coerce").to_numpy(np.float64)
-            )
-        out["dark_lamps_out"] = (10.0 * s * dark).astype(np.float32)
+        out["dark_lamps_out"] = _lamps_out_at_origin(cube, zone, train, test, grain=grain)
     return out
 
 
+def _lamps_out_at_origin(
+    cube: pd.DataFrame, zone: np.ndarray, train: np.ndarray, test: np.ndarray, *, grain: str
+) -> np.ndarray:
+    """``dark_lamps_out`` of the test rows with each zone's last share out before the origin."""
+    share = lamps_out_share(cube)
+    last = pd.Series(share[train]).groupby(zone[train], sort=False).last()
+    s = last.reindex(zone[test]).fillna(0.0).to_numpy(np.float64)
+    dark = 1.0
+    if grain == "1h" and "dark" in cube.columns:
+        dark = np.nan_to_num(
+            pd.to_numeric(cube.loc[test, "dark"], errors="coerce").to_numpy(np.float64)
+        )
+    return (10.0 * s * dark).astype(np.float32)
+
+
 # --------------------------------------------------------------------------------------------
-# the backtest
+# one origin
 # --------------------------------------------------------------------------------------------
+def _check_choices(models: Sequence[str], covariates: str) -> None:
+    if covariates not in ("forecast", "observed"):
+        raise InputError(f"covariates must be 'forecast' or 'observed', got {covariates!r}.")
+    unknown = [m for m in models if m not in MODELS]
+    if unknown:
+        raise InputError(
+            f"unknown backtest model(s) {unknown}; expected some of {', '.join(MODELS)}."
+        )
+
+
+def _interval_rows(base: dict[str, Any], name: str, mean: np.ndarray, alpha: float) -> pd.DataFrame:
+    """Backtest rows of one model: its mean and 95 % / 80 % predictive intervals."""
+    q = predictive_quantiles(mean, alpha, (0.025, 0.975, 0.1, 0.9))
+    return pd.DataFrame(
+        {
+            **base,
+            "model": name,
+            "predicted": mean,
+            "lower": q[:, 0],
+            "upper": q[:, 1],
+            "lower80": q[:, 2],
+            "upper80": q[:, 3],
+        }
+    )
+
+
+def _model_forecasts(
+    dz: pd.DataFrame,
+    y: np.ndarray,
+    dtest: pd.DataFrame,
+    *,
+    models: Sequence[str],
+    xgb_rounds: int,
+    fit_kw: dict[str, Any],
+) -> dict[str, tuple[np.ndarray, float]]:
+    """GLM and XGBoost forecasts (mean, NB2 alpha) of ``dtest``, fitted on ``fit_kw["mask"]``."""
+    out: dict[str, tuple[np.ndarray, float]] = {}
+    if "glm" in models:
+        g = fit_glm(dz, y, family="auto", **fit_kw)
+        out["glm"] = (g.mean(dtest), g.alpha)
+    if "xgb" in models:
+        x = fit_xgb(dz, y, rounds=xgb_rounds, **fit_kw)
+        out["xgb"] = (x.mean(dtest), x.alpha)
+    return out
+
+
 def forecast_at(
     cube: pd.DataFrame,
     origin: pd.Timestamp,
     *,
     grain: str = "1h",
     dz: pd.DataFrame | None = None,
-    cells: M.Cells | None = None,
+    cells: Cells | None = None,
     y: np.ndarray | None = None,
     kernel: np.ndarray | None = None,
     models: Sequence[str] = MODELS,
-    xgb_rounds: int = M.XGB_ROUNDS,
+    xgb_rounds: int = XGB_ROUNDS,
     resolution: float = 0.05,
     covariates: str = "forecast",
-    min_incidents: int = M.MIN_INCIDENTS,
+    min_incidents: int = MIN_INCIDENTS,
     end: pd.Timestamp | None = None,
     arrays: dict[str, Any] | None = None,
 ) -> pd.DataFrame:
@@ -376,59 +306,29 @@ def forecast_at(
     pandas.DataFrame
         Columns of :data:`BACKTEST_COLUMNS`.
     """
-    if covariates not in ("forecast", "observed"):
-        raise InputError(f"covariates must be 'forecast' or 'observed', got {covariates!r}.")
-    unknown = [m for m in models if m not in MODELS]
-    if unknown:
-        raise InputError(
-            f"unknown backtest model(s) {unknown}; expected some of {', '.join(MODELS)}."
-        )
-    if dz is None:
-        dz = M.design(cube, grain=grain)
+    _check_choices(models, covariates)
+    dz = design(cube, grain=grain) if dz is None else dz
     if cells is None:
-        cells = M.build_cells(dz, features=M.design_features(dz), resolution=resolution)
-    if y is None:
-        y = M.group_counts(cube, None)
+        cells = build_cells(dz, features=design_features(dz), resolution=resolution)
+    y = group_counts(cube, None) if y is None else y
     origin = as_utc(origin)
     end = origin + WEEK if end is None else pd.Timestamp(end)
     arr = arrays or row_arrays(cube, dz)
-    hours, zone_idx, how, zones_sorted = arr["hours"], arr["zone_idx"], arr["how"], arr["zones"]
-    o64 = utc_ns_scalar(origin)
-    e64 = utc_ns_scalar(end)
-    train = hours < o64
-    test = (hours >= o64) & (hours < e64)
+    hours = arr["hours"]
+    train = hours < utc_ns_scalar(origin)
+    test = (hours >= utc_ns_scalar(origin)) & (hours < utc_ns_scalar(end))
     if not test.any():
         raise InputError(f"no cube rows in the forecast week starting {origin}.")
-    slots_per_week = 168 if grain == "1h" else 7
     if covariates == "forecast":
         dtest = forecast_design(dz, cube, train, test, origin, grain=grain, arrays=arr)
     else:
         dtest = dz.loc[test]
-    obs = y[test]
     base = {
-        "zone_id": np.asarray(zones_sorted, dtype=object)[zone_idx[test]],
+        "zone_id": np.asarray(arr["zones"], dtype=object)[arr["zone_idx"][test]],
         "period_start": cube["hour"].array[test],
-        "observed": obs,
+        "observed": y[test],
         "origin": origin,
     }
-    parts = []
-
-    def _add(name: str, mean: np.ndarray, alpha: float) -> None:
-        q = M.predictive_quantiles(mean, alpha, (0.025, 0.975, 0.1, 0.9))
-        parts.append(
-            pd.DataFrame(
-                {
-                    **base,
-                    "model": name,
-                    "predicted": mean,
-                    "lower": q[:, 0],
-                    "upper": q[:, 1],
-                    "lower80": q[:, 2],
-                    "upper80": q[:, 3],
-                }
-            )
-        )
-
     fit_kw = {
         "mask": train,
         "cells": cells,
@@ -436,161 +336,95 @@ def forecast_at(
         "resolution": resolution,
         "min_incidents": min_incidents,
     }
-    if "glm" in models:
-        g = M.fit_glm(dz, y, family="auto", **fit_kw)
-        _add("glm", g.mean(dtest), g.alpha)
-    if "xgb" in models:
-        x = M.fit_xgb(dz, y, rounds=xgb_rounds, **fit_kw)
-        _add("xgb", x.mean(dtest), x.alpha)
-    for k in (4, 8):
-        name = f"seasonal_naive_{k}w"
-        if name in models:
-            pred = seasonal_naive(
-                zone_idx,
-                how,
-                y,
-                hours,
-                origin,
-                zone_idx[test],
-                how[test],
-                k_weeks=k,
-                slots_per_week=slots_per_week,
-            )
-            _add(name, pred, 0.0)
-    if "recent_hotspot" in models:
-        ker = np.eye(len(zones_sorted)) if kernel is None else kernel
-        pred = recent_hotspot(
-            zone_idx, how, y, hours, origin, zone_idx[test], how[test], kernel=ker
+    fitted = _model_forecasts(dz, y, dtest, models=models, xgb_rounds=xgb_rounds, fit_kw=fit_kw)
+    naive = baseline_forecasts(
+        arr, y, test, origin, models=models, slots_per_week=168 if grain == "1h" else 7,
+        kernel=kernel,
+    )  # fmt: skip
+    parts = [_interval_rows(base, name, mean, alpha) for name, (mean, alpha) in fitted.items()]
+    parts += [_interval_rows(base, name, mean, 0.0) for name, mean in naive.items()]
+    return pd.concat(parts, ignore_index=True)[BACKTEST_COLUMNS]
+
+
+# --------------------------------------------------------------------------------------------
+# every origin
+# --------------------------------------------------------------------------------------------
+def _setup_notes(origins: list[pd.Timestamp], weeks: int, centroids) -> list[str]:
+    notes: list[str] = []
+    if len(origins) < weeks:
+        notes.append(
+            f"{len(origins)} weekly origin(s) instead of {weeks}: each origin needs 4 weeks of "
+            "data before it and a complete week after it."
         )
-        _add("recent_hotspot", pred, 0.0)
-    out = pd.concat(parts, ignore_index=True)
-    return out[BACKTEST_COLUMNS]
+    if centroids is None:
+        notes.append("no zone geometry: the recent-hotspot map is not smoothed across zones.")
+    return notes
 
 
-def _deviance(y: np.ndarray, mu: np.ndarray) -> np.ndarray:
-    mu = np.clip(mu, 1e-9, None)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        t = np.where(y > 0, y * np.log(y / mu), 0.0)
-    return 2.0 * (t - (y - mu))
+def _forecast_origins(
+    cube: pd.DataFrame, origins: list[pd.Timestamp], notes: list[str], **kw: Any
+) -> pd.DataFrame:
+    """Forecasts of every origin (each up to the next one); a sparse origin is noted, skipped."""
+    parts = []
+    for i, o in enumerate(origins):
+        nxt = origins[i + 1] if i + 1 < len(origins) else o + WEEK
+        try:
+            parts.append(forecast_at(cube, o, end=nxt, **kw))
+        except SparseGroupError as exc:
+            notes.append(f"origin {o}: skipped, {exc}")
+        log.info("backtest origin %s done", o)
+    frame = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=BACKTEST_COLUMNS)
+    if len(frame):
+        frame["zone_id"] = frame["zone_id"].astype(str)
+        frame = backtest_schema().validate(frame, lazy=True)
+    return frame
 
 
-def evaluate(
+def _evaluation(
     frame: pd.DataFrame,
     *,
-    levels: Sequence[float] = FLAG_LEVELS,
-    area: dict[str, float] | None = None,
-    seed: int = 0,
-) -> dict[str, Any]:
-    """Metrics per model over the rows every model could forecast.
-
-    Parameters
-    ----------
-    frame
-        Backtest rows (:data:`BACKTEST_COLUMNS`).
-    levels
-        Shares of area x time flagged for hit rate and PAI.
-    area
-        Zone area (any unit) for area-weighted flagging; equal areas when ``None``.
-    seed
-        Tie-breaking of equal forecasts when flagging.
-
-    Returns
-    -------
-    dict
-        ``{"n_rows", "n_incidents", "origins", "models": {model: {poisson_deviance, mae,
-        hit_rate: {"1%": ...}, pai: {...}, coverage80, coverage95, n}}, "by_origin": [...]}``;
-        deviance is the mean unit Poisson deviance per zone-slot.
-    """
-    f = frame[np.isfinite(frame["predicted"].to_numpy(np.float64))]
-    # keep the zone-slots every model forecast
-    nmod = f["model"].nunique()
-    ts = utc_ns(f["period_start"]).astype(np.int64)
-    counts = (
-        pd.DataFrame({"z": f["zone_id"].astype(str).to_numpy(), "t": ts})
-        .groupby(["z", "t"], sort=False)["t"]
-        .transform("size")
-        .to_numpy()
+    area: dict[str, float] | None,
+    grain: str,
+    weeks: int,
+    covariates: str,
+    notes: list[str],
+) -> BacktestEvaluation:
+    """:func:`evaluate` with what the backtest was, and the skill against the 4-week naive."""
+    ev = evaluate(frame, area=area) if len(frame) else BacktestEvaluation()
+    ref = ev.models.get("seasonal_naive_4w")
+    skill = None
+    if ref is not None:
+        r = ref.poisson_deviance
+        skill = {m: (1.0 - v.poisson_deviance / r) if r > 0 else None for m, v in ev.models.items()}
+    return replace(
+        ev,
+        group="all",
+        grain=grain,
+        weeks=weeks,
+        covariates=covariates,
+        flag_levels=tuple(level_label(lv) for lv in FLAG_LEVELS),
+        deviance="mean unit Poisson deviance per zone-slot",
+        intervals="lower/upper: 95 %; lower80/upper80: 80 % (Poisson/NB2 quantiles)",
+        notes=tuple(notes),
+        skill_vs_seasonal_naive_4w=skill,
     )
-    f = f[counts == nmod]
-    rng = np.random.default_rng(seed)
-    out: dict[str, Any] = {"models": {}, "by_origin": []}
-    if f.empty:
-        out.update({"n_rows": 0, "n_incidents": 0, "origins": []})
-        return out
-    first = f[f["model"] == f["model"].iloc[0]]
-    out["n_rows"] = int(len(first))
-    out["n_incidents"] = int(first["observed"].sum())
-    out["origins"] = [str(pd.Timestamp(o)) for o in sorted(pd.unique(f["origin"]))]
-    for name, g in f.groupby("model", sort=False):
-        yv = g["observed"].to_numpy(np.float64)
-        mu = g["predicted"].to_numpy(np.float64)
-        res: dict[str, Any] = {
-            "n": int(len(g)),
-            "poisson_deviance": float(_deviance(yv, mu).mean()),
-            "mae": float(np.abs(yv - mu).mean()),
-            "coverage80": float(
-                ((g["lower80"] <= g["observed"]) & (g["observed"] <= g["upper80"])).mean()
-            ),
-            "coverage95": float(
-                ((g["lower"] <= g["observed"]) & (g["observed"] <= g["upper"])).mean()
-            ),
-        }
-        hits = {lv: [0.0, 0.0, 0.0] for lv in levels}  # captured, total, flagged share sum
-        n_orig = 0
-        for origin, go in g.groupby("origin", sort=True):
-            yo = go["observed"].to_numpy(np.float64)
-            po = go["predicted"].to_numpy(np.float64)
-            a = (
-                np.ones(len(go))
-                if area is None
-                else go["zone_id"].astype(str).map(area).fillna(1.0).to_numpy(np.float64)
-            )
-            order = np.lexsort((rng.random(len(go)), -po / a))
-            cum = np.cumsum(a[order]) / a.sum()
-            n_orig += 1
-            row = {
-                "origin": str(origin),
-                "model": name,
-                "poisson_deviance": float(_deviance(yo, po).mean()),
-                "mae": float(np.abs(yo - po).mean()),
-            }
-            for lv in levels:
-                nflag = max(int(np.searchsorted(cum, lv, side="right")), 1)
-                sel = order[:nflag]
-                hits[lv][0] += yo[sel].sum()
-                hits[lv][1] += yo.sum()
-                hits[lv][2] += cum[nflag - 1]
-                if lv == 0.05:
-                    hr = yo[sel].sum() / yo.sum() if yo.sum() > 0 else float("nan")
-                    row["pai_5%"] = float(hr / cum[nflag - 1]) if yo.sum() > 0 else None
-            out["by_origin"].append(row)
-        res["hit_rate"] = {}
-        res["pai"] = {}
-        for lv in levels:
-            cap, tot, share = hits[lv]
-            label = f"{lv * 100:g}%"
-            hr = cap / tot if tot > 0 else float("nan")
-            res["hit_rate"][label] = float(hr)
-            res["pai"][label] = float(hr / (share / n_orig)) if tot > 0 else float("nan")
-        out["models"][name] = res
-    return out
 
 
-@M._one_blas_thread
+@_one_blas_thread
 def run_backtest(
     cube: pd.DataFrame,
     *,
     weeks: int = 8,
     grain: str = "1h",
     dz: pd.DataFrame | None = None,
-    cells: M.Cells | None = None,
+    cells: Cells | None = None,
     centroids: pd.DataFrame | None = None,
     area: dict[str, float] | None = None,
     models: Sequence[str] = MODELS,
-    xgb_rounds: int = M.XGB_ROUNDS,
+    xgb_rounds: int = XGB_ROUNDS,
     resolution: float = 0.05,
     covariates: str = "forecast",
-    min_incidents: int = M.MIN_INCIDENTS,
+    min_incidents: int = MIN_INCIDENTS,
 ) -> BacktestResult:
     """Rolling-origin backtest over the last ``weeks`` weekly origins (all incidents).
 
@@ -619,69 +453,45 @@ def run_backtest(
     ----------
     Tashman (2000); Bowers, Johnson & Pease (2004); Chainey, Tompson & Uhlig (2008).
     """
-    if dz is None:
-        dz = M.design(cube, grain=grain)
+    dz = design(cube, grain=grain) if dz is None else dz
     if cells is None:
-        cells = M.build_cells(dz, features=M.design_features(dz), resolution=resolution)
-    y = M.group_counts(cube, None)
+        cells = build_cells(dz, features=design_features(dz), resolution=resolution)
     origins = weekly_origins(cube, weeks=weeks)
     arrays = row_arrays(cube, dz)
     zones_sorted = arrays["zones"]
-    kernel = hotspot_weights(_metric_xy(centroids, zones_sorted), len(zones_sorted))
-    parts = []
-    notes: list[str] = []
-    if len(origins) < weeks:
-        notes.append(
-            f"{len(origins)} weekly origin(s) instead of {weeks}: each origin needs 4 weeks of "
-            "data before it and a complete week after it."
-        )
-    if centroids is None:
-        notes.append("no zone geometry: the recent-hotspot map is not smoothed across zones.")
-    for i, o in enumerate(origins):
-        nxt = origins[i + 1] if i + 1 < len(origins) else o + WEEK
-        try:
-            parts.append(
-                forecast_at(
-                    cube,
-                    o,
-                    grain=grain,
-                    dz=dz,
-                    cells=cells,
-                    y=y,
-                    kernel=kernel,
-                    models=models,
-                    xgb_rounds=xgb_rounds,
-                    resolution=resolution,
-                    covariates=covariates,
-                    min_incidents=min_incidents,
-                    end=nxt,
-                    arrays=arrays,
-                )
-            )
-        except M.SparseGroupError as exc:
-            notes.append(f"origin {o}: skipped, {exc}")
-        log.info("backtest origin %s done", o)
-    frame = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=BACKTEST_COLUMNS)
-    if len(frame):
-        frame["zone_id"] = frame["zone_id"].astype(str)
-        frame = backtest_schema().validate(frame, lazy=True)
-    ev = evaluate(frame, area=area) if len(frame) else {"models": {}, "n_rows": 0}
-    ev.update(
-        {
-            "group": "all",
-            "grain": grain,
-            "weeks": len(origins),
-            "covariates": covariates,
-            "flag_levels": [f"{lv * 100:g}%" for lv in FLAG_LEVELS],
-            "deviance": "mean unit Poisson deviance per zone-slot",
-            "intervals": "lower/upper: 95 %; lower80/upper80: 80 % (Poisson/NB2 quantiles)",
-            "notes": notes,
-        }
+    notes = _setup_notes(origins, weeks, centroids)
+    frame = _forecast_origins(
+        cube, origins, notes,
+        grain=grain, dz=dz, cells=cells, y=group_counts(cube, None),
+        kernel=hotspot_weights(metric_xy(centroids, zones_sorted), len(zones_sorted)),
+        models=models, xgb_rounds=xgb_rounds, resolution=resolution, covariates=covariates,
+        min_incidents=min_incidents, arrays=arrays,
+    )  # fmt: skip
+    ev = _evaluation(
+        frame, area=area, grain=grain, weeks=len(origins), covariates=covariates, notes=notes
     )
-    if "seasonal_naive_4w" in ev.get("models", {}):
-        ref = ev["models"]["seasonal_naive_4w"]["poisson_deviance"]
-        ev["skill_vs_seasonal_naive_4w"] = {
-            m: (1.0 - v["poisson_deviance"] / ref) if ref > 0 else None
-            for m, v in ev["models"].items()
-        }
     return BacktestResult(frame=frame, evaluation=ev)
+
+
+__all__: Sequence[str] = (
+    "BACKTEST_COLUMNS",
+    "FLAG_LEVELS",
+    "HOTSPOT_TAU_WEEKS",
+    "HOTSPOT_WEEKS",
+    "MODELS",
+    "WEEK",
+    "BacktestEvaluation",
+    "BacktestResult",
+    "backtest_schema",
+    "evaluate",
+    "forecast_at",
+    "forecast_design",
+    "hotspot_weights",
+    "hour_of_week",
+    "recent_hotspot",
+    "row_arrays",
+    "run_backtest",
+    "seasonal_naive",
+    "weekly_origins",
+    "zone_codes",
+)

@@ -1,0 +1,246 @@
+"""Lighting outages as an event study (effects ``outage.<zone|ring>.<light>.<start|repair>``).
+
+An outage episode is a run of slots with at least ``MIN_SHARE_OUT`` (10 %) of the zone's lamps
+out. Observed incidents are compared with those expected by a rate model of all incidents
+fitted on the zone-slots *untouched by any outage* (no lamp out in the zone nor in its ring:
+the imputation approach of Borusyak, Jaravel & Spiess 2024, so that neither the outage nor its
+spill-over leaks into the counterfactual), in three phases: the ``window_days`` before the
+outage starts, during it, and the ``window_days`` after the repair; in the zone, and in its
+ring of neighbours (zones touching it, themselves without outage at the time: spill-over,
+Chalfin, Kaplan & LaForest 2022), at night and in daylight (a placebo: lamps do not matter in
+daylight). ``start`` effects are the rate ratio during / before, ``repair`` effects after /
+during. Ratios of two standardised incidence ratios, with exact conditional (binomial)
+intervals and p-values (Breslow & Day 1987, ch. 2); ``n`` is the number of zone-slots compared.
+
+References
+----------
+Borusyak, K., Jaravel, X. & Spiess, J. (2024). Revisiting event-study designs: robust and
+efficient estimation. *Review of Economic Studies* 91(6), 3253-3285.
+Breslow, N. E. & Day, N. E. (1987). *Statistical Methods in Cancer Research, vol. II*. IARC.
+Chalfin, A., Kaplan, J. & LaForest, M. (2022). Street light outages, public safety and crime
+attraction. *Journal of Quantitative Criminology* 38, 891-919.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from scipy import sparse
+
+from pipelines.models.design import (
+    design,
+    design_features,
+    exposure_mask,
+    group_counts,
+    lamps_out_share,
+    numeric,
+)
+from pipelines.models.glm import SparseGroupError, fit_glm
+from pipelines.models.results import Effect
+from pipelines.models.studies import adjacency, finite, grid, not_estimable, rate_ratio
+
+KIND = "outage_event_study"
+WINDOW_DAYS = 14
+#: share of a zone's lamps out from which a run of slots counts as an outage episode
+MIN_SHARE_OUT = 0.10
+COMPARISONS = (("start", ("during", "before")), ("repair", ("after", "during")))
+
+
+def phases(out: np.ndarray, slot_hours: np.ndarray, window: np.timedelta64):
+    """Before / after masks (zone x slot) around runs of ``out`` in each zone (row)."""
+    nz, nt = out.shape
+    before = np.zeros_like(out)
+    after = np.zeros_like(out)
+    prev = np.zeros((nz, 1), bool)
+    starts = out & ~np.concatenate([prev, out[:, :-1]], axis=1)
+    ends = ~out & np.concatenate([prev, out[:, :-1]], axis=1)  # first slot after a run
+    t = slot_hours
+    for z in np.flatnonzero(starts.any(axis=1) | ends.any(axis=1)):
+        st = t[starts[z]]
+        en = t[ends[z]]
+        if st.size:
+            nxt = np.searchsorted(st, t, side="right")
+            has = nxt < st.size
+            dt = np.where(has, st[np.minimum(nxt, st.size - 1)] - t, np.timedelta64(10**6, "D"))
+            before[z] = has & (dt <= window) & (dt > np.timedelta64(0, "ns")) & ~out[z]
+        if en.size:
+            last = np.searchsorted(en, t, side="right") - 1
+            has = last >= 0
+            dt = np.where(has, t - en[np.maximum(last, 0)], np.timedelta64(10**6, "D"))
+            after[z] = has & (dt < window) & ~out[z]
+    return before, after
+
+
+@dataclass(frozen=True)
+class _Phases:
+    """Zone x slot masks of the study: the outage, and the phases of the zone and its ring."""
+
+    out: np.ndarray
+    ring_out: np.ndarray
+    zone: dict[str, np.ndarray]
+    ring: dict[str, np.ndarray]
+
+
+def _outage_phases(out2: np.ndarray, slots: np.ndarray, A: sparse.csr_matrix, window_days: int):
+    before, after = phases(out2, slots, np.timedelta64(int(window_days), "D"))
+    ring_out = (A @ out2.astype(np.float64)) > 0
+    return _Phases(
+        out=out2,
+        ring_out=ring_out,
+        zone={"before": before & ~out2, "during": out2, "after": after & ~out2},
+        ring={
+            "before": ((A @ before.astype(np.float64)) > 0) & ~ring_out & ~out2,
+            "during": ring_out & ~out2,
+            "after": ((A @ after.astype(np.float64)) > 0) & ~ring_out & ~out2,
+        },
+    )
+
+
+def _phase_effect(
+    name: str,
+    role: str,
+    light: str,
+    pair: tuple[str, str],
+    sums: dict[str, tuple[float, float, int]],
+    share_during: float | None,
+    *,
+    window_days: int,
+    min_share: float,
+) -> Effect:
+    """The rate ratio of phase ``a`` against phase ``b`` (observed/expected sums per phase)."""
+    a, b = pair
+    oa, ea, na = sums[a]
+    ob, eb, nb = sums[b]
+    rr = rate_ratio(oa, ea, ob, eb)
+    if rr is None:
+        why = f"no incidents or no exposure in the {a}/{b} phases ({na} and {nb} zone-slots)"
+        return not_estimable(name, KIND, why)
+    est, lo, hi, p = rr
+    return Effect(
+        name=name,
+        kind=KIND,
+        estimable=True,
+        role=role,
+        light=light,
+        comparison=f"{a} vs {b}",
+        estimate=finite(est),
+        ci_low=finite(lo),
+        ci_high=finite(hi),
+        p_value=finite(p),
+        n=na + nb,
+        incidents=int(round(oa + ob)),
+        unit="rate ratio of observed/expected (model without outages)",
+        details={
+            "observed": {a: oa, b: ob},
+            "expected_without_outage": {a: ea, b: eb},
+            "mean_share_out_during": share_during,
+            "window_days": window_days,
+            "min_share_out": min_share,
+        },
+    )
+
+
+def _role_effects(
+    role: str,
+    row_phase: dict[str, np.ndarray],
+    light_masks: dict[str, np.ndarray],
+    y: np.ndarray,
+    expected: np.ndarray,
+    share: np.ndarray,
+    **kw,
+) -> list[Effect]:
+    """Start and repair effects of one role (zone or ring) at each light level."""
+    out: list[Effect] = []
+    for li, lmask in light_masks.items():
+        sums = {
+            k: (float(y[m & lmask].sum()), float(expected[m & lmask].sum()), int((m & lmask).sum()))
+            for k, m in row_phase.items()
+        }
+        dur = row_phase["during"] & lmask
+        share_during = finite(share[dur].mean()) if role == "zone" and dur.any() else None
+        for comp, pair in COMPARISONS:
+            name = f"outage.{role}.{li}.{comp}"
+            out.append(_phase_effect(name, role, li, pair, sums, share_during, **kw))
+    return out
+
+
+def _light_masks(cube: pd.DataFrame, lights: tuple[str, ...]) -> dict[str, np.ndarray]:
+    dark = np.nan_to_num(numeric(cube, "dark")) > 0
+    every = np.ones(len(cube), bool)
+    return {li: dark if li == "night" else (~dark if li == "day" else every) for li in lights}
+
+
+def outage_event_study(
+    cube: pd.DataFrame,
+    *,
+    grain: str = "1h",
+    neighbours: dict[str, list[str]] | None = None,
+    window_days: int = WINDOW_DAYS,
+    dz: pd.DataFrame | None = None,
+    min_share: float = MIN_SHARE_OUT,
+) -> list[Effect]:
+    """Event study of lighting outages (see the module docstring).
+
+    Parameters
+    ----------
+    cube
+        The cube with lamps, lamps_out, dark, present, incidents.
+    grain
+        At daily grain there is no night/day split.
+    neighbours
+        Zone -> neighbouring zones; without it the ring effects are not estimable.
+    window_days
+        Length of the before and after windows.
+    dz
+        Precomputed design of ``cube``.
+    min_share
+        An outage is a run of slots with at least this share of the zone's lamps out (a city
+        always has a few lamps out: single-lamp faults are background, not events).
+
+    Returns
+    -------
+    list of Effect
+        Effects ``outage.<zone|ring>.<night|day|all>.<start|repair>``.
+    """
+    lights = ("night", "day") if grain == "1h" else ("all",)
+    names = [
+        f"outage.{r}.{li}.{c}" for r in ("zone", "ring") for li in lights for c, _ in COMPARISONS
+    ]
+    if "lamps" not in cube.columns or "lamps_out" not in cube.columns:
+        why = "source absent: needs lamps and lighting_faults (cube columns lamps, lamps_out)"
+        return [not_estimable(n, KIND, why) for n in names]
+    dz = design(cube, grain=grain) if dz is None else dz
+    y = group_counts(cube, None)
+    zones, slots, zi, ti = grid(cube)
+    share = lamps_out_share(cube)
+    out2 = np.zeros((len(zones), len(slots)), bool)
+    out2[zi, ti] = share >= min_share
+    if not out2.any():
+        why = f"no outage of at least {min_share:.0%} of a zone's lamps in the cube's period"
+        return [not_estimable(n, KIND, why) for n in names]
+    A = adjacency(zones, neighbours)
+    ph = _outage_phases(out2, slots, A, window_days)
+    # counterfactual model: fitted where no lamp is out in the zone nor in its ring
+    clean = ~(ph.out | ph.ring_out)[zi, ti]
+    feats = [f for f in design_features(dz) if f != "dark_lamps_out"]
+    try:
+        base = fit_glm(dz, y, family="poisson", features=feats, mask=clean, grain=grain)
+    except SparseGroupError as exc:
+        return [not_estimable(n, KIND, f"counterfactual model: {exc}") for n in names]
+    expected = base.mean(dz)
+    ok = np.isfinite(expected) & exposure_mask(dz)
+    lmasks = _light_masks(cube, lights)
+    results: list[Effect] = []
+    for role, phase in (("zone", ph.zone), ("ring", ph.ring)):
+        if role == "ring" and A.nnz == 0:
+            why = "no zone neighbours (zones without geometry)"
+            results += [not_estimable(n, KIND, why) for n in names if n.startswith("outage.ring.")]
+            continue
+        row_phase = {k: v[zi, ti] & ok for k, v in phase.items()}
+        results += _role_effects(
+            role, row_phase, lmasks, y, expected, share,
+            window_days=window_days, min_share=min_share,
+        )  # fmt: skip
+    return results
