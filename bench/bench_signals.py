@@ -83,7 +83,7 @@ def run(scale: str = "tiny", *, replicates: int = 600) -> dict:
                 rank, q = _rank(r.signals, p)
                 rows.append({"week": wk, "type": p["type"], "rank": rank, "q": q,
                              "ok": rank is not None and rank <= 10 and q < 0.05,
-                             "seconds": round(secs, 1), "tests": r.meta["n_tests"]})  # fmt: skip
+                             "seconds": round(secs, 1), "tests": r.n_tests})  # fmt: skip
         out["planted"][key] = rows
         for row in rows:
             print(f"[signals] {key:8s} {row}")

@@ -1,4 +1,4 @@
-"""Detectors of pipelines.signals.detectors on simulated data with known truth."""
+"""The detectors of pipelines.signals on simulated data with known truth."""
 
 from __future__ import annotations
 
@@ -8,13 +8,20 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipelines.signals import detectors as D
+from pipelines.signals.conflicts import event_conflicts
+from pipelines.signals.correlation import Driver, lagged_correlations
+from pipelines.signals.drift import cusum_path, drift_tests, ewma_path
+from pipelines.signals.ears import ears_statistic
+from pipelines.signals.excess import excess_tests
+from pipelines.signals.panel import Panel
+from pipelines.signals.presence import presence_anomalies
+from pipelines.signals.pvalues import benjamini_hochberg, count_upper_p, mc_pvalue
 
 
 def _panel(o, e, period, start="2026-09-01"):
     days = pd.date_range(start, periods=o.shape[1], freq="D", tz="Europe/Paris")
     zones = np.array([f"z{i}" for i in range(o.shape[0])], dtype=object)
-    return D.Panel(zones=zones, days=days, observed=o, expected=e, period=period)
+    return Panel(zones=zones, days=days, observed=o, expected=e, period=period)
 
 
 @pytest.fixture
@@ -27,21 +34,21 @@ def null_panel():
 
 def test_count_upper_p_matches_hand_values():
     """P(X >= 3 | Poisson(1)) = 1 - e^-1 (1 + 1 + 1/2); P(X >= 0) = 1; NB tails are heavier."""
-    p = D.count_upper_p([3, 0], [1.0, 1.0])
+    p = count_upper_p([3, 0], [1.0, 1.0])
     assert p[0] == pytest.approx(1 - math.exp(-1) * 2.5, rel=1e-12)
     assert p[1] == pytest.approx(1.0)
-    nb = D.count_upper_p(10, 4.0, dispersion=0.2)
-    assert nb > D.count_upper_p(10, 4.0)
-    assert D.count_upper_p(10, 4.0, dispersion=1e-9) == pytest.approx(
-        D.count_upper_p(10, 4.0), rel=1e-5
+    nb = count_upper_p(10, 4.0, dispersion=0.2)
+    assert nb > count_upper_p(10, 4.0)
+    assert count_upper_p(10, 4.0, dispersion=1e-9) == pytest.approx(
+        count_upper_p(10, 4.0), rel=1e-5
     )
-    assert np.isnan(D.count_upper_p(3, np.nan))
+    assert np.isnan(count_upper_p(3, np.nan))
 
 
 def test_benjamini_hochberg_by_hand():
     """q_(i) = min_{j>=i} p_(j) m / j, NaN left out of m and kept as NaN."""
     p = np.array([0.01, 0.04, np.nan, 0.03, 0.5])
-    q = D.benjamini_hochberg(p)
+    q = benjamini_hochberg(p)
     # sorted finite p: 0.01, 0.03, 0.04, 0.5 with m = 4
     assert q[0] == pytest.approx(0.04)
     assert q[3] == pytest.approx(min(0.03 * 4 / 2, 0.04 * 4 / 3))
@@ -53,53 +60,53 @@ def test_benjamini_hochberg_by_hand():
 def test_mc_pvalue_empirical_and_gumbel_tail():
     """(1 + #exceed)/(R + 1) inside the replicates; below 1/(R + 1) far beyond them."""
     sims = np.arange(99, dtype=float)[:, None]  # 0..98
-    p_mid = D.mc_pvalue(np.array([49.5]), sims)[0]
+    p_mid = mc_pvalue(np.array([49.5]), sims)[0]
     assert p_mid == pytest.approx((1 + 49) / 100)
-    p_far = D.mc_pvalue(np.array([1000.0]), sims)[0]
+    p_far = mc_pvalue(np.array([1000.0]), sims)[0]
     assert p_far < 1 / 100
 
 
 def test_cusum_and_ewma_paths_by_hand():
     """CUSUM recursion on a short series; EWMA of a constant unit series tends to 1/sd_inf."""
     z = np.array([1.0, 2.0, -3.0, 0.6, 0.6])
-    assert D.cusum_path(z, k=0.5).tolist() == pytest.approx([0.5, 2.0, 0.0, 0.1, 0.2])
+    assert cusum_path(z, k=0.5).tolist() == pytest.approx([0.5, 2.0, 0.0, 0.1, 0.2])
     lam = 0.2
-    w = D.ewma_path(np.ones(200), lam=lam)
+    w = ewma_path(np.ones(200), lam=lam)
     assert w[-1] == pytest.approx(1 / math.sqrt(lam / (2 - lam)), rel=1e-6)
     assert w[0] == pytest.approx(1.0)  # first step: lam * 1 / lam
     with pytest.raises(ValueError, match="lam should be in"):
-        D.ewma_path(z, lam=1.5)
+        ewma_path(z, lam=1.5)
 
 
 def test_ears_statistics_by_hand():
     """C1 uses days t-7..t-1, C2 days t-9..t-3, C3 sums max(0, C2 - 1) over 3 days."""
     y = np.array([2, 4, 3, 5, 2, 4, 3, 6, 1, 12, 9, 10], dtype=float)
-    c1 = D.ears_statistic(y, method="C1")
+    c1 = ears_statistic(y, method="C1")
     base = y[2:9]
     assert c1[9] == pytest.approx((12 - base.mean()) / base.std(ddof=1))
     assert np.isnan(c1[6])
-    c2 = D.ears_statistic(y, method="C2")
+    c2 = ears_statistic(y, method="C2")
     base2 = y[0:7]
     assert c2[9] == pytest.approx((12 - base2.mean()) / base2.std(ddof=1))
-    c3 = D.ears_statistic(y, method="C3")
+    c3 = ears_statistic(y, method="C3")
     parts = np.maximum(0, c2[9:12] - 1)
     assert c3[11] == pytest.approx(parts.sum())
-    flat = D.ears_statistic(np.r_[np.zeros(9), 2.0], method="C2", sd_floor=0.5)
+    flat = ears_statistic(np.r_[np.zeros(9), 2.0], method="C2", sd_floor=0.5)
     assert flat[-1] == pytest.approx(4.0)
     with pytest.raises(ValueError, match="'C1', 'C2' or 'C3'"):
-        D.ears_statistic(y, method="C4")
+        ears_statistic(y, method="C4")
 
 
 def test_excess_finds_planted_and_is_calibrated_under_null(null_panel):
     """Null tests reject at about their level; a planted 3x day is the smallest p value."""
-    tests = D.excess_tests(null_panel)
+    tests = excess_tests(null_panel)
     assert set(tests["detector"]) == {"excess_day", "excess_week"}
     assert len(tests) == 40 * 8
     share = (tests["p_value"] < 0.05).mean()
     assert share <= 0.08  # discrete Poisson tails are conservative
     o = null_panel.observed.copy()
     o[7, 60] = 3 * null_panel.expected[7, 60] + 8
-    planted = D.excess_tests(_panel(o, null_panel.expected, (56, 63)), windows=("day",))
+    planted = excess_tests(_panel(o, null_panel.expected, (56, 63)), windows=("day",))
     top = planted.sort_values("p_value").iloc[0]
     assert top["zones"] == ["z7"]
     assert top["start"] == null_panel.days[60]
@@ -110,7 +117,7 @@ def test_excess_finds_planted_and_is_calibrated_under_null(null_panel):
 def test_excess_rejects_unknown_window(null_panel):
     """A window other than day/week is refused with the list of allowed ones."""
     with pytest.raises(ValueError, match="'day', 'week'"):
-        D.excess_tests(null_panel, windows=("month",))
+        excess_tests(null_panel, windows=("month",))
 
 
 def test_drift_detects_a_ramp_and_holds_its_level(null_panel):
@@ -119,7 +126,7 @@ def test_drift_detects_a_ramp_and_holds_its_level(null_panel):
     rng = np.random.default_rng(5)
     ramp = np.linspace(0.0, 1.0, 21)
     o[3, -21:] = rng.poisson(null_panel.expected[3, -21:] * (1 + ramp))
-    tests = D.drift_tests(_panel(o, null_panel.expected, (56, 63)), n_sim=299, seed=1)
+    tests = drift_tests(_panel(o, null_panel.expected, (56, 63)), n_sim=299, seed=1)
     cus = tests[tests["detector"] == "cusum"].set_index(
         tests[tests["detector"] == "cusum"]["zones"].str[0]
     )
@@ -176,8 +183,8 @@ def test_presence_anomalies_gathering_emptied_and_explained():
         & (df["hour"] < ps + pd.Timedelta(days=6))
     )
     df.loc[empty, "present"] *= 0.3
-    out = D.presence_anomalies(df, period_start=ps, period_end=ps + pd.Timedelta(days=7))
-    q = D.benjamini_hochberg(out["p_value"])
+    out = presence_anomalies(df, period_start=ps, period_end=ps + pd.Timedelta(days=7))
+    q = benjamini_hochberg(out["p_value"])
     sig = out[q < 0.05]
     a = sig[(sig["type"] == "gathering") & sig["zones"].str[0].eq("A")]
     assert len(a) == 1 and not a.iloc[0]["explained"]
@@ -191,7 +198,7 @@ def test_presence_anomalies_gathering_emptied_and_explained():
     # nothing else is significant
     assert len(sig) == len(a) + len(b) + len(c)
     with pytest.raises(ValueError, match="missing \\['present_baseline'\\]"):
-        D.presence_anomalies(df.drop(columns="present_baseline"), period_start=ps, period_end=ps)
+        presence_anomalies(df.drop(columns="present_baseline"), period_start=ps, period_end=ps)
 
 
 def test_lagged_correlation_recovers_a_planted_rate_ratio():
@@ -204,7 +211,7 @@ def test_lagged_correlation_recovers_a_planted_rate_ratio():
     mult[0, 1:] = np.where(on[0, :-1], 2.0, 1.0)
     o = rng.poisson(e * mult).astype(float)
     panel = _panel(o, e, (60, 90))
-    out = D.lagged_correlations(panel, [D.Driver("x", "x days", on)], lags=(1, 3))
+    out = lagged_correlations(panel, [Driver("x", "x days", on)], lags=(1, 3))
     z0 = out[out["zones"].str[0].eq("z0")].set_index(
         out[out["zones"].str[0].eq("z0")]["details"].map(lambda d: d["lag"])
     )
@@ -214,7 +221,7 @@ def test_lagged_correlation_recovers_a_planted_rate_ratio():
     others = out[~out["zones"].str[0].eq("z0")]
     assert (others["p_value"] < 0.01).mean() <= 0.1
     with pytest.raises(ValueError, match="should have shape"):
-        D.lagged_correlations(panel, [D.Driver("bad", "bad", on[:, :5])])
+        lagged_correlations(panel, [Driver("bad", "bad", on[:, :5])])
 
 
 def test_event_conflicts_by_distance_and_shared_stop():
@@ -234,7 +241,7 @@ def test_event_conflicts_by_distance_and_shared_stop():
         }
     )
     ps, pe = t0 - pd.Timedelta(days=1), t0 + pd.Timedelta(days=6)
-    out = D.event_conflicts(ev, period_start=ps, period_end=pe)
+    out = event_conflicts(ev, period_start=ps, period_end=pe)
     assert len(out) == 1
     row = out.iloc[0]
     assert row["zones"] == ["Z1", "Z2"] and row["observed"] == 3000
@@ -243,7 +250,7 @@ def test_event_conflicts_by_distance_and_shared_stop():
     stops = pd.DataFrame(
         {"stop_id": ["s"], "stop_name": ["Gare"], "stop_lat": [48.8725], "stop_lon": [2.35]}
     )
-    out2 = D.event_conflicts(ev, period_start=ps, period_end=pe, stops=stops, stop_radius_m=2600)
+    out2 = event_conflicts(ev, period_start=ps, period_end=pe, stops=stops, stop_radius_m=2600)
     assert len(out2) == 3  # a-b (distance and stop), a-c and b-c (stop)
     assert np.isnan(out2["p_value"]).all()
 

@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 
 from features.errors import InputError
 from pipelines.signals.evaluate import _inject, _Week, daily_statistics, evaluate_detectors
+from pipelines.signals.panel import Panel
 from pipelines.signals.run import Period
 
 
@@ -86,8 +87,6 @@ def test_injection_follows_the_design():
     e = np.full((5, 35), 3.0)
     o = rng.poisson(e).astype(float)
     days = pd.date_range("2026-10-01", periods=35, freq="D", tz="UTC")
-    from pipelines.signals.detectors import Panel
-
     panel = Panel(
         zones=np.array(list("abcde"), dtype=object),
         days=days,

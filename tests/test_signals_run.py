@@ -112,8 +112,8 @@ def test_presence_only(tmp_path):
     run = run_signals(tmp_path, parse_period(truth["week"]), n_sim=99)
     assert set(run.signals["type"]) <= {"gathering", "emptied", "event_conflict"}
     assert _found(run.signals, truth["signals"][0]) is not None
-    assert any("no incidents" in n for n in run.meta["notes"])
-    assert run.meta["expectation"]["source"] is None
+    assert any("no incidents" in n for n in run.notes)
+    assert run.expectation.source is None
 
 
 def test_parse_period_forms_and_errors():

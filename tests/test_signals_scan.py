@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipelines.signals.detectors import Panel
+from pipelines.signals.panel import Panel
 from pipelines.signals.scan import knn_neighbours, scan_null, space_time_scan
 
 

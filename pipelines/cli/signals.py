@@ -6,13 +6,14 @@ from pathlib import Path
 
 import typer
 
+from features.errors import InputError
+from features.store import Store
+from features.timeutil import last_full_week
 from pipelines.cli.common import user_errors
 
 
-def _latest_week(store) -> str:
+def _latest_week(store: Store) -> str:
     """The last complete ISO week of the cube (local dates)."""
-    from features.timeutil import last_full_week
-
     meta = store.cube_meta()
     return last_full_week(meta["end"], meta.get("timezone") or store.timezone)
 
@@ -46,9 +47,8 @@ def signals_cmd(
     top: int = typer.Option(10, "--top", min=0, help="How many signals to print."),
 ) -> None:
     """Weak signals of a period: excess, drift, clusters, presence anomalies, correlations."""
-    from features.errors import InputError
-    from features.store import Store
-
+    # the analysis modules load scipy, statsmodels, pandera and the models: imported when the
+    # command runs, so that `vigie --help` stays fast
     st = Store(store)
     if evaluate:
         from pipelines.signals.evaluate import evaluate_detectors
@@ -60,38 +60,13 @@ def signals_cmd(
         ev = evaluate_detectors(
             st, replicates=replicates, fdr=fdr, truth=truth, use_model=not no_model, seed=seed
         )
-        typer.echo(f"{'detector':<9} {'FPR':>6} {'POD>=3SD':>9} {'PPV':>6} {'delay':>6}")
-        for name, d in ev.summary["detectors"].items():
-            ppv = d["ppv_one_outbreak_per_week"]
-            delay = d["median_delay_days"]
-            typer.echo(
-                f"{name:<9} {d['fpr_zone_week']:>6.3f} {d['pod_3sd_plus'] or 0:>9.2f} "
-                f"{'-' if ppv is None else f'{ppv:.2f}':>6} {'-' if delay is None else f'{delay:.0f}':>6}"
-            )
-        nom = ev.summary["nominal_fdr_pipeline"]
-        if "share_null_runs_with_a_signal" in nom:
-            typer.echo(
-                f"weekly pipeline at FDR {fdr:g}: null runs with a signal "
-                f"{nom['share_null_runs_with_a_signal']:.3f}, POD>=3SD {nom.get('pod_3sd_plus') or 0:.2f}"
-            )
-        typer.echo(f"evaluation: {ev.path}")
+        typer.echo(ev.summary())
         return
-    from pipelines.signals.run import parse_period, run_signals
+    from pipelines.signals.period import parse_period
+    from pipelines.signals.run import run_signals
 
     if week is None and date_from is None and date_to is None:
         week = _latest_week(st)
     period = parse_period(week, start=date_from, end=date_to)
     run = run_signals(st, period, fdr=fdr, seed=seed, use_model=not no_model)
-    sig = run.signals
-    stat = sig[sig["type"] != "event_conflict"]
-    typer.echo(
-        f"{period.label}: {len(stat)} signals (q < {fdr:g}) from {run.meta['n_tests']} tests, "
-        f"{len(sig) - len(stat)} event conflicts; expected incidents: "
-        f"{run.meta['expectation'].get('source') or 'none'}."
-    )
-    for row in sig.head(top).itertuples(index=False):
-        q = "" if row.q_value != row.q_value else f" q={row.q_value:.2g}"
-        typer.echo(f"{row.rank:>3}. [{row.type}{q}] {row.explanation}")
-    for note in run.meta["notes"]:
-        typer.echo(f"note: {note}")
-    typer.echo(f"signals: {run.paths.get('json')}")
+    typer.echo(run.summary(top=top))

@@ -50,15 +50,20 @@ import pandas as pd
 from features.errors import InputError
 from features.store import Store
 from features.timeutil import as_utc
-from pipelines.signals import detectors as D
-from pipelines.signals.run import (
-    Period,
-    _model_expected,
-    build_panel,
-    estimate_dispersion,
-    fallback_expected,
-    zone_neighbours,
+from pipelines.signals.drift import (
+    cusum_path,
+    drift_null,
+    drift_tests,
+    ewma_path,
+    standardised_residuals,
 )
+from pipelines.signals.ears import ears_statistic
+from pipelines.signals.excess import excess_tests
+from pipelines.signals.expectation import estimate_dispersion, fallback_expected, model_expected
+from pipelines.signals.inputs import build_panel, zone_neighbours
+from pipelines.signals.panel import P_FLOOR, Panel
+from pipelines.signals.period import Period
+from pipelines.signals.pvalues import benjamini_hochberg, count_upper_p, simulate_counts
 from pipelines.signals.scan import scan_null, space_time_scan
 
 log = logging.getLogger(__name__)
@@ -73,7 +78,7 @@ COMBINED = ("excess", "cusum", "ewma", "scan")
 # prospective daily statistics
 # ------------------------------------------------------------------------------------------------
 def daily_statistics(
-    panel: D.Panel,
+    panel: Panel,
     neighbours: np.ndarray | None,
     *,
     dispersion: float = 0.0,
@@ -95,21 +100,21 @@ def daily_statistics(
     valid = panel.valid
     o = np.where(valid, panel.observed, 0.0)
     e = np.where(valid, panel.expected, 0.0)
-    p_day = D.count_upper_p(o, np.where(valid, e, np.nan), dispersion=dispersion)
+    p_day = count_upper_p(o, np.where(valid, e, np.nan), dispersion=dispersion)
     co = np.concatenate([np.zeros((o.shape[0], 1)), np.cumsum(o, axis=1)], axis=1)
     ce = np.concatenate([np.zeros((e.shape[0], 1)), np.cumsum(e, axis=1)], axis=1)
     t = np.arange(p0, p1)
     lo = np.maximum(t + 1 - 7, 0)
     o7 = co[:, t + 1] - co[:, lo]
     e7 = ce[:, t + 1] - ce[:, lo]
-    p7 = D.count_upper_p(o7, np.where(e7 > 0, e7, np.nan), dispersion=dispersion)
+    p7 = count_upper_p(o7, np.where(e7 > 0, e7, np.nan), dispersion=dispersion)
     pmin = np.fmin(np.nan_to_num(p_day[:, p0:p1], nan=1.0), np.nan_to_num(p7, nan=1.0))
-    out = {"excess": -np.log10(np.clip(pmin, D.P_FLOOR, 1.0))}
-    z = D.standardised_residuals(
+    out = {"excess": -np.log10(np.clip(pmin, P_FLOOR, 1.0))}
+    z = standardised_residuals(
         panel.observed[:, :p1], panel.expected[:, :p1], dispersion=dispersion
     )
-    out["cusum"] = D.cusum_path(z, k=k)[:, p0:p1]
-    out["ewma"] = D.ewma_path(z, lam=lam)[:, p0:p1]
+    out["cusum"] = cusum_path(z, k=k)[:, p0:p1]
+    out["ewma"] = ewma_path(z, lam=lam)[:, p0:p1]
     if neighbours is not None:
         out["scan"] = space_time_scan(
             panel, neighbours, max_window=max_window, n_sim=0
@@ -117,7 +122,7 @@ def daily_statistics(
     raw = np.where(np.isfinite(panel.observed), panel.observed, 0.0)
     for m in ("C1", "C2", "C3"):
         out[f"ears_{m.lower()}"] = np.nan_to_num(
-            D.ears_statistic(raw, method=m)[:, p0:p1], nan=-np.inf
+            ears_statistic(raw, method=m)[:, p0:p1], nan=-np.inf
         )
     return out
 
@@ -128,7 +133,7 @@ def daily_statistics(
 @dataclass(frozen=True)
 class _Week:
     period: Period
-    panel: D.Panel
+    panel: Panel
     dispersion: float
     weekly_sd: np.ndarray
     excluded: np.ndarray  # (Z,) zone-week holds planted truth
@@ -224,8 +229,8 @@ def _pipeline_flags(
     """Zones of each significant incident signal of the weekly pipeline (BH at ``fdr``)."""
     panel = replace(week.panel, observed=observed)
     parts = [
-        D.excess_tests(panel, dispersion=week.dispersion),
-        D.drift_tests(panel, dispersion=week.dispersion, null=week.null_drift),
+        excess_tests(panel, dispersion=week.dispersion),
+        drift_tests(panel, dispersion=week.dispersion, null=week.null_drift),
     ]
     if neighbours is not None:
         parts.append(
@@ -238,7 +243,7 @@ def _pipeline_flags(
             ).clusters
         )
     tests = pd.concat([p for p in parts if len(p)], ignore_index=True)
-    q = D.benjamini_hochberg(tests["p_value"].to_numpy(float))
+    q = benjamini_hochberg(tests["p_value"].to_numpy(float))
     index = {z: i for i, z in enumerate(panel.zones)}
     flags = [{index[z] for z in zs} for zs, qq in zip(tests["zones"], q, strict=True) if qq < fdr]
     truth = set(np.flatnonzero(week.excluded))
@@ -373,7 +378,7 @@ def evaluate_detectors(
         sub = sub.reset_index(drop=True)
         exp = None
         if source == "model":
-            exp, how = _model_expected(st, sub)
+            exp, how = model_expected(st, sub)
             if exp is None or not np.isfinite(exp).any():
                 source, exp = "fallback", None
         if exp is None:
@@ -391,7 +396,7 @@ def evaluate_detectors(
         )
         nd = ns = None
         if i >= len(periods) - max(1, min(len(periods), 4)):
-            nd = D.drift_null(panel, dispersion=alpha, n_sim=n_sim, seed=seed + 11 * i)
+            nd = drift_null(panel, dispersion=alpha, n_sim=n_sim, seed=seed + 11 * i)
             if neighbours is not None:
                 ns = scan_null(
                     panel,
@@ -423,7 +428,7 @@ def evaluate_detectors(
         per_week = int(np.ceil(calibration_units / max(1, len(zones) * len(weeks))))
         for w in weeks:
             exp = np.where(w.panel.valid, w.panel.expected, 0.0)
-            for y in D._simulate_counts(exp, per_week, rng, w.dispersion):
+            for y in simulate_counts(exp, per_week, rng, w.dispersion):
                 panel = replace(w.panel, observed=np.where(w.panel.valid, y, np.nan))
                 s = daily_statistics(
                     panel, neighbours, dispersion=w.dispersion, max_window=max_window
@@ -498,7 +503,7 @@ def evaluate_detectors(
     for r in range(null_replicates if pipe_weeks else 0):
         w = weeks[pipe_weeks[r % len(pipe_weeks)]]
         exp = np.where(w.panel.valid, w.panel.expected, 0.0)
-        y = D._simulate_counts(exp, 1, rng, w.dispersion)[0]
+        y = simulate_counts(exp, 1, rng, w.dispersion)[0]
         y = np.where(w.panel.valid, y, np.nan)
         flags = _pipeline_flags(w, y, neighbours, fdr=fdr, max_window=max_window)
         null_runs.append(len(flags))

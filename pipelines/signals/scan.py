@@ -25,15 +25,8 @@ import numpy as np
 import pandas as pd
 
 from features.geo import local_xy_m
-from pipelines.signals.detectors import (
-    Panel,
-    _day,
-    _fmt,
-    _record,
-    _records_frame,
-    _simulate_counts,
-    mc_pvalue,
-)
+from pipelines.signals.panel import Panel, day_label, fmt_number, record, records_frame
+from pipelines.signals.pvalues import mc_pvalue, simulate_counts
 
 
 def knn_neighbours(x: np.ndarray, y: np.ndarray, *, k: int = 8) -> np.ndarray:
@@ -127,7 +120,7 @@ def _null_max(
     done = 0
     while done < n_sim:
         n = min(chunk, n_sim - done)
-        y = _simulate_counts(exp, n, rng, dispersion)
+        y = simulate_counts(exp, n, rng, dispersion)
         v = np.where(cyl.ok, _llr(cyl.sums(y), b[None]), 0.0)
         null_max[done : done + n] = v.reshape(n, -1).max(axis=1)
         done += n
@@ -220,11 +213,21 @@ def space_time_scan(
     if null_max is None:
         null_max = _null_max(cyl, exp, b, n_sim=n_sim, seed=seed, dispersion=dispersion)
 
-    # per-zone prospective statistic: LLR of the reported cluster holding the zone, per end day
-    k = nbr.shape[1]
+    zone_day = _zone_day_llr(llr, nbr, min_llr=min_llr)
+    records = _clusters(panel, cyl, llr, c_obs, b, null_max, max_clusters=max_clusters)
+    return ScanResult(clusters=records_frame(records), null_max=null_max, zone_day_llr=zone_day)
+
+
+def _zone_day_llr(llr: np.ndarray, nbr: np.ndarray, *, min_llr: float) -> np.ndarray:
+    """Per-zone prospective statistic: LLR of the reported cluster holding the zone, per end day.
+
+    For each end day, cylinders above ``min_llr`` are taken strongest first, and each gives its
+    LLR to its zones unless one of them already has one.
+    """
+    z, k = nbr.shape
     best_end = llr.max(axis=-1)  # (Z, K, n_end)
-    zone_day = np.zeros((z, cyl.shape[0]))
-    for e in range(cyl.shape[0]):
+    zone_day = np.zeros((z, best_end.shape[-1]))
+    for e in range(best_end.shape[-1]):
         v = best_end[:, :, e].ravel()
         for idx in np.flatnonzero(v > min_llr)[np.argsort(-v[v > min_llr], kind="stable")]:
             centre, kk = divmod(int(idx), k)
@@ -232,52 +235,88 @@ def space_time_scan(
             if (zone_day[members, e] > 0).any():
                 continue
             zone_day[members, e] = v[idx]
+    return zone_day
 
-    # most likely and secondary clusters
+
+def _clusters(
+    panel: Panel,
+    cyl: _Cylinders,
+    llr: np.ndarray,
+    c_obs: np.ndarray,
+    b: np.ndarray,
+    null_max: np.ndarray,
+    *,
+    max_clusters: int,
+) -> list[dict]:
+    """The most likely cluster and the non-overlapping secondary ones, as test records."""
+    z, k = cyl.nbr.shape
     flat = llr.reshape(z * k, -1)
     best_w = flat.argmax(axis=1)
     best_v = flat[np.arange(z * k), best_w]
-    order = np.argsort(-best_v, kind="stable")
     taken: set[int] = set()
-    records = []
-    for idx in order:
+    records: list[dict] = []
+    for idx in np.argsort(-best_v, kind="stable"):
         if len(records) >= max_clusters or best_v[idx] <= 0:
             break
         centre, kk = divmod(int(idx), k)
-        members = [int(m) for m in nbr[centre, : kk + 1]]
+        members = [int(m) for m in cyl.nbr[centre, : kk + 1]]
         if taken.intersection(members):
             continue
         taken.update(members)
-        e_i, l_i = divmod(int(best_w[idx]), max_window)
+        e_i, l_i = divmod(int(best_w[idx]), cyl.max_window)
         t1 = cyl.p0 + e_i + 1
         t0 = t1 - (l_i + 1)
-        cc = float(c_obs[centre, kk, e_i, l_i])
-        bb = float(b[centre, kk, e_i, l_i])
         p = (
             float(mc_pvalue(np.array([best_v[idx]]), null_max[:, None])[0])
             if len(null_max)
             else np.nan
         )
-        start, end = panel.window(t0, t1)
-        names = [str(panel.zones[m]) for m in members]
-        shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
         records.append(
-            _record(
-                "cluster",
-                "scan",
-                names,
-                start,
-                end,
-                cc,
-                bb,
-                p,
-                f"Zone{'s' if len(names) > 1 else ''} {shown} together had {_fmt(cc)} incidents "
-                f"against {_fmt(bb)} expected from {_day(start)} to "
-                f"{_day(end - pd.Timedelta(1))} (x{cc / bb:.1f}), a space-time cluster "
-                f"(LLR {best_v[idx]:.1f}).",
-                statistic=float(best_v[idx]),
+            _cluster_record(
+                panel,
+                [str(panel.zones[m]) for m in members],
+                t0,
+                t1,
+                observed=float(c_obs[centre, kk, e_i, l_i]),
+                expected=float(b[centre, kk, e_i, l_i]),
+                llr=float(best_v[idx]),
+                p_value=p,
                 rank="most likely" if not records else "secondary",
-                days=int(t1 - t0),
             )
         )
-    return ScanResult(clusters=_records_frame(records), null_max=null_max, zone_day_llr=zone_day)
+    return records
+
+
+def _cluster_record(
+    panel: Panel,
+    names: list[str],
+    t0: int,
+    t1: int,
+    *,
+    observed: float,
+    expected: float,
+    llr: float,
+    p_value: float,
+    rank: str,
+) -> dict:
+    """The test record of a cluster of zones ``names`` over days ``t0..t1-1``."""
+    cc, bb = observed, expected
+    start, end = panel.window(t0, t1)
+    shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+    return record(
+        "cluster",
+        detector="scan",
+        zones=names,
+        start=start,
+        end=end,
+        observed=cc,
+        expected=bb,
+        p_value=p_value,
+        explanation=f"Zone{'s' if len(names) > 1 else ''} {shown} together had "
+        f"{fmt_number(cc)} incidents against {fmt_number(bb)} expected from {day_label(start)} "
+        f"to {day_label(end - pd.Timedelta(1))} (x{cc / bb:.1f}), a space-time cluster "
+        f"(LLR {llr:.1f}).",
+        statistic=llr,
+        rank=rank,
+        days=int(t1 - t0),
+    )

@@ -1,0 +1,66 @@
+"""The runner's inputs: the cube rows of a period with its look-back, zone neighbours, the panel."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+from features.store import Store
+from pipelines.signals.panel import Panel, aggregate_days
+from pipelines.signals.period import Period, local_days
+from pipelines.signals.scan import knn_neighbours
+
+#: the cube columns a run reads (when no model needs the others).
+CUBE_COLUMNS = [
+    "local_hour", "dow", "local_date", "present", "present_baseline", "present_ratio",
+    "incidents", "lamps", "lamps_out", "dark", "ridership_entries", "events_active",
+    "event_attendance", "holiday", "school_holiday", "precipitation_mm", "temperature_c",
+]  # fmt: skip
+
+
+def zone_neighbours(st: Store, zones: Sequence[str], *, k: int) -> np.ndarray:
+    """The ``k`` nearest zones of each of ``zones`` (itself first), by representative point.
+
+    Raises
+    ------
+    ValueError
+        When some of ``zones`` are not in the store's zones file (no geometry to place them).
+    StoreError
+        When the store has no zones file.
+    """
+    zg = st.zones()
+    pts = zg.to_crs(4326).geometry.representative_point()
+    pos = {str(z): (p.x, p.y) for z, p in zip(zg["zone_id"].astype(str), pts, strict=True)}
+    missing = [z for z in zones if z not in pos]
+    if missing:
+        raise ValueError(
+            f"{len(missing)} zone(s) of the cube are not in the zones file, e.g. {missing[:3]}"
+        )
+    xy = np.array([pos[z] for z in zones])
+    return knn_neighbours(xy[:, 0], xy[:, 1], k=k)
+
+
+def build_panel(
+    frame: pd.DataFrame, *, zones: Sequence[str], period: Period, timezone: str, history_days: int
+) -> Panel:
+    """Daily panel of incidents and expectation (columns ``incidents`` and ``expected``).
+
+    Only slots whose expectation is known count on both sides.
+    """
+    dates = [period.first - dt.timedelta(days=history_days - i) for i in range(history_days)]
+    dates += [period.first + dt.timedelta(days=i) for i in range(period.days)]
+    f = frame.assign(
+        _obs=np.where(np.isfinite(frame["expected"]), frame["incidents"].astype(float), np.nan)
+    )
+    days = local_days(dates, timezone)
+    arr = aggregate_days(f, {"o": "_obs", "e": "expected"}, zones=zones, days=days)
+    return Panel(
+        zones=np.asarray(zones, dtype=object),
+        days=days,
+        observed=arr["o"],
+        expected=arr["e"],
+        period=(history_days, history_days + period.days),
+    )
