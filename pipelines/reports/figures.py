@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from features.store import Store
+from pipelines.models.results import BacktestEvaluation, Effects
 
 #: which command produces which store file, for "not run yet" messages
 STEPS = {
@@ -338,36 +339,41 @@ def lagged_spearman(
 
 # -- model evaluation ------------------------------------------------------------------------------
 def evaluation_table(
-    evaluation: dict[str, Any] | None, *, level: str = "5%"
+    evaluation: BacktestEvaluation | None, *, level: str = "5%"
 ) -> pd.DataFrame | None:
-    """Backtest metrics per model (rows) from ``models/evaluation.json``, best deviance first."""
-    if not evaluation or not evaluation.get("models"):
+    """Backtest metrics per model (rows) of the evaluation, best deviance first."""
+    if evaluation is None or not evaluation.models:
         return None
-    rows = []
-    for name, m in evaluation["models"].items():
-        rows.append(
-            {
-                "model": name,
-                "poisson_deviance": m.get("poisson_deviance"),
-                "mae": m.get("mae"),
-                f"hit_rate_{level}": (m.get("hit_rate") or {}).get(level),
-                f"pai_{level}": (m.get("pai") or {}).get(level),
-                "coverage80": m.get("coverage80"),
-                "coverage95": m.get("coverage95"),
-                "zone_slots": m.get("n"),
-            }
-        )
+    rows = [
+        {
+            "model": name,
+            "poisson_deviance": m.poisson_deviance,
+            "mae": m.mae,
+            f"hit_rate_{level}": m.hit_rate.get(level),
+            f"pai_{level}": m.pai.get(level),
+            "coverage80": m.coverage80,
+            "coverage95": m.coverage95,
+            "zone_slots": m.n,
+        }
+        for name, m in evaluation.models.items()
+    ]
     return pd.DataFrame(rows).sort_values("poisson_deviance").reset_index(drop=True)
 
 
-def effects_table(effects: dict[str, Any] | None) -> pd.DataFrame | None:
-    """The estimable effects of ``models/effects.json``: kind, group, feature, unit, estimate,
-    95 % interval (``ci_low``, ``ci_high``), p value and incidents behind it."""
-    if not effects or not effects.get("effects"):
+def _estimable_frame(effects: Effects | None) -> pd.DataFrame | None:
+    """The estimable effects as rows of their ``effects.json`` fields (None when none)."""
+    if effects is None or not len(effects):
         return None
-    eff = pd.DataFrame(effects["effects"])
-    if "estimable" in eff:
-        eff = eff[eff["estimable"].fillna(False).astype(bool)]
+    eff = pd.DataFrame([e.to_json() for e in effects])
+    return eff[eff["estimable"].fillna(False).astype(bool)]
+
+
+def effects_table(effects: Effects | None) -> pd.DataFrame | None:
+    """The estimable effects: kind, group, feature, unit, estimate, 95 % interval (``ci_low``,
+    ``ci_high``), p value and incidents behind it."""
+    eff = _estimable_frame(effects)
+    if eff is None:
+        return None
     cols = [
         "kind",
         "group",
@@ -385,7 +391,12 @@ def effects_table(effects: dict[str, Any] | None) -> pd.DataFrame | None:
     return eff[[c for c in cols if c in eff.columns]].reset_index(drop=True)
 
 
-def irr_matrix(effects: dict[str, Any] | None) -> pd.DataFrame | None:
+def _irr_cell(r: pd.Series) -> str:
+    star = "*" if pd.notna(r.get("p_value")) and r["p_value"] < 0.05 else ""
+    return f"{r['estimate']:.3f} [{r['ci_low']:.3f}, {r['ci_high']:.3f}]{star}"
+
+
+def irr_matrix(effects: Effects | None) -> pd.DataFrame | None:
     """The GLMs' incidence-rate ratios as one table: a row per feature (with its unit), a column
     per category group, each cell ``IRR [low, high]`` (95 %), starred when p < 0.05."""
     eff = effects_table(effects)
@@ -394,12 +405,7 @@ def irr_matrix(effects: dict[str, Any] | None) -> pd.DataFrame | None:
     irr = eff[eff["kind"] == "irr"]
     if irr.empty:
         return None
-
-    def cell(r: pd.Series) -> str:
-        star = "*" if pd.notna(r.get("p_value")) and r["p_value"] < 0.05 else ""
-        return f"{r['estimate']:.3f} [{r['ci_low']:.3f}, {r['ci_high']:.3f}]{star}"
-
-    irr = irr.assign(cell=irr.apply(cell, axis=1))
+    irr = irr.assign(cell=irr.apply(_irr_cell, axis=1))
     order = list(dict.fromkeys(irr["group"]))
     table = irr.pivot_table(
         index=["feature", "unit"], columns="group", values="cell", aggfunc="first"
@@ -411,14 +417,12 @@ def irr_matrix(effects: dict[str, Any] | None) -> pd.DataFrame | None:
     return table.sort_values("__o").drop(columns="__o").fillna("–").reset_index(drop=True)
 
 
-def other_effects_table(effects: dict[str, Any] | None) -> pd.DataFrame | None:
+def other_effects_table(effects: Effects | None) -> pd.DataFrame | None:
     """Effects that are not GLM coefficients (lighting-outage event study, event uplift): what
     is compared, the ratio or uplift with its 95 % interval, p value and incidents behind it."""
-    if not effects or not effects.get("effects"):
+    eff = _estimable_frame(effects)
+    if eff is None:
         return None
-    eff = pd.DataFrame(effects["effects"])
-    if "estimable" in eff:
-        eff = eff[eff["estimable"].fillna(False).astype(bool)]
     eff = eff[eff.get("kind", pd.Series("", index=eff.index)) != "irr"]
     if eff.empty:
         return None
@@ -428,22 +432,31 @@ def other_effects_table(effects: dict[str, Any] | None) -> pd.DataFrame | None:
 
 def ratio_effects(eff: pd.DataFrame | None, *, top: int = 30) -> pd.DataFrame | None:
     """The effects a forest plot on a ratio scale shows: the IRRs of all incidents (group
-    ``all``) and the lighting-outage event study, at most ``top``, from :func:`effects_table`."""
+    ``all``) and the lighting-outage event study, at most ``top``, from :func:`effects_table`,
+    with the plot's error bars (``err_low``, ``err_high``: distance of each bound from the
+    estimate)."""
     if eff is None or eff.empty or "kind" not in eff:
         return None
     group = eff["group"] if "group" in eff else pd.Series(None, index=eff.index, dtype=object)
     ratios = ((eff["kind"] == "irr") & (group == "all")) | (eff["kind"] == "outage_event_study")
     shown = eff[ratios].head(top)
-    return None if shown.empty else shown
+    if shown.empty:
+        return None
+    if {"estimate", "ci_low", "ci_high"} <= set(shown.columns):
+        shown = shown.assign(
+            err_low=shown["estimate"] - shown["ci_low"],
+            err_high=shown["ci_high"] - shown["estimate"],
+        )
+    return shown
 
 
-def deviance_by_origin(evaluation: dict[str, Any] | None, *, timezone: str) -> pd.DataFrame | None:
+def deviance_by_origin(
+    evaluation: BacktestEvaluation | None, *, timezone: str
+) -> pd.DataFrame | None:
     """Mean Poisson deviance per backtest origin (rows: the origin's local date) and model."""
-    if not evaluation or not evaluation.get("by_origin"):
+    if evaluation is None or not evaluation.by_origin:
         return None
-    bo = pd.DataFrame(evaluation["by_origin"])
-    if bo.empty or "origin" not in bo:
-        return None
+    bo = pd.DataFrame([o.to_json() for o in evaluation.by_origin])
     when = pd.to_datetime(bo["origin"], utc=True).dt.tz_convert(timezone)
     bo["origin"] = when.dt.strftime("%Y-%m-%d")
     return bo.pivot_table(index="origin", columns="model", values="poisson_deviance")
