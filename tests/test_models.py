@@ -329,7 +329,7 @@ def test_vigie_fit_cli_writes_the_outputs(tmp_path):
     evaluation.json and effects.json (name, estimate, ci_low, ci_high, p_value, n, or why)."""
     from typer.testing import CliRunner
 
-    from pipelines.cli import app
+    from pipelines.cli import app  # the whole CLI: imported here, not at collection
 
     c = simulate_city(zones=9, weeks=7, seed=8)
     root = write_store(tmp_path / "store", c)
@@ -359,7 +359,7 @@ def test_vigie_fit_without_cube_is_a_clean_error(tmp_path):
     """`vigie fit` on a store without a cube exits 2 with a one-paragraph message."""
     from typer.testing import CliRunner
 
-    from pipelines.cli import app
+    from pipelines.cli import app  # the whole CLI: imported here, not at collection
 
     (tmp_path / "study.json").write_text(json.dumps({"area": {"timezone": "UTC"}}))
     res = CliRunner().invoke(app, ["fit", "--store", str(tmp_path)])

@@ -36,7 +36,8 @@ from pipelines.models.design import (
     lamps_out_share,
     numeric,
 )
-from pipelines.models.glm import GLMFit, SparseGroupError, _one_blas_thread, fit_glm  # noqa: F401
+from pipelines.models.fit import MODELS_DIR, FitReport, cube_columns_needed, fit_all
+from pipelines.models.glm import GLMFit, SparseGroupError, fit_glm
 from pipelines.models.predictor import (
     PREDICT_COLUMNS,
     Predictor,
@@ -46,10 +47,6 @@ from pipelines.models.predictor import (
     save_models,
 )
 from pipelines.models.xgb import XGB_ROUNDS, XGBFit, fit_xgb
-
-# isort: split
-# fit last: it imports backtest and effects, which must find the names above already bound
-from pipelines.models.fit import MODELS_DIR, FitReport, cube_columns_needed, fit_all
 
 __all__ = [
     "CATEGORY_GROUPS",

@@ -31,91 +31,35 @@ from features.text import slug
 #: Default grouping of incident category slugs (cube columns ``inc_<slug>``). A slug that is not
 #: listed is matched by keyword (:data:`GROUP_KEYWORDS`), else it falls in ``other``; the group
 #: ``all`` is the total of every category (the cube's ``incidents`` column).
+# fmt: off
 CATEGORY_GROUPS: dict[str, list[str]] = {
     "violence": [
-        "assault",
-        "battery",
-        "homicide",
-        "robbery",
-        "sexual_assault",
-        "criminal_sexual_assault",
-        "kidnapping",
-        "weapons_violation",
-        "domestic_violence",
-        "violence",
-        "fight",
-        "brawl",
-        "agression",
-        "atteinte_personne",
-        "atteinte_aux_personnes",
-        "coups_et_blessures",
-        "rixe",
-        "vol_avec_violence",
+        "assault", "battery", "homicide", "robbery", "sexual_assault",
+        "criminal_sexual_assault", "kidnapping", "weapons_violation", "domestic_violence",
+        "violence", "fight", "brawl", "agression", "atteinte_personne",
+        "atteinte_aux_personnes", "coups_et_blessures", "rixe", "vol_avec_violence",
     ],
     "property": [
-        "theft",
-        "burglary",
-        "motor_vehicle_theft",
-        "vehicle_theft",
-        "pickpocketing",
-        "pickpocket",
-        "shoplifting",
-        "criminal_damage",
-        "vandalism",
-        "arson",
-        "deception",
-        "fraud",
-        "vol",
-        "cambriolage",
-        "degradation",
+        "theft", "burglary", "motor_vehicle_theft", "vehicle_theft", "pickpocketing",
+        "pickpocket", "shoplifting", "criminal_damage", "vandalism", "arson", "deception",
+        "fraud", "vol", "cambriolage", "degradation",
     ],
     "disorder": [
-        "disorder",
-        "public_disorder",
-        "public_peace_violation",
-        "noise",
-        "nuisance",
-        "public_intoxication",
-        "drunkenness",
-        "intoxication",
-        "narcotics",
-        "drugs",
-        "liquor_law_violation",
-        "trespass",
-        "criminal_trespass",
-        "loitering",
-        "harassment",
-        "ivresse",
-        "tapage",
-        "trouble_ordre_public",
-        "stupefiants",
+        "disorder", "public_disorder", "public_peace_violation", "noise", "nuisance",
+        "public_intoxication", "drunkenness", "intoxication", "narcotics", "drugs",
+        "liquor_law_violation", "trespass", "criminal_trespass", "loitering", "harassment",
+        "ivresse", "tapage", "trouble_ordre_public", "stupefiants",
     ],
     "fire_rescue_medical": [
-        "fire",
-        "rescue",
-        "medical",
-        "ems",
-        "injury",
-        "fall",
-        "cardiac",
-        "overdose",
-        "malaise",
-        "secours",
-        "incendie",
-        "secours_a_personne",
+        "fire", "rescue", "medical", "ems", "injury", "fall", "cardiac", "overdose", "malaise",
+        "secours", "incendie", "secours_a_personne",
     ],
     "road": [
-        "traffic",
-        "traffic_accident",
-        "road_accident",
-        "road",
-        "accident",
-        "collision",
-        "crash",
-        "accident_de_la_route",
-        "accident_circulation",
+        "traffic", "traffic_accident", "road_accident", "road", "accident", "collision",
+        "crash", "accident_de_la_route", "accident_circulation",
     ],
 }
+# fmt: on
 
 #: Keywords matched inside unknown slugs, in this order.
 GROUP_KEYWORDS: tuple[tuple[str, str], ...] = (
@@ -314,25 +258,39 @@ def design(
     """
     if grain not in GRAINS:
         raise InputError(f"grain must be one of {', '.join(GRAINS)}, got {grain!r}.")
-    if features is None:
-        features = [
-            f for f, why in feature_status(cube.columns, grain=grain).items() if why is None
-        ]
-    else:
-        unknown = [f for f in features if f not in FEATURES]
-        if unknown:
-            raise InputError(
-                f"unknown model feature(s) {', '.join(map(repr, unknown))}; "
-                f"expected some of {', '.join(FEATURES)}."
-            )
+    features = _design_features_of(cube, grain=grain, features=features)
     n = len(cube)
-    out: dict[str, Any] = {}
-    out["zone_id"] = (
-        cube["zone_id"].astype(str).to_numpy() if "zone_id" in cube else np.full(n, "", object)
-    )
-    out["hour"] = cube["hour"].array if "hour" in cube else np.full(n, np.datetime64("NaT"))
-    present = numeric(cube, "present", np.nan)
-    out["exposure"] = present
+    out: dict[str, Any] = {
+        "zone_id": (
+            cube["zone_id"].astype(str).to_numpy() if "zone_id" in cube else np.full(n, "", object)
+        ),
+        "hour": cube["hour"].array if "hour" in cube else np.full(n, np.datetime64("NaT")),
+        "exposure": numeric(cube, "present", np.nan),
+    }
+    out["local_hour"], out["dow"] = _slot_codes(cube, grain=grain)
+    dark = np.nan_to_num(numeric(cube, "dark")) > 0
+    for f in features:
+        out[f] = _feature_values(cube, f, dark=dark, grain=grain).astype(np.float32)
+    return pd.DataFrame(out, index=cube.index)
+
+
+def _design_features_of(
+    cube: pd.DataFrame, *, grain: str, features: Sequence[str] | None
+) -> Sequence[str]:
+    """The features :func:`design` builds: those asked for (checked), else all available."""
+    if features is None:
+        return [f for f, why in feature_status(cube.columns, grain=grain).items() if why is None]
+    unknown = [f for f in features if f not in FEATURES]
+    if unknown:
+        raise InputError(
+            f"unknown model feature(s) {', '.join(map(repr, unknown))}; "
+            f"expected some of {', '.join(FEATURES)}."
+        )
+    return features
+
+
+def _slot_codes(cube: pd.DataFrame, *, grain: str) -> tuple[np.ndarray, np.ndarray]:
+    """Local hour of day (0 at daily grain) and day of week per row, as int8."""
     if "local_hour" in cube.columns and "dow" in cube.columns:
         lh = numeric(cube, "local_hour")
         dw = numeric(cube, "dow")
@@ -343,25 +301,24 @@ def design(
     else:
         raise InputError("a model frame needs local_hour and dow (or hour) columns.")
     if grain == "1d":
-        lh = np.zeros(n)
-    out["local_hour"] = np.nan_to_num(lh).astype(np.int8)
-    out["dow"] = np.nan_to_num(dw).astype(np.int8)
-    dark = np.nan_to_num(numeric(cube, "dark")) > 0
-    for f in features:
-        if f == "dark":
-            v = dark.astype(np.float64)
-        elif f == "dark_lamps_out":
-            v = 10.0 * lamps_out_share(cube) * (dark if grain == "1h" else 1.0)
-        elif f == "event_k":
-            v = np.nan_to_num(numeric(cube, "event_attendance")) / 1000.0
-        elif f == "rain":
-            v = (np.nan_to_num(numeric(cube, "precipitation_mm")) >= 1.0).astype(np.float64)
-        elif f == "transit_k":
-            v = np.nan_to_num(numeric(cube, "ridership_entries")) / 1000.0
-        else:  # holiday, school_holiday
-            v = (np.nan_to_num(numeric(cube, f)) > 0).astype(np.float64)
-        out[f] = v.astype(np.float32)
-    return pd.DataFrame(out, index=cube.index)
+        lh = np.zeros(len(cube))
+    return np.nan_to_num(lh).astype(np.int8), np.nan_to_num(dw).astype(np.int8)
+
+
+def _feature_values(cube: pd.DataFrame, f: str, *, dark: np.ndarray, grain: str) -> np.ndarray:
+    """One model feature per row (float64; missing values count as 0)."""
+    if f == "dark":
+        return dark.astype(np.float64)
+    if f == "dark_lamps_out":
+        return 10.0 * lamps_out_share(cube) * (dark if grain == "1h" else 1.0)
+    if f == "event_k":
+        return np.nan_to_num(numeric(cube, "event_attendance")) / 1000.0
+    if f == "rain":
+        return (np.nan_to_num(numeric(cube, "precipitation_mm")) >= 1.0).astype(np.float64)
+    if f == "transit_k":
+        return np.nan_to_num(numeric(cube, "ridership_entries")) / 1000.0
+    # holiday, school_holiday
+    return (np.nan_to_num(numeric(cube, f)) > 0).astype(np.float64)
 
 
 def design_features(dz: pd.DataFrame) -> list[str]:

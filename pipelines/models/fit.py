@@ -1,28 +1,29 @@
 """``vigie fit``: fit every model of a store, backtest them and estimate effects.
 
-:func:`fit_all` reads the cube, fits per category group a Poisson and a negative-binomial GLM
-and an XGBoost model, runs the rolling-origin backtest and the effect estimates, and writes
-``store/models/``.
+:func:`fit_all` is load -> design -> fit per group -> backtest -> effects -> save, each step a
+short function: reading and writing happen in :func:`load_cube` and :func:`save_fit` only.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
 import pandas as pd
+import pandera.pandas as pa
 
-import pipelines.models.backtest as bt
-import pipelines.models.effects as eff
 from features.errors import InputError, StoreError
 from features.jsonio import json_safe
+from features.store import Store
 from features.zones import centroids as zone_centroids
+from pipelines.models.backtest import BacktestResult, run_backtest
 from pipelines.models.design import (
     MIN_INCIDENTS,
+    Cells,
     build_cells,
     cube_categories,
     design,
@@ -31,18 +32,18 @@ from pipelines.models.design import (
     group_categories,
     group_counts,
 )
+from pipelines.models.effects import estimate_effects
 from pipelines.models.glm import GLMFit, SparseGroupError, _one_blas_thread, _overdispersed, fit_glm
 from pipelines.models.predictor import save_models
+from pipelines.models.results import BacktestEvaluation, Effects
 from pipelines.models.xgb import XGB_ROUNDS, XGBFit, fit_xgb
 
 log = logging.getLogger(__name__)
 
+#: the folder of the fitted models in a store (``Store.models_dir``)
 MODELS_DIR = "models"
 
 
-# --------------------------------------------------------------------------------------------
-# fit_all: what `vigie fit` runs
-# --------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class FitReport:
     """What :func:`fit_all` did.
@@ -58,7 +59,8 @@ class FitReport:
     not_estimable
         Feature -> why (for the ``all`` model).
     evaluation
-        The content of evaluation.json (or ``{}`` when no backtest ran).
+        The content of evaluation.json (or ``{}`` when no backtest ran); typed as
+        :attr:`backtest`.
     n_effects
         Effects estimated (estimable ones) in effects.json.
     seconds
@@ -73,13 +75,33 @@ class FitReport:
     n_effects: int
     seconds: dict[str, float] = field(default_factory=dict)
 
+    @property
+    def backtest(self) -> BacktestEvaluation | None:
+        """The backtest's evaluation (None when no backtest ran)."""
+        return BacktestEvaluation.from_json(self.evaluation) if self.evaluation else None
+
+    def to_json(self) -> dict[str, Any]:
+        """The report as plain JSON values."""
+        return json_safe({**asdict(self), "groups": list(self.groups)})
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> FitReport:
+        """The inverse of :meth:`to_json`."""
+        return cls(
+            models_dir=str(d["models_dir"]),
+            groups=tuple(d["groups"]),
+            skipped=dict(d.get("skipped") or {}),
+            not_estimable=dict(d.get("not_estimable") or {}),
+            evaluation=dict(d.get("evaluation") or {}),
+            n_effects=int(d.get("n_effects") or 0),
+            seconds=dict(d.get("seconds") or {}),
+        )
+
     def summary(self) -> str:
         """A few lines for the terminal."""
         lines = [f"models written to {self.models_dir}", f"groups: {', '.join(self.groups)}"]
-        for g, why in self.skipped.items():
-            lines.append(f"  skipped {g}: {why}")
-        for f, why in self.not_estimable.items():
-            lines.append(f"  {f}: not estimable ({why})")
+        lines += [f"  skipped {g}: {why}" for g, why in self.skipped.items()]
+        lines += [f"  {f}: not estimable ({why})" for f, why in self.not_estimable.items()]
         ev = self.evaluation.get("models", {})
         if ev:
             lines.append("backtest (group all): model  deviance  MAE  PAI@5%  cov80  cov95")
@@ -90,6 +112,29 @@ class FitReport:
                 )
         lines.append(f"effects estimated: {self.n_effects}")
         return "\n".join(lines)
+
+
+def irr_schema() -> pa.DataFrameSchema:
+    """The contract of ``irr.parquet`` (pandera): one row per group, family and term."""
+    nonneg = pa.Check.ge(0)
+    return pa.DataFrameSchema(
+        {
+            "group": pa.Column(str),
+            "family": pa.Column(str, pa.Check.isin(["poisson", "negbin"])),
+            "term": pa.Column(str),
+            "irr": pa.Column(float, nonneg, nullable=True),
+            "ci_low": pa.Column(float, nonneg, nullable=True),
+            "ci_high": pa.Column(float, nonneg, nullable=True),
+            "p_value": pa.Column(float, pa.Check.in_range(0, 1), nullable=True),
+            "log_irr": pa.Column(float, nullable=True),
+            "se": pa.Column(float, nonneg, nullable=True),
+            "reported": pa.Column(bool),
+            "n_rows": pa.Column(int, nonneg),
+            "n_incidents": pa.Column(int, nonneg),
+        },
+        strict=True,
+        ordered=True,
+    )
 
 
 def cube_columns_needed(meta_columns: Iterable[str]) -> list[str]:
@@ -127,9 +172,234 @@ def _compact(cube: pd.DataFrame) -> pd.DataFrame:
     return cube
 
 
+# --------------------------------------------------------------------------------------------
+# the steps of fit_all
+# --------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class _Design:
+    """The design of the whole cube, shared by every fit."""
+
+    grain: str
+    dz: pd.DataFrame
+    features: list[str]
+    cells: Cells
+    status: dict[str, str | None]
+
+
+@dataclass(frozen=True)
+class GroupFits:
+    """The models of every category group.
+
+    Attributes
+    ----------
+    glms
+        Group -> the reported GLM (the family chosen by the over-dispersion test).
+    both
+        Group -> ``{"poisson": ..., "negbin": ...}``: both families, for the IRR table.
+    xgbs
+        Group -> the XGBoost model.
+    skipped
+        Group -> why it was not modelled.
+    groups
+        Group -> its category slugs (every group of the cube).
+    """
+
+    glms: dict[str, GLMFit]
+    both: dict[str, dict[str, GLMFit]]
+    xgbs: dict[str, XGBFit]
+    skipped: dict[str, str]
+    groups: dict[str, list[str]]
+
+
+def load_cube(store: Store) -> tuple[pd.DataFrame, str]:
+    """The cube's columns the models read (compact dtypes), and its grain.
+
+    Raises
+    ------
+    InputError
+        No incidents or no presence column.
+    """
+    meta = store.cube_meta()
+    grain = meta.get("grain") or store.grain
+    cols = cube_columns_needed(meta.get("columns", []))
+    cube = _compact(store.cube(columns=cols or None))
+    if "incidents" not in cube.columns and not cube_categories(cube.columns):
+        raise InputError(
+            f"{store.root}: the cube has no incidents column; `vigie fit` models incidents, so "
+            "the study needs an incidents source."
+        )
+    if "present" not in cube.columns:
+        raise InputError(
+            f"{store.root}: the cube has no presence column; the rate models use the people "
+            "present as exposure, so the study needs a presence source."
+        )
+    return cube, grain
+
+
+def _design(cube: pd.DataFrame, *, grain: str, resolution: float) -> _Design:
+    dz = design(cube, grain=grain)
+    feats = design_features(dz)
+    return _Design(
+        grain=grain,
+        dz=dz,
+        features=feats,
+        cells=build_cells(dz, features=feats, resolution=resolution),
+        status=feature_status(cube.columns, grain=grain),
+    )
+
+
+def fit_groups(
+    cube: pd.DataFrame,
+    d: _Design,
+    *,
+    groups: Sequence[str] | None,
+    min_incidents: int,
+    xgb_rounds: int,
+) -> GroupFits:
+    """Poisson and NB2 GLMs and XGBoost per category group (``all`` always first)."""
+    gmap = group_categories(cube_categories(cube.columns))
+    # `all` is always fitted: the backtest, the effects and other modules' forecasts use it
+    wanted = list(dict.fromkeys(["all", *groups])) if groups else list(gmap)
+    fits = GroupFits(glms={}, both={}, xgbs={}, skipped={}, groups=gmap)
+    for g in wanted:
+        if g not in gmap:
+            fits.skipped[g] = f"no category of the cube falls in group {g!r}"
+            continue
+        try:
+            _fit_group(fits, cube, d, g, min_incidents=min_incidents, xgb_rounds=xgb_rounds)
+        except SparseGroupError as exc:
+            fits.skipped[g] = str(exc)
+            log.warning("%s", exc)
+    return fits
+
+
+def _fit_group(
+    fits: GroupFits, cube: pd.DataFrame, d: _Design, g: str, *, min_incidents: int, xgb_rounds: int
+) -> None:
+    """Fit one group's models into ``fits`` (:class:`SparseGroupError` when too sparse)."""
+    members = None if g == "all" else fits.groups[g]
+    y = group_counts(cube, members)
+    common = {
+        "group": g,
+        "cells": d.cells,
+        "grain": d.grain,
+        "categories": members,
+        "min_incidents": min_incidents,
+    }
+    pois = fit_glm(d.dz, y, family="poisson", **common)
+    nb = fit_glm(d.dz, y, family="negbin", **common)
+    fits.both[g] = {"poisson": pois, "negbin": nb}
+    chosen = nb if _overdispersed(nb.alpha, pois.overdispersion_t) else pois
+    fits.glms[g] = chosen
+    fits.xgbs[g] = fit_xgb(d.dz, y, rounds=xgb_rounds, **common)
+    log.info("fitted group %s (%s, %d incidents)", g, chosen.family, chosen.n_incidents)
+
+
+def not_estimable(glm_all: GLMFit, status: Mapping[str, str | None]) -> dict[str, str]:
+    """Feature -> why it is not in the ``all`` model: its fit's reasons, then absent sources."""
+    out = dict(glm_all.not_estimable)
+    out.update({f: why for f, why in status.items() if why is not None})
+    return out
+
+
+def irr_frame(fits: GroupFits) -> pd.DataFrame:
+    """Every IRR of every group and family (``irr.parquet``), validated by :func:`irr_schema`."""
+    rows = []
+    for g, fams in fits.both.items():
+        for fam, m in fams.items():
+            tab = m.irr_table()
+            tab.insert(0, "family", fam)
+            tab.insert(0, "group", g)
+            tab["reported"] = fits.glms[g] is m
+            tab["n_rows"] = m.n_rows
+            tab["n_incidents"] = m.n_incidents
+            rows.append(tab)
+    return irr_schema().validate(pd.concat(rows, ignore_index=True))
+
+
+def _centroids(store: Store):
+    """Zone centroids for the recent-hotspot baseline (None without zones)."""
+    try:
+        return zone_centroids(store.zones())
+    except (StoreError, ImportError, OSError) as exc:  # no zones: hotspot not computed
+        log.warning("no zone centroids for the recent-hotspot baseline: %s", exc)
+        return None
+
+
+def _backtest(cube: pd.DataFrame, d: _Design, *, store: Store, weeks: int, **options: Any):
+    """The rolling-origin backtest of the ``all`` models."""
+    return run_backtest(
+        cube, weeks=weeks, grain=d.grain, dz=d.dz, cells=d.cells, centroids=_centroids(store),
+        **options,
+    )  # fmt: skip
+
+
+def _effects(
+    cube: pd.DataFrame, fits: GroupFits, d: _Design, *, store: Store, not_est, studies: bool
+) -> Effects:
+    """Every effect of effects.json (IRRs, outage event study, event uplift), stamped now."""
+    found = estimate_effects(
+        cube, glms=fits.glms, grain=d.grain, store=store, dz=d.dz, not_estimable=not_est,
+        studies=studies,
+    )  # fmt: skip
+    return replace(found, generated_at=pd.Timestamp.now(tz="UTC").isoformat())
+
+
+def save_fit(
+    store: Store,
+    fits: GroupFits,
+    d: _Design,
+    *,
+    extra: dict[str, Any],
+    irr: pd.DataFrame,
+    backtest: BacktestResult | None = None,
+    effects: Effects,
+) -> None:
+    """Write ``store/models/``: the models and their manifest, irr.parquet, the backtest
+    (backtest.parquet, evaluation.json) when it ran, and effects.json."""
+    save_models(
+        store.models_dir, fits.glms, fits.xgbs, grain=d.grain, features=d.features, extra=extra
+    )
+    irr.to_parquet(store.root / Store.IRR_PARQUET, index=False)
+    if backtest is not None:
+        backtest.frame.to_parquet(store.root / Store.BACKTEST_PARQUET, index=False)
+        store.write_json(Store.EVALUATION_JSON, backtest.evaluation.to_json())
+    store.write_json(Store.EFFECTS_JSON, effects.to_json())
+
+
+def _manifest_extra(cube: pd.DataFrame, fits: GroupFits, not_est: dict[str, str], resolution):
+    """What models.json says besides the models: period, groups, skipped, not estimable."""
+    return {
+        "fitted_at": pd.Timestamp.now(tz="UTC").isoformat(),
+        "period": {"start": str(cube["hour"].min()), "end": str(cube["hour"].max())},
+        "groups": {g: (None if g == "all" else fits.groups[g]) for g in fits.glms},
+        "skipped": fits.skipped,
+        "not_estimable": not_est,
+        "exposure": "present (people present per slot)",
+        "resolution": resolution,
+    }
+
+
+class _Stopwatch:
+    """Wall time per step."""
+
+    def __init__(self) -> None:
+        self.t0 = self.t = time.perf_counter()
+        self.seconds: dict[str, float] = {}
+
+    def lap(self, step: str) -> None:
+        now = time.perf_counter()
+        self.seconds[step] = now - self.t
+        self.t = now
+
+    def rounded(self) -> dict[str, float]:
+        self.seconds["total"] = time.perf_counter() - self.t0
+        return {k: round(v, 2) for k, v in self.seconds.items()}
+
+
 @_one_blas_thread
 def fit_all(
-    store,
+    store: Store,
     *,
     backtest_weeks: int = 8,
     groups: Sequence[str] | None = None,
@@ -145,9 +415,10 @@ def fit_all(
     chosen by the over-dispersion test is the one reported and used for prediction) and an
     XGBoost model, runs the rolling-origin backtest on all incidents
     (:func:`pipelines.models.backtest.run_backtest`) and the effect estimates
-    (:func:`pipelines.models.effects.estimate_effects`), and writes ``store/models/``: ``models.json``
-    (manifest), ``glm_<group>.json``, ``xgb_<group>.json``, ``irr.parquet`` (every IRR of every
-    group and family), ``backtest.parquet``, ``evaluation.json`` and ``effects.json``.
+    (:func:`pipelines.models.effects.estimate_effects`), then writes ``store/models/``
+    (:func:`save_fit`): ``models.json`` (manifest), ``glm_<group>.json``, ``xgb_<group>.json``,
+    ``irr.parquet`` (every IRR of every group and family), ``backtest.parquet``,
+    ``evaluation.json`` and ``effects.json``.
 
     Parameters
     ----------
@@ -162,168 +433,48 @@ def fit_all(
     xgb_rounds, resolution
         XGBoost rounds; rounding of continuous features in the cell key.
     covariates
-        Backtest covariates after the origin: ``"forecast"`` (presence, ridership and lamp
-        state as known at the origin) or ``"observed"``; see :func:`pipelines.models.backtest.run_backtest`.
+        Backtest covariates after the origin: ``"forecast"`` (known at the origin) or
+        ``"observed"``; see :func:`pipelines.models.backtest.run_backtest`.
     effects
         Whether to estimate the event-study and event-uplift effects.
-
-    Returns
-    -------
-    FitReport
 
     Raises
     ------
     StoreError
         No cube in the store.
     InputError
-        No incidents column, or no usable presence at all.
+        No incidents column, no usable presence at all, or no model for all incidents.
     """
-    t0 = time.perf_counter()
-    seconds: dict[str, float] = {}
-    meta = store.cube_meta()
-    grain = meta.get("grain") or store.grain
-    cols = cube_columns_needed(meta.get("columns", []))
-    cube = store.cube(columns=cols or None)
-    cube = _compact(cube)
-    if "incidents" not in cube.columns and not cube_categories(cube.columns):
-        raise InputError(
-            f"{store.root}: the cube has no incidents column; `vigie fit` models incidents, so "
-            "the study needs an incidents source."
-        )
-    if "present" not in cube.columns:
-        raise InputError(
-            f"{store.root}: the cube has no presence column; the rate models use the people "
-            "present as exposure, so the study needs a presence source."
-        )
-    seconds["read"] = time.perf_counter() - t0
-    t = time.perf_counter()
-    dz = design(cube, grain=grain)
-    feats = design_features(dz)
-    status = feature_status(cube.columns, grain=grain)
-    cells = build_cells(dz, features=feats, resolution=resolution)
-    seconds["design"] = time.perf_counter() - t
-    cats = cube_categories(cube.columns)
-    gmap = group_categories(cats)
-    # `all` is always fitted: the backtest, the effects and other modules' forecasts use it
-    wanted = list(dict.fromkeys(["all", *groups])) if groups else list(gmap)
-    glms: dict[str, GLMFit] = {}
-    both: dict[str, dict[str, GLMFit]] = {}
-    xgbs: dict[str, XGBFit] = {}
-    skipped: dict[str, str] = {}
-    t = time.perf_counter()
-    for g in wanted:
-        if g not in gmap:
-            skipped[g] = f"no category of the cube falls in group {g!r}"
-            continue
-        members = None if g == "all" else gmap[g]
-        y = group_counts(cube, members)
-        common = {
-            "group": g,
-            "cells": cells,
-            "grain": grain,
-            "categories": members,
-            "min_incidents": min_incidents,
-        }
-        try:
-            pois = fit_glm(dz, y, family="poisson", **common)
-        except SparseGroupError as exc:
-            skipped[g] = str(exc)
-            log.warning("%s", exc)
-            continue
-        nb = fit_glm(dz, y, family="negbin", **common)
-        both[g] = {"poisson": pois, "negbin": nb}
-        chosen = nb if _overdispersed(nb.alpha, pois.overdispersion_t) else pois
-        glms[g] = chosen
-        xgbs[g] = fit_xgb(dz, y, rounds=xgb_rounds, **common)
-        log.info("fitted group %s (%s, %d incidents)", g, chosen.family, chosen.n_incidents)
-    if "all" not in glms:
-        why = skipped.get("all", "not requested")
+    clock = _Stopwatch()
+    cube, grain = load_cube(store)
+    clock.lap("read")
+    d = _design(cube, grain=grain, resolution=resolution)
+    clock.lap("design")
+    fits = fit_groups(cube, d, groups=groups, min_incidents=min_incidents, xgb_rounds=xgb_rounds)
+    if "all" not in fits.glms:
+        why = fits.skipped.get("all", "not requested")
         raise InputError(f"{store.root}: no model for all incidents: {why}")
-    seconds["fit"] = time.perf_counter() - t
-    out_dir = store.models_dir
-    not_est = dict(glms["all"].not_estimable)
-    for f, why in status.items():
-        if why is not None:
-            not_est[f] = why
-    irr_rows = []
-    for g, fams in both.items():
-        for fam, m in fams.items():
-            tab = m.irr_table()
-            tab.insert(0, "family", fam)
-            tab.insert(0, "group", g)
-            tab["reported"] = glms[g] is m
-            tab["n_rows"] = m.n_rows
-            tab["n_incidents"] = m.n_incidents
-            irr_rows.append(tab)
-    save_models(
-        out_dir,
-        glms,
-        xgbs,
-        grain=grain,
-        features=feats,
-        extra={
-            "fitted_at": pd.Timestamp.now(tz="UTC").isoformat(),
-            "period": {"start": str(cube["hour"].min()), "end": str(cube["hour"].max())},
-            "groups": {g: (None if g == "all" else gmap[g]) for g in glms},
-            "skipped": skipped,
-            "not_estimable": not_est,
-            "exposure": "present (people present per slot)",
-            "resolution": resolution,
-        },
-    )
-    pd.concat(irr_rows, ignore_index=True).to_parquet(out_dir / "irr.parquet", index=False)
-    evaluation: dict[str, Any] = {}
+    clock.lap("fit")
+    not_est = not_estimable(fits.glms["all"], d.status)
+    extra = _manifest_extra(cube, fits, not_est, resolution)
+    irr = irr_frame(fits)
+    res = None
     if backtest_weeks > 0:
-        t = time.perf_counter()
-        centroids = None
-        try:
-            centroids = zone_centroids(store.zones())
-        except (StoreError, ImportError, OSError) as exc:  # no zones: hotspot not computed
-            log.warning("no zone centroids for the recent-hotspot baseline: %s", exc)
-        res = bt.run_backtest(
-            cube,
-            weeks=backtest_weeks,
-            grain=grain,
-            dz=dz,
-            cells=cells,
-            centroids=centroids,
-            xgb_rounds=xgb_rounds,
-            resolution=resolution,
-            covariates=covariates,
-            min_incidents=min_incidents,
+        options = {"xgb_rounds": xgb_rounds, "resolution": resolution, "covariates": covariates}
+        res = _backtest(
+            cube, d, store=store, weeks=backtest_weeks, min_incidents=min_incidents, **options
         )
-        res.frame.to_parquet(out_dir / "backtest.parquet", index=False)
-        evaluation = res.evaluation
-        store.write_json(f"{MODELS_DIR}/evaluation.json", json_safe(evaluation))
-        seconds["backtest"] = time.perf_counter() - t
-    t = time.perf_counter()
-    eff_list = eff.estimate_effects(
-        cube,
-        glms=glms,
-        grain=grain,
-        store=store,
-        dz=dz,
-        not_estimable=not_est,
-        studies=effects,
-    )
-    store.write_json(
-        f"{MODELS_DIR}/effects.json",
-        json_safe(
-            {
-                "grain": grain,
-                "generated_at": pd.Timestamp.now(tz="UTC").isoformat(),
-                "effects": eff_list,
-            }
-        ),
-    )
-    seconds["effects"] = time.perf_counter() - t
-    seconds["total"] = time.perf_counter() - t0
+        clock.lap("backtest")
+    found = _effects(cube, fits, d, store=store, not_est=not_est, studies=effects)
+    clock.lap("effects")
+    save_fit(store, fits, d, extra=extra, irr=irr, backtest=res, effects=found)
+    clock.lap("save")
     return FitReport(
-        models_dir=str(out_dir),
-        groups=tuple(glms),
-        skipped=skipped,
+        models_dir=str(store.models_dir),
+        groups=tuple(fits.glms),
+        skipped=fits.skipped,
         not_estimable=not_est,
-        evaluation=evaluation,
-        n_effects=sum(1 for e in eff_list if e.get("estimable")),
-        seconds={k: round(v, 2) for k, v in seconds.items()},
+        evaluation={} if res is None else res.evaluation.to_json(),
+        n_effects=found.n_estimable,
+        seconds=clock.rounded(),
     )

@@ -36,7 +36,12 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import statsmodels.api as sm
 from scipy import stats
+from scipy.optimize import minimize_scalar
+from scipy.special import gammaln
+from statsmodels.tools.sm_exceptions import ConvergenceWarning
+from threadpoolctl import threadpool_limits
 
 from features.errors import InputError
 from pipelines.models.design import (
@@ -46,60 +51,13 @@ from pipelines.models.design import (
     _linear_predictor,
     _matrix,
     _terms,
-    build_cells,
-    design_features,
-    exposure_mask,
 )
-
-
-def _estimable(
-    keys: pd.DataFrame,
-    exposure: np.ndarray,
-    features: Sequence[str],
-    hours: list[int],
-    dows: list[int],
-) -> tuple[list[str], dict[str, str]]:
-    """Features that can be estimated on these cells, and why the others cannot.
-
-    A feature is dropped when it is constant over the cells with exposure, or when it does not
-    raise the rank of the exposure-weighted Gram matrix of the design (collinear with hour of
-    day, day of week or the features before it).
-    """
-    used = exposure > 0
-    k = keys.loc[used]
-    why: dict[str, str] = {}
-    kept: list[str] = []
-    for f in features:
-        v = k[f].to_numpy(dtype=np.float64)
-        if v.size == 0 or np.nanmax(v) == np.nanmin(v):
-            why[f] = f"constant over the fitting rows (always {v[0] if v.size else 0:g})"
-            continue
-        kept.append(f)
-    base = _terms([], hours, dows)
-    X = _matrix(k, [*base, *kept])
-    w = exposure[used] / exposure[used].mean()
-    G = (X * w[:, None]).T @ X
-    d = np.sqrt(np.clip(np.diag(G), 1e-300, None))
-    G = G / d[:, None] / d[None, :]
-    nb = len(base)
-    sel = list(range(nb))
-
-    def _rank(idx: list[int]) -> int:
-        ev = np.linalg.eigvalsh(G[np.ix_(idx, idx)])
-        return int((ev > 1e-9 * max(ev.max(), 1e-300)).sum())
-
-    rank = _rank(sel)
-    final: list[str] = []
-    for j, f in enumerate(kept):
-        r = _rank([*sel, nb + j])
-        if r > rank:
-            sel.append(nb + j)
-            rank = r
-            final.append(f)
-        else:
-            what = "hour of day" if f == "dark" else "hour of day, day of week or another feature"
-            why[f] = f"confounded with {what} over the fitting period"
-    return final, why
+from pipelines.models.prepare import (  # noqa: F401  (SparseGroupError, _estimable: re-exported)
+    Prepared,
+    SparseGroupError,
+    _estimable,
+    _prepare,
+)
 
 
 # --------------------------------------------------------------------------------------------
@@ -242,85 +200,9 @@ class GLMFit:
         )
 
 
-class SparseGroupError(InputError):
-    """A category group has too few incidents to be modelled."""
-
-
-def _prepare(
-    dz: pd.DataFrame,
-    y: np.ndarray,
-    *,
-    features: Sequence[str] | None,
-    mask: np.ndarray | None,
-    cells: Cells | None,
-    resolution: float,
-    group: str,
-    min_incidents: int,
-) -> dict[str, Any]:
-    """Shared preparation of GLM and XGBoost fits: usable rows, cells, estimable features."""
-    if len(dz) != len(y):
-        raise InputError(f"design has {len(dz)} rows but the counts have {len(y)}.")
-    ok = exposure_mask(dz)
-    base = np.ones(len(dz), bool) if mask is None else np.asarray(mask, bool)
-    e = dz["exposure"].to_numpy(dtype=np.float64)
-    dropped = {
-        "missing_presence": int((base & ~np.isfinite(e)).sum()),
-        "zero_presence": int((base & np.isfinite(e) & (e <= 0)).sum()),
-    }
-    use = base & ok
-    if features is None:
-        features = design_features(dz)
-    yv = np.nan_to_num(np.asarray(y, dtype=np.float64))
-    n_inc = int(round(yv[use].sum()))
-    if not use.any():
-        raise InputError(
-            f"group {group!r}: no row with known, positive presence to fit on "
-            f"({dropped['missing_presence']} rows with presence missing, "
-            f"{dropped['zero_presence']} with zero presence); presence is the exposure of the "
-            "rate models."
-        )
-    if n_inc < min_incidents:
-        raise SparseGroupError(
-            f"group {group!r} has {n_inc} incidents over {int(use.sum())} rows with presence; at "
-            f"least {min_incidents} are needed to fit a rate model: merge its categories into "
-            "another group or use a longer period."
-        )
-    if cells is None:
-        cells = build_cells(dz, features=features, resolution=resolution)
-    Ec = cells.sums(e, use)
-    Yc = cells.sums(yv, use)
-    E2c = cells.sums(e * e, use)
-    hours = sorted(int(h) for h in np.unique(cells.keys["local_hour"].to_numpy()[Ec > 0]))
-    dows = sorted(int(d) for d in np.unique(cells.keys["dow"].to_numpy()[Ec > 0]))
-    feats, why = _estimable(
-        cells.keys, Ec, [f for f in features if f in cells.features], hours, dows
-    )
-    for f in features:
-        if f not in cells.features:
-            why[f] = "not in the design"
-    return {
-        "use": use,
-        "cells": cells,
-        "Ec": Ec,
-        "Yc": Yc,
-        "E2c": E2c,
-        "hours": hours,
-        "dows": dows,
-        "features": feats,
-        "why": why,
-        "dropped": dropped,
-        "n_inc": n_inc,
-        "y": yv,
-        "e": e,
-    }
-
-
 def _nb_alpha_mle(y: np.ndarray, mu: np.ndarray, *, max_rows: int = 500_000) -> float:
     """Maximum-likelihood NB2 dispersion for counts ``y`` with fixed means ``mu`` (Lawless
     1987), searched on log(alpha) in [1e-6, 20] (on ``max_rows`` random rows at most)."""
-    from scipy.optimize import minimize_scalar
-    from scipy.special import gammaln
-
     ok = mu > 0
     y, mu = y[ok], mu[ok]
     if len(y) < 3:
@@ -370,12 +252,119 @@ def _one_blas_thread(fn):
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from threadpoolctl import threadpool_limits
-
         with threadpool_limits(limits=1, user_api="blas"):
             return fn(*args, **kwargs)
 
     return wrapper
+
+
+@dataclass(frozen=True)
+class _CellModel:
+    """The cell-level regression of a GLM fit: the cells with exposure and their design."""
+
+    keep: np.ndarray  # cells with exposure
+    terms: list[str]
+    X: np.ndarray  # design matrix of the kept cells
+    Ek: np.ndarray  # their exposure
+    Yk: np.ndarray  # their counts
+    sk: np.ndarray  # sum(E_i^2) / (sum E_i)^2 of their rows
+
+    @classmethod
+    def of(cls, p: Prepared) -> _CellModel:
+        keep = p.Ec > 0
+        terms = _terms(p.features, p.hours, p.dows)
+        Ek = p.Ec[keep]
+        return cls(
+            keep=keep,
+            terms=terms,
+            X=_matrix(p.cells.keys.loc[keep], terms),
+            Ek=Ek,
+            Yk=p.Yc[keep],
+            sk=p.E2c[keep] / (Ek * Ek),
+        )
+
+    def means(self, params: np.ndarray) -> np.ndarray:
+        """Expected counts of the kept cells."""
+        return self.Ek * np.exp(self.X @ params)
+
+    def row_means(self, p: Prepared, params: np.ndarray) -> np.ndarray:
+        """Expected counts of the fitted rows (``p.use``)."""
+        rate_c = np.zeros(len(p.Ec))
+        rate_c[self.keep] = np.exp(self.X @ params)
+        return p.e[p.use] * rate_c[p.cells.cell[p.use]]
+
+    def newton(self, var_weights: np.ndarray | None, start: np.ndarray):
+        """The statsmodels Poisson GLM (quasi-likelihood with ``var_weights``) by Newton.
+
+        Newton on the p x p Hessian is cheaper than IRLS's least squares on the n x p matrix.
+        A level without any incident (sparse groups) has no finite MLE: its IRR tends to 0
+        with a huge standard error, which is what the table then shows.
+        """
+        model = sm.GLM(
+            self.Yk, self.X, family=sm.families.Poisson(), exposure=self.Ek, var_weights=var_weights
+        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            warnings.simplefilter("ignore", RuntimeWarning)
+            return model.fit(method="newton", start_params=start, maxiter=100, disp=0)
+
+    def poisson(self):
+        """The Poisson fit, started from the mean rate."""
+        start = np.zeros(len(self.terms))
+        start[0] = math.log(max(self.Yk.sum(), 0.5) / self.Ek.sum())
+        return self.newton(None, start)
+
+
+def _fit_negbin(cm: _CellModel, p: Prepared, res, mu_rows: np.ndarray):
+    """NB2 quasi-likelihood refits, alternating with the ML update of alpha (at most 3)."""
+    y = p.y[p.use]
+    alpha = _nb_alpha_mle(y, mu_rows)
+    for _ in range(3):
+        res = cm.newton(1.0 / (1.0 + alpha * cm.sk * cm.means(res.params)), res.params)
+        mu_rows = cm.row_means(p, res.params)
+        alpha_new = _nb_alpha_mle(y, mu_rows)
+        if abs(alpha_new - alpha) <= 1e-3 * alpha:
+            alpha = alpha_new
+            break
+        alpha = alpha_new
+    return res, alpha, mu_rows
+
+
+def _cluster_cov(
+    cm: _CellModel, p: Prepared, cov: np.ndarray, *, weights: np.ndarray, mu_rows, cluster
+) -> tuple[np.ndarray, str, int]:
+    """The cluster-robust sandwich ``cov B cov`` with factor G / (G - 1) (model-based when a
+    single cluster): covariance, ``cov_type`` and number of clusters."""
+    use, cell = p.use, p.cells.cell
+    kept_idx = np.full(len(p.Ec), -1, dtype=np.int64)
+    kept_idx[cm.keep] = np.arange(int(cm.keep.sum()))
+    ci = kept_idx[cell[use]]
+    resid = p.y[use] - mu_rows
+    codes, _ = pd.factorize(np.asarray(cluster)[use])
+    G = int(codes.max()) + 1
+    S = np.empty((G, len(cm.terms)))
+    for j in range(len(cm.terms)):
+        S[:, j] = np.bincount(codes, weights=cm.X[ci, j] * weights[ci] * resid, minlength=G)
+    if G <= 1:
+        return cov, "model", 0
+    B = S.T @ S * G / (G - 1)
+    return cov @ B @ cov, "cluster", G
+
+
+def _covariance(cm: _CellModel, p: Prepared, res, *, alpha: float, M, mu_rows, cluster):
+    """Covariance of the estimates, ``cov_type`` and number of clusters: model-based, or the
+    cluster-robust sandwich when ``cluster`` is given."""
+    cov = np.asarray(res.cov_params(), dtype=np.float64)
+    if cluster is None:
+        return cov, "model", 0
+    weights = 1.0 / (1.0 + alpha * cm.sk * M)  # NB2 quasi-likelihood weights (1 for Poisson)
+    return _cluster_cov(cm, p, cov, weights=weights, mu_rows=mu_rows, cluster=cluster)
+
+
+def _pearson(cm: _CellModel, M: np.ndarray, alpha: float) -> float:
+    """Cell-level Pearson dispersion under the NB2 cell variance ``M (1 + alpha s M)``."""
+    v = M * (1 + alpha * cm.sk * M)
+    return float(((cm.Yk - M) ** 2 / v).sum() / max(len(cm.Yk) - len(cm.terms), 1))
 
 
 @_one_blas_thread
@@ -398,42 +387,33 @@ def fit_glm(
 
     ``log E[y] = log(present) + b0 + sum_f b_f x_f + hour-of-day + day-of-week``, fitted with
     statsmodels on cells of identical covariates (exact for the Poisson likelihood; a
-    quasi-likelihood with the exact cell variance for the NB2).
+    quasi-likelihood with the exact cell variance for the NB2). References: McCullagh & Nelder
+    (1989) ch. 6; Cameron & Trivedi (1990) for the over-dispersion test; Hilbe (2011) for NB2.
 
     Parameters
     ----------
-    dz
-        Output of :func:`design`.
-    y
-        Incident counts per row of ``dz``.
+    dz, y
+        Output of :func:`design`, and incident counts per row of it.
     family
         ``"poisson"``, ``"negbin"`` or ``"auto"`` (NB2 when the Cameron-Trivedi test rejects
         equidispersion at the one-sided 5 % level, else Poisson).
-    group
-        Name of the category group (for messages and the result).
+    group, grain, categories
+        Name of the category group (for messages), grain and category slugs: recorded.
     features
         Candidate features (default: every feature column of ``dz``). Constant or collinear ones
         are dropped and listed in ``not_estimable``.
     mask
         Rows allowed in the fit (e.g. before a backtest origin); rows without positive
         presence are always left out.
-    cells
-        Precomputed :func:`build_cells` of ``dz`` (reused across fits).
-    resolution
-        Rounding of continuous features in the cell key.
-    grain, categories
-        Recorded in the result.
+    cells, resolution
+        Precomputed :func:`build_cells` of ``dz`` (reused across fits); rounding of
+        continuous features in the cell key otherwise.
     min_incidents
         Fewer incidents than this raise :class:`SparseGroupError`.
     cluster
-        Cluster label per row (e.g. the local date). When given, the covariance is the
-        cluster-robust sandwich (Liang & Zeger 1986; Cameron & Miller 2015) with the small-sample
-        factor G / (G - 1): city-wide covariates such as rain or holidays vary by day, not by
-        zone-slot, and the model-based intervals would be too narrow under day-level shocks.
-
-    Returns
-    -------
-    GLMFit
+        Cluster label per row (e.g. the local date): the covariance is then the cluster-robust
+        sandwich (Liang & Zeger 1986; Cameron & Miller 2015) with factor G / (G - 1), as
+        city-wide covariates (rain, holidays) vary by day, not by zone-slot.
 
     Raises
     ------
@@ -441,110 +421,29 @@ def fit_glm(
         Too few incidents.
     InputError
         No usable row, or unknown family.
-
-    References
-    ----------
-    McCullagh & Nelder (1989), ch. 6 (log-linear models, offsets); Cameron & Trivedi (1990)
-    for the over-dispersion test and the moment estimator of alpha; Hilbe (2011) for NB2.
     """
-    import statsmodels.api as sm
-    from statsmodels.tools.sm_exceptions import ConvergenceWarning
-
     if family not in ("auto", "poisson", "negbin"):
         raise InputError(f"family must be 'auto', 'poisson' or 'negbin', got {family!r}.")
-    p = _prepare(
-        dz,
-        y,
-        features=features,
-        mask=mask,
-        cells=cells,
-        resolution=resolution,
-        group=group,
-        min_incidents=min_incidents,
-    )
-    Ec, Yc, E2c = p["Ec"], p["Yc"], p["E2c"]
-    keep = Ec > 0
-    terms = _terms(p["features"], p["hours"], p["dows"])
-    keys = p["cells"].keys.loc[keep]
-    X = _matrix(keys, terms)
-    Ek, Yk = Ec[keep], Yc[keep]
-    sk = E2c[keep] / (Ek * Ek)
-
-    def _fit(var_weights: np.ndarray | None, start: np.ndarray):
-        model = sm.GLM(Yk, X, family=sm.families.Poisson(), exposure=Ek, var_weights=var_weights)
-        # Newton on the p x p Hessian: cheaper than IRLS's least squares on the n x p matrix.
-        # A level without any incident (sparse groups) has no finite MLE: its IRR tends to 0
-        # with a huge standard error, which is what the table then shows.
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ConvergenceWarning)
-            warnings.simplefilter("ignore", RuntimeWarning)
-            return model.fit(method="newton", start_params=start, maxiter=100, disp=0)
-
-    start = np.zeros(len(terms))
-    start[0] = math.log(max(Yk.sum(), 0.5) / Ek.sum())
-    res = _fit(None, start)
-    rate_c = np.zeros(len(Ec))
-    rate_c[keep] = np.exp(X @ res.params)
-    use = p["use"]
-    cell = p["cells"].cell
-    mu_rows = p["e"][use] * rate_c[cell[use]]
-    alpha, t = _ct_alpha(p["y"][use], mu_rows)
-    fam = family
-    if family == "auto":
-        fam = "negbin" if _overdispersed(alpha, t) else "poisson"
+    prep = {"features": features, "mask": mask, "cells": cells, "resolution": resolution}
+    p = _prepare(dz, y, group=group, min_incidents=min_incidents, **prep)
+    cm = _CellModel.of(p)
+    res = cm.poisson()
+    mu_rows = cm.row_means(p, res.params)
+    alpha, t = _ct_alpha(p.y[p.use], mu_rows)
+    fam = ("negbin" if _overdispersed(alpha, t) else "poisson") if family == "auto" else family
     if fam == "negbin":
-        alpha = _nb_alpha_mle(p["y"][use], mu_rows)
-        for _ in range(3):
-            M = Ek * np.exp(X @ res.params)
-            res = _fit(1.0 / (1.0 + alpha * sk * M), res.params)
-            rate_c[keep] = np.exp(X @ res.params)
-            mu_rows = p["e"][use] * rate_c[cell[use]]
-            alpha_new = _nb_alpha_mle(p["y"][use], mu_rows)
-            if abs(alpha_new - alpha) <= 1e-3 * alpha:
-                alpha = alpha_new
-                break
-            alpha = alpha_new
+        res, alpha, mu_rows = _fit_negbin(cm, p, res, mu_rows)
     else:
         alpha = 0.0
-    cov = np.asarray(res.cov_params(), dtype=np.float64)
-    M = Ek * np.exp(X @ res.params)
-    cov_type = "model"
-    n_clusters = 0
-    if cluster is not None:
-        wk = 1.0 / (1.0 + alpha * sk * M)  # NB2 quasi-likelihood weight (1 for Poisson)
-        kept_idx = np.full(len(Ec), -1, dtype=np.int64)
-        kept_idx[keep] = np.arange(int(keep.sum()))
-        ci = kept_idx[cell[use]]
-        resid = p["y"][use] - mu_rows
-        codes, _ = pd.factorize(np.asarray(cluster)[use])
-        G = int(codes.max()) + 1
-        S = np.empty((G, len(terms)))
-        for j in range(len(terms)):
-            S[:, j] = np.bincount(codes, weights=X[ci, j] * wk[ci] * resid, minlength=G)
-        if G > 1:
-            B = S.T @ S * G / (G - 1)
-            cov = cov @ B @ cov
-            cov_type = "cluster"
-            n_clusters = G
-    v = M * (1 + alpha * sk * M)
-    pearson = float(((Yk - M) ** 2 / v).sum() / max(len(Yk) - len(terms), 1))
-    return GLMFit(
-        group=group,
-        family=fam,
-        terms=tuple(terms),
-        params=np.asarray(res.params, dtype=np.float64),
-        cov=cov,
-        alpha=float(alpha),
-        overdispersion_t=float(t),
-        n_rows=int(use.sum()),
-        n_cells=int(keep.sum()),
-        n_incidents=p["n_inc"],
-        dropped=p["dropped"],
-        not_estimable=p["why"],
-        grain=grain,
-        categories=None if categories is None else tuple(categories),
-        deviance=float(res.deviance),
-        pearson_dispersion=pearson,
-        cov_type=cov_type,
-        n_clusters=n_clusters,
+    M = cm.means(res.params)
+    cov, cov_type, n_clusters = _covariance(
+        cm, p, res, alpha=alpha, M=M, mu_rows=mu_rows, cluster=cluster
     )
+    return GLMFit(
+        group=group, family=fam, terms=tuple(cm.terms),
+        params=np.asarray(res.params, dtype=np.float64), cov=cov, alpha=float(alpha),
+        overdispersion_t=float(t), n_rows=int(p.use.sum()), n_cells=int(cm.keep.sum()),
+        n_incidents=p.n_inc, dropped=p.dropped, not_estimable=p.why, grain=grain,
+        categories=None if categories is None else tuple(categories),
+        deviance=float(res.deviance), pearson_dispersion=_pearson(cm, M, alpha), cov_type=cov_type, n_clusters=n_clusters,
+    )  # fmt: skip

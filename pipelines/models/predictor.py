@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+import xgboost as xgb
 from scipy import stats
 
 from features.errors import InputError, StoreError
+from features.store import Store
 from features.text import slug
 from pipelines.models.design import FEATURES, design
 from pipelines.models.glm import GLMFit
@@ -58,6 +61,8 @@ def predictive_cdf(y: np.ndarray, mean: np.ndarray, alpha: float) -> np.ndarray:
 # --------------------------------------------------------------------------------------------
 # predictor
 # --------------------------------------------------------------------------------------------
+#: the manifest of the fitted models, in their folder
+MANIFEST = Path(Store.MODELS_JSON).name
 PREDICT_COLUMNS = ["zone_id", "hour", "group", "mean", "lower80", "upper80", "lower95", "upper95"]
 
 
@@ -198,8 +203,6 @@ def save_models(
     features: Sequence[str] = FEATURES,
 ) -> dict[str, Any]:
     """Write GLMs (JSON: terms, params, covariance) and boosters (XGBoost JSON) + a manifest."""
-    from pathlib import Path
-
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     manifest: dict[str, Any] = {
@@ -225,7 +228,7 @@ def save_models(
             "n_incidents": m.n_incidents,
             "categories": None if m.categories is None else list(m.categories),
         }
-    (root / "models.json").write_text(json.dumps(manifest, indent=2, default=str))
+    (root / MANIFEST).write_text(json.dumps(manifest, indent=2, default=str))
     return manifest
 
 
@@ -237,10 +240,8 @@ def load_predictor(store) -> Predictor:
     StoreError
         When the store has no fitted models.
     """
-    import xgboost as xgb
-
     root = store.models_dir
-    man_path = root / "models.json"
+    man_path = store.root / Store.MODELS_JSON
     if not man_path.exists():
         raise StoreError(
             f"{store.root}: no fitted models (no models/models.json); run "

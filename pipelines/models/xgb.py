@@ -18,9 +18,11 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import xgboost as xgb
 
 from pipelines.models.design import MIN_INCIDENTS, Cells
-from pipelines.models.glm import _ct_alpha, _one_blas_thread, _overdispersed, _prepare
+from pipelines.models.glm import _ct_alpha, _one_blas_thread, _overdispersed
+from pipelines.models.prepare import _prepare
 
 _XGB_PARAMS: dict[str, Any] = {
     "objective": "count:poisson",
@@ -70,8 +72,6 @@ class XGBFit:
     def _dmatrix(self, dz: pd.DataFrame):
         """The model inputs of ``dz`` (absent columns as 0), the training offset as margin: the
         trees then give the log rate per person-slot, exposure is applied by the caller."""
-        import xgboost as xgb
-
         X = (
             np.column_stack(
                 [
@@ -148,8 +148,6 @@ def fit_xgb(
     -------
     XGBFit
     """
-    import xgboost as xgb
-
     p = _prepare(
         dz,
         y,
@@ -160,12 +158,12 @@ def fit_xgb(
         group=group,
         min_incidents=min_incidents,
     )
-    Ec, Yc = p["Ec"], p["Yc"]
+    Ec, Yc = p.Ec, p.Yc
     keep = Ec > 0
-    columns = (["local_hour"] if p["hours"] and len(p["hours"]) > 1 else []) + ["dow"]
+    columns = (["local_hour"] if p.hours and len(p.hours) > 1 else []) + ["dow"]
     # trees need no full rank: keep every non-constant feature
-    columns += [f for f in p["cells"].features if not p["why"].get(f, "").startswith("constant")]
-    keys = p["cells"].keys.loc[keep]
+    columns += [f for f in p.cells.features if not p.why.get(f, "").startswith("constant")]
+    keys = p.cells.keys.loc[keep]
     X = np.column_stack([keys[c].to_numpy(dtype=np.float32) for c in columns])
     offset = float(np.log(max(Yc[keep].sum(), 0.5) / Ec[keep].sum()))
     dm = xgb.DMatrix(X, label=Yc[keep], feature_names=columns)
@@ -176,9 +174,9 @@ def fit_xgb(
     dk = xgb.DMatrix(X, feature_names=columns)
     dk.set_base_margin(np.full(len(X), offset))
     rate_c[keep] = np.exp(booster.predict(dk, output_margin=True).astype(np.float64))
-    use = p["use"]
-    mu_rows = p["e"][use] * rate_c[p["cells"].cell[use]]
-    alpha, t = _ct_alpha(p["y"][use], mu_rows)
+    use = p.use
+    mu_rows = p.e[use] * rate_c[p.cells.cell[use]]
+    alpha, t = _ct_alpha(p.y[use], mu_rows)
     alpha = alpha if _overdispersed(alpha, t) else 0.0
     return XGBFit(
         group=group,
@@ -186,7 +184,7 @@ def fit_xgb(
         columns=tuple(columns),
         alpha=float(alpha),
         n_rows=int(use.sum()),
-        n_incidents=p["n_inc"],
+        n_incidents=p.n_inc,
         grain=grain,
         categories=None if categories is None else tuple(categories),
         offset=offset,
