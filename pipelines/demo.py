@@ -16,6 +16,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from features.store import Store
+from features.timeutil import last_full_week
+
 
 def _vigie(*args: str) -> None:
     cmd = [sys.executable, "-m", "pipelines.cli", *args]
@@ -28,8 +31,8 @@ def _vigie(*args: str) -> None:
 
 
 def largest_upcoming_event(store: Path) -> str | None:
-    from features.store import Store
-
+    """The id of the upcoming event with the largest expected attendance (the earliest among
+    equals); all events when none starts after the cube's end; None without events."""
     st = Store(store)
     ev = st.validated("events")
     if ev is None or ev.empty:
@@ -59,9 +62,6 @@ def main(argv: list[str] | None = None) -> int:
     _vigie("ingest", str(raw / "sources.yaml"), "--store", str(store))
     _vigie("cube", "--store", str(store))
     _vigie("fit", "--store", str(store))
-    from features.store import Store
-    from features.timeutil import last_full_week
-
     meta = Store(store).cube_meta()
     week = last_full_week(meta["end"], meta["timezone"])
     _vigie("signals", "--store", str(store), "--week", week)

@@ -33,7 +33,7 @@ def build(base: Path) -> dict:
     from features.synth import generate
     from pipelines.events.brief import make_brief
     from pipelines.models import fit_all
-    from pipelines.reports import runner as reports
+    from pipelines.reports import catalog as reports
     from pipelines.signals.run import parse_period, run_signals
 
     base.mkdir(parents=True, exist_ok=True)

@@ -12,15 +12,33 @@ import pytest
 
 from features.errors import InputError
 from features.timeutil import parse_iso_week
-from pipelines.reports import publish
-from pipelines.reports.runner import (
-    KINDS,
-    NOTEBOOK_DIR,
-    ReportError,
-    check_parameters,
-    external_resources,
-    list_reports,
-    run_notebook,
+from pipelines.events.brief import brief_key
+from pipelines.reports import catalog, publish
+from pipelines.reports.catalog import KINDS
+from pipelines.reports.errors import ReportError
+from pipelines.reports.exploration import (
+    hourly_profile,
+    lagged_spearman,
+    plot_correlation,
+    plot_hourly,
+    spearman_matrix,
+    top_zones,
+    zone_days,
+)
+from pipelines.reports.export import external_resources
+from pipelines.reports.figures import missing_step, ratio_effects
+from pipelines.reports.index import list_reports
+from pipelines.reports.kernel import check_parameters, notebook_parameters
+from pipelines.reports.maps import excess_breaks, to_html, zone_period_figures, zones_map
+from pipelines.reports.runner import NOTEBOOK_DIR, run_notebook
+from pipelines.reports.weekly import (
+    lighting_figures,
+    lighting_transit_text,
+    plot_daily,
+    reference_note,
+    signals_note,
+    week_bounds,
+    week_heading,
 )
 
 
@@ -171,13 +189,10 @@ def test_parse_week():
 def test_brief_report_named_like_the_brief_file(tmp_path: Path, monkeypatch):
     """An event id with characters unsafe in a path is reported under the brief's key, the name
     make_brief writes ``store/briefs/<key>.json`` under (the schedule passes the raw id)."""
-    from pipelines.events.brief import brief_key
-    from pipelines.reports import runner as reports
-
     (tmp_path / "study.json").write_text(json.dumps({"area": {"timezone": "UTC"}}))
     seen = {}
-    monkeypatch.setattr(reports, "run_notebook", lambda nb, **kw: seen.update(kw))
-    reports.report_brief(tmp_path, "Fête: 14/07", reports_dir=tmp_path / "r")
+    monkeypatch.setattr(catalog, "run_notebook", lambda nb, **kw: seen.update(kw))
+    catalog.report_brief(tmp_path, "Fête: 14/07", reports_dir=tmp_path / "r")
     key = brief_key("Fête: 14/07")
     assert key == "F-te-14-07"
     assert seen["report_id"] == key and seen["parameters"]["event_id"] == key
@@ -267,8 +282,6 @@ def grid_zones():
 
 def test_map_is_self_contained_with_layers(grid_zones):
     """The map inlines Leaflet, loads nothing from a CDN, and has zones, signals, lamps, stops, ring, layer control."""
-    from pipelines.reports.maps import to_html, zones_map
-
     values = pd.DataFrame(
         {
             "zone_id": grid_zones.zone_id,
@@ -302,16 +315,12 @@ def test_map_is_self_contained_with_layers(grid_zones):
 
 def test_map_rejects_non_geodataframe():
     """zones_map says what it expected when given a plain DataFrame."""
-    from pipelines.reports.maps import zones_map
-
     with pytest.raises(TypeError, match="zones should be a GeoDataFrame, got DataFrame"):
         zones_map(pd.DataFrame({"zone_id": ["a"]}))
 
 
 def test_excess_breaks_symmetric():
     """Excess classes are symmetric around 0 and at least ±0.5 wide in the middle."""
-    from pipelines.reports.maps import excess_breaks
-
     b = excess_breaks([0.1, -0.2, 0.3])
     assert b == (-2.5, -1.5, -0.5, 0.5, 1.5, 2.5)
     b = excess_breaks(list(range(-50, 51)))
@@ -323,8 +332,6 @@ def test_excess_breaks_symmetric():
 def test_project_notebooks_are_parameterised_and_stripped(kind):
     """Each notebook has one 'parameters' cell declaring store, no outputs, and defines no
     function, lambda or class."""
-    from pipelines.reports.runner import notebook_parameters
-
     path = NOTEBOOK_DIR / KINDS[kind]
     nb = nbformat.read(str(path), as_version=4)
     tagged = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
@@ -403,12 +410,10 @@ def test_evaluation_report_lists_models_and_baselines(tiny):
     assert summary["figures"]["effects"]
 
 
-# -- figures the notebooks show (pipelines.reports.figures) -----------------------------------------
+# -- figures the notebooks show (pipelines.reports.figures, weekly, exploration) ---------------------------------------
 def test_lighting_transit_text():
     """The weekly report's lighting and transit sentences: shares as %, small counts suppressed,
     and a plain sentence where the study has no such data."""
-    from pipelines.reports.figures import lighting_transit_text
-
     figures = pd.DataFrame(
         {
             "figure": ["incidents (all)", "transit entries"],
@@ -436,8 +441,6 @@ def test_lighting_transit_text():
 
 def test_ratio_effects_keeps_group_all_irrs_and_outage_study():
     """The forest plot shows the IRRs of group 'all' and the outage event study, nothing else."""
-    from pipelines.reports.figures import ratio_effects
-
     eff = pd.DataFrame(
         {
             "kind": ["irr", "irr", "outage_event_study", "event_uplift"],
@@ -454,8 +457,6 @@ def test_ratio_effects_keeps_group_all_irrs_and_outage_study():
 def test_zone_days_and_lagged_spearman():
     """Zone-days sum counts and average presence; incidents that follow outages by one day in
     the same zone correlate perfectly at lag 1 (and the lag never crosses zones)."""
-    from pipelines.reports.figures import lagged_spearman, zone_days
-
     days = pd.date_range("2026-11-01", periods=6, freq="D").date
     out = [0, 3, 1, 4, 2, 5]
     cube = pd.DataFrame(
@@ -529,8 +530,6 @@ def test_zone_period_figures_against_the_weeks_before(three_week_store: Path):
     """The weekly maps' figures: expected = mean incidents of the whole weeks before (only two
     in the data, though eight are asked for), excess = incidents - expected, presence ratio over
     the slots where both presence and baseline are known."""
-    from pipelines.reports.maps import zone_period_figures
-
     out = zone_period_figures(three_week_store, start="2026-11-16", end="2026-11-23")
     assert out["incidents"].to_dict() == {"A": 7, "B": 1}
     assert out["expected"].to_dict() == {"A": 2.0, "B": 0.0}
@@ -542,8 +541,6 @@ def test_zone_period_figures_against_the_weeks_before(three_week_store: Path):
 
 def test_lighting_figures_share_out_at_night(three_week_store: Path):
     """Share of lamps out over the dark zone-hours of the week against the weeks before."""
-    from pipelines.reports.figures import lighting_figures
-
     out = lighting_figures(three_week_store, start="2026-11-16T00:00Z", end="2026-11-23T00:00Z")
     assert out["lamps"] == 10
     assert out["night_share_out"] == pytest.approx(0.1)
@@ -553,8 +550,63 @@ def test_lighting_figures_share_out_at_night(three_week_store: Path):
 
 def test_missing_analysis_is_said_not_hidden(tmp_path: Path):
     """Where the store lacks an analysis, the report text names the command that produces it."""
-    from pipelines.reports.figures import missing_step
-
     (tmp_path / "study.json").write_text(json.dumps({"area": {"timezone": "UTC"}}))
     msg = missing_step(tmp_path, "signals/2026-W46.json", period="2026-W46")
     assert "has not been run" in msg and f"vigie signals --store {tmp_path} --week 2026-W46" in msg
+
+
+def test_week_heading_and_reference_note(three_week_store: Path):
+    """The weekly report's first line gives the local dates of the week, the reference and k;
+    the reference note says how many whole weeks the reference had."""
+    start, end = week_bounds(three_week_store, "2026-W47")
+    text = week_heading(three_week_store, "2026-W47", start=start, end=end, reference_weeks=8)
+    assert text == (
+        "**t**, week **2026-W47** (Mon 16 Nov 2026 – Sun 22 Nov 2026, UTC). Reference: the 8 "
+        "weeks before. Suppression threshold k = 10."
+    )
+    note = reference_note(pd.DataFrame({"reference_periods": [2, 3]}))
+    assert note.startswith("Reference = mean of the 2 whole week(s)")
+
+
+def test_signals_note_says_missing_none_or_how_many(three_week_store: Path):
+    """Signals not run name the command; none found says so with the tests counted; otherwise
+    how many out of how many tests, with the expectation's source."""
+    missing = signals_note(three_week_store, "2026-W47", None, None)
+    assert "signals/2026-W47.json is not in the store" in missing
+    assert "vigie signals" in missing and "--week 2026-W47" in missing
+    none = signals_note(three_week_store, "2026-W47", {"n_tests": 40}, pd.DataFrame())
+    assert none == "No signal passed the false-discovery threshold this week (40 tests)."
+    payload = {"n_tests": 40, "n_signals": 3, "expectation": {"source": "model"}}
+    some = signals_note(three_week_store, "2026-W47", payload, pd.DataFrame({"rank": [1, 2]}))
+    assert some == "3 signal(s) out of 40 tests; expectation: model. Top 2:"
+
+
+def test_plots_have_one_panel_per_series():
+    """The daily series and hourly profiles draw one panel per column; the week is in red."""
+    days = pd.date_range("2026-11-02", periods=14, freq="D")
+    daily = pd.DataFrame({"incidents": range(14), "present": 1.0}, index=days)
+    fig = plot_daily(daily, start=pd.Timestamp("2026-11-09", tz="UTC"), week="W", timezone="UTC")
+    assert len(fig.axes) == 2
+    red = fig.axes[0].lines[1]
+    assert len(red.get_xdata()) == 7 and red.get_label() == "W"
+    cube = pd.DataFrame(
+        {
+            "zone_id": ["A", "B", "A", "B"],
+            "local_hour": [0, 0, 1, 1],
+            "present": [1.0, 3.0, 5.0, 7.0],
+            "incidents": [0, 2, 1, 1],
+        }
+    )
+    by_hour = hourly_profile(cube)
+    assert by_hour.to_dict() == {"present": {0: 2.0, 1: 6.0}, "incidents": {0: 1.0, 1: 1.0}}
+    assert len(plot_hourly(by_hour).axes) == 2
+    assert top_zones(cube, n=1).to_dict("records") == [{"zone_id": "B", "incidents": 3}]
+
+
+def test_spearman_matrix_and_its_plot():
+    """The correlation matrix of zone-days is Spearman's (ranks: a monotone pair gives 1)."""
+    days = pd.DataFrame({"a": [1.0, 2.0, 3.0, 4.0], "b": [1.0, 4.0, 9.0, 100.0]})
+    corr = spearman_matrix(days)
+    assert corr.loc["a", "b"] == pytest.approx(1.0)
+    fig = plot_correlation(corr)
+    assert fig.axes[0].get_title() == "Spearman correlation, zone-days"

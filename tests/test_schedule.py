@@ -10,14 +10,10 @@ import pandas as pd
 import pytest
 
 from features.errors import ConfigError
-from pipelines.reports.schedule import (
-    ScheduleLock,
-    ScheduleLocked,
-    load_schedule,
-    plan,
-    read_ledger,
-    run_schedule,
-)
+from pipelines.reports import jobs
+from pipelines.reports.due import Task, load_schedule, plan
+from pipelines.reports.ledger import ScheduleLock, ScheduleLocked, read_ledger
+from pipelines.reports.schedule import run_schedule
 
 TZ = "Europe/Paris"
 
@@ -220,3 +216,38 @@ def test_not_a_store_is_refused_before_anything_is_written(tmp_path: Path):
     with pytest.raises(StoreError, match="not a vigie store"):
         run_schedule(tmp_path / "typo", now="2026-11-16T09:00", runners=fake_runners([]))
     assert not (tmp_path / "typo").exists()
+
+
+def test_jobs_call_the_functions_not_the_command_line(store: Path, monkeypatch):
+    """The daily job runs the detectors on the day through run_signals and records the file it
+    wrote; the weekly job runs them only when the week's signals are missing, then the report."""
+    import datetime as dt
+
+    calls: list[tuple[str, object]] = []
+
+    def fake_signals(st, period):
+        calls.append(("signals", period.label))
+        st.signals_path(period.label).parent.mkdir(parents=True, exist_ok=True)
+        st.signals_path(period.label).write_text("{}")
+
+    def fake_weekly(store, *, week, reports_dir):
+        calls.append(("weekly", week))
+        return type("R", (), {"html": Path(reports_dir) / "weekly" / week / "report.html"})()
+
+    monkeypatch.setattr(jobs, "run_signals", fake_signals)
+    monkeypatch.setattr(jobs, "report_weekly", fake_weekly)
+    due = dt.datetime(2026, 11, 16, 6)
+    out = jobs.signals_job(
+        store, Task("d", "signals", "2026-11-15", due, {"day": "2026-11-15"}), store
+    )
+    assert out == f"signals: {store / 'signals' / '2026-11-15_2026-11-15.json'}"
+    week = Task("w", "weekly_report", "2026-W46", due, {"week": "2026-W46"})
+    assert jobs.weekly_job(store, week, tmp := store / "r").endswith("2026-W46/report.html")
+    assert calls == [
+        ("signals", "2026-11-15_2026-11-15"),
+        ("signals", "2026-W46"),
+        ("weekly", "2026-W46"),
+    ]
+    calls.clear()
+    jobs.weekly_job(store, week, tmp)  # the week's signals are there now: only the report
+    assert calls == [("weekly", "2026-W46")]

@@ -75,7 +75,7 @@ def brief(
     if out is not None:
         typer.echo(str(out))
     if not no_report:
-        from pipelines.reports.runner import report_brief
+        from pipelines.reports.catalog import report_brief
 
         rep = report_brief(s.root, result["event"]["event_id"], reports_dir=reports)
         typer.echo(f"report: {rep.html}")

@@ -7,6 +7,9 @@ from pathlib import Path
 import typer
 
 from pipelines.cli.common import user_errors
+from pipelines.reports.catalog import report_evaluation, report_explore, report_weekly
+from pipelines.reports.runner import ReportResult
+from pipelines.reports.schedule import run_schedule
 
 report_app = typer.Typer(
     help="Run a report notebook with papermill and write reports/<kind>/<id>/.",
@@ -20,7 +23,7 @@ reports_opt = typer.Option(
 )
 
 
-def _done(result) -> None:
+def _done(result: ReportResult) -> None:
     typer.echo(f"report: {result.html}")
     typer.echo(f"summary: {result.summary_path}")
     typer.echo(f"index: {result.html.parent.parent.parent / 'index.html'}")
@@ -34,8 +37,6 @@ def weekly_cmd(
     reports: Path = reports_opt,
 ) -> None:
     """The weekly report: key figures against the reference, weak signals, maps, events."""
-    from pipelines.reports.runner import report_weekly
-
     _done(report_weekly(store, week=week, reports_dir=reports))
 
 
@@ -47,8 +48,6 @@ def evaluation_cmd(
     report_id: str = typer.Option(None, "--id", help="Report id (default: today's date)."),
 ) -> None:
     """The model evaluation: backtest metrics against baselines, effects with intervals."""
-    from pipelines.reports.runner import report_evaluation
-
     _done(report_evaluation(store, reports_dir=reports, report_id=report_id))
 
 
@@ -60,8 +59,6 @@ def explore_cmd(
     report_id: str = typer.Option(None, "--id", help="Report id (default: today's date)."),
 ) -> None:
     """The exploration notebook run on a store (slicing the cube, correlations)."""
-    from pipelines.reports.runner import report_explore
-
     _done(report_explore(store, reports_dir=reports, report_id=report_id))
 
 
@@ -71,7 +68,7 @@ def schedule_run_cmd(
     store: Path = store_opt,
     reports: Path = reports_opt,
     config: Path = typer.Option(
-        None, "--config", help="Schedule YAML (default: pipelines/schedule.yaml)."
+        None, "--config", help="Schedule YAML (default: pipelines/reports/schedule.yaml)."
     ),
     now: str = typer.Option(
         None, "--now", help="Pretend it is this local time (ISO), e.g. to backfill."
@@ -79,8 +76,6 @@ def schedule_run_cmd(
     dry_run: bool = typer.Option(False, "--dry-run", help="List what is due; run nothing."),
 ) -> None:
     """Run, once, every job the schedule says is due (missed periods are caught up)."""
-    from pipelines.reports.schedule import run_schedule
-
     result = run_schedule(store, reports_dir=reports, config=config, now=now, dry_run=dry_run)
     for line in result.lines():
         typer.echo(line)

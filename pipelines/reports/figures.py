@@ -1,19 +1,16 @@
 """The figures the report notebooks show, read from the store (notebooks hold no logic).
 
-Each function reads what an analysis step wrote (the cube, ``store/signals/``,
-``store/models/``, ``store/briefs/``) and shapes it into the tables the notebooks display and
-hand to ``summary.json``. Where a step has not been run, :func:`read_store_json` returns None
-and :func:`missing_step` gives the sentence the report prints instead, naming the command to run.
+Each function reads what an analysis step wrote (``store/signals/``, ``store/models/``,
+``store/briefs/``) and shapes it into the tables the notebooks display and hand to
+``summary.json``. Where a step has not been run, :func:`read_store_json` returns None and
+:func:`missing_step` gives the sentence the report prints instead, naming the command to run.
 
-Reference periods: a week is compared with the mean of the ``reference_weeks`` (default 8)
-weeks before it — the seasonal-naive reference of the backtests (Hyndman & Athanasopoulos
-2021, *Forecasting: Principles and Practice*, 3rd ed., §5.2), robust enough for a weekly
-bulletin and independent of any model.
+The weekly report's figures from the cube are in :mod:`pipelines.reports.weekly`, the
+exploration's in :mod:`pipelines.reports.exploration`.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -23,11 +20,12 @@ import pandas as pd
 from features.store import Store
 from pipelines.models.results import BacktestEvaluation, Effects
 
-#: which command produces which store file, for "not run yet" messages
+#: which command produces which store file, for "not run yet" messages (signals and briefs:
+#: any file of their folder)
 STEPS = {
     "cube_meta.json": "vigie cube --store {store}",
-    "models/evaluation.json": "vigie fit --store {store}",
-    "models/effects.json": "vigie fit --store {store}",
+    Store.EVALUATION_JSON: "vigie fit --store {store}",
+    Store.EFFECTS_JSON: "vigie fit --store {store}",
     "signals": "vigie signals --store {store} --week {period}",
     "briefs": "vigie brief {event_id} --store {store}",
 }
@@ -41,12 +39,10 @@ def open_store(store: str | Path | Store) -> Store:
 
 
 def read_store_json(store: str | Path | Store, relpath: str) -> dict[str, Any] | None:
-    """A JSON file of the store, or None when that analysis has not been run."""
+    """A JSON file of the store (``relpath``, one of :class:`~features.store.Store`'s places),
+    or None when that analysis has not been run."""
     st = store if isinstance(store, Store) else Store(store)
-    path = st.root / relpath
-    if not path.exists():
-        return None
-    return json.loads(path.read_text(encoding="utf-8"))
+    return st.read_json(relpath)
 
 
 def missing_step(store: str | Path | Store, relpath: str, **fmt: Any) -> str:
@@ -57,147 +53,6 @@ def missing_step(store: str | Path | Store, relpath: str, **fmt: Any) -> str:
     return f"Not available: {relpath} is not in the store, so this analysis has not been run" + (
         f" (run `{cmd}`)." if cmd else "."
     )
-
-
-def week_bounds(store: str | Path | Store, week: str) -> tuple[pd.Timestamp, pd.Timestamp]:
-    """UTC bounds [start, end) of ISO week ``week`` in the study's local time."""
-    from features.timeutil import parse_iso_week
-
-    st = open_store(store)
-    monday, next_monday = parse_iso_week(week)
-    tz = st.timezone
-    return (
-        pd.Timestamp(monday).tz_localize(tz).tz_convert("UTC"),
-        pd.Timestamp(next_monday).tz_localize(tz).tz_convert("UTC"),
-    )
-
-
-def key_figures(
-    store: str | Path | Store, *, start: Any, end: Any, reference_weeks: int = 8
-) -> pd.DataFrame:
-    """Key figures of a period against the mean of the ``reference_weeks`` periods before it.
-
-    Returns
-    -------
-    pandas.DataFrame
-        One row per figure: ``figure``, ``this_week``, ``reference_mean``, ``ratio``,
-        ``reference_periods`` (how many whole earlier periods the data had). Figures: incidents
-        (all and per category), mean people present (sum over zones), transit entries — all
-        counts of people or incidents, suppressed below k when published.
-    """
-    st = open_store(store)
-    start, end = pd.Timestamp(start), pd.Timestamp(end)
-    length = end - start
-    meta = st.cube_meta()
-    cols = meta.get("columns", [])
-    wanted = [
-        c
-        for c in cols
-        if c in ("incidents", "present", "ridership_entries") or c.startswith("inc_")
-    ]
-    cube = st.cube(wanted, start - reference_weeks * length, end)
-    cube["period"] = np.floor((cube["hour"] - start) / length).astype(int)
-    # only whole reference periods: the first one may be cut by the start of the data
-    data_start = pd.Timestamp(meta["start"]) if meta.get("start") else cube["hour"].min()
-    first_whole = int(np.ceil((data_start - start) / length)) if len(cube) else 0
-    cube = cube[cube["period"] >= first_whole]
-    first = int(cube["period"].min()) if len(cube) else 0
-    n_ref = max(0, -first)
-    cats = meta.get("categories", {})
-    rows = []
-
-    def add(name: str, per_period: pd.Series) -> None:
-        this = per_period.get(0, np.nan)
-        ref = per_period[(per_period.index < 0)]
-        ref_mean = float(ref.mean()) if len(ref) else np.nan
-        rows.append(
-            {
-                "figure": name,
-                "this_week": float(this) if pd.notna(this) else np.nan,
-                "reference_mean": ref_mean,
-                "ratio": float(this) / ref_mean if ref_mean and np.isfinite(ref_mean) else np.nan,
-                "reference_periods": int(len(ref)),
-            }
-        )
-
-    g = cube.groupby("period")
-    if "incidents" in cube:
-        add("incidents (all)", g["incidents"].sum())
-        for c in [c for c in wanted if c.startswith("inc_")]:
-            add(f"incidents: {cats.get(c[4:], c[4:])}", g[c].sum())
-    if "present" in cube:
-        per_hour = cube.groupby(["period", "hour"])["present"].sum(min_count=1)
-        add("people present (mean per hour, all zones)", per_hour.groupby("period").mean())
-    if "ridership_entries" in cube:
-        add("transit entries", g["ridership_entries"].sum())
-    out = pd.DataFrame(rows)
-    out.attrs["reference_periods"] = n_ref
-    return out
-
-
-def lighting_figures(
-    store: str | Path | Store, *, start: Any, end: Any, reference_weeks: int = 8
-) -> dict[str, Any] | None:
-    """Street lighting over a period: share of lamps out at night, against the weeks before.
-
-    Returns
-    -------
-    dict or None
-        ``lamps``, ``night_share_out`` (Σ lamps_out / Σ lamps over dark zone-hours of the
-        period), ``night_share_out_reference`` (same over the ``reference_weeks`` before),
-        ``faults_open_at_end`` (lamps still out at the end); None without lighting data.
-    """
-    st = open_store(store)
-    cols = st.cube_meta().get("columns", [])
-    if not {"lamps", "lamps_out", "dark"} <= set(cols):
-        return None
-    start, end = pd.Timestamp(start), pd.Timestamp(end)
-    cube = st.cube(["lamps", "lamps_out", "dark"], start - pd.Timedelta(weeks=reference_weeks), end)
-    night = cube[cube["dark"].astype(bool)]
-    cur, ref = night[night["hour"] >= start], night[night["hour"] < start]
-
-    def share(df: pd.DataFrame) -> float | None:
-        tot = float(df["lamps"].sum())
-        return float(df["lamps_out"].sum()) / tot if tot > 0 else None
-
-    faults = open_faults(st, at=end)
-    lamps_total = cube.groupby("zone_id")["lamps"].max().sum()
-    return {
-        "lamps": int(lamps_total),
-        "night_share_out": share(cur),
-        "night_share_out_reference": share(ref),
-        "faults_open_at_end": None if faults is None else int(len(faults)),
-    }
-
-
-def lighting_transit_text(
-    lighting: dict[str, Any] | None, figures: pd.DataFrame, *, k: int
-) -> list[str]:
-    """The weekly report's sentences on street lighting (:func:`lighting_figures`) and transit
-    entries (the ``transit entries`` row of :func:`key_figures`, counts suppressed below ``k``)."""
-    from pipelines.reports.publish import suppress_value
-
-    def pct(v: float | None) -> str:
-        return "–" if v is None else f"{100 * v:.1f} %"
-
-    if lighting is None:
-        lines = ["No lighting data in this study."]
-    else:
-        lines = [
-            f"Lamps out at night: {pct(lighting['night_share_out'])} of {lighting['lamps']} lamps "
-            f"(reference {pct(lighting['night_share_out_reference'])}); "
-            f"{lighting['faults_open_at_end']} lamp(s) still out at the end of the week."
-        ]
-    transit = figures[figures["figure"] == "transit entries"]
-    if transit.empty:
-        lines.append("No transit data in this study.")
-    else:
-        t = transit.iloc[0]
-        lines.append(
-            f"Transit entries: {suppress_value(t['this_week'], k)} against a reference of "
-            f"{suppress_value(round(t['reference_mean']), k)} (×{t['ratio']:.2f})."
-        )
-    return lines
 
 
 def signals_table(payload: dict[str, Any] | None, *, top: int = 15) -> pd.DataFrame | None:
@@ -242,99 +97,6 @@ def signal_zones(payload: dict[str, Any] | None, *, top: int | None = None) -> l
         if s.get("type") != "event_conflict":
             zs += [str(z) for z in s.get("zones", [])]
     return list(dict.fromkeys(zs))
-
-
-def open_faults(store: str | Path | Store, *, at: Any) -> pd.DataFrame | None:
-    """Lamps out at instant ``at`` (reported before, not repaired yet), with their location."""
-    st = open_store(store)
-    faults = st.validated("lighting_faults")
-    if faults is None:
-        return None
-    at = pd.Timestamp(at)
-    f = faults[
-        (faults["reported_at"] <= at)
-        & (faults["repaired_at"].isna() | (faults["repaired_at"] > at))
-    ]
-    if "latitude" not in f.columns or f["latitude"].isna().any():
-        lamps = st.validated("lamps")
-        if lamps is not None:
-            f = f.drop(columns=[c for c in ("latitude", "longitude") if c in f.columns]).merge(
-                lamps[["lamp_id", "latitude", "longitude"]], on="lamp_id", how="left"
-            )
-    return f.dropna(subset=["latitude", "longitude"]).reset_index(drop=True)
-
-
-def events_between(store: str | Path | Store, *, start: Any, end: Any) -> pd.DataFrame | None:
-    """Events of the store that run during [start, end), with local times."""
-    st = open_store(store)
-    ev = st.validated("events")
-    if ev is None:
-        return None
-    start, end = pd.Timestamp(start), pd.Timestamp(end)
-    ev = ev[(ev["start"] < end) & (ev["end"] > start)].sort_values("start")
-    tz = st.timezone
-    return pd.DataFrame(
-        {
-            "event": ev["name"],
-            "category": ev["category"],
-            "zone_id": ev["zone_id"],
-            "start (local)": ev["start"].dt.tz_convert(tz).dt.strftime("%a %d %b %H:%M"),
-            "end (local)": ev["end"].dt.tz_convert(tz).dt.strftime("%a %d %b %H:%M"),
-            "expected_attendance": ev["expected_attendance"],
-        }
-    ).reset_index(drop=True)
-
-
-def daily_series(
-    store: str | Path | Store, *, start: Any, end: Any, reference_weeks: int = 8
-) -> pd.DataFrame:
-    """Incidents and presence per local day over [start − reference_weeks·7 days, end)."""
-    st = open_store(store)
-    start, end = pd.Timestamp(start), pd.Timestamp(end)
-    cols = [
-        c for c in ("incidents", "present", "local_date") if c in st.cube_meta().get("columns", [])
-    ]
-    cube = st.cube(cols, start - pd.Timedelta(weeks=reference_weeks), end)
-    day = (
-        cube["local_date"]
-        if "local_date" in cube
-        else cube["hour"].dt.tz_convert(st.timezone).dt.date
-    )
-    agg: dict[str, Any] = {}
-    if "incidents" in cube:
-        agg["incidents"] = cube.groupby(day)["incidents"].sum()
-    if "present" in cube:
-        agg["present"] = (
-            cube.groupby([day, cube["hour"]])["present"].sum(min_count=1).groupby(level=0).mean()
-        )
-    out = pd.DataFrame(agg)
-    out.index = pd.to_datetime(out.index)
-    out.index.name = "day"
-    return out
-
-
-def zone_days(cube: pd.DataFrame) -> pd.DataFrame:
-    """Cube rows summed per zone and local day (presence and precipitation averaged) over the
-    columns the exploration correlates: present, incidents, lamps_out, ridership_entries,
-    precipitation_mm (those the cube has). Indexed by (zone_id, local_date)."""
-    means = ("present", "precipitation_mm")
-    cols = [
-        c
-        for c in ("present", "incidents", "lamps_out", "ridership_entries", "precipitation_mm")
-        if c in cube
-    ]
-    how = {c: ("mean" if c in means else "sum") for c in cols}
-    return cube.groupby(["zone_id", "local_date"])[cols].agg(how)
-
-
-def lagged_spearman(
-    days: pd.DataFrame, cause: str, effect: str = "incidents", *, lags: int = 4
-) -> pd.DataFrame:
-    """Spearman correlation of ``effect`` with ``cause`` ``lag`` days earlier in the same zone,
-    for lag 0 … ``lags`` − 1, over the zone-days of :func:`zone_days`."""
-    by_zone = days.groupby(level="zone_id")[cause]
-    rho = [days[effect].corr(by_zone.shift(lag), method="spearman") for lag in range(lags)]
-    return pd.DataFrame({"lag_days": range(lags), "spearman_rho": rho})
 
 
 # -- model evaluation ------------------------------------------------------------------------------

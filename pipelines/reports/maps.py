@@ -38,11 +38,14 @@ from pathlib import Path
 from typing import Any
 
 import folium
+import geopandas as gpd
 import numpy as np
 import pandas as pd
 from branca.element import Element, Figure, MacroElement
 from jinja2 import Template
 
+from features.store import Store
+from pipelines.reports.export import external_resources
 from pipelines.reports.publish import is_count_name, suppress_value
 
 ASSETS = Path(__file__).resolve().parent / "assets"
@@ -106,8 +109,6 @@ def to_html(m: folium.Map) -> str:
         If the page would still load a script or style from the network (a folium element
         with CDN dependencies was added).
     """
-    from pipelines.reports.runner import external_resources
-
     page = m.get_root().render()
     ext = external_resources(page)
     if ext:
@@ -175,6 +176,185 @@ def _fmt(v: Any, digits: int = 2) -> str:
     return str(v)
 
 
+# -- the map's steps ----------------------------------------------------------------------------
+def _zone_frame(zones: Any) -> gpd.GeoDataFrame:
+    """zone_id (text), geometry (WGS 84) and the optional name of the zones."""
+    if not isinstance(zones, gpd.GeoDataFrame):
+        raise TypeError(f"zones should be a GeoDataFrame, got {type(zones).__name__}")
+    gz = zones[["zone_id", "geometry", *(["name"] if "name" in zones.columns else [])]].copy()
+    gz["zone_id"] = gz["zone_id"].astype(str)
+    return gz.to_crs(4326) if gz.crs is not None and gz.crs.to_epsg() != 4326 else gz
+
+
+def _framed_map(
+    gz: gpd.GeoDataFrame, *, focus: Sequence[str] | None, tiles: str | None, height: int
+) -> OfflineMap:
+    """An empty map framing every zone, or the ``focus`` zones when there are any."""
+    minx, miny, maxx, maxy = gz.total_bounds
+    if focus:
+        sel = gz[gz["zone_id"].isin([str(z) for z in focus])]
+        if len(sel):
+            minx, miny, maxx, maxy = sel.total_bounds
+    m = OfflineMap(
+        location=[(miny + maxy) / 2, (minx + maxx) / 2],
+        zoom_start=12,
+        tiles=tiles,
+        frame_height=height,
+    )
+    m.fit_bounds([[miny, minx], [maxy, maxx]])
+    return m
+
+
+def _value_frame(values: pd.DataFrame | None) -> pd.DataFrame:
+    """The per-zone figures indexed by zone_id (text); empty without values."""
+    if values is None:
+        return pd.DataFrame(index=pd.Index([], name="zone_id"))
+    vals = values.set_index("zone_id") if "zone_id" in values.columns else values.copy()
+    vals.index = vals.index.astype(str)
+    return vals
+
+
+def _class_labels(b: Sequence[float]) -> list[str]:
+    """Legend labels of the classes cut at breaks ``b``, then the missing class."""
+    return (
+        [f"< {b[0]:g}"]
+        + [f"{b[i]:g} – {b[i + 1]:g}" for i in range(len(b) - 1)]
+        + [f"≥ {b[-1]:g}", "no data"]
+    )
+
+
+def zone_classes(vals: pd.DataFrame, color_by: str) -> tuple[pd.Series, str, tuple[float, ...]]:
+    """Colour class (0–6, NaN when missing) per zone of column ``color_by``, with the legend's
+    title and the class breaks: :data:`RATIO_BREAKS` for the presence ratio, symmetric
+    :func:`excess_breaks` otherwise. Empty classes when the column is absent."""
+    if color_by not in vals.columns:
+        return pd.Series(dtype=object), "", ()
+    col = pd.to_numeric(vals[color_by], errors="coerce")
+    if color_by == "present_ratio":
+        return col.map(ratio_class), "presence vs reference", RATIO_BREAKS
+    b = excess_breaks(col.tolist())
+    classes = col.map(
+        lambda v: None if not np.isfinite(v) else int(np.searchsorted(b, v, side="right"))
+    )
+    return classes, "excess incidents" if color_by == "excess" else color_by, b
+
+
+def zone_tooltips(
+    gz: gpd.GeoDataFrame, vals: pd.DataFrame, classes: pd.Series, *, k: int
+) -> gpd.GeoDataFrame:
+    """The zones with their tooltip fields (counts suppressed below ``k``, others formatted) and
+    their fill colour ``_fill``."""
+    shown = [c for c in vals.columns if c != "geometry"]
+    # rows by position, as vals.loc[zid] gives them (one common dtype), without a lookup per zone
+    rows = vals.to_numpy()
+    at = {zid: i for i, zid in enumerate(vals.index)}
+    col_at = [vals.columns.get_loc(c) for c in shown]
+    names = gz["name"] if "name" in gz.columns else [None] * len(gz)
+    props = []
+    for zid, name in zip(gz["zone_id"], names, strict=True):
+        row = rows[at[zid]] if zid in at else None
+        p = {"zone": zid if name is None else f"{name} ({zid})"}
+        for c, j in zip(shown, col_at, strict=True):
+            v = None if row is None else row[j]
+            v = None if v is None or (isinstance(v, float) and np.isnan(v)) else v
+            p[c] = str(suppress_value(v, k) or "–") if is_count_name(c) else _fmt(v)
+        cls = classes.get(zid) if zid in classes.index else None
+        p["_fill"] = class_color(None if cls is None or pd.isna(cls) else int(cls))
+        props.append(p)
+    return gz.assign(**{key: [p[key] for p in props] for key in props[0]}) if props else gz
+
+
+def _zones_layer(gz: gpd.GeoDataFrame, shown: list[str], color_by: str) -> folium.GeoJson:
+    layer_name = {"present_ratio": "zones: presence ratio", "excess": "zones: excess incidents"}
+    return folium.GeoJson(
+        gz.drop(columns=[c for c in ("name",) if c in gz.columns]).__geo_interface__,
+        name=layer_name.get(color_by, f"zones: {color_by}"),
+        style_function=lambda f: {
+            "fillColor": f["properties"]["_fill"],
+            "color": "#555555",
+            "weight": 1,
+            "fillOpacity": 0.65,
+        },
+        highlight_function=lambda f: {"weight": 3, "color": "#000000"},
+        tooltip=folium.GeoJsonTooltip(
+            fields=["zone", *shown], aliases=["zone", *[c.replace("_", " ") for c in shown]]
+        ),
+    )
+
+
+def _signals_layer(gz: gpd.GeoDataFrame, signals: Sequence[str]) -> folium.FeatureGroup:
+    """Red rings at the representative point of each flagged zone."""
+    centroids = gz.set_index("zone_id").geometry.representative_point()
+    fg = folium.FeatureGroup(name="weak signals")
+    for zid in dict.fromkeys(str(z) for z in signals):
+        if zid in centroids.index:
+            pt = centroids[zid]
+            folium.CircleMarker(
+                [pt.y, pt.x],
+                radius=11,
+                color="#d7301f",
+                weight=3,
+                fill=False,
+                tooltip=f"signal: {zid}",
+            ).add_to(fg)
+    return fg
+
+
+def _lamps_layer(lamps_out: pd.DataFrame) -> folium.FeatureGroup:
+    fg = folium.FeatureGroup(name=f"lamps out ({len(lamps_out)})")
+    for r in lamps_out.itertuples(index=False):
+        folium.CircleMarker(
+            [r.latitude, r.longitude],
+            radius=3,
+            color="#b8860b",
+            fill=True,
+            fill_color="#ffd700",
+            fill_opacity=0.9,
+            weight=1,
+            tooltip=f"lamp out {getattr(r, 'lamp_id', '')}".strip(),
+        ).add_to(fg)
+    return fg
+
+
+def _stops_layer(stops: pd.DataFrame) -> folium.FeatureGroup:
+    s = stops.rename(columns={"stop_lat": "latitude", "stop_lon": "longitude"})
+    fg = folium.FeatureGroup(name=f"transit stops ({len(s)})")
+    for r in s.itertuples(index=False):
+        folium.CircleMarker(
+            [r.latitude, r.longitude],
+            radius=3,
+            color="#08519c",
+            fill=True,
+            fill_opacity=0.8,
+            weight=1,
+            tooltip=str(getattr(r, "stop_name", "stop")),
+        ).add_to(fg)
+    return fg
+
+
+def _venue_layer(venue: dict[str, Any]) -> folium.FeatureGroup:
+    fg = folium.FeatureGroup(name="venue and ring")
+    loc = [float(venue["latitude"]), float(venue["longitude"])]
+    folium.Circle(
+        loc,
+        radius=float(venue.get("radius_m", 500)),
+        color="#6a3d9a",
+        weight=2,
+        fill=True,
+        fill_opacity=0.05,
+        tooltip=f"ring {venue.get('radius_m', 500):g} m",
+    ).add_to(fg)
+    folium.CircleMarker(
+        loc,
+        radius=7,
+        color="#6a3d9a",
+        fill=True,
+        fill_opacity=1,
+        tooltip=str(venue.get("name", "venue")),
+    ).add_to(fg)
+    return fg
+
+
 # -- the map ----------------------------------------------------------------------------------
 def zones_map(
     zones: Any,
@@ -226,150 +406,23 @@ def zones_map(
     OfflineMap
         Render with ``display(m)`` in a notebook or :func:`to_html`.
     """
-    import geopandas as gpd
-
-    if not isinstance(zones, gpd.GeoDataFrame):
-        raise TypeError(f"zones should be a GeoDataFrame, got {type(zones).__name__}")
-    gz = zones[["zone_id", "geometry", *(["name"] if "name" in zones.columns else [])]].copy()
-    gz["zone_id"] = gz["zone_id"].astype(str)
-    gz = gz.to_crs(4326) if gz.crs is not None and gz.crs.to_epsg() != 4326 else gz
-    minx, miny, maxx, maxy = gz.total_bounds
-    if focus:
-        sel = gz[gz["zone_id"].isin([str(z) for z in focus])]
-        if len(sel):
-            minx, miny, maxx, maxy = sel.total_bounds
-    m = OfflineMap(
-        location=[(miny + maxy) / 2, (minx + maxx) / 2],
-        zoom_start=12,
-        tiles=tiles,
-        frame_height=height,
-    )
-    m.fit_bounds([[miny, minx], [maxy, maxx]])
-
-    vals = pd.DataFrame(index=pd.Index([], name="zone_id"))
-    if values is not None:
-        vals = values.set_index("zone_id") if "zone_id" in values.columns else values.copy()
-        vals.index = vals.index.astype(str)
+    gz = _zone_frame(zones)
+    m = _framed_map(gz, focus=focus, tiles=tiles, height=height)
+    vals = _value_frame(values)
+    classes, legend_title, breaks = zone_classes(vals, color_by)
     if color_by in vals.columns:
-        col = pd.to_numeric(vals[color_by], errors="coerce")
-        if color_by == "present_ratio":
-            b = RATIO_BREAKS
-            classes = col.map(ratio_class)
-            legend_title = "presence vs reference"
-        else:
-            b = excess_breaks(col.tolist())
-            classes = col.map(
-                lambda v: None if not np.isfinite(v) else int(np.searchsorted(b, v, side="right"))
-            )
-            legend_title = "excess incidents" if color_by == "excess" else color_by
-        labels = (
-            [f"< {b[0]:g}"]
-            + [f"{b[i]:g} – {b[i + 1]:g}" for i in range(len(b) - 1)]
-            + [f"≥ {b[-1]:g}", "no data"]
-        )
-        Legend(title or legend_title, labels).add_to(m)
-    else:
-        classes = pd.Series(dtype=object)
-
+        Legend(title or legend_title, _class_labels(breaks)).add_to(m)
+    gz = zone_tooltips(gz, vals, classes, k=k)
     shown = [c for c in vals.columns if c != "geometry"]
-    # rows by position, as vals.loc[zid] gives them (one common dtype), without a lookup per zone
-    rows = vals.to_numpy()
-    at = {zid: i for i, zid in enumerate(vals.index)}
-    col_at = [vals.columns.get_loc(c) for c in shown]
-    names = gz["name"] if "name" in gz.columns else [None] * len(gz)
-    props = []
-    for zid, name in zip(gz["zone_id"], names, strict=True):
-        row = rows[at[zid]] if zid in at else None
-        p = {"zone": zid if name is None else f"{name} ({zid})"}
-        for c, j in zip(shown, col_at, strict=True):
-            v = None if row is None else row[j]
-            v = None if v is None or (isinstance(v, float) and np.isnan(v)) else v
-            p[c] = str(suppress_value(v, k) or "–") if is_count_name(c) else _fmt(v)
-        cls = classes.get(zid) if zid in classes.index else None
-        p["_fill"] = class_color(None if cls is None or pd.isna(cls) else int(cls))
-        props.append(p)
-    gz = gz.assign(**{key: [p[key] for p in props] for key in props[0]}) if props else gz
-
-    layer_name = {"present_ratio": "zones: presence ratio", "excess": "zones: excess incidents"}
-    folium.GeoJson(
-        gz.drop(columns=[c for c in ("name",) if c in gz.columns]).__geo_interface__,
-        name=layer_name.get(color_by, f"zones: {color_by}"),
-        style_function=lambda f: {
-            "fillColor": f["properties"]["_fill"],
-            "color": "#555555",
-            "weight": 1,
-            "fillOpacity": 0.65,
-        },
-        highlight_function=lambda f: {"weight": 3, "color": "#000000"},
-        tooltip=folium.GeoJsonTooltip(
-            fields=["zone", *shown], aliases=["zone", *[c.replace("_", " ") for c in shown]]
-        ),
-    ).add_to(m)
-
-    centroids = gz.set_index("zone_id").geometry.representative_point()
+    _zones_layer(gz, shown, color_by).add_to(m)
     if signals:
-        fg = folium.FeatureGroup(name="weak signals")
-        for zid in dict.fromkeys(str(z) for z in signals):
-            if zid in centroids.index:
-                pt = centroids[zid]
-                folium.CircleMarker(
-                    [pt.y, pt.x],
-                    radius=11,
-                    color="#d7301f",
-                    weight=3,
-                    fill=False,
-                    tooltip=f"signal: {zid}",
-                ).add_to(fg)
-        fg.add_to(m)
+        _signals_layer(gz, signals).add_to(m)
     if lamps_out is not None and len(lamps_out):
-        fg = folium.FeatureGroup(name=f"lamps out ({len(lamps_out)})")
-        for r in lamps_out.itertuples(index=False):
-            folium.CircleMarker(
-                [r.latitude, r.longitude],
-                radius=3,
-                color="#b8860b",
-                fill=True,
-                fill_color="#ffd700",
-                fill_opacity=0.9,
-                weight=1,
-                tooltip=f"lamp out {getattr(r, 'lamp_id', '')}".strip(),
-            ).add_to(fg)
-        fg.add_to(m)
+        _lamps_layer(lamps_out).add_to(m)
     if stops is not None and len(stops):
-        s = stops.rename(columns={"stop_lat": "latitude", "stop_lon": "longitude"})
-        fg = folium.FeatureGroup(name=f"transit stops ({len(s)})")
-        for r in s.itertuples(index=False):
-            folium.CircleMarker(
-                [r.latitude, r.longitude],
-                radius=3,
-                color="#08519c",
-                fill=True,
-                fill_opacity=0.8,
-                weight=1,
-                tooltip=str(getattr(r, "stop_name", "stop")),
-            ).add_to(fg)
-        fg.add_to(m)
+        _stops_layer(stops).add_to(m)
     if venue is not None:
-        fg = folium.FeatureGroup(name="venue and ring")
-        loc = [float(venue["latitude"]), float(venue["longitude"])]
-        folium.Circle(
-            loc,
-            radius=float(venue.get("radius_m", 500)),
-            color="#6a3d9a",
-            weight=2,
-            fill=True,
-            fill_opacity=0.05,
-            tooltip=f"ring {venue.get('radius_m', 500):g} m",
-        ).add_to(fg)
-        folium.CircleMarker(
-            loc,
-            radius=7,
-            color="#6a3d9a",
-            fill=True,
-            fill_opacity=1,
-            tooltip=str(venue.get("name", "venue")),
-        ).add_to(fg)
-        fg.add_to(m)
+        _venue_layer(venue).add_to(m)
     folium.LayerControl(collapsed=False).add_to(m)
     return m
 
@@ -391,8 +444,6 @@ def zone_period_figures(
     pandas.DataFrame
         Indexed by zone_id: present (mean), present_ratio, incidents, expected, excess.
     """
-    from features.store import Store
-
     st = store if isinstance(store, Store) else Store(store)
     start, end = pd.Timestamp(start), pd.Timestamp(end)
     if start.tzinfo is None:

@@ -1,0 +1,155 @@
+"""The project's reports: which notebook, which parameters, which store files each one reads.
+
+=============  ==========================  =============================================
+kind           notebook                    reads (hashed into the provenance)
+=============  ==========================  =============================================
+weekly         ``weekly_report.ipynb``     the cube, evaluation, effects, the week's signals
+event-brief    ``event_brief.ipynb``       the cube, the events, the event's brief
+evaluation     ``model_evaluation.ipynb``  the cube, evaluation, effects
+explore        ``explore.ipynb``           the cube
+=============  ==========================  =============================================
+
+The store files are named through :class:`features.store.Store`'s places.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+from features.store import Store
+from features.timeutil import parse_iso_week
+from pipelines.events.brief import brief_key
+from pipelines.reports.errors import ReportError, check_id
+from pipelines.reports.runner import NOTEBOOK_DIR, ReportResult, run_notebook
+
+#: report kind -> notebook file in :data:`~pipelines.reports.runner.NOTEBOOK_DIR`
+KINDS: dict[str, str] = {
+    "weekly": "weekly_report.ipynb",
+    "event-brief": "event_brief.ipynb",
+    "evaluation": "model_evaluation.ipynb",
+    "explore": "explore.ipynb",
+}
+
+#: the cube's description, read by every report
+CUBE_META = "cube_meta.json"
+
+
+def notebook_path(kind: str, notebook_dir: str | Path | None = None) -> Path:
+    """The notebook of a report kind (in ``notebook_dir``, default the project's notebooks)."""
+    return Path(notebook_dir or NOTEBOOK_DIR) / KINDS[kind]
+
+
+def _require_store(store: str | Path) -> Store:
+    root = Path(store)
+    if not (root / "study.json").exists():
+        raise ReportError(
+            f"{root}: not a vigie store (no study.json); run `vigie ingest SOURCES.yaml "
+            f"--store {root}` first."
+        )
+    return Store(root.resolve())
+
+
+def _relpath(path: Path, st: Store) -> str:
+    return path.relative_to(st.root).as_posix()
+
+
+def report_weekly(
+    store: str | Path,
+    *,
+    week: str,
+    reports_dir: str | Path = "reports",
+    notebook_dir: str | Path | None = None,
+    kernel_name: str | None = None,
+) -> ReportResult:
+    """The weekly report of ISO week ``week`` (``reports/weekly/<week>/``)."""
+    st = _require_store(store)
+    parse_iso_week(week)
+    return run_notebook(
+        notebook_path("weekly", notebook_dir),
+        kind="weekly",
+        report_id=week,
+        parameters={"store": str(st.root), "week": week},
+        reports_dir=reports_dir,
+        store=st.root,
+        inputs=[CUBE_META, Store.EVALUATION_JSON, Store.EFFECTS_JSON, st.signals_relpath(week)],
+        title=f"Weekly report {week}",
+        kernel_name=kernel_name,
+    )
+
+
+def report_brief(
+    store: str | Path,
+    event_id: str,
+    *,
+    reports_dir: str | Path = "reports",
+    notebook_dir: str | Path | None = None,
+    kernel_name: str | None = None,
+) -> ReportResult:
+    """The planning brief of an event of the store (``reports/event-brief/<key>/``).
+
+    ``event_id`` is the event's id as the store holds it; the brief's file and the report's
+    folder are named by :func:`pipelines.events.brief.brief_key` (unsafe characters replaced), as
+    :func:`pipelines.events.brief.make_brief` names them.
+    """
+    st = _require_store(store)
+    key = check_id(brief_key(event_id), "event id")
+    return run_notebook(
+        notebook_path("event-brief", notebook_dir),
+        kind="event-brief",
+        report_id=key,
+        parameters={"store": str(st.root), "event_id": key},
+        reports_dir=reports_dir,
+        store=st.root,
+        inputs=[CUBE_META, _relpath(st.validated_path("events"), st), st.brief_relpath(key)],
+        title=f"Event brief {key}",
+        kernel_name=kernel_name,
+    )
+
+
+def report_evaluation(
+    store: str | Path,
+    *,
+    reports_dir: str | Path = "reports",
+    report_id: str | None = None,
+    notebook_dir: str | Path | None = None,
+    kernel_name: str | None = None,
+) -> ReportResult:
+    """The model evaluation (``reports/evaluation/<date>/`` by default)."""
+    st = _require_store(store)
+    rid = report_id or dt.date.today().isoformat()
+    return run_notebook(
+        notebook_path("evaluation", notebook_dir),
+        kind="evaluation",
+        report_id=rid,
+        parameters={"store": str(st.root)},
+        reports_dir=reports_dir,
+        store=st.root,
+        inputs=[CUBE_META, Store.EVALUATION_JSON, Store.EFFECTS_JSON],
+        title=f"Model evaluation {rid}",
+        kernel_name=kernel_name,
+    )
+
+
+def report_explore(
+    store: str | Path,
+    *,
+    reports_dir: str | Path = "reports",
+    report_id: str | None = None,
+    notebook_dir: str | Path | None = None,
+    kernel_name: str | None = None,
+) -> ReportResult:
+    """The exploration notebook, run on a store (``reports/explore/<date>/``)."""
+    st = _require_store(store)
+    rid = report_id or dt.date.today().isoformat()
+    return run_notebook(
+        notebook_path("explore", notebook_dir),
+        kind="explore",
+        report_id=rid,
+        parameters={"store": str(st.root)},
+        reports_dir=reports_dir,
+        store=st.root,
+        inputs=[CUBE_META],
+        title=f"Exploration {rid}",
+        kernel_name=kernel_name,
+    )
