@@ -20,6 +20,10 @@ from pathlib import Path
 
 import pandas as pd
 
+from bench.bench_cube import keep_result, prepare, run_child, write_section
+from features.cube import build_cube
+from features.store import Store
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench_out" / "fit_results.json"
 START = "<!-- bench_fit:start -->"
@@ -28,18 +32,19 @@ END = "<!-- bench_fit:end -->"
 _CHILD = """
 import json, resource, sys
 from features.store import Store
-from pipelines.models import fit_all
+from pipelines.models.fit import fit_all
 r = fit_all(Store(sys.argv[1]), backtest_weeks=int(sys.argv[2]))
-ev = r.evaluation.get("models", {})
+bt = r.backtest
+ev = bt.models if bt is not None else {}
 print(json.dumps({
     "seconds": r.seconds,
     "groups": list(r.groups),
     "skipped": list(r.skipped),
     "n_effects": r.n_effects,
-    "weeks": r.evaluation.get("weeks"),
-    "deviance": {m: v["poisson_deviance"] for m, v in ev.items()},
-    "pai5": {m: v["pai"]["5%"] for m, v in ev.items()},
-    "coverage95": {m: v["coverage95"] for m, v in ev.items()},
+    "weeks": bt.weeks if bt is not None else None,
+    "deviance": {m: v.poisson_deviance for m, v in ev.items()},
+    "pai5": {m: v.pai.get("5%") for m, v in ev.items()},
+    "coverage95": {m: v.coverage95 for m, v in ev.items()},
     "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
 }))
 """
@@ -47,13 +52,8 @@ print(json.dumps({
 
 def _cube(scale: str, seed: int) -> Path:
     """The cached store of a scale, with its cube built (once)."""
-    from bench.bench_cube import prepare
-
     store = prepare(scale, seed=seed)
     if not (store / "cube_meta.json").exists():
-        from features.cube import build_cube
-        from features.store import Store
-
         build_cube(Store(store))
     return store
 
@@ -73,12 +73,10 @@ def run(scale: str = "city", *, seed: int = 0, backtest_weeks: int = 8) -> dict:
     Returns
     -------
     dict
-        ``scale, zone_hours, seconds {read, design, fit, backtest, effects, total}, peak_mb,
+        ``scale, zone_hours, seconds {read, design, fit, backtest, effects, save, total}, peak_mb,
         groups, deviance {model: ...}, pai5 {model: ...}, coverage95`` (also kept in
         bench_out/fit_results.json and written into docs/benchmarks.md).
     """
-    from bench.bench_cube import run_child
-
     store = _cube(scale, seed)
     meta = json.loads((store / "cube_meta.json").read_text())
     child = run_child(_CHILD, str(store), str(backtest_weeks))
@@ -103,8 +101,6 @@ def run(scale: str = "city", *, seed: int = 0, backtest_weeks: int = 8) -> dict:
 
 
 def _record(result: dict) -> None:
-    from bench.bench_cube import keep_result, write_section
-
     results = keep_result(RESULTS, result["scale"], result)
     order = {"tiny": 0, "city": 1, "metropolis": 2}
     lines = [

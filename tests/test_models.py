@@ -367,6 +367,26 @@ def test_vigie_fit_without_cube_is_a_clean_error(tmp_path):
     assert "no cube in the store" in res.output
 
 
+def test_fit_all_report_and_irr_table(tmp_path):
+    """fit_all's FitReport round-trips through JSON and carries the typed backtest; irr.parquet
+    meets its schema, with one reported family per group."""
+    from pipelines.models.fit import irr_schema
+
+    c = simulate_city(zones=9, weeks=7, seed=8)
+    root = write_store(tmp_path / "store", c)
+    rep = M.fit_all(Store(root), backtest_weeks=2, xgb_rounds=30)
+    assert M.FitReport.from_json(json.loads(json.dumps(rep.to_json()))) == rep
+    assert rep.backtest is not None and rep.backtest.weeks == 2
+    assert set(rep.backtest.models) >= {"glm", "xgb"}
+    assert "effects estimated" in rep.summary() and rep.n_effects > 0
+    irr = irr_schema().validate(pd.read_parquet(Store(root).root / Store.IRR_PARQUET))
+    reported = irr[irr["reported"]].groupby("group")["family"].nunique()
+    assert set(reported.index) == set(rep.groups) and (reported == 1).all()
+    bad = irr.assign(p_value=2.0)
+    with pytest.raises(Exception, match="p_value"):
+        irr_schema().validate(bad)
+
+
 # --------------------------------------------------------------------------------------------
 # acceptance on the tiny synthetic city (issue 4)
 # --------------------------------------------------------------------------------------------

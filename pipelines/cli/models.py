@@ -6,7 +6,12 @@ from pathlib import Path
 
 import typer
 
+from features.errors import InputError
+from features.store import Store
 from pipelines.cli.common import user_errors
+from pipelines.models.design import MIN_INCIDENTS
+from pipelines.models.fit import fit_all
+from pipelines.models.xgb import XGB_ROUNDS
 
 
 @user_errors
@@ -21,9 +26,12 @@ def fit_cmd(
         help="Category group to model besides 'all' (repeatable; default: every group present).",
     ),
     min_incidents: int = typer.Option(
-        30, "--min-incidents", min=1, help="Groups with fewer incidents are not modelled."
+        MIN_INCIDENTS,
+        "--min-incidents",
+        min=1,
+        help="Groups with fewer incidents are not modelled.",
     ),
-    xgb_rounds: int = typer.Option(200, "--xgb-rounds", min=1, help="XGBoost rounds."),
+    xgb_rounds: int = typer.Option(XGB_ROUNDS, "--xgb-rounds", min=1, help="XGBoost rounds."),
     covariates: str = typer.Option(
         "forecast",
         "--covariates",
@@ -38,10 +46,6 @@ def fit_cmd(
     Writes store/models/: models.json, glm_<group>.json, xgb_<group>.json, irr.parquet,
     backtest.parquet, evaluation.json and effects.json.
     """
-    from features.errors import InputError
-    from features.store import Store
-    from pipelines.models import fit_all
-
     if covariates not in ("forecast", "observed"):
         raise InputError(f"--covariates must be 'forecast' or 'observed', got {covariates!r}.")
     st = Store(store)
