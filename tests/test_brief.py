@@ -21,8 +21,11 @@ from shapely.geometry import box
 
 from features.errors import InputError
 from features.store import Store
-from pipelines.events import brief as br
-from pipelines.events import staffing as st
+from pipelines.events.brief import make_brief
+from pipelines.events.dps import TIERS
+from pipelines.events.result import HOURS_SCHEMA, Brief
+from pipelines.events.spec import localise
+from pipelines.events.timeline import event_hours, phase_keys
 
 TZ = "Europe/Paris"
 LAT0, LON0, STEP = 48.85, 2.33, 0.01
@@ -161,8 +164,8 @@ def _cube(events: pd.DataFrame, *, incidents: bool, lighting: bool) -> pd.DataFr
     for e in events.itertuples():
         if e.category != "concert":
             continue
-        eh = br.event_hours(e.start, e.end, before=3, after=2)
-        for key, h in zip(br.phase_keys(eh, e.start, e.end), eh, strict=False):
+        eh = event_hours(e.start, e.end, before=3, after=2)
+        for key, h in zip(phase_keys(eh, e.start, e.end), eh, strict=False):
             at = cube["hour"] == h
             cube.loc[at & (cube["zone_id"] == e.zone_id), "present"] += (
                 PLANTED_VENUE.get(key, 0.0) * e.expected_attendance
@@ -351,26 +354,24 @@ def _concert(**kw) -> dict:
 
 def test_comparables_forecast_matches_planted_uplift(store):
     """With comparables, venue presence = reference + 6 000 × the planted per-attendee uplift."""
-    b = br.make_brief(store, _concert(), predictor=FakePredictor(), write=False)
-    assert b["presence_method"] == "comparables"
-    assert b["event"]["zone_id"] == "z11"
-    rows = [r for r in b["hours"]]
-    keys = [(r["phase"], r["phase_hour"]) for r in rows]
-    loc = pd.DatetimeIndex([r["hour"] for r in rows]).tz_convert(TZ)
+    b = make_brief(store, _concert(), predictor=FakePredictor(), write=False)
+    assert b.presence_method == "comparables"
+    assert b.event.zone_id == "z11"
+    rows = [r for r in b.hours]
+    keys = [(r.phase, r.phase_hour) for r in rows]
+    loc = pd.DatetimeIndex([r.hour for r in rows]).tz_convert(TZ)
     ref = reference_pattern(loc.hour.to_numpy(), np.full(len(rows), 4))  # z11 is zone index 4
     for r, k, rf in zip(rows, keys, ref, strict=False):
         truth = rf + 6000 * PLANTED_VENUE.get(k, 0.0)
-        assert r["venue_present_forecast"] == pytest.approx(truth, rel=1e-9), k
+        assert r.venue_present_forecast == pytest.approx(truth, rel=1e-9), k
     ring = {
-        p["zone_id"]: p
-        for p in b["presence"]
-        if p["role"] == "ring" and (p["hour"] == rows[3]["hour"])
+        p["zone_id"]: p for p in b.presence if p["role"] == "ring" and (p["hour"] == rows[3].hour)
     }
     assert set(ring) == set(_neighbours("z11"))
     assert all(
         p["uplift"] == pytest.approx(6000 * PLANTED_RING[("during", 0)]) for p in ring.values()
     )
-    used = [c for c in b["context"]["comparables"] if c["used_for_uplift"]]
+    used = [c for c in b.context.comparables if c["used_for_uplift"]]
     assert len(used) >= 3
     assert all(c["present_peak"] > c["reference_at_peak"] for c in used)
 
@@ -379,10 +380,10 @@ def test_comparables_incidents_observed_and_usual(store):
     """Each comparable's incidents (shown in the brief's comparables table): those of its zone and
     ring during its hours, recounted from the cube, against a usual count that matches the
     planted rate (2e-4 x the reference presence) within 30 %."""
-    b = br.make_brief(store, _concert(), predictor=FakePredictor(), write=False)
+    b = make_brief(store, _concert(), predictor=FakePredictor(), write=False)
     cube = store.cube(columns=["incidents"])
     zones = [f"z{r}{c}" for r in range(3) for c in range(3)]
-    comps = b["context"]["comparables"]
+    comps = b.context.comparables
     assert len(comps) == 5
     for c in comps:
         area = [c["zone_id"], *_neighbours(c["zone_id"])]
@@ -400,56 +401,77 @@ def test_comparables_incidents_observed_and_usual(store):
 
 def test_fallback_curve_no_comparables_and_limitations(store):
     """A category without peers uses the attendance curve: everybody present during the event."""
-    b = br.make_brief(
+    b = make_brief(
         store,
         _concert(category="conference", expected_attendance=2000),
         predictor=FakePredictor(),
         write=False,
     )
-    assert b["presence_method"] == "attendance curve"
-    during = [r for r in b["hours"] if r["phase"] == "during"]
-    assert all(r["event_crowd"] == pytest.approx(2000) for r in during)
-    before = [r["event_crowd"] for r in b["hours"] if r["phase"] == "before"]
+    assert b.presence_method == "attendance curve"
+    during = [r for r in b.hours if r.phase == "during"]
+    assert all(r.event_crowd == pytest.approx(2000) for r in during)
+    before = [r.event_crowd for r in b.hours if r.phase == "before"]
     assert before == sorted(before) and 0 < before[-1] < 2000
     # the triangular arrival CDF averaged over the last hour before the start, computed by hand:
     # arrived share at m minutes before start = 1 - m²/(120·30) for m ≤ 30, (120-m)²/(120·90) above
     m = np.arange(60) + 0.5
     share = np.where(m <= 30, 1 - m**2 / 3600, (120 - m) ** 2 / 10800).mean()
     assert before[-1] == pytest.approx(2000 * share, rel=1e-6)
-    assert any("no comparable past event" in x for x in b["limitations"])
+    assert any("no comparable past event" in x for x in b.limitations)
 
 
 def test_brief_written_and_json_shape(store):
     """The brief is written to store/briefs/<event_id>.json and reads back as JSON."""
-    b = br.make_brief(store, "past4", predictor=FakePredictor())
+    b = make_brief(store, "past4", predictor=FakePredictor())
     data = json.loads((store.briefs_dir / "past4.json").read_text())
     assert data["event"]["event_id"] == "past4"
     assert len(data["hours"]) == 3 + 3 + 2
-    assert data["staffing"]["dps"]["tier"] in st.TIERS
-    assert b["path"].endswith("past4.json")
+    assert data["staffing"]["dps"]["tier"] in TIERS
+    assert b.path.endswith("past4.json")
     # the event's own hours are observed in the cube and shown next to the forecast
     assert any(p["observed"] is not None for p in data["presence"])
+
+
+def test_brief_typed_round_trip_summary_and_hours_schema(store):
+    """The written file reads back as a Brief whose to_json gives the same text; the summary has
+    the headline figures and one line per limitation; the hours table passes its schema."""
+    from features.jsonio import json_default
+
+    b = make_brief(store, "past4", predictor=FakePredictor())
+    text = (store.briefs_dir / "past4.json").read_text()
+    back = Brief.from_json(json.loads(text))
+    assert json.dumps(back.to_json(), indent=2, ensure_ascii=False, default=json_default) == text
+    assert Brief.load(store, "past4") == back and Brief.load(store, "nope") is None
+    assert back.staffing.peak == b.staffing.peak and back.hours == b.hours
+    lines = b.summary().splitlines()
+    assert lines[0].startswith(
+        f"{b.event.name} ({b.event.start_local}): {b.staffing.dps.tier} with"
+    )
+    assert f"{b.staffing.peak.rescuers} rescuers" in lines[0]
+    assert lines[1:] == [f"  limitation: {x}" for x in b.limitations]
+    table = HOURS_SCHEMA.validate(b.hours_table())
+    assert list(table["agents"]) == [h.agents for h in b.hours]
 
 
 def test_incidents_and_workload_from_predictor(store):
     """Incident rows carry intervals; the workload quantile is Σmean + 1.2816·√Σsd², sd from the
     95 % interval (at least √mean)."""
     fake = FakePredictor()
-    b = br.make_brief(store, _concert(), predictor=fake, write=False)
-    assert b["incidents"], "incident forecast missing"
-    r0 = b["incidents"][0]
+    b = make_brief(store, _concert(), predictor=fake, write=False)
+    assert b.incidents, "incident forecast missing"
+    r0 = b.incidents[0]
     assert {"hour", "zone_id", "group", "mean", "lower80", "upper80", "lower95", "upper95"} <= set(
         r0
     )
     frame = fake.frames[0]
     assert set(frame["zone_id"]) == {"z11", *_neighbours("z11")}
     assert frame.loc[frame["zone_id"] == "z11", "event_attendance"].max() == 6000
-    inc = pd.DataFrame(b["incidents"])
-    h = b["hours"][4]["hour"]
+    inc = pd.DataFrame(b.incidents)
+    h = b.hours[4].hour
     sub = inc[inc["hour"] == h]
     sd = np.maximum((sub["upper95"] - sub["lower95"]) / 3.92, np.sqrt(sub["mean"]))
     expect = sub["mean"].sum() + 1.2815515655446004 * math.sqrt((sd**2).sum())
-    assert b["hours"][4]["incidents_per_hour"] == pytest.approx(expect, rel=1e-9)
+    assert b.hours[4].incidents_per_hour == pytest.approx(expect, rel=1e-9)
 
 
 class FakePredictorWithTotal(FakePredictor):
@@ -467,38 +489,38 @@ class FakePredictorWithTotal(FakePredictor):
 
 def test_workload_uses_the_total_group_alone(store):
     """When the model has an ``all`` group, the workload counts it alone (groups are not added twice)."""
-    b = br.make_brief(store, _concert(), predictor=FakePredictorWithTotal(), write=False)
-    inc = pd.DataFrame(b["incidents"])
-    h = b["hours"][4]["hour"]
+    b = make_brief(store, _concert(), predictor=FakePredictorWithTotal(), write=False)
+    inc = pd.DataFrame(b.incidents)
+    h = b.hours[4].hour
     sub = inc[(inc["hour"] == h) & (inc["group"] == "all")]
     sd = np.maximum((sub["upper95"] - sub["lower95"]) / 3.92, np.sqrt(sub["mean"]))
     expect = sub["mean"].sum() + 1.2815515655446004 * math.sqrt((sd**2).sum())
-    assert b["hours"][4]["incidents_per_hour"] == pytest.approx(expect, rel=1e-9)
+    assert b.hours[4].incidents_per_hour == pytest.approx(expect, rel=1e-9)
 
 
 def test_context_lamps_stops_concurrent(store):
     """Lamps out within 500 m at the event, stops within 800 m, and an overlapping event nearby."""
-    b = br.make_brief(
+    b = make_brief(
         store,
         _concert(start="2026-03-28 22:00", end="2026-03-29 01:00", category="concert"),
         predictor=FakePredictor(),
         write=False,
     )
-    lamps = b["context"]["lamps"]
+    lamps = b.context.lamps
     # open at the event: L1 (111 m north) and L5 (333 m south); L2 was repaired before it and
     # L3 (2.2 km north) is out of the radius
-    assert [x["lamp_id"] for x in lamps["to_repair"]] == ["L1", "L5"]
-    assert lamps["to_repair"][0]["distance_m"] == pytest.approx(111.2, abs=0.5)
-    assert lamps["lamps"] == 4  # L0, L1, L2, L5 within 500 m; L3 and L4 (1.5 km east) beyond
-    stops = b["context"]["stops"]
+    assert [x["lamp_id"] for x in lamps.to_repair] == ["L1", "L5"]
+    assert lamps.to_repair[0]["distance_m"] == pytest.approx(111.2, abs=0.5)
+    assert lamps.lamps == 4  # L0, L1, L2, L5 within 500 m; L3 and L4 (1.5 km east) beyond
+    stops = b.context.stops
     assert [s["stop_id"] for s in stops] == ["S1", "S2"]
     s1 = stops[0]
-    assert s1["usual_entries"] == pytest.approx(30.0 * len(b["hours"]))
+    assert s1["usual_entries"] == pytest.approx(30.0 * len(b.hours))
     # 30 % of 6 000 leave by transit; S1 has 30 / 40 of the usual entries near the venue
     assert s1["expected_entries"] - s1["usual_entries"] == pytest.approx(
         0.3 * 6000 * 0.75, rel=1e-6
     )
-    conc = b["context"]["concurrent_events"]
+    conc = b.context.concurrent_events
     assert [c["event_id"] for c in conc] == ["fair1"]
 
 
@@ -507,13 +529,13 @@ def test_local_times_in_a_dst_gap_or_repeat_are_read_with_a_note():
     the autumn repeat is read as summer time; each says so in a note (pandas 3 raises the same
     ValueError for both, which once sent the gap down the repeat branch and crashed)."""
     notes: list[str] = []
-    gap = br._localise("2026-03-29 02:30", "Europe/Paris", "start", notes)
+    gap = localise("2026-03-29 02:30", "Europe/Paris", "start", notes)
     assert gap == pd.Timestamp("2026-03-29 01:00", tz="UTC")
-    rep = br._localise("2026-10-25 02:30", "Europe/Paris", "end", notes)
+    rep = localise("2026-10-25 02:30", "Europe/Paris", "end", notes)
     assert rep == pd.Timestamp("2026-10-25 00:30", tz="UTC")
     assert "does not exist in Europe/Paris (DST gap)" in notes[0]
     assert "is ambiguous in Europe/Paris (DST repeat)" in notes[1] and len(notes) == 2
-    assert br._localise("2026-06-20 20:30", "Europe/Paris", "start", notes) == pd.Timestamp(
+    assert localise("2026-06-20 20:30", "Europe/Paris", "start", notes) == pd.Timestamp(
         "2026-06-20 18:30", tz="UTC"
     )
     assert len(notes) == 2
@@ -521,65 +543,65 @@ def test_local_times_in_a_dst_gap_or_repeat_are_read_with_a_note():
 
 def test_past_midnight_and_dst_spring(store):
     """An event over the spring-forward night keeps every UTC hour once, with local offsets."""
-    b = br.make_brief(
+    b = make_brief(
         store,
         _concert(start="2026-03-28 22:00", end="2026-03-29 04:00"),
         predictor=FakePredictor(),
         write=False,
     )
-    hours = pd.DatetimeIndex([r["hour"] for r in b["hours"]])
+    hours = pd.DatetimeIndex([r.hour for r in b.hours])
     assert hours.is_unique and (np.diff(hours) == pd.Timedelta(hours=1)).all()
     # 22:00 CET = 21:00Z to 04:00 CEST = 02:00Z: 5 h of event, 3 before, 2 after
     assert len(hours) == 10
-    offsets = {r["local"][-6:] for r in b["hours"]}
+    offsets = {r.local[-6:] for r in b.hours}
     assert offsets == {"+01:00", "+02:00"}
-    assert any("daylight-saving" in n for n in b["notes"])
-    assert any("midnight" in n for n in b["notes"])
+    assert any("daylight-saving" in n for n in b.notes)
+    assert any("midnight" in n for n in b.notes)
 
 
 def test_dst_autumn_outside_cube_and_indoor(store):
     """An indoor show over the autumn fall-back night, after the cube ends: 25-hour day handled."""
     ev = _concert(start="2026-10-24 23:00", end="2026-10-25 04:00", indoor=True, category="show")
-    b = br.make_brief(store, ev, predictor=FakePredictor(), write=False)
-    hours = pd.DatetimeIndex([r["hour"] for r in b["hours"]])
+    b = make_brief(store, ev, predictor=FakePredictor(), write=False)
+    hours = pd.DatetimeIndex([r.hour for r in b.hours])
     assert hours.is_unique and len(hours) == 3 + 6 + 2  # 23:00 CEST = 21:00Z to 04:00 CET = 03:00Z
-    assert b["staffing"]["dps"]["e1"] == 0.25
-    assert any("indoor" in n for n in b["notes"])
+    assert b.staffing.dps.e1 == 0.25
+    assert any("indoor" in n for n in b.notes)
     # the reference is carried from the same hour of week in the cube's history
-    assert all(r["venue_reference"] is not None for r in b["hours"])
+    assert all(r.venue_reference is not None for r in b.hours)
 
 
 def test_store_without_incidents_lighting_or_model(tmp_path):
     """No incidents, no lighting, no model: a brief that lists what it could not estimate."""
     s = make_store(tmp_path / "bare", incidents=False, lighting=False, stops=False)
-    b = br.make_brief(s, _concert(), predictor=BrokenPredictor(), write=False)
-    lim = " | ".join(b["limitations"])
+    b = make_brief(s, _concert(), predictor=BrokenPredictor(), write=False)
+    lim = " | ".join(b.limitations)
     assert "no incident forecast" in lim and "model file corrupt" in lim
     assert "no lighting data" in lim
     assert "no transit stops" in lim
-    assert all(r["agents"] == math.ceil(r["event_crowd"] / 250 - 1e-9) for r in b["hours"])
+    assert all(r.agents == math.ceil(r.event_crowd / 250 - 1e-9) for r in b.hours)
 
 
 def test_store_without_cube_or_events(tmp_path):
     """Without a cube or events the brief still comes, from the attendance curve alone."""
     s = make_store(tmp_path / "nocube", cube=False, events=False)
-    b = br.make_brief(s, _concert(), predictor=None, write=True)
-    assert b["presence_method"] == "attendance curve"
-    lim = " | ".join(b["limitations"])
+    b = make_brief(s, _concert(), predictor=None, write=True)
+    assert b.presence_method == "attendance curve"
+    lim = " | ".join(b.limitations)
     assert "no cube" in lim and "no presence reference" in lim
     assert "no incident forecast" in lim
-    assert (s.briefs_dir / f"{b['event']['event_id']}.json").exists()
+    assert (s.briefs_dir / f"{b.event.event_id}.json").exists()
 
 
 def test_more_attendance_never_fewer_staff(store):
     """Hour by hour, a larger attendance never gives fewer rescuers, agents or lanes."""
     prev = None
     for att in (500, 2000, 8000):
-        b = br.make_brief(
+        b = make_brief(
             store, _concert(expected_attendance=att), predictor=FakePredictor(), write=False
         )
-        cur = [(r["rescuers"], r["agents"], r["entry_lanes"]) for r in b["hours"]]
-        peak = b["staffing"]["peak"]
+        cur = [(r.rescuers, r.agents, r.entry_lanes) for r in b.hours]
+        peak = b.staffing.peak.to_dict()
         if prev is not None:
             assert all(
                 c[i] >= p[i] for c, p in zip(cur, prev[0], strict=False) for i in range(3)
@@ -595,14 +617,14 @@ def test_yaml_event_and_errors(store, tmp_path):
         "name: Fête\nstart: 2026-04-04T20:00\nend: 2026-04-04T23:00+02:00\nexpected_attendance: 3000\n"
         "category: concert\nvenue: {zone_id: z11}\nexit_widths_m: [4, 6]\nstaffing: {screening: bag_search}\n"
     )
-    b = br.make_brief(store, p, predictor=FakePredictor(), write=False)
-    assert b["event"]["start_local"] == "2026-04-04T20:00:00+02:00"
-    assert b["staffing"]["egress"]["minutes"] == pytest.approx(3000 / (82 * 10))
-    assert b["staffing"]["lanes"]["lane_rate"] == 4
+    b = make_brief(store, p, predictor=FakePredictor(), write=False)
+    assert b.event.start_local == "2026-04-04T20:00:00+02:00"
+    assert b.staffing.egress.minutes == pytest.approx(3000 / (82 * 10))
+    assert b.staffing.lanes.lane_rate == 4
     with pytest.raises(InputError, match="not in the store's events"):
-        br.make_brief(store, "nope", write=False)
+        make_brief(store, "nope", write=False)
     with pytest.raises(InputError, match="lacks expected_attendance"):
-        br.make_brief(
+        make_brief(
             store,
             {
                 "name": "x",
@@ -614,11 +636,11 @@ def test_yaml_event_and_errors(store, tmp_path):
             write=False,
         )
     with pytest.raises(InputError, match="ends .* before it starts"):
-        br.make_brief(store, _concert(end="2026-04-04 01:00"), write=False)
+        make_brief(store, _concert(end="2026-04-04 01:00"), write=False)
     with pytest.raises(InputError, match="outside every zone"):
-        br.make_brief(store, _concert(venue={"latitude": 40.0, "longitude": 2.0}), write=False)
+        make_brief(store, _concert(venue={"latitude": 40.0, "longitude": 2.0}), write=False)
     with pytest.raises(InputError, match="unknown staffing parameter"):
-        br.make_brief(store, _concert(), params={"visibility": 3}, write=False)
+        make_brief(store, _concert(), params={"visibility": 3}, write=False)
 
 
 def test_cli_brief(store, tmp_path):
@@ -661,8 +683,8 @@ def test_synthetic_city_presence_within_20_percent(tiny_city, tiny_store):
     events = _upcoming_one_per_kind(truth)
     assert len(events) >= 4
     for e in events:
-        b = br.make_brief(store, e["event_id"], predictor=FakePredictor(), write=False)
-        fc = {pd.Timestamp(p["hour"]): p["forecast"] for p in b["presence"] if p["role"] == "venue"}
+        b = make_brief(store, e["event_id"], predictor=FakePredictor(), write=False)
+        fc = {pd.Timestamp(p["hour"]): p["forecast"] for p in b.presence if p["role"] == "venue"}
         tr = {pd.Timestamp(k): v for k, v in e["truth_present"].items()}
         common = sorted(set(fc) & set(tr))
         assert len(common) == len(tr), f"{e['event_id']}: the brief does not cover the truth window"
@@ -670,7 +692,7 @@ def test_synthetic_city_presence_within_20_percent(tiny_city, tiny_store):
         t = np.array([tr[h] for h in common])
         rel = np.abs(f - t) / t
         peak = int(np.argmax(t))
-        assert rel.mean() <= 0.20, (e["event_id"], e["kind"], b["presence_method"], rel.round(3))
+        assert rel.mean() <= 0.20, (e["event_id"], e["kind"], b.presence_method, rel.round(3))
         assert rel[peak] <= 0.20, (e["event_id"], e["kind"], rel.round(3))
 
 
@@ -680,10 +702,10 @@ def test_synthetic_city_with_fitted_models(fitted_store):
     store = Store(fitted_store)
     ev = store.validated("events")
     last = ev.sort_values("start").iloc[-1]
-    b = br.make_brief(store, str(last["event_id"]), write=False)
-    assert b["incidents"], b["limitations"]
-    inc = pd.DataFrame(b["incidents"])
+    b = make_brief(store, str(last["event_id"]), write=False)
+    assert b.incidents, b.limitations
+    inc = pd.DataFrame(b.incidents)
     assert (inc["lower80"] <= inc["upper80"]).all() and (inc["lower95"] <= inc["upper95"]).all()
-    assert set(inc["zone_id"]) == {b["event"]["zone_id"], *b["event"]["ring"]}
-    assert all(h["incidents_per_hour"] > 0 for h in b["hours"])
-    assert not any("no incident forecast" in x for x in b["limitations"])
+    assert set(inc["zone_id"]) == {b.event.zone_id, *b.event.ring}
+    assert all(h.incidents_per_hour > 0 for h in b.hours)
+    assert not any("no incident forecast" in x for x in b.limitations)

@@ -7,15 +7,17 @@ from pathlib import Path
 from typing import Any
 
 import typer
+import yaml
 
 from features.errors import InputError
+from features.jsonio import json_default
+from features.store import Store
 from pipelines.cli.common import user_errors
+from pipelines.events.brief import make_brief
 
 
 def _parse_params(items: list[str] | None) -> dict[str, Any]:
     """``KEY=VALUE`` pairs; values read as YAML scalars (numbers, booleans, lists)."""
-    import yaml
-
     out: dict[str, Any] = {}
     for item in items or []:
         if "=" not in item:
@@ -51,31 +53,19 @@ def brief(
     ),
 ) -> None:
     """Event brief: presence, incidents, staffing (rescuers, agents, lanes, barrier) and context."""
-    from features.jsonio import json_default
-    from features.store import Store
-    from pipelines.events.brief import make_brief
-
     s = Store(store)
     s.study()  # a clear message when the folder is not a store
     result = make_brief(s, event, params=_parse_params(param))
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
-        payload = {k: v for k, v in result.items() if k != "path"}
+        payload = result.to_json()
         out.write_text(json.dumps(payload, indent=2, ensure_ascii=False, default=json_default))
-    peak = result["staffing"]["peak"]
-    dps = result["staffing"]["dps"]
-    typer.echo(
-        f"{result['event']['name']} ({result['event']['start_local']}): {dps['tier']} with "
-        f"{peak['rescuers']} rescuers, up to {peak['agents']} agents, {peak['entry_lanes']} entry lanes, "
-        f"{peak['barrier_m']} m of barrier; presence from {result['presence_method']}."
-    )
-    for line in result["limitations"]:
-        typer.echo(f"  limitation: {line}")
-    typer.echo(result.get("path", ""))
+    typer.echo(result.summary())
+    typer.echo(result.path or "")
     if out is not None:
         typer.echo(str(out))
     if not no_report:
         from pipelines.reports.catalog import report_brief
 
-        rep = report_brief(s.root, result["event"]["event_id"], reports_dir=reports)
+        rep = report_brief(s.root, result.event.event_id, reports_dir=reports)
         typer.echo(f"report: {rep.html}")
