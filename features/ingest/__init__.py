@@ -13,12 +13,17 @@ Rules decided here (also in the README):
   Without ``time_format`` only ISO 8601 is accepted (a date alone means midnight).
 * A local time that does not exist (the skipped hour of a spring-forward day) is moved forward by
   one hour, the usual DST gap (02:30 -> 03:30 in Europe/Paris: the writer's clock had not
-  changed yet) and counted as ``nonexistent_shifted``.
+  changed yet) and counted as ``nonexistent_shifted``. When a real row of the same series (the
+  series keys and the other key columns: zone_id, stop_id, incident_id...; the timestamp alone
+  for weather) already holds the shifted instant, the nonexistent row is the exporter's
+  placeholder for the skipped hour: it is quarantined as ``nonexistent local time
+  (placeholder)``, counted as ``nonexistent_placeholder``, and the real row is kept.
 * A local time that exists twice (the repeated hour of a fall-back day) is read as the first
   (summer-time) instant; when the same series key (zone, stop, zone+origin...) or, for
   sources without series, the same timestamp appears again, the second occurrence in file order
   is the second (winter-time) instant. Both are counted (``ambiguous_first``/``ambiguous_second``);
-  a third occurrence is a duplicate and is quarantined.
+  a third occurrence is a duplicate and is quarantined. A single row at a repeated hour is the
+  first instant; the second hour stays missing.
 * Rows with the same key (incident_id, zone_id+start...) after the first are quarantined as
   duplicates; the first is kept.
 * A point outside every zone is quarantined (``outside every zone``).

@@ -15,7 +15,7 @@ from features.config import SourceSpec
 from features.ingest.location import _project_xy, _zones_from_file
 from features.ingest.mapping import _read_file
 from features.ingest.rows import _codes, _Rows
-from features.ingest.times import _parse_time
+from features.ingest.times import _parse_time, _placeholders
 from features.ingest.validation import _check_order, _check_slots, _validate
 from features.ingest.values import _parse_bool, _parse_float, _parse_int, _parse_str
 from features.readers import FILE, ROW
@@ -85,7 +85,11 @@ def _load_file(name: str, spec: SourceSpec, path: str, tz: str, *, pool=None, zo
         _check_slots(rows, spec)
     _validate(rows)
     _check_order(rows)
-    bad = np.flatnonzero(rows.bad)
+    # nonexistent local times keep their text too: they may turn out to be placeholders
+    keep = rows.bad
+    for gap in rows.nonexistent.values():
+        keep = keep | gap
+    bad = np.flatnonzero(keep)
     rows.raw = pd.DataFrame(
         {c: v.iloc[bad].astype("string") for c, v in as_read.items()}, index=bad
     )
@@ -107,11 +111,12 @@ def _zones_ahead(name: str, frame: pd.DataFrame, *, pool, zones):
 def _load_source(
     name: str, spec: SourceSpec, files: list[str], tz: str, *, pool=None, zones=None
 ) -> _Rows:
-    """Every file of a source, parsed one at a time and stacked."""
+    """Every file of a source, parsed one at a time and stacked; then the placeholders at
+    nonexistent local times that a real row of another file may hold are found."""
     parts = [_load_file(name, spec, path, tz, pool=pool, zones=zones) for path in files]
-    if len(parts) == 1:
-        return parts[0]
-    return _stack(name, parts)
+    rows = parts[0] if len(parts) == 1 else _stack(name, parts)
+    _placeholders(rows)
+    return rows
 
 
 def _stack(name: str, parts: list[_Rows]) -> _Rows:
@@ -144,6 +149,10 @@ def _stack(name: str, parts: list[_Rows]) -> _Rows:
             out.details[code] = pd.concat(dets)
     for key in out.dst:
         out.dst[key] = sum(p.dst.get(key, 0) for p in parts)
+    for col in dict.fromkeys(c for p in parts for c in p.nonexistent):
+        out.nonexistent[col] = np.concatenate(
+            [p.nonexistent.get(col, np.zeros(len(p.frame), dtype=bool)) for p in parts]
+        )
     if all(p.zone_codes is not None for p in parts):
         out.zone_codes = np.concatenate([_codes(p.zone_codes) for p in parts])
     out.warnings = list(dict.fromkeys(w for p in parts for w in p.warnings))

@@ -35,6 +35,9 @@ class _Rows:
             "ambiguous_first": 0,
             "ambiguous_second": 0,
         }
+        # per time column, the rows whose local time does not exist (shifted one hour forward
+        # until times._placeholders finds that a real row holds that instant)
+        self.nonexistent: dict[str, np.ndarray] = {}
         self.warnings: list[str] = []
         # zone of each row's point, computed ahead in a thread (a Future, or an array once
         # several files are stacked); None when _assign must compute it

@@ -3,8 +3,10 @@
 Naive local times become UTC by their day's offset (integer arithmetic, one look-up per day of
 the span); only rows within a day of an offset change go through pandas' ``tz_localize``, where
 a nonexistent time moves one hour forward and a repeated time is read first in summer time, then
-in winter time for the next occurrence of the same series key. Common ISO 8601 layouts are parsed
-in C by pyarrow before pandas takes what is left.
+in winter time for the next occurrence of the same series key. Once a source's files are
+stacked, :func:`_placeholders` quarantines a nonexistent time whose shifted instant is a real
+slot of the same series. Common ISO 8601 layouts are parsed in C by pyarrow before pandas takes
+what is left.
 """
 
 from __future__ import annotations
@@ -14,12 +16,16 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from features import schemas
 from features.ingest.rows import _Rows
 from features.ingest.values import _as_str
 
 _OFFSET_RE = r"(?:Z|[+-]\d{2}(?::?\d{2})?)$"
 
 _DAY_NS = 86_400 * 10**9
+
+#: the quarantine reason of a nonexistent local time that a real slot of its series already holds
+PLACEHOLDER = "nonexistent local time (placeholder)"
 
 
 def _day_offsets(ns: np.ndarray, tz: str) -> tuple[np.ndarray, np.ndarray]:
@@ -195,7 +201,11 @@ def _parse_time(
     local = ~is_aware
     if local.any():
         t, oob[local] = _to_ns(naive if local.all() else naive[local])
-        out[local] = _localize(rows, t, np.flatnonzero(local), tz, series_keys)
+        gap = np.zeros(int(local.sum()), dtype=bool)
+        out[local] = _localize(rows, t, np.flatnonzero(local), tz, series_keys, gap=gap)
+        if gap.any():
+            rows.nonexistent[name] = np.zeros(n, dtype=bool)
+            rows.nonexistent[name][np.flatnonzero(local)[gap]] = True
     utc = pd.Series(pd.DatetimeIndex(out.view("datetime64[ns]")).tz_localize("UTC"), index=s.index)
     rows.flag(oob, f"{name}: time out of range (expected a year from 1678 to 2261)", shown)
     failed = (utc.isna() & s.notna()).to_numpy() & ~oob
@@ -211,12 +221,20 @@ def _parse_time(
 
 
 def _localize(
-    rows: _Rows, t: pd.Series, pos: np.ndarray, tz: str, series_keys: list[str]
+    rows: _Rows,
+    t: pd.Series,
+    pos: np.ndarray,
+    tz: str,
+    series_keys: list[str],
+    *,
+    gap: np.ndarray | None = None,
 ) -> np.ndarray:
     """Naive local times (``t``, datetime64[ns], at frame positions ``pos``) to UTC nanoseconds
     (int64, NaT's integer where missing) under the DST rule of the module docstring. Rows away
     from an offset change take their day's offset (integer arithmetic); only rows within a day
-    of a change go through pandas' tz_localize."""
+    of a change go through pandas' tz_localize. ``gap`` (a boolean array as long as ``t``), when
+    given, is set where the local time does not exist (shifted one hour forward here;
+    :func:`_placeholders` decides later whether it is a placeholder)."""
     raw = t.to_numpy().view(np.int64)
     nat = np.iinfo(np.int64).min
     valid = raw != nat
@@ -232,8 +250,8 @@ def _localize(
     if near.any():
         tn = t[near]
         strict = tn.dt.tz_localize(tz, ambiguous="NaT", nonexistent="NaT")
-        gap = tn.dt.tz_localize(tz, ambiguous=np.ones(len(tn), dtype=bool), nonexistent="NaT")
-        nonexistent = (gap.isna() & tn.notna()).to_numpy()
+        summer = tn.dt.tz_localize(tz, ambiguous=np.ones(len(tn), dtype=bool), nonexistent="NaT")
+        nonexistent = (summer.isna() & tn.notna()).to_numpy()
         ambiguous = (strict.isna() & tn.notna()).to_numpy() & ~nonexistent
         is_dst = np.ones(len(tn), dtype=bool)
         if ambiguous.any():
@@ -249,6 +267,61 @@ def _localize(
             rows.dst["ambiguous_first"] += int((rank == 0).sum())
             rows.dst["ambiguous_second"] += int((rank >= 1).sum())
         rows.dst["nonexistent_shifted"] += int(nonexistent.sum())
+        if gap is not None:
+            gap[np.flatnonzero(near)[nonexistent]] = True
         loc = tn.dt.tz_localize(tz, ambiguous=is_dst, nonexistent=pd.Timedelta(hours=1))
         out[near] = loc.dt.tz_convert("UTC").dt.tz_localize(None).to_numpy().view(np.int64)
+    return out
+
+
+def _placeholders(rows: _Rows) -> None:
+    """Quarantine the nonexistent local times whose shifted instant a real row already holds.
+
+    Exporters write a row at the skipped hour of a spring-forward day (often a 0 with empty
+    fields). Shifted one hour forward it would land on the real count of the next hour, which
+    the duplicate check would then quarantine. A nonexistent time is a placeholder when another
+    row of the same series (the source's series keys and the other columns of its key: zone_id,
+    stop_id, incident_id...; the timestamp alone for weather), whose own time does exist and that
+    is not quarantined, has the same UTC instant. The placeholder is quarantined (counted as
+    ``nonexistent_placeholder`` instead of ``nonexistent_shifted``) and the real row is kept; a
+    nonexistent time that collides with nothing stays shifted. Run on the stacked files of a
+    source, before the duplicate check."""
+    if not rows.nonexistent:
+        return
+    f = rows.frame
+    cols = schemas.columns(rows.source)
+    keys = [
+        k
+        for k in dict.fromkeys(schemas.SERIES_KEYS.get(rows.source, []) + schemas.KEYS[rows.source])
+        if k in f.columns and not (k in cols and cols[k].kind == "time")
+    ]
+    ok = ~rows.bad
+    found = np.zeros(len(f), dtype=bool)
+    n = 0
+    for name, gap in rows.nonexistent.items():
+        real = ok & ~gap & _at_shifted(pd.DatetimeIndex(f[name]).asi8, gap)
+        if not real.any():
+            continue
+        held = pd.MultiIndex.from_frame(f.loc[real, [*keys, name]])
+        hit = pd.MultiIndex.from_frame(f.loc[gap, [*keys, name]]).isin(held)
+        found[np.flatnonzero(gap)[hit]] = True
+        rows.dst["nonexistent_shifted"] -= int(hit.sum())
+        n += int(hit.sum())
+    if n:
+        rows.flag(found, PLACEHOLDER)
+        # a key of its own only when there are placeholders: reports without any stay as they were
+        rows.dst["nonexistent_placeholder"] = n
+
+
+def _at_shifted(t: np.ndarray, gap: np.ndarray) -> np.ndarray:
+    """The rows whose time (int64 ns, UTC) is one of the shifted times (``gap``): the only ones
+    that can collide with a placeholder. Looked for on the UTC days of those times first (a
+    spring-forward day or two per year of data: two comparisons each, where an ``isin`` over a
+    million rows costs ten times as much), then exactly."""
+    near = np.zeros(len(t), dtype=bool)
+    for day in np.unique(t[gap] // _DAY_NS):
+        near |= (t >= day * _DAY_NS) & (t < (day + 1) * _DAY_NS)
+    at = np.flatnonzero(near)
+    out = np.zeros(len(t), dtype=bool)
+    out[at[np.isin(t[at], t[gap])]] = True
     return out
