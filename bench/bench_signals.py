@@ -90,14 +90,14 @@ def run(scale: str = "tiny", *, replicates: int = 600) -> dict:
     t0 = time.perf_counter()
     ev = evaluate_detectors(store, replicates=replicates, truth=truth)
     out["evaluation_seconds"] = round(time.perf_counter() - t0, 1)
-    out["evaluation"] = ev.summary
-    for name, d in ev.summary["detectors"].items():
+    out["evaluation"] = ev.to_json()
+    for name, d in ev.to_json()["detectors"].items():
         print(
             f"[signals] {name:8s} FPR {d['fpr_zone_week']:.3f} POD>=3SD {d['pod_3sd_plus']:.2f} "
             f"PPV {d['ppv_one_outbreak_per_week'] or 0:.2f} delay {d['median_delay_days']}"
         )
-    print(f"[signals] nominal-FDR pipeline: {ev.summary['nominal_fdr_pipeline']}")
-    print(f"[signals] acceptance: {ev.summary['acceptance']}")
+    print(f"[signals] nominal-FDR pipeline: {ev.to_json()['nominal_fdr_pipeline']}")
+    print(f"[signals] acceptance: {ev.to_json()['acceptance']}")
     return out
 
 

@@ -11,7 +11,9 @@ from _toy_store import toy_store
 from typer.testing import CliRunner
 
 from features.errors import InputError
-from pipelines.signals.evaluate import _inject, _Week, daily_statistics, evaluate_detectors
+from pipelines.signals.evaluate import evaluate_detectors
+from pipelines.signals.evaluation import Evaluation
+from pipelines.signals.harness import Week, daily_statistics, inject
 from pipelines.signals.panel import Panel
 from pipelines.signals.run import Period
 
@@ -39,8 +41,8 @@ def test_summary_shape_and_written(evaluated):
     pipeline's figures and the acceptance checks; planted truth zone-weeks are left out."""
     root, _, ev = evaluated
     on_disk = json.loads((root / "signals" / "evaluation.json").read_text())
-    assert on_disk["acceptance"] == ev.summary["acceptance"]
-    det = ev.summary["detectors"]
+    assert on_disk["acceptance"] == ev.to_json()["acceptance"]
+    det = ev.to_json()["detectors"]
     assert set(det) == {"excess", "cusum", "ewma", "scan", "ears_c1", "ears_c2", "ears_c3", "vigie"}
     for d in det.values():
         assert {
@@ -51,15 +53,28 @@ def test_summary_shape_and_written(evaluated):
             "ppv_one_outbreak_per_week",
             "median_delay_days",
         } <= set(d)
-    assert ev.summary["settings"]["truth_zone_weeks_excluded"] >= 4
+    assert ev.settings.truth_zone_weeks_excluded >= 4
     assert len(ev.replicates) == 120
+
+
+def test_evaluation_round_trips_and_summarises(evaluated):
+    """The typed result reads back its own JSON unchanged, and its summary is the CLI's table."""
+    root, _, ev = evaluated
+    on_disk = json.loads((root / "signals" / "evaluation.json").read_text())
+    back = Evaluation.from_json(on_disk)
+    assert back.to_json() == on_disk
+    assert back.acceptance.best_detector == on_disk["acceptance"]["best_detector"]
+    text = ev.summary()
+    assert text.splitlines()[0].split() == ["detector", "FPR", "POD>=3SD", "PPV", "delay"]
+    assert all(name in text for name in ev.detectors)
+    assert str(ev.path) in text
 
 
 def test_thresholds_hold_the_target_fpr(evaluated):
     """Each detector's calibrated FPR per zone-week is at most the 1 % target (the threshold is
     the null 99th percentile), and the cube's own outbreak-free zone-weeks stay near it."""
     _, _, ev = evaluated
-    for name, d in ev.summary["detectors"].items():
+    for name, d in ev.to_json()["detectors"].items():
         assert d["fpr_zone_week"] <= 0.01 + 1e-12, name
         assert d["fpr_observed_zone_weeks"] <= 0.08, name  # Poisson toy: the model is right
 
@@ -71,12 +86,12 @@ def test_detection_grows_with_size_and_beats_ears_c2(evaluated):
     same FPR; null runs of the weekly pipeline raise a
     false signal no more often than the nominal FDR allows (binomial slack for 40 runs)."""
     _, _, ev = evaluated
-    v = ev.summary["detectors"]["vigie"]
+    v = ev.to_json()["detectors"]["vigie"]
     by = v["pod_by_size"]
     assert by["1"] <= by["5"]
     assert v["pod_3sd_plus"] >= 0.65
-    assert v["pod_3sd_plus"] > ev.summary["detectors"]["ears_c2"]["pod_3sd_plus"]
-    nom = ev.summary["nominal_fdr_pipeline"]
+    assert v["pod_3sd_plus"] > ev.to_json()["detectors"]["ears_c2"]["pod_3sd_plus"]
+    nom = ev.to_json()["nominal_fdr_pipeline"]
     assert nom["share_null_runs_with_a_signal"] <= 0.15  # P(Bin(40, .05) >= 7) < 0.02
 
 
@@ -94,14 +109,14 @@ def test_injection_follows_the_design():
         expected=e,
         period=(28, 35),
     )
-    wk = _Week(
+    wk = Week(
         Period("x", days[28].date(), days[34].date()),
         panel,
         0.0,
         np.full(5, 4.0),
         np.zeros(5, bool),
     )
-    added, n = _inject(rng, wk, 2, 5.0, 3, 1)
+    added, n = inject(rng, wk, 2, 5.0, 3, 1)
     assert added.sum() == n and added[2, 29:32].sum() == n
     assert added[[0, 1, 3, 4]].sum() == 0 and added[2, :29].sum() == 0
     s = daily_statistics(

@@ -6,12 +6,14 @@ import datetime as dt
 import json
 
 import pandas as pd
+import pandera.errors
 import pytest
 from _toy_store import toy_store
 from typer.testing import CliRunner
 
 from features.errors import InputError
 from features.store import Store
+from pipelines.signals.result import SIGNALS_SCHEMA, TESTS_SCHEMA, SignalRun
 from pipelines.signals.run import (
     build_panel,
     consolidate,
@@ -93,6 +95,24 @@ def test_outputs_written_and_consistent(hourly):
     assert (tests.loc[ok, "q_value"] >= tests.loc[ok, "p_value"] - 1e-15).all()
     assert js["n_tests"] == int(ok.sum())
     assert set(js["ears_baseline"]) == {"C1", "C2", "C3"}
+
+
+def test_signal_run_round_trips_and_tables_meet_their_schema(hourly):
+    """SignalRun reads back its JSON unchanged; the written tables pass their pandera schemas,
+    which refuse a table out of contract."""
+    root, truth, run = hourly
+    js = json.loads((root / "signals" / f"{truth['week']}.json").read_text())
+    back = SignalRun.from_json(js)
+    assert back.to_json() == js
+    assert back.n_signals == js["n_signals"] and back.expectation.source == "fallback"
+    assert back.summary().splitlines()[0] == run.summary().splitlines()[0]
+    pq = pd.read_parquet(root / "signals" / f"{truth['week']}.parquet")
+    tests = pd.read_parquet(root / "signals" / f"{truth['week']}.tests.parquet")
+    SIGNALS_SCHEMA.validate(pq)
+    TESTS_SCHEMA.validate(tests)
+    bad = tests.assign(p_value=tests["p_value"] + 2.0)
+    with pytest.raises(pandera.errors.SchemaError):
+        TESTS_SCHEMA.validate(bad)
 
 
 def test_daily_grain(tmp_path):

@@ -1,4 +1,21 @@
-"""Presence anomalies: zones far above (gathering) or below (emptied) their usual presence."""
+"""Presence anomalies: zones far above (gathering) or below (emptied) their usual presence.
+
+For each slot, ``r = log(present / present_baseline)``. Its centre and scale come from the
+same zone and local hour over the ``reference_weeks`` before the period, event slots left
+out: median and 1.4826 x MAD (floored at ``scale_floor``), giving a robust z score. Each
+zone and local day of the period is tested both ways with the extreme hour's z, Sidak-
+corrected for the number of slots that day: ``p = 1 - (1 - F(-|z|max))^n``, where F is a
+Student t with ``0.37 n_ref - 1`` degrees of freedom (the MAD's 37 % Gaussian efficiency
+makes n_ref reference values worth that many for the scale), not the normal, so that a
+scale underestimated from few weeks does not turn noise into signals. The reported
+window is the run of consecutive slots with z beyond ``z_threshold`` around that hour; the
+signal is *explained* when an event is active in the zone during the window or within
+``event_margin_hours`` of it (crowds arrive before and leave after), when an emptied zone
+falls on a public or school holiday, when a gathering on a holiday stays within
+``holiday_factor`` times the reference (a crowd beyond that is not the holiday), or when
+events took place in the zone at the same time of week in the reference weeks (the
+reference itself is then inflated: a stadium looks "emptied" on a match-free Saturday). Explained signals are kept but ranked after unexplained ones.
+"""
 
 from __future__ import annotations
 
@@ -25,21 +42,8 @@ def presence_anomalies(
 ) -> pd.DataFrame:
     """Presence far above (gathering) or far below (emptied) its reference value.
 
-    For each slot, ``r = log(present / present_baseline)``. Its centre and scale come from the
-    same zone and local hour over the ``reference_weeks`` before the period, event slots left
-    out: median and 1.4826 x MAD (floored at ``scale_floor``), giving a robust z score. Each
-    zone and local day of the period is tested both ways with the extreme hour's z, Sidak-
-    corrected for the number of slots that day: ``p = 1 - (1 - F(-|z|max))^n``, where F is a
-    Student t with ``0.37 n_ref - 1`` degrees of freedom (the MAD's 37 % Gaussian efficiency
-    makes n_ref reference values worth that many for the scale), not the normal, so that a
-    scale underestimated from few weeks does not turn noise into signals. The reported
-    window is the run of consecutive slots with z beyond ``z_threshold`` around that hour; the
-    signal is *explained* when an event is active in the zone during the window or within
-    ``event_margin_hours`` of it (crowds arrive before and leave after), when an emptied zone
-    falls on a public or school holiday, when a gathering on a holiday stays within
-    ``holiday_factor`` times the reference (a crowd beyond that is not the holiday), or when events took place in the zone at the same time of week in the reference
-    weeks (the reference itself is then inflated: a stadium looks "emptied" on a match-free
-    Saturday). Explained signals are kept but ranked after unexplained ones.
+    The method is in the module's docstring (robust z score, Sidak-corrected Student t tail,
+    explanations by events and holidays).
 
     Parameters
     ----------

@@ -45,6 +45,7 @@ from pipelines.signals.panel import Panel, records_frame
 from pipelines.signals.period import Period, parse_period
 from pipelines.signals.presence import presence_anomalies
 from pipelines.signals.pvalues import benjamini_hochberg
+from pipelines.signals.ranking import FAMILIES, consolidate
 from pipelines.signals.result import EarsFlags, Expectation, SignalRun
 from pipelines.signals.scan import space_time_scan
 
@@ -61,62 +62,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-#: detector families: a signal is folded into a stronger one of the same family.
-FAMILIES = {
-    "excess": "incidents",
-    "drift": "incidents",
-    "cluster": "incidents",
-    "gathering": "gathering",
-    "emptied": "emptied",
-    "correlation": "correlation",
-    "event_conflict": "event_conflict",
-}
-
-
-def _overlap(a_start, a_end, b_start, b_end) -> bool:
-    return a_start < b_end and b_start < a_end
-
-
-def consolidate(tests: pd.DataFrame, *, fdr: float) -> pd.DataFrame:
-    """Significant tests, duplicates folded into the strongest signal of their family, ranked.
-
-    A significant test is folded into an already kept signal (listed in its ``related``) when
-    both belong to the same family (:data:`FAMILIES`), their windows overlap, and its zones
-    are a subset of the kept signal's zones, or, for the same type, they share a zone.
-    Order: unexplained signals by score, then explained ones, then event conflicts.
-    """
-    sig = tests[(tests["q_value"] < fdr) | (tests["type"] == "event_conflict")].copy()
-    sig["_conflict"] = sig["type"] == "event_conflict"
-    sig = sig.sort_values(
-        ["_conflict", "explained", "score", "ratio"], ascending=[True, True, False, False]
-    )
-    kept: list[int] = []
-    related: dict[int, list[str]] = {}
-    for i, row in sig.iterrows():
-        fam = FAMILIES.get(row["type"], row["type"])
-        zs = set(row["zones"])
-        host = None
-        if fam != "event_conflict":
-            for k in kept:
-                r = sig.loc[k]
-                if FAMILIES.get(r["type"], r["type"]) != fam:
-                    continue
-                if not _overlap(row["start"], row["end"], r["start"], r["end"]):
-                    continue
-                rz = set(r["zones"])
-                if zs <= rz or (row["type"] == r["type"] and zs & rz):
-                    host = k
-                    break
-        if host is None:
-            kept.append(i)
-            related[i] = []
-        else:
-            related[host].append(row["id"])
-    out = sig.loc[kept].drop(columns="_conflict")
-    out["related"] = [related[i] for i in kept]
-    out["rank"] = np.arange(1, len(out) + 1)
-    return out.reset_index(drop=True)
 
 
 @dataclass(frozen=True)
