@@ -174,6 +174,11 @@ class BriefContext:
         """The stops near the venue, one row each, without their hourly detail."""
         return pd.DataFrame(self.stops).drop(columns=["hours", "arithmetic"], errors="ignore")
 
+    @property
+    def stops_arithmetic(self) -> str:
+        """How the stops' expected entries are reached (the nearest stop's arithmetic), or ""."""
+        return str(self.stops[0].get("arithmetic", "")) if self.stops else ""
+
     def comparables_table(self) -> pd.DataFrame:
         """The comparable past events, one row each."""
         return pd.DataFrame(self.comparables)
@@ -282,6 +287,12 @@ class Brief:
         """The brief itself, after its hour-by-hour table passed :data:`HOURS_SCHEMA`."""
         HOURS_SCHEMA.validate(self.hours_table())
         return self
+
+    def notes_markdown(self) -> str:
+        """The notes, then the limitations, as a Markdown list ("None." without any)."""
+        items = [f"- {n}" for n in self.notes]
+        items += [f"- **limitation:** {x}" for x in self.limitations]
+        return "\n".join(items) or "None."
 
     def summary(self) -> str:
         """One line of headline figures, then one line per limitation (the CLI prints it)."""

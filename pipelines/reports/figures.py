@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from features.store import Store
+from pipelines.events.result import Brief
 from pipelines.models.results import BacktestEvaluation, Effects
 
 #: which command produces which store file, for "not run yet" messages (signals and briefs:
@@ -225,9 +226,9 @@ def deviance_by_origin(
 
 
 # -- event brief ---------------------------------------------------------------------------------
-def brief_hours(brief: dict[str, Any]) -> pd.DataFrame:
+def brief_hours(brief: Brief) -> pd.DataFrame:
     """The brief's hour-by-hour table: local hour, phase, presence, incidents and staffing."""
-    h = pd.DataFrame(brief["hours"])
+    h = brief.hours_table()
     cols = [
         "local",
         "phase",
@@ -246,26 +247,21 @@ def brief_hours(brief: dict[str, Any]) -> pd.DataFrame:
     return h.rename(columns={"local": "hour (local)"})
 
 
-def brief_arithmetic(brief: dict[str, Any]) -> pd.DataFrame:
+def brief_arithmetic(brief: Brief) -> pd.DataFrame:
     """The staffing arithmetic of the peak, one line per quantity, with its source."""
-    s = brief["staffing"]
-    rows = []
-    for key in ("dps", "lanes", "barrier", "egress"):
-        part = s.get(key)
-        if isinstance(part, dict) and part.get("arithmetic"):
-            rows.append(
-                {
-                    "quantity": key,
-                    "arithmetic": part["arithmetic"],
-                    "source": part.get("source", ""),
-                }
-            )
+    s = brief.staffing
+    parts = {"dps": s.dps, "lanes": s.lanes, "barrier": s.barrier, "egress": s.egress}
+    rows = [
+        {"quantity": key, "arithmetic": part.arithmetic, "source": getattr(part, "source", "")}
+        for key, part in parts.items()
+        if part is not None and part.arithmetic
+    ]
     return pd.DataFrame(rows)
 
 
-def brief_zone_values(brief: dict[str, Any]) -> pd.DataFrame:
+def brief_zone_values(brief: Brief) -> pd.DataFrame:
     """Per zone of the venue and ring: forecast over reference at the venue's peak hour."""
-    pres = pd.DataFrame(brief.get("presence", []))
+    pres = brief.presence_table()
     if pres.empty:
         return pd.DataFrame(columns=["zone_id", "present_ratio"])
     venue = pres[pres["role"] == "venue"]
@@ -277,10 +273,10 @@ def brief_zone_values(brief: dict[str, Any]) -> pd.DataFrame:
     return at[["zone_id", "role", "present_ratio"]].reset_index(drop=True)
 
 
-def brief_stops(store: str | Path | Store, brief: dict[str, Any]) -> pd.DataFrame | None:
+def brief_stops(store: str | Path | Store, brief: Brief) -> pd.DataFrame | None:
     """The stops near the venue (from the brief) with their coordinates (validated stops)."""
     st = open_store(store)
-    near = pd.DataFrame(brief.get("context", {}).get("stops", []))
+    near = pd.DataFrame(brief.context.stops)
     stops = st.validated("stops")
     if near.empty or stops is None:
         return None
