@@ -200,11 +200,9 @@ def make_brief(
     store
         The vigie store (or its folder).
     event
-        An ``event_id`` of the store's events, a YAML event file, or a mapping with the same
-        fields (see :func:`pipelines.events.spec.load_event`).
+        An ``event_id`` of the store's events, a YAML file or a mapping (see ``load_event``).
     params
-        Overrides, as a flat mapping of :class:`pipelines.events.spec.BriefParams` and
-        :class:`pipelines.events.params.StaffingParams` names, or a params object.
+        Overrides: a flat mapping of ``BriefParams`` and ``StaffingParams`` names, or either.
     predictor
         An object with ``predict(frame, groups=None)`` returning zone_id, hour, group, mean,
         lower80, upper80, lower95, upper95 per row and group; by default the store's models.
@@ -219,7 +217,7 @@ def make_brief(
     Raises
     ------
     InputError
-        When the event cannot be found or read. Missing data never raises: it is a limitation.
+        The event cannot be found or read (missing data is a limitation, never an error).
     """
     store = store if isinstance(store, Store) else Store(store)
     tz = store.timezone

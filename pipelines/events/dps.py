@@ -287,6 +287,19 @@ def dps(
     )
 
 
+def _activity_from_category(category: str | None, notes: list[str]) -> float:
+    """P2 from the category words of :data:`CATEGORY_ACTIVITY` (0.35 when none matches)."""
+    cat = (category or "").lower()
+    for words, level in CATEGORY_ACTIVITY:
+        if any(w in cat for w in words):
+            notes.append(
+                f"P2 = {level:.2f} inferred from category {category!r} ({ACTIVITY_LEVELS[level]})"
+            )
+            return level
+    notes.append(f"P2 = 0.35 assumed (category {category!r} not recognised; give dps_activity)")
+    return 0.35
+
+
 def infer_dps_inputs(
     category: str | None,
     *,
@@ -309,23 +322,11 @@ def infer_dps_inputs(
     """
     notes: list[str] = []
     cat = (category or "").lower()
-    if _given(dps_activity):
-        p2 = activity_coefficient(dps_activity)
-    else:
-        p2 = None
-        for words, level in CATEGORY_ACTIVITY:
-            if any(w in cat for w in words):
-                p2 = level
-                break
-        if p2 is None:
-            p2 = 0.35
-            notes.append(
-                f"P2 = 0.35 assumed (category {category!r} not recognised; give dps_activity)"
-            )
-        else:
-            notes.append(
-                f"P2 = {p2:.2f} inferred from category {category!r} ({ACTIVITY_LEVELS[p2]})"
-            )
+    p2 = (
+        activity_coefficient(dps_activity)
+        if _given(dps_activity)
+        else _activity_from_category(category, notes)
+    )
     if _given(dps_environment):
         e1 = environment_coefficient(dps_environment)
     elif indoor:
