@@ -49,9 +49,9 @@ from pipelines.models.baselines import (
     recent_hotspot,
     row_arrays,
     seasonal_naive,
-    window_means,
     zone_codes,
 )
+from pipelines.models.covariates import forecast_design
 from pipelines.models.design import (
     MIN_INCIDENTS,
     Cells,
@@ -59,7 +59,6 @@ from pipelines.models.design import (
     design,
     design_features,
     group_counts,
-    lamps_out_share,
 )
 from pipelines.models.glm import SparseGroupError, _one_blas_thread, fit_glm
 from pipelines.models.predictor import predictive_quantiles
@@ -157,63 +156,6 @@ def weekly_origins(
 
 
 # --------------------------------------------------------------------------------------------
-# forecast covariates
-# --------------------------------------------------------------------------------------------
-def forecast_design(
-    dz: pd.DataFrame,
-    cube: pd.DataFrame,
-    train: np.ndarray,
-    test: np.ndarray,
-    origin: pd.Timestamp,
-    *,
-    grain: str,
-    arrays: dict[str, Any] | None = None,
-) -> pd.DataFrame:
-    """Design rows of the forecast week with covariates as known at ``origin``.
-
-    Presence and transit: mean of the same zone and hour of week over the 4 weeks before the
-    origin (then the zone's mean); lamps out: each zone's last value before the origin.
-    ``arrays`` are the row arrays of :func:`row_arrays` (computed when ``None``).
-    """
-    arr = arrays or row_arrays(cube, dz)
-    out = dz.loc[test].copy()
-    hours = arr["hours"]
-    hi = utc_ns_scalar(origin)
-    lo = utc_ns_scalar(origin - 4 * WEEK)
-    win = train & (hours >= lo) & (hours < hi)
-    zone = arr["zone_idx"]
-    how = arr["how"]
-
-    def _same_how_mean(values: np.ndarray) -> np.ndarray:
-        v, zm = window_means(zone, how, values, win, zone[test], how[test])
-        return np.where(np.isfinite(v), v, zm)
-
-    e = dz["exposure"].to_numpy(dtype=np.float64)
-    e = np.where(np.isfinite(e) & (e > 0), e, np.nan)
-    out["exposure"] = _same_how_mean(e)
-    if "transit_k" in out.columns:
-        out["transit_k"] = _same_how_mean(dz["transit_k"].to_numpy(np.float64)).astype(np.float32)
-    if "dark_lamps_out" in out.columns and "lamps" in cube.columns:
-        out["dark_lamps_out"] = _lamps_out_at_origin(cube, zone, train, test, grain=grain)
-    return out
-
-
-def _lamps_out_at_origin(
-    cube: pd.DataFrame, zone: np.ndarray, train: np.ndarray, test: np.ndarray, *, grain: str
-) -> np.ndarray:
-    """``dark_lamps_out`` of the test rows with each zone's last share out before the origin."""
-    share = lamps_out_share(cube)
-    last = pd.Series(share[train]).groupby(zone[train], sort=False).last()
-    s = last.reindex(zone[test]).fillna(0.0).to_numpy(np.float64)
-    dark = 1.0
-    if grain == "1h" and "dark" in cube.columns:
-        dark = np.nan_to_num(
-            pd.to_numeric(cube.loc[test, "dark"], errors="coerce").to_numpy(np.float64)
-        )
-    return (10.0 * s * dark).astype(np.float32)
-
-
-# --------------------------------------------------------------------------------------------
 # one origin
 # --------------------------------------------------------------------------------------------
 def _check_choices(models: Sequence[str], covariates: str) -> None:
@@ -260,6 +202,17 @@ def _model_forecasts(
         x = fit_xgb(dz, y, rounds=xgb_rounds, **fit_kw)
         out["xgb"] = (x.mean(dtest), x.alpha)
     return out
+
+
+def _train_test(
+    hours: np.ndarray, origin: pd.Timestamp, end: pd.Timestamp
+) -> tuple[np.ndarray, np.ndarray]:
+    """Rows before ``origin`` (fitting) and rows of [origin, end) (forecast)."""
+    train = hours < utc_ns_scalar(origin)
+    test = (hours >= utc_ns_scalar(origin)) & (hours < utc_ns_scalar(end))
+    if not test.any():
+        raise InputError(f"no cube rows in the forecast week starting {origin}.")
+    return train, test
 
 
 def forecast_at(
@@ -314,11 +267,7 @@ def forecast_at(
     origin = as_utc(origin)
     end = origin + WEEK if end is None else pd.Timestamp(end)
     arr = arrays or row_arrays(cube, dz)
-    hours = arr["hours"]
-    train = hours < utc_ns_scalar(origin)
-    test = (hours >= utc_ns_scalar(origin)) & (hours < utc_ns_scalar(end))
-    if not test.any():
-        raise InputError(f"no cube rows in the forecast week starting {origin}.")
+    train, test = _train_test(arr["hours"], origin, end)
     if covariates == "forecast":
         dtest = forecast_design(dz, cube, train, test, origin, grain=grain, arrays=arr)
     else:
