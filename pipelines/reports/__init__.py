@@ -10,9 +10,14 @@ One subject per module, read in this order:
   summary payloads the notebook emitted;
 - :mod:`~pipelines.reports.provenance` hashes of the inputs, notebook and code version;
 - :mod:`~pipelines.reports.index` the reports' ``index.html``;
+- :mod:`~pipelines.reports.errors` :class:`~pipelines.reports.errors.ReportError`;
 - :mod:`~pipelines.reports.publish` small-count suppression and display helpers;
-- :mod:`~pipelines.reports.figures` and :mod:`~pipelines.reports.maps` what the notebooks show;
-- :mod:`~pipelines.reports.schedule` (with :mod:`~pipelines.reports.jobs`) runs what is due.
+- what the notebooks show: :mod:`~pipelines.reports.figures` (store products),
+  :mod:`~pipelines.reports.weekly`, :mod:`~pipelines.reports.exploration` and
+  :mod:`~pipelines.reports.maps`;
+- the schedule: :mod:`~pipelines.reports.due` (what is due), :mod:`~pipelines.reports.jobs`
+  (the functions each job calls), :mod:`~pipelines.reports.ledger` (ledger and lock) and
+  :mod:`~pipelines.reports.schedule` (runs it).
 
 This ``__init__`` re-exports nothing: import from the submodules.
 """

@@ -233,31 +233,29 @@ def run_notebook(
         the error, and where the failed notebook was saved; the previous report is untouched.
     """
     t0 = time.perf_counter()
-    notebook = Path(notebook)
-    kind = check_id(kind, "report kind")
-    report_id = check_id(report_id, "report id")
-    params = check_parameters(notebook, parameters or {})
-    kernel = kernel_name or ensure_kernel()
-    root = Path(reports_dir)
-    final = root / kind / report_id
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = final.parent / f".{report_id}.tmp-{uuid.uuid4().hex[:8]}"
-    tmp.mkdir()
-    try:
-        k = suppression_threshold(store, suppression_k)
-        run = _Run(notebook, kind, report_id, params, kernel, root, tmp, k, t0)
-        _execute(run, timeout=timeout)
-        summary = _write_report(run, title=title, store=store, inputs=inputs)
-        _swap_into_place(tmp, final)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-    write_index(root)
-    seconds = time.perf_counter() - t0
-    log.info("report %s/%s written in %.1f s", kind, report_id, seconds)
-    return ReportResult(
+    run, final = _start(
+        Path(notebook),
         kind=kind,
         report_id=report_id,
+        parameters=parameters or {},
+        reports_dir=Path(reports_dir),
+        kernel_name=kernel_name,
+        k=suppression_threshold(store, suppression_k),
+        t0=t0,
+    )
+    try:
+        _execute(run, timeout=timeout)
+        summary = _write_report(run, title=title, store=store, inputs=inputs)
+        _swap_into_place(run.tmp, final)
+    finally:
+        if run.tmp.exists():
+            shutil.rmtree(run.tmp, ignore_errors=True)
+    write_index(run.root)
+    seconds = time.perf_counter() - t0
+    log.info("report %s/%s written in %.1f s", run.kind, run.report_id, seconds)
+    return ReportResult(
+        kind=run.kind,
+        report_id=run.report_id,
         directory=final,
         html=final / "report.html",
         notebook=final / "report.ipynb",
@@ -265,6 +263,30 @@ def run_notebook(
         summary=summary,
         seconds=seconds,
     )
+
+
+def _start(
+    notebook: Path,
+    *,
+    kind: str,
+    report_id: str,
+    parameters: dict[str, Any],
+    reports_dir: Path,
+    kernel_name: str | None,
+    k: int,
+    t0: float,
+) -> tuple[_Run, Path]:
+    """Check the names and parameters, pick the kernel, and make the temporary folder beside
+    the report's final one. Returns the run and the final folder."""
+    kind = check_id(kind, "report kind")
+    report_id = check_id(report_id, "report id")
+    params = check_parameters(notebook, parameters)
+    kernel = kernel_name or ensure_kernel()
+    final = reports_dir / kind / report_id
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = final.parent / f".{report_id}.tmp-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir()
+    return _Run(notebook, kind, report_id, params, kernel, reports_dir, tmp, k, t0), final
 
 
 def _swap_into_place(tmp: Path, final: Path) -> None:
