@@ -12,7 +12,7 @@ import pytest
 
 from features.errors import InputError
 from features.timeutil import parse_iso_week
-from pipelines.events.brief import brief_key
+from pipelines.events.spec import brief_key
 from pipelines.reports import catalog, publish
 from pipelines.reports.catalog import KINDS
 from pipelines.reports.errors import ReportError

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from features.store import Store
 from features.timeutil import parse_iso_week
-from pipelines.events.brief import brief_key
+from pipelines.events.spec import brief_key
 from pipelines.reports.errors import ReportError, check_id
 from pipelines.reports.runner import NOTEBOOK_DIR, ReportResult, run_notebook
 
@@ -89,7 +89,7 @@ def report_brief(
     """The planning brief of an event of the store (``reports/event-brief/<key>/``).
 
     ``event_id`` is the event's id as the store holds it; the brief's file and the report's
-    folder are named by :func:`pipelines.events.brief.brief_key` (unsafe characters replaced), as
+    folder are named by :func:`pipelines.events.spec.brief_key` (unsafe characters replaced), as
     :func:`pipelines.events.brief.make_brief` names them.
     """
     st = _require_store(store)
