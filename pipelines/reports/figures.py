@@ -56,10 +56,16 @@ def missing_step(store: str | Path | Store, relpath: str, **fmt: Any) -> str:
     )
 
 
-def signals_table(payload: dict[str, Any] | None, *, top: int = 15) -> pd.DataFrame | None:
-    """The ranked weak signals of a ``store/signals/<period>.json`` as a display table."""
+def signals_table(payload: Any, *, top: int = 15) -> pd.DataFrame | None:
+    """The ranked weak signals of a run as a display table.
+
+    ``payload`` is a :class:`~pipelines.signals.result.SignalRun` or the dict of
+    ``store/signals/<period>.json`` (None when the signals have not run: None back).
+    """
     if payload is None:
         return None
+    if hasattr(payload, "to_json"):
+        payload = payload.to_json()
     sig = pd.DataFrame(payload.get("signals", []))
     if sig.empty:
         return sig
@@ -88,8 +94,13 @@ def signals_table(payload: dict[str, Any] | None, *, top: int = 15) -> pd.DataFr
     return out.reset_index(drop=True)
 
 
-def signal_zones(payload: dict[str, Any] | None, *, top: int | None = None) -> list[str]:
-    """Zones of the ``top`` strongest statistical signals (event conflicts left out), in rank order."""
+def signal_zones(payload: Any, *, top: int | None = None) -> list[str]:
+    """Zones of the ``top`` strongest statistical signals (event conflicts left out), in rank order.
+
+    ``payload`` is a :class:`~pipelines.signals.result.SignalRun` or the dict of its JSON.
+    """
+    if hasattr(payload, "to_json"):
+        payload = payload.to_json()
     if not payload:
         return []
     zs: list[str] = []
