@@ -24,6 +24,16 @@ from pathlib import Path
 
 import pandas as pd
 
+from bench.bench_cube import bench_dir
+from features.cube import build_cube
+from features.ingest import ingest
+from features.store import Store
+from features.synth import generate
+from pipelines.models.fit import fit_all
+from pipelines.signals.evaluate import evaluate_detectors
+from pipelines.signals.period import parse_period
+from pipelines.signals.run import run_signals
+
 MATCH = {
     "gathering": {"gathering"},
     "cluster": {"cluster", "excess"},
@@ -34,13 +44,6 @@ MATCH = {
 
 def prepare(scale: str, *, seed: int = 0) -> tuple[Path, Path]:
     """Store (with cube and fitted models) and truth.json of a synthetic city, made once."""
-    from bench.bench_cube import bench_dir
-    from features.cube import build_cube
-    from features.ingest import ingest
-    from features.store import Store
-    from features.synth import generate
-    from pipelines.models import fit_all
-
     base = bench_dir() / f"signals-{scale}-seed{seed}"
     store, stamp = base / "store", base / "ready.json"
     if not stamp.exists():
@@ -66,9 +69,6 @@ def _rank(signals: pd.DataFrame, planted: dict) -> tuple[int | None, float | Non
 
 def run(scale: str = "tiny", *, replicates: int = 600) -> dict:
     """Run the benchmark and return its figures."""
-    from pipelines.signals.evaluate import evaluate_detectors
-    from pipelines.signals.run import parse_period, run_signals
-
     store, truth_path = prepare(scale)
     truth = json.loads(truth_path.read_text())
     out: dict = {"scale": scale, "planted": {}}

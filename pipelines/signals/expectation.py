@@ -7,7 +7,7 @@ import pandas as pd
 
 from features.errors import InputError, StoreError
 from features.store import Store
-from pipelines.models.backtest import hour_of_week
+from pipelines.models.baselines import hour_of_week
 from pipelines.models.predictor import load_predictor
 
 
