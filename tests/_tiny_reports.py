@@ -10,13 +10,19 @@ import json
 import time
 from pathlib import Path
 
+from features.cube import build_cube
+from features.ingest import ingest
+from features.store import Store
+from features.synth import generate
 from features.timeutil import last_full_week as _lfw
+from pipelines.events.brief import make_brief
+from pipelines.models import fit_all
+from pipelines.reports import catalog as reports
+from pipelines.signals.run import parse_period, run_signals
 
 
 def last_full_week(store: Path) -> str:
     """ISO week of the last whole local week of the cube."""
-    from features.store import Store
-
     st = Store(store)
     return _lfw(st.cube_meta()["end"], st.timezone)
 
@@ -27,15 +33,6 @@ def build(base: Path) -> dict:
     marker = base / "built.json"
     if marker.exists():
         return json.loads(marker.read_text())
-    from features.cube import build_cube
-    from features.ingest import ingest
-    from features.store import Store
-    from features.synth import generate
-    from pipelines.events.brief import make_brief
-    from pipelines.models import fit_all
-    from pipelines.reports import catalog as reports
-    from pipelines.signals.run import parse_period, run_signals
-
     base.mkdir(parents=True, exist_ok=True)
     t = {}
     t0 = time.perf_counter()

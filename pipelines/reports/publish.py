@@ -23,6 +23,7 @@ events or staff are not counts of the public and are not suppressed. Notebooks a
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from collections.abc import Iterable
@@ -30,6 +31,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from IPython.display import display
 
 from features.jsonio import lenient_json_default
 
@@ -256,10 +258,6 @@ def emit_summary(figures: dict[str, Any], *, k: int) -> dict[str, Any]:
     dict
         The suppressed figures, as they will appear in ``summary.json``.
     """
-    import json
-
-    from IPython.display import display
-
     if not isinstance(figures, dict):
         raise TypeError(f"emit_summary expects a dict of figures, got {type(figures).__name__}")
     clean = suppress_json(figures, k)
