@@ -33,9 +33,13 @@ bench: $(STAMP)
 lab: $(STAMP)
 	$(BIN)/jupyter lab --notebook-dir=notebooks
 
+# The guard rails of docs/design.md: ruff (notebooks' code cells included, complexity rules), the
+# import contract and size limits (tests/test_architecture.py), and mypy.
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/python -m pytest -q -p no:cacheprovider tests/test_architecture.py
+	$(BIN)/mypy
 
 format: $(STAMP)
 	$(BIN)/ruff check --fix .
