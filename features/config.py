@@ -49,15 +49,17 @@ class Area(BaseModel):
     timezone: str = "UTC"
     grain: Literal["1h", "1d"] = "1h"
     h3_resolution: int = Field(
-        8, ge=0, le=15, description="H3 resolution when there is no zones file"
+        default=8, ge=0, le=15, description="H3 resolution when there is no zones file"
     )
     country: str | None = Field(
-        None,
+        default=None,
         description="ISO country code for public holidays; inferred from the time zone if unset",
     )
-    subdivision: str | None = Field(None, description="holidays subdivision, e.g. 'IL' or '75'")
+    subdivision: str | None = Field(
+        default=None, description="holidays subdivision, e.g. 'IL' or '75'"
+    )
     school_zone: str | None = Field(
-        None, description="French school-holiday zone A, B or C (vacances-scolaires-france)"
+        default=None, description="French school-holiday zone A, B or C (vacances-scolaires-france)"
     )
 
     @field_validator("timezone")

@@ -140,7 +140,7 @@ def sniff_delimiter(text: str, declared: str | None) -> str:
         return csv.Sniffer().sniff("\n".join(lines), delimiters="".join(_DELIMS)).delimiter
     except csv.Error:
         counts = {d: lines[0].count(d) for d in _DELIMS}
-        return max(counts, key=counts.get) if max(counts.values()) > 0 else ","
+        return max(counts, key=counts.__getitem__) if max(counts.values()) > 0 else ","
 
 
 def _read_bytes_head(path: str, n: int = 1 << 16) -> bytes:

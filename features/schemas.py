@@ -8,6 +8,7 @@ with ``lazy=True`` on the parsed rows, so a user sees every problem of a file at
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TypedDict
 
 import pandera.pandas as pa
 
@@ -26,8 +27,15 @@ class Col:
     max: float | None = None
 
 
-LAT = dict(min=-90.0, max=90.0)
-LON = dict(min=-180.0, max=180.0)
+class _Range(TypedDict):
+    """A ``min``/``max`` pair spread into :class:`Col` (``**LAT``)."""
+
+    min: float
+    max: float
+
+
+LAT = _Range(min=-90.0, max=90.0)
+LON = _Range(min=-180.0, max=180.0)
 
 SOURCES: dict[str, list[Col]] = {
     "zones": [

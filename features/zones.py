@@ -9,8 +9,13 @@ point's zone is its cell.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import pandas as pd
+
+if TYPE_CHECKING:  # annotations only: geopandas is imported where it is used
+    import geopandas
 
 
 def centroids(zones) -> pd.DataFrame:
@@ -75,7 +80,7 @@ def h3_cells(lat: np.ndarray, lon: np.ndarray, resolution: int) -> np.ndarray:
     return np.array([h3.latlng_to_cell(a, o, resolution) for a, o in zip(lat, lon)], dtype=object)
 
 
-def h3_zones(cells) -> geopandas.GeoDataFrame:  # noqa: F821
+def h3_zones(cells) -> geopandas.GeoDataFrame:
     """A zones GeoDataFrame made of H3 cells."""
     import geopandas as gpd
     import h3

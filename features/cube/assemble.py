@@ -170,6 +170,8 @@ def _hourly_columns(
     # darkness at the slot midpoint, from sunrise/sunset by location cell and local date
     mid = hours * HOUR + HOUR // 2
     mid_day = local_day(mid, plan.tz) - plan.day0
+    # the hourly grain always has the sun tables (Plan computes them when grain is 1h)
+    assert plan.sun_rise is not None and plan.sun_set is not None
     rise = plan.sun_rise[plan.zone_cell][:, mid_day]
     sset = plan.sun_set[plan.zone_cell][:, mid_day]
     data["dark"] = ((mid[None, :] < rise) | (mid[None, :] >= sset)).ravel()
@@ -287,6 +289,7 @@ def _daily_presence(
 ) -> None:
     """Daily presence (mean of the day's hours) against the same rule over past days, event
     days left out."""
+    assert win.present is not None  # called only when the window has presence
     dayidx, ones = win.dayidx, np.zeros_like(win.day)
     daily_w = _pool(win.present, dayidx, ones, win.n_days, 1)
     ev_day = _pool(np.where(win.events, 1.0, np.nan), dayidx, ones, win.n_days, 1)
@@ -323,6 +326,8 @@ def _daily_columns(
 ) -> dict[str, Any]:
     """Daily grain: local days of the month, rolled up from the hourly arrays."""
     Z = len(plan.zone_ids)
+    # a daily-grain month always has its local days and slot starts (_daily_months)
+    assert spec.day_index is not None and spec.day_starts is not None
     days = spec.day_index.astype(np.int64)
     D = len(days)
     target_day = win.day[win.off :]  # local day of each target hour
@@ -341,6 +346,7 @@ def _daily_columns(
         if c in hourly:
             data[c] = roll(hourly[c].astype(float), "sum").ravel()
     if "lamps" in hourly:
+        assert plan.lamps is not None  # hourly["lamps"] is only made from plan.lamps
         data["lamps"] = np.repeat(plan.lamps, D)
     if "lamps_out" in hourly:
         data["lamps_out"] = roll(hourly["lamps_out"], "max").ravel()

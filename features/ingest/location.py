@@ -16,7 +16,7 @@ from features.store import Store
 from features.zones import assign_codes, centroids, h3_cells, h3_zones
 
 
-def _project_xy(rows: _Rows, crs: str) -> None:
+def _project_xy(rows: _Rows, crs: str | None) -> None:
     from pyproj import CRS, Transformer
 
     try:

@@ -145,11 +145,10 @@ def _todo(run: _Run, previous: dict[str, Any], fps: dict[str, str] | None) -> li
 
     def unchanged(name: str) -> bool:
         prev = previous.get(name)
-        return (
-            bool(prev)
-            and prev.get("fingerprint") == fps[name]
-            and run.st.validated_path(name).exists()
-        )
+        if not prev:
+            return False
+        assert fps is not None  # fingerprints are computed whenever there is a previous ingest
+        return prev.get("fingerprint") == fps[name] and run.st.validated_path(name).exists()
 
     return [
         n

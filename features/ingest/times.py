@@ -11,6 +11,8 @@ what is left.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -128,7 +130,8 @@ def _to_ns(values: pd.Series) -> tuple[pd.Series, np.ndarray]:
     if isinstance(values.dtype, pd.DatetimeTZDtype):
         values = values.dt.tz_convert("UTC").dt.tz_localize(None)
     v = values.to_numpy()
-    unit = np.datetime_data(v.dtype)[0]
+    # a unit code such as "us"; numpy's stubs type datetime64's unit as a Literal
+    unit: Any = np.datetime_data(v.dtype)[0]
     if unit == "ns":
         return values, np.zeros(len(v), dtype=bool)
     lo = np.datetime64("1678-01-01", unit).astype(np.int64)
@@ -196,10 +199,12 @@ def _parse_time(
     out = np.full(n, np.iinfo(np.int64).min, dtype=np.int64)  # UTC ns, NaT
     oob = np.zeros(n, dtype=bool)
     if is_aware.any():
+        assert aware is not None  # is_aware is only set where times with an offset were parsed
         a, oob[is_aware] = _to_ns(aware if is_aware.all() else aware[is_aware])
         out[is_aware] = a.to_numpy().view(np.int64)
     local = ~is_aware
     if local.any():
+        assert naive is not None  # every branch that leaves local times parses them into naive
         t, oob[local] = _to_ns(naive if local.all() else naive[local])
         gap = np.zeros(int(local.sum()), dtype=bool)
         out[local] = _localize(rows, t, np.flatnonzero(local), tz, series_keys, gap=gap)

@@ -147,7 +147,8 @@ def simulate(ctx: SynthContext, *, world: World, drv: Drivers, gap: Gap) -> Simu
     n_days = int(ctx.cal.day_index.max()) + 1
     day_sum, day_res = np.zeros((n_days, Z)), np.zeros((n_days, Z))
     totals = np.zeros(len(CAT_NAMES), dtype=np.int64)
-    next_id, extra_people, bad = 0, 0.0, {}
+    next_id, extra_people = 0, 0.0
+    bad: dict[str, int] = {}
     for ci, span in enumerate(bounds):
         ch = _draw_chunk(ctx, world, drv, model, ci=ci, span=span, first_id=next_id,
                          with_bad_rows=ci == len(bounds) - 1)  # fmt: skip

@@ -35,7 +35,7 @@ def truth_doc(
 ) -> dict[str, Any]:
     """The content of ``truth.json`` (key order as written); ``rows`` per source written."""
     zones, ids, start, end = world.zones, world.zones.ids, ctx.start, ctx.end
-    presence = {e.event_id: {} for e in world.events}
+    presence: dict[str, dict[str, float]] = {e.event_id: {} for e in world.events}
     presence.update(sim.venue_presence)
     presence.update(upcoming_presence(world.events, zones, start=start, seed=ctx.seed))
     spill = world.spill

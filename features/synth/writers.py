@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from features.synth.scales import TIMEZONE
 from features.synth.zones import Zones
+
+if TYPE_CHECKING:  # annotations only: pyarrow is imported where Parquet is written
+    import pyarrow.parquet as pq
 
 
 class Table:
@@ -18,7 +22,7 @@ class Table:
         self.path = path
         self.fmt = fmt
         self.rows = 0
-        self._writer = None
+        self._writer: pq.ParquetWriter | None = None
         self._first = True
         path.parent.mkdir(parents=True, exist_ok=True)
         if path.exists():

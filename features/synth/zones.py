@@ -131,8 +131,8 @@ def _zone_types(spec: ScaleSpec, quads: np.ndarray, rng: np.random.Generator) ->
     k = spec.n_stadiums
     types[outer[k : k + spec.n_venues]] = "venue"
     n_park = max(2, round(0.06 * n))
-    rest = rng.permutation([z for z in order if types[z] == "residential"])
-    types[rest[:n_park]] = "park"
+    parks = rng.permutation([z for z in order if types[z] == "residential"])
+    types[parks[:n_park]] = "park"
     return types
 
 

@@ -13,7 +13,11 @@ from features.errors import InputError
 from features.jsonio import json_default
 from features.store import Store
 from pipelines.cli.common import user_errors
-from pipelines.events.brief import make_brief
+from pipelines.cli.lazy import lazy
+
+# the brief's stack (the models, the cube readers) loads only when the command runs
+make_brief = lazy("pipelines.events.brief", "make_brief")
+report_brief = lazy("pipelines.reports.catalog", "report_brief")
 
 
 def _parse_params(items: list[str] | None) -> dict[str, Any]:
@@ -65,7 +69,5 @@ def brief(
     if out is not None:
         typer.echo(str(out))
     if not no_report:
-        from pipelines.reports.catalog import report_brief
-
         rep = report_brief(s.root, result.event.event_id, reports_dir=reports)
         typer.echo(f"report: {rep.html}")

@@ -9,9 +9,7 @@ import typer
 from features.errors import InputError
 from features.store import Store
 from pipelines.cli.common import user_errors
-from pipelines.models.design import MIN_INCIDENTS
-from pipelines.models.fit import fit_all
-from pipelines.models.xgb import XGB_ROUNDS
+from pipelines.models.design import MIN_INCIDENTS, XGB_ROUNDS
 
 
 @user_errors
@@ -46,6 +44,10 @@ def fit_cmd(
     Writes store/models/: models.json, glm_<group>.json, xgb_<group>.json, irr.parquet,
     backtest.parquet, evaluation.json and effects.json.
     """
+    # the fitting stack (statsmodels, xgboost) loads only when the command runs: `vigie --help`
+    # and the other commands stay fast
+    from pipelines.models.fit import fit_all
+
     if covariates not in ("forecast", "observed"):
         raise InputError(f"--covariates must be 'forecast' or 'observed', got {covariates!r}.")
     st = Store(store)

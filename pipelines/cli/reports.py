@@ -7,9 +7,14 @@ from pathlib import Path
 import typer
 
 from pipelines.cli.common import user_errors
-from pipelines.reports.catalog import report_evaluation, report_explore, report_weekly
-from pipelines.reports.runner import ReportResult
-from pipelines.reports.schedule import run_schedule
+from pipelines.cli.lazy import lazy
+
+# The report stack (papermill, nbconvert, the models) loads only when a command runs, so that
+# `vigie --help` and the other commands stay fast.
+report_weekly = lazy("pipelines.reports.catalog", "report_weekly")
+report_evaluation = lazy("pipelines.reports.catalog", "report_evaluation")
+report_explore = lazy("pipelines.reports.catalog", "report_explore")
+run_schedule = lazy("pipelines.reports.schedule", "run_schedule")
 
 report_app = typer.Typer(
     help="Run a report notebook with papermill and write reports/<kind>/<id>/.",
@@ -23,7 +28,7 @@ reports_opt = typer.Option(
 )
 
 
-def _done(result: ReportResult) -> None:
+def _done(result) -> None:
     typer.echo(f"report: {result.html}")
     typer.echo(f"summary: {result.summary_path}")
     typer.echo(f"index: {result.html.parent.parent.parent / 'index.html'}")

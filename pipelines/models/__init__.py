@@ -11,42 +11,70 @@ The subject in modules, in the order of the flow:
 * :mod:`pipelines.models.effects` -- event-study and event-uplift effects;
 * :mod:`pipelines.models.fit` -- :func:`fit_all`, what ``vigie fit`` runs.
 
-This package only re-exports their public names; its modules import each other by their full
-path, never from here.
+This package re-exports their public names lazily (PEP 562: a name's module is imported when the
+name is first used), so importing one submodule does not load them all; the modules import each
+other by their full path, never from here.
 """
 
-from pipelines.models.design import (
-    CATEGORY_GROUPS,
-    FEATURES,
-    GRAINS,
-    GROUP_KEYWORDS,
-    MIN_INCIDENTS,
-    REF_DOW,
-    REF_HOUR,
-    Cells,
-    build_cells,
-    category_group,
-    cube_categories,
-    design,
-    design_features,
-    exposure_mask,
-    feature_status,
-    group_categories,
-    group_counts,
-    lamps_out_share,
-    numeric,
-)
-from pipelines.models.fit import MODELS_DIR, FitReport, cube_columns_needed, fit_all
-from pipelines.models.glm import GLMFit, SparseGroupError, fit_glm
-from pipelines.models.predictor import (
-    PREDICT_COLUMNS,
-    Predictor,
-    load_predictor,
-    predictive_cdf,
-    predictive_quantiles,
-    save_models,
-)
-from pipelines.models.xgb import XGB_ROUNDS, XGBFit, fit_xgb
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+#: public name -> the submodule that defines it
+_HOME = {
+    "CATEGORY_GROUPS": "design",
+    "FEATURES": "design",
+    "GRAINS": "design",
+    "GROUP_KEYWORDS": "design",
+    "MIN_INCIDENTS": "design",
+    "REF_DOW": "design",
+    "REF_HOUR": "design",
+    "Cells": "design",
+    "build_cells": "design",
+    "category_group": "design",
+    "cube_categories": "design",
+    "design": "design",
+    "design_features": "design",
+    "exposure_mask": "design",
+    "feature_status": "design",
+    "group_categories": "design",
+    "group_counts": "design",
+    "lamps_out_share": "design",
+    "numeric": "design",
+    "MODELS_DIR": "fit",
+    "FitReport": "fit",
+    "cube_columns_needed": "fit",
+    "fit_all": "fit",
+    "GLMFit": "glm",
+    "SparseGroupError": "glm",
+    "fit_glm": "glm",
+    "PREDICT_COLUMNS": "predictor",
+    "Predictor": "predictor",
+    "load_predictor": "predictor",
+    "predictive_cdf": "predictor",
+    "predictive_quantiles": "predictor",
+    "save_models": "predictor",
+    "XGB_ROUNDS": "design",
+    "XGBFit": "xgb",
+    "fit_xgb": "xgb",
+}
+
+
+def __getattr__(name: str) -> Any:
+    """Import a re-exported name from its submodule on first use."""
+    try:
+        module = _HOME[name]
+    except KeyError:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_HOME])
+
 
 __all__ = [
     "CATEGORY_GROUPS",

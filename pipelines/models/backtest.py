@@ -62,7 +62,7 @@ from pipelines.models.design import (
 )
 from pipelines.models.glm import SparseGroupError, _one_blas_thread, fit_glm
 from pipelines.models.predictor import predictive_quantiles
-from pipelines.models.results import BacktestEvaluation
+from pipelines.models.results import BacktestEvaluation, ModelScore
 from pipelines.models.scoring import FLAG_LEVELS, evaluate, level_label
 from pipelines.models.xgb import XGB_ROUNDS, fit_xgb
 
@@ -329,6 +329,13 @@ def _forecast_origins(
     return frame
 
 
+def _deviance(score: ModelScore) -> float:
+    """The mean deviance of a score made by :func:`evaluate` (always set there; None only
+    comes from a JSON read back)."""
+    assert score.poisson_deviance is not None
+    return score.poisson_deviance
+
+
 def _evaluation(
     frame: pd.DataFrame,
     *,
@@ -343,8 +350,8 @@ def _evaluation(
     ref = ev.models.get("seasonal_naive_4w")
     skill = None
     if ref is not None:
-        r = ref.poisson_deviance
-        skill = {m: (1.0 - v.poisson_deviance / r) if r > 0 else None for m, v in ev.models.items()}
+        r = _deviance(ref)
+        skill = {m: (1.0 - _deviance(v) / r) if r > 0 else None for m, v in ev.models.items()}
     return replace(
         ev,
         group="all",

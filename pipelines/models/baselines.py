@@ -22,6 +22,7 @@ section 5.2 (the seasonal naive method).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -163,7 +164,7 @@ def baseline_forecasts(
     test: np.ndarray,
     origin: pd.Timestamp,
     *,
-    models: tuple[str, ...] | list[str],
+    models: Sequence[str],
     slots_per_week: int,
     kernel: np.ndarray | None,
 ) -> dict[str, np.ndarray]:

@@ -126,6 +126,8 @@ REF_DOW = 0
 GRAINS = ("1h", "1d")
 #: A group with fewer incidents than this in its training rows is not modelled.
 MIN_INCIDENTS = 30
+#: XGBoost boosting rounds (``vigie fit --xgb-rounds``).
+XGB_ROUNDS = 200
 
 
 # --------------------------------------------------------------------------------------------

@@ -22,7 +22,7 @@ Kinds
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import pandas as pd
 
@@ -48,7 +48,7 @@ UNITS = {
 
 
 def irr_effects(
-    glms: dict[str, GLMFit], *, feature_why: dict[str, str | None] | None = None
+    glms: dict[str, GLMFit], *, feature_why: Mapping[str, str | None] | None = None
 ) -> list[Effect]:
     """One ``irr`` effect per named feature and group (not-estimable ones with their reason)."""
     out: list[Effect] = []

@@ -424,7 +424,7 @@ def fit_glm(
     """
     if family not in ("auto", "poisson", "negbin"):
         raise InputError(f"family must be 'auto', 'poisson' or 'negbin', got {family!r}.")
-    prep = {"features": features, "mask": mask, "cells": cells, "resolution": resolution}
+    prep: dict[str, Any] = dict(features=features, mask=mask, cells=cells, resolution=resolution)
     p = _prepare(dz, y, group=group, min_incidents=min_incidents, **prep)
     cm = _CellModel.of(p)
     res = cm.poisson()

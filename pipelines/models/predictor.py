@@ -216,17 +216,17 @@ def save_models(
         name = f"glm_{slug(g)}.json"
         (root / name).write_text(json.dumps(m.to_dict(), indent=1))
         manifest["glm"][g] = name
-    for g, m in xgbs.items():
+    for g, xm in xgbs.items():
         name = f"xgb_{slug(g)}.json"
-        m.booster.save_model(str(root / name))
+        xm.booster.save_model(str(root / name))
         manifest["xgb"][g] = {
             "file": name,
-            "columns": list(m.columns),
-            "alpha": m.alpha,
-            "offset": m.offset,
-            "n_rows": m.n_rows,
-            "n_incidents": m.n_incidents,
-            "categories": None if m.categories is None else list(m.categories),
+            "columns": list(xm.columns),
+            "alpha": xm.alpha,
+            "offset": xm.offset,
+            "n_rows": xm.n_rows,
+            "n_incidents": xm.n_incidents,
+            "categories": None if xm.categories is None else list(xm.categories),
         }
     (root / MANIFEST).write_text(json.dumps(manifest, indent=2, default=str))
     return manifest

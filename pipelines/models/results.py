@@ -182,7 +182,7 @@ class BacktestEvaluation:
         if d is None:
             return None
         bo = d.get("by_origin")
-        meta = {k: d.get(k) for k in _EVAL_META}
+        meta: dict[str, Any] = {k: d.get(k) for k in _EVAL_META}
         for k in ("flag_levels", "notes"):
             meta[k] = None if meta[k] is None else tuple(meta[k])
         return cls(

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 import xgboost as xgb
 
-from pipelines.models.design import MIN_INCIDENTS, Cells
+from pipelines.models.design import MIN_INCIDENTS, XGB_ROUNDS, Cells
 from pipelines.models.glm import _ct_alpha, _one_blas_thread, _overdispersed
 from pipelines.models.prepare import _prepare
 
@@ -36,7 +36,6 @@ _XGB_PARAMS: dict[str, Any] = {
     "nthread": 1,
     "verbosity": 0,
 }
-XGB_ROUNDS = 200
 
 
 # --------------------------------------------------------------------------------------------

@@ -87,12 +87,16 @@ class OfflineMap(folium.Map):
         self, *args: Any, tiles: str | None = None, frame_height: int = 480, **kwargs: Any
     ) -> None:
         kwargs.setdefault("control_scale", True)
-        super().__init__(*args, tiles=tiles, **kwargs)
+        # folium types tiles as a parameter that *args could also fill; here it is keyword-only
+        super().__init__(*args, tiles=tiles, **kwargs)  # type: ignore[misc]
         # a fixed-height frame: in a notebook the map is an iframe of this height (no blank band)
         Figure(width="100%", height=f"{int(frame_height)}px").add_child(self)
 
-    def render(self, **kwargs: Any) -> None:
+    # folium's Map.render returns None; branca's Element.render is typed as returning str
+    def render(self, **kwargs: Any) -> None:  # type: ignore[override]
         fig = self.get_root()
+        # __init__ adds the map to a Figure, so its root is one (folium's render asserts it too)
+        assert isinstance(fig, Figure)
         if "vigie_leaflet_js" not in fig.header._children:
             js, css = _leaflet_assets()
             fig.header.add_child(Element(f"<style>{css}</style>"), name="vigie_leaflet_css")

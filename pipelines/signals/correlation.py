@@ -113,7 +113,7 @@ def _lag_tests(
         & (off.sum(axis=1) >= min_days)
     )
     out = []
-    for i in np.flatnonzero(test):
+    for i in np.flatnonzero(test).tolist():  # Python ints, to index the zone sequences
         rr, lo, hi, p = rate_ratio(o_on[i], e_on[i], o_off[i], e_off[i])
         days_on = np.flatnonzero(on[i, p0:p1]) + p0
         start, end = panel.window(int(days_on.min()), int(days_on.max()) + 1)

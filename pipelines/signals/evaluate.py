@@ -249,10 +249,11 @@ def load_evaluation_data(
             f"{st.root}: the cube has no incidents, so there is nothing to inject outbreaks into; "
             "the evaluation needs an incidents source."
         )
-    if isinstance(truth, (str, Path)):
-        truth = json.loads(Path(truth).read_text())
-    if truth is None:
-        truth = _find_truth(st)
+    truth_doc: dict | None = (
+        json.loads(Path(truth).read_text()) if isinstance(truth, (str, Path)) else truth
+    )
+    if truth_doc is None:
+        truth_doc = _find_truth(st)
     read_all = use_model and st.model_file("models.json").exists()
     cols = ["local_hour", "dow", "local_date", "present", "present_baseline", "incidents"]
     cols = [c for c in cols if c in meta["columns"] or c in ("local_hour", "dow", "local_date")]
@@ -275,7 +276,7 @@ def load_evaluation_data(
         periods=periods,
         history_days=history_days,
         zones=sorted(frame["zone_id"].astype(str).unique()),
-        planted=_truth_windows(truth),
+        planted=_truth_windows(truth_doc),
         model=read_all,
     )
 

@@ -59,7 +59,8 @@ class DetectorScore:
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> DetectorScore:
-        return cls(**{f.name: d.get(f.name) for f in fields(cls)})
+        vals: dict[str, Any] = {f.name: d.get(f.name) for f in fields(cls)}
+        return cls(**vals)
 
 
 @dataclass(frozen=True)
@@ -107,7 +108,7 @@ class NominalPipeline:
             names = [f.name for f in fields(kind)]
             if names[0] not in d:
                 return None
-            vals = {n: d.get(n) for n in names}
+            vals: dict[str, Any] = {n: d.get(n) for n in names}
             if kind is PipelineNulls:
                 vals["share_null_runs_with_a_signal_ci95"] = tuple(
                     vals["share_null_runs_with_a_signal_ci95"]

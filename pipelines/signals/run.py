@@ -216,8 +216,8 @@ def incident_part(
 ) -> IncidentPart:
     """Expected incidents, the daily panel, then excess, drift, scan and correlation tests."""
     if not inp.has_incidents:
-        note = "no incidents in the cube: only presence anomalies (and event conflicts)."
-        return IncidentPart({}, Expectation(), {}, {}, (note,))
+        only = "no incidents in the cube: only presence anomalies (and event conflicts)."
+        return IncidentPart({}, Expectation(), {}, {}, (only,))
     exp, expectation, note = expected_incidents(st, inp.frame, inp.start, use_model=cfg.use_model)
     inp.frame["expected"] = exp
     panel = build_panel(
