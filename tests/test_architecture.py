@@ -66,6 +66,16 @@ def _imports(module: str, path: Path) -> set[str]:
                 target = _resolve(f"{src}.{alias.name}") or _resolve(src)
                 if target:
                     out.add(target)
+        elif (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Name)
+            and node.func.id == "lazy"
+            and node.args
+            and isinstance(node.args[0], ast.Constant)
+        ):  # pipelines.cli.lazy.lazy("module", "name"): an import made on first call
+            target = _resolve(str(node.args[0].value))
+            if target:
+                out.add(target)
     out.discard(module)
     return out
 
@@ -114,6 +124,12 @@ def test_the_graph_is_read():
     """The checker sees the project: a known edge is there, so an empty graph cannot pass."""
     assert "features.store" in GRAPH["pipelines.signals.run"]
     assert len(MODULES) > 30
+
+
+def test_lazy_imports_count():
+    """A command's lazy import (pipelines.cli.lazy) is an edge like any other import."""
+    assert "pipelines.reports.catalog" in GRAPH["pipelines.cli.reports"]
+    assert "pipelines.events.brief" in GRAPH["pipelines.cli.brief"]
 
 
 def test_features_never_imports_pipelines():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
+from types import SimpleNamespace
 
 import nbformat
 import pandas as pd
@@ -574,10 +575,10 @@ def test_signals_note_says_missing_none_or_how_many(three_week_store: Path):
     missing = signals_note(three_week_store, "2026-W47", None, None)
     assert "signals/2026-W47.json is not in the store" in missing
     assert "vigie signals" in missing and "--week 2026-W47" in missing
-    none = signals_note(three_week_store, "2026-W47", {"n_tests": 40}, pd.DataFrame())
+    run = SimpleNamespace(n_tests=40, n_signals=3, expectation=SimpleNamespace(source="model"))
+    none = signals_note(three_week_store, "2026-W47", run, pd.DataFrame())
     assert none == "No signal passed the false-discovery threshold this week (40 tests)."
-    payload = {"n_tests": 40, "n_signals": 3, "expectation": {"source": "model"}}
-    some = signals_note(three_week_store, "2026-W47", payload, pd.DataFrame({"rank": [1, 2]}))
+    some = signals_note(three_week_store, "2026-W47", run, pd.DataFrame({"rank": [1, 2]}))
     assert some == "3 signal(s) out of 40 tests; expectation: model. Top 2:"
 
 

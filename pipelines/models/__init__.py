@@ -21,6 +21,11 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+# design.py is light (numpy, pandas) and holds a function named like its module: importing it
+# here binds the package's ``design`` to the function, as users of ``M.design(...)`` expect (a
+# submodule imported later would otherwise shadow the lazy name).
+from pipelines.models.design import design
+
 #: public name -> the submodule that defines it
 _HOME = {
     "CATEGORY_GROUPS": "design",

@@ -21,6 +21,7 @@ from features.store import Store
 from features.timeutil import parse_iso_week
 from pipelines.reports.figures import missing_step, open_store
 from pipelines.reports.publish import suppress_value
+from pipelines.signals.result import SignalRun
 
 
 def week_bounds(store: str | Path | Store, week: str) -> tuple[pd.Timestamp, pd.Timestamp]:
@@ -206,25 +207,29 @@ def plot_daily(daily: pd.DataFrame, *, start: Any, week: str, timezone: str) -> 
     return fig
 
 
+def signal_run(store: str | Path | Store, week: str) -> SignalRun | None:
+    """The week's signal run (``vigie signals``), typed, or None when it has not run."""
+    st = open_store(store)
+    payload = st.read_json(st.signals_relpath(week))
+    return None if payload is None else SignalRun.from_json(payload)
+
+
 def signals_note(
     store: str | Path | Store,
     week: str,
-    payload: dict[str, Any] | None,
+    run: SignalRun | None,
     signals: pd.DataFrame | None,
 ) -> str:
     """The sentence above the week's signals: not run (with the command), none, or how many out
-    of how many tests with the expectation's source (``payload`` is the week's signals JSON,
-    ``signals`` its :func:`signals_table`)."""
-    if signals is None or payload is None:
+    of how many tests with the expectation's source (``signals`` is :func:`signals_table` of
+    the run)."""
+    if signals is None or run is None:
         return missing_step(store, open_store(store).signals_relpath(week), period=week)
     if signals.empty:
-        return (
-            "No signal passed the false-discovery threshold this week "
-            f"({payload.get('n_tests', 0)} tests)."
-        )
-    source = payload.get("expectation", {}).get("source", "?")
+        return f"No signal passed the false-discovery threshold this week ({run.n_tests} tests)."
+    source = run.expectation.source or "?"
     return (
-        f"{payload.get('n_signals', len(signals))} signal(s) out of {payload.get('n_tests')} "
+        f"{run.n_signals} signal(s) out of {run.n_tests} "
         f"tests; expectation: {source}. Top {len(signals)}:"
     )
 
