@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 SCALE ?= city
 DEMO_DIR ?= demo
 
-.PHONY: test demo bench lab lint format clean kernel
+.PHONY: test demo bench evaluate lab lint format clean kernel
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -29,6 +29,16 @@ demo: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench $(BENCH_ARGS)
+
+# Real-data and synthetic-city evaluation (docs/evaluation.md); the peers it compares with
+# (pynssp: CDC's ESSENCE detectors) are the `eval` extra.
+EVAL_STAMP := $(VENV)/.installed-eval
+$(EVAL_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[dev,eval]'
+	touch $(EVAL_STAMP)
+
+evaluate: $(EVAL_STAMP)
+	$(BIN)/python -m bench.evaluate $(EVAL_ARGS)
 
 lab: $(STAMP)
 	$(BIN)/jupyter lab --notebook-dir=notebooks
