@@ -1,5 +1,5 @@
 """``python -m pipelines.cli``: the `vigie` command."""
 
-from pipelines.cli import app
+from pipelines.cli import run
 
-app()
+run()
