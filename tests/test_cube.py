@@ -545,8 +545,8 @@ def test_rebuild_replaces_the_cube(tmp_path, full: Store) -> None:
     shutil.copytree(full.root, store.root)
     result = build_cube(store, engine="pandas", start="2026-03-05", end="2026-03-12")
     assert result.months == ("2026-03",)
-    assert [p.name for p in store.cube_dir.iterdir()] == ["month=2026-03"]
-    assert not list(store.root.glob(".cube-*"))
+    assert sorted(p.name for p in store.cube_dir.iterdir()) == ["_meta.json", "month=2026-03"]
+    assert not list(store.root.glob(".cube*"))
     assert len(store.cube()) == 4 * 7 * 24
 
 

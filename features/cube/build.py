@@ -1,16 +1,21 @@
 """``build_cube``: plan -> months (by the chosen engine) -> swap the new cube in -> metadata.
 
 The cube is built in a fresh folder next to the old one and renamed into place only when every
-month is written, so a failed build leaves the previous cube as it was.
+month is written, so a failed build leaves the previous cube as it was. Its metadata is written
+inside that folder (``cube/_meta.json``, with the build's id) before the swap, so the cube and
+what describes it change together; ``cube_meta.json`` beside it is a copy written after the swap,
+which :meth:`Store.cube_meta` rewrites when a killed build left it describing another build.
+Folders left by killed builds are removed at the next build (only those of runs that are gone).
 """
 
 from __future__ import annotations
 
 import importlib.metadata
+import json
 import logging
 import shutil
 import time
-import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +29,14 @@ from features.cube.period import MonthSpec
 from features.cube.plan import Plan, make_plan
 from features.cube.schema import CubeResult, output_columns
 from features.errors import ConfigError
-from features.store import Store
+from features.jsonio import json_default
+from features.store import (
+    Store,
+    new_tag,
+    swap_in,
+    temp_sibling,
+    write_text_atomic,
+)
 
 log = logging.getLogger(__name__)
 
@@ -86,17 +98,23 @@ def build_cube(
     t0 = time.perf_counter()
     _check_engine(engine, dask_address)
     store = store if isinstance(store, Store) else Store(store)
+    store.clean_stale()
     plan = make_plan(store, start=start, end=end, memory_limit=memory_limit, threads=threads)
-    summaries = _build_and_swap(store, plan, engine=engine, dask_address=dask_address)
     columns = tuple(output_columns(plan))
-    meta = _meta(plan, summaries, columns, engine)
+    meta = _build_and_swap(
+        store,
+        plan,
+        describe=lambda summaries: _meta(plan, summaries, columns, engine),
+        engine=engine,
+        dask_address=dask_address,
+    )
     store.write_json("cube_meta.json", meta)
     return CubeResult(
         path=store.cube_dir,
         meta=meta,
         rows=int(meta["rows"]),
         columns=columns,
-        months=tuple(s["month"] for s in summaries),
+        months=tuple(meta["months"]),
         engine=engine,
         seconds=time.perf_counter() - t0,
     )
@@ -116,13 +134,20 @@ def _check_engine(engine: str, dask_address: str | None) -> None:
 
 
 def _build_and_swap(
-    store: Store, plan: Plan, *, engine: str, dask_address: str | None
-) -> list[dict[str, Any]]:
-    """Build every month in a fresh folder, then rename it into ``store/cube`` (the old cube is
-    kept when anything fails); returns the months' summaries."""
-    tag = uuid.uuid4().hex[:8]
-    build_dir = store.root / f".cube-building-{tag}"
-    work_dir = store.root / f".cube-work-{tag}"
+    store: Store,
+    plan: Plan,
+    *,
+    describe: Callable[[list[dict[str, Any]]], dict[str, Any]],
+    engine: str,
+    dask_address: str | None,
+) -> dict[str, Any]:
+    """Build every month in a fresh folder, write its metadata (``describe(summaries)`` plus
+    the build's id) inside it, then swap it into ``store/cube`` (the old cube is kept when
+    anything fails); returns the metadata."""
+    tag = new_tag()
+    cube_dir = store.root / "cube"
+    build_dir = temp_sibling(cube_dir, "tmp", tag)
+    work_dir = temp_sibling(cube_dir, "work", tag)
     build_dir.mkdir(parents=True)
     work_dir.mkdir()
     try:
@@ -133,13 +158,16 @@ def _build_and_swap(
             dirs=(build_dir, work_dir),
             dask_address=dask_address,
         )
-        _swap_in(build_dir, store.cube_dir)
+        meta = {**describe(summaries), "build_id": tag}
+        text = json.dumps(meta, indent=2, ensure_ascii=False, default=json_default)
+        write_text_atomic(build_dir / Store.CUBE_META_INSIDE, text)
+        swap_in(build_dir, cube_dir, tag=tag)
     except BaseException:
         shutil.rmtree(build_dir, ignore_errors=True)
         raise
     finally:
         shutil.rmtree(work_dir, ignore_errors=True)
-    return summaries
+    return meta
 
 
 def _build_months(
@@ -164,17 +192,6 @@ def _build_months(
         if stage is not None:
             stage.close()
     return summaries
-
-
-def _swap_in(build_dir: Path, cube_dir: Path) -> None:
-    """Replace the cube folder with the freshly built one (old one removed after the rename)."""
-    old = None
-    if cube_dir.exists():
-        old = cube_dir.with_name(f".cube-old-{uuid.uuid4().hex[:8]}")
-        cube_dir.rename(old)
-    build_dir.rename(cube_dir)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 def _meta(

@@ -1,6 +1,12 @@
 """`vigie ingest` from start to end: load the study and the previous report, read what changed,
 place it in zones, then write the store.
 
+Crash safety: the sources about to be rewritten are marked ``pending`` in the ingest report
+first, and a source is kept only when its fingerprint matches AND its files still have the
+SHA-256 the report recorded (``outputs``); leftovers of killed runs are removed first
+(:meth:`Store.clean_stale`). A report without ``outputs`` (written before this rule) has every
+source read once more.
+
 Speed: the main thread reads and parses; helper threads hash the input files (first ingest),
 place each file's points in zones while its other columns are parsed, and search a loaded source
 for repeated keys (DuckDB) while the next one is read.
@@ -23,7 +29,14 @@ from features.ingest.location import _h3_zones_from, _locate, _polygon_zones
 from features.ingest.results import IngestResult, SourceResult
 from features.ingest.rows import _Rows
 from features.ingest.validation import _duplicates, _duplicates_early
-from features.ingest.writing import _write, _write_h3_zones, _write_report, _write_study
+from features.ingest.writing import (
+    _mark_pending,
+    _outputs,
+    _write,
+    _write_h3_zones,
+    _write_report,
+    _write_study,
+)
 from features.readers import expand, sha256
 from features.store import Store
 
@@ -81,6 +94,7 @@ def ingest(
     study = load_study(sources_yaml)
     st = store if isinstance(store, Store) else Store(store)
     st.root.mkdir(parents=True, exist_ok=True)
+    st.clean_stale()
     specs = study.sources()
     if not specs:
         raise InputError(
@@ -105,27 +119,32 @@ def ingest(
 
 
 def _previous_report(st: Store) -> dict[str, Any]:
-    """The sources of the store's ingest report ({} when there is none or it is unreadable)."""
+    """The store's ingest report ({} when there is none or it is unreadable)."""
     rp = st.root / Store.INGEST_REPORT
     if not rp.exists():
         return {}
     try:
-        return json.loads(rp.read_text()).get("sources", {})
+        report = json.loads(rp.read_text())
     except json.JSONDecodeError:
         return {}
+    return report if isinstance(report, dict) else {}
 
 
-def _ingest(run: _Run, previous: dict[str, Any]) -> IngestResult:
+def _ingest(run: _Run, report: dict[str, Any]) -> IngestResult:
     """Read what changed, locate it, write it; the unchanged sources keep their report."""
+    previous: dict[str, Any] = report.get("sources", {})
     fps, file_hashes = run.fingerprints() if previous else (None, {})
-    todo = _todo(run, previous, fps)
+    todo = _todo(run, report, fps)
     parsed, zones = _read_and_locate(run, todo)
     if fps is None:
         fps, file_hashes = run.fingerprints()
+    _mark_pending(run.st, _previous_report(run.st), todo)
     results = _write_sources(run, parsed, zones, todo, fps)
+    outputs = {n: _outputs(run.st, n) for n in results}
     for name in list(run.specs) + (["zones"] if run.zone_kind == "h3" else []):
         if name not in results:
             results[name] = SourceResult.from_report(name, previous[name])
+            outputs[name] = report["outputs"][name]
     _drop_removed(run.st, results)
     _write_study(
         run.st,
@@ -135,20 +154,32 @@ def _ingest(run: _Run, previous: dict[str, Any]) -> IngestResult:
         sources=list(results),
     )
     ordered = {n: results[n] for n in SOURCE_NAMES if n in results}
-    path = _write_report(run.st, run.study, ordered)
+    path = _write_report(run.st, run.study, ordered, outputs)
     return IngestResult(store=run.st, sources=ordered, report_path=path)
 
 
-def _todo(run: _Run, previous: dict[str, Any], fps: dict[str, str] | None) -> list[str]:
+def _todo(run: _Run, report: dict[str, Any], fps: dict[str, str] | None) -> list[str]:
     """The sources to read, in canonical order: those whose fingerprint changed (all on a first
-    ingest), and the H3 zones when there is no zones file."""
+    ingest) or whose files in the store are not the ones the report recorded, and the H3 zones
+    when there is no zones file."""
+    previous = report.get("sources", {})
+    written = report.get("outputs", {})
 
     def unchanged(name: str) -> bool:
         prev = previous.get(name)
         if not prev:
             return False
         assert fps is not None  # fingerprints are computed whenever there is a previous ingest
-        return prev.get("fingerprint") == fps[name] and run.st.validated_path(name).exists()
+        if prev.get("fingerprint") != fps[name] or not run.st.validated_path(name).exists():
+            return False
+        if written.get(name) and written[name] == _outputs(run.st, name):
+            return True
+        log.warning(
+            "%s: its files in the store are not those its ingest report recorded (a killed "
+            "run, or a report of an earlier version): read again",
+            name,
+        )
+        return False
 
     return [
         n

@@ -1,5 +1,12 @@
 """Writing the store: validated Parquet (atomic, dictionary-encoded where values repeat),
-quarantine CSVs, study.json and the ingest report."""
+quarantine CSVs, study.json and the ingest report.
+
+Crash safety: each file goes through a temporary file renamed into place. Before any source is
+rewritten, the ingest report marks it ``pending`` (its fingerprint is dropped), and the final
+report records, per source, the SHA-256 of the files it wrote (``outputs``): a run killed
+between a source's files and the report leaves a source the next run reads again, never one it
+trusts on the old report's word.
+"""
 
 from __future__ import annotations
 
@@ -16,8 +23,11 @@ from features import schemas
 from features.config import default_country
 from features.ingest.results import SourceResult
 from features.ingest.rows import _Rows
-from features.readers import FILE, ROW
-from features.store import Store
+from features.readers import FILE, ROW, sha256
+from features.store import Store, atomic_file
+
+#: the fingerprint of a source being rewritten (matches no real fingerprint)
+PENDING = "pending"
 
 #: text columns stored as strings whatever type they were read as (besides the *_id columns)
 _TEXT_COLUMNS = {"category", "name", "origin", "source", "priority", "stop_name"}
@@ -40,7 +50,8 @@ def _write_h3_zones(st: Store, zones) -> None:
     _atomic_parquet(g, st.validated_path("zones"))
     q = st.quarantine_dir / "zones.csv"
     if not q.exists():
-        pd.DataFrame(columns=["file", "row", "reason"]).to_csv(q, index=False)
+        with atomic_file(q) as tmp:
+            pd.DataFrame(columns=["file", "row", "reason"]).to_csv(tmp, index=False)
 
 
 def _dictionary_columns(table, unique: str | None, *, sample: int = 10_000) -> list[str]:
@@ -66,16 +77,15 @@ def _atomic_parquet(df: pd.DataFrame, path: Path, *, unique: str | None = None) 
     """Write ``df`` to ``path`` through a temporary file (a reader never sees half a file); the
     file is left untouched when the bytes are the same. ``unique`` names a column whose values
     are all different (the source's key): it is not dictionary-encoded, which could only fail."""
-    tmp = path.with_suffix(".parquet.tmp")
-    if hasattr(df, "geometry"):
-        df.to_parquet(tmp, index=False)  # GeoParquet
-    else:
-        table = pa.Table.from_pandas(df, preserve_index=False)
-        pq.write_table(table, tmp, use_dictionary=_dictionary_columns(table, unique))
-    if path.exists() and path.read_bytes() == tmp.read_bytes():
-        tmp.unlink()
-        return
-    tmp.replace(path)
+    with atomic_file(path) as tmp:
+        if hasattr(df, "geometry"):
+            df.to_parquet(tmp, index=False)  # GeoParquet
+        else:
+            table = pa.Table.from_pandas(df, preserve_index=False)
+            pq.write_table(table, tmp, use_dictionary=_dictionary_columns(table, unique))
+        if path.exists() and path.read_bytes() == tmp.read_bytes():
+            tmp.unlink()
+            return
 
 
 def _write(st: Store, rows: _Rows, base: Path, fp: str) -> SourceResult:
@@ -134,10 +144,8 @@ def _write_quarantine(st: Store, rows: _Rows, bad: np.ndarray) -> None:
         shown = parsed.astype("string").set_axis(bad_idx)
         as_read = rows.raw[c].reindex(bad_idx)
         q[c] = as_read.where(as_read.index.isin(rows.raw.index), shown).to_numpy()
-    qpath = st.quarantine_dir / f"{rows.source}.csv"
-    tmpq = qpath.with_suffix(".csv.tmp")
-    q.to_csv(tmpq, index=False)
-    tmpq.replace(qpath)
+    with atomic_file(st.quarantine_dir / f"{rows.source}.csv") as tmpq:
+        q.to_csv(tmpq, index=False)
 
 
 def _write_validated(st: Store, name: str, kept: pd.DataFrame) -> None:
@@ -202,8 +210,36 @@ def _write_study(
     st.write_json("study.json", study_json)
 
 
-def _write_report(st: Store, study, results: dict[str, SourceResult]) -> Path:
-    """``ingest_report.json``: whether every source reconciles, and each source's result."""
+def _outputs(st: Store, name: str) -> dict[str, str]:
+    """The files of a source in the store (validated Parquet, quarantine CSV) with their
+    SHA-256, by path relative to the store."""
+    paths = (st.validated_path(name), st.quarantine_dir / f"{name}.csv")
+    return {p.relative_to(st.root).as_posix(): sha256(p) for p in paths if p.exists()}
+
+
+def _mark_pending(st: Store, report: dict[str, Any], todo: list[str]) -> None:
+    """Before the sources of ``todo`` are rewritten: the store's report with their fingerprints
+    replaced by :data:`PENDING` and their outputs dropped, so a run killed before the final
+    report reads them again."""
+    sources = report.get("sources", {})
+    hit = [n for n in todo if n in sources]
+    if not hit:
+        return
+    marked = {
+        **report,
+        "sources": {
+            n: {**e, "fingerprint": PENDING} if n in hit else e for n, e in sources.items()
+        },
+        "outputs": {n: o for n, o in report.get("outputs", {}).items() if n not in hit},
+    }
+    st.write_json(Store.INGEST_REPORT, marked)
+
+
+def _write_report(
+    st: Store, study, results: dict[str, SourceResult], outputs: dict[str, dict[str, str]]
+) -> Path:
+    """``ingest_report.json``: whether every source reconciles, each source's result, and the
+    files each source wrote with their SHA-256 (``outputs``, checked before a source is kept)."""
     report = {
         "study": study.area.name,
         "timezone": study.area.timezone,
@@ -211,5 +247,6 @@ def _write_report(st: Store, study, results: dict[str, SourceResult]) -> Path:
             r.rows_read == r.rows_kept + r.rows_quarantined for r in results.values()
         ),
         "sources": {n: r.as_dict() for n, r in results.items()},
+        "outputs": {n: outputs[n] for n in results if n in outputs},
     }
     return st.write_json(Store.INGEST_REPORT, report)
