@@ -16,6 +16,7 @@ Relative paths are relative to the sources.yaml.
 
 from __future__ import annotations
 
+import datetime as dt
 import difflib
 from pathlib import Path
 from typing import Any, Literal
@@ -25,6 +26,9 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from features.errors import ConfigError
+
+#: the longest area name: it heads every report
+MAX_NAME = 200
 
 SOURCE_NAMES = (
     "zones",
@@ -45,7 +49,7 @@ class Area(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str = "study"
+    name: str = Field(default="study", min_length=1, max_length=MAX_NAME)
     timezone: str = "UTC"
     grain: Literal["1h", "1d"] = "1h"
     h3_resolution: int = Field(
@@ -132,6 +136,93 @@ def closest(name: str, options: list[str] | tuple[str, ...]) -> str | None:
     return hit[0] if hit else None
 
 
+#: the largest YAML file read (a sources.yaml or an event file is a few kilobytes)
+MAX_YAML_BYTES = 1 << 20
+#: the most values a YAML file may hold once its aliases are expanded (an alias bomb holds
+#: billions: refused before anything is built)
+MAX_YAML_NODES = 100_000
+
+
+def read_yaml(path: str | Path) -> Any:
+    """A YAML file's content, read with PyYAML's safe loader only (plain data: no Python object,
+    no code), within :data:`MAX_YAML_BYTES` and :data:`MAX_YAML_NODES`.
+
+    The nodes are counted with every alias expanded, on the parsed graph and before anything
+    is built, so an alias bomb ("billion laughs") is refused at once.
+
+    Raises
+    ------
+    ConfigError
+        A missing, huge, non-UTF-8 or invalid file, or one whose aliases expand too far;
+        the message names the file (and the line for a syntax error).
+    """
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+    except OSError:
+        raise ConfigError(f"{path}: no such file.", file=str(path)) from None
+    if size > MAX_YAML_BYTES:
+        raise ConfigError(
+            f"{path}: {size:,} bytes, more than the {MAX_YAML_BYTES:,} a YAML file of vigie "
+            "may hold; refused.",
+            file=str(path),
+        )
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not UTF-8 text; save it as UTF-8.", file=str(path)) from None
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _count_nodes(node, path)
+        return loader.construct_document(node)
+    except RecursionError:
+        raise ConfigError(f"{path}: YAML nested too deeply; refused.", file=str(path)) from None
+    except yaml.YAMLError as exc:
+        where = getattr(exc, "problem_mark", None)
+        at = f" at line {where.line + 1}, column {where.column + 1}" if where else ""
+        raise ConfigError(
+            f"{path}: not valid YAML{at}: {getattr(exc, 'problem', None) or exc}.",
+            file=str(path),
+        ) from None
+    finally:
+        loader.dispose()
+
+
+def _count_nodes(root: yaml.Node, path: Path) -> None:
+    """Refuse a YAML graph that holds more than :data:`MAX_YAML_NODES` values once its aliases
+    are expanded, or refers to itself. Each node is sized once (memoised), so a bomb of nested
+    aliases costs as many steps as it has distinct nodes."""
+    sizes: dict[int, int] = {}
+    open_: set[int] = set()
+
+    def size(node: yaml.Node) -> int:
+        key = id(node)
+        if key in sizes:
+            return sizes[key]
+        if key in open_:
+            raise ConfigError(f"{path}: a YAML alias refers to itself; refused.", file=str(path))
+        open_.add(key)
+        total = 1
+        if isinstance(node, yaml.SequenceNode):
+            total += sum(size(n) for n in node.value)
+        elif isinstance(node, yaml.MappingNode):
+            total += sum(size(k) + size(v) for k, v in node.value)
+        open_.discard(key)
+        sizes[key] = total
+        if total > MAX_YAML_NODES:
+            raise ConfigError(
+                f"{path}: more than {MAX_YAML_NODES:,} values once its aliases are expanded "
+                "(an alias bomb?); refused.",
+                file=str(path),
+            )
+        return total
+
+    size(root)
+
+
 def load_study(path: str | Path) -> Study:
     """Read and validate a sources.yaml.
 
@@ -144,18 +235,7 @@ def load_study(path: str | Path) -> Study:
     path = Path(path)
     if not path.exists():
         raise ConfigError(f"{path}: no such sources file.", file=str(path))
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        where = getattr(exc, "problem_mark", None)
-        at = f" at line {where.line + 1}, column {where.column + 1}" if where else ""
-        raise ConfigError(
-            f"{path}: not valid YAML{at}: {getattr(exc, 'problem', exc)}.", file=str(path)
-        ) from None
-    except UnicodeDecodeError:
-        raise ConfigError(
-            f"{path}: not UTF-8 text; save the sources file as UTF-8.", file=str(path)
-        ) from None
+    raw = read_yaml(path)
     if raw is None:
         raise ConfigError(f"{path}: the sources file is empty.", file=str(path))
     if not isinstance(raw, dict):
@@ -184,8 +264,35 @@ def load_study(path: str | Path) -> Study:
         raise ConfigError(
             f"{path}: invalid sources file: " + "; ".join(lines) + ".", file=str(path)
         ) from None
+    _check_constants(study, path)
     study.base_dir = path.resolve().parent
     return study
+
+
+def _check_constants(study: Study, path: Path) -> None:
+    """Every ``constants:`` key is a canonical column of its source, given one plain value."""
+    from features import schemas
+
+    for source, spec in study.sources().items():
+        canon = list(schemas.columns(source))
+        for key, value in spec.constants.items():
+            if key not in canon or key == "geometry":
+                hint = closest(str(key), canon)
+                raise ConfigError(
+                    f"{path}: {source}.constants names {key!r}, which is not a canonical column "
+                    f"of {source}"
+                    + (f" (did you mean {hint!r}?)" if hint else "")
+                    + f"; canonical columns are {', '.join(c for c in canon if c != 'geometry')}.",
+                    file=str(path),
+                    column=str(key),
+                )
+            if value is not None and not isinstance(value, (str, int, float, bool, dt.date)):
+                raise ConfigError(
+                    f"{path}: {source}.constants.{key} must be one value (text or number), "
+                    f"got a {type(value).__name__}.",
+                    file=str(path),
+                    column=str(key),
+                )
 
 
 def default_country(timezone: str) -> str | None:

@@ -268,8 +268,25 @@ def _read_csv_arrow(
             return None
         if table.column_names != (usecols if usecols is not None else header):
             return None
+        nan_text = _nan_columns(table, as_text)
+        if nan_text:
+            # "NaN" in a numeric column is text to report, not a missing value: read as text
+            as_text |= nan_text
+            continue
         return table.to_pandas()
     return None
+
+
+def _nan_columns(table, as_text: set[str]) -> set[str]:
+    """The numeric columns of a table read by pyarrow that hold a NaN (the text "NaN" or "nan":
+    an empty cell is a null, not a NaN)."""
+    import pyarrow.compute as pc
+
+    out = set()
+    for name in table.column_names:
+        if name not in as_text and pc.any(pc.is_nan(table[name])).as_py():
+            out.add(name)
+    return out
 
 
 def read_parquet(path: str, *, source: str) -> tuple[pd.DataFrame, FileInfo]:

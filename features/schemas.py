@@ -35,6 +35,11 @@ class _Range(TypedDict):
 
 
 LAT = _Range(min=-90.0, max=90.0)
+#: a response time over a year is an export error
+MINUTES_IN_A_YEAR = 366 * 24 * 60
+#: counts of people, entries or attendance: more than any zone, stop or event ever holds
+#: (100 million) is a unit or export error, quarantined rather than summed into an absurd rate
+COUNT = _Range(min=0.0, max=1e8)
 LON = _Range(min=-180.0, max=180.0)
 
 SOURCES: dict[str, list[Col]] = {
@@ -42,28 +47,28 @@ SOURCES: dict[str, list[Col]] = {
         Col("zone_id", "str", True),
         Col("geometry", "geometry", True),
         Col("name", "str"),
-        Col("population", "float", min=0),
+        Col("population", "float", **COUNT),
     ],
     "presence": [
         Col("zone_id", "str", True),
         Col("start", "time", True),
         Col("end", "time"),
         Col("slot_minutes", "int", min=15, max=1440),
-        Col("present", "float", True, min=0),
-        Col("residents", "float", min=0),
-        Col("visitors", "float", min=0),
-        Col("tourists", "float", min=0),
-        Col("excursionists", "float", min=0),
-        Col("foreign", "float", min=0),
-        Col("unique_visitors", "float", min=0),
-        Col("entries", "float", min=0),
+        Col("present", "float", True, **COUNT),
+        Col("residents", "float", **COUNT),
+        Col("visitors", "float", **COUNT),
+        Col("tourists", "float", **COUNT),
+        Col("excursionists", "float", **COUNT),
+        Col("foreign", "float", **COUNT),
+        Col("unique_visitors", "float", **COUNT),
+        Col("entries", "float", **COUNT),
     ],
     "presence_origin": [
         Col("zone_id", "str", True),
         Col("start", "time", True),
         Col("slot_minutes", "int", min=15, max=1440),
         Col("origin", "str", True),
-        Col("count", "float", True, min=0),
+        Col("count", "float", True, **COUNT),
     ],
     "incidents": [
         Col("incident_id", "str", True),
@@ -75,14 +80,14 @@ SOURCES: dict[str, list[Col]] = {
         Col("source", "str"),
         Col("priority", "str"),
         Col("outdoor", "bool"),
-        Col("response_minutes", "float", min=0),
+        Col("response_minutes", "float", min=0, max=MINUTES_IN_A_YEAR),
     ],
     "lamps": [
         Col("lamp_id", "str", True),
         Col("latitude", "float", **LAT),
         Col("longitude", "float", **LON),
         Col("zone_id", "str"),
-        Col("wattage", "float", min=0),
+        Col("wattage", "float", min=0, max=1e5),
     ],
     "lighting_faults": [
         Col("fault_id", "str"),
@@ -103,8 +108,8 @@ SOURCES: dict[str, list[Col]] = {
         Col("stop_id", "str", True),
         Col("start", "time", True),
         Col("slot_minutes", "int", min=15, max=1440),
-        Col("entries", "float", True, min=0),
-        Col("exits", "float", min=0),
+        Col("entries", "float", True, **COUNT),
+        Col("exits", "float", **COUNT),
     ],
     "events": [
         Col("event_id", "str", True),
@@ -114,7 +119,7 @@ SOURCES: dict[str, list[Col]] = {
         Col("zone_id", "str"),
         Col("latitude", "float", **LAT),
         Col("longitude", "float", **LON),
-        Col("expected_attendance", "float", True, min=0),
+        Col("expected_attendance", "float", True, **COUNT),
         Col("category", "str", True),
         Col("indoor", "bool"),
         Col("dps_activity", "float", min=0.25, max=0.40),
@@ -249,9 +254,9 @@ def pandera_schema(source: str, present: list[str]) -> pa.DataFrameSchema:
             continue
         checks = []
         if c.min is not None:
-            checks.append(pa.Check.ge(c.min, error=f"{c.name} must be >= {c.min}"))
+            checks.append(pa.Check.ge(c.min, error=f"{c.name} must be >= {c.min:g}"))
         if c.max is not None:
-            checks.append(pa.Check.le(c.max, error=f"{c.name} must be <= {c.max}"))
+            checks.append(pa.Check.le(c.max, error=f"{c.name} must be <= {c.max:g}"))
         cols[c.name] = pa.Column(
             nullable=not c.required, checks=checks, coerce=False, required=False
         )

@@ -16,7 +16,12 @@ from features.ingest.location import _project_xy, _zones_from_file
 from features.ingest.mapping import _read_file
 from features.ingest.rows import _codes, _Rows
 from features.ingest.times import _parse_time, _placeholders
-from features.ingest.validation import _check_order, _check_slots, _validate
+from features.ingest.validation import (
+    _check_file_keys,
+    _check_order,
+    _check_slots,
+    _validate,
+)
 from features.ingest.values import _parse_bool, _parse_float, _parse_int, _parse_str
 from features.readers import FILE, ROW
 from features.zones import assign_codes
@@ -116,6 +121,7 @@ def _load_source(
     parts = [_load_file(name, spec, path, tz, pool=pool, zones=zones) for path in files]
     rows = parts[0] if len(parts) == 1 else _stack(name, parts)
     _placeholders(rows)
+    _check_file_keys(rows)
     return rows
 
 

@@ -13,7 +13,9 @@ import pyarrow as pa
 
 from features import schemas
 from features.config import SourceSpec
+from features.errors import InputError
 from features.ingest.rows import _Rows
+from features.paths import MAX_KEY, file_key
 from features.readers import FILE, ROW
 
 
@@ -172,3 +174,33 @@ def _check_order(rows: _Rows) -> None:
             (f["end"].notna() & f["start"].notna() & (f["end"] <= f["start"])).to_numpy(),
             "end not after start",
         )
+
+
+def _check_file_keys(rows: _Rows) -> None:
+    """An event id names its brief's file (:func:`features.paths.file_key`): an id that cannot
+    (over :data:`~features.paths.MAX_KEY` characters, or a hidden file's name), and a second id
+    whose file name another id already takes ("a/b" and "a?b" both make "a-b"; names compared
+    without case), are quarantined, the reason naming the other id."""
+    if rows.source != "events" or "event_id" not in rows.frame.columns:
+        return
+    ids = rows.frame["event_id"]
+    ok = ~rows.bad & ids.notna().to_numpy()
+    n = len(ids)
+    unusable, clash = np.zeros(n, dtype=bool), np.zeros(n, dtype=bool)
+    why: dict[int, str] = {}
+    first: dict[str, str] = {}
+    for i in np.flatnonzero(ok):
+        value = str(ids.iloc[i])
+        try:
+            key = file_key(value, what="event id")
+        except InputError:
+            unusable[i] = True
+            why[i] = f"over {MAX_KEY} characters" if len(value) > MAX_KEY else "hidden or empty"
+            continue
+        other = first.setdefault(key.lower(), value)
+        if other != value:
+            clash[i] = True
+            why[i] = f"{key!r}, as event {other[:60]!r}"
+    detail = pd.Series(why, dtype=object)
+    rows.flag(unusable, "event_id: cannot name a file", detail)
+    rows.flag(clash, "event_id: same file name as another event", detail)

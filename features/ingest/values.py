@@ -24,10 +24,15 @@ def _as_str(s: pd.Series) -> pd.Series:
     return s.astype("string")
 
 
+#: the largest magnitude a whole number may have (floats hold every integer up to 2**53)
+_MAX_INT = float(2**53)
+
+
 def _parse_float(rows: _Rows, name: str) -> None:
     s = rows.frame[name]
     if pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s):
         rows.frame[name] = s.astype(float)
+        _flag_infinite(rows, name, rows.frame[name].astype("string"))
         return
     txt = _as_str(s)
     num = pd.to_numeric(txt, errors="coerce")
@@ -43,14 +48,25 @@ def _parse_float(rows: _Rows, name: str) -> None:
     badm = (num.isna() & txt.notna()).to_numpy()
     rows.flag(badm, f"{name}: not a number", txt)
     rows.frame[name] = num.astype(float)
+    _flag_infinite(rows, name, txt)
+
+
+def _flag_infinite(rows: _Rows, name: str, txt: pd.Series) -> None:
+    """Quarantine infinite values ("inf", 1e999) and make them missing: no sum, mean or ratio
+    downstream may become infinite."""
+    v = rows.frame[name].to_numpy(dtype=float, na_value=np.nan)
+    inf = np.isinf(v)
+    if inf.any():
+        rows.flag(inf, f"{name}: not a finite number", txt)
+        rows.frame[name] = rows.frame[name].where(~inf)
 
 
 def _parse_int(rows: _Rows, name: str) -> None:
     _parse_float(rows, name)
     v = rows.frame[name]
-    frac = v.notna() & (v != np.round(v))
+    frac = v.notna() & ((v != np.round(v)) | (v.abs() > _MAX_INT))
     rows.flag(frac.to_numpy(), f"{name}: not a whole number", v)
-    rows.frame[name] = v.round().astype("Int64")
+    rows.frame[name] = v.where(~frac).round().astype("Int64")
 
 
 def _parse_bool(rows: _Rows, name: str) -> None:
@@ -68,13 +84,26 @@ def _parse_bool(rows: _Rows, name: str) -> None:
 
 
 def _parse_str(rows: _Rows, name: str) -> None:
+    """Text, trimmed, a blank made missing. A byte-order mark (U+FEFF, invisible) is removed
+    wherever it sits, so "\ufeffA" and "A" are one id; a value holding a NUL byte is
+    quarantined (no id or name carries one into the store, a file name or a report)."""
     s = rows.frame[name]
     if pd.api.types.is_float_dtype(s):
         # ids read from Parquet/JSON as numbers: 12.0 -> "12"
         txt = s.map(
-            lambda v: None if pd.isna(v) else (str(int(v)) if float(v).is_integer() else str(v))
+            lambda v: (
+                None
+                if pd.isna(v)
+                else (str(int(v)) if np.isfinite(v) and float(v).is_integer() else str(v))
+            )
         )
         rows.frame[name] = txt.astype(object)
         return
     txt = _as_str(s)
+    if txt.str.contains("\ufeff", regex=False).any():
+        txt = txt.str.replace("\ufeff", "", regex=False).str.strip()
+    nul = txt.str.contains("\x00", regex=False).fillna(False).to_numpy(dtype=bool)
+    if nul.any():
+        rows.flag(nul, f"{name}: holds a NUL byte", txt.str.replace("\x00", "\\0", regex=False))
+        txt = txt.where(~nul)
     rows.frame[name] = txt.where(txt != "", pd.NA)

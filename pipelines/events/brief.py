@@ -60,7 +60,13 @@ from pipelines.events.frame import model_frame
 from pipelines.events.params import StaffingParams
 from pipelines.events.plan import EventStaffing, plan_event
 from pipelines.events.result import Brief, BriefContext, BriefEvent, BriefHour
-from pipelines.events.spec import BriefParams, EventSpec, brief_key, load_event, num_or_none
+from pipelines.events.spec import (
+    BriefParams,
+    EventSpec,
+    claim_brief_key,
+    load_event,
+    num_or_none,
+)
 from pipelines.events.surroundings import load_surroundings
 from pipelines.events.timeline import attendance_curve, event_hours, local_parts, phase_keys
 from pipelines.models.predictor import load_predictor
@@ -181,7 +187,9 @@ def save_brief(store: Store, brief: Brief) -> Brief:
     """Write the brief to ``store/briefs/<key>.json`` (after checking its hours); the brief with
     its ``path``."""
     brief.validate()
-    path = store.write_json(store.brief_relpath(brief_key(brief.event.event_id)), brief.to_json())
+    path = store.write_json(
+        store.brief_relpath(claim_brief_key(store, brief.event.event_id)), brief.to_json()
+    )
     return dataclasses.replace(brief, path=str(path))
 
 

@@ -8,8 +8,10 @@ note.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import re
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,9 +19,10 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import yaml
 
-from features.errors import InputError
+from features.config import read_yaml
+from features.errors import ConfigError, InputError
+from features.paths import file_key
 from features.store import Store
 from pipelines.events.params import StaffingParams
 from pipelines.events.venue import locate
@@ -178,13 +181,59 @@ def localise(value: Any, tz: str, what: str, notes: list[str]) -> pd.Timestamp:
 
 
 def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "-", str(text)).strip("-") or "event"
+    """An id made from an event's name: safe characters only, at most 80 of them."""
+    ascii_text = unicodedata.normalize("NFKD", str(text)).encode("ascii", "ignore").decode()
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", ascii_text).strip("-._")[:80].strip("-._") or "event"
 
 
 def brief_key(event_id: str) -> str:
     """The file and report name of an event's brief: ``store/briefs/<key>.json`` and
-    ``reports/event-brief/<key>/`` (the event id with characters unsafe in a path replaced)."""
-    return _slug(event_id)
+    ``reports/event-brief/<key>/`` (:func:`features.paths.file_key` of the event id).
+
+    Raises
+    ------
+    InputError
+        An id over :data:`features.paths.MAX_KEY` characters or that would name a hidden file.
+    """
+    return file_key(event_id, what="event id")
+
+
+def claim_brief_key(store: Store, event_id: str) -> str:
+    """:func:`brief_key`, refusing a name that another event already holds: a brief of the store
+    written for another id, or another id of the store's events with the same name (file names
+    compared without case, as on macOS and Windows).
+
+    Raises
+    ------
+    InputError
+        Naming both event ids and the file name they share.
+    """
+    key = brief_key(event_id)
+    others: list[str] = []
+    path = store.brief_path(key)
+    if path.exists():
+        try:
+            others.append(str(json.loads(path.read_text())["event"]["event_id"]))
+        except (ValueError, KeyError, TypeError):
+            pass  # an unreadable brief is rewritten
+    events = store.validated("events", columns=["event_id"])
+    if events is not None:
+        others += [i for i in events["event_id"].astype(str).unique() if _same_key(i, key)]
+    clash = next((o for o in others if o != str(event_id)), None)
+    if clash is not None:
+        raise InputError(
+            f"event ids {clash!r} and {str(event_id)!r} both make the brief file name {key!r}; "
+            f"one would overwrite the other: give this event another id.",
+            file=str(path),
+        )
+    return key
+
+
+def _same_key(other: str, key: str) -> bool:
+    try:
+        return brief_key(other).lower() == key.lower()
+    except InputError:
+        return False
 
 
 def _bool_or_none(v: Any) -> bool | None:
@@ -215,28 +264,25 @@ def load_event(
     notes = notes if notes is not None else []
     tz = store.timezone
     if isinstance(event, Mapping):
-        return _event_from_mapping(store, dict(event), "mapping", tz, notes)
+        return _named(_event_from_mapping(store, dict(event), "mapping", tz, notes))
     text = str(event)
     path = Path(text)
-    if text.lower().endswith((".yaml", ".yml")) or path.is_file():
-        if not path.is_file():
+    if text.lower().endswith((".yaml", ".yml")) or _is_file(path):
+        if not _is_file(path):
             raise InputError(
                 f"{path}: no such event file; expected an event_id of the store or a YAML file.",
                 file=str(path),
             )
         try:
-            raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except (yaml.YAMLError, UnicodeDecodeError) as exc:
-            raise InputError(
-                f"{path}: not a readable YAML event file ({exc.__class__.__name__}).",
-                file=str(path),
-            ) from None
+            raw = read_yaml(path)
+        except ConfigError as exc:
+            raise InputError(str(exc), file=str(path)) from None
         if not isinstance(raw, dict):
             raise InputError(
                 f"{path}: expected a mapping with name, start, end, expected_attendance, category and a venue.",
                 file=str(path),
             )
-        return _event_from_mapping(store, raw, str(path), tz, notes)
+        return _named(_event_from_mapping(store, raw, str(path), tz, notes))
     events = store.validated("events")
     if events is None or events.empty:
         raise InputError(
@@ -248,7 +294,22 @@ def load_event(
         raise InputError(
             f"event {text!r} is not in the store's events (e.g. {some}); give an event_id or a YAML file."
         )
-    return spec_from_row(hit.iloc[0])
+    return _named(spec_from_row(hit.iloc[0]))
+
+
+def _is_file(path: Path) -> bool:
+    """``path.is_file()``, False for a text no file system takes as a path (too long, NUL)."""
+    try:
+        return path.is_file()
+    except (OSError, ValueError):
+        return False
+
+
+def _named(ev: EventSpec) -> EventSpec:
+    """The event, once its id is known to make a file name (an over-long id or one that would
+    name a hidden file stops here, before any work, with exit code 2)."""
+    brief_key(ev.event_id)
+    return ev
 
 
 def _attendance(raw: Mapping[str, Any], where: str) -> float:
