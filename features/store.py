@@ -395,10 +395,12 @@ class Store:
     # -- writing -------------------------------------------------------------------------------
     def write_json(self, relpath: str, payload: Any) -> Path:
         """Write JSON atomically (temp file + rename) under the store."""
-        return write_text_atomic(
-            self.root / relpath,
-            json.dumps(payload, indent=2, ensure_ascii=False, default=json_default),
-        )
+        return write_text_atomic(self.root / relpath, self.json_text(payload))
+
+    @staticmethod
+    def json_text(payload: Any) -> str:
+        """The text of a JSON product (as :meth:`write_json` writes it)."""
+        return json.dumps(payload, indent=2, ensure_ascii=False, default=json_default)
 
     def clean_stale(self) -> list[Path]:
         """Remove what killed runs left in the store (temporary files and folders of runs that

@@ -10,6 +10,7 @@ import logging
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -18,7 +19,7 @@ import pandera.pandas as pa
 
 from features.errors import InputError, StoreError
 from features.jsonio import json_safe
-from features.store import Store
+from features.store import Store, staged_folder
 from features.zones import centroids as zone_centroids
 from pipelines.models.backtest import BacktestResult, run_backtest
 from pipelines.models.design import (
@@ -356,15 +357,17 @@ def save_fit(
     effects: Effects,
 ) -> None:
     """Write ``store/models/``: the models and their manifest, irr.parquet, the backtest
-    (backtest.parquet, evaluation.json) when it ran, and effects.json."""
-    save_models(
-        store.models_dir, fits.glms, fits.xgbs, grain=d.grain, features=d.features, extra=extra
-    )
-    irr.to_parquet(store.root / Store.IRR_PARQUET, index=False)
-    if backtest is not None:
-        backtest.frame.to_parquet(store.root / Store.BACKTEST_PARQUET, index=False)
-        store.write_json(Store.EVALUATION_JSON, backtest.evaluation.to_json())
-    store.write_json(Store.EFFECTS_JSON, effects.to_json())
+    (backtest.parquet, evaluation.json) when it ran, and effects.json. The folder is staged
+    beside ``models/`` and swapped in whole: a run killed while saving leaves the old one."""
+    with staged_folder(store.models_dir, copy_existing=True) as models:
+        save_models(models, fits.glms, fits.xgbs, grain=d.grain, features=d.features, extra=extra)
+        irr.to_parquet(models / Path(Store.IRR_PARQUET).name, index=False)
+        if backtest is not None:
+            backtest.frame.to_parquet(models / Path(Store.BACKTEST_PARQUET).name, index=False)
+            eva = Store.json_text(backtest.evaluation.to_json())
+            (models / Path(Store.EVALUATION_JSON).name).write_text(eva, encoding="utf-8")
+        text = Store.json_text(effects.to_json())
+        (models / Path(Store.EFFECTS_JSON).name).write_text(text, encoding="utf-8")
 
 
 def _manifest_extra(cube: pd.DataFrame, fits: GroupFits, not_est: dict[str, str], resolution):

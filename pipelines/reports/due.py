@@ -23,7 +23,7 @@ import pandas as pd
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from features.errors import ConfigError, VigieError
+from features.errors import ConfigError, StoreError, VigieError
 from features.store import Store
 from features.timeutil import as_utc, iso_week
 from pipelines.reports.ledger import read_ledger
@@ -163,8 +163,11 @@ def _parse_now(now: str | dt.datetime | None, tz: ZoneInfo) -> dt.datetime:
 
 def _data_end(store: Path, tz: ZoneInfo) -> dt.datetime | None:
     """End of the cube's period (exclusive), local time; None when there is no cube."""
-    meta = Store(store).read_json("cube_meta.json")
-    if not meta or not meta.get("end"):
+    try:  # the cube's own metadata (a killed build may have left cube_meta.json behind)
+        meta = Store(store).cube_meta()
+    except StoreError:
+        return None
+    if not meta.get("end"):
         return None
     # cube_meta's end is already exclusive (the local midnight after the last slot's day)
     return as_utc(meta["end"]).tz_convert(tz).to_pydatetime()

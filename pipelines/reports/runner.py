@@ -19,7 +19,9 @@ place only when the notebook ran and exported; a failed run leaves the previous 
 copies the failed notebook and its traceback under ``reports/_failed/`` and raises
 :class:`~pipelines.reports.errors.ReportError` naming the failing cell. The swap of an existing
 report is two renames (old aside, new in place) on the same file system, so a reader sees either
-report whole.
+report whole; a swap cut by a kill between the two is finished by the next run, which also
+removes the temporary folders of killed runs (never those of a live one: their names carry their
+process id and host, :func:`features.store.clean_stale`).
 
 The figures of ``summary.json`` come from the notebook itself: cells call
 :func:`pipelines.reports.publish.emit_summary`; the runner merges these payloads in order,
@@ -40,7 +42,6 @@ import logging
 import re
 import shutil
 import time
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,6 +49,7 @@ from typing import Any
 import nbformat
 import papermill as pm
 
+from features.store import clean_stale, swap_in, temp_sibling
 from pipelines.reports.errors import ReportError, check_id
 from pipelines.reports.export import collect_summaries, export_html
 from pipelines.reports.index import write_index
@@ -284,25 +286,17 @@ def _start(
     kernel = kernel_name or ensure_kernel()
     final = reports_dir / kind / report_id
     final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = final.parent / f".{report_id}.tmp-{uuid.uuid4().hex[:8]}"
+    # what killed runs left: their cut swaps finished, their temporary folders removed
+    clean_stale(reports_dir, final.parent)
+    tmp = temp_sibling(final, "tmp")
     tmp.mkdir()
     return _Run(notebook, kind, report_id, params, kernel, reports_dir, tmp, k, t0), final
 
 
 def _swap_into_place(tmp: Path, final: Path) -> None:
-    """Put the finished report folder in place: old aside, new renamed in, old removed."""
-    old = None
-    if final.exists():
-        old = final.parent / f".{final.name}.old-{uuid.uuid4().hex[:8]}"
-        final.rename(old)
-    try:
-        tmp.rename(final)
-    except OSError:
-        if old is not None:
-            old.rename(final)
-        raise
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+    """Put the finished report folder in place: old aside, new renamed in, old removed (a swap
+    cut by a kill is finished by the next run, :func:`features.store.recover_swap`)."""
+    swap_in(tmp, final, tag=tmp.name.rsplit(".tmp-", 1)[1])
 
 
 def _where(exc: Exception, out_nb: Path) -> str:

@@ -28,7 +28,8 @@ yet (it ends after ``cube_meta.json``'s end) waits, and is not recorded.
 Lock: ``store/schedule/lock`` held with ``fcntl.flock`` for the whole run (released by the
 operating system if the process dies, so a crash never leaves a stale lock); a second run while
 one holds it fails at once with :class:`~pipelines.reports.ledger.ScheduleLocked` naming the
-holder.
+holder, and writes nothing (no ledger line, no report). The run holding the lock first removes
+what killed runs left in the store (:meth:`features.store.Store.clean_stale`).
 """
 
 from __future__ import annotations
@@ -163,6 +164,8 @@ def run_schedule(
     Store(root).study()  # not a store: say so before the lock creates schedule/ in it
     table = {**JOBS, **(runners or {})}
     with ScheduleLock(root):
+        if not dry_run:  # what killed runs left in the store (theirs only: they are gone)
+            Store(root).clean_stale()
         p = plan(root, now=now, config=config)
         if dry_run:
             return ScheduleResult(plan=p, records=[], dry_run=True)

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import pandera.pandas as pa
 
-from features.store import Store
+from features.store import Store, atomic_file
 from pipelines.signals.panel import SIGNAL_COLUMNS
 from pipelines.signals.period import Period
 
@@ -313,12 +313,13 @@ class SignalRun:
         sig = SIGNALS_SCHEMA.validate(parquet_frame(self.signals))
         tests = TESTS_SCHEMA.validate(parquet_frame(self.tests))
         label = self.period.label
-        store.signals_dir.mkdir(parents=True, exist_ok=True)
-        json_path = store.write_json(store.signals_relpath(label), self.to_json())
         pq = store.signals_path(label, ".parquet")
         tq = store.signals_path(label, ".tests.parquet")
-        sig.to_parquet(pq, index=False)
-        tests.to_parquet(tq, index=False)
+        for frame, path in ((sig, pq), (tests, tq)):
+            with atomic_file(path) as tmp:  # a killed run leaves the old file or the new one
+                frame.to_parquet(tmp, index=False)
+        # the JSON last: its presence says the period's signals are complete (the schedule's test)
+        json_path = store.write_json(store.signals_relpath(label), self.to_json())
         return replace(self, paths={"json": json_path, "parquet": pq, "tests": tq})
 
 
