@@ -57,13 +57,17 @@ def test_benjamini_hochberg_by_hand():
     assert np.isnan(q[2])
 
 
-def test_mc_pvalue_empirical_and_gumbel_tail():
-    """(1 + #exceed)/(R + 1) inside the replicates; below 1/(R + 1) far beyond them."""
+def test_mc_pvalue_empirical_and_pareto_tail():
+    """(1 + #exceed)/(R + 1) inside the replicates; below 1/(R + 1) far beyond 999 of them (a
+    generalised Pareto tail), but never below 1/(R + 1) from 99 (too few to fit a tail)."""
     sims = np.arange(99, dtype=float)[:, None]  # 0..98
     p_mid = mc_pvalue(np.array([49.5]), sims)[0]
     assert p_mid == pytest.approx((1 + 49) / 100)
-    p_far = mc_pvalue(np.array([1000.0]), sims)[0]
-    assert p_far < 1 / 100
+    assert mc_pvalue(np.array([1000.0]), sims)[0] == pytest.approx(1 / 100)
+    big = np.random.default_rng(0).exponential(size=(999, 1))
+    p_far = mc_pvalue(np.array([12.0]), big)[0]
+    assert p_far < 1 / 1000
+    assert p_far == pytest.approx(np.exp(-12.0), rel=3.0)
 
 
 def test_cusum_and_ewma_paths_by_hand():
@@ -121,12 +125,13 @@ def test_excess_rejects_unknown_window(null_panel):
 
 
 def test_drift_detects_a_ramp_and_holds_its_level(null_panel):
-    """A zone whose rate ramps 1 -> 2 over 3 weeks gets p < 1e-3; null zones reject ~ alpha."""
+    """A zone whose rate ramps 1 -> 2 over 3 weeks gets p < 1e-3 (999 replicates: the Pareto
+    tail needs at least 300); null zones reject ~ alpha."""
     o = null_panel.observed.copy()
     rng = np.random.default_rng(5)
     ramp = np.linspace(0.0, 1.0, 21)
     o[3, -21:] = rng.poisson(null_panel.expected[3, -21:] * (1 + ramp))
-    tests = drift_tests(_panel(o, null_panel.expected, (56, 63)), n_sim=299, seed=1)
+    tests = drift_tests(_panel(o, null_panel.expected, (56, 63)), n_sim=999, seed=1)
     cus = tests[tests["detector"] == "cusum"].set_index(
         tests[tests["detector"] == "cusum"]["zones"].str[0]
     )

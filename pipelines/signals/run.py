@@ -8,10 +8,13 @@ One run reviews one period (an ISO week or a date range, in the study's local da
    from a per-capita fallback fitted on the weeks before the period
    (:func:`~pipelines.signals.expectation.fallback_expected`), and says which;
 3. runs every detector (excess, drift, space-time scan, presence anomalies both ways, lagged
-   correlations, event conflicts; EARS C1/C2/C3 as the classic baseline);
-4. adjusts all tests of the run together with Benjamini-Hochberg, keeps those with q below the
-   FDR level, folds duplicates into the strongest signal (``related``), ranks them
-   (:func:`consolidate`);
+   correlations, event conflicts; EARS C1/C2/C3 as the classic baseline). Excess, drift and
+   scan are one test per zone and week, calibrated on the zone-weeks of the year before
+   (:mod:`~pipelines.signals.calibration`); a cube with fewer than ``min_weeks`` weeks of
+   history falls back on model-based tail probabilities and Monte Carlo, and says so;
+4. adjusts the tests of each week of the period together with Benjamini-Hochberg (a longer
+   period is reviewed as its weekly runs would be), keeps those with q below the FDR level,
+   folds duplicates into the strongest signal (``related``), ranks them (:func:`consolidate`);
 5. writes ``store/signals/<period>.json`` (:meth:`SignalRun.to_json`), ``<period>.parquet``
    (the same signals) and ``<period>.tests.parquet`` (every test with its p and q value).
 
@@ -24,7 +27,6 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -34,20 +36,16 @@ from features.errors import InputError, StoreError
 from features.store import Store
 from features.timeutil import as_utc
 from pipelines.signals.conflicts import event_conflicts
-from pipelines.signals.correlation import lagged_correlations
-from pipelines.signals.drift import drift_tests
-from pipelines.signals.drivers import build_drivers
-from pipelines.signals.ears import EARS_THRESHOLDS, ears_statistic
-from pipelines.signals.excess import excess_tests
-from pipelines.signals.expectation import estimate_dispersion, fallback_expected, model_expected
+from pipelines.signals.excess import week_blocks
+from pipelines.signals.incidents import incident_part, recent
 from pipelines.signals.inputs import CUBE_COLUMNS, build_panel, zone_neighbours
-from pipelines.signals.panel import Panel, records_frame
-from pipelines.signals.period import Period, parse_period
+from pipelines.signals.panel import records_frame
+from pipelines.signals.period import Period, local_days, parse_period
 from pipelines.signals.presence import presence_anomalies
 from pipelines.signals.pvalues import benjamini_hochberg
 from pipelines.signals.ranking import FAMILIES, consolidate
-from pipelines.signals.result import EarsFlags, Expectation, SignalRun
-from pipelines.signals.scan import space_time_scan
+from pipelines.signals.result import SignalRun
+from pipelines.signals.settings import RunInputs, RunSettings
 
 __all__ = [
     "FAMILIES",
@@ -55,6 +53,8 @@ __all__ = [
     "SignalRun",
     "build_panel",
     "consolidate",
+    "RunInputs",
+    "RunSettings",
     "load_inputs",
     "parse_period",
     "run_signals",
@@ -62,48 +62,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class RunSettings:
-    """The settings of a run (the keyword arguments of :func:`run_signals`).
-
-    Attributes
-    ----------
-    fdr
-        Benjamini-Hochberg level across all tests of the run.
-    history_days
-        Days before the period read as look-back (drift charts, EARS, correlations, the
-        fallback expectation and the presence reference).
-    n_sim, seed
-        Monte Carlo replicates of the drift charts and the scan, and their seed.
-    k_neighbours, max_window
-        Largest scan neighbourhood (zones) and window (days).
-    lags
-        Lags (days) of the correlation tests.
-    outage_share, surge_ratio
-        A day is an outage day when at least this share of a zone's lamps is out at night; a
-        presence surge day when the hourly present / reference reaches this ratio.
-    use_model
-        Use the fitted model when there is one (otherwise always the fallback).
-    mc_budget
-        Largest number of cylinder (scan) or 10 x zone-day (drift) evaluations spent on Monte
-        Carlo replicates: a large city gets fewer than ``n_sim`` (at least 199) and relies on
-        the Gumbel tail for small p values (Abrams et al. 2010). The replicates used are in
-        the JSON's ``monte_carlo``.
-    """
-
-    fdr: float = 0.05
-    history_days: int = 56
-    n_sim: int = 999
-    seed: int = 0
-    k_neighbours: int = 8
-    max_window: int = 14
-    lags: tuple[int, ...] = (0, 1, 2, 3)
-    outage_share: float = 0.10
-    surge_ratio: float = 1.5
-    use_model: bool = True
-    mc_budget: float = 2e8
 
 
 def run_signals(
@@ -122,6 +80,7 @@ def run_signals(
     use_model: bool = True,
     write: bool = True,
     mc_budget: float = 2e8,
+    calibration_weeks: int = 52,
 ) -> SignalRun:
     """Run every detector on a period of a store and write the ranked signals.
 
@@ -131,7 +90,7 @@ def run_signals(
         The store (or its folder).
     period
         From :func:`~pipelines.signals.period.parse_period`.
-    fdr, history_days, n_sim, seed, k_neighbours, max_window, lags, outage_share, surge_ratio, use_model, mc_budget
+    fdr, history_days, n_sim, seed, k_neighbours, max_window, lags, outage_share, surge_ratio, use_model, mc_budget, calibration_weeks
         The run's settings: see :class:`RunSettings`.
     write
         Write the JSON and Parquet files (:meth:`SignalRun.save`).
@@ -155,13 +114,14 @@ def run_signals(
         fdr=fdr, history_days=history_days, n_sim=n_sim, seed=seed, k_neighbours=k_neighbours,
         max_window=max_window, lags=tuple(lags), outage_share=outage_share,
         surge_ratio=surge_ratio, use_model=use_model, mc_budget=mc_budget,
+        calibration_weeks=calibration_weeks,
     )  # fmt: skip
     st = store if isinstance(store, Store) else Store(store)
-    inp = load_inputs(st, period, history_days=history_days, use_model=use_model)
+    inp = load_inputs(st, period, history_days=cfg.read_days, use_model=use_model)
     neighbours, notes = _neighbours(st, inp.zones, k=k_neighbours)
     inc = incident_part(st, inp, period, neighbours, cfg)
-    parts, more = other_tests(st, inp)
-    tests = adjust(list({**inc.parts, **parts}.values()))
+    parts, more = other_tests(st, recent(inp, period, cfg.history_days))
+    tests = adjust(list({**inc.parts, **parts}.values()), period=period, timezone=inp.timezone)
     signals = consolidate(tests, fdr=fdr) if len(tests) else tests.assign(related=[], rank=[])
     run = SignalRun(
         period=period,
@@ -195,57 +155,6 @@ def _neighbours(st: Store, zones: list[str], *, k: int) -> tuple[np.ndarray | No
         ]
 
 
-@dataclass(frozen=True)
-class IncidentPart:
-    """The incident side of a run: its tests, where the expectation came from, the replicates
-    used, EARS flags and notes (all empty when the cube has no incidents)."""
-
-    parts: dict[str, pd.DataFrame]
-    expectation: Expectation
-    replicates: dict[str, int]
-    ears: dict[str, EarsFlags]
-    notes: tuple[str, ...]
-
-
-def incident_part(
-    st: Store,
-    inp: RunInputs,
-    period: Period,
-    neighbours: np.ndarray | None,
-    cfg: RunSettings,
-) -> IncidentPart:
-    """Expected incidents, the daily panel, then excess, drift, scan and correlation tests."""
-    if not inp.has_incidents:
-        only = "no incidents in the cube: only presence anomalies (and event conflicts)."
-        return IncidentPart({}, Expectation(), {}, {}, (only,))
-    exp, expectation, note = expected_incidents(st, inp.frame, inp.start, use_model=cfg.use_model)
-    inp.frame["expected"] = exp
-    panel = build_panel(
-        inp.frame, zones=inp.zones, period=period, timezone=inp.timezone,
-        history_days=cfg.history_days,
-    )  # fmt: skip
-    p0 = panel.period[0]
-    alpha = estimate_dispersion(panel.observed[:, :p0], panel.expected[:, :p0])
-    replicates = monte_carlo_replicates(
-        panel, neighbours, n_sim=cfg.n_sim, max_window=cfg.max_window, mc_budget=cfg.mc_budget
-    )
-    drivers = build_drivers(
-        inp.frame, panel, neighbours, grain=inp.grain, outage_share=cfg.outage_share,
-        surge_ratio=cfg.surge_ratio,
-    )  # fmt: skip
-    parts = incident_tests(
-        panel, neighbours, alpha=alpha, replicates=replicates, seed=cfg.seed,
-        max_window=cfg.max_window, lags=cfg.lags, drivers=drivers,
-    )  # fmt: skip
-    return IncidentPart(
-        parts=parts,
-        expectation=replace(expectation, dispersion=alpha),
-        replicates=replicates,
-        ears=ears_flags(panel),
-        notes=(note,) if note else (),
-    )
-
-
 def other_tests(st: Store, inp: RunInputs) -> tuple[dict[str, pd.DataFrame], list[str]]:
     """Presence anomalies (with presence) and event conflicts (with events), and notes."""
     parts: dict[str, pd.DataFrame] = {}
@@ -262,37 +171,6 @@ def other_tests(st: Store, inp: RunInputs) -> tuple[dict[str, pd.DataFrame], lis
             events, period_start=inp.start, period_end=inp.end, stops=st.validated("stops")
         )
     return parts, notes
-
-
-@dataclass(frozen=True)
-class RunInputs:
-    """What a run reads: the cube rows of the period and its look-back, and their context.
-
-    Attributes
-    ----------
-    frame
-        Cube rows of the local dates ``period.first - history_days`` .. ``period.last``.
-    zones
-        Sorted zone ids of the frame.
-    timezone, grain
-        The cube's time zone and grain.
-    start, end
-        UTC bounds of the period.
-    has_incidents, has_presence
-        Which sources the cube holds.
-    notes
-        Notes so far (thin history).
-    """
-
-    frame: pd.DataFrame
-    zones: list[str]
-    timezone: str
-    grain: str
-    start: pd.Timestamp
-    end: pd.Timestamp
-    has_incidents: bool
-    has_presence: bool
-    notes: tuple[str, ...]
 
 
 def load_inputs(st: Store, period: Period, *, history_days: int, use_model: bool) -> RunInputs:
@@ -348,111 +226,31 @@ def load_inputs(st: Store, period: Period, *, history_days: int, use_model: bool
     )
 
 
-def expected_incidents(
-    st: Store, frame: pd.DataFrame, period_start: pd.Timestamp, *, use_model: bool
-) -> tuple[np.ndarray, Expectation, str | None]:
-    """Expected incidents per row: the fitted model's, else the per-capita fallback.
+def adjust(
+    parts: list[pd.DataFrame], *, period: Period | None = None, timezone: str = "UTC"
+) -> pd.DataFrame:
+    """All tests of the run in one table, with Benjamini-Hochberg q values and ids T00001...
 
-    Returns
-    -------
-    tuple
-        ``(expected, expectation, note)``; the note says when the fallback was used.
+    The tests of each 7-day block of the period (ending at its last day; a test belongs to the
+    block holding its last instant) are adjusted together, as the weekly runs would; a period
+    of a week or less is one block.
     """
-    exp, how = (None, "no model in the store")
-    if use_model:
-        exp, how = model_expected(st, frame)
-    if exp is not None and np.isfinite(exp).any():
-        note = "expected incidents from the fitted rate model (group all)"
-        return exp, Expectation("model", note), None
-    exp = fallback_expected(frame, fit_end=period_start)
-    note = (
-        f"no fitted model used ({how}); expected incidents = present x the zone's "
-        "past per-capita rate x an hour-of-week profile, fitted on the 8 weeks "
-        "before the period"
-    )
-    return (
-        exp,
-        Expectation("fallback", note),
-        "expected incidents come from the per-capita fallback, not a fitted model.",
-    )
-
-
-def monte_carlo_replicates(
-    panel: Panel,
-    neighbours: np.ndarray | None,
-    *,
-    n_sim: int,
-    max_window: int,
-    mc_budget: float,
-) -> dict[str, int]:
-    """Replicates of the drift charts and the scan within the budget (at least 199 each).
-
-    A metropolis gets fewer replicates; the Gumbel tail covers its small p values.
-    """
-    n_drift = int(min(n_sim, max(199, mc_budget // (10 * panel.observed.size))))
-    if neighbours is None:
-        return {"drift": n_drift, "scan": 0}
-    n_days = panel.period[1] - panel.period[0]
-    cyl = len(panel.zones) * neighbours.shape[1] * n_days * max_window
-    return {"drift": n_drift, "scan": int(min(n_sim, max(199, mc_budget // cyl)))}
-
-
-def incident_tests(
-    panel: Panel,
-    neighbours: np.ndarray | None,
-    *,
-    alpha: float,
-    replicates: dict[str, int],
-    seed: int,
-    max_window: int,
-    lags: Sequence[int],
-    drivers: list,
-) -> dict[str, pd.DataFrame]:
-    """The tests on incidents: excess, drift, the scan's clusters (with neighbours), correlations."""
-    parts = {
-        "excess": excess_tests(panel, dispersion=alpha),
-        "drift": drift_tests(panel, dispersion=alpha, n_sim=replicates["drift"], seed=seed),
-    }
-    if neighbours is not None:
-        parts["cluster"] = space_time_scan(
-            panel,
-            neighbours,
-            max_window=max_window,
-            n_sim=replicates["scan"],
-            seed=seed + 1,
-            dispersion=alpha,
-        ).clusters
-    parts["correlation"] = lagged_correlations(panel, drivers, lags=lags)
-    return parts
-
-
-def ears_flags(panel: Panel) -> dict[str, EarsFlags]:
-    """EARS C1/C2/C3 zone-days of the period above their thresholds (the first 50 listed)."""
-    obs = np.where(np.isfinite(panel.observed), panel.observed, 0.0)
-    p0, p1 = panel.period
-    out = {}
-    for m in ("C1", "C2", "C3"):
-        c = ears_statistic(obs, method=m)[:, p0:p1]
-        flags = np.argwhere(np.nan_to_num(c) > EARS_THRESHOLDS[m])
-        days = [
-            {
-                "zone": str(panel.zones[i]),
-                "day": str(panel.days[p0 + t].date()),
-                "statistic": float(c[i, t]),
-            }
-            for i, t in flags[:50]
-        ]
-        out[m] = EarsFlags(EARS_THRESHOLDS[m], int(len(flags)), tuple(days))
-    return out
-
-
-def adjust(parts: list[pd.DataFrame]) -> pd.DataFrame:
-    """All tests of the run in one table, with Benjamini-Hochberg q values and ids T00001..."""
     tests = (
         pd.concat([t for t in parts if len(t)], ignore_index=True)
         if any(len(t) for t in parts)
         else records_frame([])
     )
-    tests["q_value"] = benjamini_hochberg(tests["p_value"].to_numpy(float))
+    group = np.zeros(len(tests), dtype=int)
+    if period is not None and period.days > 7 and len(tests):
+        ends = [period.first + dt.timedelta(days=b) for _, b in week_blocks(0, period.days)]
+        bounds = local_days(ends, timezone)
+        last = pd.to_datetime(tests["end"], utc=True) - pd.Timedelta(1)
+        group = np.searchsorted(
+            bounds.tz_convert("UTC").asi8, last.to_numpy().astype("int64"), side="right"
+        )
+    q = np.full(len(tests), np.nan)
+    for g in np.unique(group):
+        q[group == g] = benjamini_hochberg(tests["p_value"].to_numpy(float)[group == g])
+    tests["q_value"] = q
     tests.insert(0, "id", [f"T{i + 1:05d}" for i in range(len(tests))])
     return tests

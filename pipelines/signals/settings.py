@@ -1,0 +1,97 @@
+"""The settings of a signals run and the inputs it reads (shared by the runner's parts)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
+
+from pipelines.signals.calibration import CalibrationSettings
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """The settings of a run (the keyword arguments of :func:`run_signals`).
+
+    Attributes
+    ----------
+    fdr
+        Benjamini-Hochberg level across all tests of the run.
+    history_days
+        Days before the period read as look-back (drift charts, EARS, correlations, the
+        fallback expectation and the presence reference).
+    n_sim, seed
+        Monte Carlo replicates of the drift charts and the scan, and their seed.
+    k_neighbours, max_window
+        Largest scan neighbourhood (zones) and window (days).
+    lags
+        Lags (days) of the correlation tests.
+    outage_share, surge_ratio
+        A day is an outage day when at least this share of a zone's lamps is out at night; a
+        presence surge day when the hourly present / reference reaches this ratio.
+    use_model
+        Use the fitted model when there is one (otherwise always the fallback).
+    mc_budget
+        Largest number of cylinder (scan) or 10 x zone-day (drift) evaluations spent on Monte
+        Carlo replicates: a large city gets fewer than ``n_sim`` (at least 199) and relies on
+        the generalised Pareto tail for small p values. The replicates used are in the
+        JSON's ``monte_carlo``; only runs without enough history use them.
+    calibration_weeks
+        Past weeks whose zone-weeks calibrate the incident tests (0: model-based tests only).
+    """
+
+    fdr: float = 0.05
+    history_days: int = 56
+    n_sim: int = 999
+    seed: int = 0
+    k_neighbours: int = 8
+    max_window: int = 14
+    lags: tuple[int, ...] = (0, 1, 2, 3)
+    outage_share: float = 0.10
+    surge_ratio: float = 1.5
+    use_model: bool = True
+    mc_budget: float = 2e8
+    calibration_weeks: int = 52
+
+    @property
+    def calibration(self) -> CalibrationSettings:
+        return CalibrationSettings(
+            calibration_weeks=max(self.calibration_weeks, 1), max_window=self.max_window
+        )
+
+    @property
+    def read_days(self) -> int:
+        """Days of cube read before the period (look-back and calibration history)."""
+        cal = self.calibration.history_days if self.calibration_weeks > 0 else 0
+        return max(self.history_days, cal)
+
+
+@dataclass(frozen=True)
+class RunInputs:
+    """What a run reads: the cube rows of the period and its look-back, and their context.
+
+    Attributes
+    ----------
+    frame
+        Cube rows of the local dates ``period.first - history_days`` .. ``period.last``.
+    zones
+        Sorted zone ids of the frame.
+    timezone, grain
+        The cube's time zone and grain.
+    start, end
+        UTC bounds of the period.
+    has_incidents, has_presence
+        Which sources the cube holds.
+    notes
+        Notes so far (thin history).
+    """
+
+    frame: pd.DataFrame
+    zones: list[str]
+    timezone: str
+    grain: str
+    start: pd.Timestamp
+    end: pd.Timestamp
+    has_incidents: bool
+    has_presence: bool
+    notes: tuple[str, ...]
