@@ -8,8 +8,11 @@ its 95 % interval, p value, ``n`` and ``unit``, or ``why`` it could not be estim
 Kinds
 -----
 ``irr``
-    Incidence-rate ratio of a model feature in a category group's rate model (see
-    :mod:`pipelines.models.glm`); ``n`` is the number of zone-slots fitted.
+    Incidence-rate ratio of a model feature in a category group's rate model, refitted for
+    effects by :mod:`pipelines.models.robust`: the zone x day and zone x week windows an excess
+    detector flags are left out, event slots are compared with the zone's presence without the
+    event, and the covariance is clustered by local day; ``n`` is the number of zone-slots
+    fitted.
 ``outage_event_study``
     Lighting outages as an event study (:mod:`pipelines.models.outage`): observed against
     expected incidents before, during and after outages, in the zone and its ring, at night and
@@ -31,6 +34,7 @@ from pipelines.models.design import FEATURES, design
 from pipelines.models.glm import GLMFit
 from pipelines.models.outage import MIN_SHARE_OUT, WINDOW_DAYS, outage_event_study
 from pipelines.models.results import Effect, Effects
+from pipelines.models.robust import robust_fits
 from pipelines.models.studies import finite, not_estimable
 from pipelines.models.uplift import event_uplift, reference_presence
 
@@ -39,7 +43,7 @@ log = logging.getLogger(__name__)
 UNITS = {
     "dark": "IRR, night vs day",
     "dark_lamps_out": "IRR per 10 % of the zone's lamps out, at night",
-    "event_k": "IRR per 1 000 attendees (beyond their presence)",
+    "event_k": "IRR per 1 000 attendees, against the zone's presence without the event",
     "rain": "IRR, precipitation >= 1 mm vs less",
     "transit_k": "IRR per 1 000 transit entries in the zone",
     "holiday": "IRR, public holiday vs not",
@@ -48,12 +52,31 @@ UNITS = {
 
 
 def irr_effects(
-    glms: dict[str, GLMFit], *, feature_why: Mapping[str, str | None] | None = None
+    glms: dict[str, GLMFit],
+    *,
+    feature_why: Mapping[str, str | None] | None = None,
+    failed: Mapping[str, str] | None = None,
+    details: Mapping[str, object] | None = None,
 ) -> list[Effect]:
-    """One ``irr`` effect per named feature and group (not-estimable ones with their reason)."""
+    """One ``irr`` effect per named feature and group (not-estimable ones with their reason).
+
+    ``failed``: group -> why its model could not be fitted (every feature of it is then not
+    estimable); ``details``: what every entry records besides (the anomalous windows left out,
+    the covariance used).
+    """
     out: list[Effect] = []
+    for g, why in (failed or {}).items():
+        out += [not_estimable(f"irr.{g}.{f}", "irr", why, group=g, feature=f) for f in FEATURES]
     for g, m in glms.items():
         tab = m.irr_table().set_index("term")
+        about = {
+            **(details or {}),
+            "covariance": (
+                f"cluster-robust by local day ({m.n_clusters} days)"
+                if m.cov_type == "cluster"
+                else "model-based"
+            ),
+        }
         for f in FEATURES:
             name = f"irr.{g}.{f}"
             if f not in tab.index:
@@ -76,6 +99,7 @@ def irr_effects(
                     n=m.n_rows,
                     incidents=m.n_incidents,
                     unit=UNITS[f],
+                    details=about,
                 )
             )
     return out
@@ -107,6 +131,7 @@ def estimate_effects(
     neighbours: dict[str, list[str]] | None = None,
     events: pd.DataFrame | None = None,
     window_days: int = WINDOW_DAYS,
+    robust: bool = True,
 ) -> Effects:
     """Every effect of ``effects.json``: IRRs per group, outage event study, event uplift.
 
@@ -132,20 +157,29 @@ def estimate_effects(
         Zone -> neighbouring zones, and the validated events.
     window_days
         Before/after windows of the outage event study.
+    robust
+        Refit the IRRs for effects (:func:`pipelines.models.robust.robust_fits`: anomalous
+        windows left out, events against their absence, covariance clustered by day); False
+        reports the given models' IRRs as they are.
 
     Returns
     -------
     Effects
         ``Effects.to_json()`` is ``effects.json`` (its ``generated_at`` set by the writer).
     """
-    out = irr_effects(glms, feature_why=not_estimable)
+    dz = design(cube, grain=grain) if dz is None else dz
+    if robust:
+        fits, failed, flagged = robust_fits(cube, dz, glms)
+        details = {} if flagged is None else flagged.details()
+        out = irr_effects(fits, feature_why=not_estimable, failed=failed, details=details)
+    else:
+        out = irr_effects(glms, feature_why=not_estimable)
     if not studies:
         return Effects(grain=grain, effects=tuple(out))
     if neighbours is None and store is not None:
         neighbours = store_neighbours(store)
     if events is None and store is not None:
         events = store.validated("events")
-    dz = design(cube, grain=grain) if dz is None else dz
     out += outage_event_study(
         cube, grain=grain, neighbours=neighbours, window_days=window_days, dz=dz
     )

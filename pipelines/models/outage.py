@@ -1,22 +1,38 @@
 """Lighting outages as an event study (effects ``outage.<zone|ring>.<light>.<start|repair>``).
 
 An outage episode is a run of slots with at least ``MIN_SHARE_OUT`` (10 %) of the zone's lamps
-out. Observed incidents are compared with those expected by a rate model of all incidents
-fitted on the zone-slots *untouched by any outage* (no lamp out in the zone nor in its ring:
-the imputation approach of Borusyak, Jaravel & Spiess 2024, so that neither the outage nor its
-spill-over leaks into the counterfactual), in three phases: the ``window_days`` before the
-outage starts, during it, and the ``window_days`` after the repair; in the zone, and in its
-ring of neighbours (zones touching it, themselves without outage at the time: spill-over,
-Chalfin, Kaplan & LaForest 2022), at night and in daylight (a placebo: lamps do not matter in
-daylight). ``start`` effects are the rate ratio during / before, ``repair`` effects after /
-during. Ratios of two standardised incidence ratios, with exact conditional (binomial)
-intervals and p-values (Breslow & Day 1987, ch. 2); ``n`` is the number of zone-slots compared.
+out. Observed incidents are compared with those *imputed without outage* (Borusyak, Jaravel &
+Spiess 2024): a rate model of all incidents is fitted on the zone-slots untouched by any outage
+(no lamp out in the zone nor in its ring, so that neither the outage nor its spill-over leaks
+into the counterfactual), then **zone and local-day fixed effects** are estimated on the same
+untouched slots (Poisson maximum likelihood given the model's covariates, by iterative
+proportional fitting): a shock that hits the whole city on the days of an outage is in the
+counterfactual, not credited to the outage, and a zone's own level is its own.
+
+The comparison is made in three phases: the ``window_days`` before the outage starts, during
+it, and the ``window_days`` after the repair; in the zone, and in its ring of neighbours (zones
+touching it, themselves without outage at the time: spill-over, Chalfin, Kaplan & LaForest
+2022), at night and in daylight (a placebo: lamps do not matter in daylight). ``start`` effects
+are the rate ratio during / before, ``repair`` effects after / during: ratios of two
+standardised incidence ratios. Their intervals are **cluster-robust by episode** (the zone: the
+outage episode a slot belongs to; the ring: ring zone x week), with t quantiles on G - 1
+degrees of freedom, so over-dispersion and the dependence of slots within an episode widen them
+(:func:`pipelines.models.studies.cluster_rate_ratio`); with fewer than three clusters the exact
+conditional (binomial) interval of Breslow & Day (1987, ch. 2) is given and ``details`` says
+so. ``n`` is the number of zone-slots compared.
+
+The truth such a ratio estimates, where a lamp multiplier is planted, is the *expected-weighted
+mean* of the multiplier over the phase's slots, ``sum(mu0 * m) / sum(mu0)`` during, over the
+same before (not the multiplier at the mean share out: Jensen's inequality);
+:func:`planted_ratio` computes it.
 
 References
 ----------
 Borusyak, K., Jaravel, X. & Spiess, J. (2024). Revisiting event-study designs: robust and
 efficient estimation. *Review of Economic Studies* 91(6), 3253-3285.
 Breslow, N. E. & Day, N. E. (1987). *Statistical Methods in Cancer Research, vol. II*. IARC.
+Cameron, A. C. & Miller, D. L. (2015). A practitioner's guide to cluster-robust inference.
+*Journal of Human Resources* 50(2), 317-372.
 Chalfin, A., Kaplan, J. & LaForest, M. (2022). Street light outages, public safety and crime
 attraction. *Journal of Quantitative Criminology* 38, 891-919.
 """
@@ -39,7 +55,16 @@ from pipelines.models.design import (
 )
 from pipelines.models.glm import SparseGroupError, fit_glm
 from pipelines.models.results import Effect
-from pipelines.models.studies import adjacency, finite, grid, not_estimable, rate_ratio
+from pipelines.models.robust import local_day
+from pipelines.models.studies import (
+    adjacency,
+    cluster_rate_ratio,
+    finite,
+    fixed_effects,
+    grid,
+    not_estimable,
+    rate_ratio,
+)
 
 KIND = "outage_event_study"
 WINDOW_DAYS = 14
@@ -73,19 +98,36 @@ def phases(out: np.ndarray, slot_hours: np.ndarray, window: np.timedelta64):
     return before, after
 
 
+def episode_labels(out: np.ndarray, before: np.ndarray) -> np.ndarray:
+    """Zone x slot episode number: the run of ``out`` a slot is in, follows (after) or precedes
+    (before); -1 before a zone's first run outside its ``before`` window."""
+    prev = np.concatenate([np.zeros((out.shape[0], 1), bool), out[:, :-1]], axis=1)
+    starts = out & ~prev
+    run = np.cumsum(starts, axis=1) - 1
+    return run + before.astype(np.int64)
+
+
 @dataclass(frozen=True)
 class _Phases:
-    """Zone x slot masks of the study: the outage, and the phases of the zone and its ring."""
+    """Zone x slot masks of the study: the outage, the phases of the zone and its ring, and the
+    cluster of each zone-slot (zone: its episode; ring: zone x week)."""
 
     out: np.ndarray
     ring_out: np.ndarray
     zone: dict[str, np.ndarray]
     ring: dict[str, np.ndarray]
+    zone_cluster: np.ndarray
+    ring_cluster: np.ndarray
 
 
 def _outage_phases(out2: np.ndarray, slots: np.ndarray, A: sparse.csr_matrix, window_days: int):
     before, after = phases(out2, slots, np.timedelta64(int(window_days), "D"))
     ring_out = (A @ out2.astype(np.float64)) > 0
+    nz, nt = out2.shape
+    episode = episode_labels(out2, before & ~out2)
+    zone_cluster = np.arange(nz)[:, None] * (nt + 1) + episode
+    week = (slots.astype("datetime64[D]").astype(np.int64) + 3) // 7
+    ring_cluster = np.arange(nz)[:, None] * (week.max() + 1) + week[None, :]
     return _Phases(
         out=out2,
         ring_out=ring_out,
@@ -95,7 +137,24 @@ def _outage_phases(out2: np.ndarray, slots: np.ndarray, A: sparse.csr_matrix, wi
             "during": ring_out & ~out2,
             "after": ((A @ after.astype(np.float64)) > 0) & ~ring_out & ~out2,
         },
+        zone_cluster=zone_cluster,
+        ring_cluster=ring_cluster,
     )
+
+
+def _ratio(sums: dict[str, tuple[np.ndarray, np.ndarray]], a: str, b: str):
+    """Cluster-robust ratio of phase ``a`` over ``b`` (the exact conditional one when there
+    are fewer than three clusters): ``(est, low, high, p, interval)`` or None."""
+    oa, ea = sums[a]
+    ob, eb = sums[b]
+    cr = cluster_rate_ratio(oa, ea, ob, eb)
+    if cr is not None:
+        est, lo, hi, p, G = cr
+        return est, lo, hi, p, f"cluster-robust over {G} clusters (t, {G - 1} df)"
+    rr = rate_ratio(float(oa.sum()), float(ea.sum()), float(ob.sum()), float(eb.sum()))
+    if rr is None:
+        return None
+    return (*rr, "exact conditional (binomial): fewer than 3 clusters")
 
 
 def _phase_effect(
@@ -103,21 +162,22 @@ def _phase_effect(
     role: str,
     light: str,
     pair: tuple[str, str],
-    sums: dict[str, tuple[float, float, int]],
+    sums: dict[str, tuple[np.ndarray, np.ndarray]],
+    counts: dict[str, int],
     share_during: float | None,
     *,
     window_days: int,
     min_share: float,
 ) -> Effect:
-    """The rate ratio of phase ``a`` against phase ``b`` (observed/expected sums per phase)."""
+    """The rate ratio of phase ``a`` against phase ``b`` (observed/expected per cluster)."""
     a, b = pair
-    oa, ea, na = sums[a]
-    ob, eb, nb = sums[b]
-    rr = rate_ratio(oa, ea, ob, eb)
+    rr = _ratio(sums, a, b)
+    na, nb = counts[a], counts[b]
     if rr is None:
         why = f"no incidents or no exposure in the {a}/{b} phases ({na} and {nb} zone-slots)"
         return not_estimable(name, KIND, why)
-    est, lo, hi, p = rr
+    est, lo, hi, p, interval = rr
+    oa, ob = float(sums[a][0].sum()), float(sums[b][0].sum())
     return Effect(
         name=name,
         kind=KIND,
@@ -131,13 +191,14 @@ def _phase_effect(
         p_value=finite(p),
         n=na + nb,
         incidents=int(round(oa + ob)),
-        unit="rate ratio of observed/expected (model without outages)",
+        unit="rate ratio of observed/expected (zone and day fixed effects, without outages)",
         details={
             "observed": {a: oa, b: ob},
-            "expected_without_outage": {a: ea, b: eb},
+            "expected_without_outage": {a: float(sums[a][1].sum()), b: float(sums[b][1].sum())},
             "mean_share_out_during": share_during,
             "window_days": window_days,
             "min_share_out": min_share,
+            "interval": interval,
         },
     )
 
@@ -149,20 +210,27 @@ def _role_effects(
     y: np.ndarray,
     expected: np.ndarray,
     share: np.ndarray,
+    cluster: np.ndarray,
     **kw,
 ) -> list[Effect]:
     """Start and repair effects of one role (zone or ring) at each light level."""
     out: list[Effect] = []
+    codes = pd.factorize(cluster)[0]
+    G = int(codes.max()) + 1 if len(codes) else 0
     for li, lmask in light_masks.items():
-        sums = {
-            k: (float(y[m & lmask].sum()), float(expected[m & lmask].sum()), int((m & lmask).sum()))
-            for k, m in row_phase.items()
-        }
+        sums, counts = {}, {}
+        for k, m in row_phase.items():
+            mm = m & lmask
+            sums[k] = (
+                np.bincount(codes[mm], weights=y[mm], minlength=G),
+                np.bincount(codes[mm], weights=expected[mm], minlength=G),
+            )
+            counts[k] = int(mm.sum())
         dur = row_phase["during"] & lmask
         share_during = finite(share[dur].mean()) if role == "zone" and dur.any() else None
         for comp, pair in COMPARISONS:
             name = f"outage.{role}.{li}.{comp}"
-            out.append(_phase_effect(name, role, li, pair, sums, share_during, **kw))
+            out.append(_phase_effect(name, role, li, pair, sums, counts, share_during, **kw))
     return out
 
 
@@ -170,6 +238,37 @@ def _light_masks(cube: pd.DataFrame, lights: tuple[str, ...]) -> dict[str, np.nd
     dark = np.nan_to_num(numeric(cube, "dark")) > 0
     every = np.ones(len(cube), bool)
     return {li: dark if li == "night" else (~dark if li == "day" else every) for li in lights}
+
+
+def planted_ratio(
+    mu0: np.ndarray, multiplier: np.ndarray, during: np.ndarray, before: np.ndarray
+) -> float:
+    """The truth an outage ratio estimates: the expected-weighted mean multiplier during over
+    the same before, ``(sum mu0 m / sum mu0)[during] / (sum mu0 m / sum mu0)[before]``.
+
+    ``mu0`` are the expected incidents without the lamp effect, ``multiplier`` the planted
+    multiplier of each row (e.g. ``1.15 ** (10 x share out)`` at night, 1 by day).
+    """
+
+    def mean(rows: np.ndarray) -> float:
+        return float((mu0[rows] * multiplier[rows]).sum() / mu0[rows].sum())
+
+    return mean(during) / mean(before)
+
+
+def _expected(cube, dz, y, *, ph: _Phases, zi, ti, grain, fixed: bool):
+    """Expected incidents without outage (model on untouched slots, then zone and day fixed
+    effects), or the reason it cannot be computed."""
+    clean = ~(ph.out | ph.ring_out)[zi, ti]
+    feats = [f for f in design_features(dz) if f != "dark_lamps_out"]
+    try:
+        base = fit_glm(dz, y, family="poisson", features=feats, mask=clean, grain=grain)
+    except SparseGroupError as exc:
+        return None, f"counterfactual model: {exc}"
+    expected = base.mean(dz)
+    if fixed:
+        expected = fixed_effects(y, expected, clean, zi, local_day(cube))
+    return expected, None
 
 
 def outage_event_study(
@@ -180,6 +279,7 @@ def outage_event_study(
     window_days: int = WINDOW_DAYS,
     dz: pd.DataFrame | None = None,
     min_share: float = MIN_SHARE_OUT,
+    fixed: bool = True,
 ) -> list[Effect]:
     """Event study of lighting outages (see the module docstring).
 
@@ -198,6 +298,9 @@ def outage_event_study(
     min_share
         An outage is a run of slots with at least this share of the zone's lamps out (a city
         always has a few lamps out: single-lamp faults are background, not events).
+    fixed
+        Zone and local-day fixed effects in the counterfactual (False: the pooled model alone,
+        as before issue 12; kept for comparison).
 
     Returns
     -------
@@ -222,14 +325,9 @@ def outage_event_study(
         return [not_estimable(n, KIND, why) for n in names]
     A = adjacency(zones, neighbours)
     ph = _outage_phases(out2, slots, A, window_days)
-    # counterfactual model: fitted where no lamp is out in the zone nor in its ring
-    clean = ~(ph.out | ph.ring_out)[zi, ti]
-    feats = [f for f in design_features(dz) if f != "dark_lamps_out"]
-    try:
-        base = fit_glm(dz, y, family="poisson", features=feats, mask=clean, grain=grain)
-    except SparseGroupError as exc:
-        return [not_estimable(n, KIND, f"counterfactual model: {exc}") for n in names]
-    expected = base.mean(dz)
+    expected, why = _expected(cube, dz, y, ph=ph, zi=zi, ti=ti, grain=grain, fixed=fixed)
+    if expected is None:
+        return [not_estimable(n, KIND, str(why)) for n in names]
     ok = np.isfinite(expected) & exposure_mask(dz)
     lmasks = _light_masks(cube, lights)
     results: list[Effect] = []
@@ -239,8 +337,9 @@ def outage_event_study(
             results += [not_estimable(n, KIND, why) for n in names if n.startswith("outage.ring.")]
             continue
         row_phase = {k: v[zi, ti] & ok for k, v in phase.items()}
+        clusters = (ph.zone_cluster if role == "zone" else ph.ring_cluster)[zi, ti]
         results += _role_effects(
-            role, row_phase, lmasks, y, expected, share,
+            role, row_phase, lmasks, y, expected, share, clusters,
             window_days=window_days, min_share=min_share,
         )  # fmt: skip
     return results

@@ -100,3 +100,86 @@ def poisson_test(observed: float, expected: float) -> float:
     lo_tail = stats.poisson.cdf(observed, expected)
     hi_tail = stats.poisson.sf(observed - 1, expected)
     return float(min(1.0, 2 * min(lo_tail, hi_tail)))
+
+
+def cluster_rate_ratio(
+    o_a: np.ndarray,
+    e_a: np.ndarray,
+    o_b: np.ndarray,
+    e_b: np.ndarray,
+    *,
+    level: float = 0.95,
+) -> tuple[float, float, float, float, int] | None:
+    """Ratio of SIRs ``(sum o_a / sum e_a) / (sum o_b / sum e_b)`` over clusters, with the
+    cluster-robust (delta-method) standard error of its log and a t interval on G - 1 degrees
+    of freedom.
+
+    Each entry of the arrays is one cluster (an outage episode, an event): the interval holds
+    over-dispersion and any dependence within a cluster (Cameron & Miller 2015; Cochran 1977,
+    section 6.3, for the ratio estimator).
+
+    Returns
+    -------
+    tuple or None
+        ``(estimate, low, high, p, G)``, or None without incidents or expectation in a phase or
+        with fewer than 3 clusters.
+    """
+    keep = (e_a > 0) | (e_b > 0)
+    o_a, e_a, o_b, e_b = o_a[keep], e_a[keep], o_b[keep], e_b[keep]
+    G = len(o_a)
+    sa, sb = float(o_a.sum()), float(o_b.sum())
+    if G < 3 or sa <= 0 or sb <= 0 or e_a.sum() <= 0 or e_b.sum() <= 0:
+        return None
+    ra, rb = sa / float(e_a.sum()), sb / float(e_b.sum())
+    u = (o_a - ra * e_a) / sa - (o_b - rb * e_b) / sb
+    se = float(np.sqrt(G / (G - 1) * (u**2).sum()))
+    log_r = float(np.log(ra / rb))
+    tq = float(stats.t.ppf(0.5 + level / 2, G - 1))
+    p = float(2 * stats.t.sf(abs(log_r) / se, G - 1)) if se > 0 else float("nan")
+    return (
+        float(np.exp(log_r)),
+        float(np.exp(log_r - tq * se)),
+        float(np.exp(log_r + tq * se)),
+        p,
+        G,
+    )
+
+
+#: iterations of the proportional fitting of the zone and day fixed effects
+FE_ITERATIONS = 50
+
+
+def fixed_effects(
+    y: np.ndarray, mu: np.ndarray, fit_rows: np.ndarray, *keys: np.ndarray
+) -> np.ndarray:
+    """``mu`` times one factor per level of each of ``keys`` (zone, day...): the Poisson
+    maximum-likelihood fixed effects given ``mu``, fitted on ``fit_rows`` by iterative
+    proportional fitting of the totals of each key.
+
+    A level without expectation on ``fit_rows`` has no factor: its rows get NaN (nothing to
+    impute from); one without incidents there gets 0, its maximum-likelihood value.
+    """
+    ok = fit_rows & np.isfinite(mu) & (mu > 0)
+    codes = [pd.factorize(k)[0] for k in keys]
+    factors = [np.ones(c.max() + 1) for c in codes]
+
+    def others(skip: int) -> np.ndarray:
+        m = mu.copy()
+        for j, (c, f) in enumerate(zip(codes, factors, strict=True)):
+            if j != skip:
+                m = m * f[c]
+        return m
+
+    for _ in range(FE_ITERATIONS):
+        before = [f.copy() for f in factors]
+        for j, c in enumerate(codes):
+            m = others(j)
+            num = np.bincount(c[ok], weights=y[ok], minlength=len(factors[j]))
+            den = np.bincount(c[ok], weights=m[ok], minlength=len(factors[j]))
+            factors[j] = np.where(den > 0, num / np.where(den > 0, den, 1.0), np.nan)
+        if all(
+            np.allclose(f, b, rtol=1e-6, equal_nan=True)
+            for f, b in zip(factors, before, strict=True)
+        ):
+            break
+    return others(-1)

@@ -3,14 +3,26 @@
 Per event category, in the venue zone and in its ring (ring zones hosting an event of their own
 at the time are left out): extra people present per 1 000 expected attendees (present minus
 the reference presence ``present_baseline``, which excludes event slots) and extra incidents
-per 1 000 attendees (observed minus the rate model's expectation with the reference presence
-and no event). Ratio estimators over events with cluster (event) standard errors (Cochran
-1977, section 6.3); incident p-values are exact Poisson tests of observed against expected.
-``n`` is the number of events.
+per 1 000 attendees (observed minus the incidents expected without the event).
+
+**The "no event" counterfactual does not scale with the crowd.** The expected incidents without
+the event are the zone's own history, not a rate per person present: a multiplicative model
+``zone x local hour of week`` times ``local day`` fitted (Poisson maximum likelihood, iterative
+proportional fitting) on the zone-slots without any event in the zone or its ring. Neither the
+crowd's presence nor the transit entries the event itself caused enter it, and a shock of the
+whole city on the event's day is in it. Where crowds do not change the incidents, the uplift is
+0 whatever the presence does.
+
+**Intervals are clustered by event.** Both uplifts are ratio estimators over events (Cochran
+1977, section 6.3) with the cluster-robust standard error of the events' residuals and t
+quantiles on n - 1 degrees of freedom: over-dispersion, day shocks and the dependence of the
+slots of one event widen them. ``n`` is the number of events.
 
 References
 ----------
 Cochran, W. G. (1977). *Sampling Techniques*, 3rd ed. Wiley.
+Cameron, A. C. & Miller, D. L. (2015). A practitioner's guide to cluster-robust inference.
+*Journal of Human Resources* 50(2), 317-372.
 """
 
 from __future__ import annotations
@@ -27,12 +39,13 @@ from pipelines.models.baselines import hour_of_week
 from pipelines.models.design import design, group_counts, numeric
 from pipelines.models.glm import GLMFit
 from pipelines.models.results import Effect
+from pipelines.models.robust import local_day
 from pipelines.models.studies import (
     adjacency,
     finite,
+    fixed_effects,
     grid,
     not_estimable,
-    poisson_test,
     ratio_estimate,
 )
 
@@ -83,15 +96,12 @@ def _grids(
         return a
 
     ref_rows = reference_presence(cube)
-    exp0 = np.full(shape, np.nan)
-    if glm is not None:
-        d0 = dz.copy()
-        if "event_k" in d0.columns:
-            d0["event_k"] = np.float32(0.0)
-        d0["exposure"] = ref_rows
-        exp0[zi, ti] = glm.mean(d0)
     own_event = np.zeros(shape, bool)
     own_event[zi, ti] = np.nan_to_num(numeric(cube, "event_attendance")) > 0
+    A = adjacency(zones, neighbours)
+    near = own_event | ((A @ own_event.astype(np.float64)) > 0)
+    exp0 = np.full(shape, np.nan)
+    exp0[zi, ti] = no_event_expectation(cube, group_counts(cube, None), quiet=~near[zi, ti])
     return _Grids(
         zones=zones,
         slots=slots,
@@ -100,8 +110,19 @@ def _grids(
         y=laid_out(group_counts(cube, None), 0.0),
         exp0=exp0,
         own_event=own_event,
-        A=adjacency(zones, neighbours),
+        A=A,
     )
+
+
+def no_event_expectation(cube: pd.DataFrame, y: np.ndarray, *, quiet: np.ndarray) -> np.ndarray:
+    """Incidents expected without events: zone x local hour of week times local day factors
+    fitted on the ``quiet`` rows (no event in the zone nor in its ring); presence plays no
+    part. (A zone's week profile is its own: a market district's Sunday morning is not a
+    business district's.)"""
+    z = pd.factorize(cube["zone_id"])[0].astype(np.int64)
+    zhow = z * 168 + hour_of_week(cube)
+    y = np.nan_to_num(np.asarray(y, dtype=np.float64))
+    return fixed_effects(y, np.ones(len(cube)), quiet, zhow, local_day(cube))
 
 
 def _role_row(e: pd.Series, role: str, zs: np.ndarray, t: np.ndarray, g: _Grids, att: float):
@@ -117,7 +138,9 @@ def _role_row(e: pd.Series, role: str, zs: np.ndarray, t: np.ndarray, g: _Grids,
     extra = float(np.nansum(np.where(ok, p - r_, 0.0), axis=0).mean())
     oi = g.y[np.ix_(zs, t)]
     ei = g.exp0[np.ix_(zs, t)]
-    oki = np.isfinite(ei) & (ok if role == "ring" else True)
+    oki = ok if role == "ring" else np.ones_like(ok)
+    if not np.isfinite(ei[oki]).all():  # no own history to impute from (recurring events)
+        oi, ei = np.full_like(ei, np.nan), np.full_like(ei, np.nan)
     return {
         "event_id": e.get("event_id"),
         "category": str(e.get("category") or "unknown"),
@@ -175,10 +198,17 @@ def _presence_effect(base: str, cat: str, role: str, sub: pd.DataFrame) -> Effec
 
 
 def _incident_effect(base: str, cat: str, role: str, sub: pd.DataFrame) -> Effect:
+    n_all = len(sub)
+    sub = sub[np.isfinite(sub["expected"].to_numpy(np.float64))]
+    if len(sub) < 2:
+        why = (
+            f"{len(sub)} of {n_all} event(s) with incidents expected without them (the zone "
+            "never went without such an event at those hours of week)"
+        )
+        return not_estimable(f"{base}.incidents", KIND, why, category=cat, role=role)
     a = sub["att_k"].to_numpy()
     o_sum, e_sum = float(sub["observed"].sum()), float(sub["expected"].sum())
-    est = float((sub["observed"] - sub["expected"]).to_numpy().sum() / a.sum())
-    se = float(np.sqrt(max(o_sum, 1.0)) / a.sum())
+    est, lo, hi, p = ratio_estimate((sub["observed"] - sub["expected"]).to_numpy(), a)
     return Effect(
         name=f"{base}.incidents",
         kind=KIND,
@@ -186,17 +216,23 @@ def _incident_effect(base: str, cat: str, role: str, sub: pd.DataFrame) -> Effec
         category=cat,
         role=role,
         estimate=finite(est),
-        ci_low=finite(est - 1.96 * se),
-        ci_high=finite(est + 1.96 * se),
-        p_value=finite(poisson_test(o_sum, e_sum)),
+        ci_low=finite(lo),
+        ci_high=finite(hi),
+        p_value=finite(p),
         n=int(len(sub)),
         unit="extra incidents per 1 000 attendees over the event" + _ring_unit(role),
-        details={"observed": o_sum, "expected_without_event": e_sum},
+        details={
+            "observed": o_sum,
+            "expected_without_event": e_sum,
+            "counterfactual": "zone x hour of week and local day, fitted without events",
+            "interval": f"clustered by event (t, {len(sub) - 1} df)",
+            "events_without_counterfactual": n_all - len(sub),
+        },
     )
 
 
 def _category_effects(
-    df: pd.DataFrame, cat: str, role: str, *, has_ring: bool, has_glm: bool, min_events: int
+    df: pd.DataFrame, cat: str, role: str, *, has_ring: bool, min_events: int
 ) -> list[Effect]:
     """Presence and incident uplift of one category (or ``all``) and role."""
     sub = df[(df["role"] == role) & ((df["category"] == cat) | (cat == "all"))]
@@ -214,12 +250,6 @@ def _category_effects(
         return [
             not_estimable(f"{base}.presence", KIND, why, category=cat, role=role),
             not_estimable(f"{base}.incidents", KIND, why, category=cat, role=role),
-        ]
-    if not has_glm:
-        why = "no rate model for all incidents"
-        return [
-            _presence_effect(base, cat, role, sub),
-            not_estimable(f"{base}.incidents", KIND, why),
         ]
     return [_presence_effect(base, cat, role, sub), _incident_effect(base, cat, role, sub)]
 
@@ -243,7 +273,8 @@ def event_uplift(
     events
         Validated events (event_id, start, end, zone_id, expected_attendance, category).
     glm
-        The ``all`` rate model, for expected incidents without the event.
+        The ``all`` rate model; unused since issue 12 (the counterfactual is the zone's own
+        history, :func:`no_event_expectation`), kept for callers.
     neighbours
         Zone -> neighbours (ring); without it ring effects are not estimable.
     min_events
@@ -273,7 +304,6 @@ def event_uplift(
     for cat in ["all", *sorted(df["category"].unique())]:
         for role in ("venue", "ring"):
             out += _category_effects(
-                df, cat, role, has_ring=g.A.nnz > 0, has_glm=glm is not None,
-                min_events=min_events,
+                df, cat, role, has_ring=g.A.nnz > 0, min_events=min_events,
             )  # fmt: skip
     return out
