@@ -1,14 +1,17 @@
 """Reports in a real browser: headless Chromium opens them from file://, with no network.
 
 Checks that the maps draw the zones (Leaflet's SVG paths counted inside the map frames after
-load) and that no script error is logged (Chromium's console log on stderr), and saves a
-screenshot of each page under reports/_screens/ (repository) for a person to look at.
+load) under the page's Content-Security-Policy, that no script error or refused script is logged
+(Chromium's console log on stderr), and saves a screenshot of each page under
+reports/_screens/ (repository) for a person to look at.
 Chromium (Debian's ``chromium``) is installed with apt-get when missing; the tests are skipped,
 with the reason, only where it cannot be installed.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import os
 import re
@@ -60,6 +63,11 @@ window.addEventListener("load", function () {
 """
 
 
+def _script_text(tag: str) -> str:
+    """The text inside a ``<script>`` tag (what its CSP hash covers)."""
+    return re.search(r"<script>(.*)</script>", tag, re.S).group(1)
+
+
 def _chromium() -> str | None:
     for name in ("chromium", "chromium-browser"):
         if shutil.which(name):
@@ -98,14 +106,36 @@ def run_chromium(exe: str, url: str, tmp: Path, *extra: str) -> subprocess.Compl
 
 
 def console_errors(stderr: str) -> list[str]:
-    """Console errors in Chromium's log (uncaught exceptions, failed script loads)."""
-    lines = [ln for ln in stderr.splitlines() if "CONSOLE" in ln or "Uncaught" in ln]
-    return [ln for ln in lines if re.search(r"Uncaught|Error|ERR_", ln)]
+    """Console errors in Chromium's log (uncaught exceptions, failed script loads, scripts and
+    handlers refused by the Content-Security-Policy)."""
+    lines = [
+        ln
+        for ln in stderr.splitlines()
+        if "CONSOLE" in ln or "Uncaught" in ln or "Content Security Policy" in ln
+    ]
+    return [ln for ln in lines if re.search(r"Uncaught|Error|ERR_|Refused", ln)]
+
+
+def script_hash(script: str) -> str:
+    """The CSP hash source of an inline script's text."""
+    digest = hashlib.sha256(script.encode("utf-8")).digest()
+    return "'sha256-" + base64.b64encode(digest).decode() + "'"
+
+
+def allow_probe(page: str, *scripts: str) -> str:
+    """A copy of a report page that a probe can inspect: the given inline scripts are added to
+    the page's Content-Security-Policy (everything else it refuses stays refused), and the map
+    frames share the page's origin so the probe can read them (they keep no other right)."""
+    extra = " ".join(script_hash(s) for s in scripts)
+    page = re.sub(
+        r'(http-equiv="Content-Security-Policy" content="script-src )', rf"\1{extra} ", page
+    )
+    return page.replace('sandbox="allow-scripts"', 'sandbox="allow-scripts allow-same-origin"')
 
 
 def probe(exe: str, page: Path, tmp: Path) -> tuple[list[dict], list[str]]:
     """Open a copy of ``page`` with the probe; return the per-frame counts and console errors."""
-    html = page.read_text(encoding="utf-8")
+    html = allow_probe(page.read_text(encoding="utf-8"), _script_text(PROBE))
     copy = page.with_name(page.stem + ".probe.html")
     copy.write_text(html.replace("</body>", PROBE + "</body>"), encoding="utf-8")
     try:

@@ -5,6 +5,12 @@ reader sees figures, tables, maps and text but no code, and nothing is loaded fr
 The figures of ``summary.json`` are the payloads the notebook displayed with the MIME type
 :data:`pipelines.reports.publish.SUMMARY_MIME`; they are taken out of the page.
 
+The page carries a Content-Security-Policy (:func:`content_security_policy`) whose
+``script-src`` lists the SHA-256 of each script the export wrote (in the page and in its map
+frames, which inherit the page's policy): no inline event handler (``onerror=``, ``onload=``…),
+no ``javascript:`` URL, no ``eval`` and no script from elsewhere runs, even if a name from data
+got through escaping. Map frames are sandboxed to scripts only (:func:`sandbox_iframes`).
+
 References
 ----------
 nbconvert ``--no-input``: https://nbconvert.readthedocs.io (``TemplateExporter.exclude_input``).
@@ -12,6 +18,8 @@ nbconvert ``--no-input``: https://nbconvert.readthedocs.io (``TemplateExporter.e
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import html
 import json
 import re
@@ -32,6 +40,62 @@ _MERMAID = re.compile(
 )
 
 
+#: what a map's frame may do in a report: run its own scripts, nothing else (an opaque origin:
+#: no access to the report page, no dialogs, no forms, no top-level navigation)
+IFRAME_SANDBOX = "allow-scripts"
+
+_SCRIPT = re.compile(r"<script\b[^>]*>(.*?)</script\s*>", re.S | re.IGNORECASE)
+_SRCDOC = re.compile(r'srcdoc="([^"]*)"')
+
+
+def sandbox_iframes(page: str) -> str:
+    """``page`` with every ``<iframe>`` that has no sandbox sandboxed (:data:`IFRAME_SANDBOX`)."""
+    return re.sub(
+        r"<iframe(?![^>]*\bsandbox=)(?=[\s>])", f'<iframe sandbox="{IFRAME_SANDBOX}"', page
+    )
+
+
+def inline_scripts(page: str) -> list[str]:
+    """The text of every inline ``<script>`` of a page and of its iframes' ``srcdoc``."""
+    found = _SCRIPT.findall(page)
+    for doc in _SRCDOC.findall(page):
+        found += inline_scripts(html.unescape(doc))
+    return found
+
+
+def content_security_policy(page: str) -> str:
+    """The policy of a report page: its own scripts only, by hash (so inline event handlers,
+    ``javascript:`` URLs and ``eval`` are refused), no plugins, no ``<base>``, no forms.
+
+    References
+    ----------
+    W3C, *Content Security Policy Level 3*, §"script-src" and hash sources:
+    https://www.w3.org/TR/CSP3/.
+    """
+    hashes = sorted(
+        {
+            "'sha256-" + base64.b64encode(hashlib.sha256(s.encode("utf-8")).digest()).decode() + "'"
+            for s in inline_scripts(page)
+        }
+    )
+    return (
+        f"script-src {' '.join(hashes) or chr(39) + 'none' + chr(39)}; object-src 'none'; "
+        "base-uri 'none'; form-action 'none'"
+    )
+
+
+def with_csp(page: str) -> str:
+    """``page`` with its :func:`content_security_policy` as the first element of ``<head>``."""
+    meta = (
+        '<meta http-equiv="Content-Security-Policy" '
+        f'content="{html.escape(content_security_policy(page), quote=True)}">'
+    )
+    head = re.search(r"<head\b[^>]*>", page, re.IGNORECASE)
+    if head is None:
+        return meta + page
+    return page[: head.end()] + meta + page[head.end() :]
+
+
 def external_resources(page: str) -> list[str]:
     """Scripts and styles a page would load from the network (should be empty for a report).
 
@@ -49,7 +113,8 @@ def export_html(nb: Any, *, title: str) -> str:
 
     nbconvert's ``lab`` template with ``exclude_input=True`` (the ``--no-input`` flag); the
     MathJax, require.js and mermaid loaders it links from CDNs are dropped (reports carry no
-    LaTeX, widgets or diagrams), so the page opens on a network without internet.
+    LaTeX, widgets or diagrams), so the page opens on a network without internet. Map frames
+    are sandboxed and the page carries its Content-Security-Policy (:func:`with_csp`).
     """
     exporter = HTMLExporter(
         exclude_input=True,
@@ -62,7 +127,8 @@ def export_html(nb: Any, *, title: str) -> str:
     # MathJax is configured by an inline script that only makes sense with MathJax loaded
     body = _MATHJAX.sub("", body)
     # the mermaid loader imports its library from a CDN (only when a diagram is present)
-    return _MERMAID.sub("", body)
+    body = sandbox_iframes(_MERMAID.sub("", body))
+    return with_csp(body)
 
 
 def _payload(output: Any) -> dict[str, Any] | None:

@@ -20,6 +20,7 @@ import pandas as pd
 from features.store import Store
 from pipelines.events.result import Brief
 from pipelines.models.results import BacktestEvaluation, Effects
+from pipelines.reports.publish import md_text, suppress_text
 
 #: which command produces which store file, for "not run yet" messages (signals and briefs:
 #: any file of their folder)
@@ -56,11 +57,15 @@ def missing_step(store: str | Path | Store, relpath: str, **fmt: Any) -> str:
     )
 
 
-def signals_table(payload: Any, *, top: int = 15) -> pd.DataFrame | None:
+def signals_table(payload: Any, *, top: int = 15, k: int | None = None) -> pd.DataFrame | None:
     """The ranked weak signals of a run as a display table.
 
     ``payload`` is a :class:`~pipelines.signals.result.SignalRun` or the dict of
-    ``store/signals/<period>.json`` (None when the signals have not run: None back).
+    ``store/signals/<period>.json`` (None when the signals have not run: None back). With
+    ``k``, the counts inside the explanations are suppressed below ``k``
+    (:func:`~pipelines.reports.publish.suppress_text`), and where the signal's observed count is
+    below ``k`` its sentence withholds the ratio and the other counts too; the table's own
+    columns are suppressed when published (:func:`~pipelines.reports.publish.table`).
     """
     if payload is None:
         return None
@@ -91,6 +96,12 @@ def signals_table(payload: Any, *, top: int = 15) -> pd.DataFrame | None:
             "explanation": sig.get("explanation"),
         }
     )
+    if k is not None:
+        observed = pd.to_numeric(out["observed"], errors="coerce")
+        out["explanation"] = [
+            suppress_text(text, k, secondary=bool(obs < k))
+            for text, obs in zip(out["explanation"], observed, strict=True)
+        ]
     return out.reset_index(drop=True)
 
 
@@ -237,6 +248,28 @@ def deviance_by_origin(
 
 
 # -- event brief ---------------------------------------------------------------------------------
+def brief_heading(brief: Brief) -> str:
+    """The brief's first paragraph (Markdown): event, category, local times, expected
+    attendance, venue zone and ring, how presence is forecast; names from data escaped."""
+    ev = brief.event
+    when = f"{ev.start_local[:16].replace('T', ' ')} – {ev.end_local[11:16]}"
+    return (
+        f"**{md_text(ev.name)}** ({md_text(ev.category)}), {md_text(when)} "
+        f"({md_text(ev.timezone)}); expected attendance **{ev.expected_attendance:,.0f}**; "
+        f"venue zone {md_text(ev.zone_id)}, ring {md_text(', '.join(ev.ring) or 'none')}.\n\n"
+        f"Presence forecast: {md_text(brief.presence_method_text)}. "
+        f"Brief made {brief.generated_at.isoformat()[:16]} UTC."
+    )
+
+
+def brief_notes(brief: Brief) -> str:
+    """The brief's notes, then its limitations, as a Markdown list with each text escaped
+    ("None." without any)."""
+    items = [f"- {md_text(n)}" for n in brief.notes]
+    items += [f"- **limitation:** {md_text(x)}" for x in brief.limitations]
+    return "\n".join(items) or "None."
+
+
 def brief_hours(brief: Brief) -> pd.DataFrame:
     """The brief's hour-by-hour table: local hour, phase, presence, incidents and staffing."""
     h = brief.hours_table()

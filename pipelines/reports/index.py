@@ -1,4 +1,8 @@
-"""The reports' ``index.html``: every report, newest first, and the recent failed runs."""
+"""The reports' ``index.html``: every report, newest first, and the recent failed runs.
+
+Every text is escaped, and the page's Content-Security-Policy (:data:`INDEX_CSP`) lets no script
+run at all.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +19,10 @@ _STYLE = (
     "border-bottom:1px solid #ddd;text-align:left}th{background:#f4f4f4}"
     ".muted{color:#777;font-size:.9em}</style>"
 )
+
+
+#: the index runs no script at all and loads nothing but its own inline style
+INDEX_CSP = "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'"
 
 
 def _row(summary_path: Path) -> dict[str, Any] | None:
@@ -81,7 +89,9 @@ def index_page(rows: list[dict[str, Any]], failed: list[Path]) -> str:
     now = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     lines = [
         "<!DOCTYPE html>",
-        '<html lang="en"><head><meta charset="utf-8"><title>vigie reports</title>',
+        '<html lang="en"><head><meta charset="utf-8">',
+        f'<meta http-equiv="Content-Security-Policy" content="{INDEX_CSP}">',
+        "<title>vigie reports</title>",
         f"{_STYLE}</head><body>",
         "<h1>vigie reports</h1>",
         f'<p class="muted">{len(rows)} report(s), newest first. Generated {html.escape(now)}.</p>',

@@ -17,7 +17,16 @@ Layers (each a toggle in the layer control):
 - public-transport stops;
 - the venue and its ring (an event's perimeter).
 
-Every count shown in a tooltip goes through :func:`pipelines.reports.publish.suppress_value`.
+Every count shown in a tooltip goes through :func:`pipelines.reports.publish.suppress_value`;
+in a zone whose count is suppressed, the figures that would rebuild it (expected, excess, ratio)
+read "c" and the zone is not coloured by them.
+
+Text from data (zone, stop, event and lamp names and ids) is escaped: folium writes a
+``Tooltip`` into a JavaScript template literal that Leaflet then sets as HTML, and
+``GeoJsonTooltip`` builds ``innerHTML`` from the zones' properties, so :func:`tooltip_text`
+HTML-escapes the text and escapes the template literal's own backtick, dollar and backslash.
+In a report the map is an ``<iframe srcdoc>`` sandboxed to scripts only (no access to the
+report page, no dialogs, no navigation of the page).
 
 References
 ----------
@@ -45,8 +54,14 @@ from branca.element import Element, Figure, MacroElement
 from jinja2 import Template
 
 from features.store import Store
-from pipelines.reports.export import external_resources
-from pipelines.reports.publish import is_count_name, suppress_value
+from pipelines.reports.export import external_resources, sandbox_iframes
+from pipelines.reports.publish import (
+    SECONDARY_LABEL,
+    is_count_name,
+    is_derived_name,
+    secondary_rows,
+    suppress_value,
+)
 
 ASSETS = Path(__file__).resolve().parent / "assets"
 
@@ -92,6 +107,10 @@ class OfflineMap(folium.Map):
         # a fixed-height frame: in a notebook the map is an iframe of this height (no blank band)
         Figure(width="100%", height=f"{int(frame_height)}px").add_child(self)
 
+    def _repr_html_(self, **kwargs: Any) -> str:
+        """The map as a notebook shows it: an ``<iframe srcdoc>``, sandboxed."""
+        return sandbox_iframes(super()._repr_html_(**kwargs))
+
     # folium's Map.render returns None; branca's Element.render is typed as returning str
     def render(self, **kwargs: Any) -> None:  # type: ignore[override]
         fig = self.get_root()
@@ -102,6 +121,14 @@ class OfflineMap(folium.Map):
             fig.header.add_child(Element(f"<style>{css}</style>"), name="vigie_leaflet_css")
             fig.header.add_child(Element(f"<script>{js}</script>"), name="vigie_leaflet_js")
         super().render(**kwargs)
+
+
+def tooltip_text(value: Any) -> str:
+    """Text from data made safe for a folium tooltip: HTML-escaped (Leaflet sets it as HTML)
+    and with the characters of a JavaScript template literal (backtick, dollar, backslash) as HTML
+    character references (folium writes ``Tooltip`` text inside one)."""
+    text = _html.escape(str(value), quote=True)
+    return text.replace("`", "&#96;").replace("$", "&#36;").replace("\\", "&#92;")
 
 
 def to_html(m: folium.Map) -> str:
@@ -227,13 +254,18 @@ def _class_labels(b: Sequence[float]) -> list[str]:
     )
 
 
-def zone_classes(vals: pd.DataFrame, color_by: str) -> tuple[pd.Series, str, tuple[float, ...]]:
+def zone_classes(
+    vals: pd.DataFrame, color_by: str, *, k: int = 10
+) -> tuple[pd.Series, str, tuple[float, ...]]:
     """Colour class (0–6, NaN when missing) per zone of column ``color_by``, with the legend's
     title and the class breaks: :data:`RATIO_BREAKS` for the presence ratio, symmetric
-    :func:`excess_breaks` otherwise. Empty classes when the column is absent."""
+    :func:`excess_breaks` otherwise. Empty classes when the column is absent. A derived figure
+    (excess, expected, ratio) is missing in zones whose count is below ``k``."""
     if color_by not in vals.columns:
         return pd.Series(dtype=object), "", ()
     col = pd.to_numeric(vals[color_by], errors="coerce")
+    if is_derived_name(color_by):  # not coloured where it would rebuild a suppressed count
+        col = col.where(~secondary_rows(vals, k))
     if color_by == "present_ratio":
         return col.map(ratio_class), "presence vs reference", RATIO_BREAKS
     b = excess_breaks(col.tolist())
@@ -254,14 +286,22 @@ def zone_tooltips(
     at = {zid: i for i, zid in enumerate(vals.index)}
     col_at = [vals.columns.get_loc(c) for c in shown]
     names = gz["name"] if "name" in gz.columns else [None] * len(gz)
+    hidden = secondary_rows(vals, k, columns=[c for c in shown if is_count_name(c)]).to_numpy()
     props = []
     for zid, name in zip(gz["zone_id"], names, strict=True):
         row = rows[at[zid]] if zid in at else None
-        p = {"zone": zid if name is None else f"{name} ({zid})"}
+        hide = row is not None and bool(hidden[at[zid]])
+        # GeoJsonTooltip sets these as innerHTML: escaped
+        p = {"zone": tooltip_text(zid if name is None else f"{name} ({zid})")}
         for c, j in zip(shown, col_at, strict=True):
             v = None if row is None else row[j]
             v = None if v is None or (isinstance(v, float) and np.isnan(v)) else v
-            p[c] = str(suppress_value(v, k) or "–") if is_count_name(c) else _fmt(v)
+            if is_count_name(c):
+                p[c] = tooltip_text(suppress_value(v, k) or "–")
+            elif hide and is_derived_name(c) and v is not None:
+                p[c] = SECONDARY_LABEL
+            else:
+                p[c] = tooltip_text(_fmt(v))
         cls = classes.get(zid) if zid in classes.index else None
         p["_fill"] = class_color(None if cls is None or pd.isna(cls) else int(cls))
         props.append(p)
@@ -281,7 +321,8 @@ def _zones_layer(gz: gpd.GeoDataFrame, shown: list[str], color_by: str) -> foliu
         },
         highlight_function=lambda f: {"weight": 3, "color": "#000000"},
         tooltip=folium.GeoJsonTooltip(
-            fields=["zone", *shown], aliases=["zone", *[c.replace("_", " ") for c in shown]]
+            fields=["zone", *shown],
+            aliases=["zone", *[tooltip_text(c.replace("_", " ")) for c in shown]],
         ),
     )
 
@@ -299,7 +340,7 @@ def _signals_layer(gz: gpd.GeoDataFrame, signals: Sequence[str]) -> folium.Featu
                 color="#d7301f",
                 weight=3,
                 fill=False,
-                tooltip=f"signal: {zid}",
+                tooltip=tooltip_text(f"signal: {zid}"),
             ).add_to(fg)
     return fg
 
@@ -315,7 +356,7 @@ def _lamps_layer(lamps_out: pd.DataFrame) -> folium.FeatureGroup:
             fill_color="#ffd700",
             fill_opacity=0.9,
             weight=1,
-            tooltip=f"lamp out {getattr(r, 'lamp_id', '')}".strip(),
+            tooltip=tooltip_text(f"lamp out {getattr(r, 'lamp_id', '')}".strip()),
         ).add_to(fg)
     return fg
 
@@ -331,7 +372,7 @@ def _stops_layer(stops: pd.DataFrame) -> folium.FeatureGroup:
             fill=True,
             fill_opacity=0.8,
             weight=1,
-            tooltip=str(getattr(r, "stop_name", "stop")),
+            tooltip=tooltip_text(getattr(r, "stop_name", "stop")),
         ).add_to(fg)
     return fg
 
@@ -346,7 +387,7 @@ def _venue_layer(venue: dict[str, Any]) -> folium.FeatureGroup:
         weight=2,
         fill=True,
         fill_opacity=0.05,
-        tooltip=f"ring {venue.get('radius_m', 500):g} m",
+        tooltip=tooltip_text(f"ring {float(venue.get('radius_m', 500)):g} m"),
     ).add_to(fg)
     folium.CircleMarker(
         loc,
@@ -354,7 +395,7 @@ def _venue_layer(venue: dict[str, Any]) -> folium.FeatureGroup:
         color="#6a3d9a",
         fill=True,
         fill_opacity=1,
-        tooltip=str(venue.get("name", "venue")),
+        tooltip=tooltip_text(venue.get("name", "venue")),
     ).add_to(fg)
     return fg
 
@@ -413,7 +454,7 @@ def zones_map(
     gz = _zone_frame(zones)
     m = _framed_map(gz, focus=focus, tiles=tiles, height=height)
     vals = _value_frame(values)
-    classes, legend_title, breaks = zone_classes(vals, color_by)
+    classes, legend_title, breaks = zone_classes(vals, color_by, k=k)
     if color_by in vals.columns:
         Legend(title or legend_title, _class_labels(breaks)).add_to(m)
     gz = zone_tooltips(gz, vals, classes, k=k)
@@ -466,7 +507,10 @@ def zone_period_figures(
         if "present_baseline" in cur.columns:
             ok = cur["present"].notna() & cur["present_baseline"].notna()
             g = cur[ok].groupby("zone_id")
-            out["present_ratio"] = g["present"].sum() / g["present_baseline"].sum()
+            # no ratio where the reference is zero (never an infinite ratio)
+            out["present_ratio"] = g["present"].sum() / g["present_baseline"].sum().replace(
+                0, np.nan
+            )
     if "incidents" in cur.columns:
         out["incidents"] = cur.groupby("zone_id")["incidents"].sum()
         data_start = pd.Timestamp(meta.get("start") or start)

@@ -1,9 +1,11 @@
 """Where a report's figures come from: the store files it read, the notebook, the code.
 
-``summary.json`` carries this provenance: each input file with its SHA-256 (or ``absent``),
-the notebook's hash, the kernel, the Python and papermill versions, the package version and
-the git commit (read from ``.git`` files, no git process run), and the sources recorded in the
-store's ``study.json``.
+``summary.json`` carries this provenance: each store file the report read with its SHA-256 (or
+``absent``), the study's raw input files with theirs (the ``sources`` that ingest recorded in
+``study.json``), the notebook's hash, the kernel, the Python and papermill versions, and the
+code version: the package version, the git commit (read from ``.git`` files, no git process
+run) and the SHA-256 of the code itself (every ``.py`` file of ``features/`` and ``pipelines/``,
+so uncommitted changes show too). Changing an input file or the code changes them.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import sys
+from functools import lru_cache
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
@@ -33,13 +36,40 @@ def sha256_file(path: str | Path, *, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
-def code_version() -> dict[str, Any]:
-    """The code's version: the package version and, in a git checkout, the commit (read-only)."""
+#: the packages whose source makes the code version
+CODE_PACKAGES = ("features", "pipelines")
+
+
+def source_sha256(root: str | Path, packages: tuple[str, ...] = CODE_PACKAGES) -> str:
+    """SHA-256 of the code: every ``.py`` file of ``packages`` under ``root``, in path order,
+    each as its relative path and its bytes."""
+    h = hashlib.sha256()
+    base = Path(root)
+    for pkg in packages:
+        for path in sorted((base / pkg).rglob("*.py")):
+            h.update(path.relative_to(base).as_posix().encode("utf-8") + b"\0")
+            h.update(path.read_bytes() + b"\0")
+    return h.hexdigest()
+
+
+@lru_cache(maxsize=4)
+def _source_sha256_cached(root: Path) -> str:
+    return source_sha256(root)
+
+
+def code_version(root: Path | None = None) -> dict[str, Any]:
+    """The code's version: the package version, in a git checkout the commit (read-only), and
+    the SHA-256 of the source (:func:`source_sha256`, once per process)."""
     try:
         pkg = version("vigie")
     except PackageNotFoundError:  # pragma: no cover - running from an uninstalled tree
         pkg = None
-    return {"vigie": pkg, "git_commit": git_commit(PROJECT_ROOT)}
+    root = PROJECT_ROOT if root is None else Path(root)
+    return {
+        "vigie": pkg,
+        "git_commit": git_commit(root),
+        "source_sha256": _source_sha256_cached(root.resolve()),
+    }
 
 
 def _git_dir(root: Path) -> Path:

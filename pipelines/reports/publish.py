@@ -9,9 +9,19 @@ public and pass through unchanged.
 
 The rule follows the threshold ("cell size") suppression of official statistics: the Eurostat
 *Handbook on Statistical Disclosure Control* (Hundepool et al. 2010, §4.2 "threshold rule") and
-the US CDC/NCHS small-cell policy. Secondary (complementary) suppression is not attempted: the
-report publishes totals that are sums of the cells shown, and an analyst who needs exact small
-counts reads the store, not a report.
+the US CDC/NCHS small-cell policy. Secondary (complementary) suppression covers the figures
+published beside a count that would rebuild it: in a row (a table row, a JSON record, a map
+tooltip) where a count is suppressed, its ``expected``, ``excess`` and ``ratio``
+(:data:`DERIVED_NAME_PATTERN`) are shown as :data:`SECONDARY_LABEL` too, since observed =
+expected + excess = ratio × expected. Numbers inside sentences (signal explanations) go through
+:func:`suppress_text`. Totals over several cells are published (they are sums of cells at or
+above k, or themselves suppressed); an analyst who needs exact small counts reads the store, not
+a report.
+
+Every text that comes from data (names of events, zones, categories and stops, ids, notes,
+explanations) is escaped where it is published: :func:`table` escapes cells and headers,
+:func:`md_text` escapes a value for a Markdown cell, and :mod:`pipelines.reports.maps` escapes
+tooltips for HTML and for the JavaScript template literals folium writes them into.
 
 Which fields are counts is decided by name (:func:`is_count_name`): ``incidents``,
 ``inc_<category>``, ``present``, ``residents``, ``visitors``, ``attendance``, ``entries``,
@@ -23,6 +33,7 @@ events or staff are not counts of the public and are not suppressed. Notebooks a
 
 from __future__ import annotations
 
+import html
 import json
 import math
 import re
@@ -43,9 +54,18 @@ COUNT_NAME_PATTERN = re.compile(
     r"observed|count|people|persons|n_incidents|n_people|"
     r"present_peak|incidents_observed|incidents_usual|this_week|reference_mean|"
     r"forecast|reference|uplift|venue_present_forecast|event_crowd|crowd|"
-    r"usual_entries|expected_entries|present_forecast|present_reference|"
+    r"(peak_)?usual_entries|(peak_)?expected_entries|present_forecast|present_reference|"
+    r"venue_reference|ring_reference|ring_present_forecast|venue_present|ring_present|"
     r"(incident|people|person|visitor|resident)s?_count)$"
 )
+
+#: figures published beside a count that, with the count's other neighbours, rebuild it
+#: (observed = expected + excess = ratio × expected): suppressed in a row whose count is
+DERIVED_NAME_PATTERN = re.compile(r"^(expected|excess|ratio)$")
+
+#: the text of a figure withheld because it would rebuild a suppressed count ("confidential",
+#: Eurostat's flag for secondarily suppressed cells)
+SECONDARY_LABEL = "c"
 
 
 def is_count_name(name: object) -> bool:
@@ -57,6 +77,32 @@ def is_count_name(name: object) -> bool:
     (True, True, False)
     """
     return bool(COUNT_NAME_PATTERN.match(str(name).strip().lower()))
+
+
+def is_derived_name(name: object) -> bool:
+    """Whether a column or key holds a figure that rebuilds a count with its neighbours
+    (``expected``, ``excess``, ``ratio``)."""
+    return bool(DERIVED_NAME_PATTERN.match(str(name).strip().lower()))
+
+
+def _below_k(value: Any, k: int) -> bool:
+    """Whether ``value`` is a number (not bool, not NaN) below ``k``."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(
+        value, (int, float, np.integer, np.floating)
+    ):
+        return False
+    v = float(value)
+    return not math.isnan(v) and v < k
+
+
+def secondary_rows(df: pd.DataFrame, k: int, *, columns: Iterable[str] | None = None) -> pd.Series:
+    """Rows of ``df`` where a count (``columns``, default the count-named ones) is below ``k``:
+    their derived figures (:func:`is_derived_name`) must be withheld too."""
+    cols = [c for c in df.columns if is_count_name(c)] if columns is None else list(columns)
+    mask = pd.Series(False, index=df.index)
+    for c in cols:
+        mask |= df[c].map(lambda v: _below_k(v, k)).astype(bool)
+    return mask
 
 
 def suppressed_label(k: int) -> str:
@@ -73,7 +119,8 @@ def _check_k(k: int) -> int:
 def suppress_value(value: Any, k: int) -> Any:
     """One count, suppressed: the value itself when it is ``>= k``, else ``"<k"``.
 
-    Missing values (None, NaN) stay missing; non-numbers pass through unchanged. Counts at or
+    Missing values (None, NaN) stay missing, and so do infinities; non-numbers pass through
+    unchanged. Counts at or
     above ``k`` are returned as int when whole, else rounded to 1 decimal (a mean presence).
 
     Parameters
@@ -98,7 +145,7 @@ def suppress_value(value: Any, k: int) -> Any:
     if not isinstance(value, (int, float, np.integer, np.floating)):
         return value
     v = float(value)
-    if math.isnan(v):
+    if not math.isfinite(v):  # NaN is missing; an infinite count is no figure either
         return None
     if v < k:
         return suppressed_label(k)
@@ -122,8 +169,9 @@ def suppress_frame(
     Returns
     -------
     pandas.DataFrame
-        Count columns become object columns mixing numbers and ``"<k"`` strings; other columns
-        are untouched.
+        Count columns become object columns mixing numbers and ``"<k"`` strings; in a row with
+        a suppressed count, the derived figures (``expected``, ``excess``, ``ratio``) read
+        :data:`SECONDARY_LABEL`; other columns are untouched.
     """
     if not isinstance(df, pd.DataFrame):
         raise TypeError(f"suppress_frame expects a pandas DataFrame, got {type(df).__name__}")
@@ -133,8 +181,12 @@ def suppress_frame(
     missing = [c for c in cols if c not in out.columns]
     if missing:
         raise KeyError(f"suppress_frame: no column(s) {missing} in the table ({list(out.columns)})")
+    hide = secondary_rows(df, k, columns=cols)
     for c in cols:
         out[c] = out[c].astype(object).map(lambda v: suppress_value(v, k))
+    if hide.any():
+        for c in [c for c in out.columns if is_derived_name(c) and c not in cols]:
+            out[c] = out[c].astype(object).where(~hide, SECONDARY_LABEL)
     return out
 
 
@@ -163,6 +215,11 @@ def suppress_json(obj: Any, k: int, *, _key: str | None = None) -> Any:
                 out[key] = suppress_json(val, k, _key=row_name)
             else:
                 out[key] = suppress_json(val, k, _key=str(key))
+        if any(is_count_name(key) and _below_k(val, k) for key, val in obj.items()):
+            # a record with a suppressed count: withhold what rebuilds it
+            for key, val in out.items():
+                if is_derived_name(key) and isinstance(val, (int, float)):
+                    out[key] = SECONDARY_LABEL
         return out
     if isinstance(obj, (list, tuple)):
         return [suppress_json(v, k, _key=_key) for v in obj]
@@ -172,8 +229,8 @@ def suppress_json(obj: Any, k: int, *, _key: str | None = None) -> Any:
         if isinstance(obj, bool):
             return obj
         return suppress_value(obj, k)
-    if isinstance(obj, float) and math.isnan(obj):
-        return None
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None  # JSON has no NaN or Infinity; a report never shows "inf"
     return obj
 
 
@@ -212,15 +269,106 @@ def find_unsuppressed(obj: Any, k: int, *, _path: str = "$") -> list[str]:
     return bad
 
 
-def table(df: pd.DataFrame, k: int, *, columns: Iterable[str] | None = None, digits: int = 2):
-    """A suppressed table ready to display in a notebook (a pandas Styler, index hidden).
+def find_derivable(obj: Any, k: int, *, _path: str = "$") -> list[str]:
+    """JSON paths of records that publish a derived figure (``expected``, ``excess``,
+    ``ratio``) as a number beside a suppressed count (should be empty)."""
+    label = suppressed_label(_check_k(k))
+    bad: list[str] = []
+    if isinstance(obj, dict):
+        if any(is_count_name(key) and val == label for key, val in obj.items()):
+            bad += [
+                f"{_path}.{key}"
+                for key, val in obj.items()
+                if is_derived_name(key)
+                and isinstance(val, (int, float))
+                and not isinstance(val, bool)
+                and not (isinstance(val, float) and math.isnan(val))
+            ]
+        for key, val in obj.items():
+            bad += find_derivable(val, k, _path=f"{_path}.{key}")
+    elif isinstance(obj, list):
+        for i, v in enumerate(obj):
+            bad += find_derivable(v, k, _path=f"{_path}[{i}]")
+    return bad
 
-    Floats are shown with ``digits`` decimals; counts below ``k`` read ``"<k"``.
+
+#: a number in a sentence, thousands grouped by commas or spaces (``6 083``, ``1,200``) or not;
+#: a number in a sentence followed by what it counts (``241 incidents``, ``1,200 people``,
+#: ``3.4 expected``), or introduced as a reference (``a reference of 120``)
+NUMBER_IN_TEXT = r"(?:\d{1,3}(?:[,\u202f\u00a0 ]\d{3})+|\d+)(?:\.\d+)?"
+_COUNT_IN_TEXT = re.compile(
+    rf"(?<![\w.,<])(?P<num>{NUMBER_IN_TEXT})(?P<unit>\s+(?:incidents?|people|persons|visitors|"
+    r"residents|entries|expected)\b)"
+    rf"|(?P<pre>reference of\s+)(?P<ref>{NUMBER_IN_TEXT})(?![\w.])"
+)
+#: a ratio in a sentence (``x4.2``, ``x0.60``)
+_RATIO_IN_TEXT = re.compile(r"(?<![\w.])x\d+(?:\.\d+)?(?![\w.])")
+
+
+def suppress_text(text: Any, k: int, *, secondary: bool = False) -> Any:
+    """A sentence with its counts below ``k`` shown as ``"<k"``.
+
+    Numbers followed by what they count (``incidents``, ``people``, ``entries``, ``expected``…)
+    or introduced by "reference of" are counts; below ``k`` they become ``"<k"``. With
+    ``secondary`` (the sentence's record has a suppressed count), ratios (``x4.2``) and the
+    other counts are withheld as :data:`SECONDARY_LABEL` as well, so the sentence cannot rebuild
+    the suppressed count. Non-strings pass through.
+
+    Examples
+    --------
+    >>> suppress_text("Zone Z1 had 241 incidents against 80.5 expected (x3.0).", 250)
+    'Zone Z1 had <250 incidents against <250 expected (x3.0).'
+    >>> suppress_text("Zone Z1 held 241 people against a reference of 400 (x0.60).", 250,
+    ...               secondary=True)
+    'Zone Z1 held <250 people against a reference of c (xc).'
     """
-    pub = suppress_frame(df, k, columns=columns)
+    if not isinstance(text, str):
+        return text
+    k = _check_k(k)
+
+    def count(m: re.Match[str]) -> str:
+        num = m.group("num") if m.group("num") is not None else m.group("ref")
+        v = float(re.sub(r"[,\u202f\u00a0 ]", "", num))
+        shown = suppressed_label(k) if v < k else (SECONDARY_LABEL if secondary else num)
+        if m.group("num") is not None:
+            return shown + m.group("unit")
+        return m.group("pre") + shown
+
+    out = _COUNT_IN_TEXT.sub(count, text)
+    return _RATIO_IN_TEXT.sub("x" + SECONDARY_LABEL, out) if secondary else out
+
+
+def md_text(value: Any) -> str:
+    """A value from data, safe inside Markdown: HTML-escaped, Markdown punctuation
+    backslash-escaped, on one line (a name cannot open a tag, a link, a list or a heading)."""
+    text = re.sub(r"([\\`*_{}\[\]()#+\-.!|~])", r"\\\1", " ".join(str(value).split()))
+    return html.escape(text, quote=False)
+
+
+def table(df: pd.DataFrame, k: int, *, columns: Iterable[str] | None = None, digits: int = 2):
+    """A suppressed, escaped table ready to display in a notebook (a pandas Styler, index hidden).
+
+    Floats are shown with ``digits`` decimals; counts below ``k`` read ``"<k"`` and the
+    figures that would rebuild them :data:`SECONDARY_LABEL`. Text cells and column headers are
+    HTML-escaped (names come from data).
+
+    Parameters
+    ----------
+    df
+        The table to publish.
+    k
+        The suppression threshold.
+    columns
+        Count columns besides the count-named ones (suppression cannot be turned off).
+    digits
+        Decimals of floats.
+    """
+    counts = [c for c in df.columns if is_count_name(c)]
+    counts += [c for c in (columns or []) if c not in counts]
+    pub = suppress_frame(df, k, columns=counts)
 
     def fmt(v: Any) -> str:
-        if v is None or (isinstance(v, float) and math.isnan(v)):
+        if v is None or (isinstance(v, float) and not math.isfinite(v)):
             return "–"
         if isinstance(v, float):
             # a whole count reads as one (4,772, not 4,772.00); other floats get `digits`
@@ -229,9 +377,9 @@ def table(df: pd.DataFrame, k: int, *, columns: Iterable[str] | None = None, dig
             return f"{v:,.{digits}f}"
         if isinstance(v, (int, np.integer)):
             return f"{v:,}"
-        return str(v)
+        return html.escape(str(v), quote=True)
 
-    return pub.style.format(fmt).hide(axis="index")
+    return pub.style.format(fmt).format_index(escape="html", axis=1).hide(axis="index")
 
 
 #: MIME type of the summary payloads a notebook emits for ``summary.json``

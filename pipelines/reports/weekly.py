@@ -20,7 +20,7 @@ from matplotlib.figure import Figure
 from features.store import Store
 from features.timeutil import parse_iso_week
 from pipelines.reports.figures import missing_step, open_store
-from pipelines.reports.publish import suppress_value
+from pipelines.reports.publish import md_text, suppress_value
 from pipelines.signals.result import SignalRun
 
 
@@ -155,9 +155,13 @@ def lighting_transit_text(
         lines.append("No transit data in this study.")
     else:
         t = transit.iloc[0]
+        this, ref = suppress_value(t["this_week"], k), suppress_value(t["reference_mean"], k)
+        ref = round(ref) if isinstance(ref, float) else ref
+        hidden = isinstance(this, str) or isinstance(ref, str)  # a ratio would rebuild it
+        ratio = "c" if hidden else ("–" if not np.isfinite(t["ratio"]) else f"{t['ratio']:.2f}")
         lines.append(
-            f"Transit entries: {suppress_value(t['this_week'], k)} against a reference of "
-            f"{suppress_value(round(t['reference_mean']), k)} (×{t['ratio']:.2f})."
+            f"Transit entries: {'–' if this is None else this} against a reference of "
+            f"{'–' if ref is None else ref} (×{ratio})."
         )
     return lines
 
@@ -178,7 +182,7 @@ def week_heading(
     last_day = (pd.Timestamp(end) - pd.Timedelta(hours=1)).tz_convert(tz)
     local = f"{first_day:%a %d %b %Y} – {last_day:%a %d %b %Y}"
     return (
-        f"**{area_name(st)}**, week **{week}** ({local}, {tz}). Reference: the "
+        f"**{md_text(area_name(st))}**, week **{week}** ({local}, {tz}). Reference: the "
         f"{reference_weeks} weeks before. Suppression threshold k = {st.suppression_k}."
     )
 
