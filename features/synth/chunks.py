@@ -27,8 +27,10 @@ from features.synth.presence import (
     hourly_rows,
     slot_rows,
 )
-from features.synth.scales import CAT_NAMES, CHUNK_HOURS, rng_stream
+from features.synth.realism import crowd_exposure, proxy_factor
+from features.synth.scales import CHUNK_HOURS, FEATURES, rng_stream
 from features.synth.signals import find_signal, gathering_hours, signal_multipliers
+from features.synth.tally import Tally
 from features.synth.timeline import Calendar, local_strings
 from features.synth.weather_stops import draw_ridership, ridership_rows
 from features.synth.writers import ChunkFiles, Table
@@ -82,23 +84,40 @@ def _draw_chunk(
     span: tuple[int, int],
     first_id: int,
     with_bad_rows: bool,
+    tally: Tally,
 ) -> _Chunk:
-    """Presence, ridership and incidents of the hours ``span`` (chunk ``ci``)."""
+    """Presence, ridership and incidents of the hours ``span`` (chunk ``ci``); adds the chunk's
+    sums to ``tally``."""
     a, b = span
     rng = rng_stream(ctx.seed, 10, ci)
     cal = ctx.cal.rows(a, b)
     g_idx = gathering_hours(world.signals, ctx.hours)
     gi = g_idx[(g_idx >= a) & (g_idx < b)] - a
     gz = find_signal(world.signals, "gathering").zones[0]
+    crowd = drv.event_added[a:b]
+    proxy = None
+    if drv.realism is not None and ctx.realism is not None and drv.game_added is not None:
+        crowd = crowd + drv.game_added[a:b]
+        proxy = proxy_factor(drv.realism, day_index=cal.day_index,
+                             sd_hour=ctx.realism.proxy_hour_sd, rng=rng_stream(ctx.seed, 11, ci))  # fmt: skip
     cp = chunk_presence(
-        cal, world.zones, day_noise=drv.day_noise, ev_add=drv.event_added[a:b],
-        gathering=(gi, gz), rng=rng,
+        cal, world.zones, day_noise=drv.day_noise, ev_add=crowd, gathering=(gi, gz), rng=rng,
+        proxy=proxy,
     )  # fmt: skip
-    entries, transit = draw_ridership(world.stops, exposure=cp.exposure, cal=cal, rng=rng)
+    people = cp.exposure if drv.realism is None else cp.people
+    entries, transit = draw_ridership(world.stops, exposure=people, cal=cal, rng=rng)
     Z = len(world.zones.ids)
-    mult = signal_multipliers(world.signals, hours=ctx.hours[a:b], dark=drv.dark[a:b], Z=Z)
+    mult = signal_multipliers(world.signals, hours=ctx.hours[a:b], dark=drv.dark[a:b], Z=Z,
+                              n_cats=len(model.names))  # fmt: skip
     x = _features(drv, cal, a, b, transit)
-    mu = incident_means(model, cal, exposure=cp.exposure, x=x, multiplier=mult)
+    exposure = cp.exposure
+    if drv.realism is not None:
+        exposure = crowd_exposure(people, crowd, drv.realism.elasticity)
+        x[:, drv.realism.elasticity < 1, FEATURES.index("event_k")] = 0.0
+        mult *= drv.realism.day_factor(cal.day_index)[:, :, None]
+        mult *= drv.realism.zone_mult[None, :, None]
+    mu = incident_means(model, cal, exposure=exposure, x=x, multiplier=mult)
+    _tally(ctx, world, drv, tally, span=span, x=x, mu=mu, cp=cp, crowd=crowd, exposure=exposure)
     inc, counts = draw_incidents(
         model, cal=cal, zones=world.zones, mu=mu, first_id=first_id, rng=rng
     )
@@ -106,6 +125,26 @@ def _draw_chunk(
     if with_bad_rows:
         inc, bad = bad_rows(inc, rng)
     return _Chunk(cal, cp, entries, transit, inc, counts, bad)
+
+
+def _tally(
+    ctx: SynthContext, world: World, drv: Drivers, tally: Tally, *, span: tuple[int, int],
+    x: np.ndarray, mu: np.ndarray, cp: ChunkPresence, crowd: np.ndarray, exposure: np.ndarray,
+) -> None:  # fmt: skip
+    """Add the chunk's expected incidents to the truth's sums."""
+    a, b = span
+    tally.add_effects(x, mu)
+    spill = world.spill
+    inside = np.asarray((ctx.hours[a:b] >= spill.start) & (ctx.hours[a:b] < spill.end))
+    z = spill.zones[0]
+    tally.add_outage(zone=z, inside=inside, dark=drv.dark[a:b, z], x=x, mu=mu)
+    if drv.realism is None:
+        return
+    inelastic = [int(z) for z in np.flatnonzero(drv.realism.elasticity < 1)]
+    tally.add_crowd(inelastic, mu=mu, people=cp.people, crowd=crowd, exposure=exposure)
+    if world.ballpark is not None:
+        tally.add_days(world.ballpark, day_index=ctx.cal.day_index[a:b], people=cp.people,
+                       crowd=crowd, delivered=cp.exposure)  # fmt: skip
 
 
 def _write_chunk(
@@ -135,7 +174,7 @@ def simulate(ctx: SynthContext, *, world: World, drv: Drivers, gap: Gap) -> Simu
     """
     H, Z = len(ctx.hours), len(world.zones.ids)
     out, fmt, ext = ctx.out, ctx.fmt, ctx.ext
-    model = rate_model()
+    model = rate_model(ctx.realism)
     files = ChunkFiles(out, fmt)
     pres_2h = Table(out / "presence" / f"flux_vision_2h_secteur_est.{ext}", fmt)
     origins = Table(out / "presence" / f"flux_vision_origines.{ext}", fmt)
@@ -146,12 +185,13 @@ def simulate(ctx: SynthContext, *, world: World, drv: Drivers, gap: Gap) -> Simu
     transit = np.zeros((H, Z))
     n_days = int(ctx.cal.day_index.max()) + 1
     day_sum, day_res = np.zeros((n_days, Z)), np.zeros((n_days, Z))
-    totals = np.zeros(len(CAT_NAMES), dtype=np.int64)
+    totals = np.zeros(len(model.names), dtype=np.int64)
+    tally = Tally(model.effects, model.names, n_days)
     next_id, extra_people = 0, 0.0
     bad: dict[str, int] = {}
     for ci, span in enumerate(bounds):
         ch = _draw_chunk(ctx, world, drv, model, ci=ci, span=span, first_id=next_id,
-                         with_bad_rows=ci == len(bounds) - 1)  # fmt: skip
+                         with_bad_rows=ci == len(bounds) - 1, tally=tally)  # fmt: skip
         a, b = span
         next_id += int(ch.counts.sum())
         totals += ch.counts
@@ -179,7 +219,8 @@ def simulate(ctx: SynthContext, *, world: World, drv: Drivers, gap: Gap) -> Simu
         "ridership": files.rows["ridership"],
     }
     presence = _venue_presence(world, ctx.hours, venue_zones, venue_exposure)
-    return Simulated(files_out, rows, totals, bad, extra_people, transit, presence)
+    return Simulated(files_out, rows, totals, bad, extra_people, transit, presence,
+                     model.names, tally)  # fmt: skip
 
 
 def _venue_presence(

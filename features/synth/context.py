@@ -15,8 +15,10 @@ import pandas as pd
 
 from features.synth.events import Event
 from features.synth.lighting import Lighting
+from features.synth.realism import Realism, RealismDraws
 from features.synth.scales import ScaleSpec
 from features.synth.signals import Signal, find_signal
+from features.synth.tally import Tally
 from features.synth.timeline import Calendar
 from features.synth.zones import Zones
 
@@ -45,11 +47,17 @@ class SynthContext:
         """File extension of the big tables."""
         return "csv" if self.spec.fmt == "csv" else "parquet"
 
+    @property
+    def realism(self) -> Realism | None:
+        """The realism settings of the run (None: incidents follow the models' own process)."""
+        return self.spec.realism
+
 
 @dataclass(frozen=True)
 class World:
     """Everything drawn before the hourly simulation: zones, planted signals, events, lighting,
-    weather (one row per study hour) and stops."""
+    weather (one row per study hour) and stops; with realism, the ballpark zone, its games (not
+    in the event file) and the uplift planted for each."""
 
     zones: Zones
     signals: list[Signal]
@@ -57,6 +65,9 @@ class World:
     light: Lighting
     weather: pd.DataFrame
     stops: pd.DataFrame
+    ballpark: int | None = None
+    games: list[Event] = field(default_factory=list)
+    game_uplift: list[float] = field(default_factory=list)
 
     @property
     def spill(self) -> Signal:
@@ -81,6 +92,10 @@ class Drivers:
         People brought by past events (venue zone and ring).
     day_noise
         Multiplicative presence noise per (local day, zone).
+    game_added
+        People brought by the ballpark's games (venue zone and ring), zeros without realism.
+    realism
+        The realism's multipliers (None without realism).
     """
 
     dark: np.ndarray
@@ -90,6 +105,8 @@ class Drivers:
     event_k: np.ndarray
     event_added: np.ndarray
     day_noise: np.ndarray
+    game_added: np.ndarray | None = None
+    realism: RealismDraws | None = None
 
 
 @dataclass(frozen=True)
@@ -120,6 +137,10 @@ class Simulated:
         (H, Z) entries at each zone's stops.
     venue_presence
         Event id -> {UTC hour: presence of the venue zone as delivered}, for past events.
+    names
+        The incident categories of ``totals``.
+    tally
+        The sums for the expected-weighted truth (:class:`~features.synth.tally.Tally`).
     """
 
     files: dict[str, list[str]]
@@ -129,3 +150,5 @@ class Simulated:
     extra_people: float
     transit: np.ndarray
     venue_presence: dict[str, dict[str, float]] = field(default_factory=dict)
+    names: tuple[str, ...] = ()
+    tally: Tally | None = None

@@ -24,6 +24,8 @@ EVENT_KINDS: dict[str, dict[str, Any]] = {
     "marche": {"indoor": False, "p2": 0.30, "e1": 0.25, "arrive_h": 0.5, "leave_h": 0.5, "peak": 0.5},
     "festival": {"indoor": False, "p2": 0.40, "e1": 0.30, "arrive_h": 1.5, "leave_h": 1.0, "peak": 0.7},
     "manifestation": {"indoor": False, "p2": 0.40, "e1": 0.25, "arrive_h": 1.0, "leave_h": 1.0, "peak": 1.0},
+    # the ballpark's games (realism): never written to evenements.csv
+    "ballgame": {"indoor": False, "p2": 0.35, "e1": 0.25, "arrive_h": 1.5, "leave_h": 1.0, "peak": 1.0},
 }  # fmt: skip
 _NAMES = {"match": "Match de football", "concert": "Concert", "marche": "Marché",
           "festival": "Festival", "manifestation": "Manifestation"}  # fmt: skip

@@ -10,17 +10,19 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from features.errors import InputError
+from features.synth.ballpark import pick_ballpark, plan_games
 from features.synth.chunks import simulate
 from features.synth.context import Drivers, Gap, SynthContext, World
-from features.synth.events import event_load, make_events, write_events
+from features.synth.events import Event, event_load, make_events, write_events
 from features.synth.lighting import lamps_out_matrix, make_lighting, write_lighting
+from features.synth.realism import Realism, draw_realism
 from features.synth.scales import CHUNKED, SCALES, TIMEZONE, rng_stream
 from features.synth.signals import plan_signals
 from features.synth.timeline import dark_matrix, hour_calendar, study_period
@@ -62,7 +64,9 @@ class SynthResult:
     seconds: float = 0.0
 
 
-def generate(scale: str, out: str | Path, *, seed: int = 0) -> SynthResult:
+def generate(
+    scale: str, out: str | Path, *, seed: int = 0, realism: bool | None = None
+) -> SynthResult:
     """Write a synthetic city's raw files, its ``sources.yaml`` and its ``truth.json``.
 
     Parameters
@@ -74,6 +78,11 @@ def generate(scale: str, out: str | Path, *, seed: int = 0) -> SynthResult:
         Folder to write into (created; files of an earlier run are overwritten).
     seed
         Random seed; the same seed gives byte-identical files.
+    realism
+        Incidents from a process the models do not assume (:mod:`features.synth.realism`):
+        True, False, or None for the scale's default (on for ``city`` and ``metropolis``, off
+        for ``tiny``). With it off, incidents follow the models' own process (see the package
+        docstring).
 
     Returns
     -------
@@ -96,7 +105,7 @@ def generate(scale: str, out: str | Path, *, seed: int = 0) -> SynthResult:
     'truth.json'
     """
     t_start = time.perf_counter()
-    ctx = make_context(scale, out, seed=_checked_seed(scale, seed))
+    ctx = make_context(scale, out, seed=_checked_seed(scale, seed), realism=realism)
     world = draw_world(ctx)
     drv = drivers(ctx, world)
     gap = plan_gap(ctx, world)
@@ -125,10 +134,15 @@ def _checked_seed(scale: str, seed: int) -> int:
     return int(seed)
 
 
-def make_context(scale: str, out: str | Path, *, seed: int) -> SynthContext:
+def make_context(
+    scale: str, out: str | Path, *, seed: int, realism: bool | None = None
+) -> SynthContext:
     """The run's context; creates ``out`` and removes the chunk files of an earlier run (the
-    readers' globs would catch them)."""
+    readers' globs would catch them). ``realism`` True/False overrides the scale's default (True
+    takes the scale's settings, or :class:`~features.synth.realism.Realism`'s defaults)."""
     spec = SCALES[scale]
+    if realism is not None:
+        spec = replace(spec, realism=(spec.realism or Realism()) if realism else None)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     for pattern in CHUNKED:
@@ -152,6 +166,12 @@ def draw_world(ctx: SynthContext) -> World:
     light = make_lighting(
         zones, spec=ctx.spec, start=ctx.start, end=ctx.end, seed=seed, planted=planted
     )
+    ballpark: int | None = None
+    games: list[Event] = []
+    uplifts: list[float] = []
+    if ctx.realism is not None:
+        ballpark = pick_ballpark(zones, signals=signals, events=events, seed=seed)
+        games, uplifts = plan_games(ctx.realism, zone=ballpark, zones=zones, cal=ctx.cal, seed=seed)
     world = World(
         zones,
         signals,
@@ -159,6 +179,9 @@ def draw_world(ctx: SynthContext) -> World:
         light,
         make_weather(ctx.cal, seed=seed),
         make_stops(zones, seed=seed),
+        ballpark,
+        games,
+        uplifts,
     )
     log.info("synth %s: %d zones, %d hours, %d events, %d lamps, %d faults", ctx.scale,
              len(zones.ids), len(ctx.hours), len(events), len(light.lamps), len(light.faults))  # fmt: skip
@@ -172,9 +195,17 @@ def drivers(ctx: SynthContext, world: World) -> Drivers:
     lamps_out = lamps_out_matrix(world.light, hours=ctx.hours, Z=Z)
     dlo = dark * 10.0 * lamps_out / world.light.per_zone[None, :]
     rain = world.weather["precipitation_mm"].to_numpy() >= 1.0
-    day_noise = rng_stream(ctx.seed, 7).lognormal(0, 0.05, (int(ctx.cal.day_index.max()) + 2, Z))
+    n_days = int(ctx.cal.day_index.max()) + 2
+    day_noise = rng_stream(ctx.seed, 7).lognormal(0, 0.05, (n_days, Z))
     ev_k, ev_add = event_load(world.events, hours=ctx.hours, zones=zones)
-    return Drivers(dark, lamps_out, dlo, rain, ev_k, ev_add, day_noise)
+    if ctx.realism is None:
+        return Drivers(dark, lamps_out, dlo, rain, ev_k, ev_add, day_noise)
+    game_added = event_load(world.games, hours=ctx.hours, zones=zones)[1]
+    first_day = ctx.start.tz_localize(None).normalize()
+    day_doy = pd.date_range(first_day, periods=n_days, freq="D").dayofyear.to_numpy()
+    draws = draw_realism(ctx.realism, rng=rng_stream(ctx.seed, 30), types=zones.types,
+                         day_doy=day_doy, ballpark=world.ballpark)  # fmt: skip
+    return Drivers(dark, lamps_out, dlo, rain, ev_k, ev_add, day_noise, game_added, draws)
 
 
 def plan_gap(ctx: SynthContext, world: World) -> Gap:
@@ -185,6 +216,7 @@ def plan_gap(ctx: SynthContext, world: World) -> Gap:
         {z for s in signals for z in s.zones}
         | {e.zone for e in world.events}
         | {m for s in signals for m in s.params.get("neighbours", [])}
+        | ({world.ballpark} if world.ballpark is not None else set())
     )
     quiet = [int(z) for z in hourly_z if z not in busy]
     gap_zone = next(

@@ -7,21 +7,27 @@ hour] * dow[weekday] * exp(x[t, z] @ beta[:, c]) * signal multiplier`` (the pack
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from features.synth.scales import CAT_NAMES, CATEGORIES, DOW, EFFECTS, FEATURES
+from features.synth.realism import SPARSE_CATEGORIES, Realism
+from features.synth.scales import CATEGORIES, DOW, FEATURES, effects_for
 from features.synth.timeline import Calendar
 from features.synth.zones import Zones, points_in_zones
 
 
 @dataclass(frozen=True)
 class RateModel:
-    """The incident model's terms per category (columns in :data:`CAT_NAMES` order).
+    """The incident model's terms per category (columns in ``names`` order).
 
     Attributes
     ----------
+    names
+        The categories: :data:`CAT_NAMES`, then the realism's sparse ones when it has them.
+    effects
+        The planted effects on these categories (:func:`~features.synth.scales.effects_for`).
     beta
         (F, C) log IRR of each feature of :data:`FEATURES` (from :data:`EFFECTS`).
     base
@@ -30,6 +36,8 @@ class RateModel:
         Category -> (services answering, their probabilities).
     """
 
+    names: tuple[str, ...]
+    effects: list[dict[str, Any]]
     beta: np.ndarray
     base: np.ndarray
     hod: np.ndarray
@@ -37,22 +45,29 @@ class RateModel:
     services: dict[str, tuple[list[str], np.ndarray]]
 
 
-def rate_model() -> RateModel:
-    """The :class:`RateModel` of :data:`CATEGORIES`, :data:`DOW` and :data:`EFFECTS`."""
-    cat_idx = {c: i for i, c in enumerate(CAT_NAMES)}
-    beta = np.zeros((len(FEATURES), len(CAT_NAMES)))
-    for eff in EFFECTS:
+def rate_model(realism: Realism | None = None) -> RateModel:
+    """The :class:`RateModel` of :data:`CATEGORIES` (and the realism's sparse categories),
+    :data:`DOW` and :data:`EFFECTS`."""
+    extra = SPARSE_CATEGORIES if realism is not None and realism.sparse else {}
+    specs = {**CATEGORIES, **extra}
+    names = tuple(specs)
+    effects = effects_for(extra)
+    cat_idx = {c: i for i, c in enumerate(names)}
+    beta = np.zeros((len(FEATURES), len(names)))
+    for eff in effects:
         f = FEATURES.index(eff["feature"])
         for c in eff["categories"]:
             beta[f, cat_idx[c]] = np.log(eff["irr"])
     return RateModel(
+        names=names,
+        effects=effects,
         beta=beta,
-        base=np.array([CATEGORIES[c]["base_rate"] for c in CAT_NAMES]),
-        hod=np.array([CATEGORIES[c]["hod"] for c in CAT_NAMES]).T,
+        base=np.array([specs[c]["base_rate"] for c in names]),
+        hod=np.array([specs[c]["hod"] for c in names]).T,
         dow=np.asarray(DOW),
         services={
-            c: (list(CATEGORIES[c]["services"]), np.array(list(CATEGORIES[c]["services"].values())))
-            for c in CAT_NAMES
+            c: (list(specs[c]["services"]), np.array(list(specs[c]["services"].values())))
+            for c in names
         },  # fmt: skip
     )
 
@@ -96,7 +111,7 @@ def draw_incidents(
     lon, lat = points_in_zones(zz, quads=zones.quads, rng=rng)
     xl, yl = lambert(lon, lat)
     svc = np.empty(len(cc), dtype=object)
-    for k, c in enumerate(CAT_NAMES):
+    for k, c in enumerate(model.names):
         m = cc == k
         names, p = model.services[c]
         svc[m] = np.asarray(names, dtype=object)[rng.choice(len(names), m.sum(), p=p)]
@@ -107,7 +122,7 @@ def draw_incidents(
             "date_heure": incident_time_strings(cal, hidx=hz, sec=sec),
             "x_l93": xl,
             "y_l93": yl,
-            "nature": np.asarray(CAT_NAMES, dtype=object)[cc],
+            "nature": np.asarray(model.names, dtype=object)[cc],
             "service": svc,
             "priorite": rng.choice(["P1", "P2", "P3"], len(hz), p=[0.15, 0.5, 0.35]),
         }

@@ -128,6 +128,8 @@ class ChunkPresence:
         2-hour zones (as the cube applies it to both hours).
     extra_people
         Gatherers added in this chunk (None if the gathering is not in it).
+    people
+        (h, Z) true people present (floats); the delivered counts are these times ``proxy``.
     """
 
     res_i: np.ndarray
@@ -138,6 +140,7 @@ class ChunkPresence:
     cnt: np.ndarray
     exposure: np.ndarray
     extra_people: float | None
+    people: np.ndarray
 
 
 def chunk_presence(
@@ -148,9 +151,13 @@ def chunk_presence(
     ev_add: np.ndarray,
     gathering: tuple[np.ndarray, int],
     rng: np.random.Generator,
+    proxy: np.ndarray | None = None,
 ) -> ChunkPresence:
     """Presence of the hours of ``cal``: base presence, event attendees (``ev_add``, 30 %
-    residents, 70 % visitors) and the gathering (``gathering``: chunk hours and zone)."""
+    residents, 70 % visitors) and the gathering (``gathering``: chunk hours and zone).
+
+    ``proxy`` (h, Z), when given, multiplies the true residents and visitors into what the files
+    deliver (the realism's measurement bias and noise)."""
     pres = base_presence(cal, zones=zones, day_noise=day_noise, rng=rng)
     res = pres.residents + 0.3 * ev_add
     vis = pres.visitors + 0.7 * ev_add
@@ -159,6 +166,9 @@ def chunk_presence(
     if len(gi):
         extra_people = float(round(max(1500.0, 4 * (res[gi, gz] + vis[gi, gz]).mean()), -2))
         vis[gi, gz] += extra_people
+    people = res + vis
+    if proxy is not None:
+        res, vis = res * proxy, vis * proxy
     res_i = np.maximum(np.round(res), 0).astype(np.int64)
     vis_i = np.maximum(np.round(vis), 0).astype(np.int64)
     present = np.maximum(res_i + vis_i, 1)
@@ -175,7 +185,7 @@ def chunk_presence(
     )
     exposure = present.astype(float)
     exposure[:, twoh_z] = p2[pairs]
-    return ChunkPresence(res_i, present, p2, r2, pairs, cnt, exposure, extra_people)
+    return ChunkPresence(res_i, present, p2, r2, pairs, cnt, exposure, extra_people, people)
 
 
 def slot_mean(x: np.ndarray, *, pairs: np.ndarray, cnt: np.ndarray) -> np.ndarray:

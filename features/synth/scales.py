@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from features.synth.realism import Realism
+
 TIMEZONE = "Europe/Paris"
 CENTRE = (48.85, 2.35)  # lat, lon
 #: the end of every synthetic study: Sunday 2026-11-15 24:00 local (last full ISO week 2026-W46)
@@ -41,12 +43,16 @@ class ScaleSpec:
     n_venues: int
     fmt: str  # file format of the big tables: csv or parquet
     share_2h: float  # share of residential zones delivered in 2-hour slots
+    #: the realistic incident process (features.synth.realism), None for the models' own process
+    realism: Realism | None = None
 
 
 SCALES: dict[str, ScaleSpec] = {
     "tiny": ScaleSpec(6, 5, 8, 6000.0, (0.0075, 0.011), 80, 1, 1, "csv", 0.25),
-    "city": ScaleSpec(20, 15, 104, 3200.0, (0.0045, 0.0068), 70, 1, 2, "parquet", 0.15),
-    "metropolis": ScaleSpec(40, 25, 104, 2500.0, (0.0045, 0.0068), 60, 2, 4, "parquet", 0.15),
+    "city": ScaleSpec(20, 15, 104, 3200.0, (0.0045, 0.0068), 70, 1, 2, "parquet", 0.15, Realism()),
+    "metropolis": ScaleSpec(
+        40, 25, 104, 2500.0, (0.0045, 0.0068), 60, 2, 4, "parquet", 0.15, Realism()
+    ),
 }
 
 ZONE_TYPES = ("centre", "business", "residential", "nightlife", "park", "stadium", "venue")
@@ -121,6 +127,21 @@ EFFECTS: list[dict[str, Any]] = [
     {"name": "holiday", "feature": "holiday", "irr": 1.2, "categories": _ALL},
     {"name": "school_holiday", "feature": "school_holiday", "irr": 1.0, "categories": _ALL},
 ]
+
+
+def effects_for(extra: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """:data:`EFFECTS` with the ``extra`` categories (the realism's sparse ones) added: to every
+    effect on all categories, and to the rain effect each names (its ``rain`` key)."""
+    out = []
+    for eff in EFFECTS:
+        cats = list(eff["categories"])
+        if eff["categories"] is _ALL:
+            cats += list(extra)
+        cats += [c for c, spec in extra.items() if spec.get("rain") == eff["name"]]
+        out.append(dict(eff, categories=cats))
+    return out
+
+
 FEATURES = ("dark", "dark_lamps_out", "event_k", "rain", "transit_k", "holiday", "school_holiday")
 
 #: origins of present people in the Flux Vision "origines" file (residents of the area first)

@@ -98,10 +98,16 @@ def plan_signals(zones: Zones, *, end: pd.Timestamp, seed: int) -> list[Signal]:
 
 
 def signal_multipliers(
-    signals: list[Signal], *, hours: pd.DatetimeIndex, dark: np.ndarray, Z: int
+    signals: list[Signal],
+    *,
+    hours: pd.DatetimeIndex,
+    dark: np.ndarray,
+    Z: int,
+    n_cats: int = len(CAT_NAMES),
 ) -> np.ndarray:
-    """Multiplier (h, Z, C) of the planted signals over a chunk of hours."""
-    m = np.ones((len(hours), Z, len(CAT_NAMES)))
+    """Multiplier (h, Z, C) of the planted signals over a chunk of hours (``n_cats`` categories,
+    :data:`CAT_NAMES` first: the signals act on those)."""
+    m = np.ones((len(hours), Z, n_cats))
     cat_idx = {c: i for i, c in enumerate(CAT_NAMES)}
     for s in signals:
         inside = (hours >= s.start) & (hours < s.end)

@@ -15,15 +15,9 @@ import pandas as pd
 from features.synth.context import Drivers, Gap, Simulated, SynthContext, World
 from features.synth.events import Event, event_curves, event_window
 from features.synth.presence import base_presence
-from features.synth.scales import (
-    CAT_NAMES,
-    CATEGORIES,
-    DOW,
-    EFFECTS,
-    TIMEZONE,
-    UNITS,
-    rng_stream,
-)
+from features.synth.realism import SPARSE_CATEGORIES
+from features.synth.realism_truth import realism_truth
+from features.synth.scales import CATEGORIES, DOW, TIMEZONE, UNITS, rng_stream
 from features.synth.signals import Signal
 from features.synth.timeline import hour_calendar, utc_iso
 from features.synth.zones import Zones
@@ -37,8 +31,10 @@ def truth_doc(
     zones, ids, start, end = world.zones, world.zones.ids, ctx.start, ctx.end
     presence: dict[str, dict[str, float]] = {e.event_id: {} for e in world.events}
     presence.update(sim.venue_presence)
-    presence.update(upcoming_presence(world.events, zones, start=start, seed=ctx.seed))
+    bias = drv.realism.proxy_zone if drv.realism is not None else None
+    presence.update(upcoming_presence(world.events, zones, start=start, seed=ctx.seed, bias=bias))
     spill = world.spill
+    assert sim.tally is not None
     return {
         "seed": ctx.seed,
         "scale": ctx.scale,
@@ -52,11 +48,11 @@ def truth_doc(
         "hours": int(len(ctx.cal.hours)),
         "zone_types": {ids[z]: zones.types[z] for z in range(len(ids))},
         "presence_2h_zones": [ids[z] for z in np.flatnonzero(zones.is_2h)],
-        **_model_terms(),
+        **_model_terms(sim, drv, ids),
         "signals": [_signal(s, ids, sim.extra_people) for s in world.signals],
         "events": [_event(e, ids, presence[e.event_id]) for e in world.events],
         "incidents": {
-            "by_category": {c: int(sim.totals[i]) for i, c in enumerate(CAT_NAMES)},
+            "by_category": {c: int(sim.totals[i]) for i, c in enumerate(sim.names)},
             "total": int(sim.totals.sum()),
         },
         "expected_ingest": _expected_ingest(rows, sim.bad),
@@ -65,22 +61,36 @@ def truth_doc(
             "zone_id": ids[spill.zones[0]],
             "reported_at": utc_iso(spill.start),
             "repaired_at": utc_iso(spill.end),
+            **sim.tally.outage_truth(),
         },
         "presence_gaps": [
             {"zone_id": ids[gap.zone], "start": utc_iso(gap.start), "end": utc_iso(gap.end),
              "hours": int(gap.mask.sum()), "note": "rows absent from the export; incidents still occur"}
         ],
+        "realism": realism_truth(ctx, world=world, drv=drv, sim=sim),
     }  # fmt: skip
 
 
-def _model_terms() -> dict[str, Any]:
-    """Base rates, hour-of-day and day-of-week profiles, reference levels and effects."""
+def _model_terms(sim: Simulated, drv: Drivers, ids: np.ndarray) -> dict[str, Any]:
+    """Base rates, hour-of-day and day-of-week profiles, reference levels and effects (each with
+    its expected-weighted multiplier; with realism, ``event_k`` names the zones it skips)."""
+    assert sim.tally is not None
+    specs = {**CATEGORIES, **SPARSE_CATEGORIES}
+    effects = [dict(e, unit=UNITS[e["feature"]]) for e in sim.tally.effects_truth()]
+    if drv.realism is not None:
+        skip = [str(ids[z]) for z in np.flatnonzero(drv.realism.elasticity < 1)]
+        for e in effects:
+            if e["feature"] == "event_k":
+                e["zones_excluded"] = skip
+    exposure = "present (2-hour zones: slot average)"
+    if drv.realism is not None:
+        exposure = "true presence (the files deliver a proxy: realism.presence_proxy)"
     return {
-        "base_rates": {c: CATEGORIES[c]["base_rate"] for c in CAT_NAMES},
-        "hour_of_day": {c: list(CATEGORIES[c]["hod"]) for c in CAT_NAMES},
+        "base_rates": {c: specs[c]["base_rate"] for c in sim.names},
+        "hour_of_day": {c: list(specs[c]["hod"]) for c in sim.names},
         "day_of_week": list(DOW),
-        "reference": {"hour": 12, "dow": 0, "exposure": "present (2-hour zones: slot average)"},
-        "effects": [dict(e, unit=UNITS[e["feature"]]) for e in EFFECTS],
+        "reference": {"hour": 12, "dow": 0, "exposure": exposure},
+        "effects": effects,
     }
 
 
@@ -156,10 +166,16 @@ def _features_summary(
 
 
 def upcoming_presence(
-    events: list[Event], zones: Zones, *, start: pd.Timestamp, seed: int
+    events: list[Event],
+    zones: Zones,
+    *,
+    start: pd.Timestamp,
+    seed: int,
+    bias: np.ndarray | None = None,
 ) -> dict[str, dict[str, float]]:
     """Truth of upcoming events: presence of the venue zone from the same model (not delivered
-    in the presence files), with every upcoming event's attendees (random streams 20 and 21)."""
+    in the presence files), with every upcoming event's attendees (random streams 20 and 21);
+    ``bias`` (Z,) the presence proxy's bias per zone (realism), applied as the files would."""
     Z = len(zones.ids)
     out = {}
     for ev in events:
@@ -181,8 +197,10 @@ def upcoming_presence(
                     ring = zones.neighbours[other.zone]
                     if ring:
                         add[:, ring] += (r / len(ring))[:, None]
+        f = 1.0 if bias is None else bias[None, :]
         tot = np.maximum(
-            np.round(pres.residents + 0.3 * add) + np.round(pres.visitors + 0.7 * add), 1
+            np.round((pres.residents + 0.3 * add) * f) + np.round((pres.visitors + 0.7 * add) * f),
+            1,
         )
         out[ev.event_id] = {utc_iso(h): float(tot[i, ev.zone]) for i, h in enumerate(win)}
     return out
