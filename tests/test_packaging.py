@@ -59,9 +59,9 @@ def test_environment_yml_mirrors_pyproject():
 
 
 def test_console_script_points_at_the_cli():
-    """`vigie` is the typer app."""
+    """`vigie` enters through pipelines.cli.run (the typer app, -v/-q hoisted)."""
     py = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    assert py["scripts"]["vigie"] == "pipelines.cli:app"
+    assert py["scripts"]["vigie"] == "pipelines.cli:run"
 
 
 def test_features_never_imports_pipelines():
