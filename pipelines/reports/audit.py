@@ -191,7 +191,7 @@ def _store_facts(store: Store) -> tuple[set[str], set[str]]:
 
 
 def _identifier_findings(text: str, ids: set[str], ignored: set[str]) -> list[tuple[str, str]]:
-    tokens = set(re.findall(r"[\w.-]+", text))
+    tokens = {t for pat in (r"\w+", r"[\w-]+", r"[\w./-]+") for t in re.findall(pat, text)}
     out = [("anywhere", f"incident id {t!r}") for t in sorted(tokens & ids)]
     for col in sorted(ignored):
         if re.search(rf"[\"'>]{re.escape(col)}[\"'<]", text):
