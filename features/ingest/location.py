@@ -287,6 +287,8 @@ def _h3_zones_from(parsed: dict[str, _Rows], res: int, st: Store):
             cells |= set(valid)
     if not cells:
         raise InputError(
-            "no zones file and no coordinates to make H3 cells from; give a zones source or point coordinates."
+            "sources.yaml: no zones file and no row with usable coordinates or H3 zone_id to make "
+            "H3 cells from (every row quarantined, or none given); give a zones source or point "
+            "coordinates."
         )
     return h3_zones(cells)

@@ -20,30 +20,59 @@ from features.readers import FILE, ROW
 
 
 def _validate(rows: _Rows) -> None:
-    """pandera, lazily: nullability of required columns and value ranges."""
+    """The source's pandera schema: nullability of required columns and value ranges.
+
+    Each rule of :data:`features.schemas.SOURCES` is first applied column by column (a few
+    vectorised comparisons), flagging the rows that break it with the reason pandera gives;
+    pandera then validates the rows left, so the rows kept are those the schema accepts.
+    (pandera's own report of many failures costs tens of milliseconds per check: a file of a
+    few rows would spend most of its ingest there.)"""
     present = [c for c in rows.frame.columns if c not in (ROW, FILE)]
+    cols = schemas.columns(rows.source)
+    for name in present:
+        col = cols.get(name)
+        if col is not None and col.kind != "geometry":
+            _check_column(rows, col)
     schema = schemas.pandera_schema(rows.source, present)
     frame = rows.frame.drop(columns=[c for c in ("geometry",) if c in rows.frame.columns])
+    ok = ~rows.bad
     try:
-        schema.validate(pd.DataFrame(frame), lazy=True)
+        schema.validate(pd.DataFrame(frame if ok.all() else frame[ok]), lazy=True)
     except pe.SchemaErrors as exc:
-        fc = exc.failure_cases
-        fc = fc[fc["index"].notna()]
-        for (column, check), grp in fc.groupby(["column", "check"], sort=True):
-            idx = grp["index"].astype(int).to_numpy()
-            mask = np.zeros(len(rows.frame), dtype=bool)
-            mask[idx] = True
-            if check == "not_nullable":
-                # a value that failed to parse was already flagged with a better reason
-                own = np.zeros(len(rows.frame), dtype=bool)
-                for code, m in rows.codes.items():
-                    if code.startswith(f"{column}:"):
-                        own |= m
-                mask &= ~own
-                rows.flag(mask, f"{column}: missing required value")
-            else:
-                detail = pd.Series(grp["failure_case"].astype(str).to_numpy(), index=idx)
-                rows.flag(mask, f"{column}: {check}", detail)
+        _flag_failures(rows, exc.failure_cases)
+
+
+def _check_column(rows: _Rows, col: schemas.Col) -> None:
+    """One column's rules, as :func:`features.schemas.pandera_schema` states them."""
+    s = rows.frame[col.name]
+    if col.required:
+        own = np.zeros(len(s), dtype=bool)
+        for code, m in rows.codes.items():
+            if code.startswith(f"{col.name}:"):
+                own |= m  # a value that failed to parse was already flagged, with a better reason
+        rows.flag(s.isna().to_numpy() & ~own, f"{col.name}: missing required value")
+    if col.min is None and col.max is None:
+        return
+    v = pd.to_numeric(s, errors="coerce").astype(float).to_numpy()
+    with np.errstate(invalid="ignore"):
+        if col.min is not None:
+            rows.flag(v < col.min, f"{col.name}: {col.name} must be >= {col.min:g}", s.astype(str))
+        if col.max is not None:
+            rows.flag(v > col.max, f"{col.name}: {col.name} must be <= {col.max:g}", s.astype(str))
+
+
+def _flag_failures(rows: _Rows, fc: pd.DataFrame) -> None:
+    """Flag the failure cases pandera reports (by the frame's row positions)."""
+    fc = fc[fc["index"].notna()]
+    for (column, check), grp in fc.groupby(["column", "check"], sort=True):
+        idx = grp["index"].astype(int).to_numpy()
+        mask = np.zeros(len(rows.frame), dtype=bool)
+        mask[idx] = True
+        if check == "not_nullable":
+            rows.flag(mask, f"{column}: missing required value")
+        else:
+            detail = pd.Series(grp["failure_case"].astype(str).to_numpy(), index=idx)
+            rows.flag(mask, f"{column}: {check}", detail)
 
 
 def _check_slots(rows: _Rows, spec: SourceSpec) -> None:
