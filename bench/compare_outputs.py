@@ -51,6 +51,7 @@ VOLATILE = {
     "executed_at",
     "built_at",
     "fitted_at",
+    "build_id",
 }
 #: a report's provenance fingerprints the store files it read; those files carry build times
 #: and the store's path, so their hash and size differ between two runs (the files themselves

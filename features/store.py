@@ -155,12 +155,15 @@ def clean_stale(*folders: Path) -> list[Path]:
 def atomic_file(path: str | Path) -> Iterator[Path]:
     """A temporary path beside ``path`` to write; renamed onto ``path`` (flushed to disk first)
     when the block ends without error, removed otherwise. A reader sees the old file or the
-    new one, never part of one."""
+    new one, never part of one. A writer that removes the temporary file (nothing new to
+    write) leaves ``path`` as it was."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = temp_sibling(path)
     try:
         yield tmp
+        if not tmp.exists():
+            return
         with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, path)

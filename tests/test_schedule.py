@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import multiprocessing as mp
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -251,3 +252,52 @@ def test_jobs_call_the_functions_not_the_command_line(store: Path, monkeypatch):
     calls.clear()
     jobs.weekly_job(store, week, tmp)  # the week's signals are there now: only the report
     assert calls == [("weekly", "2026-W46")]
+
+
+def _concurrent_run(store: str, reports: str, barrier, out) -> None:
+    """One `vigie schedule run`, started with another at the same instant (fork context)."""
+    from features.store import staged_folder
+
+    def weekly(st, task, reports_dir):
+        with staged_folder(Path(reports_dir) / "weekly" / task.period) as tmp:
+            (tmp / "report.html").write_text(f"<p>{task.period}</p>")
+            time.sleep(1.0)  # long enough for the other run to try while this one works
+            (tmp / "summary.json").write_text(json.dumps({"id": task.period}))
+        return str(Path(reports_dir) / "weekly" / task.period)
+
+    runners = {**fake_runners([]), "weekly_report": weekly}
+    barrier.wait(20)
+    try:
+        res = run_schedule(store, reports_dir=reports, now="2026-11-16T09:00", runners=runners)
+        out.put(("ran", len(res.records)))
+    except ScheduleLocked as exc:
+        out.put(("locked", str(exc)))
+
+
+def test_two_concurrent_runs_make_one_run(store: Path, tmp_path: Path):
+    """Two schedule runs started at the same instant: one runs, the other is refused at once; the
+    ledger shows one run (no period twice) and each report is whole, with no temporary folder."""
+    ctx = mp.get_context("fork")
+    barrier, out = ctx.Barrier(2), ctx.Queue()
+    reports = tmp_path / "reports"
+    procs = [
+        ctx.Process(target=_concurrent_run, args=(str(store), str(reports), barrier, out))
+        for _ in range(2)
+    ]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+    results = sorted(out.get(timeout=5) for _ in procs)
+    assert [r[0] for r in results] == ["locked", "ran"], results
+    assert "another schedule run is in progress" in results[0][1]
+    ledger = read_ledger(store)
+    assert len(ledger) == results[1][1] > 0
+    keys = [(r["job"], r["period"]) for r in ledger]
+    assert len(keys) == len(set(keys))
+    weekly = [r for r in ledger if r["kind"] == "weekly_report"]
+    assert weekly and all(r["status"] == "ok" for r in weekly)
+    for r in weekly:
+        folder = reports / "weekly" / r["period"]
+        assert json.loads((folder / "summary.json").read_text()) == {"id": r["period"]}
+    assert not [p for p in reports.rglob(".*")]
