@@ -344,7 +344,8 @@ def test_vigie_fit_cli_writes_the_outputs(tmp_path):
         assert col in bt.columns
     ev = json.loads((models / "evaluation.json").read_text())
     assert set(ev["models"]) == {
-        "glm", "xgb", "seasonal_naive_4w", "seasonal_naive_8w", "recent_hotspot"
+        "zone_glm", "glm", "xgb", "seasonal_naive_4w", "seasonal_naive_8w", "recent_rate_8w",
+        "recent_hotspot",
     }  # fmt: skip
     effects = json.loads((models / "effects.json").read_text())["effects"]
     for e in effects:

@@ -5,10 +5,15 @@ origin every model is fitted on the rows strictly before it and forecasts the we
 (one row per zone and slot); nothing at or after the origin is ever read for fitting (Tashman
 2000; Hyndman & Athanasopoulos 2021, section 5.10, "evaluation on a rolling forecasting origin").
 
-Models and baselines (all incidents, the ``all`` group): ``glm``, the rate GLM of
+Models and baselines (all incidents, the ``all`` group): ``zone_glm``, the forecasting model of
+:func:`pipelines.models.zone_glm.fit_zone_glm` (shrunken zone effects, presence elasticity,
+recent rates, trend and seasonality, NB2); ``glm``, the rate GLM of
 :func:`pipelines.models.glm.fit_glm` (family by the over-dispersion test); ``xgb``, XGBoost
 ``count:poisson`` (:func:`pipelines.models.xgb.fit_xgb`); ``seasonal_naive_4w`` /
-``seasonal_naive_8w`` and ``recent_hotspot`` (:mod:`pipelines.models.baselines`).
+``seasonal_naive_8w``, ``recent_rate_8w`` and ``recent_hotspot``
+(:mod:`pipelines.models.baselines`). A fitted model that cannot forecast an origin (too few
+incidents before it, no usable row) is left out of the scores and the evaluation says why
+(``absent``); the others are scored on every origin.
 
 Covariates of the forecast week (``covariates="forecast"``, the default) are what is known at
 the origin: presence and transit entries are the mean of the same zone and hour of week over
@@ -60,15 +65,20 @@ from pipelines.models.design import (
     design_features,
     group_counts,
 )
-from pipelines.models.glm import SparseGroupError, _one_blas_thread, fit_glm
+from pipelines.models.glm import _one_blas_thread, fit_glm
+from pipelines.models.origins import spread_origins, weekly_origins
 from pipelines.models.predictor import predictive_quantiles
 from pipelines.models.results import BacktestEvaluation, ModelScore
 from pipelines.models.scoring import FLAG_LEVELS, evaluate, level_label
+from pipelines.models.selection import choose_downstream, versus_baselines
 from pipelines.models.xgb import XGB_ROUNDS, fit_xgb
+from pipelines.models.zone_glm import fit_zone_glm
 
 log = logging.getLogger(__name__)
 
-MODELS = ("glm", "xgb", "seasonal_naive_4w", "seasonal_naive_8w", "recent_hotspot")
+FITTED = ("zone_glm", "glm", "xgb")
+BASELINES = ("seasonal_naive_4w", "seasonal_naive_8w", "recent_rate_8w", "recent_hotspot")
+MODELS = (*FITTED, *BASELINES)
 BACKTEST_COLUMNS = [
     "zone_id",
     "period_start",
@@ -79,6 +89,7 @@ BACKTEST_COLUMNS = [
     "upper",
     "lower80",
     "upper80",
+    "alpha",
     "origin",
 ]
 
@@ -119,6 +130,7 @@ def backtest_schema() -> pa.DataFrameSchema:
             "upper": num(),
             "lower80": num(),
             "upper80": num(),
+            "alpha": num(),
             "origin": pa.Column("datetime64[ns, UTC]", coerce=True),
         },
         checks=[
@@ -133,26 +145,6 @@ def backtest_schema() -> pa.DataFrameSchema:
         strict=True,
         ordered=True,
     )
-
-
-def weekly_origins(
-    cube: pd.DataFrame, *, weeks: int, min_history_weeks: int = 4
-) -> list[pd.Timestamp]:
-    """Local Mondays 00:00 (as UTC timestamps) starting the last ``weeks`` complete weeks.
-
-    An origin needs ``min_history_weeks`` weeks of data before it; fewer origins are returned
-    when the cube is too short.
-    """
-    hours = pd.to_datetime(cube["hour"], utc=True)
-    start, end = hours.min(), hours.max()
-    mon = cube.loc[(cube["dow"] == 0) & (cube["local_hour"] == 0), "hour"]
-    cands = sorted(pd.to_datetime(mon, utc=True).unique())
-    cands = [pd.Timestamp(c) for c in cands]
-    # a week is complete when the next Monday (or origin + 7 days) is not after the data's end
-    slot = pd.Timedelta(hours=1) if (cube["local_hour"] != 0).any() else pd.Timedelta(days=1)
-    complete = [c for c in cands if c + WEEK <= end + slot]
-    ok = [c for c in complete if c - start >= min_history_weeks * WEEK - pd.Timedelta(hours=2)]
-    return ok[-weeks:] if weeks > 0 else []
 
 
 # --------------------------------------------------------------------------------------------
@@ -180,6 +172,7 @@ def _interval_rows(base: dict[str, Any], name: str, mean: np.ndarray, alpha: flo
             "upper": q[:, 1],
             "lower80": q[:, 2],
             "upper80": q[:, 3],
+            "alpha": alpha,
         }
     )
 
@@ -192,15 +185,24 @@ def _model_forecasts(
     models: Sequence[str],
     xgb_rounds: int,
     fit_kw: dict[str, Any],
+    absent: dict[str, str],
 ) -> dict[str, tuple[np.ndarray, float]]:
-    """GLM and XGBoost forecasts (mean, NB2 alpha) of ``dtest``, fitted on ``fit_kw["mask"]``."""
+    """Forecasts (mean, NB2 alpha) of ``dtest`` by each fitted model, fitted on
+    ``fit_kw["mask"]``; a model that cannot be fitted is named in ``absent`` with why."""
     out: dict[str, tuple[np.ndarray, float]] = {}
-    if "glm" in models:
-        g = fit_glm(dz, y, family="auto", **fit_kw)
-        out["glm"] = (g.mean(dtest), g.alpha)
-    if "xgb" in models:
-        x = fit_xgb(dz, y, rounds=xgb_rounds, **fit_kw)
-        out["xgb"] = (x.mean(dtest), x.alpha)
+    for name in (m for m in FITTED if m in models):
+        try:
+            if name == "zone_glm":
+                kw = {k: fit_kw[k] for k in ("mask", "grain", "min_incidents")}
+                m: Any = fit_zone_glm(dz, y, **kw)
+            elif name == "glm":
+                m = fit_glm(dz, y, family="auto", **fit_kw)
+            else:
+                m = fit_xgb(dz, y, rounds=xgb_rounds, **fit_kw)
+        except InputError as exc:  # SparseGroupError included
+            absent[name] = str(exc)
+            continue
+        out[name] = (m.mean(dtest), m.alpha)
     return out
 
 
@@ -231,6 +233,7 @@ def forecast_at(
     min_incidents: int = MIN_INCIDENTS,
     end: pd.Timestamp | None = None,
     arrays: dict[str, Any] | None = None,
+    absent: dict[str, str] | None = None,
 ) -> pd.DataFrame:
     """Forecasts of every model for the week starting at ``origin``, fitted on data before it.
 
@@ -253,6 +256,8 @@ def forecast_at(
         End of the forecast window (default origin + 7 days).
     arrays
         Row arrays of :func:`row_arrays`, shared across origins (computed when ``None``).
+    absent
+        Filled with model -> why, for the fitted models that could not forecast.
 
     Returns
     -------
@@ -278,14 +283,10 @@ def forecast_at(
         "observed": y[test],
         "origin": origin,
     }
-    fit_kw = {
-        "mask": train,
-        "cells": cells,
-        "grain": grain,
-        "resolution": resolution,
-        "min_incidents": min_incidents,
-    }
-    fitted = _model_forecasts(dz, y, dtest, models=models, xgb_rounds=xgb_rounds, fit_kw=fit_kw)
+    fit_kw = {"mask": train, "cells": cells, "grain": grain, "resolution": resolution,
+              "min_incidents": min_incidents}  # fmt: skip
+    fitted = _model_forecasts(dz, y, dtest, models=models, xgb_rounds=xgb_rounds, fit_kw=fit_kw,
+                              absent={} if absent is None else absent)  # fmt: skip
     naive = baseline_forecasts(
         arr, y, test, origin, models=models, slots_per_week=168 if grain == "1h" else 7,
         kernel=kernel,
@@ -311,16 +312,22 @@ def _setup_notes(origins: list[pd.Timestamp], weeks: int, centroids) -> list[str
 
 
 def _forecast_origins(
-    cube: pd.DataFrame, origins: list[pd.Timestamp], notes: list[str], **kw: Any
+    cube: pd.DataFrame,
+    origins: list[pd.Timestamp],
+    notes: list[str],
+    absent: dict[str, str],
+    **kw: Any,
 ) -> pd.DataFrame:
-    """Forecasts of every origin (each up to the next one); a sparse origin is noted, skipped."""
+    """Forecasts of every origin (each for a week, or up to the next origin); a model that
+    cannot forecast an origin is noted and named in ``absent``."""
     parts = []
     for i, o in enumerate(origins):
-        nxt = origins[i + 1] if i + 1 < len(origins) else o + WEEK
-        try:
-            parts.append(forecast_at(cube, o, end=nxt, **kw))
-        except SparseGroupError as exc:
-            notes.append(f"origin {o}: skipped, {exc}")
+        nxt = min(origins[i + 1], o + WEEK) if i + 1 < len(origins) else o + WEEK
+        missing: dict[str, str] = {}
+        parts.append(forecast_at(cube, o, end=nxt, absent=missing, **kw))
+        for name, why in missing.items():
+            notes.append(f"origin {o}: {name} could not forecast: {why}")
+            absent.setdefault(name, f"could not forecast {o} (and maybe others): {why}")
         log.info("backtest origin %s done", o)
     frame = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=BACKTEST_COLUMNS)
     if len(frame):
@@ -336,6 +343,19 @@ def _deviance(score: ModelScore) -> float:
     return score.poisson_deviance
 
 
+def _drop_absent(frame: pd.DataFrame, absent: dict[str, str]) -> pd.DataFrame:
+    """The rows of the models that forecast every origin (the others are named in ``absent``)."""
+    n_orig = frame.groupby("model")["origin"].nunique()
+    full = int(n_orig.max()) if len(n_orig) else 0
+    for m, k in n_orig.items():
+        if k < full:
+            absent.setdefault(str(m), f"forecast {k} of {full} origins")
+    bad = ~np.isfinite(frame["predicted"].to_numpy(np.float64))
+    for m, k in frame.loc[bad, "model"].value_counts().items():
+        absent.setdefault(str(m), f"no finite forecast for {k} of its zone-slots")
+    return frame[~frame["model"].isin(list(absent))]
+
+
 def _evaluation(
     frame: pd.DataFrame,
     *,
@@ -344,8 +364,11 @@ def _evaluation(
     weeks: int,
     covariates: str,
     notes: list[str],
+    absent: dict[str, str],
 ) -> BacktestEvaluation:
-    """:func:`evaluate` with what the backtest was, and the skill against the 4-week naive."""
+    """:func:`evaluate` with what the backtest was, the skill against the 4-week naive, the
+    models left out and why, the comparison with the baselines and the downstream choice."""
+    frame = _drop_absent(frame, absent) if len(frame) else frame
     ev = evaluate(frame, area=area) if len(frame) else BacktestEvaluation()
     ref = ev.models.get("seasonal_naive_4w")
     skill = None
@@ -363,7 +386,20 @@ def _evaluation(
         intervals="lower/upper: 95 %; lower80/upper80: 80 % (Poisson/NB2 quantiles)",
         notes=tuple(notes),
         skill_vs_seasonal_naive_4w=skill,
+        **(_choice(ev, absent, area) if ev.models or absent else {}),
     )
+
+
+def _choice(ev: BacktestEvaluation, absent: dict[str, str], area) -> dict[str, Any]:
+    """The models left out, the comparison with the baselines and the downstream choice."""
+    downstream, why = choose_downstream(ev.models)
+    return {
+        "absent": dict(absent),
+        "versus_baselines": versus_baselines(ev.models),
+        "downstream": downstream,
+        "downstream_why": why,
+        "area": "equal areas" if not area else "true areas (km2, equal-area projection EPSG:6933)",
+    }
 
 
 @_one_blas_thread
@@ -381,6 +417,7 @@ def run_backtest(
     resolution: float = 0.05,
     covariates: str = "forecast",
     min_incidents: int = MIN_INCIDENTS,
+    origins: Sequence[pd.Timestamp] | None = None,
 ) -> BacktestResult:
     """Rolling-origin backtest over the last ``weeks`` weekly origins (all incidents).
 
@@ -400,6 +437,8 @@ def run_backtest(
         Zone areas for area-weighted PAI (equal areas when ``None``).
     models, xgb_rounds, resolution, covariates, min_incidents
         See :func:`forecast_at`.
+    origins
+        The origins to use instead of the last ``weeks`` (e.g. :func:`spread_origins`).
 
     Returns
     -------
@@ -412,42 +451,28 @@ def run_backtest(
     dz = design(cube, grain=grain) if dz is None else dz
     if cells is None:
         cells = build_cells(dz, features=design_features(dz), resolution=resolution)
-    origins = weekly_origins(cube, weeks=weeks)
+    origins = weekly_origins(cube, weeks=weeks) if origins is None else list(origins)
     arrays = row_arrays(cube, dz)
     zones_sorted = arrays["zones"]
     notes = _setup_notes(origins, weeks, centroids)
+    absent: dict[str, str] = {}
     frame = _forecast_origins(
-        cube, origins, notes,
+        cube, origins, notes, absent,
         grain=grain, dz=dz, cells=cells, y=group_counts(cube, None),
         kernel=hotspot_weights(metric_xy(centroids, zones_sorted), len(zones_sorted)),
         models=models, xgb_rounds=xgb_rounds, resolution=resolution, covariates=covariates,
         min_incidents=min_incidents, arrays=arrays,
     )  # fmt: skip
     ev = _evaluation(
-        frame, area=area, grain=grain, weeks=len(origins), covariates=covariates, notes=notes
-    )
+        frame, area=area, grain=grain, weeks=len(origins), covariates=covariates, notes=notes,
+        absent=absent,
+    )  # fmt: skip
     return BacktestResult(frame=frame, evaluation=ev)
 
 
 __all__: Sequence[str] = (
-    "BACKTEST_COLUMNS",
-    "FLAG_LEVELS",
-    "HOTSPOT_TAU_WEEKS",
-    "HOTSPOT_WEEKS",
-    "MODELS",
-    "WEEK",
-    "BacktestEvaluation",
-    "BacktestResult",
-    "backtest_schema",
-    "evaluate",
-    "forecast_at",
-    "forecast_design",
-    "hotspot_weights",
-    "hour_of_week",
-    "recent_hotspot",
-    "row_arrays",
-    "run_backtest",
-    "seasonal_naive",
-    "weekly_origins",
-    "zone_codes",
-)
+    "BACKTEST_COLUMNS", "FLAG_LEVELS", "HOTSPOT_TAU_WEEKS", "HOTSPOT_WEEKS", "MODELS", "WEEK",
+    "BacktestEvaluation", "BacktestResult", "backtest_schema", "evaluate", "forecast_at",
+    "forecast_design", "hotspot_weights", "hour_of_week", "recent_hotspot", "row_arrays",
+    "run_backtest", "seasonal_naive", "spread_origins", "weekly_origins", "zone_codes",
+)  # fmt: skip

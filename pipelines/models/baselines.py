@@ -5,6 +5,10 @@
     falls back on the zone's mean over all slots of the window, then on half an incident over
     the window (a forecast of exactly 0 has an infinite Poisson deviance when an incident
     happens).
+``recent_rate_8w``
+    The zone's mean count per slot over the last 8 weeks, shaped by the city-wide hour-of-week
+    profile of the window (at daily grain: day of week); a zone without incidents in the window
+    gets half an incident over it.
 ``recent_hotspot``
     Prospective hotspot map in the manner of open_cp's ``ProspectiveHotSpot`` (Bowers, Johnson
     & Pease 2004): each incident of the last 4 weeks weighs ``exp(-age / 1 week)`` and spreads
@@ -158,6 +162,34 @@ def recent_hotspot(
     return total * share[test_zone_idx] * prof_share[test_how]
 
 
+def recent_rate(
+    zone_idx: np.ndarray,
+    how: np.ndarray,
+    y: np.ndarray,
+    hours: np.ndarray,
+    origin: pd.Timestamp,
+    test_zone_idx: np.ndarray,
+    test_how: np.ndarray,
+    *,
+    n_zones: int,
+    k_weeks: int = 8,
+    slots_per_week: int,
+) -> np.ndarray:
+    """The zone's recent rate x the city's hour-of-week profile (module docstring)."""
+    lo, hi = utc_ns_scalar(origin - k_weeks * WEEK), utc_ns_scalar(origin)
+    w = (hours >= lo) & (hours < hi)
+    ys = np.bincount(zone_idx[w], weights=y[w], minlength=n_zones)
+    ns = np.bincount(zone_idx[w], minlength=n_zones).astype(np.float64)
+    floor = 0.5 / (k_weeks * slots_per_week)
+    rate = np.where(ns > 0, np.maximum(ys, 0.5) / np.maximum(ns, 1.0), floor)
+    n_how = int(max(how.max(), test_how.max())) + 1 if len(how) else 1
+    py = np.bincount(how[w], weights=y[w], minlength=n_how) + 0.5
+    pn = np.bincount(how[w], minlength=n_how).astype(np.float64)
+    prof = np.divide(py, pn, out=np.ones(n_how), where=pn > 0)
+    prof = prof / (py.sum() / max(pn.sum(), 1.0))
+    return rate[test_zone_idx] * prof[test_how]
+
+
 def baseline_forecasts(
     arrays: dict[str, Any],
     y: np.ndarray,
@@ -178,6 +210,11 @@ def baseline_forecasts(
                 zone_idx, how, y, hours, origin, zone_idx[test], how[test],
                 k_weeks=k, slots_per_week=slots_per_week,
             )  # fmt: skip
+    if "recent_rate_8w" in models:
+        out["recent_rate_8w"] = recent_rate(
+            zone_idx, how, y, hours, origin, zone_idx[test], how[test],
+            n_zones=len(arrays["zones"]), slots_per_week=slots_per_week,
+        )  # fmt: skip
     if "recent_hotspot" in models:
         ker = np.eye(len(arrays["zones"])) if kernel is None else kernel
         out["recent_hotspot"] = recent_hotspot(

@@ -1,6 +1,7 @@
 """Covariates of a backtest's forecast week, as known at its origin.
 
-Presence and transit entries are the mean of the same zone and hour of week over the 4 weeks
+Presence and transit entries (and the share of the zone's slots whose presence was imputed,
+:mod:`pipelines.models.exposure`) are the mean of the same zone and hour of week over the 4 weeks
 before the origin (then the zone's mean); lamps out is each zone's state at the origin
 (persistence); darkness, calendar, planned event attendance and the weather are taken as given
 (the weather stands in for a forecast).
@@ -50,6 +51,8 @@ def forecast_design(
     e = dz["exposure"].to_numpy(dtype=np.float64)
     e = np.where(np.isfinite(e) & (e > 0), e, np.nan)
     out["exposure"] = _same_how_mean(e)
+    if "presence_imputed" in out.columns:
+        out["presence_imputed"] = _same_how_mean(dz["presence_imputed"].to_numpy(np.float64))
     if "transit_k" in out.columns:
         out["transit_k"] = _same_how_mean(dz["transit_k"].to_numpy(np.float64)).astype(np.float32)
     if "dark_lamps_out" in out.columns and "lamps" in cube.columns:

@@ -7,13 +7,11 @@ short function: reading and writing happen in :func:`load_cube` and :func:`save_
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import pandera.pandas as pa
 
@@ -22,6 +20,8 @@ from features.jsonio import json_safe
 from features.store import Store, staged_folder
 from features.zones import centroids as zone_centroids
 from pipelines.models.backtest import BacktestResult, run_backtest
+from pipelines.models.cube_io import Stopwatch as _Stopwatch
+from pipelines.models.cube_io import _compact, cube_columns_needed  # noqa: F401  (re-exported)
 from pipelines.models.design import (
     MIN_INCIDENTS,
     Cells,
@@ -34,10 +34,19 @@ from pipelines.models.design import (
     group_counts,
 )
 from pipelines.models.effects import estimate_effects
+from pipelines.models.exposure import ExposurePlan
+from pipelines.models.forecasts import (
+    downstream,
+    elasticity_report,
+    exposure_lines,
+    resolve_exposure,
+    true_areas,
+)
 from pipelines.models.glm import GLMFit, SparseGroupError, _one_blas_thread, _overdispersed, fit_glm
 from pipelines.models.predictor import save_models
 from pipelines.models.results import BacktestEvaluation, Effects
 from pipelines.models.xgb import XGB_ROUNDS, XGBFit, fit_xgb
+from pipelines.models.zone_glm import ZoneGLMFit, fit_zone_glm
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +75,11 @@ class FitReport:
         Effects estimated (estimable ones) in effects.json.
     seconds
         Wall time per step.
+    exposure
+        What stands in for presence: ``lines`` (the summary's) and ``counts`` (zones per
+        source); the plan per zone is in models.json.
+    downstream
+        ``model`` (the Predictor's default) and ``why``.
     """
 
     models_dir: str
@@ -75,6 +89,8 @@ class FitReport:
     evaluation: dict[str, Any]
     n_effects: int
     seconds: dict[str, float] = field(default_factory=dict)
+    exposure: dict[str, Any] = field(default_factory=dict)
+    downstream: dict[str, str] = field(default_factory=dict)
 
     @property
     def backtest(self) -> BacktestEvaluation | None:
@@ -96,6 +112,8 @@ class FitReport:
             evaluation=dict(d.get("evaluation") or {}),
             n_effects=int(d.get("n_effects") or 0),
             seconds=dict(d.get("seconds") or {}),
+            exposure=dict(d.get("exposure") or {}),
+            downstream=dict(d.get("downstream") or {}),
         )
 
     def summary(self) -> str:
@@ -103,14 +121,13 @@ class FitReport:
         lines = [f"models written to {self.models_dir}", f"groups: {', '.join(self.groups)}"]
         lines += [f"  skipped {g}: {why}" for g, why in self.skipped.items()]
         lines += [f"  {f}: not estimable ({why})" for f, why in self.not_estimable.items()]
-        ev = self.evaluation.get("models", {})
-        if ev:
-            lines.append("backtest (group all): model  deviance  MAE  PAI@5%  cov80  cov95")
-            for name, m in ev.items():
-                lines.append(
-                    f"  {name:<20} {m['poisson_deviance']:.4f}  {m['mae']:.4f}  "
-                    f"{m['pai']['5%']:.2f}  {m['coverage80']:.3f}  {m['coverage95']:.3f}"
-                )
+        lines += list(self.exposure.get("lines", []))
+        if self.backtest is not None:
+            lines.append(self.backtest.summary())
+        if self.downstream and (self.backtest is None or self.backtest.downstream is None):
+            lines.append(
+                f"forecast used downstream: {self.downstream['model']} ({self.downstream['why']})"
+            )
         lines.append(f"effects estimated: {self.n_effects}")
         return "\n".join(lines)
 
@@ -136,41 +153,6 @@ def irr_schema() -> pa.DataFrameSchema:
         strict=True,
         ordered=True,
     )
-
-
-def cube_columns_needed(meta_columns: Iterable[str]) -> list[str]:
-    """The cube columns the models, backtest and effects read."""
-    wanted = {
-        "local_hour",
-        "dow",
-        "present",
-        "present_baseline",
-        "dark",
-        "lamps",
-        "lamps_out",
-        "event_attendance",
-        "precipitation_mm",
-        "ridership_entries",
-        "holiday",
-        "school_holiday",
-        "incidents",
-    }
-    return [c for c in meta_columns if c in wanted or c.startswith("inc_")]
-
-
-def _compact(cube: pd.DataFrame) -> pd.DataFrame:
-    """Downcast a cube to compact dtypes (float32 numbers, int32 counts)."""
-    for c in cube.columns:
-        s = cube[c]
-        if c in ("zone_id", "hour", "local_date"):
-            continue
-        if pd.api.types.is_bool_dtype(s):
-            cube[c] = s.astype(np.int8)
-        elif c == "incidents" or c.startswith("inc_"):
-            cube[c] = pd.to_numeric(s, errors="coerce").fillna(0).astype(np.int32)
-        elif pd.api.types.is_float_dtype(s) and c not in ("present",):
-            cube[c] = s.astype(np.float32)
-    return cube
 
 
 # --------------------------------------------------------------------------------------------
@@ -199,6 +181,8 @@ class GroupFits:
         Group -> ``{"poisson": ..., "negbin": ...}``: both families, for the IRR table.
     xgbs
         Group -> the XGBoost model.
+    zone_glms
+        Group -> the forecasting model (:mod:`pipelines.models.zone_glm`).
     skipped
         Group -> why it was not modelled.
     groups
@@ -210,6 +194,7 @@ class GroupFits:
     xgbs: dict[str, XGBFit]
     skipped: dict[str, str]
     groups: dict[str, list[str]]
+    zone_glms: dict[str, ZoneGLMFit] = field(default_factory=dict)
 
 
 def load_cube(store: Store) -> tuple[pd.DataFrame, str]:
@@ -218,7 +203,8 @@ def load_cube(store: Store) -> tuple[pd.DataFrame, str]:
     Raises
     ------
     InputError
-        No incidents or no presence column.
+        No incidents column (a cube without presence is fitted with the fallback exposure of
+        :mod:`pipelines.models.exposure`).
     """
     meta = store.cube_meta()
     grain = meta.get("grain") or store.grain
@@ -228,11 +214,6 @@ def load_cube(store: Store) -> tuple[pd.DataFrame, str]:
         raise InputError(
             f"{store.root}: the cube has no incidents column; `vigie fit` models incidents, so "
             "the study needs an incidents source."
-        )
-    if "present" not in cube.columns:
-        raise InputError(
-            f"{store.root}: the cube has no presence column; the rate models use the people "
-            "present as exposure, so the study needs a presence source."
         )
     return cube, grain
 
@@ -293,6 +274,11 @@ def _fit_group(
     chosen = nb if _overdispersed(nb.alpha, pois.overdispersion_t) else pois
     fits.glms[g] = chosen
     fits.xgbs[g] = fit_xgb(d.dz, y, rounds=xgb_rounds, **common)
+    zkw = {k: common[k] for k in ("group", "grain", "categories", "min_incidents")}
+    try:
+        fits.zone_glms[g] = fit_zone_glm(d.dz, y, **zkw)
+    except SparseGroupError as exc:
+        log.warning("no zone rate model for group %s: %s", g, exc)
     log.info("fitted group %s (%s, %d incidents)", g, chosen.family, chosen.n_incidents)
 
 
@@ -328,10 +314,10 @@ def _centroids(store: Store):
 
 
 def _backtest(cube: pd.DataFrame, d: _Design, *, store: Store, weeks: int, **options: Any):
-    """The rolling-origin backtest of the ``all`` models."""
+    """The rolling-origin backtest of the ``all`` models, PAI on the zones' true areas."""
     return run_backtest(
         cube, weeks=weeks, grain=d.grain, dz=d.dz, cells=d.cells, centroids=_centroids(store),
-        **options,
+        area=true_areas(store), **options,
     )  # fmt: skip
 
 
@@ -370,34 +356,21 @@ def save_fit(
         (models / Path(Store.EFFECTS_JSON).name).write_text(text, encoding="utf-8")
 
 
-def _manifest_extra(cube: pd.DataFrame, fits: GroupFits, not_est: dict[str, str], resolution):
-    """What models.json says besides the models: period, groups, skipped, not estimable."""
+def _manifest_extra(
+    cube: pd.DataFrame, fits: GroupFits, not_est: dict[str, str], resolution, plan: ExposurePlan
+):
+    """What models.json says besides the models: period, groups, skipped, not estimable, the
+    exposure of each zone and the presence elasticity."""
     return {
         "fitted_at": pd.Timestamp.now(tz="UTC").isoformat(),
         "period": {"start": str(cube["hour"].min()), "end": str(cube["hour"].max())},
         "groups": {g: (None if g == "all" else fits.groups[g]) for g in fits.glms},
         "skipped": fits.skipped,
         "not_estimable": not_est,
-        "exposure": "present (people present per slot)",
+        "exposure": plan.to_json(),
+        "elasticity": elasticity_report(fits.zone_glms),
         "resolution": resolution,
     }
-
-
-class _Stopwatch:
-    """Wall time per step."""
-
-    def __init__(self) -> None:
-        self.t0 = self.t = time.perf_counter()
-        self.seconds: dict[str, float] = {}
-
-    def lap(self, step: str) -> None:
-        now = time.perf_counter()
-        self.seconds[step] = now - self.t
-        self.t = now
-
-    def rounded(self) -> dict[str, float]:
-        self.seconds["total"] = time.perf_counter() - self.t0
-        return {k: round(v, 2) for k, v in self.seconds.items()}
 
 
 @_one_blas_thread
@@ -414,21 +387,17 @@ def fit_all(
 ) -> FitReport:
     """Fit every model of a store, backtest them and estimate effects (``vigie fit``).
 
-    Reads the cube, fits per category group a Poisson and a negative-binomial GLM (the family
-    chosen by the over-dispersion test is the one reported and used for prediction) and an
-    XGBoost model, runs the rolling-origin backtest on all incidents
-    (:func:`pipelines.models.backtest.run_backtest`) and the effect estimates
-    (:func:`pipelines.models.effects.estimate_effects`), then writes ``store/models/``
-    (:func:`save_fit`): ``models.json`` (manifest), ``glm_<group>.json``, ``xgb_<group>.json``,
-    ``irr.parquet`` (every IRR of every group and family), ``backtest.parquet``,
-    ``evaluation.json`` and ``effects.json``.
+    Reads the cube, chooses each zone's exposure (:mod:`pipelines.models.forecasts`), fits per
+    category group a Poisson and an NB2 GLM (the family chosen by the over-dispersion test is
+    reported), XGBoost and the zone rate model (:mod:`pipelines.models.zone_glm`), runs the
+    rolling-origin backtest (:func:`pipelines.models.backtest.run_backtest`, PAI on true
+    areas), records the downstream model, estimates the effects, then writes
+    ``store/models/`` (:func:`save_fit`).
 
     Parameters
     ----------
-    store
-        A :class:`features.store.Store` with a cube.
-    backtest_weeks
-        Weekly origins of the backtest (0: no backtest).
+    store, backtest_weeks
+        A store with a cube; weekly origins of the backtest (0: no backtest).
     groups
         Groups to model besides ``all`` (default: every group with categories in the cube).
     min_incidents
@@ -443,15 +412,14 @@ def fit_all(
 
     Raises
     ------
-    StoreError
-        No cube in the store.
-    InputError
-        No incidents column, no usable presence at all, or no model for all incidents.
+    StoreError, InputError
+        No cube; no incidents column or no model for all incidents.
     """
     clock = _Stopwatch()
     cube, grain = load_cube(store)
     clock.lap("read")
     d = _design(cube, grain=grain, resolution=resolution)
+    plan = resolve_exposure(store, d.dz)
     clock.lap("design")
     fits = fit_groups(cube, d, groups=groups, min_incidents=min_incidents, xgb_rounds=xgb_rounds)
     if "all" not in fits.glms:
@@ -459,15 +427,16 @@ def fit_all(
         raise InputError(f"{store.root}: no model for all incidents: {why}")
     clock.lap("fit")
     not_est = not_estimable(fits.glms["all"], d.status)
-    extra = _manifest_extra(cube, fits, not_est, resolution)
+    extra = _manifest_extra(cube, fits, not_est, resolution, plan)
     irr = irr_frame(fits)
     res = None
     if backtest_weeks > 0:
         options = {"xgb_rounds": xgb_rounds, "resolution": resolution, "covariates": covariates}
-        res = _backtest(
-            cube, d, store=store, weeks=backtest_weeks, min_incidents=min_incidents, **options
-        )
+        res = _backtest(cube, d, store=store, weeks=backtest_weeks, min_incidents=min_incidents,
+                        **options)  # fmt: skip
         clock.lap("backtest")
+    fitted = {"zone_glm": "all" in fits.zone_glms, "glm": 1, "xgb": "all" in fits.xgbs}
+    extra["downstream"] = downstream(None if res is None else res.evaluation, fitted)
     found = _effects(cube, fits, d, store=store, not_est=not_est, studies=effects)
     clock.lap("effects")
     save_fit(store, fits, d, extra=extra, irr=irr, backtest=res, effects=found)
@@ -480,4 +449,6 @@ def fit_all(
         evaluation={} if res is None else res.evaluation.to_json(),
         n_effects=found.n_estimable,
         seconds=clock.rounded(),
+        exposure={"lines": exposure_lines(plan, extra["elasticity"]), "counts": plan.counts()},
+        downstream=extra["downstream"],
     )

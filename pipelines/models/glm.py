@@ -298,7 +298,8 @@ class _CellModel:
 
         Newton on the p x p Hessian is cheaper than IRLS's least squares on the n x p matrix.
         A level without any incident (sparse groups) has no finite MLE: its IRR tends to 0
-        with a huge standard error, which is what the table then shows.
+        with a huge standard error, which is what the table then shows. When Newton diverges
+        (large covariates without presence to scale them), statsmodels' IRLS is used.
         """
         model = sm.GLM(
             self.Yk, self.X, family=sm.families.Poisson(), exposure=self.Ek, var_weights=var_weights
@@ -306,7 +307,10 @@ class _CellModel:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
             warnings.simplefilter("ignore", RuntimeWarning)
-            return model.fit(method="newton", start_params=start, maxiter=100, disp=0)
+            res = model.fit(method="newton", start_params=start, maxiter=100, disp=0)
+            if not np.isfinite(res.params).all():
+                res = model.fit(maxiter=100)
+            return res
 
     def poisson(self):
         """The Poisson fit, started from the mean rate."""

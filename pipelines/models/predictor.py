@@ -2,6 +2,9 @@
 
 :class:`Predictor` gives expected incidents and Poisson/NB2 plug-in predictive intervals per row
 and group; :func:`save_models` and :func:`load_predictor` write and read ``store/models/``.
+Its default model is the one ``vigie fit`` chose by backtest (``downstream`` in models.json,
+:mod:`pipelines.models.selection`); zones without presence get the exposure of the fit's plan
+(:mod:`pipelines.models.exposure`).
 """
 
 from __future__ import annotations
@@ -20,8 +23,12 @@ from features.errors import InputError, StoreError
 from features.store import Store
 from features.text import slug
 from pipelines.models.design import FEATURES, design
+from pipelines.models.exposure import ExposurePlan
 from pipelines.models.glm import GLMFit
 from pipelines.models.xgb import XGBFit
+from pipelines.models.zone_glm import ZoneGLMFit
+
+MODEL_KINDS = ("zone_glm", "glm", "xgb")
 
 
 # --------------------------------------------------------------------------------------------
@@ -79,6 +86,12 @@ class Predictor:
         Grain of the training data.
     features
         Features of the training design (absent ones are built as 0).
+    zone_glms
+        Group -> :class:`ZoneGLMFit` (the forecasting model).
+    plan
+        The fit's exposure plan (None: presence, then present_baseline, only).
+    default_model
+        The model :meth:`predict` uses unless told (``downstream`` of models.json).
     """
 
     def __init__(
@@ -88,11 +101,17 @@ class Predictor:
         *,
         grain: str = "1h",
         features: Sequence[str] = FEATURES,
+        zone_glms: dict[str, ZoneGLMFit] | None = None,
+        plan: ExposurePlan | None = None,
+        default_model: str = "glm",
     ) -> None:
         self.glms = dict(glms)
         self.xgbs = dict(xgbs or {})
+        self.zone_glms = dict(zone_glms or {})
         self.grain = grain
         self.features = tuple(features)
+        self.plan = plan
+        self.default_model = default_model
 
     @property
     def groups(self) -> list[str]:
@@ -105,9 +124,20 @@ class Predictor:
             e = dz["exposure"].to_numpy(dtype=np.float64)
             b = pd.to_numeric(frame["present_baseline"], errors="coerce").to_numpy(np.float64)
             dz["exposure"] = np.where(np.isfinite(e), e, b)
+        if self.plan is not None:
+            dz["exposure"], dz["presence_imputed"] = self.plan.apply(
+                dz["zone_id"].to_numpy(), dz["exposure"].to_numpy(np.float64)
+            )
         return dz
 
     def _model(self, group: str, model: str):
+        if model == "zone_glm":
+            if group not in self.zone_glms:
+                raise InputError(
+                    f"no zone rate model for group {group!r}; fitted groups are "
+                    f"{', '.join(self.zone_glms) or 'none'}."
+                )
+            return self.zone_glms[group]
         if model == "glm":
             if group not in self.glms:
                 raise InputError(
@@ -122,14 +152,21 @@ class Predictor:
                     f"{', '.join(self.xgbs) or 'none'}."
                 )
             return self.xgbs[group]
-        raise InputError(f"model must be 'glm' or 'xgb', got {model!r}.")
+        raise InputError(f"model must be one of {', '.join(MODEL_KINDS)}, got {model!r}.")
+
+    def _default(self, group: str) -> str:
+        """The default model of a group: ``default_model`` where fitted, else the GLM."""
+        fitted: dict[str, dict[str, Any]] = {
+            "zone_glm": self.zone_glms, "glm": self.glms, "xgb": self.xgbs,
+        }  # fmt: skip
+        return self.default_model if group in fitted.get(self.default_model, {}) else "glm"
 
     def predict(
         self,
         frame: pd.DataFrame,
         *,
         groups: list[str] | None = None,
-        model: str = "glm",
+        model: str | None = None,
     ) -> pd.DataFrame:
         """Expected incidents and 80 %/95 % predictive intervals per row and group.
 
@@ -143,7 +180,8 @@ class Predictor:
         groups
             Category groups (default: every fitted group; ``all`` is the total).
         model
-            ``"glm"`` (rate model) or ``"xgb"`` (XGBoost).
+            ``"zone_glm"`` (forecasting model), ``"glm"`` (rate model) or ``"xgb"``
+            (XGBoost); default: the model chosen by backtest (``default_model``).
 
         Returns
         -------
@@ -154,7 +192,7 @@ class Predictor:
         dz = self.design(frame)
         parts = []
         for g in groups or self.groups:
-            m = self._model(g, model)
+            m = self._model(g, model or self._default(g))
             mean = m.mean(dz)
             q = predictive_quantiles(mean, m.alpha, (0.1, 0.9, 0.025, 0.975))
             parts.append(
@@ -201,8 +239,10 @@ def save_models(
     extra: dict[str, Any] | None = None,
     grain: str = "1h",
     features: Sequence[str] = FEATURES,
+    zone_glms: dict[str, ZoneGLMFit] | None = None,
 ) -> dict[str, Any]:
-    """Write GLMs (JSON: terms, params, covariance) and boosters (XGBoost JSON) + a manifest."""
+    """Write GLMs and zone rate models (JSON: terms, params, covariance), boosters (XGBoost
+    JSON) and a manifest."""
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     manifest: dict[str, Any] = {
@@ -210,8 +250,13 @@ def save_models(
         "features": list(features),
         "glm": {},
         "xgb": {},
+        "zone_glm": {},
         **(extra or {}),
     }
+    for g, zm in (zone_glms or {}).items():
+        name = f"zone_glm_{slug(g)}.json"
+        (root / name).write_text(json.dumps(zm.to_dict()))
+        manifest["zone_glm"][g] = name
     for g, m in glms.items():
         name = f"glm_{slug(g)}.json"
         (root / name).write_text(json.dumps(m.to_dict(), indent=1))
@@ -264,4 +309,12 @@ def load_predictor(store) -> Predictor:
             categories=None if spec.get("categories") is None else tuple(spec["categories"]),
             offset=float(spec.get("offset", 0.0)),
         )
-    return Predictor(glms, xgbs, grain=man["grain"], features=man["features"])
+    zone_glms = {
+        g: ZoneGLMFit.from_dict(json.loads((root / f).read_text()))
+        for g, f in (man.get("zone_glm") or {}).items()
+    }
+    return Predictor(
+        glms, xgbs, grain=man["grain"], features=man["features"], zone_glms=zone_glms,
+        plan=ExposurePlan.from_json(man.get("exposure")),
+        default_model=(man.get("downstream") or {}).get("model", "glm"),
+    )  # fmt: skip

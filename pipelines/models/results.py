@@ -36,6 +36,13 @@ class ModelScore:
     hit_rate, pai
         Flag level (``"5%"``) -> share of incidents captured when that share of area x time
         is flagged, and the predictive accuracy index (hit rate / area share).
+    pit_coverage80, pit_coverage95
+        Expected coverage of the randomised central 80 % and 95 % predictive intervals (the
+        randomised PIT of Czado, Gneiting & Held 2009): the calibration of a count forecast,
+        which the discrete intervals above overstate when counts are small.
+    expected_deviance
+        Mean deviance the forecast would score if its predictive distribution were the truth
+        (the noise floor no forecast of these counts gets far below).
     """
 
     n: int
@@ -45,6 +52,9 @@ class ModelScore:
     coverage95: float | None
     hit_rate: Mapping[str, float | None] = field(default_factory=dict)
     pai: Mapping[str, float | None] = field(default_factory=dict)
+    pit_coverage80: float | None = None
+    pit_coverage95: float | None = None
+    expected_deviance: float | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The model's entry of ``evaluation.json``."""
@@ -56,6 +66,9 @@ class ModelScore:
             "coverage95": self.coverage95,
             "hit_rate": dict(self.hit_rate),
             "pai": dict(self.pai),
+            "pit_coverage80": self.pit_coverage80,
+            "pit_coverage95": self.pit_coverage95,
+            "expected_deviance": self.expected_deviance,
         }
 
     @classmethod
@@ -69,6 +82,9 @@ class ModelScore:
             coverage95=d.get("coverage95"),
             hit_rate=dict(d.get("hit_rate") or {}),
             pai=dict(d.get("pai") or {}),
+            pit_coverage80=d.get("pit_coverage80"),
+            pit_coverage95=d.get("pit_coverage95"),
+            expected_deviance=d.get("expected_deviance"),
         )
 
 
@@ -116,6 +132,11 @@ _EVAL_META = (
     "intervals",
     "notes",
     "skill_vs_seasonal_naive_4w",
+    "absent",
+    "versus_baselines",
+    "downstream",
+    "downstream_why",
+    "area",
 )
 
 
@@ -141,6 +162,16 @@ class BacktestEvaluation:
         Why fewer origins ran, what was left out.
     skill_vs_seasonal_naive_4w
         Model -> 1 - deviance / deviance of the 4-week seasonal naive.
+    absent
+        Model -> why it is not scored (it could not forecast every origin).
+    versus_baselines
+        Fitted model -> ``deviance_ratio`` (to the better of ``seasonal_naive_8w`` and
+        ``recent_rate_8w``), ``pai5_ratio`` (to ``recent_hotspot``) and ``beats`` (baseline ->
+        whether its deviance is lower); see :mod:`pipelines.models.selection`.
+    downstream, downstream_why
+        The model the Predictor uses by default (best deviance of the fitted models), and why.
+    area
+        How PAI weighs zones (``true areas (km2, EPSG:6933)`` or ``equal areas``).
     """
 
     models: Mapping[str, ModelScore] = field(default_factory=dict)
@@ -157,6 +188,11 @@ class BacktestEvaluation:
     intervals: str | None = None
     notes: tuple[str, ...] | None = None
     skill_vs_seasonal_naive_4w: Mapping[str, float | None] | None = None
+    absent: Mapping[str, str] | None = None
+    versus_baselines: Mapping[str, Any] | None = None
+    downstream: str | None = None
+    downstream_why: str | None = None
+    area: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The content of ``evaluation.json`` (keys that are None are left out)."""
@@ -203,13 +239,25 @@ class BacktestEvaluation:
         """A few lines: origins, then deviance, MAE, PAI at 5 % and coverage per model."""
         lines = [f"backtest: {self.n_origins} origin(s), {self.n_rows:,} zone-slots per model"]
         if self.models:
-            lines.append("  model                deviance  MAE     PAI@5%  cov80  cov95")
+            lines.append(
+                "  model                deviance  MAE     PAI@5%  cov80  cov95  pit80  pit95"
+            )
         for name, m in self.models.items():
             lines.append(
                 f"  {name:<20} {_fmt(m.poisson_deviance, '.4f')}  {_fmt(m.mae, '.4f')}  "
                 f"{_fmt(m.pai.get('5%'), '.2f')}  {_fmt(m.coverage80, '.3f')}  "
-                f"{_fmt(m.coverage95, '.3f')}"
+                f"{_fmt(m.coverage95, '.3f')}  {_fmt(m.pit_coverage80, '.3f')}  "
+                f"{_fmt(m.pit_coverage95, '.3f')}"
             )
+        lines += [f"  absent {a}: {why}" for a, why in (self.absent or {}).items()]
+        for fm, v in (self.versus_baselines or {}).items():
+            lines.append(
+                f"  {fm}: deviance {_fmt(v.get('deviance_ratio'), '.3f')}x the better of "
+                f"seasonal-naive 8w and recent-rate 8w; PAI@5% {_fmt(v.get('pai5_ratio'), '.2f')}x "
+                f"the recent-hotspot map's; beats {', '.join(k for k, b in v.get('beats', {}).items() if b) or 'no baseline'}"
+            )
+        if self.downstream:
+            lines.append(f"  downstream forecast: {self.downstream} ({self.downstream_why})")
         lines += [f"  note: {n}" for n in self.notes or ()]
         return "\n".join(lines)
 
