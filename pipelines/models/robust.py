@@ -267,11 +267,17 @@ def robust_fits(
     if "all" not in glms:
         return {}, {g: "no model for all incidents to flag anomalies" for g in glms}, None
     day = local_day(cube)
+    dze = event_design(cube, dz)
+    a = glms["all"]
+    y_all = np.asarray(group_counts(cube, None if a.categories is None else list(a.categories)))
     try:
-        flagged = flag_anomalies(cube, dz, glms["all"], fdr=fdr, cluster=day)
+        # flagged against the event design too: with the crowd as exposure, a venue's day would
+        # look emptied whenever crowds do not raise incidents in proportion, and leaving such
+        # days out would keep only the events whose counts happened to be high
+        base = _refit(dze, y_all.astype(np.float64), a, mask=np.ones(len(cube), bool))
+        flagged = flag_anomalies(cube, dze, base, fdr=fdr, cluster=day)
     except (SparseGroupError, np.linalg.LinAlgError) as exc:
         return {}, {g: f"anomalous windows could not be flagged: {exc}" for g in glms}, None
-    dze = event_design(cube, dz)
     fits: dict[str, GLMFit] = {}
     failed: dict[str, str] = {}
     for g, m in glms.items():
