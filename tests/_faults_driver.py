@@ -189,12 +189,14 @@ def main(spec_path: str) -> dict[str, Any]:
     rng = random.Random(spec["seed"])
     failures: list[str] = []
     killed = finished = 0
-    for i in range(spec["kills"]):
+    for i in range(3 * spec["kills"]):
+        if killed == spec["kills"]:
+            break
         # each kill starts from the initial state; the delays cover the whole run: its start,
-        # its work and its writes (a kill after the run ended counts as an uninterrupted run)
+        # its work and its writes (a run that ends before its kill is not counted as one)
         shutil.rmtree(work, ignore_errors=True)
         shutil.copytree(initial, work)
-        delay = rng.uniform(0.0, 1.05 * duration)
+        delay = rng.uniform(0.0, 0.95 * duration)
         pid = _fork(run_stage, spec, work)
         time.sleep(delay)
         done = os.waitpid(pid, os.WNOHANG)[0] != 0

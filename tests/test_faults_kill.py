@@ -104,6 +104,5 @@ def test_kill_and_rerun(stage, tmp_path, tiny_city, tiny_store, request):
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     print(out)
-    assert out["kills"] + out["finished_before_kill"] == KILLS
-    assert out["kills"] >= KILLS // 2, out  # most kills fall while the stage runs
+    assert out["kills"] == KILLS, out  # killed while running (runs that ended are not counted)
     assert out["failures"] == [], out
