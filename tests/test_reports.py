@@ -30,7 +30,7 @@ from pipelines.reports.export import external_resources
 from pipelines.reports.figures import missing_step, ratio_effects
 from pipelines.reports.index import list_reports
 from pipelines.reports.kernel import check_parameters, notebook_parameters
-from pipelines.reports.maps import excess_breaks, to_html, zone_period_figures, zones_map
+from pipelines.reports.maps import excess_breaks, to_html, zones_map
 from pipelines.reports.runner import NOTEBOOK_DIR, run_notebook
 from pipelines.reports.weekly import (
     lighting_figures,
@@ -40,6 +40,7 @@ from pipelines.reports.weekly import (
     signals_note,
     week_bounds,
     week_heading,
+    zone_period_figures,
 )
 
 

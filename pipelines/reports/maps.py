@@ -53,7 +53,6 @@ import pandas as pd
 from branca.element import Element, Figure, MacroElement
 from jinja2 import Template
 
-from features.store import Store
 from pipelines.reports.export import external_resources, sandbox_iframes
 from pipelines.reports.publish import (
     SECONDARY_LABEL,
@@ -470,53 +469,3 @@ def zones_map(
         _venue_layer(venue).add_to(m)
     folium.LayerControl(collapsed=False).add_to(m)
     return m
-
-
-# -- per-zone figures for a period --------------------------------------------------------------
-def zone_period_figures(
-    store: Any, *, start: Any, end: Any, reference_weeks: int = 8
-) -> pd.DataFrame:
-    """Per-zone figures of a period from the cube, for colouring and tooltips.
-
-    ``present_ratio`` is Σ present / Σ present_baseline over the slots where both are known
-    (the reference is the cube's robust same-hour-of-week median). ``expected`` is a
-    seasonal-naive expectation: the zone's mean incidents over the ``reference_weeks`` periods of
-    the same length just before ``start`` (Brown & Chen's naive baseline, also the backtests'
-    seasonal-naive baseline); ``excess = incidents − expected``.
-
-    Returns
-    -------
-    pandas.DataFrame
-        Indexed by zone_id: present (mean), present_ratio, incidents, expected, excess.
-    """
-    st = store if isinstance(store, Store) else Store(store)
-    start, end = pd.Timestamp(start), pd.Timestamp(end)
-    if start.tzinfo is None:
-        start = start.tz_localize(st.timezone).tz_convert("UTC")
-        end = end.tz_localize(st.timezone).tz_convert("UTC")
-    length = end - start
-    meta = st.cube_meta()
-    meta_cols = set(meta.get("columns", []))
-    cols = [
-        c for c in ("present", "present_baseline", "incidents") if c in meta_cols or not meta_cols
-    ]
-    cur = st.cube(cols, start, end)
-    out = pd.DataFrame(index=pd.Index(sorted(cur["zone_id"].unique()), name="zone_id"))
-    if "present" in cur.columns:
-        out["present"] = cur.groupby("zone_id")["present"].mean()
-        if "present_baseline" in cur.columns:
-            ok = cur["present"].notna() & cur["present_baseline"].notna()
-            g = cur[ok].groupby("zone_id")
-            # no ratio where the reference is zero (never an infinite ratio)
-            out["present_ratio"] = g["present"].sum() / g["present_baseline"].sum().replace(
-                0, np.nan
-            )
-    if "incidents" in cur.columns:
-        out["incidents"] = cur.groupby("zone_id")["incidents"].sum()
-        data_start = pd.Timestamp(meta.get("start") or start)
-        whole = max(0, min(reference_weeks, int((start - data_start) / length)))
-        ref = st.cube(["incidents"], start - whole * length, start) if whole else None
-        if ref is not None and len(ref):
-            out["expected"] = (ref.groupby("zone_id")["incidents"].sum() / whole).fillna(0.0)
-            out["excess"] = out["incidents"] - out["expected"]
-    return out
