@@ -157,7 +157,8 @@ def _tail_pvalue_1d(
         exc = ref[ref > u] - u
         if len(np.unique(exc)) >= min_tail:
             c, scale = gpd_pwm(exc)
-            sf = stats.genpareto.sf(np.maximum(obs[need] - u, 0.0), c, scale=scale)
+            # a fitted upper bound is not trusted: a negative shape is taken as 0 (exponential)
+            sf = stats.genpareto.sf(np.maximum(obs[need] - u, 0.0), max(c, 0.0), scale=scale)
             p[need] = len(exc) / n * sf
     return np.clip(np.where(np.isfinite(obs), p, np.nan), P_FLOOR, 1.0).reshape(shape)
 

@@ -41,7 +41,7 @@ from pipelines.signals.incidents import incident_part, recent
 from pipelines.signals.inputs import CUBE_COLUMNS, build_panel, zone_neighbours
 from pipelines.signals.panel import records_frame
 from pipelines.signals.period import Period, local_days, parse_period
-from pipelines.signals.presence import presence_anomalies
+from pipelines.signals.presence import presence_review
 from pipelines.signals.pvalues import benjamini_hochberg
 from pipelines.signals.ranking import FAMILIES, consolidate
 from pipelines.signals.result import SignalRun
@@ -161,9 +161,13 @@ def other_tests(st: Store, inp: RunInputs) -> tuple[dict[str, pd.DataFrame], lis
     notes: list[str] = []
     events = st.validated("events")
     if inp.has_presence:
-        parts["presence"] = presence_anomalies(
-            inp.frame, period_start=inp.start, period_end=inp.end, events=events
-        )
+        area = (st.study() or {}).get("area", {})
+        review = presence_review(
+            inp.frame, period_start=inp.start, period_end=inp.end, events=events,
+            country=st.cube_meta().get("country"), subdivision=area.get("subdivision"),
+        )  # fmt: skip
+        parts["presence"] = review.tests
+        notes.extend(review.notes)
     else:
         notes.append("no presence in the cube: no gatherings or emptied zones.")
     if events is not None:
@@ -243,11 +247,9 @@ def adjust(
     group = np.zeros(len(tests), dtype=int)
     if period is not None and period.days > 7 and len(tests):
         ends = [period.first + dt.timedelta(days=b) for _, b in week_blocks(0, period.days)]
-        bounds = local_days(ends, timezone)
-        last = pd.to_datetime(tests["end"], utc=True) - pd.Timedelta(1)
-        group = np.searchsorted(
-            bounds.tz_convert("UTC").asi8, last.to_numpy().astype("int64"), side="right"
-        )
+        bounds = local_days(ends, timezone).tz_convert("UTC").as_unit("ns").asi8
+        last = pd.DatetimeIndex(pd.to_datetime(tests["end"], utc=True)).as_unit("ns").asi8 - 1
+        group = np.searchsorted(bounds, last, side="right")
     q = np.full(len(tests), np.nan)
     for g in np.unique(group):
         q[group == g] = benjamini_hochberg(tests["p_value"].to_numpy(float)[group == g])
