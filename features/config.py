@@ -98,6 +98,11 @@ class SourceSpec(BaseModel):
     constants: dict[str, Any] = Field(
         default_factory=dict, description="canonical columns given one value for the whole file"
     )
+    units: dict[str, Literal["fahrenheit", "inch"]] = Field(
+        default_factory=dict,
+        description="unit of a canonical column as the file gives it, converted on reading: "
+        "temperature_c in fahrenheit, precipitation_mm in inch",
+    )
 
     def paths(self, base: Path) -> list[str]:
         """The path patterns, made absolute against the sources.yaml's folder."""

@@ -55,6 +55,10 @@ def _parse(rows: _Rows, spec: SourceSpec, tz: str) -> None:
             _parse_bool(rows, name)
         elif c.kind == "str":
             _parse_str(rows, name)
+    for name, unit in spec.units.items():  # documented in SourceSpec.units
+        if name in rows.frame.columns:
+            v = rows.frame[name]
+            rows.frame[name] = (v - 32.0) * 5.0 / 9.0 if unit == "fahrenheit" else v * 25.4
     for name in rows.frame.columns:
         if name in cols and cols[name].kind == "time":
             _parse_time(

@@ -1,229 +1,275 @@
 """Presence anomalies: zones far above (gathering) or below (emptied) their usual presence.
 
-For each slot, ``r = log(present / present_baseline)``. Its centre and scale come from the
-same zone and local hour over the ``reference_weeks`` before the period, event slots left
-out: median and 1.4826 x MAD (floored at ``scale_floor``), giving a robust z score. Each
-zone and local day of the period is tested both ways with the extreme hour's z, Sidak-
-corrected for the number of slots that day: ``p = 1 - (1 - F(-|z|max))^n``, where F is a
-Student t with ``0.37 n_ref - 1`` degrees of freedom (the MAD's 37 % Gaussian efficiency
-makes n_ref reference values worth that many for the scale), not the normal, so that a
-scale underestimated from few weeks does not turn noise into signals. The reported
-window is the run of consecutive slots with z beyond ``z_threshold`` around that hour; the
-signal is *explained* when an event is active in the zone during the window or within
-``event_margin_hours`` of it (crowds arrive before and leave after), when an emptied zone
-falls on a public or school holiday, when a gathering on a holiday stays within
-``holiday_factor`` times the reference (a crowd beyond that is not the holiday), or when
-events took place in the zone at the same time of week in the reference weeks (the
-reference itself is then inflated: a stadium looks "emptied" on a match-free Saturday). Explained signals are kept but ranked after unexplained ones.
+Each slot's ``y = log(1 + present)`` is compared with the zone's *quiet-day* reference for that
+slot of the week (:mod:`pipelines.signals.reference`: learnt on the past weeks by one-sided
+trimming, so that recurring gatherings do not inflate it; days a known fact explains left out),
+giving ``z = (y - loc) / max(scale, scale_floor)``; the scale is the spread of the zone's own
+out-of-sample errors on quiet days. Data gaps (runs of zeros or flat lines where the zone is never
+empty, :mod:`pipelines.signals.gaps`) are neither reference nor test: they become notes. Each
+zone and local day of the period is tested both ways with the extreme slot's z, Sidak-corrected
+for the number of slots that day: ``p = 1 - (1 - F(-|z|max))^n``, F a Student t with
+``0.37 m - 1`` degrees of freedom for a scale from m deviations (the MAD's 37 % Gaussian
+efficiency), so that a scale from few weeks does not turn noise into signals. The reported window
+is the run of consecutive slots with z beyond ``z_threshold`` around that slot. What explains an
+anomaly is a fact of that day (:mod:`pipelines.signals.explain`): a known event in the zone, a
+holiday or observance, heavy precipitation; the signal names which (``details.explained_by``).
+Explained signals are kept but ranked after unexplained ones. Everything is array arithmetic over
+``(zones, days, slots)``: the cost grows linearly with the period.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 from scipy import stats
 
+from pipelines.signals.explain import HEAVY_PRECIPITATION_MM, DayFacts, day_facts
+from pipelines.signals.gaps import Gap, find_gaps, gap_runs
 from pipelines.signals.panel import fmt_number, record, records_frame
+from pipelines.signals.reference import REFERENCE_WEEKS, QuietReference, quiet_reference
+
+_NEED = {"zone_id", "hour", "local_date", "local_hour", "present", "present_baseline"}
 
 
-def presence_anomalies(
+@dataclass(frozen=True)
+class PresenceReview:
+    """The presence part of a run: its tests, the data gaps found and their notes."""
+
+    tests: pd.DataFrame
+    gaps: tuple[Gap, ...]
+    notes: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Presence as arrays ``(zones, days, slots)`` over consecutive local days (slots: the local
+    hour, or one slot at daily grain): ``present`` (NaN where none), the slot start ``hour``
+    (UTC, NaT where none) and ``event`` (an event active in the zone)."""
+
+    zones: np.ndarray
+    days: list[dt.date]
+    present: np.ndarray
+    hour: np.ndarray
+    event: np.ndarray
+    daily: bool
+
+
+def presence_anomalies(frame: pd.DataFrame, **kwargs) -> pd.DataFrame:
+    """The tests of :func:`presence_review` (same arguments)."""
+    return presence_review(frame, **kwargs).tests
+
+
+def presence_review(
     frame: pd.DataFrame,
     *,
     period_start: pd.Timestamp,
     period_end: pd.Timestamp,
-    reference_weeks: int = 8,
+    reference_weeks: int = REFERENCE_WEEKS,
     z_threshold: float = 2.0,
     scale_floor: float = 0.05,
     events: pd.DataFrame | None = None,
     event_margin_hours: float = 6.0,
-    holiday_factor: float = 2.5,
-) -> pd.DataFrame:
-    """Presence far above (gathering) or far below (emptied) its reference value.
+    country: str | None = None,
+    subdivision: str | None = None,
+    heavy_mm: float = HEAVY_PRECIPITATION_MM,
+) -> PresenceReview:
+    """Presence far above (gathering) or far below (emptied) its quiet-day reference.
 
-    The method is in the module's docstring (robust z score, Sidak-corrected Student t tail,
-    explanations by events and holidays).
+    The method is in the module's docstring.
 
     Parameters
     ----------
     frame
         Cube rows with zone_id, hour (UTC), local_date, local_hour, present, present_baseline
-        and, when events are known, events_active.
+        and, when known, events_active, holiday and precipitation_mm; the period and at least
+        ``reference_weeks`` before it.
     period_start, period_end
         The period (UTC instants, end exclusive).
     reference_weeks
-        Length of the reference window before the period.
+        Weeks of history of the reference.
     z_threshold
         |z| that delimits the reported window.
     scale_floor
-        Minimum robust SD of the log ratio (0.05: a 5 % change is never more than 1 SD).
+        Minimum scale of ``log(1 + present)`` (0.05: a 5 % change is never more than 1 SD).
     events
-        Optional validated events (event_id, name, zone_id, start, end) to name in explanations.
+        Optional validated events (event_id, name, zone_id, start, end) to name.
     event_margin_hours
         Hours before and after an event during which an anomaly counts as explained by it.
-    holiday_factor
-        Largest present / reference ratio of a gathering that a holiday explains.
+    country, subdivision
+        The study's country for holidays and observances (python-holidays).
+    heavy_mm
+        Daily precipitation (mm) of a heavy-precipitation day.
 
     Returns
     -------
-    pandas.DataFrame
-        Tests with ``type`` ``"gathering"`` or ``"emptied"``.
+    PresenceReview
+        Tests with ``type`` ``"gathering"`` or ``"emptied"``, the gaps and their notes.
 
     References
     ----------
-    Rousseeuw, P. J. & Croux, C. (1993). Alternatives to the median absolute deviation. JASA 88,
-    1273-1283 (MAD consistency factor 1.4826).
     Sidak, Z. (1967). Rectangular confidence regions for the means of multivariate normal
-    distributions. JASA 62, 626-633.
+    distributions. JASA 62, 626-633. And those of :mod:`pipelines.signals.reference`.
     """
-    ps, pe = pd.Timestamp(period_start), pd.Timestamp(period_end)
-    cur = robust_z(
-        _log_ratio(frame), ps, pe, reference_weeks=reference_weeks, scale_floor=scale_floor
-    )
-    if cur is None:
-        return records_frame([])
-    rules = _Rules(
-        z_threshold=z_threshold,
-        reference_weeks=reference_weeks,
-        margin=pd.Timedelta(hours=event_margin_hours),
-        holiday_factor=holiday_factor,
-        events=_events_by_zone(events),
-    )
-    records = []
-    for zone, g in cur.groupby("zone_id", sort=True):
-        ends = _slot_ends(g["hour"])
-        for sign in (1.0, -1.0):
-            for _, d in g.groupby("local_date", sort=True):
-                rec = _day_test(str(zone), g, ends, d, sign, rules)
-                if rec is not None:
-                    records.append(rec)
-    return records_frame(records)
-
-
-_NEED = {"zone_id", "hour", "local_date", "local_hour", "present", "present_baseline"}
-_EXTRA = {"events_active", "holiday", "school_holiday"}
-
-
-@dataclass(frozen=True)
-class _Rules:
-    """What delimits a window and what explains it (see :func:`presence_anomalies`)."""
-
-    z_threshold: float
-    reference_weeks: int
-    margin: pd.Timedelta
-    holiday_factor: float
-    events: dict[str, list[tuple[pd.Timestamp, pd.Timestamp, str]]]
-
-
-def _log_ratio(frame: pd.DataFrame) -> pd.DataFrame:
-    """The needed columns, event and holiday flags as floats (0 when absent), and
-    ``r = log(present / present_baseline)`` (NaN where not finite)."""
     missing = _NEED - set(frame.columns)
     if missing:
         raise ValueError(
             f"presence_anomalies needs columns {sorted(_NEED)}, missing {sorted(missing)}"
         )
-    df = frame[[c for c in frame.columns if c in _NEED | _EXTRA]].copy()
-    for col in _EXTRA:
-        if col not in df:
-            df[col] = 0
-        df[col] = df[col].fillna(0).astype(float)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        df["r"] = np.log(df["present"].astype(float) / df["present_baseline"].astype(float))
-    df.loc[~np.isfinite(df["r"]), "r"] = np.nan
-    return df
+    ps, pe = pd.Timestamp(period_start), pd.Timestamp(period_end)
+    lay = layout(frame)
+    facts = day_facts(
+        frame, events=events, country=country, subdivision=subdivision, heavy_mm=heavy_mm,
+        margin_hours=event_margin_hours,
+    )  # fmt: skip
+    ref, gaps = reference_without_gaps(lay, facts, weeks=reference_weeks)
+    in_period = np.array([_in(lay, i, ps, pe) for i in range(len(lay.days))], dtype=bool)
+    runs = [
+        g for g in gap_runs(_flat(gaps), _flat(lay.present), _flat(lay.hour), lay.zones)
+        if ps <= g.start < pe
+    ]  # fmt: skip
+    y = np.where(gaps, np.nan, np.log1p(lay.present))
+    z = (y - ref.loc) / np.maximum(np.nan_to_num(ref.scale, nan=0.0), scale_floor)
+    records = []
+    for sign in (1.0, -1.0):
+        records += _day_tests(lay, ref, z, sign, in_period, facts, z_threshold)
+    return PresenceReview(tests=records_frame(records), gaps=tuple(runs), notes=_gap_notes(runs))
 
 
-def _centre_scale(ref: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
-    """Median, 1.4826 x MAD and count of the reference log ratios per ``keys``."""
-    g = ref.groupby(keys)
-    med = g["r"].median()
-    out = pd.DataFrame({"med": med})
-    dev = ref.join(med.rename("m"), on=med.index.names)
-    dev["ad"] = (dev["r"] - dev["m"]).abs()
-    out["scale"] = dev.groupby(med.index.names)["ad"].median() * 1.4826
-    out["n"] = g["r"].size()
+def layout(frame: pd.DataFrame) -> Layout:
+    """The frame's presence as :class:`Layout` arrays (the first row of a repeated local hour)."""
+    f = frame.sort_values(["zone_id", "hour"], kind="stable")
+    zones, zi = np.unique(f["zone_id"].astype(str).to_numpy(), return_inverse=True)
+    dates = pd.to_datetime(f["local_date"])
+    first = dates.min()
+    di = ((dates - first).dt.days).to_numpy()
+    nd = int(di.max()) + 1
+    hours = pd.DatetimeIndex(f["hour"])
+    step = pd.Series(hours[1:] - hours[:-1])
+    daily = bool(len(step) and (step[step > pd.Timedelta(0)].min() >= pd.Timedelta(hours=23)))
+    si = np.zeros(len(f), int) if daily else f["local_hour"].to_numpy(int)
+    ns = 1 if daily else 24
+    shape = (len(zones), nd, ns)
+    present = np.full(shape, np.nan)
+    hour = np.full(shape, np.datetime64("NaT"), dtype="datetime64[ns]")
+    event = np.zeros(shape, bool)
+    rev = slice(None, None, -1)  # the first of repeated local hours wins: assign in reverse
+    present[zi[rev], di[rev], si[rev]] = f["present"].to_numpy(float)[rev]
+    hour[zi[rev], di[rev], si[rev]] = hours.tz_convert("UTC").tz_localize(None).to_numpy()[rev]
+    if "events_active" in f:
+        event[zi, di, si] = f["events_active"].fillna(0).to_numpy(float) > 0
+    days = [(first + pd.Timedelta(days=i)).date() for i in range(nd)]
+    return Layout(zones, days, present, hour, event, daily)
+
+
+def reference_without_gaps(
+    lay: Layout, facts: DayFacts, *, weeks: int
+) -> tuple[QuietReference, np.ndarray]:
+    """The quiet reference without the days a fact explains, then without the data gaps it
+    reveals (a second pass), and the gap mask."""
+    explained = np.array([d in facts.holidays or facts.heavy(d) for d in lay.days], dtype=bool)
+    known = lay.event.any(axis=2, keepdims=True) | explained[None, :, None]
+    y = np.log1p(lay.present)
+    pool = np.isfinite(y) & ~known
+    ref = quiet_reference(y, pool, weeks=weeks)
+    z, d, s = y.shape
+    gaps = find_gaps(_flat(lay.present), _flat(ref.level)).reshape(z, d, s)
+    if gaps.any():
+        ref = quiet_reference(np.where(gaps, np.nan, y), pool & ~gaps, weeks=weeks)
+    return ref, gaps
+
+
+def _flat(a: np.ndarray) -> np.ndarray:
+    """``(zones, days, slots)`` -> ``(zones, days * slots)`` in time order."""
+    return a.reshape(a.shape[0], -1)
+
+
+def _in(lay: Layout, i: int, ps: pd.Timestamp, pe: pd.Timestamp) -> bool:
+    """Whether local day i has a slot in ``[ps, pe)``."""
+    h = lay.hour[:, i].ravel()
+    h = h[~np.isnat(h)]
+    if not len(h):
+        return False
+    lo, hi = (
+        np.datetime64(ps.tz_convert("UTC").tz_localize(None)),
+        np.datetime64(pe.tz_convert("UTC").tz_localize(None)),
+    )
+    return bool(((h >= lo) & (h < hi)).any())
+
+
+def _gap_notes(runs: list[Gap], limit: int = 20) -> tuple[str, ...]:
+    """One note per gap run (the first ``limit``), and how many more."""
+    notes = [g.note() for g in runs[:limit]]
+    if len(runs) > limit:
+        notes.append(f"... and {len(runs) - limit} more data gaps in presence.")
+    return tuple(notes)
+
+
+def _window(zs: np.ndarray, j: np.ndarray, thr: float) -> tuple[np.ndarray, np.ndarray]:
+    """First and last slot of the run of consecutive slots beyond ``thr`` around slot j of each
+    row of ``zs`` (``(rows, slots)``; a missing slot breaks the run)."""
+    rows, s = zs.shape
+    above = np.nan_to_num(zs, nan=-np.inf) > thr
+    idx = np.arange(s)
+    left = np.maximum.accumulate(np.where(~above, idx, -1), axis=1) + 1
+    right = np.minimum.accumulate(np.where(~above, idx, s)[:, ::-1], axis=1)[:, ::-1] - 1
+    r = np.arange(rows)
+    on = above[r, j]
+    return np.where(on, left[r, j], j), np.where(on, right[r, j], j)
+
+
+def _day_tests(
+    lay: Layout,
+    ref: QuietReference,
+    z: np.ndarray,
+    sign: float,
+    in_period: np.ndarray,
+    facts: DayFacts,
+    thr: float,
+) -> list[dict]:
+    """The tests of every zone and period day, one way (``sign`` 1: gathering, -1: emptied).
+
+    The day's extreme slot gives z; ``p = 1 - (1 - F(-|z|max))^n`` (Sidak over the day's n
+    slots, F a Student t with ``0.37 m - 1`` degrees of freedom).
+    """
+    nz, _, s = z.shape
+    days = np.flatnonzero(in_period)
+    zs = sign * z[:, days].reshape(-1, s)
+    ok = np.isfinite(zs)
+    n = ok.sum(axis=1)
+    j = np.argmax(np.where(ok, zs, -np.inf), axis=1)
+    r = np.arange(len(zs))
+    zmax = zs[r, j]
+    m = ref.n_scale[:, days].reshape(-1, s)[r, j]
+    p1 = stats.t.sf(zmax, df=np.maximum(3.0, 0.37 * m - 1.0))
+    p = -np.expm1(n * np.log1p(-np.minimum(p1, 1 - 1e-16)))
+    a, b = _window(zs, j, thr)
+    pres = lay.present[:, days].reshape(-1, s)
+    lev = ref.level[:, days].reshape(-1, s)
+    hours = lay.hour[:, days].reshape(-1, s)
+    evs = lay.event[:, days].reshape(-1, s)
+    out = []
+    for k in np.flatnonzero(n > 0):
+        zone, day = str(lay.zones[k // len(days)]), lay.days[days[k % len(days)]]
+        w = slice(a[k], b[k] + 1)
+        start = pd.Timestamp(hours[k, a[k]], tz="UTC")
+        end = pd.Timestamp(hours[k, b[k]], tz="UTC") + (
+            pd.Timedelta(days=1) if lay.daily else pd.Timedelta(hours=1)
+        )
+        obs, exp = float(np.nanmean(pres[k, w])), float(np.nanmean(lev[k, w]))
+        kinds, names, why = facts.explain(zone, day, start, end, event_slot=bool(evs[k, w].any()))
+        out.append(_record(zone, sign, start, end, obs, exp, float(p[k]), float(zmax[k]), why,
+                           kinds, names, int(b[k] - a[k] + 1)))  # fmt: skip
     return out
 
 
-def robust_z(
-    df: pd.DataFrame,
-    period_start: pd.Timestamp,
-    period_end: pd.Timestamp,
-    *,
-    reference_weeks: int = 8,
-    scale_floor: float = 0.05,
-) -> pd.DataFrame | None:
-    """The period's slots with the robust z score of their log ratio (columns z and n_ref).
-
-    Centre and scale come from the same zone and local hour over the ``reference_weeks`` before
-    the period, event slots left out; a zone-hour with fewer than 5 reference values uses the
-    zone's values over all hours. Rows sorted by zone and hour, index reset. None when the
-    reference or the period is empty.
-    """
-    ps, pe = period_start, period_end
-    ref_start = ps - pd.Timedelta(weeks=reference_weeks)
-    ref = df[(df["hour"] >= ref_start) & (df["hour"] < ps) & (df["events_active"] <= 0)]
-    ref = ref.dropna(subset=["r"])
-    cur = df[(df["hour"] >= ps) & (df["hour"] < pe)].sort_values(["zone_id", "hour"])
-    if ref.empty or cur.empty:
-        return None
-    cur = cur.join(_centre_scale(ref, ["zone_id", "local_hour"]), on=["zone_id", "local_hour"])
-    fill = cur[["zone_id"]].join(_centre_scale(ref, ["zone_id"]), on="zone_id")
-    thin = cur["n"].fillna(0) < 5
-    cur["n_ref"] = np.where(thin, fill["n"], cur["n"].fillna(0))
-    for col in ("med", "scale"):
-        cur[col] = np.where(thin, fill[col], cur[col])
-    cur["z"] = (cur["r"] - cur["med"]) / np.maximum(cur["scale"].fillna(0), scale_floor)
-    return cur.reset_index(drop=True)
-
-
-def _events_by_zone(
-    events: pd.DataFrame | None,
-) -> dict[str, list[tuple[pd.Timestamp, pd.Timestamp, str]]]:
-    """``zone -> [(start, end, name)]`` of the known events."""
-    out: dict[str, list[tuple[pd.Timestamp, pd.Timestamp, str]]] = {}
-    if events is not None and len(events):
-        for ev in events.itertuples(index=False):
-            out.setdefault(str(ev.zone_id), []).append(
-                (
-                    pd.Timestamp(ev.start),
-                    pd.Timestamp(ev.end),
-                    str(getattr(ev, "name", ev.event_id)),
-                )
-            )
-    return out
-
-
-def _day_test(
-    zone: str, g: pd.DataFrame, ends: np.ndarray, d: pd.DataFrame, sign: float, rules: _Rules
-) -> dict | None:
-    """The test of one zone and local day, one way (``sign`` 1: gathering, -1: emptied).
-
-    The day's extreme slot gives z; ``p = 1 - (1 - F(-|z|max))^n`` (Sidak over the day's
-    slots, F a Student t with ``0.37 n_ref - 1`` degrees of freedom). None when no slot of the
-    day has a z score.
-    """
-    hours = g["hour"].to_numpy()
-    zs = sign * g["z"].to_numpy(dtype=float)
-    idx = d.index.to_numpy() - g.index[0]
-    zd = zs[idx]
-    ok = np.isfinite(zd)
-    if not ok.any():
-        return None
-    n = int(ok.sum())
-    j = idx[np.nanargmax(np.where(ok, zd, -np.inf))]
-    zmax = zs[j]
-    df_t = max(3.0, 0.37 * float(g["n_ref"].to_numpy(dtype=float)[j]) - 1.0)
-    p1 = stats.t.sf(zmax, df=df_t)
-    p = -np.expm1(n * np.log1p(-min(p1, 1 - 1e-16)))
-    a, b = _window(hours, zs, j, rules.z_threshold)
-    w = g.iloc[a : b + 1]
-    start, end = pd.Timestamp(hours[a]), pd.Timestamp(ends[b])
-    obs = float(w["present"].mean())
-    exp = float(w["present_baseline"].mean())
-    names, why, explained = _explain(zone, w, start, end, sign, obs, exp, rules)
+def _record(
+    zone: str, sign: float, start, end, obs: float, exp: float, p: float, zmax: float,
+    why: str, kinds: list[str], names: list[str], slots: int,
+) -> dict:  # fmt: skip
+    """One presence test as a record."""
     word = "above" if sign > 0 else "below"
     return record(
         "gathering" if sign > 0 else "emptied",
@@ -234,79 +280,12 @@ def _day_test(
         observed=obs,
         expected=exp,
         p_value=p,
-        explanation=f"Zone {zone} held {fmt_number(obs)} people against a reference of "
-        f"{fmt_number(exp)} (x{obs / exp if exp else np.nan:.2f}, {word} normal by "
+        explanation=f"Zone {zone} held {fmt_number(obs)} people against a quiet-day reference "
+        f"of {fmt_number(exp)} (x{obs / exp if exp else np.nan:.2f}, {word} normal by "
         f"{abs(zmax):.1f} robust SD) {why}.",
         statistic=zmax,
-        explained=explained,
+        explained=bool(kinds),
+        explained_by=kinds,
         events=names,
-        slots=int(b - a + 1),
+        slots=slots,
     )
-
-
-def _window(hours: np.ndarray, zs: np.ndarray, j: int, z_threshold: float) -> tuple[int, int]:
-    """First and last slot of the run of consecutive slots beyond ``z_threshold`` around j."""
-    a = b = j
-    if zs[j] > z_threshold:
-        while a > 0 and zs[a - 1] > z_threshold and _consecutive(hours, a - 1):
-            a -= 1
-        while b + 1 < len(zs) and zs[b + 1] > z_threshold and _consecutive(hours, b):
-            b += 1
-    return a, b
-
-
-def _explain(
-    zone: str,
-    w: pd.DataFrame,
-    start: pd.Timestamp,
-    end: pd.Timestamp,
-    sign: float,
-    obs: float,
-    exp: float,
-    rules: _Rules,
-) -> tuple[list[str], str, bool]:
-    """The events named, the words of the explanation and whether the anomaly is explained."""
-    zev = rules.events.get(zone, [])
-    near = rules.margin
-    names = [nm for s, e, nm in zev if s < end + near and e > start - near]
-    past = [
-        nm
-        for s, e, nm in zev
-        for kk in range(1, rules.reference_weeks + 1)
-        if s < end + near - pd.Timedelta(weeks=kk) and e > start - near - pd.Timedelta(weeks=kk)
-    ]
-    holiday_ok = sign < 0 or (exp > 0 and obs / exp <= rules.holiday_factor)
-    if bool((w["events_active"] > 0).any()) or names:
-        what = (
-            f"the event {', '.join(dict.fromkeys(names[:2]))}" if names else "an event in the zone"
-        )
-        return names, "explained by " + what, True
-    if holiday_ok and bool((w["holiday"] > 0).any()):
-        return names, "on a public holiday", True
-    if holiday_ok and bool((w["school_holiday"] > 0).any()):
-        return names, "during school holidays", True
-    if past:
-        return (
-            names,
-            "where the reference includes past events at this time of week "
-            f"({', '.join(dict.fromkeys(past[:2]))})",
-            True,
-        )
-    return names, "with no event known in the zone", False
-
-
-def _slot_ends(hours: pd.Series) -> np.ndarray:
-    """End of each slot: its start plus the smallest step between slots (at most a day)."""
-    h = pd.DatetimeIndex(hours)
-    if len(h) > 1:
-        step = pd.Series(h[1:] - h[:-1]).min()
-    else:
-        step = pd.Timedelta(hours=1)
-    step = min(step, pd.Timedelta(days=1))
-    return (h + step).to_numpy()
-
-
-def _consecutive(hours: np.ndarray, i: int) -> bool:
-    """Whether slot i+1 directly follows slot i (at most one day apart, no gap)."""
-    gap = pd.Timestamp(hours[i + 1]) - pd.Timestamp(hours[i])
-    return gap <= pd.Timedelta(days=1, hours=1)
