@@ -66,6 +66,11 @@ def file_key(text: str, *, what: str = "id") -> str:
     if not key and any(ch.isalnum() for ch in raw):
         # letters of a script without an ASCII form (日本): a name from the text's hash
         key = "u-" + hashlib.sha256(raw.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+    if len(key) > MAX_KEY:  # a character that NFKD spreads into many ("ﷺ" makes 18)
+        raise InputError(
+            f"{what} {_shown(raw)} makes a file name of {len(key)} characters; at most "
+            f"{MAX_KEY}: give a shorter id."
+        )
     if not _KEY.fullmatch(key):
         why = (
             "starts with a dot (a hidden file)" if key.startswith(".") else "has no letter or digit"

@@ -350,9 +350,17 @@ def read_gtfs_stops(path: str, *, source: str) -> tuple[pd.DataFrame, FileInfo]:
             )
         data = zf.read(sorted(names, key=len)[0])
     enc = detect_encoding(data[: 1 << 16], None)
-    df = pd.read_csv(
-        io.BytesIO(data), dtype=str, encoding=enc, keep_default_na=False, na_values=[""]
-    )
+    try:
+        df = pd.read_csv(
+            io.BytesIO(data), dtype=str, encoding=enc, keep_default_na=False, na_values=[""]
+        )
+    except (ValueError, UnicodeDecodeError, pd.errors.ParserError) as exc:
+        # ParserError and EmptyDataError are ValueErrors; the first line of pandas' message
+        # says where
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InputError(
+            f"{source}: the stops.txt of {path} is not a readable CSV ({first}).", file=path
+        ) from None
     df.columns = [str(c).strip().lstrip("\ufeff") for c in df.columns]
     return df, FileInfo(
         path=path,

@@ -60,19 +60,31 @@ class _Rows:
         return out
 
     def reasons(self) -> pd.Series:
-        """One reason string per quarantined row (several joined by '; ')."""
+        """One reason string per quarantined row (several joined by '; '), with the value that
+        failed in brackets where it is known. Built on NumPy object arrays: the details may be
+        Arrow-backed text, missing or of any type."""
         bad = self.bad
         idx = np.flatnonzero(bad)
-        out = pd.Series([""] * len(idx), index=idx, dtype=object)
+        at = np.full(len(bad), -1, dtype=np.int64)
+        at[idx] = np.arange(len(idx))
+        out = np.full(len(idx), "", dtype=object)
         for code, mask in self.codes.items():
             sel = np.flatnonzero(mask)
-            text = pd.Series(code, index=sel, dtype=object)
+            text = np.full(len(sel), code, dtype=object)
             det = self.details.get(code)
             if det is not None:
-                d = det.reindex(sel).astype(str)
-                text = text + " (" + d + ")"
-            out.loc[sel] = np.where(out.loc[sel] == "", text, out.loc[sel] + "; " + text)
-        return out
+                values = det[~det.index.duplicated()].reindex(sel).tolist()
+                text = np.array(
+                    [t if _missing(v) else f"{t} ({v})" for t, v in zip(text, values)],
+                    dtype=object,
+                )
+            cur = out[at[sel]]
+            out[at[sel]] = np.where(cur == "", text, cur + "; " + text)
+        return pd.Series(out, index=idx, dtype=object)
+
+
+def _missing(v: Any) -> bool:
+    return v is None or v is pd.NA or (isinstance(v, float) and v != v)
 
 
 def _codes(z) -> np.ndarray:

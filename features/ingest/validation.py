@@ -218,7 +218,7 @@ def _check_file_keys(rows: _Rows) -> None:
     unusable, clash = np.zeros(n, dtype=bool), np.zeros(n, dtype=bool)
     why: dict[int, str] = {}
     first: dict[str, str] = {}
-    for i in np.flatnonzero(ok):
+    for i in np.flatnonzero(ok).tolist():
         value = str(ids.iloc[i])
         try:
             key = file_key(value, what="event id")
