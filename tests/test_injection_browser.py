@@ -35,11 +35,11 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 
 def payload(tag: str) -> str:
-    """One name holding the ways in, labelled ``tag``: a tag with a handler, the end of a
-    script and a new one, a template-literal substitution and a stray backtick, an SVG handler,
+    """One name holding the ways in, labelled ``tag``: the end of the page title, a tag with a
+    handler, the end of a script and a new one, a template-literal substitution and a stray backtick, an SVG handler,
     Markdown that would make a link."""
     return (
-        f"<img class=vigie-xss src=x onerror=alert('{tag}')>"
+        f"</title><img class=vigie-xss src=x onerror=alert('{tag}')>"
         f"</script><script class=vigie-xss>alert('{tag}')</script>"
         f"`${{alert('{tag}')}}` <svg class=vigie-xss onload=alert('{tag}')></svg>"
         f"[{tag}](javascript:alert('{tag}'))"

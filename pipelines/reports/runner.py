@@ -55,7 +55,7 @@ from pipelines.reports.export import collect_summaries, export_html
 from pipelines.reports.index import write_index
 from pipelines.reports.kernel import check_parameters, ensure_kernel
 from pipelines.reports.provenance import PROJECT_ROOT, provenance, suppression_threshold
-from pipelines.reports.publish import find_unsuppressed, suppress_json
+from pipelines.reports.publish import find_derivable, find_unsuppressed, suppress_json
 
 log = logging.getLogger(__name__)
 
@@ -175,6 +175,7 @@ def _write_report(
     )
     summary = _summary(run, figures, n_payloads, title=page_title, prov=prov)
     bad = find_unsuppressed(summary["figures"], run.k)
+    bad += find_derivable(summary["figures"], run.k)
     if bad:  # pragma: no cover - suppress_json makes this impossible
         raise ReportError(f"summary has unsuppressed small counts at {bad[:5]}")
     (run.tmp / "summary.json").write_text(
