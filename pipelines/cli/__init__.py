@@ -16,7 +16,7 @@ from importlib.metadata import version as _dist_version
 
 import typer
 
-from pipelines.cli import brief, cube, data, models, reports, signals, synth
+from pipelines.cli import brief, cube, data, export, models, reports, serve, signals, synth
 
 app = typer.Typer(
     name="vigie",
@@ -96,6 +96,8 @@ app.command("cube")(cube.cube_cmd)
 app.command("fit")(models.fit_cmd)
 app.command("signals")(signals.signals_cmd)
 app.command("brief")(brief.brief)
+app.command("export")(export.export_cmd)
+app.command("serve")(serve.serve_cmd)
 app.add_typer(reports.report_app, name="report")
 app.add_typer(reports.schedule_app, name="schedule")
 
