@@ -288,12 +288,6 @@ class Brief:
         HOURS_SCHEMA.validate(self.hours_table())
         return self
 
-    def notes_markdown(self) -> str:
-        """The notes, then the limitations, as a Markdown list ("None." without any)."""
-        items = [f"- {n}" for n in self.notes]
-        items += [f"- **limitation:** {x}" for x in self.limitations]
-        return "\n".join(items) or "None."
-
     def summary(self) -> str:
         """One line of headline figures, then one line per limitation (the CLI prints it)."""
         peak, dps = self.staffing.peak, self.staffing.dps
