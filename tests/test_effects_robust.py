@@ -4,10 +4,12 @@ crowds that do not raise incidents, cluster-robust ratios and fixed effects."""
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
 from _sim_cube import simulate_city
+from scipy import stats
 
 from features.store import Store
 from pipelines import models as M
@@ -25,38 +27,48 @@ def _groups_for(categories: list[str], groups: dict[str, list[str]]) -> list[str
     return ["all"] if cats >= set(groups["all"]) else out
 
 
+def _simultaneous_miss(e, truth: float, k: int) -> bool:
+    """Whether ``truth`` lies outside the effect's interval at the simultaneous level of
+    ``k`` effects (Bonferroni: 1 - 0.05 / k each), from its estimate, 95 % interval and the
+    t degrees of freedom it names."""
+    dof = int(re.search(r"t on (\d+) df", e.details["interval"]).group(1))
+    se = (np.log(e.ci_high) - np.log(e.ci_low)) / (2 * stats.t.ppf(0.975, dof))
+    return abs(np.log(e.estimate / truth)) / se > stats.t.ppf(1 - 0.025 / k, dof)
+
+
 def test_shipped_fit_recovers_planted_irrs_with_signals_left_in(fitted_store, tiny_city):
     """`vigie fit` on the tiny city, planted weak signals LEFT IN: each planted IRR (besides
-    events, whose reported effect is against the zone without the event) lies inside its 95 %
-    interval and within 10 % of the truth, in every group it applies to; effects planted
-    absent are not significant at 5 %; the anomalous windows left out are recorded."""
+    events, whose reported effect is against the zone without the event) lies within 10 % of
+    the truth in every group it applies to, inside its interval at the simultaneous 95 % level
+    of the effects checked, and at most two of them outside their own 95 % interval (one
+    interval in twenty misses by design: with about ten checked, P(more than two) ~ 2 %);
+    effects planted absent are not significant at a 5 % false-discovery rate over the IRRs
+    reported (their q value); the anomalous windows left out are recorded."""
     truth = json.loads((tiny_city / "truth.json").read_text())
     eff = Effects.from_json(json.loads((fitted_store / Store.EFFECTS_JSON).read_text()))
     groups = group_categories(
         [c[4:] for c in Store(fitted_store).cube_meta()["columns"] if c.startswith("inc_")]
     )
-    checked = 0
+    checked = []
     for t in truth["effects"]:
         if t["feature"] == "event_k":
             continue
         for g in _groups_for(t["categories"], groups):
             e = eff.get(f"irr.{g}.{t['feature']}")
-            if e is None or not e.estimable:
-                continue
-            checked += 1
-            assert e.ci_low <= t["irr"] <= e.ci_high, (
-                t["name"],
-                g,
-                e.estimate,
-                e.ci_low,
-                e.ci_high,
-            )
-            assert abs(e.estimate / t["irr"] - 1) <= 0.10, (t["name"], g, e.estimate)
-            if t["irr"] == 1.0:
-                assert e.p_value > 0.05, (t["name"], g, e.p_value)
-            assert "cluster-robust by local day" in e.details["covariance"]
-            assert e.details["anomalous_windows_left_out"] > 0
-    assert checked >= 8
+            if e is not None and e.estimable:
+                checked.append((t, g, e))
+    assert len(checked) >= 8
+    outside = 0
+    for t, g, e in checked:
+        about = (t["name"], g, e.estimate, e.ci_low, e.ci_high)
+        assert abs(e.estimate / t["irr"] - 1) <= 0.10, about
+        assert not _simultaneous_miss(e, t["irr"], len(checked)), about
+        outside += not (e.ci_low <= t["irr"] <= e.ci_high)
+        if t["irr"] == 1.0:
+            assert e.details["q_value_bh"] > 0.05, (*about, e.p_value)
+        assert "cluster-robust by local day" in e.details["covariance"]
+        assert e.details["anomalous_windows_left_out"] > 0
+    assert outside <= 2
 
 
 def _flat_crowd_city(seed: int):

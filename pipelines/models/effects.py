@@ -35,7 +35,9 @@ import dataclasses
 import logging
 from collections.abc import Mapping, Sequence
 
+import numpy as np
 import pandas as pd
+from scipy import stats
 from statsmodels.stats.multitest import multipletests
 
 from features.zones import neighbours as zone_neighbours
@@ -43,7 +45,7 @@ from pipelines.models.design import FEATURES, design
 from pipelines.models.glm import GLMFit
 from pipelines.models.outage import MIN_SHARE_OUT, WINDOW_DAYS, outage_event_study
 from pipelines.models.results import Effect, Effects
-from pipelines.models.robust import robust_fits
+from pipelines.models.robust import local_day, robust_fits, treated_days
 from pipelines.models.studies import finite, not_estimable
 from pipelines.models.uplift import event_uplift, reference_presence
 
@@ -66,14 +68,18 @@ def irr_effects(
     feature_why: Mapping[str, str | None] | None = None,
     failed: Mapping[str, str] | None = None,
     details: Mapping[str, object] | None = None,
+    days: Mapping[str, tuple[int, int, int]] | None = None,
 ) -> list[Effect]:
     """One ``irr`` effect per named feature and group (not-estimable ones with their reason).
 
     ``failed``: group -> why its model could not be fitted (every feature of it is then not
     estimable); ``details``: what every entry records besides (the anomalous windows left out,
-    the covariance used).
+    the covariance used); ``days``: feature -> (days it is non-zero, days, t degrees of
+    freedom) of :func:`pipelines.models.robust.treated_days`, whose t quantile then gives the
+    interval and p value.
     """
     out: list[Effect] = []
+    dof = dict(days or {})
     for g, why in (failed or {}).items():
         out += [not_estimable(f"irr.{g}.{f}", "irr", why, group=g, feature=f) for f in FEATURES]
     for g, m in glms.items():
@@ -93,6 +99,11 @@ def irr_effects(
                 out.append(not_estimable(name, "irr", why, group=g, feature=f))
                 continue
             r = tab.loc[f]
+            if f in dof and m.cov_type == "cluster":
+                r, interval = _t_interval(r, *dof[f])
+                about_f = {**about, "interval": interval}
+            else:
+                about_f = about
             out.append(
                 Effect(
                     name=name,
@@ -108,10 +119,20 @@ def irr_effects(
                     n=m.n_rows,
                     incidents=m.n_incidents,
                     unit=UNITS[f],
-                    details=about,
+                    details=about_f,
                 )
             )
     return with_family_q(out)
+
+
+def _t_interval(r: pd.Series, g1: int, g: int, dof: int) -> tuple[pd.Series, str]:
+    """An IRR row with its 95 % interval and p value on t(``dof``) instead of the normal."""
+    b, se = float(r["log_irr"]), float(r["se"])
+    tq = float(stats.t.ppf(0.975, dof))
+    r = r.copy()
+    r["ci_low"], r["ci_high"] = np.exp(b - tq * se), np.exp(b + tq * se)
+    r["p_value"] = float(2 * stats.t.sf(abs(b / se), dof)) if se > 0 else float("nan")
+    return r, f"t on {dof} df (non-zero on {g1} of {g} local days)"
 
 
 def with_family_q(effects: list[Effect]) -> list[Effect]:
@@ -200,7 +221,12 @@ def estimate_effects(
     if robust:
         fits, failed, flagged = robust_fits(cube, dz, glms)
         details = {} if flagged is None else flagged.details()
-        out = irr_effects(fits, feature_why=not_estimable, failed=failed, details=details)
+        days = None
+        if flagged is not None:
+            days = treated_days(dz, list(FEATURES), local_day(cube), flagged.keep)
+        out = irr_effects(
+            fits, feature_why=not_estimable, failed=failed, details=details, days=days
+        )
     else:
         out = irr_effects(glms, feature_why=not_estimable)
     if not studies:

@@ -343,3 +343,41 @@ def outage_event_study(
             window_days=window_days, min_share=min_share,
         )  # fmt: skip
     return results
+
+
+def implied_lamp_ratio(
+    cube: pd.DataFrame,
+    *,
+    irr_per_10pct: float,
+    grain: str = "1h",
+    neighbours: dict[str, list[str]] | None = None,
+    window_days: int = WINDOW_DAYS,
+    dz: pd.DataFrame | None = None,
+    min_share: float = MIN_SHARE_OUT,
+) -> float | None:
+    """The truth the zone's ``start`` effect (at night; ``all`` at daily grain) estimates when
+    lamps out multiply incidents by ``irr_per_10pct`` per 10 % of a zone's lamps out in the dark
+    (the model's ``dark_lamps_out``): :func:`planted_ratio` over the study's own phases,
+    weighted by its counterfactual (the expected incidents without outage), so that outages
+    of every share are pooled as the study pools them. None without an outage."""
+    if "lamps" not in cube.columns or "lamps_out" not in cube.columns:
+        return None
+    dz = design(cube, grain=grain) if dz is None else dz
+    y = group_counts(cube, None)
+    zones, slots, zi, ti = grid(cube)
+    out2 = np.zeros((len(zones), len(slots)), bool)
+    out2[zi, ti] = lamps_out_share(cube) >= min_share
+    if not out2.any():
+        return None
+    ph = _outage_phases(out2, slots, adjacency(zones, neighbours), window_days)
+    expected, _ = _expected(cube, dz, y, ph=ph, zi=zi, ti=ti, grain=grain, fixed=True)
+    if expected is None:
+        return None
+    light = _light_masks(cube, ("night",) if grain == "1h" else ("all",))
+    rows = np.isfinite(expected) & exposure_mask(dz) & next(iter(light.values()))
+    x = np.nan_to_num(dz["dark_lamps_out"].to_numpy(np.float64))
+    mult = float(irr_per_10pct) ** x
+    during, before = ph.zone["during"][zi, ti] & rows, ph.zone["before"][zi, ti] & rows
+    if not during.any() or not before.any():
+        return None
+    return planted_ratio(expected, mult, during, before)

@@ -6,20 +6,35 @@ study then bias every IRR whose feature happens to differ in those weeks (school
 public holidays, darkness). The effects are therefore fitted again, per group, by **leaving out
 the windows an excess detector flags** (not by down-weighting: a flagged window is out whole):
 
-1. the group ``all``'s model gives each zone x local day and zone x ISO week window an expected
-   count; the window's two-sided negative-binomial tail probability (Poisson when the model is)
-   of its observed count is computed, and windows are flagged at a false-discovery rate of 5 %
-   (Benjamini & Hochberg 1995) over every window of both lengths;
+1. the group ``all``'s model (refitted with events against their absence, below) gives each
+   zone x local day and zone x ISO week window an expected count; the window's two-sided
+   negative-binomial tail probability of its observed count is computed, its variance the
+   larger of the model's and the windows' own over-dispersion (:func:`window_excess`), and
+   windows are flagged at a false-discovery rate of 5 % (Benjamini & Hochberg 1995) over every
+   window of both lengths;
 2. the model is refitted without the flagged windows and the windows are tested again against
    the new expectation (at most :data:`ROUNDS` rounds; a window once flagged stays out);
 3. each group's reported family is refitted without them, with the **cluster-robust covariance
    by local day** (Liang & Zeger 1986; Cameron & Miller 2015): city-wide daily covariates
    (rain, holidays, school holidays) vary by day, so zone-slots of one day are not independent
    draws; day-level shocks of the incidents are absorbed by the sandwich, not by the model.
+   The sandwich is only as good as the days that identify a coefficient: a feature that is
+   not zero on ``G1`` of ``G`` days (two public holidays in eight weeks) has its interval and
+   p value from a t distribution on ``min(G1, G - G1) - 1`` degrees of freedom (``G - 1`` when
+   it is non-zero every day), as the cluster-robust variance with few treated clusters is
+   estimated from about that many independent residuals (MacKinnon & Webb 2017): a city-wide
+   shock on a holiday cannot then pass for a holiday effect with a narrow interval
+   (:func:`treated_days`).
 
 Both tails are tested, so that a window emptied (an evacuated district, a gap in the logbook)
 leaves too, and trimming is symmetric. The windows left out are listed in each effect's
 ``details`` (how many, and how many zone-slots).
+
+**Zone fixed effects.** Every effect fit carries one factor per zone (:func:`_refit_zones`):
+presence as exposure does not carry all that distinguishes zones (a station, a nightlife
+street, a presence product biased by zone type), and a pooled model credits those differences
+to whatever feature is zone-level too (transit entries, the lamps); with the factors, each IRR
+compares a zone with itself.
 
 **Events.** The event term is reported against a counterfactual that does not force incidents
 to scale with the crowd: in the refit, a slot with an event takes as exposure the zone's
@@ -33,8 +48,12 @@ References
 ----------
 Benjamini, Y. & Hochberg, Y. (1995). Controlling the false discovery rate. *Journal of the Royal
 Statistical Society B* 57(1), 289-300.
+Cameron, A. C. & Trivedi, P. K. (2013). *Regression Analysis of Count Data*, 2nd ed. Cambridge
+University Press.
 Cameron, A. C. & Miller, D. L. (2015). A practitioner's guide to cluster-robust inference.
 *Journal of Human Resources* 50(2), 317-372.
+MacKinnon, J. G. & Webb, M. D. (2017). Wild bootstrap inference for wildly different cluster
+sizes. *Journal of Applied Econometrics* 32(2), 233-254 (few treated clusters).
 Liang, K.-Y. & Zeger, S. L. (1986). Longitudinal data analysis using generalized linear models.
 *Biometrika* 73(1), 13-22.
 """
@@ -50,13 +69,15 @@ from scipy import stats
 from statsmodels.stats.multitest import multipletests
 
 from pipelines.models.baselines import hour_of_week
-from pipelines.models.design import group_counts, numeric
+from pipelines.models.design import exposure_mask, group_counts, numeric
 from pipelines.models.glm import GLMFit, SparseGroupError, fit_glm
 
 #: false-discovery rate at which anomalous windows are left out of the effect fits
 FDR = 0.05
 #: detection rounds (flag, refit, flag again)
 ROUNDS = 2
+#: backfitting rounds of the zone fixed effects of the effect fits
+ZONE_ROUNDS = 2
 
 
 @dataclass(frozen=True)
@@ -100,19 +121,56 @@ def local_day(cube: pd.DataFrame) -> np.ndarray:
     return d.to_numpy().astype("datetime64[D]").astype(np.int64)
 
 
-def _window_p(o: np.ndarray, m: np.ndarray, m2: np.ndarray, alpha: float) -> np.ndarray:
-    """Two-sided tail probability of window counts ``o`` with NB2 mean ``m`` and variance
-    ``m + alpha * m2`` (Poisson when alpha is 0)."""
-    lo = np.empty_like(m)
-    hi = np.empty_like(m)
-    if alpha > 0:
-        n = m * m / np.maximum(alpha * m2, 1e-300)
-        p = n / (n + m)
-        lo = stats.nbinom.cdf(o, n, p)
-        hi = stats.nbinom.sf(o - 1, n, p)
-    else:
-        lo = stats.poisson.cdf(o, m)
-        hi = stats.poisson.sf(o - 1, m)
+#: median of the chi-square distribution with one degree of freedom
+CHI2_1_MEDIAN = float(stats.chi2.median(1))
+#: smallest expected count of a window that enters the robust dispersion estimate
+MIN_WINDOW_MEAN = 5.0
+
+
+def window_excess(o: np.ndarray, m: np.ndarray, m2: np.ndarray, alpha: float) -> np.ndarray:
+    """Variance of window counts beyond Poisson: the larger of what the model's row-level
+    dispersion implies (``alpha * sum(mu_i^2)``) and ``a * m^2``, ``a`` the windows' own
+    dispersion. Shocks shared by a zone's slots of a day (a market, a match, a logbook caught
+    up) make window counts far more dispersed than independent rows would be, and a test blind
+    to them flags ordinary days by the hundred, so that the rows kept are chosen by their
+    counts.
+
+    ``a`` is estimated robustly, so that the anomalies to be found do not hide themselves: the
+    smallest ``a >= 0`` at which the median squared Pearson residual of the windows is the
+    median of a chi-square with 1 degree of freedom (a median-unbiased version of the moment
+    estimator of Cameron & Trivedi 2013, ch. 3, that up to half the windows cannot move),
+    over the windows expecting at least :data:`MIN_WINDOW_MEAN` incidents (below, counts are
+    too discrete for it: the moment estimator over all windows is used when fewer than 30 do).
+    """
+    base = alpha * m2
+    big = m >= MIN_WINDOW_MEAN  # where the chi-square median holds for counts
+    if big.sum() < 30:
+        a = max(0.0, float(((o - m) ** 2 - o).sum() / max(float((m * m).sum()), 1e-300)))
+        return np.maximum(base, a * m * m)
+    ob, mb, bb = o[big], m[big], base[big]
+
+    def med(a: float) -> float:
+        return float(np.median((ob - mb) ** 2 / (mb + np.maximum(bb, a * mb * mb))))
+
+    if med(0.0) <= CHI2_1_MEDIAN:
+        return base
+    lo, hi = 0.0, 1.0
+    while med(hi) > CHI2_1_MEDIAN and hi < 1e6:
+        hi *= 4
+    for _ in range(40):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if med(mid) > CHI2_1_MEDIAN else (lo, mid)
+    return np.maximum(base, hi * m * m)
+
+
+def _window_p(o: np.ndarray, m: np.ndarray, excess: np.ndarray) -> np.ndarray:
+    """Two-sided tail probability of window counts ``o`` with mean ``m`` and variance
+    ``m + excess`` (negative binomial; Poisson where the excess is negligible)."""
+    nb = excess > 1e-9 * m
+    n = m * m / np.where(nb, excess, 1.0)
+    p = n / (n + m)
+    lo = np.where(nb, stats.nbinom.cdf(o, n, p), stats.poisson.cdf(o, m))
+    hi = np.where(nb, stats.nbinom.sf(o - 1, n, p), stats.poisson.sf(o - 1, m))
     return np.minimum(1.0, 2 * np.minimum(lo, hi))
 
 
@@ -126,11 +184,12 @@ def _flag_round(
         f = pd.DataFrame({"zone": zone[ok], "key": key[ok], "o": y[ok], "m": mu[ok]})
         f["m2"] = f["m"] ** 2
         g = f.groupby(["zone", "key"], sort=False).sum().reset_index()
-        g = g[g["m"] > 0]
+        g = g[g["m"] > 0].copy()
         g["window"] = kind
+        o, m = g["o"].to_numpy(), g["m"].to_numpy()
+        g["p"] = _window_p(o, m, window_excess(o, m, g["m2"].to_numpy(), alpha))
         frames.append(g)
     w = pd.concat(frames, ignore_index=True)
-    w["p"] = _window_p(w["o"].to_numpy(), w["m"].to_numpy(), w["m2"].to_numpy(), alpha)
     w["q"] = multipletests(w["p"].to_numpy(), method="fdr_bh")[1] if len(w) else []
     return w
 
@@ -218,6 +277,37 @@ def _refit(
     )  # fmt: skip
 
 
+def _refit_zones(
+    dz: pd.DataFrame,
+    y: np.ndarray,
+    glm: GLMFit,
+    *,
+    zone: np.ndarray,
+    mask: np.ndarray,
+    cluster: np.ndarray | None = None,
+) -> tuple[GLMFit, pd.DataFrame]:
+    """``glm`` refitted with a fixed factor per zone, by backfitting: the GLM with the zones'
+    factors in its exposure, then each zone's factor scaled so that its expected incidents over
+    the rows fitted equal its observed ones (the likelihood equation of a zone effect),
+    :data:`ZONE_ROUNDS` times, then the GLM once more. A zone without incidents keeps factor 1.
+
+    Returns the fit and ``dz`` with the factors in its exposure (what the fit's ``mean``
+    takes)."""
+    e0 = dz["exposure"].to_numpy(np.float64)
+    f = np.ones(int(zone.max()) + 1)
+    out = dz.copy()
+    for _ in range(ZONE_ROUNDS):
+        out["exposure"] = e0 * f[zone]
+        mu = _refit(out, y, glm, mask=mask).mean(out)
+        rows = mask & np.isfinite(mu) & (mu > 0) & np.isfinite(y)
+        num = np.bincount(zone[rows], weights=y[rows], minlength=len(f))
+        den = np.bincount(zone[rows], weights=mu[rows], minlength=len(f))
+        f = f * np.where((den > 0) & (num > 0), num / np.where(den > 0, den, 1.0), 1.0)
+        f = f / np.exp(np.log(f).mean())
+    out["exposure"] = e0 * f[zone]
+    return _refit(out, y, glm, mask=mask, cluster=cluster), out
+
+
 def event_design(cube: pd.DataFrame, dz: pd.DataFrame) -> pd.DataFrame:
     """``dz`` where event slots carry the zone's presence and transit entries without the event.
 
@@ -255,8 +345,8 @@ def quiet_reference(cube: pd.DataFrame, values: np.ndarray, on: np.ndarray) -> n
 def robust_fits(
     cube: pd.DataFrame, dz: pd.DataFrame, glms: Mapping[str, GLMFit], *, fdr: float = FDR
 ) -> tuple[dict[str, GLMFit], dict[str, str], Flagged | None]:
-    """Each group's model fitted for effects: anomalies out, events against their absence,
-    covariance clustered by local day.
+    """Each group's model fitted for effects: zone fixed effects, anomalies out, events against
+    their absence, covariance clustered by local day.
 
     Returns
     -------
@@ -267,6 +357,7 @@ def robust_fits(
     if "all" not in glms:
         return {}, {g: "no model for all incidents to flag anomalies" for g in glms}, None
     day = local_day(cube)
+    zone = pd.factorize(cube["zone_id"])[0].astype(np.int64)
     dze = event_design(cube, dz)
     a = glms["all"]
     y_all = np.asarray(group_counts(cube, None if a.categories is None else list(a.categories)))
@@ -274,8 +365,9 @@ def robust_fits(
         # flagged against the event design too: with the crowd as exposure, a venue's day would
         # look emptied whenever crowds do not raise incidents in proportion, and leaving such
         # days out would keep only the events whose counts happened to be high
-        base = _refit(dze, y_all.astype(np.float64), a, mask=np.ones(len(cube), bool))
-        flagged = flag_anomalies(cube, dze, base, fdr=fdr, cluster=day)
+        every = np.ones(len(cube), bool)
+        base, dzf = _refit_zones(dze, y_all.astype(np.float64), a, zone=zone, mask=every)
+        flagged = flag_anomalies(cube, dzf, base, fdr=fdr, cluster=day)
     except (SparseGroupError, np.linalg.LinAlgError) as exc:
         return {}, {g: f"anomalous windows could not be flagged: {exc}" for g in glms}, None
     fits: dict[str, GLMFit] = {}
@@ -283,7 +375,29 @@ def robust_fits(
     for g, m in glms.items():
         y = group_counts(cube, None if m.categories is None else list(m.categories))
         try:
-            fits[g] = _refit(dze, np.asarray(y, np.float64), m, mask=flagged.keep, cluster=day)
+            fits[g] = _refit_zones(
+                dze, np.asarray(y, np.float64), m, zone=zone, mask=flagged.keep, cluster=day
+            )[0]
         except (SparseGroupError, np.linalg.LinAlgError) as exc:
             failed[g] = f"refit without anomalous windows: {exc}"
     return fits, failed, flagged
+
+
+def treated_days(
+    dz: pd.DataFrame, features: list[str], day: np.ndarray, keep: np.ndarray
+) -> dict[str, tuple[int, int, int]]:
+    """Feature -> ``(G1, G, dof)``: the local days (of the rows fitted) on which the feature is
+    not zero somewhere, all the days, and the t degrees of freedom of its interval,
+    ``min(G1, G - G1) - 1`` (``G - 1`` when it is non-zero every day), at least 1."""
+    rows = keep & exposure_mask(dz)
+    codes, uniq = pd.factorize(day[rows])
+    G = len(uniq)
+    out: dict[str, tuple[int, int, int]] = {}
+    for f in features:
+        if f not in dz.columns or G == 0:
+            continue
+        x = np.nan_to_num(dz[f].to_numpy(np.float64)[rows])
+        g1 = int(np.unique(codes[x != 0]).size)
+        dof = G - 1 if g1 in (0, G) else min(g1, G - g1) - 1
+        out[f] = (g1, G, max(dof, 1))
+    return out
