@@ -12,7 +12,14 @@ For a synthetic city (``tiny`` by default; ``city`` for scale) the store is made
   C1/C2/C3, PPV, delay, and the share of null weekly runs with a false signal against the
   nominal FDR.
 
-Usage: ``python -m bench.bench_signals [tiny|city]`` or ``run("tiny")``.
+* **speed** (:func:`speed`): ``vigie signals --from --to`` over three years of hourly presence
+  and incidents at 25 zones (goal < 60 s) and a week of a 324-zone hourly city with 60 weeks of
+  history (goal < 30 s), each beside a plain pandas robust-z pass (median and MAD per zone and
+  hour of week over the same rows, read from the same cube) for the ratio. The stores are
+  written by ``tests/_toy_store.py`` (a grid city, Poisson incidents proportional to presence)
+  and cached under ``$VIGIE_BENCH_DIR``.
+
+Usage: ``python -m bench.bench_signals [tiny|city|speed]`` or ``run("tiny")``.
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ from features.cube import build_cube
 from features.ingest import ingest
 from features.store import Store
 from features.synth import generate
+from features.timeutil import as_utc
 from pipelines.models.fit import fit_all
 from pipelines.signals.evaluate import evaluate_detectors
 from pipelines.signals.period import parse_period
@@ -68,10 +76,10 @@ def _rank(signals: pd.DataFrame, planted: dict) -> tuple[int | None, float | Non
 
 
 def run(scale: str = "tiny", *, replicates: int = 600) -> dict:
-    """Run the benchmark and return its figures."""
+    """Run the benchmark and return its figures (the speed goals first)."""
+    out: dict = {"scale": scale, "planted": {}, "speed": speed()}
     store, truth_path = prepare(scale)
     truth = json.loads(truth_path.read_text())
-    out: dict = {"scale": scale, "planted": {}}
     for use_model in (True, False):
         key = "model" if use_model else "fallback"
         rows = []
@@ -101,6 +109,61 @@ def run(scale: str = "tiny", *, replicates: int = 600) -> dict:
     return out
 
 
+def _toy(name: str, *, side: int, weeks: int) -> Path:
+    """A cached toy store (tests/_toy_store.py) of ``side x side`` zones over ``weeks`` weeks."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    from _toy_store import toy_store
+
+    root = bench_dir() / f"signals-speed-{name}"
+    if not (root / "cube_meta.json").exists():
+        toy_store(root, side=side, weeks=weeks, grain="1h", seed=3, daily_incidents=2.0)
+    return root
+
+
+def robust_z_seconds(store: Path, first: str, last: str) -> float:
+    """A plain pandas robust-z pass over the same cube rows: read, median and MAD per zone and
+    hour of week, z of every slot."""
+    t0 = time.perf_counter()
+    st = Store(store)
+    tz = st.cube_meta().get("timezone") or st.timezone
+    start = pd.Timestamp(first).tz_localize(tz) - pd.Timedelta(days=420)
+    end = pd.Timestamp(last).tz_localize(tz) + pd.Timedelta(days=1)
+    f = st.cube(columns=["present", "incidents", "dow", "local_hour"], start=as_utc(start),
+                end=as_utc(end))  # fmt: skip
+    f["how"] = f["dow"].astype(int) * 24 + f["local_hour"].astype(int)
+    g = f.groupby(["zone_id", "how"])
+    for col in ("present", "incidents"):
+        med = g[col].transform("median")
+        mad = (f[col] - med).abs().groupby([f["zone_id"], f["how"]]).transform("median")
+        f[f"z_{col}"] = (f[col] - med) / (1.4826 * mad.where(mad > 0, 1.0))
+    return time.perf_counter() - t0
+
+
+def speed() -> dict:
+    """The two speed goals of issue 13, each with the robust-z ratio."""
+    out = {}
+    cases = {
+        "three_years_25_zones": (_toy("3y", side=5, weeks=160), 60.0, 156),
+        "city_week_324_zones": (_toy("city", side=18, weeks=62), 30.0, 1),
+    }
+    for name, (store, goal, weeks) in cases.items():
+        meta = Store(store).cube_meta()
+        tz = meta.get("timezone") or "UTC"
+        last = (as_utc(meta["end"]) - pd.Timedelta(hours=1)).tz_convert(tz).date()
+        first = last - pd.Timedelta(days=7 * weeks - 1)
+        period = parse_period(None, start=str(first), end=str(last))
+        t0 = time.perf_counter()
+        r = run_signals(store, period, write=False, use_model=False)
+        secs = time.perf_counter() - t0
+        rz = robust_z_seconds(store, str(first), str(last))
+        out[name] = {"seconds": round(secs, 1), "goal_seconds": goal, "ok": secs < goal,
+                     "robust_z_seconds": round(rz, 2), "ratio": round(secs / rz, 1),
+                     "zones": r.zones, "days": period.days, "tests": r.n_tests,
+                     "signals": r.n_signals}  # fmt: skip
+        print(f"[signals] speed {name}: {out[name]}", flush=True)
+    return out
+
+
 if __name__ == "__main__":
     for sc in sys.argv[1:] or ["tiny"]:
-        run(sc)
+        print(speed()) if sc == "speed" else run(sc)

@@ -219,3 +219,23 @@ def test_cli_signals_and_errors(hourly):
     assert bad.exit_code == 2 and "outside the cube" in bad.output
     nostore = runner.invoke(app, ["signals", "--store", str(root / "nope")])
     assert nostore.exit_code == 2 and "no cube in the store" in nostore.output
+
+
+def test_run_with_a_year_of_history_uses_the_calibrated_tests(tmp_path):
+    """With 40 weeks of daily history the incident tests are one per zone and week, calibrated
+    on past zone-weeks (no fallback note, no Monte Carlo); the planted three-zone cluster of the
+    last week (x2.5 over 5 days) comes out as an excess signal on its zones; a two-week period
+    adjusts each week on its own and keeps one test per zone and week."""
+    truth = toy_store(tmp_path / "s", weeks=40, grain="1d", seed=3)
+    run = run_signals(tmp_path / "s", parse_period(truth["week"]), use_model=False, write=False)
+    assert run.test_counts["incidents"] == 16
+    assert run.replicates == {"drift": 0, "scan": 0}
+    assert not any("too little history" in n for n in run.notes)
+    cluster = next(t for t in truth["signals"] if t["type"] == "cluster")
+    inc = run.signals[run.signals["type"].isin(["excess", "drift", "cluster"])]
+    assert len(inc) and set(cluster["zones"]) & set().union(*inc["zones"])
+    assert "components" in inc.iloc[0]["details"]
+    last = pd.Timestamp(truth["signals"][0]["end"]).tz_convert("Europe/Paris").date()
+    two = parse_period(None, start=str(last - dt.timedelta(days=13)), end=str(last))
+    run2 = run_signals(tmp_path / "s", two, use_model=False, write=False)
+    assert run2.test_counts["incidents"] == 32

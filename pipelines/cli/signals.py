@@ -45,6 +45,12 @@ def signals_cmd(
         False, "--no-model", help="Ignore a fitted model; use the per-capita fallback."
     ),
     top: int = typer.Option(10, "--top", min=0, help="How many signals to print."),
+    calibration_weeks: int = typer.Option(
+        52,
+        "--calibration-weeks",
+        min=0,
+        help="Past weeks whose zone-weeks calibrate the incident tests (0: the model's tails).",
+    ),
 ) -> None:
     """Weak signals of a period: excess, drift, clusters, presence anomalies, correlations."""
     # the analysis modules load scipy, statsmodels, pandera and the models: imported when the
@@ -68,5 +74,7 @@ def signals_cmd(
     if week is None and date_from is None and date_to is None:
         week = _latest_week(st)
     period = parse_period(week, start=date_from, end=date_to)
-    run = run_signals(st, period, fdr=fdr, seed=seed, use_model=not no_model)
+    run = run_signals(
+        st, period, fdr=fdr, seed=seed, use_model=not no_model, calibration_weeks=calibration_weeks
+    )
     typer.echo(run.summary(top=top))

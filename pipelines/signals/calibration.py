@@ -341,7 +341,7 @@ def calibrated_pvalues(
             ref_min = np.zeros(len(ref) * len(g))
             obs_min = np.zeros(len(g))
             for n in names:
-                pool = stats.scores[n][np.ix_(g, ref)].ravel()
+                pool = stats.scores[n][np.ix_(g, np.asarray(ref, dtype=int))].ravel()
                 pc = tail_pvalue(stats.scores[n][g, j], pool)
                 comp[n][g, jj] = pc
                 obs_min = np.maximum(obs_min, -np.log10(pc))

@@ -129,7 +129,7 @@ def plant_outbreaks(
     cand = np.argwhere(eligible & np.isfinite(sd) & (sd > 0))
     rng.shuffle(cand)
     taken: dict[int, list[int]] = {}
-    rows = []
+    rows: list[dict] = []
     added = np.zeros(panel.observed.shape)
     for z, w in cand:
         if len(rows) >= n:
