@@ -248,30 +248,61 @@ def load_study(path: str | Path) -> Study:
             f"{path}: expected a mapping of sources at the top level, got {type(raw).__name__}.",
             file=str(path),
         )
-    known = set(SOURCE_NAMES) | {"area", "suppression_k"}
-    for key in raw:
-        if key not in known:
-            hint = closest(str(key), sorted(known))
-            raise ConfigError(
-                f"{path}: unknown source {key!r}"
-                + (f" (did you mean {hint!r}?)" if hint else "")
-                + f"; known sources are {', '.join(SOURCE_NAMES)}.",
-                file=str(path),
-                column=str(key),
-            )
+    _check_top_level(raw, path)
     try:
         study = Study.model_validate(raw)
     except ValidationError as exc:
-        lines = []
-        for err in exc.errors():
-            loc = ".".join(str(p) for p in err["loc"])
-            lines.append(f"{loc}: {err['msg']}")
+        lines = [_explain(err) for err in exc.errors()]
         raise ConfigError(
             f"{path}: invalid sources file: " + "; ".join(lines) + ".", file=str(path)
         ) from None
     _check_constants(study, path)
     study.base_dir = path.resolve().parent
     return study
+
+
+#: the top-level keys of a sources.yaml that are settings, not sources
+SETTINGS = ("area", "suppression_k")
+
+
+def _check_top_level(raw: dict[Any, Any], path: Path) -> None:
+    """Every top-level key is a source or a setting; a typo gets the closest valid key."""
+    known = list(SOURCE_NAMES) + list(SETTINGS)
+    for key in raw:
+        if key in known:
+            continue
+        hint = closest(str(key), known)
+        kind = "setting" if hint in SETTINGS else "source"
+        raise ConfigError(
+            f"{path}: unknown {kind} {key!r}"
+            + (f" (did you mean {hint!r}?)" if hint else "")
+            + f"; the settings are {', '.join(SETTINGS)} and the sources "
+            + f"{', '.join(SOURCE_NAMES)}.",
+            file=str(path),
+            column=str(key),
+        )
+
+
+def _explain(err: Any) -> str:
+    """One pydantic error in words: where, what, and for an unknown key the closest valid one."""
+    loc = [str(p) for p in err["loc"]]
+    where = ".".join(loc)
+    if err.get("type") != "extra_forbidden":
+        return f"{where}: {err['msg']}"
+    model: Any = Study
+    for part in loc[:-1]:
+        field = model.model_fields.get(part)
+        if field is None:
+            break
+        model = next((a for a in getattr(field.annotation, "__args__", ()) if a), field.annotation)
+    fields = sorted(getattr(model, "model_fields", {}))
+    fields = [f for f in fields if f != "base_dir"]
+    hint = closest(loc[-1], fields)
+    return (
+        f"{where}: unknown key {loc[-1]!r}"
+        + (f" (did you mean {hint!r}?)" if hint else "")
+        + (f"; valid keys here are {', '.join(fields)}" if fields else "")
+    )
 
 
 def _check_constants(study: Study, path: Path) -> None:

@@ -17,8 +17,10 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
+import pandas as pd
+
 from features.store import Store
-from features.timeutil import parse_iso_week
+from features.timeutil import as_utc, iso_week, last_full_week, parse_iso_week
 from pipelines.events.spec import brief_key
 from pipelines.reports.errors import ReportError, check_id
 from pipelines.reports.runner import NOTEBOOK_DIR, ReportResult, run_notebook
@@ -54,6 +56,41 @@ def _relpath(path: Path, st: Store) -> str:
     return path.relative_to(st.root).as_posix()
 
 
+def cube_weeks(st: Store) -> tuple[str, str, str]:
+    """The ISO weeks (local time) of the cube's first and last hours, and its last whole week."""
+    meta = st.cube_meta()
+    tz = meta.get("timezone") or st.timezone
+    first = as_utc(meta["start"]).tz_convert(tz)
+    last = (as_utc(meta["end"]) - pd.Timedelta(seconds=1)).tz_convert(tz)
+    return iso_week(first), iso_week(last), last_full_week(meta["end"], tz)
+
+
+def check_week(st: Store, week: str) -> None:
+    """Refuse, before any notebook runs, an ISO week the cube holds no hour of.
+
+    Raises
+    ------
+    ReportError
+        The week lies before or after the data; the message names the weeks the cube holds
+        (an InputError for a week that is not ISO, a StoreError without a cube).
+    """
+    monday, next_monday = parse_iso_week(week)
+    meta = st.cube_meta()  # a StoreError (exit 2) when there is no cube
+    tz = meta.get("timezone") or st.timezone
+    start = pd.Timestamp(monday).tz_localize(tz)
+    end = pd.Timestamp(next_monday).tz_localize(tz)
+    cube_start, cube_end = as_utc(meta["start"]), as_utc(meta["end"])
+    if end <= cube_start or start >= cube_end:
+        first, last, whole = cube_weeks(st)
+        side = "before" if end <= cube_start else "after"
+        raise ReportError(
+            f"week {week} is {side} the data: the cube of {st.root} holds the weeks {first} to "
+            f"{last} ({cube_start.tz_convert(tz):%Y-%m-%d} to "
+            f"{(cube_end - pd.Timedelta(seconds=1)).tz_convert(tz):%Y-%m-%d}, local time); the "
+            f"last whole week is {whole}. Choose a week among them, e.g. --week {whole}."
+        )
+
+
 def report_weekly(
     store: str | Path,
     *,
@@ -64,7 +101,7 @@ def report_weekly(
 ) -> ReportResult:
     """The weekly report of ISO week ``week`` (``reports/weekly/<week>/``)."""
     st = _require_store(store)
-    parse_iso_week(week)
+    check_week(st, week)
     return run_notebook(
         notebook_path("weekly", notebook_dir),
         kind="weekly",
