@@ -117,8 +117,8 @@ def test_every_endpoint_answers(server):
 
 
 def test_presence_values_and_suppression(server):
-    """/presence gives the cube's figures, rounded as published; counts below k read "<k" and
-    the ratio beside them "c"."""
+    """/presence gives the cube's figures, rounded as published; counts below k read "<k", and
+    the ratio and the other part of present beside them "c"."""
     c, st = server["client"], Store(server["store"])
     k, zone = st.suppression_k, "750560002"
     r = c.get("/presence", params={"zone": zone, "from": "2026-11-09", "to": "2026-11-15"})
@@ -130,7 +130,9 @@ def test_presence_values_and_suppression(server):
         raw = cube.loc[pd.Timestamp(s["hour"])]
         if raw["visitors"] < k:
             small += 1
-            assert s["visitors"] == f"<{k}" and s["ratio"] == "c"
+            # ratio would give present back with the reference; residents would give the
+            # visitors back with present (present = residents + visitors)
+            assert s["visitors"] == f"<{k}" and s["ratio"] == "c" and s["residents"] == "c"
         else:
             assert s["visitors"] == round(raw["visitors"], 1)
         assert s["present"] == round(raw["present"], 1)

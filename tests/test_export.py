@@ -86,6 +86,9 @@ def test_zones_export_reads_back(served, tmp_path, fmt):
     g = got.set_index(got["zone_id"].astype(str))
     assert g.loc[small, "visitors"].isna().all()
     assert g.loc[small, "suppressed"].str.contains(f"visitors <{k}").all()
+    # present = residents + visitors: the residents beside a withheld visitors count go too
+    assert g.loc[small, "residents"].isna().all()
+    assert g.loc[small, "suppressed"].str.contains("residents c").all()
     shown = raw.index[(raw[["present", "reference", "residents", "visitors"]] >= k).all(axis=1)]
     assert np.allclose(g.loc[shown, "present"], raw.loc[shown, "present"].round(1))
     assert np.allclose(g.loc[shown, "ratio"], raw.loc[shown, "ratio"])

@@ -29,6 +29,7 @@ from pipelines.export.frames import (
     brief_keys,
     signal_run,
     signal_table,
+    withhold_parts,
     zones_frame,
     zones_layer,
 )
@@ -179,7 +180,7 @@ class StoreView:
                 for col in have:
                     v = getattr(row, col)
                     rec[PRESENCE_COLUMNS[col]] = None if pd.isna(v) else float(v)
-                yield suppress_json(rec, k)
+                yield withhold_parts(suppress_json(rec, k), k)
 
     def zone_features(self, period: Period | None) -> Iterator[dict[str, Any]]:
         """GeoJSON features of the zones (with their indicators of ``period`` when given)."""
@@ -229,7 +230,9 @@ class StoreView:
         zones = self.state()["zones"].set_index("zone_id")
 
         def family(names: tuple[str, ...]) -> dict[str, Any]:
-            return suppress_json({n: _num(row.get(n)) for n in names if n in row}, k)
+            return withhold_parts(
+                suppress_json({n: _num(row.get(n)) for n in names if n in row}, k), k
+            )
 
         sig: list[dict[str, Any]] = []
         run = self.signals_or_none(period)

@@ -32,7 +32,13 @@ from pipelines.export.indicators import (
     SPLIT_FIGURES,
     zone_indicators,
 )
-from pipelines.reports.publish import is_count_name, suppress_frame, suppress_text
+from pipelines.reports.publish import (
+    SECONDARY_LABEL,
+    is_count_name,
+    suppress_frame,
+    suppress_text,
+    suppressed_label,
+)
 from pipelines.signals.period import Period
 from pipelines.signals.result import SignalRun
 
@@ -75,13 +81,32 @@ HOUR_FIELDS = (
 )
 
 
+#: counts that add up to another one published beside them (residents + visitors = present):
+#: where one is below k, the others are withheld too, or the total would give it back
+PARTS = (("residents", "visitors"),)
+
+
+def withhold_parts(record: dict[str, Any], k: int) -> dict[str, Any]:
+    """A published record (``"<k"`` labels in it) with the other parts of a whole withheld
+    (:data:`SECONDARY_LABEL`) beside a part below ``k`` (:data:`PARTS`)."""
+    label = suppressed_label(k)
+    out = dict(record)
+    for group in PARTS:
+        if any(out.get(c) == label for c in group):
+            for c in group:
+                if c in out and out[c] is not None and out[c] != label:
+                    out[c] = SECONDARY_LABEL
+    return out
+
+
 def published(df: pd.DataFrame, k: int, *, families: Sequence[Iterable[str]]) -> pd.DataFrame:
     """``df`` with its counts suppressed below ``k``, one figure family at a time.
 
     Each family (counts with the figures derived from them) goes through
     :func:`~pipelines.reports.publish.suppress_frame`; the labels it writes (``"<k"`` and
     ``"c"``) become nulls in numeric columns, and the row's ``suppressed`` column names them.
-    Count-named columns outside every family are suppressed as a family of their own.
+    Count-named columns outside every family are suppressed as a family of their own. Parts of
+    a whole (:data:`PARTS`) are withheld beside a part below ``k`` (:func:`withhold_parts`).
     """
     out = df.copy()
     notes: list[list[str]] = [[] for _ in range(len(out))]
@@ -91,6 +116,7 @@ def published(df: pd.DataFrame, k: int, *, families: Sequence[Iterable[str]]) ->
         if not fam:
             continue
         pub = suppress_frame(df[list(fam)].reset_index(drop=True), k)
+        pub = pd.DataFrame([withhold_parts(r, k) for r in pub.to_dict("records")], columns=fam)
         for col in fam:
             labels = pub[col].map(lambda v: isinstance(v, str))
             for i in np.flatnonzero(labels.to_numpy()):
