@@ -29,7 +29,12 @@ from scipy import stats
 from pipelines.signals.explain import HEAVY_PRECIPITATION_MM, DayFacts, day_facts
 from pipelines.signals.gaps import Gap, find_gaps, gap_runs
 from pipelines.signals.panel import fmt_number, record, records_frame
-from pipelines.signals.reference import REFERENCE_WEEKS, QuietReference, quiet_reference
+from pipelines.signals.reference import (
+    PROFILE_WEEKS,
+    REFERENCE_WEEKS,
+    QuietReference,
+    quiet_reference,
+)
 
 _NEED = {"zone_id", "hour", "local_date", "local_hour", "present", "present_baseline"}
 
@@ -68,6 +73,7 @@ def presence_review(
     period_start: pd.Timestamp,
     period_end: pd.Timestamp,
     reference_weeks: int = REFERENCE_WEEKS,
+    profile_weeks: int = PROFILE_WEEKS,
     z_threshold: float = 2.0,
     scale_floor: float = 0.05,
     events: pd.DataFrame | None = None,
@@ -88,8 +94,8 @@ def presence_review(
         ``reference_weeks`` before it.
     period_start, period_end
         The period (UTC instants, end exclusive).
-    reference_weeks
-        Weeks of history of the reference.
+    reference_weeks, profile_weeks
+        Weeks of history of the reference's level; of its profile and scale.
     z_threshold
         |z| that delimits the reported window.
     scale_floor
@@ -124,7 +130,9 @@ def presence_review(
         frame, events=events, country=country, subdivision=subdivision, heavy_mm=heavy_mm,
         margin_hours=event_margin_hours,
     )  # fmt: skip
-    ref, gaps = reference_without_gaps(lay, facts, weeks=reference_weeks)
+    ref, gaps = reference_without_gaps(
+        lay, facts, weeks=reference_weeks, profile_weeks=profile_weeks
+    )
     in_period = np.array([_in(lay, i, ps, pe) for i in range(len(lay.days))], dtype=bool)
     runs = [
         g for g in gap_runs(_flat(gaps), _flat(lay.present), _flat(lay.hour), lay.zones)
@@ -165,7 +173,11 @@ def layout(frame: pd.DataFrame) -> Layout:
 
 
 def reference_without_gaps(
-    lay: Layout, facts: DayFacts, *, weeks: int
+    lay: Layout,
+    facts: DayFacts,
+    *,
+    weeks: int = REFERENCE_WEEKS,
+    profile_weeks: int = PROFILE_WEEKS,
 ) -> tuple[QuietReference, np.ndarray]:
     """The quiet reference without the days a fact explains, then without the data gaps it
     reveals (a second pass), and the gap mask."""
@@ -173,11 +185,13 @@ def reference_without_gaps(
     known = lay.event.any(axis=2, keepdims=True) | explained[None, :, None]
     y = np.log1p(lay.present)
     pool = np.isfinite(y) & ~known
-    ref = quiet_reference(y, pool, weeks=weeks)
+    ref = quiet_reference(y, pool, weeks=weeks, profile_weeks=profile_weeks)
     z, d, s = y.shape
     gaps = find_gaps(_flat(lay.present), _flat(ref.level)).reshape(z, d, s)
     if gaps.any():
-        ref = quiet_reference(np.where(gaps, np.nan, y), pool & ~gaps, weeks=weeks)
+        ref = quiet_reference(
+            np.where(gaps, np.nan, y), pool & ~gaps, weeks=weeks, profile_weeks=profile_weeks
+        )
     return ref, gaps
 
 

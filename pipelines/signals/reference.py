@@ -2,26 +2,37 @@
 do not inflate.
 
 The cube's ``present_baseline`` is the median of the same slot of the week over 8 weeks. At a
-venue that hosts a game on half of its days in season, that median sits between the quiet days
-and the game days, so the games it should reveal hide under it. The reference here is learnt on
-the days that look quiet, by one-sided trimming in the spirit of the Farrington algorithm's
-down-weighting of past outbreaks (Farrington et al. 1996; Noufaily et al. 2013):
+venue that hosts a game on a third or half of its days in season, that median sits between the
+quiet days and the game days, so the games it should reveal hide under it; and 8 values per slot
+of the week are too few to trim the games away. The reference here splits the value of a slot
+into a *level* (how busy the zone is these weeks) and a *profile* (how a slot of the week stands
+against the level), each a robust location from the zone's own past, learnt on the values that
+look quiet (one-sided trimming, in the spirit of the Farrington algorithm's down-weighting of
+past outbreaks: Farrington et al. 1996; Noufaily et al. 2013):
 
 1. work on ``y = log(1 + present)`` per zone, local day and slot of the day (the local hour, or
    one slot at daily grain); values that a known fact explains (a known event in the zone that
    day, a public holiday, heavy precipitation) and data gaps never enter the reference;
-2. start from the lower quartile of the same slot of the week over the ``weeks`` past weeks
-   (past values only) and a scale from the deviations below it;
-3. repeat ``iterations`` times: leave out the past values more than ``trim`` scales above (or
-   ``3 trim / 2`` below) *their own* reference, then take the median of the rest as the location
-   and ``1.4826 x`` the median absolute deviation of the rest from their own references, pooled
-   over the seven days of the week of that slot, as the scale.
+2. each 7-day block's median over all its slots is its *week level* (a week holds every weekday
+   once, so it is balanced, and a few gathering days or hours hardly move a median);
+3. the *profile* of a slot of the week is the trimmed location (below) of that slot's values
+   minus their week level over the ``profile_weeks`` past weeks: a shape, stable over months, so
+   it can be learnt on many weeks;
+4. the *level* of a week is the trimmed location of the day levels of the ``weeks`` past weeks,
+   pooled over the days of the week (7 x ``weeks`` values, not ``weeks``): a day's level is the
+   median over its slots of its values minus the profile;
+5. the reference is level + profile; its scale is 1.4826 x the median of the out-of-sample errors
+   below zero (each value against the reference it had before it was observed), per slot of the
+   day over the ``profile_weeks`` past weeks: the spread of the prediction errors on the zone's
+   own quiet history (gatherings sit above: the lower half does not see them).
 
-Each value's deviation is taken from the reference it had before it was observed, so the scale
-is the spread of out-of-sample prediction errors on the zone's own quiet history: it carries the
-location's own estimation error, and it is what a new value's z score needs. Everything is array
-arithmetic over ``(zones, weeks, 7, slots)`` (sliding windows over the week axis), so the cost
-grows linearly with the period's length.
+The trimmed location of values ``v`` starts from the lower quartile, ``q25 + 0.6745 s`` with
+``s = (q25 - q10) / 0.6071`` (a normal's quartile gaps: both quantiles stay on the quiet side at
+30 % contamination from above), then ``iterations`` times keeps the values within ``trim`` scales
+above (``2 trim`` below) and takes their median as location and 1.4826 x the median deviation of
+the kept values below it as scale. Everything is array arithmetic over ``(zones, weeks, 7,
+slots)`` with sliding windows over the week axis, zones in chunks: the cost grows linearly with
+the period's length.
 
 References
 ----------
@@ -35,23 +46,29 @@ Rousseeuw, P. J. & Croux, C. (1993). Alternatives to the median absolute deviati
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-#: weeks of history in the reference.
+#: weeks of history of the level (its 7 x weeks day levels).
 REFERENCE_WEEKS = 8
-#: past values above their own reference by more than this many scales are left out.
-TRIM = 2.5
+#: weeks of history of the profile and of the scale.
+PROFILE_WEEKS = 26
+#: past values above their reference by more than this many scales are left out.
+TRIM = 2.0
 #: trimming passes after the start from the lower quartile.
 ITERATIONS = 3
-#: the upper quartile of the standard normal: the start's location is the lower quartile plus
-#: this many scales (unbiased on quiet history, still below the crowds at 50 % contamination).
-_Q3 = 0.6745
-#: fewer past values than this at a slot of the week: no location (the slot is not tested).
-MIN_VALUES = 3
+#: the smallest trimming scale of log(1 + present) (a 5 % change is never more than 1 SD).
+FLOOR = 0.05
+#: fewer past weeks than this behind a slot's profile: no reference (the slot is not tested).
+MIN_WEEKS = 2
+#: fewer past day levels than this behind a level: no reference.
+MIN_DAYS = 7
+#: zone-slot cells of one chunk's windows (memory bound; the result does not depend on it).
+_CHUNK_CELLS = 8_000_000
+#: standard normal quantile gaps used by the start: q75 - q50 and q25 - q10.
+_Q3, _Q1_Q10 = 0.6745, 0.6071
 
 
 @dataclass(frozen=True)
@@ -61,12 +78,12 @@ class QuietReference:
     Attributes
     ----------
     loc
-        Location of ``log(1 + present)`` on a quiet day (NaN where fewer than ``MIN_VALUES``
-        past values).
+        Location of ``log(1 + present)`` on a quiet day (NaN where the history is too short).
     scale
-        Spread of the quiet days' out-of-sample deviations (1.4826 x MAD), NaN where unknown.
+        Spread of the quiet days' out-of-sample errors (1.4826 x the median of the errors below
+        zero), NaN where unknown.
     n_loc, n_scale
-        Past values behind the location and behind the scale.
+        Past day levels behind the level; out-of-sample errors behind the scale.
     """
 
     loc: np.ndarray
@@ -85,6 +102,7 @@ def quiet_reference(
     pool: np.ndarray,
     *,
     weeks: int = REFERENCE_WEEKS,
+    profile_weeks: int = PROFILE_WEEKS,
     trim: float = TRIM,
     iterations: int = ITERATIONS,
 ) -> QuietReference:
@@ -96,8 +114,10 @@ def quiet_reference(
         ``(zones, days, slots)`` values (``log(1 + present)``) over consecutive local days.
     pool
         Same shape: which values may enter the reference (False for explained days and gaps).
-    weeks, trim, iterations
-        Weeks of history; the trimming threshold in scales; the trimming passes.
+    weeks, profile_weeks
+        Weeks of history of the level; of the profile and the scale.
+    trim, iterations
+        The trimming threshold in scales; the trimming passes.
 
     Returns
     -------
@@ -105,34 +125,94 @@ def quiet_reference(
     """
     z, d, s = y.shape
     nw = -(-d // 7)
-    yw = _weekly(y, nw)
-    keep = _weekly(np.where(pool, y, np.nan), nw)
-    base = np.isfinite(keep)
-    keep = base
-    vals = np.where(keep, yw, np.nan)
-    q1 = _past_stat(vals, weeks, q=0.25)
-    scale, n_scale = _spread(vals, q1, weeks, lower=True)
-    loc = q1 + _Q3 * scale[:, :, None, :]
-    for _ in range(iterations):
-        dev = yw - loc
-        sc = np.broadcast_to(scale[:, :, None, :], dev.shape)
-        with np.errstate(invalid="ignore"):
-            keep = base & ~(dev > trim * sc)
-        loc = _past_stat(np.where(keep, yw, np.nan), weeks, q=0.5)
-        dev = yw - loc
-        with np.errstate(invalid="ignore"):
-            scale, n_scale = _predictive_spread(np.where(base & (dev <= 0), dev, np.nan), weeks)
-    n_loc = _past_count(keep & np.isfinite(yw), weeks)
-    loc = np.where(n_loc >= MIN_VALUES, loc, np.nan)
+    step = max(1, _CHUNK_CELLS // max(1, nw * 7 * s * max(weeks, profile_weeks)))
+    parts = [
+        _reference(y[a : a + step], pool[a : a + step], weeks, profile_weeks, trim, iterations)
+        for a in range(0, z, step)
+    ]
+    loc, scale, n_loc, n_scale = (np.concatenate([p[i] for p in parts]) for i in range(4))
+    return QuietReference(loc=loc, scale=scale, n_loc=n_loc, n_scale=n_scale)
+
+
+def _reference(
+    y: np.ndarray, pool: np.ndarray, weeks: int, profile_weeks: int, trim: float, iterations: int
+) -> tuple[np.ndarray, ...]:
+    """:func:`quiet_reference` on one chunk of zones: ``(loc, scale, n_loc, n_scale)``."""
+    z, d, s = y.shape
+    nw = -(-d // 7)
+    yw = _weekly(np.where(pool, y, np.nan), nw)  # (z, nw, 7, s): the values allowed in
+    week_level = nan_quantile(yw.reshape(z, nw, 7 * s), 0.5)
+    shape = yw - week_level[:, :, None, None]
+    profile, _, n_prof = robust_location(_windows(shape, profile_weeks), trim=trim,
+                                         iterations=iterations)  # fmt: skip
+    # day levels of the past `weeks` weeks against this week's profile: (z, nw, 7, s, weeks)
+    past = _windows(yw, weeks) - profile[..., None]
+    day_levels = nan_quantile(past.transpose(0, 1, 2, 4, 3), 0.5)  # (z, nw, 7, weeks)
+    level, _, n_days = robust_location(day_levels.reshape(z, nw, 7 * weeks), trim=trim,
+                                       iterations=iterations)  # fmt: skip
+    loc = level[:, :, None, None] + profile
+    ok = (n_prof >= MIN_WEEKS) & (n_days >= MIN_DAYS)[:, :, None, None]
+    loc = np.where(ok, loc, np.nan)
+    err = _weekly(np.where(pool, y, np.nan), nw) - loc
+    below = np.where(err <= 0, -err, np.nan).transpose(0, 1, 3, 2)  # (z, nw, s, 7)
+    win = _windows(below, profile_weeks).reshape(z, nw, s, 7 * profile_weeks)
+    scale = 1.4826 * nan_quantile(win, 0.5)
+    n_err = _windows(np.isfinite(err).transpose(0, 1, 3, 2).astype(float), profile_weeks)
+    n_scale = np.nansum(n_err.reshape(z, nw, s, 7 * profile_weeks), axis=-1)
 
     def back(a: np.ndarray) -> np.ndarray:
         return a.reshape(z, nw * 7, s)[:, :d]
 
-    scale_days = np.repeat(scale[:, :, None, :], 7, axis=2)
-    n_scale_days = np.repeat(n_scale[:, :, None, :], 7, axis=2)
-    return QuietReference(
-        loc=back(loc), scale=back(scale_days), n_loc=back(n_loc), n_scale=back(n_scale_days)
+    n_loc = np.broadcast_to(n_days[:, :, None, None], loc.shape)
+    return (
+        back(loc),
+        back(np.repeat(scale[:, :, None, :], 7, axis=2)),
+        back(np.ascontiguousarray(n_loc)),
+        back(np.repeat(n_scale[:, :, None, :], 7, axis=2)),
     )
+
+
+def robust_location(
+    v: np.ndarray, *, trim: float = TRIM, iterations: int = ITERATIONS, floor: float = FLOOR
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The trimmed location of the values on the last axis (NaN: absent), its scale and the
+    number of values kept (method in the module's docstring); the trimming scale is at least
+    ``floor`` (a few nearly equal values must not trim every other one away).
+
+    Returns
+    -------
+    tuple
+        ``(location, scale, kept)``, each of shape ``v.shape[:-1]``.
+    """
+    finite = np.isfinite(v)
+    q10, q25 = nan_quantile(v, 0.10), nan_quantile(v, 0.25)
+    scale = np.maximum((q25 - q10) / _Q1_Q10, floor)
+    loc = q25 + _Q3 * scale
+    keep = finite
+    for _ in range(iterations):
+        dev = v - loc[..., None]
+        sc = scale[..., None]
+        with np.errstate(invalid="ignore"):
+            keep = finite & (dev <= trim * sc) & (dev >= -2 * trim * sc)
+        loc = nan_quantile(np.where(keep, v, np.nan), 0.5)
+        with np.errstate(invalid="ignore"):
+            low = np.where(keep & (v <= loc[..., None]), loc[..., None] - v, np.nan)
+        scale = np.maximum(1.4826 * nan_quantile(low, 0.5), floor)
+    return loc, scale, keep.sum(axis=-1)
+
+
+def nan_quantile(a: np.ndarray, q: float) -> np.ndarray:
+    """The ``q`` quantile of the finite values on the last axis (linear interpolation, as
+    :func:`numpy.nanquantile`), NaN where there are none; by one sort, not a loop over rows."""
+    srt = np.sort(a, axis=-1)  # NaN last
+    n = np.isfinite(srt).sum(axis=-1)
+    pos = q * np.maximum(n - 1, 0)
+    lo = np.floor(pos).astype(np.intp)
+    hi = np.minimum(lo + 1, np.maximum(n - 1, 0))
+    vlo = np.take_along_axis(srt, lo[..., None], axis=-1)[..., 0]
+    vhi = np.take_along_axis(srt, hi[..., None], axis=-1)[..., 0]
+    out = vlo + (pos - lo) * (vhi - vlo)
+    return np.where(n > 0, out, np.nan)
 
 
 def _weekly(a: np.ndarray, nw: int) -> np.ndarray:
@@ -144,60 +224,7 @@ def _weekly(a: np.ndarray, nw: int) -> np.ndarray:
 
 
 def _windows(a: np.ndarray, weeks: int) -> np.ndarray:
-    """For each week w, the values of weeks ``w - weeks .. w - 1`` on the last axis."""
+    """For each week w, the values of weeks ``w - weeks .. w - 1`` on a new last axis."""
     pad = np.full((a.shape[0], weeks, *a.shape[2:]), np.nan)
     full = np.concatenate([pad, a], axis=1)[:, :-1]
     return sliding_window_view(full, weeks, axis=1)
-
-
-def _past_stat(a: np.ndarray, weeks: int, *, q: float) -> np.ndarray:
-    """The ``q`` quantile of the same slot of the week over the past ``weeks`` weeks."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        return np.nanquantile(_windows(a, weeks), q, axis=-1)
-
-
-def _past_count(a: np.ndarray, weeks: int) -> np.ndarray:
-    """How many of the past ``weeks`` values at the same slot of the week are True."""
-    c = np.cumsum(a.astype(np.int32), axis=1)
-    c = np.concatenate([np.zeros_like(c[:, :1]), c], axis=1)
-    lo = np.maximum(np.arange(a.shape[1]) - weeks, 0)
-    return c[:, np.arange(a.shape[1])] - c[:, lo]
-
-
-def _predictive_spread(dev: np.ndarray, weeks: int) -> tuple[np.ndarray, np.ndarray]:
-    """1.4826 x the median |deviation| of the past ``weeks`` weeks' values from the references
-    they had before they were observed (out-of-sample errors), the seven days of the week of each
-    slot pooled. Returns ``(zones, weeks, slots)`` scales and the counts behind them."""
-    z, nw, _, s = dev.shape
-    win = _windows(np.abs(dev).transpose(0, 1, 3, 2), weeks)  # (z, nw, s, 7, weeks)
-    flat = win.reshape(z, nw, s, 7 * weeks)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        mad = np.nanmedian(flat, axis=-1)
-    return 1.4826 * mad, np.isfinite(flat).sum(axis=-1)
-
-
-def _spread(
-    vals: np.ndarray, loc: np.ndarray, weeks: int, *, lower: bool
-) -> tuple[np.ndarray, np.ndarray]:
-    """The spread of the past values behind each reference around that reference.
-
-    ``1.4826 x`` the median absolute deviation of the past ``weeks`` values of each slot of the
-    week from the reference they give, the seven days of the week pooled, times
-    ``sqrt(1 + pi / (2 n))`` for the location's own error (the variance of a median of n normal
-    values). With ``lower`` (the start, from the lower quartile) only the values below the
-    reference count: a half-normal's median is the normal's MAD. Returns ``(zones, weeks,
-    slots)`` scales and the counts of values behind them.
-    """
-    z, nw, _, s = vals.shape
-    dev = _windows(vals, weeks) - loc[..., None]  # (z, nw, 7, s, weeks)
-    if lower:
-        dev = np.where(dev <= 0, dev, np.nan)
-    flat = np.abs(dev).transpose(0, 1, 3, 2, 4).reshape(z, nw, s, 7 * weeks)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        mad = np.nanmedian(flat, axis=-1)
-    n = np.isfinite(flat).sum(axis=-1)
-    per_slot = np.maximum(_past_count(np.isfinite(vals), weeks).mean(axis=2), 1.0)
-    return 1.4826 * mad * np.sqrt(1 + np.pi / (2 * per_slot)), n

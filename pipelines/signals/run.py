@@ -44,6 +44,7 @@ from pipelines.signals.period import Period, local_days, parse_period
 from pipelines.signals.presence import presence_review
 from pipelines.signals.pvalues import benjamini_hochberg
 from pipelines.signals.ranking import FAMILIES, consolidate
+from pipelines.signals.reference import PROFILE_WEEKS
 from pipelines.signals.result import SignalRun
 from pipelines.signals.settings import RunInputs, RunSettings
 
@@ -120,7 +121,7 @@ def run_signals(
     inp = load_inputs(st, period, history_days=cfg.read_days, use_model=use_model)
     neighbours, notes = _neighbours(st, inp.zones, k=k_neighbours)
     inc = incident_part(st, inp, period, neighbours, cfg)
-    parts, more = other_tests(st, recent(inp, period, cfg.history_days))
+    parts, more = other_tests(st, recent(inp, period, max(cfg.history_days, 7 * PROFILE_WEEKS)))
     tests = adjust(list({**inc.parts, **parts}.values()), period=period, timezone=inp.timezone)
     signals = consolidate(tests, fdr=fdr) if len(tests) else tests.assign(related=[], rank=[])
     run = SignalRun(
