@@ -364,7 +364,8 @@ def calibrated_tests(
     -------
     tuple
         The tests (:data:`SIGNAL_COLUMNS`; ``type`` is that of the statistic that fired) and
-        ``{"reference_zone_weeks": smallest reference, "weeks_without_reference": n}``.
+        ``{"reference_zone_weeks": smallest reference, "weeks_without_reference": n,
+        "weeks": period weeks}``.
     """
     cfg = cfg or CalibrationSettings()
     blocks = Blocks.of(panel)
@@ -384,6 +385,7 @@ def calibrated_tests(
     info = {
         "reference_zone_weeks": int(n_ref[n_ref > 0].min()) if (n_ref > 0).any() else 0,
         "weeks_without_reference": int((n_ref == 0).sum()),
+        "weeks": int(len(n_ref)),
     }
     return records_frame(records), info
 

@@ -67,10 +67,11 @@ def incident_part(
     calibrated, info = (
         calibrated_tests(long_panel, neighbours, dispersion=alpha, cfg=cfg.calibration)
         if cfg.calibration_weeks > 0
-        else (None, {"weeks_without_reference": 1})
+        else (None, {"weeks_without_reference": 1, "weeks": 1})
     )
     replicates = {"drift": 0, "scan": 0}
-    if info["weeks_without_reference"]:
+    model_based = info["weeks_without_reference"] == info["weeks"]
+    if model_based:
         replicates = monte_carlo_replicates(
             panel, neighbours, n_sim=cfg.n_sim, max_window=cfg.max_window, mc_budget=cfg.mc_budget
         )
@@ -80,11 +81,17 @@ def incident_part(
                 f"than {cfg.calibration.min_weeks}): excess, drift and scan p values come from "
                 "the expectation's model, which real data often over-dispersed."
             )
+    elif info["weeks_without_reference"]:
+        notes.append(
+            f"the first {info['weeks_without_reference']} week(s) of the period have fewer than "
+            f"{cfg.calibration.min_weeks} weeks of history before them: their incidents are not "
+            "tested (excess, drift and scan need a calibration history)."
+        )
     drivers = build_drivers(
         recent(inp, period, cfg.history_days).frame, panel, neighbours, grain=inp.grain,
         outage_share=cfg.outage_share, surge_ratio=cfg.surge_ratio,
     )  # fmt: skip
-    if calibrated is None or info["weeks_without_reference"]:
+    if calibrated is None or model_based:
         parts = incident_tests(
             panel, neighbours, alpha=alpha, replicates=replicates, seed=cfg.seed,
             max_window=cfg.max_window, lags=cfg.lags, drivers=drivers,
