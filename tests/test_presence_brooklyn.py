@@ -1,0 +1,77 @@
+"""Presence anomalies on the real Brooklyn Bridge hourly counts (../shared/data), the done-when
+lines of issue 13: an anomaly on a labelled holiday is explained by it, an anomaly on a day of
+heavy precipitation (>= 10 mm) by the weather, and at most 2 % of ordinary days (no label, dry:
+< 1 mm) are flagged either way."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from features.cube import build_cube
+from features.ingest import ingest
+from pipelines.signals.period import parse_period
+from pipelines.signals.run import run_signals
+
+ROOT = Path(__file__).resolve().parents[1]
+CSV = (
+    ROOT.parent
+    / "shared/data/nyc-brooklyn-bridge/Brooklyn_Bridge_Automated_Pedestrian_Counts_Demonstration_Project.csv"
+)
+TZ = "America/New_York"
+
+pytestmark = pytest.mark.skipif(
+    not CSV.exists(), reason=f"{CSV} is absent: the Brooklyn Bridge export is not here"
+)
+
+
+@pytest.fixture(scope="module")
+def run_and_days(tmp_path_factory):
+    store = tmp_path_factory.mktemp("bb") / "store"
+    ingest(ROOT / "examples/brooklyn-bridge/sources.yaml", store)
+    build_cube(store)
+    run = run_signals(
+        store, parse_period(None, start="2017-12-01", end="2018-07-31"), use_model=False,
+        write=False,
+    )  # fmt: skip
+    raw = pd.read_csv(CSV, usecols=["hour_beginning", "precipitation", "events"])
+    raw["day"] = pd.to_datetime(raw["hour_beginning"], format="%m/%d/%Y %I:%M:%S %p").dt.date
+    days = raw.groupby("day").agg(
+        mm=("precipitation", lambda s: 25.4 * s.sum()), label=("events", "first")
+    )
+    days.index = days.index.astype(str)
+    return run, days.loc["2017-12-01":"2018-07-31"]
+
+
+def _anomalies(run) -> pd.DataFrame:
+    s = run.signals[run.signals["type"].isin(["gathering", "emptied"])].copy()
+    s["day"] = pd.to_datetime(s["start"], utc=True).dt.tz_convert(TZ).dt.strftime("%Y-%m-%d")
+    s["by"] = s["details"].map(lambda d: d["explained_by"])
+    return s
+
+
+def test_holiday_and_weather_explain(run_and_days):
+    run, days = run_and_days
+    s = _anomalies(run)
+    on_holiday = s[s["day"].map(lambda d: isinstance(days["label"].get(d), str))]
+    assert len(on_holiday) >= 1  # New Year's Day at least
+    assert all("holiday" in b for b in on_holiday["by"]), on_holiday[["day", "by"]]
+    heavy = s[s["day"].map(lambda d: days["mm"].get(d, 0.0) >= 10.0)]
+    assert len(heavy) >= 3
+    assert all("weather" in b for b in heavy["by"]), heavy[["day", "by"]]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="issue 13 done-when not met yet: 6 of ~180 dry unlabelled days flagged emptied "
+    "(the January 2018 cold snap after the 4 January blizzard, short dips): 3.3 % > 2 %",
+)
+def test_ordinary_days_rarely_flagged(run_and_days):
+    run, days = run_and_days
+    s = _anomalies(run)
+    ordinary = days[days["label"].isna() & (days["mm"] < 1.0)].index
+    flagged = set(s["day"]) & set(ordinary)
+    assert len(ordinary) > 100
+    assert len(flagged) <= 0.02 * len(ordinary), sorted(flagged)
