@@ -296,3 +296,21 @@ def test_two_event_ids_with_one_file_name_are_refused_naming_both(brief_store: S
     assert path.read_bytes() == before
     again = _brief(brief_store, _event_yaml(tmp_path, "gala/2026", "c.yaml"), tmp_path / "r")
     assert again.exit_code == 0, again.output  # the same event rewrites its own brief
+
+
+@pytest.mark.parametrize(
+    "field, value, message",
+    [
+        ("expected_attendance", 1e308, "expected_attendance must be a number from 0 to 1e\\+08"),
+        ("expected_attendance", float("inf"), "expected_attendance must be a number"),
+        ("exit_widths_m", [4, float("inf")], "exit_widths_m must be widths above 0"),
+        ("exit_widths_m", [-2], "exit_widths_m must be widths above 0"),
+    ],
+)
+def test_absurd_event_numbers_are_refused(brief_store: Store, field, value, message):
+    from test_brief import _concert
+
+    from pipelines.events.brief import make_brief
+
+    with pytest.raises(InputError, match=message):
+        make_brief(brief_store, _concert(**{field: value}), write=False)

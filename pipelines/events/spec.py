@@ -23,6 +23,7 @@ import pandas as pd
 from features.config import read_yaml
 from features.errors import ConfigError, InputError
 from features.paths import file_key
+from features.schemas import COUNT
 from features.store import Store
 from pipelines.events.params import StaffingParams
 from pipelines.events.venue import locate
@@ -180,6 +181,10 @@ def localise(value: Any, tz: str, what: str, notes: list[str]) -> pd.Timestamp:
         return out
 
 
+#: the widest exit taken (metres): a wider one is a unit error (centimetres?)
+MAX_EXIT_M = 1000.0
+
+
 def _slug(text: str) -> str:
     """An id made from an event's name: safe characters only, at most 80 of them."""
     ascii_text = unicodedata.normalize("NFKD", str(text)).encode("ascii", "ignore").decode()
@@ -329,9 +334,10 @@ def _attendance(raw: Mapping[str, Any], where: str) -> float:
         raise InputError(
             f"{where}: expected_attendance must be a number, got {attendance!r}.", file=where
         ) from None
-    if not math.isfinite(attendance) or attendance < 0:
+    if not math.isfinite(attendance) or not 0 <= attendance <= COUNT["max"]:
         raise InputError(
-            f"{where}: expected_attendance must be a non-negative number, got {attendance!r}.",
+            f"{where}: expected_attendance must be a number from 0 to {COUNT['max']:g} (the "
+            f"bound ingest applies to events), got {attendance!r}.",
             file=where,
         )
     return attendance
@@ -344,11 +350,18 @@ def _exit_widths(raw: Mapping[str, Any], where: str) -> tuple[float, ...] | None
     if isinstance(widths, (int, float)):
         widths = [widths]
     try:
-        return tuple(float(w) for w in widths)
+        out = tuple(float(w) for w in widths)
     except (TypeError, ValueError):
         raise InputError(
             f"{where}: exit_widths_m must be a list of metres, got {widths!r}.", file=where
         ) from None
+    if not all(math.isfinite(w) and 0 < w <= MAX_EXIT_M for w in out):
+        raise InputError(
+            f"{where}: exit_widths_m must be widths above 0 and at most {MAX_EXIT_M:g} m, "
+            f"got {list(out)!r}.",
+            file=where,
+        )
+    return out
 
 
 def _staffing_overrides(raw: Mapping[str, Any], where: str) -> tuple[tuple[str, Any], ...]:
