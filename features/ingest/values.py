@@ -32,7 +32,7 @@ def _parse_float(rows: _Rows, name: str) -> None:
     s = rows.frame[name]
     if pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s):
         rows.frame[name] = s.astype(float)
-        _flag_infinite(rows, name, rows.frame[name].astype("string"))
+        _flag_infinite(rows, name, None)
         return
     txt = _as_str(s)
     num = pd.to_numeric(txt, errors="coerce")
@@ -51,12 +51,15 @@ def _parse_float(rows: _Rows, name: str) -> None:
     _flag_infinite(rows, name, txt)
 
 
-def _flag_infinite(rows: _Rows, name: str, txt: pd.Series) -> None:
+def _flag_infinite(rows: _Rows, name: str, txt: pd.Series | None) -> None:
     """Quarantine infinite values ("inf", 1e999) and make them missing: no sum, mean or ratio
-    downstream may become infinite."""
+    downstream may become infinite. ``txt`` is the column as read (None: the values as read
+    were numbers, shown as such)."""
     v = rows.frame[name].to_numpy(dtype=float, na_value=np.nan)
     inf = np.isinf(v)
     if inf.any():
+        if txt is None:
+            txt = pd.Series(v[inf].astype(str), index=np.flatnonzero(inf))
         rows.flag(inf, f"{name}: not a finite number", txt)
         rows.frame[name] = rows.frame[name].where(~inf)
 
