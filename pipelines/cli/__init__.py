@@ -16,7 +16,7 @@ from importlib.metadata import version as _dist_version
 
 import typer
 
-from pipelines.cli import brief, cube, data, export, models, reports, serve, signals, synth
+from pipelines.cli import brief, cube, data, export, live, models, reports, serve, signals, synth
 
 app = typer.Typer(
     name="vigie",
@@ -98,6 +98,7 @@ app.command("signals")(signals.signals_cmd)
 app.command("brief")(brief.brief)
 app.command("export")(export.export_cmd)
 app.command("serve")(serve.serve_cmd)
+app.command("live")(live.live_cmd)
 app.add_typer(reports.report_app, name="report")
 app.add_typer(reports.schedule_app, name="schedule")
 
