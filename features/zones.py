@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from features.h3index import h3_ints
+
 if TYPE_CHECKING:  # annotations only: geopandas is imported where it is used
     import geopandas
 
@@ -74,10 +76,45 @@ def is_h3(ids) -> bool:
 
 
 def h3_cells(lat: np.ndarray, lon: np.ndarray, resolution: int) -> np.ndarray:
-    """H3 cell of each point (object array of str)."""
+    """H3 cell of each point (object array of str; None where a coordinate is not finite).
+
+    The same cells as ``h3.latlng_to_cell`` (:func:`h3_ints`, as strings).
+    """
+    return h3_strings(h3_ints(lat, lon, resolution))
+
+
+def h3_strings(cells: np.ndarray) -> np.ndarray:
+    """H3 cells given as integers (0: none) as an object array of str (None for 0)."""
     import h3
 
-    return np.array([h3.latlng_to_cell(a, o, resolution) for a, o in zip(lat, lon)], dtype=object)
+    codes, uniq = pd.factorize(np.asarray(cells, dtype=np.uint64))
+    names = np.array([h3.int_to_str(int(c)) if c else None for c in uniq] + [None], dtype=object)
+    return names[codes]
+
+
+def h3_codes(lat: np.ndarray, lon: np.ndarray, resolution: int, zone_ids) -> np.ndarray:
+    """Position in ``zone_ids`` (H3 cells as str, unique) of each point's cell, -1 when it is not
+    one of them or a coordinate is not finite (:func:`h3_ints`, matched as integers)."""
+    import h3
+
+    def as_int(i: int, z) -> int:  # an id that is not an H3 cell as h3 spells it: i + 1,
+        try:  # which no cell is (cells have their mode bits set: >= 2**59)
+            c = h3.str_to_int(str(z))
+        except (TypeError, ValueError):
+            return i + 1
+        return c if h3.is_valid_cell(z) and h3.int_to_str(c) == z else i + 1
+
+    ints = np.array([as_int(i, z) for i, z in enumerate(zone_ids)], dtype=np.uint64)
+    pos = pd.Index(ints).get_indexer(h3_ints(lat, lon, resolution))
+    return pos.astype(np.int64, copy=False)
+
+
+def h3_unique(lat: np.ndarray, lon: np.ndarray, resolution: int) -> list[str]:
+    """The distinct H3 cells of the points with finite coordinates, as str."""
+    import h3
+
+    cells = pd.unique(h3_ints(lat, lon, resolution))
+    return [h3.int_to_str(int(c)) for c in cells if c]
 
 
 def h3_zones(cells) -> geopandas.GeoDataFrame:

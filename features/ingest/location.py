@@ -13,7 +13,7 @@ from features.ingest.rows import _codes, _Rows
 from features.ingest.validation import _duplicates
 from features.readers import FILE, ROW
 from features.store import Store
-from features.zones import assign_codes, centroids, h3_cells, h3_zones
+from features.zones import assign_codes, centroids, h3_codes, h3_unique, h3_zones
 
 
 def _project_xy(rows: _Rows, crs: str | None) -> None:
@@ -126,8 +126,7 @@ def _point_zone_codes(
     if not every:
         lat, lon = lat[pt], lon[pt]
     if zone_kind == "h3":
-        cells = h3_cells(lat, lon, h3_res)
-        z = pd.Categorical(cells, categories=pd.Index(zid)).codes.astype(np.int64)
+        z = h3_codes(lat, lon, h3_res, zid)
     elif rows.zone_codes is not None:  # computed while the file was parsed
         z = _codes(rows.zone_codes)
         z = z if every else z[pt]
@@ -280,7 +279,7 @@ def _h3_zones_from(parsed: dict[str, _Rows], res: int, st: Store):
         lat_col, lon_col = _point_columns(name)
         if lat_col in f.columns and lon_col in f.columns:
             m = ok & f[lat_col].notna().to_numpy() & f[lon_col].notna().to_numpy()
-            cells |= set(h3_cells(f.loc[m, lat_col].to_numpy(), f.loc[m, lon_col].to_numpy(), res))
+            cells |= set(h3_unique(f.loc[m, lat_col].to_numpy(), f.loc[m, lon_col].to_numpy(), res))
         if "zone_id" in f.columns:
             z = f.loc[ok & f["zone_id"].notna().to_numpy(), "zone_id"].astype(str).unique()
             valid = [c for c in z if h3.is_valid_cell(c)]

@@ -32,6 +32,12 @@ from pipelines.signals.pvalues import mc_pvalue, simulate_counts
 def knn_neighbours(x: np.ndarray, y: np.ndarray, *, k: int = 8) -> np.ndarray:
     """The k nearest zones of each zone (itself first), by centroid distance.
 
+    A k-d tree (``scipy.spatial.cKDTree``) gives each zone's few nearest candidates; they are
+    ranked by the squared distance computed as :func:`knn_neighbours_dense` does, ties by zone
+    position, so the result is the dense one's exactly. A row whose k-th distance is not
+    strictly below every zone left out by the tree (a tie there, or many zones at one place)
+    is ranked over all zones. O(Z log Z) instead of the dense O(Z^2) memory and time.
+
     Parameters
     ----------
     x, y
@@ -43,20 +49,67 @@ def knn_neighbours(x: np.ndarray, y: np.ndarray, *, k: int = 8) -> np.ndarray:
     Returns
     -------
     numpy.ndarray
-        Integer array (Z, k): row i lists zone i then its nearest zones, nearest first.
+        Integer array (Z, k): row i lists zone i then its nearest zones, nearest first, ties
+        in zone order.
+
+    References
+    ----------
+    Bentley, J. L. (1975). Multidimensional binary search trees used for associative
+    searching. Communications of the ACM 18(9), 509-517.
     """
+    x, y, k = _knn_inputs(x, y, k)
+    n = len(x)
+    if k == 0 or n <= 64 or not (np.isfinite(x).all() and np.isfinite(y).all()):
+        return _knn_rows(x, y, np.arange(n), k)
+    from scipy.spatial import cKDTree
+
+    xy = np.column_stack([x, y])
+    m = min(n, k + 4)
+    far, cand = cKDTree(xy).query(xy, k=m)
+    d = (x[:, None] - x[cand]) ** 2 + (y[:, None] - y[cand]) ** 2  # the dense formula
+    rows = np.arange(n)
+    d[cand == rows[:, None]] = -1.0
+    order = np.lexsort((cand, d), axis=-1)  # by distance, ties by zone position
+    out = np.take_along_axis(cand, order[:, :k], axis=1)
+    if m < n:  # rows where a zone left out could tie with or beat the k-th: ranked over all
+        dk = np.take_along_axis(d, order[:, k - 1 : k], axis=1)[:, 0]
+        unsure = np.flatnonzero(~(dk < far[:, -1] ** 2 * (1 - 1e-9)))
+        if len(unsure):
+            out[unsure] = _knn_rows(x, y, unsure, k)
+    return out
+
+
+def knn_neighbours_dense(x: np.ndarray, y: np.ndarray, *, k: int = 8) -> np.ndarray:
+    """:func:`knn_neighbours` from the full Z x Z distance matrix: the reference it is tested
+    and timed against (bench/bench_zones.py)."""
+    x, y, k = _knn_inputs(x, y, k)
+    d = (x[:, None] - x[None, :]) ** 2 + (y[:, None] - y[None, :]) ** 2
+    d[np.arange(len(x)), np.arange(len(x))] = -1.0
+    return np.argsort(d, axis=1, kind="stable")[:, :k]
+
+
+def _knn_inputs(x: np.ndarray, y: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, int]:
+    """Checked coordinates (degrees projected to local metres) and k capped at the zones."""
     x = np.asarray(x, dtype=float)
     y = np.asarray(y, dtype=float)
     if x.shape != y.shape or x.ndim != 1:
         raise ValueError(
             f"x and y should be 1-D arrays of the same length, got {x.shape}, {y.shape}"
         )
-    k = int(min(k, len(x)))
-    if abs(y).max(initial=0) <= 90 and abs(x).max(initial=0) <= 180:
+    if len(x) and abs(y).max(initial=0) <= 90 and abs(x).max(initial=0) <= 180:
         x, y = local_xy_m(y, x)
-    d = (x[:, None] - x[None, :]) ** 2 + (y[:, None] - y[None, :]) ** 2
-    d[np.arange(len(x)), np.arange(len(x))] = -1.0
-    return np.argsort(d, axis=1, kind="stable")[:, :k]
+    return x, y, int(min(k, len(x)))
+
+
+def _knn_rows(x: np.ndarray, y: np.ndarray, rows: np.ndarray, k: int) -> np.ndarray:
+    """The dense ranking of some rows, in blocks of rows (bounded memory)."""
+    out = np.zeros((len(rows), k), dtype=np.intp)
+    for lo in range(0, len(rows), 256):
+        r = rows[lo : lo + 256]
+        d = (x[r, None] - x[None, :]) ** 2 + (y[r, None] - y[None, :]) ** 2
+        d[np.arange(len(r)), r] = -1.0
+        out[lo : lo + 256] = np.argsort(d, axis=1, kind="stable")[:, :k]
+    return out
 
 
 @dataclass(frozen=True)
