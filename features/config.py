@@ -65,6 +65,12 @@ class Area(BaseModel):
     school_zone: str | None = Field(
         default=None, description="French school-holiday zone A, B or C (vacances-scolaires-france)"
     )
+    tiles: str | None = Field(
+        default=None,
+        max_length=500,
+        description="base map of the reports' maps, e.g. OpenStreetMap (fetched from the network "
+        "when the report is opened); none by default",
+    )
 
     @field_validator("timezone")
     @classmethod

@@ -1,7 +1,9 @@
 """`make demo`: the whole chain on the synthetic city, then the paths of what it made.
 
 synth -> ingest -> cube -> fit -> signals -> weekly report of the last full week -> brief of the
-largest upcoming event. Each step is the `vigie` command a user would type, run in a
+largest upcoming event -> model evaluation -> exploration. The data stay under
+``demo/<scale>/`` (raw files and store); the reports go where the layout says, the top-level
+``reports/<kind>/<id>/`` (``--reports`` to write them elsewhere). Each step is the `vigie` command a user would type, run in a
 subprocess, so the demo exercises exactly what users run. The synthetic city is generated
 only once per scale and seed (delete the folder to start again).
 """
@@ -53,9 +55,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--scale", default="city", choices=["tiny", "city", "metropolis"])
     p.add_argument("--dir", default="demo")
     p.add_argument("--seed", default="0")
+    p.add_argument("--reports", default="reports", help="root of the reports tree")
     a = p.parse_args(argv)
     root = Path(a.dir) / a.scale
-    raw, store, reports = root / "raw", root / "store", root / "reports"
+    raw, store, reports = root / "raw", root / "store", Path(a.reports)
     t0 = time.perf_counter()
     if not (raw / "sources.yaml").exists():
         _vigie("synth", "--scale", a.scale, "--out", str(raw), "--seed", a.seed)
@@ -69,6 +72,9 @@ def main(argv: list[str] | None = None) -> int:
     event = largest_upcoming_event(store)
     if event:
         _vigie("brief", event, "--store", str(store), "--reports", str(reports))
+    demo_id = f"demo-{a.scale}"
+    for kind in ("evaluation", "explore"):
+        _vigie("report", kind, "--store", str(store), "--reports", str(reports), "--id", demo_id)
     print(f"\ndemo finished in {time.perf_counter() - t0:.0f} s")
     print(f"store:   {store}")
     for html in sorted(reports.glob("*/*/report.html")):

@@ -33,6 +33,7 @@ from pipelines.reports.kernel import check_parameters, notebook_parameters
 from pipelines.reports.maps import excess_breaks, to_html, zones_map
 from pipelines.reports.runner import NOTEBOOK_DIR, run_notebook
 from pipelines.reports.weekly import (
+    key_figures,
     lighting_figures,
     lighting_transit_text,
     plot_daily,
@@ -561,13 +562,17 @@ def test_missing_analysis_is_said_not_hidden(tmp_path: Path):
 
 def test_week_heading_and_reference_note(three_week_store: Path):
     """The weekly report's first line gives the local dates of the week, the reference and k;
-    the reference note says how many whole weeks the reference had."""
+    the reference note says how many whole weeks the reference had, and the heading agrees
+    with the key figures' table (3 weeks of data: 2 whole weeks before the third, not 8)."""
     start, end = week_bounds(three_week_store, "2026-W47")
     text = week_heading(three_week_store, "2026-W47", start=start, end=end, reference_weeks=8)
     assert text == (
-        "**t**, week **2026-W47** (Mon 16 Nov 2026 – Sun 22 Nov 2026, UTC). Reference: the 8 "
-        "weeks before. Suppression threshold k = 10."
+        "**t**, week **2026-W47** (Mon 16 Nov 2026 – Sun 22 Nov 2026, UTC). Reference: the mean "
+        "of the 2 whole week(s) before (of the 8 asked: the data start later). Suppression "
+        "threshold k = 10."
     )
+    figures = key_figures(three_week_store, start=start, end=end, reference_weeks=8)
+    assert int(figures["reference_periods"].min()) == 2
     note = reference_note(pd.DataFrame({"reference_periods": [2, 3]}))
     assert note.startswith("Reference = mean of the 2 whole week(s)")
 

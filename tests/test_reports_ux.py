@@ -82,3 +82,69 @@ def test_config_typos_get_the_closest_valid_key(tmp_path: Path, text: str, expec
         load_study(_yaml(tmp_path, text))
     assert expected in str(err.value)
     assert "extra_forbidden" not in str(err.value) and "Extra inputs" not in str(err.value)
+
+
+@pytest.fixture(scope="session")
+def tiny_reports(tmp_path_factory):
+    """The tiny city's store and its four reports (shared build with tests/test_reports.py)."""
+    from tests._tiny_reports import build
+
+    return build(tmp_path_factory.getbasetemp() / "vigie_tiny")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "name", ["weekly_report", "event_brief", "model_evaluation", "explore"], ids=str
+)
+def test_make_lab_notebooks_run_all_with_their_defaults(tiny_reports, tmp_path: Path, name):
+    """Run All in `make lab` (notebooks/ as the working folder) with the default parameters
+    succeeds on the store where `make demo` writes it (demo/city/store beside notebooks/)."""
+    import papermill as pm
+
+    from pipelines.reports.kernel import ensure_kernel, notebook_parameters
+    from pipelines.reports.runner import NOTEBOOK_DIR
+
+    (tmp_path / "demo" / "city").mkdir(parents=True)
+    (tmp_path / "demo" / "city" / "store").symlink_to(Path(tiny_reports["store"]))
+    (tmp_path / "notebooks").mkdir()
+    src = NOTEBOOK_DIR / f"{name}.ipynb"
+    assert notebook_parameters(src)["store"]["default"].strip("\"'") == "../demo/city/store"
+    out = tmp_path / "notebooks" / f"{name}.out.ipynb"
+    pm.execute_notebook(
+        str(src),
+        str(out),
+        kernel_name=ensure_kernel(),
+        cwd=str(tmp_path / "notebooks"),
+        progress_bar=False,
+    )
+    assert out.exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["weekly", "event-brief", "evaluation", "explore"])
+def test_tables_read_in_words_with_zone_names(tiny_reports, kind):
+    """Every table header is in words (no underscore), every zone code in a table cell comes
+    with its zone's name, and every map legend reads in words (about usual, of usual, incidents
+    more/fewer), not bare numeric classes."""
+    import html as _html
+    import re
+
+    from bs4 import BeautifulSoup
+
+    from features.store import Store
+
+    page = Path(tiny_reports["made"][kind]["html"]).read_text()
+    soup = BeautifulSoup(page, "html.parser")
+    headers = [th.get_text(" ", strip=True) for th in soup.select("table th")]
+    assert [h for h in headers if "_" in h] == []
+    zones = Store(tiny_reports["store"]).zones()
+    names = dict(zip(zones["zone_id"].astype(str), zones["name"].astype(str), strict=True))
+    for td in soup.select("table td"):
+        text = td.get_text(" ", strip=True)
+        for code in re.findall(r"\b\d{9}\b", text):
+            if code in names:
+                assert names[code] in text, (code, text)
+    for doc in re.findall(r'srcdoc="([^"]*)"', page):
+        inner = _html.unescape(doc)
+        if "vigie-legend" in inner:
+            assert re.search(r"usual", inner), "legend without words"

@@ -55,6 +55,9 @@ def brief(
     no_report: bool = typer.Option(
         False, "--no-report", help="Only write the brief JSON, not the HTML report."
     ),
+    tiles: str = typer.Option(
+        None, "--tiles", help="Base map of the report's map, e.g. OpenStreetMap (needs network)."
+    ),
 ) -> None:
     """Event brief: presence, incidents, staffing (rescuers, agents, lanes, barrier) and context."""
     s = Store(store)
@@ -69,5 +72,5 @@ def brief(
     if out is not None:
         typer.echo(str(out))
     if not no_report:
-        rep = report_brief(s.root, result.event.event_id, reports_dir=reports)
+        rep = report_brief(s.root, result.event.event_id, reports_dir=reports, tiles=tiles)
         typer.echo(f"report: {rep.html}")

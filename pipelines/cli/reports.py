@@ -40,9 +40,15 @@ def weekly_cmd(
     store: Path = store_opt,
     week: str = typer.Option(..., "--week", help="ISO week, e.g. 2026-W46."),
     reports: Path = reports_opt,
+    tiles: str = typer.Option(
+        None,
+        "--tiles",
+        help="Base map under the zones, e.g. OpenStreetMap (fetched when the report is opened; "
+        "default: the study's area.tiles, else none).",
+    ),
 ) -> None:
     """The weekly report: key figures against the reference, weak signals, maps, events."""
-    _done(report_weekly(store, week=week, reports_dir=reports))
+    _done(report_weekly(store, week=week, reports_dir=reports, tiles=tiles))
 
 
 @report_app.command("evaluation")

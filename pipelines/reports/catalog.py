@@ -52,6 +52,15 @@ def _require_store(store: str | Path) -> Store:
     return Store(root.resolve())
 
 
+def _tiles(st: Store, tiles: str | None) -> str | None:
+    """The base map of a report's maps: ``tiles`` (``--tiles``), else the study's
+    ``area.tiles``, else None (no base map: the report opens with no network)."""
+    if tiles:
+        return tiles
+    area = st.study().get("area") or {}
+    return area.get("tiles") or None
+
+
 def _relpath(path: Path, st: Store) -> str:
     return path.relative_to(st.root).as_posix()
 
@@ -98,15 +107,17 @@ def report_weekly(
     reports_dir: str | Path = "reports",
     notebook_dir: str | Path | None = None,
     kernel_name: str | None = None,
+    tiles: str | None = None,
 ) -> ReportResult:
-    """The weekly report of ISO week ``week`` (``reports/weekly/<week>/``)."""
+    """The weekly report of ISO week ``week`` (``reports/weekly/<week>/``); ``tiles``: a base
+    map for its maps (default the study's ``area.tiles``, else none)."""
     st = _require_store(store)
     check_week(st, week)
     return run_notebook(
         notebook_path("weekly", notebook_dir),
         kind="weekly",
         report_id=week,
-        parameters={"store": str(st.root), "week": week},
+        parameters={"store": str(st.root), "week": week, "tiles": _tiles(st, tiles)},
         reports_dir=reports_dir,
         store=st.root,
         inputs=[CUBE_META, Store.EVALUATION_JSON, Store.EFFECTS_JSON, st.signals_relpath(week)],
@@ -122,8 +133,10 @@ def report_brief(
     reports_dir: str | Path = "reports",
     notebook_dir: str | Path | None = None,
     kernel_name: str | None = None,
+    tiles: str | None = None,
 ) -> ReportResult:
-    """The planning brief of an event of the store (``reports/event-brief/<key>/``).
+    """The planning brief of an event of the store (``reports/event-brief/<key>/``); ``tiles``
+    as for :func:`report_weekly`.
 
     ``event_id`` is the event's id as the store holds it; the brief's file and the report's
     folder are named by :func:`pipelines.events.spec.brief_key` (unsafe characters replaced), as
@@ -135,7 +148,7 @@ def report_brief(
         notebook_path("event-brief", notebook_dir),
         kind="event-brief",
         report_id=key,
-        parameters={"store": str(st.root), "event_id": key},
+        parameters={"store": str(st.root), "event_id": key, "tiles": _tiles(st, tiles)},
         reports_dir=reports_dir,
         store=st.root,
         inputs=[CUBE_META, _relpath(st.validated_path("events"), st), st.brief_relpath(key)],

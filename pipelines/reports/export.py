@@ -22,6 +22,7 @@ import base64
 import hashlib
 import html
 import json
+import logging
 import re
 from typing import Any
 
@@ -108,6 +109,42 @@ def external_resources(page: str) -> list[str]:
     return found
 
 
+_NO_ALT = 'alt="No description has been provided for this image"'
+
+
+def figure_alts(nb: Any) -> list[str]:
+    """Alt text of each image output, in page order: the image's own ``alt`` metadata, else
+    the chart's place in the report (the section heading above it and its number there)."""
+    alts: list[str] = []
+    heading, n = "report", 0
+    for cell in nb.cells:
+        if cell.cell_type == "markdown":
+            found = re.findall(r"^#+\s*(.+)$", cell.source, re.M)
+            if found:
+                heading, n = found[-1].strip(), 0
+            continue
+        for out in cell.get("outputs", []):
+            data = out.get("data", {})
+            if "image/png" not in data and "image/jpeg" not in data:
+                continue
+            n += 1
+            meta = out.get("metadata", {})
+            own = (meta.get("image/png") or meta.get("image/jpeg") or {}).get("alt")
+            alts.append(str(own) if own else f"Chart {n} of the section “{heading}”")
+    return alts
+
+
+def _with_alts(body: str, alts: list[str]) -> str:
+    """The page with nbconvert's placeholder alt texts replaced by ``alts``, in order."""
+    it = iter(alts)
+
+    def sub(m: re.Match[str]) -> str:
+        alt = next(it, None)
+        return m.group(0) if alt is None else f'alt="{html.escape(alt, quote=True)}"'
+
+    return re.sub(re.escape(_NO_ALT), sub, body)
+
+
 def export_html(nb: Any, *, title: str) -> str:
     """The executed notebook as one HTML page with code hidden and no network resources.
 
@@ -122,13 +159,45 @@ def export_html(nb: Any, *, title: str) -> str:
         exclude_output_prompt=True,
     )
     nb.metadata["title"] = title
+    alts = figure_alts(nb)
+    # nbconvert warns of images without alt text, then writes a placeholder; each figure gets
+    # its own alt text below, so the warning is noise (shown with -v only)
+    exporter.log.setLevel(
+        logging.DEBUG if logging.getLogger().isEnabledFor(logging.INFO) else logging.ERROR
+    )
     body, _ = exporter.from_notebook_node(nb)
+    body = _with_alts(body, alts)
     body = _EXTERNAL_TAG.sub("", body)
     # MathJax is configured by an inline script that only makes sense with MathJax loaded
     body = _MATHJAX.sub("", body)
     # the mermaid loader imports its library from a CDN (only when a diagram is present)
     body = sandbox_iframes(_MERMAID.sub("", body))
-    return with_csp(body)
+    return with_csp(_with_page_style(body))
+
+
+#: the report's own style: tables fit the page on screen, and print whole on A4 landscape
+PAGE_STYLE = """<style id="vigie-page">
+.jp-RenderedHTMLCommon table { max-width: 100%; }
+.jp-OutputArea-output { overflow-x: auto; }
+.jp-RenderedHTMLCommon td, .jp-RenderedHTMLCommon th { text-align: left; }
+@media print {
+  @page { size: A4 landscape; margin: 10mm; }
+  body { font-size: 9pt; }
+  .jp-OutputArea-output { overflow: visible; }
+  .jp-RenderedHTMLCommon table { font-size: 7.5pt; width: 100%; table-layout: auto;
+                                  page-break-inside: auto; }
+  .jp-RenderedHTMLCommon tr { page-break-inside: avoid; }
+  .jp-RenderedHTMLCommon thead { display: table-header-group; }
+  .jp-RenderedHTMLCommon td, .jp-RenderedHTMLCommon th { padding: 1px 4px; }
+  iframe { max-width: 100%; }
+}
+</style>"""
+
+
+def _with_page_style(page: str) -> str:
+    """``page`` with :data:`PAGE_STYLE` at the end of ``<head>``."""
+    at = page.lower().rfind("</head>")
+    return page + PAGE_STYLE if at < 0 else page[:at] + PAGE_STYLE + page[at:]
 
 
 def _payload(output: Any) -> dict[str, Any] | None:

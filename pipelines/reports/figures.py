@@ -11,6 +11,7 @@ exploration's in :mod:`pipelines.reports.exploration`.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,8 @@ import pandas as pd
 
 from features.store import Store
 from pipelines.events.result import Brief
-from pipelines.models.results import BacktestEvaluation, Effects
+from pipelines.models.results import FEATURE_WORDS, BacktestEvaluation, Effects
+from pipelines.reports.labels import fmt_rate, name_zones_in_text, zone_with_name
 from pipelines.reports.publish import md_text, suppress_text
 
 #: which command produces which store file, for "not run yet" messages (signals and briefs:
@@ -57,7 +59,73 @@ def missing_step(store: str | Path | Store, relpath: str, **fmt: Any) -> str:
     )
 
 
-def signals_table(payload: Any, *, top: int = 15, k: int | None = None) -> pd.DataFrame | None:
+def default_week(store: str | Path | Store, week: str | None = None) -> str:
+    """``week``, or when None (a notebook opened in `make lab`) the latest week whose signals
+    the store holds, else the cube's last whole week."""
+    from features.timeutil import last_full_week
+
+    if week:
+        return week
+    st = open_store(store)
+    weekly = sorted(p.stem for p in st.signals_dir.glob("*-W[0-9][0-9].json"))
+    if weekly:
+        return weekly[-1]
+    meta = st.cube_meta()
+    return last_full_week(meta["end"], meta.get("timezone") or st.timezone)
+
+
+def default_event(store: str | Path | Store, event_id: str | None = None) -> str:
+    """``event_id``, or when None (a notebook opened in `make lab`) the key of the most recent
+    brief the store holds (`vigie brief` or `make demo` made it)."""
+    if event_id:
+        return event_id
+    st = open_store(store)
+    briefs = sorted((st.root / "briefs").glob("*.json"), key=lambda p: p.stat().st_mtime)
+    if not briefs:
+        raise FileNotFoundError(
+            f"{st.root}: no event brief yet; run `vigie brief EVENT_ID --store {st.root}` or set "
+            "event_id."
+        )
+    return briefs[-1].stem
+
+
+def zone_names(store: str | Path | Store) -> dict[str, str]:
+    """Zone names by code (``zones.name``; the code itself where a zone has no name)."""
+    z = open_store(store).zones()
+    names = z["name"] if "name" in z else z["zone_id"]
+    return {
+        str(c): str(n) if pd.notna(n) and str(n).strip() else str(c)
+        for c, n in zip(z["zone_id"], names, strict=True)
+    }
+
+
+def local_span(start: Any, end: Any) -> str:
+    """A local time window with an inclusive end: whole days read ``2026-11-09 to 2026-11-15``
+    (the end is exclusive in the data: 11-16 00:00), one day ``2026-11-10``, hours
+    ``2026-11-10 14:00 to 15:59`` (to 2026-11-11 01:59 across midnight)."""
+    if start is None or end is None or pd.isna(start) or pd.isna(end):
+        return "–"
+    a = pd.Timestamp(str(start)[:19])
+    b = pd.Timestamp(str(end)[:19])
+    if a == a.normalize() and b == b.normalize():
+        last = b - pd.Timedelta(days=1)
+        return f"{a:%Y-%m-%d}" if last <= a else f"{a:%Y-%m-%d} to {last:%Y-%m-%d}"
+    last = b - pd.Timedelta(minutes=1)
+    same_day = last.normalize() == a.normalize()
+    return (
+        f"{a:%Y-%m-%d %H:%M} to {last:%H:%M}"
+        if same_day
+        else f"{a:%Y-%m-%d %H:%M} to {last:%Y-%m-%d %H:%M}"
+    )
+
+
+def signals_table(
+    payload: Any,
+    *,
+    top: int = 15,
+    k: int | None = None,
+    zones: Mapping[str, str] | None = None,
+) -> pd.DataFrame | None:
     """The ranked weak signals of a run as a display table.
 
     ``payload`` is a :class:`~pipelines.signals.result.SignalRun` or the dict of
@@ -65,7 +133,9 @@ def signals_table(payload: Any, *, top: int = 15, k: int | None = None) -> pd.Da
     ``k``, the counts inside the explanations are suppressed below ``k``
     (:func:`~pipelines.reports.publish.suppress_text`), and where the signal's observed count is
     below ``k`` its sentence withholds the ratio and the other counts too; the table's own
-    columns are suppressed when published (:func:`~pipelines.reports.publish.table`).
+    columns are suppressed when published (:func:`~pipelines.reports.publish.table`). With
+    ``zones`` (code -> name, :func:`zone_names`), the explanations name each zone they cite.
+    The window is local with an inclusive end (:func:`local_span`).
     """
     if payload is None:
         return None
@@ -77,18 +147,16 @@ def signals_table(payload: Any, *, top: int = 15, k: int | None = None) -> pd.Da
     if "rank" in sig:
         sig = sig.sort_values("rank")
     sig = sig.head(top)
+    starts = sig.get("start_local", sig.get("start"))
+    ends = sig.get("end_local", sig.get("end"))
     out = pd.DataFrame(
         {
             "rank": sig.get("rank", pd.Series(range(1, len(sig) + 1), index=sig.index)),
-            "type": sig["type"],
+            "type": sig["type"].astype(str).str.replace("_", " "),
             "zones": sig["zones"].map(
                 lambda z: ", ".join(map(str, z)) if isinstance(z, list) else z
             ),
-            "from": sig.get("start_local", sig.get("start"))
-            .astype(str)
-            .str[:16]
-            .str.replace("T", " "),
-            "to": sig.get("end_local", sig.get("end")).astype(str).str[:16].str.replace("T", " "),
+            "when": [local_span(a, b) for a, b in zip(starts, ends, strict=True)],
             "observed": sig.get("observed"),
             "expected": sig.get("expected"),
             "ratio": sig.get("ratio"),
@@ -102,6 +170,8 @@ def signals_table(payload: Any, *, top: int = 15, k: int | None = None) -> pd.Da
             suppress_text(text, k, secondary=bool(obs < k))
             for text, obs in zip(out["explanation"], observed, strict=True)
         ]
+    if zones:  # after suppression: a name is not a count
+        out["explanation"] = out["explanation"].map(lambda t: name_zones_in_text(t, zones))
     return out.reset_index(drop=True)
 
 
@@ -149,7 +219,7 @@ def _estimable_frame(effects: Effects | None) -> pd.DataFrame | None:
     """The estimable effects as rows of their ``effects.json`` fields (None when none)."""
     if effects is None or not len(effects):
         return None
-    eff = pd.DataFrame([e.to_json() for e in effects])
+    eff = effects.frame(estimable_only=False)
     return eff[eff["estimable"].fillna(False).astype(bool)]
 
 
@@ -166,6 +236,7 @@ def effects_table(effects: Effects | None) -> pd.DataFrame | None:
         "light",
         "feature",
         "name",
+        "label",
         "unit",
         "estimate",
         "ci_low",
@@ -178,7 +249,7 @@ def effects_table(effects: Effects | None) -> pd.DataFrame | None:
 
 def _irr_cell(r: pd.Series) -> str:
     star = "*" if pd.notna(r.get("p_value")) and r["p_value"] < 0.05 else ""
-    return f"{r['estimate']:.3f} [{r['ci_low']:.3f}, {r['ci_high']:.3f}]{star}"
+    return f"{fmt_rate(r['estimate'])} [{fmt_rate(r['ci_low'])}, {fmt_rate(r['ci_high'])}]{star}"
 
 
 def irr_matrix(effects: Effects | None) -> pd.DataFrame | None:
@@ -190,7 +261,10 @@ def irr_matrix(effects: Effects | None) -> pd.DataFrame | None:
     irr = eff[eff["kind"] == "irr"]
     if irr.empty:
         return None
-    irr = irr.assign(cell=irr.apply(_irr_cell, axis=1))
+    irr = irr.assign(
+        cell=irr.apply(_irr_cell, axis=1),
+        feature=irr["feature"].map(lambda f: FEATURE_WORDS.get(str(f), str(f))),
+    )
     order = list(dict.fromkeys(irr["group"]))
     table = irr.pivot_table(
         index=["feature", "unit"], columns="group", values="cell", aggfunc="first"
@@ -211,6 +285,7 @@ def other_effects_table(effects: Effects | None) -> pd.DataFrame | None:
     eff = eff[eff.get("kind", pd.Series("", index=eff.index)) != "irr"]
     if eff.empty:
         return None
+    eff = eff.assign(name=eff["label"]) if "label" in eff else eff
     cols = ["name", "comparison", "unit", "estimate", "ci_low", "ci_high", "p_value", "incidents"]
     return eff[[c for c in cols if c in eff.columns]].reset_index(drop=True)
 
@@ -235,6 +310,39 @@ def ratio_effects(eff: pd.DataFrame | None, *, top: int = 30) -> pd.DataFrame | 
     return shown
 
 
+def forest_plot(shown: pd.DataFrame) -> Any:
+    """The forest plot of :func:`ratio_effects`: each effect in words with its 95 % interval on
+    a log scale, ticks at 1, 2, 5 × powers of ten, the no-effect line at 1."""
+    import matplotlib.pyplot as plt
+    from matplotlib import ticker
+
+    shown = shown.iloc[::-1]
+    names = shown["label"] if "label" in shown else shown["name"]
+    fig, ax = plt.subplots(figsize=(9, 0.3 * len(shown) + 1.2))
+    ax.errorbar(
+        shown["estimate"],
+        range(len(shown)),
+        xerr=[shown["err_low"], shown["err_high"]],
+        fmt="o",
+        color="C0",
+        ecolor="0.6",
+    )
+    ax.axvline(1, color="C3", lw=1, ls="--")
+    ax.set_yticks(range(len(shown)), list(names))
+    ax.set_xscale("log")
+    lo = float(min(shown["ci_low"].min(), shown["estimate"].min(), 1.0))
+    hi = float(max(shown["ci_high"].max(), shown["estimate"].max(), 1.0))
+    ax.set_xlim(lo / 1.15, hi * 1.15)
+    ax.xaxis.set_major_locator(ticker.LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    ax.xaxis.set_minor_locator(ticker.LogLocator(base=10, subs=(3.0, 4.0, 6.0, 7.0, 8.0, 9.0)))
+    ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: fmt_rate(v)))
+    ax.xaxis.set_minor_formatter(ticker.NullFormatter())
+    ax.set_xlabel("ratio (log scale) with its 95 % interval; 1 = no effect")
+    ax.set_title("effects on incidents")
+    fig.tight_layout()
+    return fig
+
+
 def deviance_by_origin(
     evaluation: BacktestEvaluation | None, *, timezone: str
 ) -> pd.DataFrame | None:
@@ -248,7 +356,7 @@ def deviance_by_origin(
 
 
 # -- event brief ---------------------------------------------------------------------------------
-def brief_heading(brief: Brief) -> str:
+def brief_heading(brief: Brief, names: Mapping[str, str] | None = None) -> str:
     """The brief's first paragraph (Markdown): event, category, local times, expected
     attendance, venue zone and ring, how presence is forecast; names from data escaped."""
     ev = brief.event
@@ -256,7 +364,8 @@ def brief_heading(brief: Brief) -> str:
     return (
         f"**{md_text(ev.name)}** ({md_text(ev.category)}), {md_text(when)} "
         f"({md_text(ev.timezone)}); expected attendance **{ev.expected_attendance:,.0f}**; "
-        f"venue zone {md_text(ev.zone_id)}, ring {md_text(', '.join(ev.ring) or 'none')}.\n\n"
+        f"venue zone {md_text(zone_with_name(ev.zone_id, names or {}))}, ring "
+        f"{md_text(zone_with_name(list(ev.ring), names or {}) or 'none')}.\n\n"
         f"Presence forecast: {md_text(brief.presence_method_text)}. "
         f"Brief made {brief.generated_at.isoformat()[:16]} UTC."
     )
@@ -295,12 +404,40 @@ def brief_arithmetic(brief: Brief) -> pd.DataFrame:
     """The staffing arithmetic of the peak, one line per quantity, with its source."""
     s = brief.staffing
     parts = {"dps": s.dps, "lanes": s.lanes, "barrier": s.barrier, "egress": s.egress}
+    words = {"dps": "rescuers (DPS grid)", "lanes": "entry lanes", "barrier": "barrier"}
+    words["egress"] = "egress time"
     rows = [
-        {"quantity": key, "arithmetic": part.arithmetic, "source": getattr(part, "source", "")}
+        {
+            "quantity": words[key],
+            "arithmetic": part.arithmetic,
+            "source": getattr(part, "source", ""),
+        }
         for key, part in parts.items()
         if part is not None and part.arithmetic
     ]
+    for row in rows:  # the headline rounds the barrier up to the whole metre: say so
+        if row["quantity"] == "barrier" and s.peak.barrier_m:
+            row["arithmetic"] += f", rounded up: {s.peak.barrier_m} m"
     return pd.DataFrame(rows)
+
+
+def brief_figures_sources(brief: Brief, *, k: int) -> str:
+    """Where the headline's staffing comes from (Markdown): rescuers from the declared
+    attendance against the hour-by-hour peak from the forecast crowd, the larger kept."""
+    s, ev = brief.staffing, brief.event
+    hourly = [int(r.get("rescuers") or 0) for r in s.hours] if s.hours else []
+    peak_hour = max(hourly, default=0)
+    crowd = brief.hours_table()
+    crowd_peak = float(crowd["event_crowd"].max()) if "event_crowd" in crowd and len(crowd) else 0
+    return suppress_text(
+        f"Where these figures come from: **{s.dps.rescuers} rescuers** from the DPS grid applied "
+        f"to the **declared attendance** ({ev.expected_attendance:,.0f} people); the hour-by-hour "
+        f"table applies the same grid to the **forecast crowd** of each hour (largest hour: "
+        f"{peak_hour} rescuers, for a forecast crowd of {crowd_peak:,.0f} people). The plan keeps "
+        f"the larger: **{s.peak.rescuers}**. Agents and entry lanes are the largest of the hours; "
+        "the barrier is sized for the peak arrivals (arithmetic below).",
+        k,
+    )
 
 
 def brief_zone_values(brief: Brief) -> pd.DataFrame:

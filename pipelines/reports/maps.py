@@ -54,6 +54,7 @@ from branca.element import Element, Figure, MacroElement
 from jinja2 import Template
 
 from pipelines.reports.export import external_resources, sandbox_iframes
+from pipelines.reports.labels import class_words, fmt_count, formatter, label, zone_with_name
 from pipelines.reports.publish import (
     SECONDARY_LABEL,
     is_count_name,
@@ -266,12 +267,13 @@ def zone_classes(
     if is_derived_name(color_by):  # not coloured where it would rebuild a suppressed count
         col = col.where(~secondary_rows(vals, k))
     if color_by == "present_ratio":
-        return col.map(ratio_class), "presence vs reference", RATIO_BREAKS
+        return col.map(ratio_class), "people present against the usual", RATIO_BREAKS
     b = excess_breaks(col.tolist())
     classes = col.map(
         lambda v: None if not np.isfinite(v) else int(np.searchsorted(b, v, side="right"))
     )
-    return classes, "excess incidents" if color_by == "excess" else color_by, b
+    title = "incidents against the usual" if color_by == "excess" else label(color_by)
+    return classes, title, b
 
 
 def zone_tooltips(
@@ -296,11 +298,13 @@ def zone_tooltips(
             v = None if row is None else row[j]
             v = None if v is None or (isinstance(v, float) and np.isnan(v)) else v
             if is_count_name(c):
-                p[c] = tooltip_text(suppress_value(v, k) or "–")
+                shown_v = suppress_value(v, k)
+                p[c] = tooltip_text(fmt_count(shown_v) if shown_v is not None else "–")
             elif hide and is_derived_name(c) and v is not None:
                 p[c] = SECONDARY_LABEL
             else:
-                p[c] = tooltip_text(_fmt(v))
+                by_kind = formatter(c)
+                p[c] = tooltip_text(by_kind(v) if by_kind and v is not None else _fmt(v))
         cls = classes.get(zid) if zid in classes.index else None
         p["_fill"] = class_color(None if cls is None or pd.isna(cls) else int(cls))
         props.append(p)
@@ -321,14 +325,15 @@ def _zones_layer(gz: gpd.GeoDataFrame, shown: list[str], color_by: str) -> foliu
         highlight_function=lambda f: {"weight": 3, "color": "#000000"},
         tooltip=folium.GeoJsonTooltip(
             fields=["zone", *shown],
-            aliases=["zone", *[tooltip_text(c.replace("_", " ")) for c in shown]],
+            aliases=["zone", *[tooltip_text(label(c)) for c in shown]],
         ),
     )
 
 
 def _signals_layer(gz: gpd.GeoDataFrame, signals: Sequence[str]) -> folium.FeatureGroup:
-    """Red rings at the representative point of each flagged zone."""
+    """Red rings at the representative point of each flagged zone, named in their tooltip."""
     centroids = gz.set_index("zone_id").geometry.representative_point()
+    names = dict(zip(gz["zone_id"], gz["name"], strict=True)) if "name" in gz else {}
     fg = folium.FeatureGroup(name="weak signals")
     for zid in dict.fromkeys(str(z) for z in signals):
         if zid in centroids.index:
@@ -339,7 +344,7 @@ def _signals_layer(gz: gpd.GeoDataFrame, signals: Sequence[str]) -> folium.Featu
                 color="#d7301f",
                 weight=3,
                 fill=False,
-                tooltip=tooltip_text(f"signal: {zid}"),
+                tooltip=tooltip_text(f"signal: {zone_with_name(zid, names)}"),
             ).add_to(fg)
     return fg
 
@@ -455,7 +460,8 @@ def zones_map(
     vals = _value_frame(values)
     classes, legend_title, breaks = zone_classes(vals, color_by, k=k)
     if color_by in vals.columns:
-        Legend(title or legend_title, _class_labels(breaks)).add_to(m)
+        words = class_words(color_by, breaks) or _class_labels(breaks)
+        Legend(title or legend_title, words).add_to(m)
     gz = zone_tooltips(gz, vals, classes, k=k)
     shown = [c for c in vals.columns if c != "geometry"]
     _zones_layer(gz, shown, color_by).add_to(m)

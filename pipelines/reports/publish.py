@@ -37,7 +37,7 @@ import html
 import json
 import math
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import numpy as np
@@ -45,6 +45,7 @@ import pandas as pd
 from IPython.display import display
 
 from features.jsonio import lenient_json_default
+from pipelines.reports.labels import ZONE_COLUMNS, fmt_count, formatter, label, zone_with_name
 
 #: names of fields holding counts of people or incidents (matched on the whole name, lower case)
 COUNT_NAME_PATTERN = re.compile(
@@ -345,27 +346,43 @@ def md_text(value: Any) -> str:
     return html.escape(text, quote=False)
 
 
-def table(df: pd.DataFrame, k: int, *, columns: Iterable[str] | None = None, digits: int = 2):
-    """A suppressed, escaped table ready to display in a notebook (a pandas Styler, index hidden).
+def table(
+    df: pd.DataFrame,
+    k: int,
+    *,
+    columns: Iterable[str] | None = None,
+    digits: int = 2,
+    zones: Mapping[str, str] | None = None,
+):
+    """A suppressed, escaped table for people (a pandas Styler, index hidden).
 
-    Floats are shown with ``digits`` decimals; counts below ``k`` read ``"<k"`` and the
-    figures that would rebuild them :data:`SECONDARY_LABEL`. Text cells and column headers are
-    HTML-escaped (names come from data).
+    Counts below ``k`` read ``"<k"`` and the figures that would rebuild them
+    :data:`SECONDARY_LABEL`. Then, for reading: headers are labels in words with units
+    (:func:`pipelines.reports.labels.label`), each column's numbers are formatted as their kind
+    asks (whole people and incidents, rates with 2 significant figures, p and q values in
+    scientific notation below 0.001: :mod:`pipelines.reports.labels`), zone codes come with
+    their names (``zones``: code -> name), text is left-aligned and does not wrap inside a date.
+    Text cells and column headers are HTML-escaped (names come from data).
 
     Parameters
     ----------
     df
-        The table to publish.
+        The table to publish, with the store's column names (suppression decides by name).
     k
         The suppression threshold.
     columns
         Count columns besides the count-named ones (suppression cannot be turned off).
     digits
-        Decimals of floats.
+        Decimals of floats whose kind is not known.
+    zones
+        Zone names by code, for the zone columns (:data:`pipelines.reports.ZONE_COLUMNS`).
     """
     counts = [c for c in df.columns if is_count_name(c)]
     counts += [c for c in (columns or []) if c not in counts]
     pub = suppress_frame(df, k, columns=counts)
+    if zones:
+        for c in [c for c in ZONE_COLUMNS if c in pub.columns]:
+            pub[c] = pub[c].map(lambda v: zone_with_name(v, zones))
 
     def fmt(v: Any) -> str:
         if v is None or (isinstance(v, float) and not math.isfinite(v)):
@@ -379,7 +396,50 @@ def table(df: pd.DataFrame, k: int, *, columns: Iterable[str] | None = None, dig
             return f"{v:,}"
         return html.escape(str(v), quote=True)
 
-    return pub.style.format(fmt).format_index(escape="html", axis=1).hide(axis="index")
+    styler = pub.style.format(fmt)
+    for c in pub.columns:
+        by_kind = formatter(c) or (fmt_count if c in counts else None)
+        if by_kind is not None:
+            styler = styler.format(_kind_formatter(by_kind, fmt), subset=[c])
+    text_cols = [c for c in pub.columns if pub[c].dtype == object]
+    if text_cols:
+        styler = styler.set_properties(subset=text_cols, **{"text-align": "left"})
+    styler = styler.set_table_styles(
+        [
+            {"selector": "th", "props": "text-align: left;"},
+            {"selector": "td", "props": "white-space: nowrap;"},
+            {"selector": "td.col-wrap", "props": "white-space: normal; min-width: 16em;"},
+        ],
+        overwrite=False,
+    )
+    wrap = [c for c in pub.columns if c in WRAPPED_COLUMNS]
+    if wrap:
+        styler = styler.set_td_classes(
+            pd.DataFrame("col-wrap", index=pub.index, columns=wrap).reindex(
+                columns=pub.columns, fill_value=""
+            )
+        )
+    return styler.format_index(label, axis=1, escape="html").hide(axis="index")
+
+
+#: text columns that may wrap (long sentences); every other cell stays on one line
+WRAPPED_COLUMNS = ("explanation", "arithmetic", "source", "event", "name", "comparison", "zones")
+
+
+def _kind_formatter(
+    by_kind: Callable[[Any], str] | None, fallback: Callable[[Any], str]
+) -> Callable[[Any], str]:
+    """A column formatter: numbers by their kind, anything else (a suppressed "<k", "c",
+    None) as the table's default, escaped."""
+
+    def fmt(v: Any) -> str:
+        if by_kind is None or isinstance(v, (bool, np.bool_, str)) or v is None:
+            return fallback(v)
+        if not isinstance(v, (int, float, np.integer, np.floating)):
+            return fallback(v)
+        return by_kind(v)
+
+    return fmt
 
 
 #: MIME type of the summary payloads a notebook emits for ``summary.json``

@@ -119,6 +119,11 @@ def _working_dir(notebook: Path) -> Path:
     return PROJECT_ROOT if folder == NOTEBOOK_DIR else folder
 
 
+def _kernel_log_level() -> str:
+    """The kernel's log level: its warnings only when vigie runs with -v (DEBUG or INFO)."""
+    return "WARN" if logging.getLogger().isEnabledFor(logging.INFO) else "ERROR"
+
+
 def _execute(run: _Run, *, timeout: int) -> None:
     """Run the notebook into ``run.out_nb``; on failure keep it under ``_failed/`` and raise."""
     try:
@@ -132,6 +137,9 @@ def _execute(run: _Run, *, timeout: int) -> None:
             log_output=False,
             cwd=str(_working_dir(run.notebook)),
             execution_timeout=timeout,
+            # the kernel's own start-up notes ("running over TCP without encryption": it listens
+            # on 127.0.0.1 only) are library noise: shown with -v only
+            extra_arguments=[f"--IPKernelApp.log_level={_kernel_log_level()}"],
         )
     except Exception as exc:  # a failing cell, a dead kernel, a timeout...
         err = _failure(exc, run.kind, run.report_id, run.out_nb, run.root)

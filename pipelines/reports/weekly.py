@@ -181,17 +181,44 @@ def week_heading(
     first_day = pd.Timestamp(start).tz_convert(tz)
     last_day = (pd.Timestamp(end) - pd.Timedelta(hours=1)).tz_convert(tz)
     local = f"{first_day:%a %d %b %Y} – {last_day:%a %d %b %Y}"
-    return (
-        f"**{md_text(area_name(st))}**, week **{week}** ({local}, {tz}). Reference: the "
-        f"{reference_weeks} weeks before. Suppression threshold k = {st.suppression_k}."
+    n_ref = reference_weeks_available(st, start=start, reference_weeks=reference_weeks)
+    ref = (
+        f"the mean of the {n_ref} whole week(s) before"
+        + (
+            f" (of the {reference_weeks} asked: the data start later)"
+            if n_ref < reference_weeks
+            else ""
+        )
+        if n_ref
+        else "none (no whole week of data before this one)"
     )
+    return (
+        f"**{md_text(area_name(st))}**, week **{week}** ({local}, {tz}). Reference: {ref}. "
+        f"Suppression threshold k = {st.suppression_k}."
+    )
+
+
+def reference_weeks_available(
+    store: str | Path | Store, *, start: Any, reference_weeks: int
+) -> int:
+    """How many whole weeks of data lie before ``start``, at most ``reference_weeks``: the
+    reference :func:`key_figures` averages (one rule for the heading and the table)."""
+    st = open_store(store)
+    meta = st.cube_meta()
+    start = pd.Timestamp(start)
+    if not meta.get("start"):
+        return reference_weeks
+    data_start = pd.Timestamp(meta["start"])
+    whole = int(np.floor((start - data_start) / pd.Timedelta(days=7)))
+    return max(0, min(reference_weeks, whole))
 
 
 def reference_note(figures: pd.DataFrame) -> str:
     """What the reference of :func:`key_figures` is: how many whole weeks before it."""
     return (
         f"Reference = mean of the {int(figures['reference_periods'].min())} whole week(s) of "
-        "data before this one; ratio = this week / reference."
+        "data before this one; ratio = this week / reference. People present: mean per hour "
+        "over all zones; incidents and transit entries: totals of the week."
     )
 
 
@@ -271,9 +298,9 @@ def events_between(store: str | Path | Store, *, start: Any, end: Any) -> pd.Dat
         {
             "event": ev["name"],
             "category": ev["category"],
-            "zone_id": ev["zone_id"],
-            "start (local)": ev["start"].dt.tz_convert(tz).dt.strftime("%a %d %b %H:%M"),
-            "end (local)": ev["end"].dt.tz_convert(tz).dt.strftime("%a %d %b %H:%M"),
+            "zone_id": ev["zone_id"].astype(str),
+            "start (local time)": ev["start"].dt.tz_convert(tz).dt.strftime("%a %d %b %H:%M"),
+            "end (local time)": ev["end"].dt.tz_convert(tz).dt.strftime("%a %d %b %H:%M"),
             "expected_attendance": ev["expected_attendance"],
         }
     ).reset_index(drop=True)
