@@ -116,8 +116,9 @@ def _effect_line(e: Effect | None) -> str:
         return "| – | – | – | – |"
     if not e.estimable:
         return f"| {e.label} | not estimable: {e.why} | | |"
+    label = "Event IRR per 1 000 attendees, all incidents" if e.kind == "irr" else e.label
     return (
-        f"| {e.label} | {_num(e.estimate)} [{_num(e.ci_low)}, {_num(e.ci_high)}] | "
+        f"| {label} | {_num(e.estimate)} [{_num(e.ci_low)}, {_num(e.ci_high)}] | "
         f"{_num(e.p_value, '.3g')} | {e.n} |"
     )
 
@@ -224,8 +225,10 @@ of {len(absent)}.
 ### Events (seed {FIT_SEED})
 
 The event IRR is per 1 000 attendees against the same slot at the zone's reference presence
-(the crowd's own effect is in it); the uplifts are against the zone's own hour-of-week history,
-clustered by event.
+(the crowd's own effect is in it; its `n` is zone-slots); the uplifts are against the zone's own
+hour-of-week history, clustered by event (`n` is events). The stadium zones' events are the
+crowds that raise incidents less than in proportion; elsewhere crowds raise them in proportion
+and `event_k` adds to it, so a significant uplift there is a true effect.
 
 {event_section(truth, eff)}
 ### Lighting outage study over {len(SEEDS)} cities

@@ -92,8 +92,8 @@ def _flat_crowd_city(seed: int):
 def test_crowds_that_do_not_raise_incidents_give_no_significant_event_effect(seed):
     """Presence rises with the crowd but incidents do not: neither the event IRR nor the
     venue or ring uplift is significant, in either direction, while the offset model alone
-    (presence forced at elasticity 1) reports a significant reduction. (Over 30 such cities
-    each of the three rejects at 5 % in 1 to 2 of 30: ``make evaluate`` reports the rate.)"""
+    (presence forced at elasticity 1) reports a significant reduction. (Each of the three is a
+    5 % test: on some other seed one of them will reject by chance.)"""
     c = _flat_crowd_city(seed)
     dz = M.design(c.cube)
     y = M.group_counts(c.cube, None)

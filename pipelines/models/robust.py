@@ -60,6 +60,7 @@ Liang, K.-Y. & Zeger, S. L. (1986). Longitudinal data analysis using generalized
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -93,11 +94,15 @@ class Flagged:
         expected, p, q.
     rounds
         Detection rounds run.
+    event_exposure
+        The exposure of event slots in the effect fits: the zone's reference presence, or the
+        observed presence (and why) when the fit against it did not converge.
     """
 
     keep: np.ndarray
     windows: pd.DataFrame
     rounds: int
+    event_exposure: str = "reference presence"
 
     def details(self) -> dict[str, object]:
         """What an effect's ``details`` say about the windows left out."""
@@ -105,6 +110,7 @@ class Flagged:
         return {
             "anomalous_windows_left_out": int(len(w)),
             "anomalous_zone_slots_left_out": int((~self.keep).sum()),
+            "event_slots_exposure": self.event_exposure,
             "anomaly_rule": (
                 f"zone x day and zone x week windows with two-sided NB tail q < {FDR:g} "
                 "(Benjamini-Hochberg), left out"
@@ -270,11 +276,23 @@ def _window_table(hit: pd.DataFrame, cube: pd.DataFrame) -> pd.DataFrame:
 def _refit(
     dz: pd.DataFrame, y: np.ndarray, glm: GLMFit, *, mask: np.ndarray, cluster=None
 ) -> GLMFit:
-    """``glm`` fitted again on the rows of ``mask`` (same family, features and categories)."""
-    return fit_glm(
+    """``glm`` fitted again on the rows of ``mask`` (same family, features and categories).
+
+    Raises ``numpy.linalg.LinAlgError`` when the fit did not converge: its expected incidents
+    over the rows fitted are more than 10 % off the observed ones (at the maximum likelihood
+    of a model with an intercept they are equal for the Poisson, close for the NB)."""
+    fit = fit_glm(
         dz, y, family=glm.family, group=glm.group, features=glm.features or None, mask=mask,
         grain=glm.grain, categories=glm.categories, min_incidents=1, cluster=cluster,
     )  # fmt: skip
+    rows = mask & exposure_mask(dz) & np.isfinite(y)
+    expected, observed = float(np.nansum(fit.mean(dz)[rows])), float(y[rows].sum())
+    if observed > 0 and not abs(np.log(max(expected, 1e-300) / observed)) < 0.1:
+        raise np.linalg.LinAlgError(
+            f"the fit did not converge ({expected:.4g} incidents expected over its rows, "
+            f"{observed:.0f} observed)"
+        )
+    return fit
 
 
 def _refit_zones(
@@ -366,8 +384,15 @@ def robust_fits(
         # look emptied whenever crowds do not raise incidents in proportion, and leaving such
         # days out would keep only the events whose counts happened to be high
         every = np.ones(len(cube), bool)
-        base, dzf = _refit_zones(dze, y_all.astype(np.float64), a, zone=zone, mask=every)
+        try:
+            base, dzf = _refit_zones(dze, y_all.astype(np.float64), a, zone=zone, mask=every)
+            events = "reference presence"
+        except np.linalg.LinAlgError as exc:  # event slots at their observed presence
+            dze = dz
+            base, dzf = _refit_zones(dz, y_all.astype(np.float64), a, zone=zone, mask=every)
+            events = f"observed presence (against the reference presence: {exc})"
         flagged = flag_anomalies(cube, dzf, base, fdr=fdr, cluster=day)
+        flagged = dataclasses.replace(flagged, event_exposure=events)
     except (SparseGroupError, np.linalg.LinAlgError) as exc:
         return {}, {g: f"anomalous windows could not be flagged: {exc}" for g in glms}, None
     fits: dict[str, GLMFit] = {}
