@@ -9,7 +9,8 @@ empty, :mod:`pipelines.signals.gaps`) are neither reference nor test: they becom
 zone and local day of the period is tested both ways with the extreme slot's z, Sidak-corrected
 for the number of slots that day: ``p = 1 - (1 - F(-|z|max))^n``, F a Student t with
 ``0.37 m - 1`` degrees of freedom for a scale from m deviations (the MAD's 37 % Gaussian
-efficiency), so that a scale from few weeks does not turn noise into signals. The reported window
+efficiency), so that a scale from few weeks does not turn noise into signals; for emptied zones,
+no more degrees of freedom than the zone's own lower tail of errors shows (weather, idle hours). The reported window
 is the run of consecutive slots with z beyond ``z_threshold`` around that slot. What explains an
 anomaly is a fact of that day (:mod:`pipelines.signals.explain`): a known event in the zone, a
 holiday or observance, heavy precipitation; the signal names which (``details.explained_by``).
@@ -245,8 +246,11 @@ def _day_tests(
 ) -> list[dict]:
     """The tests of every zone and period day, one way (``sign`` 1: gathering, -1: emptied).
 
-    The day's extreme slot gives z; ``p = 1 - (1 - F(-|z|max))^n`` (Sidak over the day's n
-    slots, F a Student t with ``0.37 m - 1`` degrees of freedom).
+    The day's extreme slot gives z; ``p = 1 - (1 - F(-|z|max k))^n`` (Sidak over the day's n
+    slots, F a Student t with ``0.37 m - 1`` degrees of freedom, ``k = 1.4826 F^-1(0.75)`` for
+    the MAD scale). Below (emptied), the degrees of freedom are at most those of the zone's own
+    lower tail (:func:`~pipelines.signals.reference.tail_df`); above (gathering) the tail cannot
+    be read from a history that holds the very gatherings sought.
     """
     nz, _, s = z.shape
     days = np.flatnonzero(in_period)
@@ -257,7 +261,10 @@ def _day_tests(
     r = np.arange(len(zs))
     zmax = zs[r, j]
     m = ref.n_scale[:, days].reshape(-1, s)[r, j]
-    p1 = stats.t.sf(zmax, df=np.maximum(3.0, 0.37 * m - 1.0))
+    df = np.maximum(3.0, 0.37 * m - 1.0)
+    if sign < 0:
+        df = np.minimum(df, ref.tail_df[:, days].reshape(-1))
+    p1 = stats.t.sf(zmax * 1.4826 * stats.t.ppf(0.75, df), df=df)
     p = -np.expm1(n * np.log1p(-np.minimum(p1, 1 - 1e-16)))
     a, b = _window(zs, j, thr)
     pres = lay.present[:, days].reshape(-1, s)

@@ -24,7 +24,10 @@ past outbreaks: Farrington et al. 1996; Noufaily et al. 2013):
 5. the reference is level + profile; its scale is 1.4826 x the median of the out-of-sample errors
    below zero (each value against the reference it had before it was observed), per slot of the
    day over the ``profile_weeks`` past weeks: the spread of the prediction errors on the zone's
-   own quiet history (gatherings sit above: the lower half does not see them).
+   own quiet history (gatherings sit above: the lower half does not see them);
+6. the *lower tail* of those errors, standardised, is read as a Student t's degrees of freedom
+   (:func:`tail_df`): a zone whose counts drop far more often than a normal would (weather, low
+   night counts) has its emptied tests judged against its own heavy tail.
 
 The trimmed location of values ``v`` starts from the lower quartile, ``q25 + 0.6745 s`` with
 ``s = (q25 - q10) / 0.6071`` (a normal's quartile gaps: both quantiles stay on the quiet side at
@@ -65,6 +68,12 @@ FLOOR = 0.05
 MIN_WEEKS = 2
 #: fewer past day levels than this behind a level: no reference.
 MIN_DAYS = 7
+#: standardised errors below -TAIL_Z are counted to read the tail of the zone's own errors.
+TAIL_Z = 3.0
+#: pseudo-errors from the normal that the tail share is shrunk towards.
+TAIL_PRIOR = 500.0
+#: the degrees of freedom the tail can take (inf last: the normal).
+_DF_GRID = np.array([2.0, 3, 4, 5, 6, 8, 10, 15, 20, 30, 50, 100, np.inf])
 #: zone-slot cells of one chunk's windows (memory bound; the result does not depend on it).
 _CHUNK_CELLS = 8_000_000
 #: standard normal quantile gaps used by the start: q75 - q50 and q25 - q10.
@@ -84,12 +93,17 @@ class QuietReference:
         zero), NaN where unknown.
     n_loc, n_scale
         Past day levels behind the level; out-of-sample errors behind the scale.
+    tail_df
+        Degrees of freedom of the Student t whose lower tail matches the zone's own standardised
+        out-of-sample errors over the ``profile_weeks`` past weeks (:func:`tail_df`), per zone
+        and day; ``inf`` where the errors look normal.
     """
 
     loc: np.ndarray
     scale: np.ndarray
     n_loc: np.ndarray
     n_scale: np.ndarray
+    tail_df: np.ndarray
 
     @property
     def level(self) -> np.ndarray:
@@ -130,14 +144,14 @@ def quiet_reference(
         _reference(y[a : a + step], pool[a : a + step], weeks, profile_weeks, trim, iterations)
         for a in range(0, z, step)
     ]
-    loc, scale, n_loc, n_scale = (np.concatenate([p[i] for p in parts]) for i in range(4))
-    return QuietReference(loc=loc, scale=scale, n_loc=n_loc, n_scale=n_scale)
+    loc, scale, n_loc, n_scale, tdf = (np.concatenate([p[i] for p in parts]) for i in range(5))
+    return QuietReference(loc=loc, scale=scale, n_loc=n_loc, n_scale=n_scale, tail_df=tdf)
 
 
 def _reference(
     y: np.ndarray, pool: np.ndarray, weeks: int, profile_weeks: int, trim: float, iterations: int
 ) -> tuple[np.ndarray, ...]:
-    """:func:`quiet_reference` on one chunk of zones: ``(loc, scale, n_loc, n_scale)``."""
+    """:func:`quiet_reference` on one chunk of zones: ``(loc, scale, n_loc, n_scale, df)``."""
     z, d, s = y.shape
     nw = -(-d // 7)
     yw = _weekly(np.where(pool, y, np.nan), nw)  # (z, nw, 7, s): the values allowed in
@@ -164,12 +178,49 @@ def _reference(
         return a.reshape(z, nw * 7, s)[:, :d]
 
     n_loc = np.broadcast_to(n_days[:, :, None, None], loc.shape)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        u = err / np.repeat(scale[:, :, None, :], 7, axis=2)
+    low = (u < -TAIL_Z).reshape(z, nw, -1).sum(axis=-1)
+    n_u = np.isfinite(u).reshape(z, nw, -1).sum(axis=-1)
+    df = tail_df(_past_sum(low, profile_weeks), _past_sum(n_u, profile_weeks))
     return (
         back(loc),
         back(np.repeat(scale[:, :, None, :], 7, axis=2)),
         back(np.ascontiguousarray(n_loc)),
         back(np.repeat(n_scale[:, :, None, :], 7, axis=2)),
+        np.repeat(df, 7, axis=1)[:, :d],
     )
+
+
+def _past_sum(a: np.ndarray, weeks: int) -> np.ndarray:
+    """``(zones, weeks)`` -> the sum over the ``weeks`` weeks before each week."""
+    c = np.concatenate([np.zeros((a.shape[0], 1)), np.cumsum(a, axis=1)], axis=1)
+    i = np.arange(a.shape[1])
+    return c[:, i] - c[:, np.maximum(i - weeks, 0)]
+
+
+def tail_df(below: np.ndarray, n: np.ndarray, *, prior: float = TAIL_PRIOR) -> np.ndarray:
+    """The Student t degrees of freedom whose lower tail matches the zone's own errors.
+
+    A standardised error is ``u = error / scale`` with the MAD scale of the module, so under a
+    Student t with ``v`` degrees of freedom ``P(u < -c) = F_v(-c k_v)`` with
+    ``k_v = 1.4826 F_v^-1(0.75)``. The share of the past ``n`` errors below ``-TAIL_Z``
+    (``below`` of them), shrunk towards the normal's by ``prior`` pseudo-errors, gives the
+    largest ``v`` of the grid whose tail is at least that heavy (``inf``: normal). Only the lower
+    tail is read: gatherings sit in the upper one.
+    """
+    g = _tail_prob(_DF_GRID)
+    share = (below + prior * g[-1]) / (n + prior)
+    idx = np.searchsorted(-g, -share, side="right") - 1  # last grid df with g >= share
+    return _DF_GRID[np.clip(idx, 0, len(_DF_GRID) - 1)]
+
+
+def _tail_prob(df: np.ndarray) -> np.ndarray:
+    """``P(u < -TAIL_Z)`` for a MAD-standardised Student t with ``df`` degrees of freedom."""
+    from scipy import stats
+
+    k = 1.4826 * stats.t.ppf(0.75, df)
+    return stats.t.cdf(-TAIL_Z * k, df)
 
 
 def robust_location(
