@@ -66,6 +66,7 @@ from pipelines.models.design import (
     group_counts,
 )
 from pipelines.models.glm import _one_blas_thread, fit_glm
+from pipelines.models.history import HistoryRows
 from pipelines.models.origins import spread_origins, weekly_origins
 from pipelines.models.predictor import predictive_quantiles
 from pipelines.models.results import BacktestEvaluation, ModelScore
@@ -186,15 +187,21 @@ def _model_forecasts(
     xgb_rounds: int,
     fit_kw: dict[str, Any],
     absent: dict[str, str],
+    warm: dict[str, Any],
 ) -> dict[str, tuple[np.ndarray, float]]:
     """Forecasts (mean, NB2 alpha) of ``dtest`` by each fitted model, fitted on
-    ``fit_kw["mask"]``; a model that cannot be fitted is named in ``absent`` with why."""
+    ``fit_kw["mask"]``; a model that cannot be fitted is named in ``absent`` with why.
+    ``warm`` carries what origins share: the zone model's rows and its last fit (a warm
+    start)."""
     out: dict[str, tuple[np.ndarray, float]] = {}
     for name in (m for m in FITTED if m in models):
         try:
             if name == "zone_glm":
                 kw = {k: fit_kw[k] for k in ("mask", "grain", "min_incidents")}
-                m: Any = fit_zone_glm(dz, y, **kw)
+                m: Any = fit_zone_glm(
+                    dz, y, rows=warm.get("rows"), start=warm.get("zone_glm"), **kw
+                )
+                warm["zone_glm"] = m
             elif name == "glm":
                 m = fit_glm(dz, y, family="auto", **fit_kw)
             else:
@@ -234,6 +241,7 @@ def forecast_at(
     end: pd.Timestamp | None = None,
     arrays: dict[str, Any] | None = None,
     absent: dict[str, str] | None = None,
+    warm: dict[str, Any] | None = None,
 ) -> pd.DataFrame:
     """Forecasts of every model for the week starting at ``origin``, fitted on data before it.
 
@@ -258,6 +266,9 @@ def forecast_at(
         Row arrays of :func:`row_arrays`, shared across origins (computed when ``None``).
     absent
         Filled with model -> why, for the fitted models that could not forecast.
+    warm
+        Shared across origins: ``rows`` (:class:`pipelines.models.history.HistoryRows` of
+        ``dz`` and ``y``) and the zone model's last fit, updated here (a warm start).
 
     Returns
     -------
@@ -286,7 +297,8 @@ def forecast_at(
     fit_kw = {"mask": train, "cells": cells, "grain": grain, "resolution": resolution,
               "min_incidents": min_incidents}  # fmt: skip
     fitted = _model_forecasts(dz, y, dtest, models=models, xgb_rounds=xgb_rounds, fit_kw=fit_kw,
-                              absent={} if absent is None else absent)  # fmt: skip
+                              absent={} if absent is None else absent,
+                              warm={} if warm is None else warm)  # fmt: skip
     naive = baseline_forecasts(
         arr, y, test, origin, models=models, slots_per_week=168 if grain == "1h" else 7,
         kernel=kernel,
@@ -321,10 +333,13 @@ def _forecast_origins(
     """Forecasts of every origin (each for a week, or up to the next origin); a model that
     cannot forecast an origin is noted and named in ``absent``."""
     parts = []
+    warm = {
+        "rows": HistoryRows.of(kw["dz"], kw["y"], slots_per_week=168 if kw["grain"] == "1h" else 7)
+    }
     for i, o in enumerate(origins):
         nxt = min(origins[i + 1], o + WEEK) if i + 1 < len(origins) else o + WEEK
         missing: dict[str, str] = {}
-        parts.append(forecast_at(cube, o, end=nxt, absent=missing, **kw))
+        parts.append(forecast_at(cube, o, end=nxt, absent=missing, warm=warm, **kw))
         for name, why in missing.items():
             notes.append(f"origin {o}: {name} could not forecast: {why}")
             absent.setdefault(name, f"could not forecast {o} (and maybe others): {why}")

@@ -275,8 +275,8 @@ def _fit_group(
     fits.glms[g] = chosen
     fits.xgbs[g] = fit_xgb(d.dz, y, rounds=xgb_rounds, **common)
     zkw = {k: common[k] for k in ("group", "grain", "categories", "min_incidents")}
-    try:
-        fits.zone_glms[g] = fit_zone_glm(d.dz, y, **zkw)
+    try:  # the other groups start from the `all` model (a warm start)
+        fits.zone_glms[g] = fit_zone_glm(d.dz, y, start=fits.zone_glms.get("all"), **zkw)
     except SparseGroupError as exc:
         log.warning("no zone rate model for group %s: %s", g, exc)
     log.info("fitted group %s (%s, %d incidents)", g, chosen.family, chosen.n_incidents)
@@ -346,7 +346,8 @@ def save_fit(
     (backtest.parquet, evaluation.json) when it ran, and effects.json. The folder is staged
     beside ``models/`` and swapped in whole: a run killed while saving leaves the old one."""
     with staged_folder(store.models_dir, copy_existing=True) as models:
-        save_models(models, fits.glms, fits.xgbs, grain=d.grain, features=d.features, extra=extra)
+        save_models(models, fits.glms, fits.xgbs, grain=d.grain, features=d.features, extra=extra,
+                    zone_glms=fits.zone_glms)  # fmt: skip
         irr.to_parquet(models / Path(Store.IRR_PARQUET).name, index=False)
         if backtest is not None:
             backtest.frame.to_parquet(models / Path(Store.BACKTEST_PARQUET).name, index=False)

@@ -30,6 +30,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from features.timeutil import utc_ns
+
 #: windows (weeks) of the zone recent-rate features
 WINDOWS = (4, 13, 52)
 #: prior strength of the zones' empirical-Bayes rates, in weeks of slots at the city rate
@@ -43,10 +45,45 @@ _SHIFT_NS = 14 * 3600 * 10**9
 FEATURE_NAMES = (*(f"recent_{k}w" for k in WINDOWS), "city_4w")
 
 
+@dataclass(frozen=True)
+class RowKeys:
+    """Keys of design rows, computed once and shared by every fit on the same design.
+
+    Attributes
+    ----------
+    hours
+        UTC slot starts (int64 ns).
+    week, day
+        Local week (as :func:`week_index`) and local day (days since 1970-01-01).
+    zones, zi
+        Sorted zone ids and each row's index into them.
+    """
+
+    hours: np.ndarray
+    week: np.ndarray
+    day: np.ndarray
+    zones: tuple[str, ...]
+    zi: np.ndarray
+
+    @classmethod
+    def of(cls, dz: pd.DataFrame) -> RowKeys:
+        h = utc_ns(dz["hour"]).astype(np.int64)
+        local = h - dz["local_hour"].to_numpy(np.int64) * 3600 * 10**9
+        start = local - dz["dow"].to_numpy(np.int64) * _DAY_NS
+        zones, zi = np.unique(dz["zone_id"].astype(str).to_numpy(), return_inverse=True)
+        return cls(
+            hours=h,
+            week=(start - _REF_MONDAY_NS + _SHIFT_NS) // _WEEK_NS,
+            day=local // _DAY_NS,
+            zones=tuple(str(z) for z in zones),
+            zi=zi.astype(np.int64),
+        )
+
+
 def week_index(dz: pd.DataFrame) -> np.ndarray:
     """The local week of each design row (int64 weeks since 1970-01-05), from its UTC slot
     start, day of week and local hour."""
-    h = pd.DatetimeIndex(pd.to_datetime(dz["hour"], utc=True)).asi8
+    h = utc_ns(dz["hour"]).astype(np.int64)
     start = (
         h
         - dz["dow"].to_numpy(np.int64) * _DAY_NS
@@ -79,12 +116,19 @@ class WeeklyHistory:
 
     @classmethod
     def of(
-        cls, dz: pd.DataFrame, y: np.ndarray, mask: np.ndarray, *, slots_per_week: int
+        cls,
+        dz: pd.DataFrame,
+        y: np.ndarray,
+        mask: np.ndarray,
+        *,
+        slots_per_week: int,
+        keys: RowKeys | None = None,
     ) -> WeeklyHistory:
-        """The history of the rows in ``mask``."""
-        w = week_index(dz)[mask]
-        z = dz["zone_id"].astype(str).to_numpy()[mask]
-        zones, zi = np.unique(z, return_inverse=True)
+        """The history of the rows in ``mask`` (``keys``: the rows' keys, when computed)."""
+        keys = RowKeys.of(dz) if keys is None else keys
+        w = keys.week[mask]
+        present, zi = np.unique(keys.zi[mask], return_inverse=True)
+        zones = np.asarray(keys.zones, dtype=object)[present]
         w0 = int(w.min()) if len(w) else 0
         nw = int(w.max()) - w0 + 1 if len(w) else 0
         shape = (len(zones), nw)
@@ -103,18 +147,27 @@ class WeeklyHistory:
     def last_week(self) -> int:
         return self.first_week + self.counts.shape[1] - 1
 
-    def _window(self, cum: np.ndarray, w: np.ndarray, k: int) -> np.ndarray:
-        """Sums over the weeks [w - k, w) from cumulated columns (``cum[:, j]``: weeks < j)."""
+    def _window(self, cum: np.ndarray, w: np.ndarray, k: int, zi=None) -> np.ndarray:
+        """Sums over the weeks [w - k, w) from cumulated columns (``cum[..., j]``: weeks < j),
+        of the row's zone ``zi`` when ``cum`` is per zone."""
         hi = np.clip(w - self.first_week, 0, cum.shape[-1] - 1)
         lo = np.clip(w - k - self.first_week, 0, cum.shape[-1] - 1)
-        return cum[..., hi] - cum[..., lo]
+        if zi is None:
+            return cum[..., hi] - cum[..., lo]
+        return cum[zi, hi] - cum[zi, lo]
 
-    def features(self, dz: pd.DataFrame) -> pd.DataFrame:
+    def features(self, dz: pd.DataFrame, *, keys: RowKeys | None = None) -> pd.DataFrame:
         """The recent-rate features of design rows (module docstring), and ``history_weeks``
-        (weeks of history before the row's week)."""
-        w = np.minimum(week_index(dz), self.last_week + 1)
-        zmap = {z: i for i, z in enumerate(self.zones)}
-        zi = dz["zone_id"].astype(str).map(zmap).fillna(-1).to_numpy(np.int64)
+        (weeks of history before the row's week); ``keys``: the rows' keys, when computed."""
+        if keys is None:
+            w = week_index(dz)
+            zmap = {z: i for i, z in enumerate(self.zones)}
+            zi = dz["zone_id"].astype(str).map(zmap).fillna(-1).to_numpy(np.int64)
+        else:
+            zmap = {z: i for i, z in enumerate(self.zones)}
+            lookup = np.array([zmap.get(z, -1) for z in keys.zones], dtype=np.int64)
+            w, zi = keys.week, lookup[keys.zi]
+        w = np.minimum(w, self.last_week + 1)
         pad = np.zeros((len(self.zones), 1))
         cy = np.concatenate([pad, np.cumsum(self.counts, axis=1)], axis=1)
         cn = np.concatenate([pad, np.cumsum(self.slots, axis=1)], axis=1)
@@ -130,8 +183,8 @@ class WeeklyHistory:
             rates[k] = rc
             if k not in WINDOWS:
                 continue
-            yz = self._window(cy, w, k)[zsafe, np.arange(len(w))]
-            nz = self._window(cn, w, k)[zsafe, np.arange(len(w))]
+            yz = self._window(cy, w, k, zsafe)
+            nz = self._window(cn, w, k, zsafe)
             with np.errstate(divide="ignore", invalid="ignore"):
                 rz = (yz + m * rc) / (nz + m)
                 f = np.log(rz / rc)
@@ -161,3 +214,34 @@ class WeeklyHistory:
             slots=np.asarray(d["slots"], dtype=np.float64).reshape(len(zones), -1),
             slots_per_week=int(d["slots_per_week"]),
         )
+
+
+@dataclass(frozen=True)
+class HistoryRows:
+    """The keys and the recent-rate features of every row of a design, for counts ``y``,
+    computed once for every fit on that design and those counts.
+
+    The features come from the history of every row. A row's features read only the weeks
+    before its own, and a fit's history holds every row up to its last training row, so for
+    any training row they equal what the fit's own history gives: fits on any subset of rows
+    (the origins of a backtest) share them.
+    """
+
+    keys: RowKeys
+    recent: np.ndarray
+    y: np.ndarray
+    slots_per_week: int
+
+    @classmethod
+    def of(cls, dz: pd.DataFrame, y: np.ndarray, *, slots_per_week: int) -> HistoryRows:
+        keys = RowKeys.of(dz)
+        yv = np.nan_to_num(np.asarray(y, dtype=np.float64))
+        everything = np.ones(len(dz), dtype=bool)
+        hist = WeeklyHistory.of(dz, yv, everything, slots_per_week=slots_per_week, keys=keys)
+        rec = hist.features(dz, keys=keys)[list(FEATURE_NAMES)].to_numpy(np.float64)
+        return cls(keys=keys, recent=rec, y=yv, slots_per_week=int(slots_per_week))
+
+    def matches(self, dz: pd.DataFrame, y: np.ndarray) -> bool:
+        """Whether these rows were computed for this design and these counts."""
+        yv = np.nan_to_num(np.asarray(y, dtype=np.float64))
+        return len(dz) == len(self.keys.hours) and np.array_equal(yv, self.y)

@@ -25,6 +25,7 @@ from features.text import slug
 from pipelines.models.design import FEATURES, design
 from pipelines.models.exposure import ExposurePlan
 from pipelines.models.glm import GLMFit
+from pipelines.models.scoring import count_pmfs
 from pipelines.models.xgb import XGBFit
 from pipelines.models.zone_glm import ZoneGLMFit
 
@@ -34,25 +35,67 @@ MODEL_KINDS = ("zone_glm", "glm", "xgb")
 # --------------------------------------------------------------------------------------------
 # predictive intervals
 # --------------------------------------------------------------------------------------------
+#: the pmf recursion reads quantiles up to this count (beyond it: scipy's ppf)
+_RECURSION_TOP = 60
+
+
+def _recursion_quantiles(m: np.ndarray, alpha: float, qs: np.ndarray) -> np.ndarray:
+    """The smallest ``k`` with ``F(k) >= q``, by accumulating the pmf from 0 (NaN when beyond
+    :data:`_RECURSION_TOP`)."""
+    out = np.full((len(m), len(qs)), np.nan)
+    cdf = np.zeros(len(m))
+    for k, p in count_pmfs(m, alpha, _RECURSION_TOP):
+        cdf += p
+        hit = np.isnan(out) & (cdf[:, None] >= qs[None, :])
+        out[hit] = k
+        if not np.isnan(out).any():
+            break
+    return out
+
+
+def _exact(v: np.ndarray, m: np.ndarray, alpha: float, q: float) -> np.ndarray:
+    """Move a candidate quantile to the smallest ``k`` with ``F(k) >= q`` by scipy's CDF (the
+    accumulated pmf may differ from it in the last digits)."""
+
+    def cdf(k: np.ndarray) -> np.ndarray:
+        if alpha > 0:
+            n = 1.0 / alpha
+            return stats.nbinom.cdf(k, n, n / (n + m))
+        return stats.poisson.cdf(k, m)
+
+    v = np.where(cdf(v) < q, v + 1, v)
+    return np.where((v > 0) & (cdf(v - 1) >= q), v - 1, v)
+
+
 def predictive_quantiles(mean: np.ndarray, alpha: float, qs: Sequence[float]) -> np.ndarray:
     """Quantiles of the Poisson (alpha = 0) or NB2 predictive distribution of counts.
 
     Returns an array of shape (len(mean), len(qs)); NaN where the mean is NaN. Parameter
-    uncertainty is not propagated (plug-in predictive distribution).
+    uncertainty is not propagated (plug-in predictive distribution). The quantiles of every
+    level come from one pass over the pmf (:func:`pipelines.models.scoring.count_pmfs`),
+    checked against scipy's CDF; the rare rows whose quantiles lie beyond
+    :data:`_RECURSION_TOP` use scipy's ppf.
     """
     m = np.asarray(mean, dtype=np.float64)
     out = np.full((len(m), len(qs)), np.nan)
     ok = np.isfinite(m)
     mm = np.clip(m[ok], 0.0, None)
-    for j, q in enumerate(qs):
-        if alpha > 0:
-            n = 1.0 / alpha
-            with np.errstate(divide="ignore", invalid="ignore"):
-                v = stats.nbinom.ppf(q, n, n / (n + mm))
-        else:
-            v = stats.poisson.ppf(q, mm)
-        v = np.where(mm > 0, v, 0.0)
-        out[ok, j] = v
+    qa = np.asarray(qs, dtype=np.float64)
+    vals = np.full((len(mm), len(qa)), np.nan)
+    small = mm + 6.0 * np.sqrt(mm * (1.0 + alpha * mm)) < _RECURSION_TOP  # most forecasts
+    vals[small] = _recursion_quantiles(mm[small], alpha, qa)
+    for j, q in enumerate(qa):
+        far = np.isnan(vals[:, j])
+        if far.any():
+            if alpha > 0:
+                n = 1.0 / alpha
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    vals[far, j] = stats.nbinom.ppf(q, n, n / (n + mm[far]))
+            else:
+                vals[far, j] = stats.poisson.ppf(q, mm[far])
+        near = ~far & (mm > 0)
+        vals[near, j] = _exact(vals[near, j], mm[near], alpha, q)
+        out[ok, j] = np.where(mm > 0, vals[:, j], 0.0)
     return out
 
 

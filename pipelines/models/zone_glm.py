@@ -43,18 +43,17 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import scipy.sparse as sp
 from scipy import stats
 
 from features.errors import InputError
 from pipelines.models.design import FEATURES, MIN_INCIDENTS
-from pipelines.models.glm import SparseGroupError, _nb_alpha_mle, _one_blas_thread
-from pipelines.models.history import FEATURE_NAMES, WeeklyHistory, week_index
+from pipelines.models.glm import SparseGroupError, _one_blas_thread
+from pipelines.models.history import FEATURE_NAMES, HistoryRows, RowKeys, WeeklyHistory
+from pipelines.models.pirls import Blocks, fit_pql, sandwich
 
 _YEAR_NS = 365.25 * 86_400 * 1e9
 #: rows of the most recent training data a fit keeps at most
 MAX_ROWS = 2_000_000
-_RIDGE = 1e-3  # a whisper of ridge on the fixed terms (not the intercept), for stability
 
 
 @dataclass(frozen=True)
@@ -150,12 +149,24 @@ class ZoneGLMFit:
         )
 
 
-def _dense(dz: pd.DataFrame, terms: Sequence[str], *, history: WeeklyHistory, t0_ns: int):
-    """Fixed-term columns of design rows, in ``terms`` order."""
+def _dense(
+    dz: pd.DataFrame,
+    terms: Sequence[str],
+    *,
+    history: WeeklyHistory,
+    t0_ns: int,
+    recent: np.ndarray | None = None,
+):
+    """Fixed-term columns of design rows, in ``terms`` order (``recent``: the rows' recent-rate
+    features in :data:`FEATURE_NAMES` order, when already computed)."""
     n = len(dz)
-    rec = history.features(dz) if any(t in FEATURE_NAMES for t in terms) else None
+    rec = None
+    if recent is not None:
+        rec = pd.DataFrame(recent, columns=list(FEATURE_NAMES), index=dz.index)
+    elif any(t in FEATURE_NAMES for t in terms):
+        rec = history.features(dz)
     h = pd.DatetimeIndex(pd.to_datetime(dz["hour"], utc=True))
-    years = (h.asi8 - t0_ns) / _YEAR_NS
+    years = (h.as_unit("ns").asi8 - t0_ns) / _YEAR_NS  # ns whatever the frame's unit
     doy = 2 * np.pi * (h.dayofyear.to_numpy(np.float64) - 1) / 365.25
     X = np.zeros((n, len(terms)))
     for j, t in enumerate(terms):
@@ -218,61 +229,6 @@ def _choose_terms(dz: pd.DataFrame, use: np.ndarray, span_years: float) -> tuple
     return terms, why
 
 
-def _pll(X: sp.csr_matrix, y: np.ndarray, beta: np.ndarray, pen: np.ndarray, alpha: float):
-    """The penalised NB2 (Poisson when ``alpha`` is 0) log-likelihood, up to a constant."""
-    eta = np.clip(X @ beta, -30, 30)
-    mu = np.exp(eta)
-    if alpha > 0:
-        ll = y * eta - (y + 1 / alpha) * np.log1p(alpha * mu)
-    else:
-        ll = y * eta - mu
-    return float(ll.sum() - 0.5 * (pen * beta * beta).sum())
-
-
-def _irls(
-    X: sp.csr_matrix, y: np.ndarray, pen: np.ndarray, alpha: float, beta: np.ndarray, iters: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Penalised IRLS (Fisher scoring with step halving) for the NB2 log-linear model:
-    estimates, means and the penalised information ``X'WX + P``."""
-    P = np.diag(pen)
-    cur = _pll(X, y, beta, pen, alpha)
-    for _ in range(iters):
-        mu = np.exp(np.clip(X @ beta, -30, 30))
-        w = mu / (1.0 + alpha * mu)
-        XtW = X.T.multiply(w).tocsr()
-        H = (XtW @ X).toarray() + P
-        grad = X.T @ ((y - mu) / (1.0 + alpha * mu)) - pen * beta
-        step = np.linalg.lstsq(H, grad, rcond=None)[0]
-        t = 1.0
-        while t > 1e-4:
-            new = beta + t * step
-            val = _pll(X, y, new, pen, alpha)
-            if val >= cur - 1e-9 * abs(cur):
-                break
-            t /= 2
-        done = np.max(np.abs(new - beta)) < 1e-6 or abs(val - cur) < 1e-10 * (1 + abs(cur))
-        beta, cur = new, val
-        if done:
-            break
-    mu = np.exp(np.clip(X @ beta, -30, 30))
-    w = mu / (1.0 + alpha * mu)
-    H = (X.T.multiply(w).tocsr() @ X).toarray() + P
-    return beta, mu, H
-
-
-def _sandwich(X, y, mu, alpha, H, cluster) -> tuple[np.ndarray, int]:
-    """Cluster-robust covariance ``H^-1 B H^-1`` (factor G / (G - 1)) and G."""
-    codes, _ = pd.factorize(cluster)
-    G = int(codes.max()) + 1
-    r = (y - mu) / (1.0 + alpha * mu)
-    C = sp.csr_matrix((r, (codes, np.arange(len(y)))), shape=(G, len(y)))
-    S = np.asarray((C @ X).todense()) if sp.issparse(C @ X) else C @ X
-    Hi = np.linalg.pinv(H)
-    if G <= 1:
-        return Hi, 0
-    return Hi @ (S.T @ S * G / (G - 1)) @ Hi, G
-
-
 def _elasticity(terms: Sequence[str], b: np.ndarray, cov: np.ndarray, why: dict) -> dict:
     if "log_exposure" not in terms:
         return {"why": why.get("log_exposure", "no presence")}
@@ -284,19 +240,34 @@ def _elasticity(terms: Sequence[str], b: np.ndarray, cov: np.ndarray, why: dict)
             "p_offset": p, "test": "Wald test of elasticity 1 (presence as an offset)"}  # fmt: skip
 
 
-def _training_rows(dz: pd.DataFrame, y: np.ndarray, mask, max_rows: int) -> np.ndarray:
+def _training_rows(
+    dz: pd.DataFrame, keys: RowKeys, mask: np.ndarray | None, max_rows: int
+) -> np.ndarray:
     """Rows to fit on: in ``mask``, exposure known, a week of history, at most ``max_rows``."""
     e = dz["exposure"].to_numpy(np.float64)
     use = (np.ones(len(dz), bool) if mask is None else np.asarray(mask, bool)) & np.isfinite(e)
     use &= e > 0
-    w = week_index(dz)
     if use.any():
-        use &= w > w[use].min()  # the first week has no history
+        use &= keys.week > keys.week[use].min()  # the first week has no history
     if use.sum() > max_rows:
-        order = np.sort(pd.DatetimeIndex(pd.to_datetime(dz["hour"], utc=True)).asi8[use])
-        cut = order[-max_rows]
-        use &= pd.DatetimeIndex(pd.to_datetime(dz["hour"], utc=True)).asi8 >= cut
+        use &= keys.hours >= np.sort(keys.hours[use])[-max_rows]
     return use
+
+
+def _start(
+    start: ZoneGLMFit | None, terms: Sequence[str], zones: Sequence[str], X: Blocks, y: np.ndarray
+) -> np.ndarray:
+    """Starting coefficients: those of ``start`` (a previous fit, matched by term and zone
+    name) or a flat rate, the intercept set so that the expected total is the observed one."""
+    beta = np.zeros(X.p + X.nz)
+    if start is not None:
+        fixed = dict(zip(start.terms, start.params, strict=True))
+        eff = dict(zip(start.zones, start.zone_effects, strict=True))
+        beta[: X.p] = [fixed.get(t, 0.0) for t in terms]
+        beta[X.p :] = [eff.get(z, 0.0) for z in zones]
+    total = float(np.exp(X.eta(beta)).sum())
+    beta[0] += math.log(max(float(y.sum()), 1e-6) / total)
+    return beta
 
 
 @_one_blas_thread
@@ -310,7 +281,8 @@ def fit_zone_glm(
     categories: Sequence[str] | None = None,
     min_incidents: int = MIN_INCIDENTS,
     max_rows: int = MAX_ROWS,
-    rounds: int = 4,
+    rows: HistoryRows | None = None,
+    start: ZoneGLMFit | None = None,
 ) -> ZoneGLMFit:
     """Fit the model of the module docstring on the rows of ``mask``.
 
@@ -327,62 +299,45 @@ def fit_zone_glm(
         Fewer incidents raise :class:`SparseGroupError`.
     max_rows
         The most recent rows kept at most.
-    rounds
-        Outer rounds of (IRLS, NB2 alpha, zone variance) updates.
+    rows
+        The keys and recent-rate features of ``dz`` for ``y``
+        (:class:`pipelines.models.history.HistoryRows`), shared by fits on the same design
+        (computed when ``None``).
+    start
+        A previous fit whose coefficients start the first IRLS (a warm start: another origin,
+        another group); the estimates are those of a cold start, reached in fewer iterations.
     """
-    yv = np.nan_to_num(np.asarray(y, dtype=np.float64))
-    use = _training_rows(dz, yv, mask, max_rows)
+    spw = 168 if grain == "1h" else 7
+    if rows is None or not rows.matches(dz, y):
+        rows = HistoryRows.of(dz, y, slots_per_week=spw)
+    yv, keys = rows.y, rows.keys
+    use = _training_rows(dz, keys, mask, max_rows)
     n_inc = int(round(yv[use].sum()))
     if n_inc < min_incidents:
         raise SparseGroupError(
             f"group {group!r} has {n_inc} incidents in its training rows; at least "
             f"{min_incidents} are needed for the zone rate model."
         )
-    spw = 168 if grain == "1h" else 7
-    history = WeeklyHistory.of(dz, yv, use | _before(dz, use), slots_per_week=spw)
-    d = dz.loc[use]
-    hrs = pd.DatetimeIndex(pd.to_datetime(d["hour"], utc=True)).asi8
+    hrs = keys.hours[use]
     t0 = int(hrs.max())
+    history = WeeklyHistory.of(dz, yv, keys.hours <= t0, slots_per_week=spw, keys=keys)
     terms, why = _choose_terms(dz, use, (hrs.max() - hrs.min()) / _YEAR_NS)
-    D = _dense(d, terms, history=history, t0_ns=t0)
-    zones, zi = np.unique(d["zone_id"].astype(str).to_numpy(), return_inverse=True)
-    Z = sp.csr_matrix((np.ones(len(zi)), (np.arange(len(zi)), zi)), shape=(len(zi), len(zones)))
-    X = sp.hstack([sp.csr_matrix(D), Z], format="csr")
+    D = _dense(dz.loc[use], terms, history=history, t0_ns=t0, recent=rows.recent[use])
+    zcodes, zi = np.unique(keys.zi[use], return_inverse=True)
+    zones = tuple(keys.zones[c] for c in zcodes)
+    X = Blocks.of(D, zi, len(zones))
     yy = yv[use]
+    f = fit_pql(X, yy, beta=_start(start, terms, zones, X, yy))
     p = len(terms)
-    beta = np.zeros(X.shape[1])
-    beta[0] = math.log(max(yy.mean(), 1e-6))
-    sigma2, alpha = 0.5, 0.0
-    for r in range(rounds):
-        pen = np.r_[0.0, np.full(p - 1, _RIDGE), np.full(len(zones), 1.0 / sigma2)]
-        beta, mu, H = _irls(X, yy, pen, alpha, beta, iters=25 if r == 0 else 10)
-        u = beta[p:]
-        Vuu = np.diag(np.linalg.pinv(H))[p:]
-        sigma2 = max(float((u @ u + Vuu.sum()) / len(zones)), 1e-4)
-        alpha = _nb_alpha_mle(yy, mu)
-    cov, G = _sandwich(X, yy, mu, alpha, H, _day(d))
-    bfix = beta[:p]
+    cov, G = sandwich(X, yy, f.mu, f.alpha, f.H, keys.day[use])
+    bfix = f.beta[:p]
     return ZoneGLMFit(
-        group=group, terms=tuple(terms), params=bfix, cov=cov[:p, :p], zones=tuple(map(str, zones)),
-        zone_effects=beta[p:], sigma2=sigma2, alpha=float(alpha), history=history, t0_ns=t0,
+        group=group, terms=tuple(terms), params=bfix, cov=cov[:p, :p], zones=zones,
+        zone_effects=f.beta[p:], sigma2=f.sigma2, alpha=f.alpha, history=history, t0_ns=t0,
         n_rows=int(use.sum()), n_incidents=n_inc, grain=grain,
         categories=None if categories is None else tuple(categories),
         elasticity=_elasticity(terms, bfix, cov, why), n_clusters=G,
     )  # fmt: skip
-
-
-def _before(dz: pd.DataFrame, use: np.ndarray) -> np.ndarray:
-    """Rows before the last training row (the first week, left out of the fit, is history)."""
-    if not use.any():
-        return use
-    h = pd.DatetimeIndex(pd.to_datetime(dz["hour"], utc=True)).asi8
-    return h <= h[use].max()
-
-
-def _day(d: pd.DataFrame) -> np.ndarray:
-    """A day label per row (UTC slot start floored to the local day via dow and local hour)."""
-    h = pd.DatetimeIndex(pd.to_datetime(d["hour"], utc=True)).asi8
-    return (h - d["local_hour"].to_numpy(np.int64) * 3600 * 10**9) // (86_400 * 10**9)
 
 
 def check_design(dz: pd.DataFrame) -> None:
