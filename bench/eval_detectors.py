@@ -49,11 +49,11 @@ from pipelines.signals.settings import RunSettings
 ROOT = Path(__file__).resolve().parents[1]
 FIRST, LAST = "2016-01-04", "2019-12-29"
 #: (size in SD, outbreaks) of each round of planting
-ROUNDS = ((3.0, 150), (3.0, 150), (2.0, 150), (4.0, 150))
+ROUNDS = ((3.0, 210), (2.0, 60), (4.0, 60))
 FPR_GRID = (0.002, 0.005, 0.01, 0.02, 0.05)
 NSSP = ("alert_ewma", "alert_regression", "alert_switch")
 #: days of the zone's series before an outbreak week given to the ESSENCE detectors
-NSSP_LEAD = 91
+NSSP_LEAD = 63
 
 
 def chicago_store() -> Path:
