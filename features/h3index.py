@@ -8,11 +8,15 @@ and a containment test with a margin; the rest, near cell edges, go to h3ronpy (
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pandas as pd
 
-#: points per chunk of the vectorised H3 assignment (its temporaries: about 300 MB)
-H3_CHUNK = 1 << 22
+#: points per chunk of the vectorised H3 assignment: its temporaries (a few MB) stay in cache
+H3_CHUNK = 1 << 16
+#: chunks assigned at once, in threads (the grid's numpy work and h3ronpy release the GIL)
+H3_THREADS = min(2, os.cpu_count() or 1)
 #: at most this many boxes in the grid of candidate cells (its lookup table: 4 MB)
 _H3_BOXES = 1 << 20
 #: a point is given its candidate cell without the exact computation only when it lies within
@@ -55,7 +59,8 @@ def h3_ints(lat: np.ndarray, lon: np.ndarray, resolution: int) -> np.ndarray:
     chunks = [slice(lo, lo + H3_CHUNK) for lo in range(0, len(lat), H3_CHUNK)]
     grid = _H3Grid.over(lat, lon, res, chunks)
     out = np.zeros(len(lat), dtype=np.uint64)
-    for sl in chunks:
+
+    def one(sl: slice) -> None:
         la, lo, part = lat[sl], lon[sl], out[sl]
         if grid is None:
             rest = np.flatnonzero(np.isfinite(la) & np.isfinite(lo))
@@ -63,6 +68,15 @@ def h3_ints(lat: np.ndarray, lon: np.ndarray, resolution: int) -> np.ndarray:
             rest = grid.shortcut(la, lo, part)
         if len(rest):
             part[rest] = _h3_exact(la[rest], lo[rest], res)
+
+    if len(chunks) > 1 and H3_THREADS > 1:  # numpy and h3ronpy release the GIL
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(min(H3_THREADS, len(chunks))) as pool:
+            list(pool.map(one, chunks))
+    else:
+        for sl in chunks:
+            one(sl)
     return out
 
 
@@ -95,7 +109,7 @@ class _H3Grid:
     def __init__(self, res: int, bounds: tuple[float, float, float], g: float, nx: int, ny: int):
         self.res, self.g, self.nx, self.ny = res, g, nx, ny
         self.lat0, self.lon0, self.c0 = bounds
-        self.box_cell = np.full(nx * ny, -1, dtype=np.int32)  # -1: box not seen yet
+        self.box_cell = np.full(nx * ny, -1, dtype=np.int32)  # -1: no point in the box
         self.cells = np.zeros(0, dtype=np.uint64)
         # per cell: centre x, y (grid units), x scale, safe radius²; hexagon edges' outward
         # normal x, y and safe offset (cells x 6 each); columns apart: np.take is fastest so
@@ -104,8 +118,9 @@ class _H3Grid:
 
     @classmethod
     def over(cls, lat: np.ndarray, lon: np.ndarray, res: int, chunks: list[slice]):
-        """The grid over the usable points, or None when it would not pay (coarse resolution,
-        few points, or points spread too wide for :data:`_H3_BOXES` boxes)."""
+        """The grid over the usable points with the cells of its occupied boxes, or None when
+        it would not pay (coarse resolution, few points, or points spread too wide for
+        :data:`_H3_BOXES` boxes). Two passes over the points: their bounds, then their boxes."""
         import h3
 
         if res < _H3_FAST_RES or len(lat) < 1000:
@@ -131,17 +146,23 @@ class _H3Grid:
             return None
         # two spare rows and columns: a point on the far edge never falls out of the grid
         nx, ny = int(ax / g) + 2, int(ay / g) + 2
-        return cls(res, (float(lat0), float(lon0), c0), float(g), nx, ny)
+        grid = cls(res, (float(lat0), float(lon0), c0), float(g), nx, ny)
+        seen = np.zeros(nx * ny, dtype=bool)
+        for sl in chunks:
+            la, lo, _ = grid._usable(lat[sl], lon[sl])
+            seen[grid._box(la, lo)[0]] = True
+        grid._learn(np.flatnonzero(seen))
+        return grid
 
-    def shortcut(self, lat: np.ndarray, lon: np.ndarray, out: np.ndarray) -> np.ndarray:
-        """Fill ``out`` with the cells of the points lying well inside their box's cell; return
-        the positions of the other points with finite coordinates (to compute exactly)."""
-        clean, _ = _h3_clean(lat, lon)
-        idx = None
-        if not clean:
-            ok = np.isfinite(lat) & np.isfinite(lon)
-            idx = np.flatnonzero(ok & _h3_usable(lat, lon))
-            lat, lon = lat[idx], lon[idx]
+    def _usable(self, lat: np.ndarray, lon: np.ndarray):
+        """The points that may take the grid, and their positions (None: all of them)."""
+        if _h3_clean(lat, lon)[0]:
+            return lat, lon, None
+        idx = np.flatnonzero(_h3_usable(lat, lon))
+        return lat[idx], lon[idx], idx
+
+    def _box(self, lat: np.ndarray, lon: np.ndarray):
+        """Each point's box, and its position in the grid (x, y in box units)."""
         fx = lon - self.lon0
         fx *= self.c0 / self.g
         fy = lat - self.lat0
@@ -149,7 +170,14 @@ class _H3Grid:
         box = fx.astype(np.int32)
         box *= self.ny
         box += fy.astype(np.int32)
-        self._learn(box)
+        return box, fx, fy
+
+    def shortcut(self, lat: np.ndarray, lon: np.ndarray, out: np.ndarray) -> np.ndarray:
+        """Fill ``out`` with the cells of the points lying well inside their box's cell; return
+        the positions of the other points with finite coordinates (to compute exactly). Reads
+        the grid only: chunks may run in threads."""
+        la, lo, idx = self._usable(lat, lon)
+        box, fx, fy = self._box(la, lo)
         j = np.take(self.box_cell, box)
         del box
         cx, cy, sx, r2 = self.disc
@@ -172,25 +200,19 @@ class _H3Grid:
             out[inside] = got
             return np.flatnonzero(~inside)
         out[idx[inside]] = got
+        ok = np.isfinite(lat) & np.isfinite(lon)
         ok[idx[inside]] = False
         return np.flatnonzero(ok)
 
-    def _learn(self, box: np.ndarray) -> None:
-        """The cells of the boxes seen for the first time (their centres' cells)."""
-        seen = np.zeros(len(self.box_cell), dtype=bool)
-        seen[box] = True
-        new = np.flatnonzero(seen & (self.box_cell < 0))
+    def _learn(self, new: np.ndarray) -> None:
+        """The cells of the occupied boxes (their centres' cells) and the cells' shapes."""
         if not len(new):
             return
         clat = np.clip(self.lat0 + (new % self.ny + 0.5) * self.g, -90.0, 90.0)
         clon = np.clip(self.lon0 + (new // self.ny + 0.5) * self.g / self.c0, -180.0, 180.0)
         cells = _h3_exact(clat, clon, self.res)
-        fresh = pd.unique(cells[pd.Index(self.cells).get_indexer(cells) < 0])
-        if len(fresh):
-            disc, edges = _h3_shapes(fresh, self.lat0, self.lon0, self.c0, self.g)
-            self.cells = np.concatenate([self.cells, fresh])
-            self.disc = [np.concatenate([a, b]) for a, b in zip(self.disc, disc)]
-            self.edges = [np.concatenate([a, b]) for a, b in zip(self.edges, edges)]
+        self.cells = pd.unique(cells)
+        self.disc, self.edges = _h3_shapes(self.cells, self.lat0, self.lon0, self.c0, self.g)
         self.box_cell[new] = pd.Index(self.cells).get_indexer(cells)
 
 

@@ -53,11 +53,13 @@ def test_h3_ints_equal_latlng_to_cell_over_a_city(res, monkeypatch):
 def test_h3_shortcut_takes_most_points_and_is_exact(monkeypatch):
     """The shortcut is what makes it fast: with points dense enough for its grid (here 200 000
     over 5 km x 5 km) it decides about three points in four without the exact computation,
-    and every point it decides is right."""
+    and every point it decides is right, chunk by chunk, also in a chunk with holes."""
     rng = np.random.default_rng(7)
     n = 200_000
     lat = 41.85 + rng.uniform(-0.0225, 0.0225, n)
     lon = -87.70 + rng.uniform(-0.03, 0.03, n)
+    lat[150_000:150_010] = np.nan  # one chunk (of several, run in threads) with holes
+    lon[150_010] = 200.0  # and a point the grid does not take
     exact = h3index._h3_exact
     seen = []
 
