@@ -156,7 +156,7 @@ def test_map_tooltips_and_colours_do_not_rebuild_a_suppressed_count():
     assert pd.isna(classes["a"]) and not pd.isna(classes["b"])
     props = zone_tooltips(gz, vals, classes, k=10).set_index("zone_id")
     assert props.loc["a", ["incidents", "expected", "excess"]].tolist() == ["&lt;10", "c", "c"]
-    assert props.loc["b", ["incidents", "expected", "excess"]].tolist() == ["60", "20.00", "40.00"]
+    assert props.loc["b", ["incidents", "expected", "excess"]].tolist() == ["60", "20", "40"]
     assert props.loc["a", "_fill"] == "#bdbdbd"
 
 
