@@ -205,7 +205,7 @@ def _model_forecasts(
             elif name == "glm":
                 m = fit_glm(dz, y, family="auto", **fit_kw)
             else:
-                m = fit_xgb(dz, y, rounds=xgb_rounds, **fit_kw)
+                m = fit_xgb(dz, y, rounds=xgb_rounds, rows=warm.get("rows"), **fit_kw)
         except InputError as exc:  # SparseGroupError included
             absent[name] = str(exc)
             continue
@@ -264,11 +264,9 @@ def forecast_at(
         End of the forecast window (default origin + 7 days).
     arrays
         Row arrays of :func:`row_arrays`, shared across origins (computed when ``None``).
-    absent
-        Filled with model -> why, for the fitted models that could not forecast.
-    warm
-        Shared across origins: ``rows`` (:class:`pipelines.models.history.HistoryRows` of
-        ``dz`` and ``y``) and the zone model's last fit, updated here (a warm start).
+    absent, warm
+        Filled with model -> why for the fitted models that could not forecast; what the
+        origins share (``rows``: ``HistoryRows`` of ``dz`` and ``y``; the last zone fit).
 
     Returns
     -------

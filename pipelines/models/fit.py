@@ -43,6 +43,7 @@ from pipelines.models.forecasts import (
     true_areas,
 )
 from pipelines.models.glm import GLMFit, SparseGroupError, _one_blas_thread, _overdispersed, fit_glm
+from pipelines.models.history import HistoryRows
 from pipelines.models.predictor import save_models
 from pipelines.models.results import BacktestEvaluation, Effects
 from pipelines.models.xgb import XGB_ROUNDS, XGBFit, fit_xgb
@@ -273,10 +274,11 @@ def _fit_group(
     fits.both[g] = {"poisson": pois, "negbin": nb}
     chosen = nb if _overdispersed(nb.alpha, pois.overdispersion_t) else pois
     fits.glms[g] = chosen
-    fits.xgbs[g] = fit_xgb(d.dz, y, rounds=xgb_rounds, **common)
+    rows = HistoryRows.of(d.dz, y, slots_per_week=168 if d.grain == "1h" else 7)
+    fits.xgbs[g] = fit_xgb(d.dz, y, rounds=xgb_rounds, rows=rows, **common)
     zkw = {k: common[k] for k in ("group", "grain", "categories", "min_incidents")}
     try:  # the other groups start from the `all` model (a warm start)
-        fits.zone_glms[g] = fit_zone_glm(d.dz, y, start=fits.zone_glms.get("all"), **zkw)
+        fits.zone_glms[g] = fit_zone_glm(d.dz, y, rows=rows, start=fits.zone_glms.get("all"), **zkw)
     except SparseGroupError as exc:
         log.warning("no zone rate model for group %s: %s", g, exc)
     log.info("fitted group %s (%s, %d incidents)", g, chosen.family, chosen.n_incidents)

@@ -25,6 +25,7 @@ from features.text import slug
 from pipelines.models.design import FEATURES, design
 from pipelines.models.exposure import ExposurePlan
 from pipelines.models.glm import GLMFit
+from pipelines.models.history import WeeklyHistory
 from pipelines.models.scoring import count_pmfs
 from pipelines.models.xgb import XGBFit
 from pipelines.models.zone_glm import ZoneGLMFit
@@ -315,7 +316,12 @@ def save_models(
             "n_rows": xm.n_rows,
             "n_incidents": xm.n_incidents,
             "categories": None if xm.categories is None else list(xm.categories),
+            "history": None,
         }
+        if xm.history is not None:  # the zone features' weekly counts
+            hist = f"xgb_{slug(g)}_history.json"
+            (root / hist).write_text(json.dumps(xm.history.to_json()))
+            manifest["xgb"][g]["history"] = hist
     (root / MANIFEST).write_text(json.dumps(manifest, indent=2, default=str))
     return manifest
 
@@ -351,6 +357,9 @@ def load_predictor(store) -> Predictor:
             grain=man["grain"],
             categories=None if spec.get("categories") is None else tuple(spec["categories"]),
             offset=float(spec.get("offset", 0.0)),
+            history=None
+            if not spec.get("history")
+            else WeeklyHistory.from_json(json.loads((root / spec["history"]).read_text())),
         )
     zone_glms = {
         g: ZoneGLMFit.from_dict(json.loads((root / f).read_text()))
