@@ -24,7 +24,8 @@ past outbreaks: Farrington et al. 1996; Noufaily et al. 2013):
 5. the reference is level + profile; its scale is 1.4826 x the median of the out-of-sample errors
    below zero (each value against the reference it had before it was observed), per slot of the
    day over the ``profile_weeks`` past weeks: the spread of the prediction errors on the zone's
-   own quiet history (gatherings sit above: the lower half does not see them);
+   own quiet history (gatherings sit above: the lower half does not see them); with fewer than
+   ``MIN_SLOT_ERRORS`` errors behind a slot (a short history), the slots of the day share one;
 6. the *lower tail* of those errors, standardised, is read as a Student t's degrees of freedom
    (:func:`tail_df`): a zone whose counts drop far more often than a normal would (weather, low
    night counts) has its emptied tests judged against its own heavy tail.
@@ -66,6 +67,8 @@ ITERATIONS = 3
 FLOOR = 0.05
 #: fewer past weeks than this behind a slot's profile: no reference (the slot is not tested).
 MIN_WEEKS = 2
+#: fewer out-of-sample errors than this behind a slot's scale: the day's slots share one scale.
+MIN_SLOT_ERRORS = 50
 #: fewer past day levels than this behind a level: no reference.
 MIN_DAYS = 7
 #: standardised errors below -TAIL_Z are counted to read the tail of the zone's own errors.
@@ -173,6 +176,13 @@ def _reference(
     scale = 1.4826 * nan_quantile(win, 0.5)
     n_err = _windows(np.isfinite(err).transpose(0, 1, 3, 2).astype(float), profile_weeks)
     n_scale = np.nansum(n_err.reshape(z, nw, s, 7 * profile_weeks), axis=-1)
+    # a short history: one scale for all the slots of the day (more errors behind it)
+    short = n_scale < MIN_SLOT_ERRORS
+    if short.any() and s > 1:
+        pooled = 1.4826 * nan_quantile(win.reshape(z, nw, -1), 0.5)
+        n_all = n_scale.sum(axis=-1, keepdims=True)
+        scale = np.where(short, pooled[..., None], scale)
+        n_scale = np.where(short, n_all, n_scale)
 
     def back(a: np.ndarray) -> np.ndarray:
         return a.reshape(z, nw * 7, s)[:, :d]
