@@ -19,11 +19,15 @@ H3_CHUNK = 1 << 16
 H3_THREADS = min(2, os.cpu_count() or 1)
 #: at most this many boxes in the grid of candidate cells (its lookup table: 4 MB)
 _H3_BOXES = 1 << 20
-#: a point is given its candidate cell without the exact computation only when it lies within
-#: this share of the cell's inradius (the rest of the cell, near its edges, is computed exactly)
-_H3_SAFE = 0.97
+#: a point is given its candidate cell without the exact computation only when it lies inside
+#: it by a margin of 1 - this share of the cell's inradius (a band near its edges is computed
+#: exactly)
+_H3_SAFE = 0.99
 #: the shortcut is used from this resolution on and below this latitude (elsewhere every point
-#: is computed exactly): there a cell's edges are straight to far better than that 3 % margin
+#: is computed exactly). Cell edges are great-circle arcs (straight in H3's gnomonic faces);
+#: drawn straight in the plane tangent at the cell's centre, an edge of length L at latitude phi
+#: is off by at most about L^2 tan(phi) / 8: at resolution 5 (L = 8.5 km) and 80 degrees,
+#: 0.1 % of the inradius, a tenth of the 1 % margin (finer cells: less)
 _H3_FAST_RES = 5
 _H3_FAST_LAT = 80.0
 
@@ -35,7 +39,7 @@ def h3_ints(lat: np.ndarray, lon: np.ndarray, resolution: int) -> np.ndarray:
     boxes several times finer than a cell is laid over the points and the cell of each occupied
     box's centre is found once (h3ronpy, the Rust ``h3o`` port of H3, vectorised over Arrow
     arrays). A point is given its box's cell when it lies inside that cell with a margin of
-    3 % of the cell's inradius: first within the inscribed circle, else within every edge of
+    1 % of the cell's inradius: first within the inscribed circle, else within every edge of
     the hexagon (both in the plane tangent at the cell's centre, from the cell's own boundary).
     Every other point (near a cell edge: about a tenth of them; near a pole; at a coarse
     resolution; or spread too wide for the grid) is computed exactly by h3ronpy. Points go in
@@ -194,7 +198,9 @@ class _H3Grid:
         ex *= np.take(fx, far)[:, None]
         ey *= np.take(fy, far)[:, None]
         ex += ey
-        inside[far[(ex <= off).all(axis=1)]] = True
+        ex -= off
+        inside[far[(ex <= 0).all(axis=1)]] = True
+        self._across(far, ex, jf, fx, fy, j, inside)
         got = np.take(self.cells, j[inside])
         if idx is None:
             out[inside] = got
@@ -204,6 +210,31 @@ class _H3Grid:
         ok[idx[inside]] = False
         return np.flatnonzero(ok)
 
+    def _across(self, far, excess, jf, fx, fy, j, inside) -> None:
+        """Second chance for the points outside their box's cell: the cell across the edge
+        they lie beyond (most often theirs, when their box straddles that edge), by the same
+        test; ``j`` and ``inside`` updated in place."""
+        miss = np.flatnonzero(excess.max(axis=1) > 0)
+        if not len(miss):
+            return
+        k = np.take(self.across, np.take(jf, miss) * 6 + excess[miss].argmax(axis=1))
+        keep = k >= 0
+        p, k, jp = far[miss[keep]], k[keep], np.take(jf, miss[keep])
+        cx, cy, sx, _ = self.disc
+        # the points back in grid units, then around the cell across
+        px = np.take(fx, p) / np.take(sx, jp) + np.take(cx, jp)
+        py = np.take(fy, p) + np.take(cy, jp)
+        px -= np.take(cx, k)
+        px *= np.take(sx, k)
+        py -= np.take(cy, k)
+        ex, ey, off = (np.take(e, k, axis=0) for e in self.edges)
+        ex *= px[:, None]
+        ey *= py[:, None]
+        ex += ey
+        ok = (ex <= off).all(axis=1)
+        j[p[ok]] = k[ok]
+        inside[p[ok]] = True
+
     def _learn(self, new: np.ndarray) -> None:
         """The cells of the occupied boxes (their centres' cells) and the cells' shapes."""
         if not len(new):
@@ -212,18 +243,22 @@ class _H3Grid:
         clon = np.clip(self.lon0 + (new // self.ny + 0.5) * self.g / self.c0, -180.0, 180.0)
         cells = _h3_exact(clat, clon, self.res)
         self.cells = pd.unique(cells)
-        self.disc, self.edges = _h3_shapes(self.cells, self.lat0, self.lon0, self.c0, self.g)
-        self.box_cell[new] = pd.Index(self.cells).get_indexer(cells)
+        self.disc, self.edges, beyond = _h3_shapes(
+            self.cells, self.res, self.lat0, self.lon0, self.c0, self.g
+        )
+        index = pd.Index(self.cells)
+        self.box_cell[new] = index.get_indexer(cells)
+        self.across = index.get_indexer(beyond.ravel()).astype(np.int32)  # -1: not in the grid
 
 
-def _h3_shapes(cells: np.ndarray, lat0: float, lon0: float, c0: float, g: float):
+def _h3_shapes(cells: np.ndarray, res: int, lat0: float, lon0: float, c0: float, g: float):
     """Each cell's safe circle and edges, in the grid's units.
 
     The cell's boundary (h3ronpy) is drawn in the plane tangent at its centre, x = longitude x
     cos(latitude of the centre), y = latitude, divided by the box size ``g``. A grid point
     (fx, fy) is there at ((fx - cx) * sx, fy - cy). ``disc`` holds (cx, cy, sx, r²) with r =
     :data:`_H3_SAFE` x the inradius (least distance from the centre to an edge); ``edges`` the
-    six edges' outward unit normals and offsets less the same 3 % margin (a point is inside
+    six edges' outward unit normals and offsets less the same 1 % margin (a point is inside
     when within every edge). Cells astride the antimeridian get r² = -1 and, like pentagons
     and cells with extra vertices where they cross an icosahedron edge, offsets of -inf (never
     used)."""
@@ -271,4 +306,11 @@ def _h3_shapes(cells: np.ndarray, lat0: float, lon0: float, c0: float, g: float)
     margin = (1 - _H3_SAFE) * np.sqrt(inr2)
     for e, v in zip(edges, (nx, ny, off - margin[w])):
         e[w[pick], k[pick]] = v[pick]
-    return disc, edges
+    # the cell across each edge: the cell of a point a fifth of the way past the edge's middle
+    mid = 0.5 * (xy[:-1][same] + xy[1:][same])
+    beyond = np.full((len(cells), 6), 0, dtype=np.uint64)
+    if pick.any():
+        out_lon = cen_lon[w] + 1.2 * (mid[:, 0] - cen_lon[w])
+        out_lat = cen_lat[w] + 1.2 * (mid[:, 1] - cen_lat[w])
+        beyond[w[pick], k[pick]] = _h3_exact(out_lat[pick], out_lon[pick], res)
+    return disc, edges, beyond

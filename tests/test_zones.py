@@ -50,6 +50,22 @@ def test_h3_ints_equal_latlng_to_cell_over_a_city(res, monkeypatch):
     assert sum(seen) < 0.5 * n
 
 
+@pytest.mark.parametrize(("res", "lat0"), [(5, 79.0), (6, -79.4), (7, 70.0), (10, -33.9)])
+def test_h3_shortcut_exact_at_high_latitudes(res, lat0, monkeypatch):
+    """Where cells are most distorted in the tangent plane the shortcut works on (coarse cells
+    near its 80 degree limit), it is still exact, and it was used."""
+    rng = np.random.default_rng(res)
+    n = 60_000
+    half = 15 * h3.average_hexagon_edge_length(res, unit="km") / 111.0
+    lat = lat0 + rng.uniform(-half, half, n)
+    lon = 20.0 + rng.uniform(-half, half, n) / np.cos(np.radians(lat0))
+    exact = h3index._h3_exact
+    seen = []
+    monkeypatch.setattr(h3index, "_h3_exact", lambda a, o, r: seen.append(len(a)) or exact(a, o, r))
+    np.testing.assert_array_equal(h3index.h3_ints(lat, lon, res), _reference(lat, lon, res))
+    assert sum(seen) < 0.5 * n
+
+
 def test_h3_shortcut_takes_most_points_and_is_exact(monkeypatch):
     """The shortcut is what makes it fast: with points dense enough for its grid (here 200 000
     over 5 km x 5 km) it decides about three points in four without the exact computation,
