@@ -181,8 +181,8 @@ def _record(r: dict) -> None:
         f"{when} |",
         "",
         f"Peak memory of the whole run: {r['peak_mb']:,} MB. The machine is shared with other",
-        "jobs (its 1-minute load average at the start is given): wall times are indicative, the",
-        "CPU times less so.",
+        "jobs (its 1-minute load average at the start is given): wall times depend on that load,",
+        "CPU times much less.",
         END,
     ]
     write_section(START, END, "\n".join(lines))
