@@ -329,3 +329,23 @@ def test_changing_the_code_changes_the_code_version(tmp_path: Path):
     (tmp_path / "features" / "new.py").write_text("")
     assert len({first, second, source_sha256(tmp_path)}) == 3
     assert len(code_version()["source_sha256"]) == 64
+
+
+def test_brief_hours_forecast_withheld_when_the_crowd_is_suppressed():
+    """venue forecast = venue reference + event crowd: with the crowd below k, the forecast
+    would give it back by subtraction, so it reads "c" (table and JSON alike)."""
+    from pipelines.reports.publish import suppress_frame, suppress_json
+
+    hours = pd.DataFrame(
+        {
+            "venue_reference": [800.0, 800.0],
+            "venue_present_forecast": [805.0, 1800.0],
+            "event_crowd": [5.0, 1000.0],
+        }
+    )
+    out = suppress_frame(hours, 10)
+    assert list(out["event_crowd"]) == ["<10", 1000.0]
+    assert list(out["venue_present_forecast"]) == ["c", 1800.0]
+    assert list(out["venue_reference"]) == [800.0, 800.0]
+    rec = suppress_json(hours.iloc[0].to_dict(), 10)
+    assert rec == {"venue_reference": 800.0, "venue_present_forecast": "c", "event_crowd": "<10"}

@@ -64,6 +64,13 @@ COUNT_NAME_PATTERN = re.compile(
 #: (observed = expected + excess = ratio × expected): suppressed in a row whose count is
 DERIVED_NAME_PATTERN = re.compile(r"^(expected|excess|ratio)$")
 
+#: totals published beside two of their parts: (total, part, part). When a part is suppressed,
+#: total - other part would give it back, so the total is withheld too (the brief's hours:
+#: venue forecast = venue reference + event crowd)
+SUM_RELATIONS: tuple[tuple[str, str, str], ...] = (
+    ("venue_present_forecast", "venue_reference", "event_crowd"),
+)
+
 #: the text of a figure withheld because it would rebuild a suppressed count ("confidential",
 #: Eurostat's flag for secondarily suppressed cells)
 SECONDARY_LABEL = "c"
@@ -185,6 +192,10 @@ def suppress_frame(
     hide = secondary_rows(df, k, columns=cols)
     for c in cols:
         out[c] = out[c].astype(object).map(lambda v: suppress_value(v, k))
+    for total, a, b in SUM_RELATIONS:
+        if total in out.columns and a in df.columns and b in df.columns:
+            small = df[a].map(lambda v: _below_k(v, k)) | df[b].map(lambda v: _below_k(v, k))
+            out[total] = out[total].where(~small.astype(bool), SECONDARY_LABEL)
     if hide.any():
         for c in [c for c in out.columns if is_derived_name(c) and c not in cols]:
             out[c] = out[c].astype(object).where(~hide, SECONDARY_LABEL)
@@ -217,10 +228,7 @@ def suppress_json(obj: Any, k: int, *, _key: str | None = None) -> Any:
             else:
                 out[key] = suppress_json(val, k, _key=str(key))
         if any(is_count_name(key) and _below_k(val, k) for key, val in obj.items()):
-            # a record with a suppressed count: withhold what rebuilds it
-            for key, val in out.items():
-                if is_derived_name(key) and isinstance(val, (int, float)):
-                    out[key] = SECONDARY_LABEL
+            _withhold_rebuilders(obj, out, k)
         return out
     if isinstance(obj, (list, tuple)):
         return [suppress_json(v, k, _key=_key) for v in obj]
@@ -233,6 +241,18 @@ def suppress_json(obj: Any, k: int, *, _key: str | None = None) -> Any:
     if isinstance(obj, float) and not math.isfinite(obj):
         return None  # JSON has no NaN or Infinity; a report never shows "inf"
     return obj
+
+
+def _withhold_rebuilders(record: dict, out: dict, k: int) -> None:
+    """In a record with a suppressed count, withhold (in ``out``) what would rebuild it: the
+    derived figures, and a total published beside a suppressed part (:data:`SUM_RELATIONS`)."""
+    for key, val in out.items():
+        if is_derived_name(key) and isinstance(val, (int, float)):
+            out[key] = SECONDARY_LABEL
+    for total, a, b in SUM_RELATIONS:
+        if total in out and a in record and b in record:
+            if _below_k(record[a], k) or _below_k(record[b], k):
+                out[total] = SECONDARY_LABEL
 
 
 def find_unsuppressed(obj: Any, k: int, *, _path: str = "$") -> list[str]:
