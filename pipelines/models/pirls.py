@@ -94,10 +94,11 @@ def _irls(
     estimates, means and the penalised information ``X'WX + P``."""
     P = np.diag(pen)
     cur = _pll(X, y, beta, pen, alpha)
+    H, at = None, beta
     for _ in range(iters):
         mu = np.exp(X.eta(beta))
         w = mu / (1.0 + alpha * mu)
-        H = X.xtwx(w) + P
+        H, at = X.xtwx(w) + P, beta
         grad = X.xtr((y - mu) / (1.0 + alpha * mu)) - pen * beta
         step = np.linalg.lstsq(H, grad, rcond=None)[0]
         t = 1.0
@@ -112,7 +113,8 @@ def _irls(
         if done:
             break
     mu = np.exp(X.eta(beta))
-    H = X.xtwx(mu / (1.0 + alpha * mu)) + P
+    if H is None or np.max(np.abs(beta - at)) > 1e-6:  # else the last step's H is kept
+        H = X.xtwx(mu / (1.0 + alpha * mu)) + P
     return beta, mu, H
 
 
