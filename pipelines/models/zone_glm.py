@@ -19,9 +19,12 @@
   over-dispersed and correlated: ``alpha`` carries them into the predictive intervals, and the
   covariance of the fixed terms is the cluster-robust sandwich by day (Liang & Zeger 1986).
 
-Fitted by penalised iteratively reweighted least squares on a sparse design (rows, not cells:
-the recent-rate features differ by zone and week). A training set above ``max_rows`` rows keeps
-its most recent rows.
+Fitted by penalised iteratively reweighted least squares on rows, not cells (the recent-rate
+features differ by zone and week), in two blocks: the dense fixed terms and the zone sums
+(:mod:`pipelines.models.pirls`). The rows' keys and recent-rate features are computed once per
+design and counts (:class:`pipelines.models.history.HistoryRows`) and shared by the fits of a
+backtest's origins, each started from the previous one's estimates. A training set above
+``max_rows`` rows keeps its most recent rows.
 
 References
 ----------
