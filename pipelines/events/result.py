@@ -95,6 +95,21 @@ class BriefHour:
 
 
 #: the brief's hour-by-hour table (:meth:`Brief.hours_table`), checked before the brief is written
+#: the hour-by-hour columns a published brief shows (report table and GIS export), in order
+PUBLISHED_HOUR_COLUMNS = (
+    "local",
+    "phase",
+    "venue_reference",
+    "venue_present_forecast",
+    "ring_present_forecast",
+    "event_crowd",
+    "incidents_per_hour",
+    "rescuers",
+    "dps_tier",
+    "agents",
+    "entry_lanes",
+)
+
 HOURS_SCHEMA = pa.DataFrameSchema(
     {
         "hour": pa.Column(checks=pa.Check(lambda s: s.map(lambda t: t.tzinfo is not None))),

@@ -25,7 +25,7 @@ from shapely.ops import unary_union
 
 from features.errors import StoreError
 from features.store import Store
-from pipelines.events.result import Brief
+from pipelines.events.result import PUBLISHED_HOUR_COLUMNS, Brief
 from pipelines.export.indicators import (
     INCIDENT_FIGURES,
     PRESENCE_FIGURES,
@@ -65,18 +65,9 @@ SIGNAL_FIELDS = (
 #: the brief's hour-by-hour columns that are published
 HOUR_FIELDS = (
     "hour",
-    "local",
-    "phase",
+    *PUBLISHED_HOUR_COLUMNS[:2],
     "phase_hour",
-    "venue_reference",
-    "venue_present_forecast",
-    "ring_present_forecast",
-    "event_crowd",
-    "incidents_per_hour",
-    "rescuers",
-    "dps_tier",
-    "agents",
-    "entry_lanes",
+    *PUBLISHED_HOUR_COLUMNS[2:],
     "arrivals_peak_per_min",
 )
 

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from features.store import Store
-from pipelines.events.result import Brief
+from pipelines.events.result import PUBLISHED_HOUR_COLUMNS, Brief
 from pipelines.models.results import FEATURE_WORDS, BacktestEvaluation, Effects
 from pipelines.reports.labels import fmt_rate, name_zones_in_text, zone_with_name
 from pipelines.reports.publish import md_text, suppress_text
@@ -382,19 +382,7 @@ def brief_notes(brief: Brief) -> str:
 def brief_hours(brief: Brief) -> pd.DataFrame:
     """The brief's hour-by-hour table: local hour, phase, presence, incidents and staffing."""
     h = brief.hours_table()
-    cols = [
-        "local",
-        "phase",
-        "venue_reference",
-        "venue_present_forecast",
-        "ring_present_forecast",
-        "event_crowd",
-        "incidents_per_hour",
-        "rescuers",
-        "dps_tier",
-        "agents",
-        "entry_lanes",
-    ]
+    cols = PUBLISHED_HOUR_COLUMNS
     h = h[[c for c in cols if c in h.columns]].copy()
     h["local"] = h["local"].astype(str).str[11:16]
     return h.rename(columns={"local": "hour (local)"})
