@@ -138,6 +138,8 @@ def append_presence(
     seq: int,
     sha: str,
     corrections: bool = False,
+    stored: pd.DataFrame | None = None,
+    zones: pd.DataFrame | None = None,
 ) -> AppendResult:
     """Validate one presence file and append its rows to the store's live partition.
 
@@ -156,6 +158,11 @@ def append_presence(
         file processed again after a crash rewrites its own partition, never a second one.
     corrections
         Rows repeating a stored slot replace it (True) or are quarantined (False).
+    stored
+        The store's rows (zone_id, start) around the file's slots, when the caller holds them
+        (`vigie live`'s window); None reads them from the store.
+    zones
+        The store's zones, when the caller holds them; None reads them.
 
     Returns
     -------
@@ -171,10 +178,11 @@ def append_presence(
     rows = _load_source("presence", spec, [str(path)], tz)
     study = st.study()
     kind = study.get("zones_kind", "polygons")
-    _locate({"presence": rows}, st.zones(), kind, int(study["area"].get("h3_resolution", 8)), st)
+    zones = st.zones() if zones is None else zones
+    _locate({"presence": rows}, zones, kind, int(study["area"].get("h3_resolution", 8)), st)
     _duplicates(rows)
     f = rows.frame
-    replaced = _stored_repeats(rows, st, tz, exclude=part, corrections=corrections)
+    replaced = _stored_repeats(rows, st, tz, exclude=part, corrections=corrections, stored=stored)
     bad = rows.bad
     kept = f.loc[~bad]
     _write_quarantine(st, rows, bad, name)
@@ -194,7 +202,15 @@ def append_presence(
     )
 
 
-def _stored_repeats(rows: _Rows, st: Store, tz: str, *, exclude: Path, corrections: bool) -> int:
+def _stored_repeats(
+    rows: _Rows,
+    st: Store,
+    tz: str,
+    *,
+    exclude: Path,
+    corrections: bool,
+    stored: pd.DataFrame | None = None,
+) -> int:
     """Rows repeating a slot the store holds: flagged as duplicates, or counted as replacing
     it with ``corrections``; how many replace."""
     f = rows.frame
@@ -202,13 +218,13 @@ def _stored_repeats(rows: _Rows, st: Store, tz: str, *, exclude: Path, correctio
     if not ok.any():
         return 0
     lo, hi = f.loc[ok, "start"].min(), f.loc[ok, "start"].max()
-    stored = stored_presence(
-        st,
-        start=lo - pd.Timedelta(hours=1),
-        end=hi + pd.Timedelta(hours=2),
-        columns=["zone_id", "start"],
-        exclude=exclude,
-    )
+    lo, hi = lo - pd.Timedelta(hours=1), hi + pd.Timedelta(hours=2)
+    if stored is None:
+        stored = stored_presence(
+            st, start=lo, end=hi, columns=["zone_id", "start"], exclude=exclude
+        )
+    else:
+        stored = stored[(stored["start"] >= lo) & (stored["start"] < hi)]
     _second_ambiguous(rows, st, tz, stored)
     have = pd.MultiIndex.from_frame(stored[["zone_id", "start"]].astype({"zone_id": str}))
     keys = pd.MultiIndex.from_arrays([f["zone_id"].astype(str), pd.DatetimeIndex(f["start"])])

@@ -51,13 +51,18 @@ def _local_index(t: pd.DatetimeIndex, tz: str, slot_minutes: int) -> tuple[np.nd
     return day.astype(np.int64), slot.astype(np.int64)
 
 
-def _event_hours(st: Store, lo: pd.Timestamp, hi: pd.Timestamp) -> pd.DataFrame:
-    """Events (zone_id, start, end) overlapping [lo, hi], widened by the reference's margin."""
+def _store_events(st: Store) -> pd.DataFrame:
+    """The store's events (zone_id, start, end)."""
     if not st.has("events"):
         return pd.DataFrame({"zone_id": [], "start": [], "end": []})
     ev = st.validated("events", columns=["zone_id", "start", "end"])
     assert ev is not None
-    ev = ev.dropna()
+    return ev.assign(zone_id=ev["zone_id"].astype(str))
+
+
+def _event_hours(events: pd.DataFrame, lo: pd.Timestamp, hi: pd.Timestamp) -> pd.DataFrame:
+    """Events (zone_id, start, end) overlapping [lo, hi], widened by the reference's margin."""
+    ev = events.dropna()
     m = pd.Timedelta(hours=EVENT_MARGIN_HOURS)
     ev = ev.assign(start=ev["start"] - m, end=ev["end"] + m, zone_id=ev["zone_id"].astype(str))
     return ev[(ev["end"] >= lo) & (ev["start"] <= hi)]
@@ -75,14 +80,66 @@ def score_slot(
     ratio_threshold: float,
     weeks: int = LOOKBACK_WEEKS,
 ) -> SlotTest:
-    """Test every zone's value at ``slot`` against its reference (see the module docstring)."""
+    """Test every zone's value at ``slot`` against its reference, reading the store's history
+    (:func:`score_history` on the store's presence of the lookback)."""
     lo = slot - pd.Timedelta(days=7 * weeks + 1)
     hist = stored_presence(st, start=lo, end=slot + pd.Timedelta(minutes=slot_minutes))
-    hist = hist[hist["zone_id"].isin(zones)]
+    return score_history(
+        hist,
+        _store_events(st),
+        slot,
+        zones=zones,
+        tz=tz,
+        slot_minutes=slot_minutes,
+        forecasts=forecasts,
+        z_threshold=z_threshold,
+        ratio_threshold=ratio_threshold,
+        weeks=weeks,
+    )
+
+
+def _same_time_of_week(
+    start: pd.Series, slot: pd.Timestamp, *, lo: pd.Timestamp, slot_minutes: int
+) -> np.ndarray:
+    """Rows that can be the slot or one of its past same local times of the week: within 2 h of
+    a whole number of weeks before it (a summer-time change moves the local clock by 1 h), in
+    [lo, slot]. Only these reach the pool, which gives the same reference as all rows."""
+    t = pd.DatetimeIndex(start).as_unit("ns").asi8
+    d = slot.as_unit("ns").value - t
+    week, margin = 7 * 86_400 * 10**9, 2 * 3_600 * 10**9
+    r = d % week
+    return (t >= lo.as_unit("ns").value) & (d >= 0) & ((r <= margin) | (r >= week - margin))
+
+
+def score_history(
+    hist: pd.DataFrame,
+    events: pd.DataFrame,
+    slot: pd.Timestamp,
+    *,
+    zones: list[str],
+    tz: str,
+    slot_minutes: int,
+    forecasts: pd.DataFrame,
+    z_threshold: float,
+    ratio_threshold: float,
+    weeks: int = LOOKBACK_WEEKS,
+) -> SlotTest:
+    """Test every zone's value at ``slot`` against its reference (see the module docstring).
+
+    ``hist``: presence rows (zone_id, start, present) covering the lookback and ``slot``;
+    ``events``: the store's events (zone_id, start, end).
+    """
+    lo = slot - pd.Timedelta(days=7 * weeks + 1)
+    hist = hist[_same_time_of_week(hist["start"], slot, lo=lo, slot_minutes=slot_minutes)]
+    hist = hist[hist["zone_id"].isin(zones)][["zone_id", "start", "present"]].copy()
+    hist["zone_id"] = hist["zone_id"].astype(str)
     t = pd.DatetimeIndex(hist["start"])
-    for _, e in _event_hours(st, lo, slot).iterrows():  # past event hours: not usable
-        hit = (hist["zone_id"] == e["zone_id"]).to_numpy() & (t >= e["start"]) & (t < e["end"])
-        hist.loc[hit & (t < slot), "present"] = np.nan
+    ev = _event_hours(events, lo, slot)  # past event hours (and their margin): not usable
+    if len(ev) and len(hist):
+        m = hist[["zone_id", "start"]].reset_index(drop=True).reset_index().merge(ev, on="zone_id")
+        hit = m["index"][(m["start_x"] >= m["start_y"]) & (m["start_x"] < m["end"])]
+        hit = hit[(t[hit.to_numpy()] < slot)].to_numpy()
+        hist.iloc[hit, hist.columns.get_loc("present")] = np.nan
     zi = pd.Index(zones)
     day, sl = _local_index(t, tz, slot_minutes)
     tday, tsl = _local_index(pd.DatetimeIndex([slot]), tz, slot_minutes)

@@ -39,28 +39,46 @@ def _colour(ratio: float, suppressed: bool) -> str:
     return next(c for b, c in _BINS if ratio < b)
 
 
+def _shapes(zones, b: np.ndarray, sx: float) -> list[list[str]]:
+    """Each zone's polygons as SVG points (exterior rings), computed once per zones frame."""
+    cached = zones.attrs.get("_svg_points")
+    if cached is not None and len(cached) == len(zones):
+        return cached
+    out = []
+    for geom in zones.geometry:
+        rings = []
+        for g in getattr(geom, "geoms", [geom]):
+            xy = np.asarray(g.exterior.coords)
+            rings.append(
+                " ".join(
+                    f"{x:.1f},{y:.1f}"
+                    for x, y in zip((xy[:, 0] - b[0]) * sx, (b[3] - xy[:, 1]) * sx)
+                )
+            )
+        out.append(rings)
+    zones.attrs["_svg_points"] = out
+    return out
+
+
 def _svg(zones, latest: pd.DataFrame, k: int) -> str:
     """The zones as SVG polygons (exterior rings), coloured by ratio, a title per zone."""
     b = zones.total_bounds
     w, h = 640.0, 640.0 * (b[3] - b[1]) / max(b[2] - b[0], 1e-9)
     sx = w / max(b[2] - b[0], 1e-9)
-    by = latest.set_index("zone_id") if len(latest) else pd.DataFrame()
+    pres = dict(zip(latest["zone_id"], latest["present"])) if len(latest) else {}
+    ratios = dict(zip(latest["zone_id"], latest["ratio"])) if len(latest) else {}
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{w:.0f}" height="{h:.0f}">']
-    for z in zones.itertuples():
-        row = by.loc[z.zone_id] if z.zone_id in by.index else None
-        present = row["present"] if row is not None else np.nan
+    names = zones["name"] if "name" in zones.columns else zones["zone_id"]
+    for zid, name, rings in zip(zones["zone_id"], names, _shapes(zones, b, sx)):
+        present = float(pres.get(zid, np.nan))
         shown = suppress_value(present, k) if np.isfinite(present) else "no data"
         sup = isinstance(shown, str)
-        ratio = row["ratio"] if row is not None else np.nan
+        ratio = float(ratios.get(zid, np.nan))
         fill = _colour(ratio, sup)
-        tip = f"{z.name or z.zone_id} ({z.zone_id}): present {shown}"
+        tip = f"{name or zid} ({zid}): present {shown}"
         if not sup and np.isfinite(ratio):
             tip += f", ratio {ratio:.2f}"
-        geoms = getattr(z.geometry, "geoms", [z.geometry])
-        for g in geoms:
-            pts = " ".join(
-                f"{(x - b[0]) * sx:.1f},{(b[3] - y) * sx:.1f}" for x, y in g.exterior.coords
-            )
+        for pts in rings:
             parts.append(
                 f'<polygon points="{pts}" fill="{fill}" stroke="#555" stroke-width="0.5">'
                 f"<title>{_e(tip)}</title></polygon>"

@@ -20,11 +20,12 @@ import pandas as pd
 
 from features.config import SourceSpec
 from features.errors import InputError
-from features.ingest.append import append_presence, live_partitions, stored_presence
+from features.ingest.append import LIVE_PRESENCE, LIVE_QUARANTINE, append_presence
 from features.readers import sha256
 from features.store import Store
-from pipelines.live.alerts import ALERTS, deliver, read_jsonl, update
-from pipelines.live.detect import score_slot
+from pipelines.live.alerts import ALERTS, STATE, deliver, read_jsonl, update
+from pipelines.live.cube_update import LIVE_CUBE, LiveWindow
+from pipelines.live.detect import SlotTest, score_history
 from pipelines.live.ledger import Ledger
 from pipelines.live.settings import LiveSettings
 
@@ -74,12 +75,15 @@ class LiveRunner:
         study = self.store.study()
         self.tz: str = study["area"]["timezone"]
         self.k = int(study.get("suppression_k", 10))
-        zones = self.store.zones()
+        self._zones_raw = self.store.zones()
+        zones = self._zones_raw.copy()
         zones["zone_id"] = zones["zone_id"].astype(str)
         self.zones = zones
         self.zone_ids = list(zones["zone_id"])
         self.names = dict(zip(zones["zone_id"], zones["name"].fillna(zones["zone_id"])))
         self.forecasts = load_forecasts(self.store)
+        drop_orphans(self.store, Ledger(self.store.root / LEDGER))
+        self.window = LiveWindow.load(self.store, zone_ids=self.zone_ids, tz=self.tz)
         self.latest: pd.DataFrame = pd.DataFrame(
             columns=["zone_id", "present", "reference", "ratio", "z"]
         )
@@ -156,6 +160,8 @@ class LiveRunner:
                 seq=seq,
                 sha=sha,
                 corrections=self.settings.corrections,
+                stored=self.window.rows[["zone_id", "start"]],
+                zones=self._zones_raw,
             )
         except InputError as exc:
             dest = self.store.root / REJECTED / f"{seq:08d}-{path.name}"
@@ -166,7 +172,13 @@ class LiveRunner:
             log.warning("%s: quarantined whole: %s", path.name, exc)
             return entry, []
         new = []
-        slot_minutes = self._slot_minutes(res.partition)
+        slot_minutes = 60
+        if res.partition is not None:
+            kept = pd.read_parquet(self.store.root / res.partition)
+            slot_minutes = int(kept["slot_minutes"].mode().iloc[0]) if len(kept) else 60
+            self.window.add(kept)
+            hours = sorted({pd.Timestamp(s).floor("h") for s in res.slots})
+            self.window.write_cube(self.store, Path(res.partition).stem, hours)
         for s in res.slots:
             new += self.test(pd.Timestamp(s), slot_minutes)
         entry = {
@@ -179,16 +191,10 @@ class LiveRunner:
         ledger.append(entry)
         return entry, new
 
-    def _slot_minutes(self, partition: str | None) -> int:
-        if partition is None:
-            return 60
-        s = pd.read_parquet(self.store.root / partition, columns=["slot_minutes"])["slot_minutes"]
-        return int(s.mode().iloc[0]) if len(s) else 60
-
-    def test(self, slot: pd.Timestamp, slot_minutes: int) -> list[dict[str, Any]]:
-        """Test one slot and advance the runs; its alerts."""
-        t = score_slot(
-            self.store,
+    def _score(self, slot: pd.Timestamp, slot_minutes: int) -> SlotTest:
+        return score_history(
+            self.window.rows,
+            self.window.events,
             slot,
             zones=self.zone_ids,
             tz=self.tz,
@@ -197,6 +203,10 @@ class LiveRunner:
             z_threshold=self.settings.z_threshold,
             ratio_threshold=self.settings.ratio_threshold,
         )
+
+    def test(self, slot: pd.Timestamp, slot_minutes: int) -> list[dict[str, Any]]:
+        """Test one slot and advance the runs; its alerts."""
+        t = self._score(slot, slot_minutes)
         self.latest = t.frame.assign(slot=slot)
         return update(self.store, t, settings=self.settings, names=self.names, tz=self.tz, k=self.k)
 
@@ -207,8 +217,9 @@ class LiveRunner:
         now = now or pd.Timestamp.now(tz="UTC")
         last_end, minutes = self._last_slot()
         if len(self.latest) == 0 and last_end is not None:
-            self.latest = self._latest_from_store(last_end - pd.Timedelta(minutes=minutes), minutes)
-        alerts = [a for a in read_jsonl(self.store.root / ALERTS) if self._open(a)]
+            self.latest = self._score(last_end - pd.Timedelta(minutes=minutes), minutes).frame
+        state = self.store.read_json(STATE) or {}
+        alerts = [a for a in read_jsonl(self.store.root / ALERTS) if self._open(a, state)]
         return render(
             self.reports / "live" / "index.html",
             zones=self.zones,
@@ -223,37 +234,18 @@ class LiveRunner:
             refresh=self.settings.refresh_seconds,
         )
 
-    def _open(self, alert: dict[str, Any]) -> bool:
-        state = self.store.read_json("live/state.json") or {}
+    def _open(self, alert: dict[str, Any], state: dict[str, Any]) -> bool:
         z = state.get(alert["zone_id"], {})
         return z.get("band") == alert["kind"] and z.get("since") == alert["since"]
 
     def _last_slot(self) -> tuple[pd.Timestamp | None, int]:
-        parts = live_partitions(self.store)
-        if not parts:
+        """The end of the newest slot held, and its length in minutes."""
+        rows = self.window.rows
+        if rows.empty:
             return None, 60
-        starts = [pd.read_parquet(p, columns=["start", "slot_minutes"]) for p in parts[-50:]]
-        df = pd.concat(starts)
-        i = df["start"].idxmax() if len(df) else None
-        if i is None:
-            return None, 60
-        last = df.sort_values("start").iloc[-1]
-        return pd.Timestamp(last["start"]) + pd.Timedelta(minutes=int(last["slot_minutes"])), int(
-            last["slot_minutes"]
-        )
-
-    def _latest_from_store(self, slot: pd.Timestamp, minutes: int) -> pd.DataFrame:
-        t = score_slot(
-            self.store,
-            slot,
-            zones=self.zone_ids,
-            tz=self.tz,
-            slot_minutes=minutes,
-            forecasts=self.forecasts,
-            z_threshold=self.settings.z_threshold,
-            ratio_threshold=self.settings.ratio_threshold,
-        )
-        return t.frame
+        last = rows.loc[rows["start"].idxmax()]
+        minutes = int(last["slot_minutes"])
+        return pd.Timestamp(last["start"]) + pd.Timedelta(minutes=minutes), minutes
 
     def _events(self, now: pd.Timestamp) -> pd.DataFrame:
         """Each running event's hours up to now: crowd present against the forecast."""
@@ -266,12 +258,27 @@ class LiveRunner:
         f = f[f["event"].isin(running) & (f["hour"] <= now)]
         if f.empty:
             return pd.DataFrame(columns=cols)
-        pres = stored_presence(self.store, start=f["hour"].min(), end=now)
+        pres = self.window.between(f["hour"].min(), now)
+        pres = pres.assign(zone_id=pres["zone_id"].astype(str))
         pres = pres.assign(hour=pd.DatetimeIndex(pres["start"]).floor("h"))
         pres = pres.groupby(["zone_id", "hour"], as_index=False)["present"].mean()
         m = f.merge(pres, on=["zone_id", "hour"], how="left")
         m["present"] = m["present"].astype(float)
         return m[cols]
+
+
+def drop_orphans(st: Store, ledger: Ledger) -> list[Path]:
+    """Remove what a run killed before its ledger line left (the file's partition, cube rows and
+    quarantined rows): the file is processed again and writes them anew."""
+    known = {f"{e['seq']:08d}-{e['sha256'][:16]}" for e in ledger.entries if "seq" in e}
+    gone = []
+    for folder in (LIVE_PRESENCE, LIVE_CUBE, LIVE_QUARANTINE):
+        d = st.root / folder
+        for p in sorted(d.glob("[0-9]*.*")) if d.is_dir() else []:
+            if p.is_file() and p.name.split(".")[0] not in known:
+                p.unlink()
+                gone.append(p)
+    return gone
 
 
 def _now() -> str:
