@@ -1,12 +1,17 @@
 """The Dask engine: the pandas month builder as one ``dask.delayed`` task per month.
 
 Tasks run on the local threaded scheduler, or on a ``distributed`` cluster whose workers see the
-store's folder at the same path.
+store's folder at the same path: an existing one (``tcp://host:8786``) or a ``LocalCluster``
+started for the command (``local``, :func:`scheduler`). :func:`run_tasks` is the one way every
+heavy step (the cube, the GLM's sufficient statistics) sends its tasks.
 """
 
 from __future__ import annotations
 
+import os
 import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -42,7 +47,50 @@ def check_reachable(address: str) -> None:
         ) from None
 
 
-def _on_cluster(tasks: list[Any], address: str) -> list[dict[str, Any]]:
+@contextmanager
+def scheduler(value: str | None, *, workers: int | None = None) -> Iterator[str | None]:
+    """The scheduler address a command runs its Dask tasks on, for its duration.
+
+    Parameters
+    ----------
+    value
+        None (local threads: yields None), ``local`` (starts a ``distributed.LocalCluster`` of
+        ``workers`` single-threaded worker processes, default the CPU count, and closes it
+        afterwards), or the address of a running scheduler (``tcp://host:8786``, checked).
+    workers
+        Workers of a ``local`` cluster.
+
+    Raises
+    ------
+    ConfigError
+        An unreachable or malformed address.
+    """
+    if value is None or value == "":
+        yield None
+        return
+    if value != "local":
+        check_reachable(value)
+        yield value
+        return
+    from distributed import LocalCluster  # heavy: loaded only for a cluster
+
+    n = workers or max(1, os.cpu_count() or 1)
+    with LocalCluster(
+        n_workers=n, threads_per_worker=1, dashboard_address=None, silence_logs=40
+    ) as cluster:
+        yield str(cluster.scheduler_address)
+
+
+def run_tasks(tasks: list[Any], address: str | None) -> list[Any]:
+    """Compute ``dask.delayed`` tasks: local threads (``address`` None) or the cluster there."""
+    import dask  # heavy: loaded only when a Dask path runs
+
+    if address is None:
+        return list(dask.compute(*tasks, scheduler="threads"))
+    return _on_cluster(tasks, address)
+
+
+def _on_cluster(tasks: list[Any], address: str) -> list[Any]:
     try:
         from distributed import Client  # heavy: loaded only for a cluster
     except ImportError as exc:  # pragma: no cover - distributed is a dependency
@@ -82,6 +130,4 @@ def run_dask(
     import dask  # heavy: loaded only when this engine runs
 
     tasks = [dask.delayed(build_month)(plan, spec, out_dir=str(build_dir)) for spec in specs]
-    if address is None:
-        return list(dask.compute(*tasks, scheduler="threads"))
-    return _on_cluster(tasks, address)
+    return run_tasks(tasks, address)

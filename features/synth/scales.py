@@ -53,6 +53,11 @@ SCALES: dict[str, ScaleSpec] = {
     "metropolis": ScaleSpec(
         40, 25, 104, 2500.0, (0.0045, 0.0068), 60, 2, 4, "parquet", 0.15, Realism()
     ),
+    #: a region's worth of IRIS zones (5 000, ~88 M zone-hours) on the metropolis' cell size, so
+    #: that darkness needs ~75 sun-grid cells (features.calendar.SUN_GRID) rather than ~1 000
+    "region": ScaleSpec(
+        100, 50, 104, 2000.0, (0.0045, 0.0068), 40, 4, 10, "parquet", 0.15, Realism()
+    ),
 }
 
 ZONE_TYPES = ("centre", "business", "residential", "nightlife", "park", "stadium", "venue")

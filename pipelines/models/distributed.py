@@ -1,0 +1,236 @@
+"""The GLM's sufficient statistics on a Dask cluster, then statsmodels on the aggregated cells.
+
+A Poisson rate GLM whose covariates are shared by many rows depends on the data only through the
+per-cell sums of counts and exposures (:mod:`pipelines.models.design`): this module computes
+those sums without loading the cube. Each month partition of the cube is one task (read its
+columns, :func:`~pipelines.models.design.design`, round the continuous features as
+:func:`~pipelines.models.design.build_cells` does, group by the cell key); the partial sums are
+then combined by a groupby on the cluster in a tree of tasks, and only the aggregated cells (a
+few hundred thousand at most) come back to fit the GLM with statsmodels, through the same cell
+regression as :func:`pipelines.models.glm.fit_glm`.
+
+The cells also carry the sum of squared exposures, so the NB2 quasi-likelihood's cell variance
+is known; the NB2 dispersion itself is estimated on rows and stays with the local path.
+
+References
+----------
+McCullagh, P. & Nelder, J. A. (1989). *Generalized Linear Models*, 2nd ed., ch. 6 (the Poisson
+likelihood depends on the cell sums only). Dask Development Team (2016). *Dask: Library for
+dynamic task scheduling*.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from features.cube.dask_engine import run_tasks
+from features.errors import InputError
+from features.store import Store
+from pipelines.models.cube_io import _compact, cube_columns_needed
+from pipelines.models.design import (
+    CONTINUOUS,
+    MIN_INCIDENTS,
+    _matrix,
+    _terms,
+    cube_categories,
+    design,
+    exposure_mask,
+    feature_status,
+    group_categories,
+    group_counts,
+)
+from pipelines.models.glm import GLMFit, _CellModel
+from pipelines.models.prepare import SparseGroupError, _estimable
+
+#: tasks combined per node of the reduction tree
+FAN_IN = 8
+
+
+@dataclass(frozen=True)
+class CellStats:
+    """The GLM's sufficient statistics: one row per cell of identical covariates.
+
+    Attributes
+    ----------
+    cells
+        local_hour, dow, the rounded features, then ``E`` (sum of exposure), ``E2`` (sum of
+        squared exposure), ``rows`` and one ``y_<group>`` column of summed counts per group;
+        sorted by the key.
+    features
+        The features in the key (every one the cube's columns allow).
+    groups
+        Group -> its category slugs (None: every incident).
+    grain, partitions
+        The cube's grain and the month partitions read.
+    """
+
+    cells: pd.DataFrame
+    features: tuple[str, ...]
+    groups: dict[str, list[str] | None]
+    grain: str
+    partitions: int
+
+    @property
+    def keys(self) -> list[str]:
+        return ["local_hour", "dow", *self.features]
+
+
+def partition_cells(
+    path: str,
+    *,
+    columns: Sequence[str],
+    grain: str,
+    features: Sequence[str],
+    groups: dict[str, list[str] | None],
+    resolution: float,
+) -> pd.DataFrame:
+    """The cell sums of one cube partition file (rows with known, positive presence)."""
+    wanted = list(dict.fromkeys(["zone_id", "hour", *(c for c in columns if c != "month")]))
+    cube = _compact(pd.read_parquet(path, columns=wanted))
+    dz = design(cube, grain=grain, features=list(features))
+    use = exposure_mask(dz)
+    out: dict[str, np.ndarray] = {
+        "local_hour": dz["local_hour"].to_numpy()[use],
+        "dow": dz["dow"].to_numpy()[use],
+    }
+    for f in features:
+        v = dz[f].to_numpy(dtype=np.float64)
+        if f in CONTINUOUS and resolution > 0:
+            v = np.round(v / resolution) * resolution
+        out[f] = v[use]
+    e = dz["exposure"].to_numpy(dtype=np.float64)[use]
+    out["E"], out["E2"], out["rows"] = e, e * e, np.ones(len(e), dtype=np.int64)
+    for g, cats in groups.items():
+        out[f"y_{g}"] = group_counts(cube, cats)[use]
+    keys = ["local_hour", "dow", *features]
+    return pd.DataFrame(out).groupby(keys, sort=False, as_index=False).sum()
+
+
+def combine_cells(*parts: pd.DataFrame, keys: Sequence[str]) -> pd.DataFrame:
+    """Partial cell sums added up by key (one node of the reduction tree)."""
+    frame = pd.concat(parts, ignore_index=True)
+    return frame.groupby(list(keys), sort=False, as_index=False).sum()
+
+
+def cell_statistics(
+    store: Store,
+    *,
+    groups: Sequence[str] | None = None,
+    resolution: float = 0.05,
+    address: str | None = None,
+) -> CellStats:
+    """The GLM's sufficient statistics of a store's cube, summed on Dask.
+
+    Parameters
+    ----------
+    store
+        A store with a cube.
+    groups
+        Category groups besides ``all`` (default: every group present).
+    resolution
+        Rounding of the continuous features in the cell key (as :func:`build_cells`).
+    address
+        A ``distributed`` scheduler address, or None for local threads.
+
+    Returns
+    -------
+    CellStats
+    """
+    import dask  # heavy: loaded only on this path
+
+    meta = store.cube_meta()
+    grain = meta.get("grain") or store.grain
+    columns = cube_columns_needed(meta.get("columns", []))
+    features = tuple(f for f, why in feature_status(columns, grain=grain).items() if why is None)
+    gmap = group_categories(cube_categories(columns))
+    wanted: dict[str, list[str] | None] = {"all": None}
+    wanted.update({g: gmap[g] for g in (groups or gmap) if g in gmap and g != "all"})
+    paths = sorted(str(p) for p in Path(store.cube_dir).glob("month=*/*.parquet"))
+    if not paths:
+        raise InputError(f"{store.cube_dir}: no month partition in the cube.")
+    keys = ["local_hour", "dow", *features]
+    part = dask.delayed(partition_cells)
+    level = [
+        part(
+            p, columns=columns, grain=grain, features=features, groups=wanted, resolution=resolution
+        )
+        for p in paths
+    ]
+    combine = dask.delayed(combine_cells)
+    while len(level) > 1:
+        level = [combine(*level[i : i + FAN_IN], keys=keys) for i in range(0, len(level), FAN_IN)]
+    (cells,) = run_tasks(level, address)
+    cells = cells.sort_values(keys, kind="stable").reset_index(drop=True)
+    return CellStats(cells, features, wanted, grain, len(paths))
+
+
+def fit_cells(
+    stats: CellStats, group: str = "all", *, min_incidents: int = MIN_INCIDENTS
+) -> GLMFit:
+    """The Poisson rate GLM of ``group`` fitted with statsmodels on the aggregated cells.
+
+    The same cell regression as :func:`pipelines.models.glm.fit_glm` with
+    ``family="poisson"`` (the same estimable features, terms and Newton start), so the same
+    estimates; the covariance is model-based.
+
+    Raises
+    ------
+    SparseGroupError
+        Fewer than ``min_incidents`` incidents.
+    """
+    if group not in stats.groups:
+        raise InputError(
+            f"no sufficient statistics for group {group!r}: {', '.join(stats.groups)}."
+        )
+    c = stats.cells
+    Ec = c["E"].to_numpy(dtype=np.float64)
+    Yc = c[f"y_{group}"].to_numpy(dtype=np.float64)
+    n_inc = int(round(Yc.sum()))
+    if n_inc < min_incidents:
+        raise SparseGroupError(
+            f"group {group!r} has {n_inc} incidents; at least {min_incidents} are needed."
+        )
+    keep = Ec > 0
+    hours = sorted(int(h) for h in np.unique(c["local_hour"].to_numpy()[keep]))
+    dows = sorted(int(d) for d in np.unique(c["dow"].to_numpy()[keep]))
+    feats, why = _estimable(c, Ec, list(stats.features), hours, dows)
+    terms = _terms(feats, hours, dows)
+    Ek = Ec[keep]
+    cm = _CellModel(keep=keep, terms=terms, X=_matrix(c.loc[keep], terms), Ek=Ek,
+                    Yk=Yc[keep], sk=c["E2"].to_numpy(dtype=np.float64)[keep] / (Ek * Ek))  # fmt: skip
+    res = cm.poisson()
+    return GLMFit(
+        group=group, family="poisson", terms=tuple(terms),
+        params=np.asarray(res.params, dtype=np.float64),
+        cov=np.asarray(res.cov_params(), dtype=np.float64), alpha=0.0,
+        overdispersion_t=math.nan, n_rows=int(c["rows"].sum()), n_cells=int(keep.sum()),
+        n_incidents=n_inc, dropped={}, not_estimable=why, grain=stats.grain,
+        categories=None if stats.groups[group] is None else tuple(stats.groups[group] or ()),
+        deviance=float(res.deviance),
+    )  # fmt: skip
+
+
+def fit_on_cluster(
+    store: Store,
+    *,
+    groups: Sequence[str] | None = None,
+    address: str | None = None,
+    min_incidents: int = MIN_INCIDENTS,
+) -> dict[str, Any]:
+    """Sufficient statistics on Dask, then each group's Poisson GLM: group -> fit (or the
+    reason it was skipped, as text)."""
+    stats = cell_statistics(store, groups=groups, address=address)
+    out: dict[str, Any] = {}
+    for g in stats.groups:
+        try:
+            out[g] = fit_cells(stats, g, min_incidents=min_incidents)
+        except SparseGroupError as exc:
+            out[g] = str(exc)
+    return out
