@@ -93,3 +93,36 @@ def test_scheduler_option_values() -> None:
     with pytest.raises(ConfigError, match="cannot reach the Dask scheduler"):
         with scheduler("tcp://127.0.0.1:1"):
             pass
+
+
+def test_cube_command_on_a_cluster(tmp_path, tiny_store) -> None:
+    """`vigie cube --scheduler ADDRESS` builds, on the cluster, the same cube as DuckDB."""
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from pipelines.cli import app
+
+    root = tmp_path / "store"
+    shutil.copytree(tiny_store, root)
+    with distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None
+    ) as cluster:
+        res = CliRunner().invoke(
+            app, ["cube", "--store", str(root), "--scheduler", cluster.scheduler_address]
+        )
+    assert res.exit_code == 0, res.output
+    assert "engine dask" in res.output
+    got, ref = Store(root).cube(), Store(tiny_store).cube()
+    pd.testing.assert_frame_equal(got[ref.columns], ref, check_exact=False, rtol=1e-9)
+
+
+def test_local_scheduler_starts_and_stops_a_cluster() -> None:
+    """`--scheduler local` runs tasks on a LocalCluster started for the command."""
+    import dask
+
+    from features.cube.dask_engine import run_tasks
+
+    with scheduler("local", workers=1) as address:
+        assert address is not None and address.startswith("tcp://")
+        assert run_tasks([dask.delayed(sum)([1, 2, 3])], address) == [6]

@@ -15,6 +15,18 @@ import typer
 
 from features.errors import VigieError
 
+#: help of ``--scheduler`` on the heavy commands (cube, fit)
+SCHEDULER_HELP = (
+    "Run on Dask distributed: tcp://host:8786 (a running scheduler whose workers see the store at "
+    "the same path) or local (a LocalCluster of this machine's cores, closed afterwards)."
+)
+
+
+def scheduler_option() -> Any:
+    """The ``--scheduler`` option of the heavy commands (resolved by
+    :func:`features.cube.dask_engine.scheduler`)."""
+    return typer.Option(None, "--scheduler", help=SCHEDULER_HELP)
+
 
 def fail(message: str, code: int = 2) -> None:
     """Print a one-paragraph error to stderr and exit."""

@@ -6,23 +6,19 @@ from pathlib import Path
 
 import typer
 
-from pipelines.cli.common import user_errors
+from pipelines.cli.common import scheduler_option, user_errors
 
 
 @user_errors
 def cube_cmd(
     store: Path = typer.Option(..., "--store", help="Store folder (after `vigie ingest`)."),
     engine: str = typer.Option(
-        "duckdb",
-        "--engine",
-        help="duckdb (default, SQL over the Parquet files), pandas, or dask (one task per month).",
-    ),
-    scheduler: str = typer.Option(
         None,
-        "--scheduler",
-        help="Dask distributed scheduler address (tcp://host:8786) for --engine dask; "
-        "local threads when omitted.",
+        "--engine",
+        help="duckdb (default, SQL over the Parquet files), pandas, or dask (one task per month; "
+        "the default with --scheduler).",
     ),
+    scheduler: str = scheduler_option(),
     start: str = typer.Option(None, "--start", help="First local date (default: the data's)."),
     end: str = typer.Option(None, "--end", help="Local date after the last (exclusive)."),
     memory_limit: str = typer.Option("4GB", "--memory-limit", help="DuckDB memory limit."),
@@ -30,16 +26,19 @@ def cube_cmd(
     """Build the zone x hour (or day) cube: presence and its reference value, incidents,
     lighting, darkness, transit, events, holidays and weather, partitioned by month."""
     from features.cube import CUBE_SOURCES, build_cube
+    from features.cube.dask_engine import scheduler as dask_scheduler
     from features.store import Store
 
-    result = build_cube(
-        Store(store),
-        engine=engine,
-        start=start,
-        end=end,
-        dask_address=scheduler,
-        memory_limit=memory_limit,
-    )
+    engine = engine or ("dask" if scheduler else "duckdb")
+    with dask_scheduler(scheduler) as address:
+        result = build_cube(
+            Store(store),
+            engine=engine,
+            start=start,
+            end=end,
+            dask_address=address,
+            memory_limit=memory_limit,
+        )
     meta = result.meta
     typer.echo(
         f"cube: {result.rows:,} rows ({meta['zones']} zones x {meta['grain']} slots, "
