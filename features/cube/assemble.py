@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from features.baseline import EVENT_MARGIN_HOURS, same_slot_median
+from features.cube.indicators import indicator_values
 from features.cube.period import HOUR, MonthSpec, local_day, local_parts
 from features.cube.plan import Plan
 
@@ -214,6 +215,8 @@ def _presence_out(
     data["present_ratio"] = ratio.ravel()
     for c in plan.presence_cols:
         data[c] = dense[c].ravel()
+    split = {c: dense[c] for c in plan.presence_cols}
+    data.update(indicator_values(present, split, population=plan.population))
 
 
 def _events_out(data: dict[str, Any], shape: tuple[int, int], zi: Any, slot: Any, att: Any) -> None:

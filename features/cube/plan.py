@@ -18,6 +18,7 @@ import pyarrow.parquet as pq
 
 from features.calendar import day_flags, sun_table
 from features.config import default_country
+from features.cube.indicators import SPLIT_COLUMNS, VISITOR_KINDS, zone_population
 from features.cube.period import (
     DAY,
     HOUR,
@@ -72,6 +73,7 @@ class Plan:
     memory_limit: str = "4GB"
     threads: int | None = None
     info: dict[str, Any] = field(default_factory=dict)
+    population: np.ndarray | None = None  # zones' resident population (indicators)
 
     def months(self) -> list[MonthSpec]:
         """One spec per UTC month of slot starts."""
@@ -127,7 +129,7 @@ def _presence_columns(paths: dict[str, str]) -> tuple[str, ...]:
     names = pq.read_schema(paths["presence"]).names
     return tuple(
         col
-        for col in ("residents", "visitors")
+        for col in (*SPLIT_COLUMNS, *VISITOR_KINDS)
         if col in names and has_values(paths["presence"], col)
     )
 
@@ -277,4 +279,5 @@ def make_plan(
         memory_limit=memory_limit,
         threads=threads,
         info=info,
+        population=zone_population(zones, zone_ids),
     )

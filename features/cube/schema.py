@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from features.cube.indicators import VISITOR_KINDS, indicator_columns
 from features.cube.plan import Plan
 
 
@@ -75,6 +76,9 @@ def cube_schema(columns: list[str] | tuple[str, ...]):
         "present_ratio": pa_.Column(float, pa_.Check.ge(0), nullable=True),
         "residents": pa_.Column(float, pa_.Check.ge(0), nullable=True),
         "visitors": pa_.Column(float, pa_.Check.ge(0), nullable=True),
+        **{c: pa_.Column(float, pa_.Check.ge(0), nullable=True) for c in VISITOR_KINDS},
+        "visitor_share": pa_.Column(float, pa_.Check.in_range(0, 1), nullable=True),
+        "resident_ratio": pa_.Column(float, pa_.Check.ge(0), nullable=True),
         "dark": pa_.Column(bool),
         "ridership_entries": pa_.Column(float, pa_.Check.ge(0)),
         "event_attendance": pa_.Column(float, pa_.Check.ge(0)),
@@ -118,6 +122,7 @@ def output_columns(plan: Plan) -> list[str]:
     if "presence" in plan.paths:
         cols += ["present", "present_missing", "present_baseline", "present_ratio"]
         cols += list(plan.presence_cols)
+        cols += indicator_columns(plan.presence_cols, has_population=plan.population is not None)
     if "incidents" in plan.paths:
         cols += ["incidents"] + [f"inc_{c}" for c in plan.categories]
     if plan.lamps is not None:

@@ -20,10 +20,10 @@ from features.synth.incidents import (
     incident_means,
     rate_model,
 )
+from features.synth.origins import planted_origins
 from features.synth.presence import (
     ChunkPresence,
     chunk_presence,
-    daily_origins,
     hourly_rows,
     slot_rows,
 )
@@ -204,7 +204,7 @@ def simulate(ctx: SynthContext, *, world: World, drv: Drivers, gap: Gap) -> Simu
         np.add.at(day_sum, ch.cal.day_index, ch.presence.present)
         np.add.at(day_res, ch.cal.day_index, ch.presence.res_i)
     pres_2h.close()
-    origins.write(daily_origins(day_sum, day_res=day_res, cal=ctx.cal, zones=world.zones))
+    inflows = planted_origins(ctx, world, day_sum=day_sum, day_res=day_res, table=origins)
     origins.close()
     files_out = {
         "presence": files.files["presence"] + [str(pres_2h.path.relative_to(out))],
@@ -220,7 +220,7 @@ def simulate(ctx: SynthContext, *, world: World, drv: Drivers, gap: Gap) -> Simu
     }
     presence = _venue_presence(world, ctx.hours, venue_zones, venue_exposure)
     return Simulated(files_out, rows, totals, bad, extra_people, transit, presence,
-                     model.names, tally)  # fmt: skip
+                     model.names, tally, inflows)  # fmt: skip
 
 
 def _venue_presence(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -141,6 +142,8 @@ class Simulated:
         The incident categories of ``totals``.
     tally
         The sums for the expected-weighted truth (:class:`~features.synth.tally.Tally`).
+    origin_inflows
+        The planted origin inflows (:func:`~features.synth.origins.inflows_truth`).
     """
 
     files: dict[str, list[str]]
@@ -152,3 +155,4 @@ class Simulated:
     venue_presence: dict[str, dict[str, float]] = field(default_factory=dict)
     names: tuple[str, ...] = ()
     tally: Tally | None = None
+    origin_inflows: list[dict[str, Any]] = field(default_factory=list)

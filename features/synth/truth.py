@@ -51,6 +51,7 @@ def truth_doc(
         **_model_terms(sim, drv, ids),
         "signals": [_signal(s, ids, sim.extra_people) for s in world.signals],
         "events": [_event(e, ids, presence[e.event_id]) for e in world.events],
+        "origin_inflows": sim.origin_inflows,
         "incidents": {
             "by_category": {c: int(sim.totals[i]) for i, c in enumerate(sim.names)},
             "total": int(sim.totals.sum()),

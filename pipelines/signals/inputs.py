@@ -18,6 +18,7 @@ CUBE_COLUMNS = [
     "local_hour", "dow", "local_date", "present", "present_baseline", "present_ratio",
     "incidents", "lamps", "lamps_out", "dark", "ridership_entries", "events_active",
     "event_attendance", "holiday", "school_holiday", "precipitation_mm", "temperature_c",
+    "visitors", "resident_ratio",
 ]  # fmt: skip
 
 

@@ -14,6 +14,9 @@ FAMILIES = {
     "emptied": "emptied",
     "correlation": "correlation",
     "event_conflict": "event_conflict",
+    "visitor_share": "presence_mix",
+    "resident_ratio": "presence_mix",
+    "origin_shift": "origins",
 }
 
 

@@ -31,6 +31,9 @@ SIGNAL_TYPES = (
     "emptied",
     "correlation",
     "event_conflict",
+    "visitor_share",
+    "resident_ratio",
+    "origin_shift",
 )
 
 

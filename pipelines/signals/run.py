@@ -39,6 +39,7 @@ from pipelines.signals.conflicts import event_conflicts
 from pipelines.signals.excess import week_blocks
 from pipelines.signals.incidents import incident_part, recent
 from pipelines.signals.inputs import CUBE_COLUMNS, build_panel, zone_neighbours
+from pipelines.signals.origins import who_parts
 from pipelines.signals.panel import records_frame
 from pipelines.signals.period import Period, local_days, parse_period
 from pipelines.signals.presence import presence_review
@@ -169,6 +170,9 @@ def other_tests(st: Store, inp: RunInputs) -> tuple[dict[str, pd.DataFrame], lis
         )  # fmt: skip
         parts["presence"] = review.tests
         notes.extend(review.notes)
+        who, who_notes = who_parts(st, inp)
+        parts.update(who)
+        notes.extend(who_notes)
     else:
         notes.append("no presence in the cube: no gatherings or emptied zones.")
     if events is not None:

@@ -1,0 +1,163 @@
+"""Anomalies of who is present: the visitor share and the people present against residents.
+
+Two tests per zone and local day of the period, each on the zone's own history:
+
+* ``visitor_share``: the day's ``Σ visitors / Σ present`` on the logit scale;
+* ``resident_ratio``: the day's peak of ``present / population`` (the cube's ``resident_ratio``,
+  :mod:`features.cube.indicators`) on the log scale: a zone at 3x its residents at 2 am.
+
+The expected value of a day is the median of the same weekday over the ``reference_weeks`` weeks
+before it (robust to a past gathering among them); the scale is 1.4826 MAD of the zone's own
+errors (day minus its weekday median) over the ``reference_weeks`` weeks before the period,
+floored; ``z = error / scale`` with a two-sided p value from a Student t with ``0.37 n - 1``
+degrees of freedom for ``n`` errors (the MAD's 37 % Gaussian efficiency, as the presence
+anomalies). Days with fewer than ``MIN_DAYS`` reference days or ``MIN_ERRORS`` errors are not
+tested. The p values join the run's other tests in
+Benjamini-Hochberg.
+
+References
+----------
+Rousseeuw, P. J. & Croux, C. (1993). Alternatives to the median absolute deviation. JASA 88(424),
+1273-1283. Orange Business, *Flux Vision* (residents and visitors present).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from pipelines.signals.panel import record, records_frame
+
+#: reference weeks (same weekday), the fewest reference days and errors for a test
+REFERENCE_WEEKS, MIN_DAYS, MIN_ERRORS = 8, 4, 14
+#: floors of the robust scale (logit of the share, log of the ratio)
+SCALE_FLOOR = {"visitor_share": 0.05, "resident_ratio": 0.05}
+
+
+def daily_indicators(frame: pd.DataFrame) -> pd.DataFrame:
+    """Per zone and local date: the day's visitor share (Σ visitors / Σ present) and peak
+    resident ratio, where the cube has them."""
+    f = frame.assign(local_date=pd.to_datetime(frame["local_date"]).dt.date)
+    g = f.groupby(["zone_id", "local_date"], sort=True)
+    out = pd.DataFrame(index=g.size().index)
+    if {"visitors", "present"} <= set(f.columns):
+        vis = g["visitors"].sum(min_count=1)
+        pre = g["present"].sum(min_count=1)
+        out["visitor_share"] = (vis / pre.where(pre > 0)).clip(0, 1)
+    if "resident_ratio" in f.columns:
+        out["resident_ratio"] = g["resident_ratio"].max()
+    return out.reset_index()
+
+
+def _transform(name: str, v: np.ndarray) -> np.ndarray:
+    if name == "visitor_share":
+        p = np.clip(v, 1e-3, 1 - 1e-3)
+        return np.log(p / (1 - p))
+    return np.log(np.maximum(v, 1e-3))
+
+
+def mix_tests(
+    frame: pd.DataFrame,
+    *,
+    first: dt.date,
+    last: dt.date,
+    timezone: str,
+    reference_weeks: int = REFERENCE_WEEKS,
+) -> pd.DataFrame:
+    """The indicator tests of the days ``first..last`` (see the module docstring)."""
+    daily = daily_indicators(frame)
+    recs = []
+    for name in ("visitor_share", "resident_ratio"):
+        if name not in daily.columns:
+            continue
+        wide = daily.pivot(index="zone_id", columns="local_date", values=name)
+        days = pd.Index(wide.columns)
+        raw = wide.to_numpy(dtype=float)
+        y = _transform(name, raw)
+        med, m = _weekday_median(y, days, reference_weeks)
+        raw_med = _weekday_median(raw, days, reference_weeks)[0]
+        resid = y - med
+        hist = np.asarray(
+            [first - dt.timedelta(days=7 * reference_weeks) <= d < first for d in days]
+        )
+        scale, n = _scale(resid[:, hist], SCALE_FLOOR[name])
+        for j in np.flatnonzero([first <= d <= last for d in days]):
+            ok = (m[:, j] >= MIN_DAYS) & (n >= MIN_ERRORS) & np.isfinite(resid[:, j])
+            recs += _day_records(name, wide.index[ok], days[j], resid[ok, j] / scale[ok],
+                                 raw[ok, j], raw_med[ok, j], n[ok], timezone=timezone)  # fmt: skip
+    return records_frame(recs)
+
+
+def _weekday_median(y: np.ndarray, days: pd.Index, weeks: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each day's median over the same weekday of the ``weeks`` weeks before, and how many."""
+    pos = {d: i for i, d in enumerate(days)}
+    med = np.full(y.shape, np.nan)
+    cnt = np.zeros(y.shape, dtype=int)
+    for j, d in enumerate(days):
+        refs = [
+            pos[r] for r in (d - dt.timedelta(days=7 * w) for w in range(1, weeks + 1)) if r in pos
+        ]
+        if refs:
+            with np.errstate(all="ignore"):
+                med[:, j] = np.nanmedian(y[:, refs], axis=1)
+            cnt[:, j] = np.isfinite(y[:, refs]).sum(axis=1)
+    return med, cnt
+
+
+def _scale(resid: np.ndarray, floor: float) -> tuple[np.ndarray, np.ndarray]:
+    """1.4826 MAD of each zone's reference errors (floored) and how many errors."""
+    n = np.isfinite(resid).sum(axis=1)
+    if resid.shape[1] == 0:
+        return np.full(len(resid), floor), n
+    with np.errstate(all="ignore"):
+        c = np.nanmedian(resid, axis=1)
+        mad = np.nanmedian(np.abs(resid - c[:, None]), axis=1)
+    return np.maximum(np.nan_to_num(1.4826 * mad, nan=floor), floor), n
+
+
+def _day_records(
+    name: str,
+    zones: pd.Index,
+    day: dt.date,
+    z: np.ndarray,
+    raw: np.ndarray,
+    raw_med: np.ndarray,
+    n: np.ndarray,
+    *,
+    timezone: str,
+) -> list[dict]:
+    start = pd.Timestamp(day).tz_localize(timezone, nonexistent="shift_forward", ambiguous=False)
+    end = (pd.Timestamp(day) + pd.Timedelta(days=1)).tz_localize(
+        timezone, nonexistent="shift_forward", ambiguous=False
+    )
+    what = "visitor share" if name == "visitor_share" else "people present against residents"
+    fmt = "{:.0%}" if name == "visitor_share" else "{:.2f}x"
+    out = []
+    for i in range(len(zones)):
+        dof = max(1.0, 0.37 * n[i] - 1)
+        p = float(2 * stats.t.sf(abs(z[i]), dof))
+        word = "above" if z[i] > 0 else "below"
+        out.append(
+            record(
+                name,
+                detector=f"{name}_robust_z",
+                zones=[str(zones[i])],
+                start=start.tz_convert("UTC"),
+                end=end.tz_convert("UTC"),
+                observed=raw[i],
+                expected=raw_med[i],
+                p_value=p,
+                statistic=float(z[i]),
+                explanation=(
+                    f"zone {zones[i]}, {day}: {what} {fmt.format(raw[i])}, {word} its usual "
+                    f"{fmt.format(raw_med[i])} on this weekday (robust z {z[i]:+.1f} against "
+                    f"{int(n[i])} days of the zone's own errors)"
+                ),
+                direction="up" if z[i] > 0 else "down",
+                reference_errors=int(n[i]),
+            )  # fmt: skip
+        )
+    return out
