@@ -177,7 +177,7 @@ class LiveRunner:
             kept = pd.read_parquet(self.store.root / res.partition)
             slot_minutes = int(kept["slot_minutes"].mode().iloc[0]) if len(kept) else 60
             self.window.add(kept)
-            hours = sorted({pd.Timestamp(s).floor("h") for s in res.slots})
+            hours = _hours_touched(kept)
             self.window.write_cube(self.store, Path(res.partition).stem, hours)
         for s in res.slots:
             new += self.test(pd.Timestamp(s), slot_minutes)
@@ -265,6 +265,16 @@ class LiveRunner:
         m = f.merge(pres, on=["zone_id", "hour"], how="left")
         m["present"] = m["present"].astype(float)
         return m[cols]
+
+
+def _hours_touched(kept: pd.DataFrame) -> list[pd.Timestamp]:
+    """The UTC hours the slots of a file overlap (a 2-hour slot touches two)."""
+    slots = kept[["start", "slot_minutes"]].drop_duplicates()
+    hours: set[pd.Timestamp] = set()
+    for start, minutes in zip(pd.DatetimeIndex(slots["start"]), slots["slot_minutes"]):
+        end = start + pd.Timedelta(minutes=int(minutes))
+        hours.update(pd.date_range(start.floor("h"), end - pd.Timedelta(seconds=1), freq="h"))
+    return sorted(hours)
 
 
 def drop_orphans(st: Store, ledger: Ledger) -> list[Path]:
