@@ -14,6 +14,8 @@ from features.jsonio import json_default
 from features.store import Store
 from pipelines.cli.common import user_errors
 from pipelines.cli.lazy import lazy
+from pipelines.cli.progress import progress
+from pipelines.cli.reports import PDF_HELP
 
 # the brief's stack (the models, the cube readers) loads only when the command runs
 make_brief = lazy("pipelines.events.brief", "make_brief")
@@ -58,11 +60,13 @@ def brief(
     tiles: str = typer.Option(
         None, "--tiles", help="Base map of the report's map, e.g. OpenStreetMap (needs network)."
     ),
+    pdf: bool = typer.Option(False, "--pdf", help=PDF_HELP),
 ) -> None:
     """Event brief: presence, incidents, staffing (rescuers, agents, lanes, barrier) and context."""
     s = Store(store)
     s.study()  # a clear message when the folder is not a store
-    result = make_brief(s, event, params=_parse_params(param))
+    with progress(label=f"brief {event}: forecast and staffing"):
+        result = make_brief(s, event, params=_parse_params(param))
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
         payload = result.to_json()
@@ -72,5 +76,10 @@ def brief(
     if out is not None:
         typer.echo(str(out))
     if not no_report:
-        rep = report_brief(s.root, result.event.event_id, reports_dir=reports, tiles=tiles)
+        with progress(label=f"report brief {event}: running the notebook"):
+            rep = report_brief(
+                s.root, result.event.event_id, reports_dir=reports, tiles=tiles, pdf=pdf
+            )
         typer.echo(f"report: {rep.html}")
+        if rep.pdf is not None:
+            typer.echo(f"pdf: {rep.pdf}")

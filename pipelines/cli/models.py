@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import typer
@@ -9,6 +10,7 @@ import typer
 from features.errors import InputError
 from features.store import Store
 from pipelines.cli.common import user_errors
+from pipelines.cli.progress import FIT_STEPS, progress
 from pipelines.models.design import MIN_INCIDENTS, XGB_ROUNDS
 
 
@@ -52,13 +54,16 @@ def fit_cmd(
         raise InputError(f"--covariates must be 'forecast' or 'observed', got {covariates!r}.")
     st = Store(store)
     st.study()
-    report = fit_all(
-        st,
-        backtest_weeks=backtest_weeks,
-        groups=group or None,
-        min_incidents=min_incidents,
-        xgb_rounds=xgb_rounds,
-        covariates=covariates,
-        effects=not no_effects,
-    )
+    fit_steps, backtest_step = FIT_STEPS
+    steps = [fit_steps, *([replace(backtest_step, total=backtest_weeks)] if backtest_weeks else [])]
+    with progress(steps, label=f"vigie fit {st.root.name}"):
+        report = fit_all(
+            st,
+            backtest_weeks=backtest_weeks,
+            groups=group or None,
+            min_incidents=min_incidents,
+            xgb_rounds=xgb_rounds,
+            covariates=covariates,
+            effects=not no_effects,
+        )
     typer.echo(report.summary())

@@ -1,4 +1,4 @@
-"""`vigie report weekly|evaluation|explore` and `vigie schedule run`."""
+"""`vigie report weekly|brief|evaluation|explore` and `vigie schedule run`."""
 
 from __future__ import annotations
 
@@ -8,10 +8,12 @@ import typer
 
 from pipelines.cli.common import user_errors
 from pipelines.cli.lazy import lazy
+from pipelines.cli.progress import progress
 
 # The report stack (papermill, nbconvert, the models) loads only when a command runs, so that
 # `vigie --help` and the other commands stay fast.
 report_weekly = lazy("pipelines.reports.catalog", "report_weekly")
+report_brief = lazy("pipelines.reports.catalog", "report_brief")
 report_evaluation = lazy("pipelines.reports.catalog", "report_evaluation")
 report_explore = lazy("pipelines.reports.catalog", "report_explore")
 run_schedule = lazy("pipelines.reports.schedule", "run_schedule")
@@ -26,11 +28,23 @@ store_opt = typer.Option(..., "--store", help="The vigie store folder.")
 reports_opt = typer.Option(
     Path("reports"), "--reports", help="Root of the reports tree (index.html is there)."
 )
+#: the help of every report command's --pdf
+PDF_HELP = (
+    "Also write report.pdf beside report.html (A4 landscape, every table whole). Needs headless "
+    "Chromium: `apt-get install chromium` on Debian/Ubuntu, or VIGIE_CHROMIUM=/path/to/chrome."
+)
+pdf_opt = typer.Option(False, "--pdf", help=PDF_HELP)
+tiles_help = (
+    "Base map under the zones, e.g. OpenStreetMap (fetched when the report is opened; "
+    "default: the study's area.tiles, else the offline base: the zones' outlines and names)."
+)
 
 
 def _done(result) -> None:
     typer.echo(f"report: {result.html}")
     typer.echo(f"summary: {result.summary_path}")
+    if result.pdf is not None:
+        typer.echo(f"pdf: {result.pdf}")
     typer.echo(f"index: {result.html.parent.parent.parent / 'index.html'}")
 
 
@@ -40,15 +54,28 @@ def weekly_cmd(
     store: Path = store_opt,
     week: str = typer.Option(..., "--week", help="ISO week, e.g. 2026-W46."),
     reports: Path = reports_opt,
-    tiles: str = typer.Option(
-        None,
-        "--tiles",
-        help="Base map under the zones, e.g. OpenStreetMap (fetched when the report is opened; "
-        "default: the study's area.tiles, else none).",
-    ),
+    tiles: str = typer.Option(None, "--tiles", help=tiles_help),
+    pdf: bool = pdf_opt,
 ) -> None:
     """The weekly report: key figures against the reference, weak signals, maps, events."""
-    _done(report_weekly(store, week=week, reports_dir=reports, tiles=tiles))
+    with progress(label=f"report weekly {week}: running the notebook"):
+        result = report_weekly(store, week=week, reports_dir=reports, tiles=tiles, pdf=pdf)
+    _done(result)
+
+
+@report_app.command("brief")
+@user_errors
+def brief_cmd(
+    event: str = typer.Argument(..., help="The event_id whose brief `vigie brief` made."),
+    store: Path = store_opt,
+    reports: Path = reports_opt,
+    tiles: str = typer.Option(None, "--tiles", help=tiles_help),
+    pdf: bool = pdf_opt,
+) -> None:
+    """The event brief's report from its saved analysis (run `vigie brief EVENT` first)."""
+    with progress(label=f"report brief {event}: running the notebook"):
+        result = report_brief(store, event, reports_dir=reports, tiles=tiles, pdf=pdf)
+    _done(result)
 
 
 @report_app.command("evaluation")
@@ -57,9 +84,12 @@ def evaluation_cmd(
     store: Path = store_opt,
     reports: Path = reports_opt,
     report_id: str = typer.Option(None, "--id", help="Report id (default: today's date)."),
+    pdf: bool = pdf_opt,
 ) -> None:
     """The model evaluation: backtest metrics against baselines, effects with intervals."""
-    _done(report_evaluation(store, reports_dir=reports, report_id=report_id))
+    with progress(label="report evaluation: running the notebook"):
+        result = report_evaluation(store, reports_dir=reports, report_id=report_id, pdf=pdf)
+    _done(result)
 
 
 @report_app.command("explore")
@@ -68,9 +98,12 @@ def explore_cmd(
     store: Path = store_opt,
     reports: Path = reports_opt,
     report_id: str = typer.Option(None, "--id", help="Report id (default: today's date)."),
+    pdf: bool = pdf_opt,
 ) -> None:
     """The exploration notebook run on a store (slicing the cube, correlations)."""
-    _done(report_explore(store, reports_dir=reports, report_id=report_id))
+    with progress(label="report explore: running the notebook"):
+        result = report_explore(store, reports_dir=reports, report_id=report_id, pdf=pdf)
+    _done(result)
 
 
 @schedule_app.command("run")

@@ -10,6 +10,7 @@ from features.errors import InputError
 from features.store import Store
 from features.timeutil import last_full_week
 from pipelines.cli.common import user_errors
+from pipelines.cli.progress import EVALUATION_STEPS, progress
 
 
 def _latest_week(store: Store) -> str:
@@ -63,9 +64,10 @@ def signals_cmd(
             raise InputError(
                 f"{truth}: no such truth file (expected the synthetic city's truth.json)."
             )
-        ev = evaluate_detectors(
-            st, replicates=replicates, fdr=fdr, truth=truth, use_model=not no_model, seed=seed
-        )
+        with progress(EVALUATION_STEPS, label="vigie signals --evaluate"):
+            ev = evaluate_detectors(
+                st, replicates=replicates, fdr=fdr, truth=truth, use_model=not no_model, seed=seed
+            )
         typer.echo(ev.summary())
         return
     from pipelines.signals.period import parse_period
@@ -74,7 +76,13 @@ def signals_cmd(
     if week is None and date_from is None and date_to is None:
         week = _latest_week(st)
     period = parse_period(week, start=date_from, end=date_to)
-    run = run_signals(
-        st, period, fdr=fdr, seed=seed, use_model=not no_model, calibration_weeks=calibration_weeks
-    )
+    with progress(label=f"vigie signals {period.label}: tests, Monte Carlo and scan"):
+        run = run_signals(
+            st,
+            period,
+            fdr=fdr,
+            seed=seed,
+            use_model=not no_model,
+            calibration_weeks=calibration_weeks,
+        )
     typer.echo(run.summary(top=top))

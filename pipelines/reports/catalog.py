@@ -108,9 +108,11 @@ def report_weekly(
     notebook_dir: str | Path | None = None,
     kernel_name: str | None = None,
     tiles: str | None = None,
+    pdf: bool = False,
 ) -> ReportResult:
     """The weekly report of ISO week ``week`` (``reports/weekly/<week>/``); ``tiles``: a base
-    map for its maps (default the study's ``area.tiles``, else none)."""
+    map for its maps (default the study's ``area.tiles``, else none); ``pdf``: also
+    ``report.pdf`` (headless Chromium)."""
     st = _require_store(store)
     check_week(st, week)
     return run_notebook(
@@ -123,6 +125,7 @@ def report_weekly(
         inputs=[CUBE_META, Store.EVALUATION_JSON, Store.EFFECTS_JSON, st.signals_relpath(week)],
         title=f"Weekly report {week}",
         kernel_name=kernel_name,
+        pdf=pdf,
     )
 
 
@@ -134,9 +137,10 @@ def report_brief(
     notebook_dir: str | Path | None = None,
     kernel_name: str | None = None,
     tiles: str | None = None,
+    pdf: bool = False,
 ) -> ReportResult:
     """The planning brief of an event of the store (``reports/event-brief/<key>/``); ``tiles``
-    as for :func:`report_weekly`.
+    and ``pdf`` as for :func:`report_weekly`.
 
     ``event_id`` is the event's id as the store holds it; the brief's file and the report's
     folder are named by :func:`pipelines.events.spec.brief_key` (unsafe characters replaced), as
@@ -154,6 +158,7 @@ def report_brief(
         inputs=[CUBE_META, _relpath(st.validated_path("events"), st), st.brief_relpath(key)],
         title=f"Event brief {key}",
         kernel_name=kernel_name,
+        pdf=pdf,
     )
 
 
@@ -164,8 +169,10 @@ def report_evaluation(
     report_id: str | None = None,
     notebook_dir: str | Path | None = None,
     kernel_name: str | None = None,
+    pdf: bool = False,
 ) -> ReportResult:
-    """The model evaluation (``reports/evaluation/<date>/`` by default)."""
+    """The model evaluation (``reports/evaluation/<date>/`` by default); ``pdf`` as for
+    :func:`report_weekly`."""
     st = _require_store(store)
     rid = report_id or dt.date.today().isoformat()
     return run_notebook(
@@ -178,6 +185,7 @@ def report_evaluation(
         inputs=[CUBE_META, Store.EVALUATION_JSON, Store.EFFECTS_JSON],
         title=f"Model evaluation {rid}",
         kernel_name=kernel_name,
+        pdf=pdf,
     )
 
 
@@ -188,8 +196,10 @@ def report_explore(
     report_id: str | None = None,
     notebook_dir: str | Path | None = None,
     kernel_name: str | None = None,
+    pdf: bool = False,
 ) -> ReportResult:
-    """The exploration notebook, run on a store (``reports/explore/<date>/``)."""
+    """The exploration notebook, run on a store (``reports/explore/<date>/``); ``pdf`` as for
+    :func:`report_weekly`."""
     st = _require_store(store)
     rid = report_id or dt.date.today().isoformat()
     return run_notebook(
@@ -202,4 +212,5 @@ def report_explore(
         inputs=[CUBE_META],
         title=f"Exploration {rid}",
         kernel_name=kernel_name,
+        pdf=pdf,
     )

@@ -23,11 +23,18 @@ import hashlib
 import html
 import json
 import logging
+import os
 import re
+import shutil
+import subprocess
+import tempfile
+import uuid
+from pathlib import Path
 from typing import Any
 
 from nbconvert import HTMLExporter
 
+from pipelines.reports.errors import ReportError
 from pipelines.reports.publish import SUMMARY_MIME
 
 _EXTERNAL_TAG = re.compile(
@@ -235,3 +242,113 @@ def collect_summaries(nb: Any) -> tuple[dict[str, Any], int]:
                 n += 1
         cell["outputs"] = kept
     return merged, n
+
+
+# -- headless Chromium: the report as PDF and as a picture ------------------------------------
+#: executables tried in turn (``VIGIE_CHROMIUM`` first when set)
+CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
+
+#: a headless run that reaches no network service of its own (the page is a local file)
+CHROMIUM_FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--hide-scrollbars",
+)
+
+#: what a user is told when no Chromium is found
+CHROMIUM_HINT = (
+    "--pdf and the screenshots need headless Chromium: install it (Debian/Ubuntu: "
+    "`apt-get install chromium`) or set VIGIE_CHROMIUM to a Chromium or Chrome executable."
+)
+
+
+def find_chromium() -> str | None:
+    """The path of a Chromium (or Chrome) executable: ``$VIGIE_CHROMIUM``, else the first of
+    :data:`CHROMIUM_NAMES` on the PATH, else None."""
+    env = os.environ.get("VIGIE_CHROMIUM")
+    if env:
+        return shutil.which(env) or (env if Path(env).is_file() else None)
+    return next((shutil.which(n) for n in CHROMIUM_NAMES if shutil.which(n)), None)
+
+
+def run_chromium(page: Path, *extra: str, timeout: float = 180) -> subprocess.CompletedProcess:
+    """One headless Chromium run on a local page, with a fresh profile folder.
+
+    Raises
+    ------
+    ReportError
+        No Chromium found (:data:`CHROMIUM_HINT`), or the run failed or timed out.
+    """
+    exe = find_chromium()
+    if exe is None:
+        raise ReportError(f"no Chromium found. {CHROMIUM_HINT}")
+    with tempfile.TemporaryDirectory(prefix="vigie-chromium-") as profile:
+        cmd = [exe, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *extra]
+        try:
+            proc = subprocess.run(
+                [*cmd, Path(page).resolve().as_uri()],
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+            )
+        except subprocess.TimeoutExpired:
+            raise ReportError(f"{page}: Chromium did not finish in {timeout:g} s.") from None
+    if proc.returncode != 0:
+        raise ReportError(f"{page}: Chromium failed: {proc.stderr.strip()[-500:]}")
+    return proc
+
+
+def _atomic_output(target: Path, suffix: str, *extra: str, page: Path, flag: str) -> Path:
+    """Run Chromium writing to a temporary file beside ``target``, then rename it into place."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.stem}.tmp-{uuid.uuid4().hex[:8]}{suffix}")
+    try:
+        run_chromium(page, *extra, f"{flag}={tmp}")
+        if not tmp.exists() or tmp.stat().st_size == 0:
+            raise ReportError(f"{page}: Chromium wrote no {suffix} file.")
+        tmp.replace(target)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return target
+
+
+def print_pdf(page: Path, pdf: Path | None = None, *, settle_ms: int = 8000) -> Path:
+    """Print a report page to PDF with headless Chromium (``report.pdf`` beside it by default).
+
+    The page's print stylesheet (:data:`PAGE_STYLE`) sets A4 landscape and keeps every table
+    whole; the maps are drawn first (``settle_ms`` of virtual time). Written atomically.
+
+    Raises
+    ------
+    ReportError
+        No Chromium (the message says how to install one), or Chromium failed.
+    """
+    page = Path(page)
+    target = Path(pdf) if pdf is not None else page.with_suffix(".pdf")
+    return _atomic_output(
+        target,
+        ".pdf",
+        "--no-pdf-header-footer",
+        f"--virtual-time-budget={int(settle_ms)}",
+        page=page,
+        flag="--print-to-pdf",
+    )
+
+
+def screenshot(
+    page: Path, png: Path, *, width: int = 1280, height: int = 2400, settle_ms: int = 8000
+) -> Path:
+    """A PNG of the top ``height`` pixels of a page opened ``width`` pixels wide (Chromium)."""
+    return _atomic_output(
+        Path(png),
+        ".png",
+        f"--window-size={int(width)},{int(height)}",
+        f"--virtual-time-budget={int(settle_ms)}",
+        page=Path(page),
+        flag="--screenshot",
+    )

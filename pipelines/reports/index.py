@@ -38,6 +38,7 @@ def _row(summary_path: Path) -> dict[str, Any] | None:
         "title": s.get("title", folder.name),
         "generated_at": s.get("generated_at", ""),
         "href": f"{kind_dir.name}/{folder.name}/report.html",
+        "pdf": (folder / "report.pdf").exists(),
         "parameters": s.get("provenance", {}).get("parameters", {}),
     }
 
@@ -64,7 +65,13 @@ def _report_line(r: dict[str, Any]) -> str:
     )
     return (
         f"<tr><td>{esc(str(r['generated_at']))}</td><td>{esc(str(r['kind']))}</td>"
-        f'<td><a href="{esc(r["href"])}">{esc(str(r["title"]))}</a></td>'
+        f'<td><a href="{esc(r["href"])}">{esc(str(r["title"]))}</a>'
+        + (
+            f' <a class="muted" href="{esc(r["href"].removesuffix(".html") + ".pdf")}">PDF</a>'
+            if r.get("pdf")
+            else ""
+        )
+        + "</td>"
         f'<td class="muted">{esc(params)}</td></tr>'
     )
 

@@ -428,11 +428,13 @@ def table(
         [
             {"selector": "th", "props": "text-align: left;"},
             {"selector": "td", "props": "white-space: nowrap;"},
-            {"selector": "td.col-wrap", "props": "white-space: normal; min-width: 16em;"},
+            {"selector": "td.col-wrap", "props": "white-space: normal; min-width: 12em;"},
         ],
         overwrite=False,
     )
-    wrap = [c for c in pub.columns if c in WRAPPED_COLUMNS]
+    texts = [c for c in pub.columns if not pd.api.types.is_numeric_dtype(pub[c])]
+    long = [c for c in texts if pub[c].astype(str).str.len().gt(LONG_TEXT).any()]
+    wrap = [c for c in pub.columns if c in WRAPPED_COLUMNS or c in long]
     if wrap:
         styler = styler.set_td_classes(
             pd.DataFrame("col-wrap", index=pub.index, columns=wrap).reindex(
@@ -442,8 +444,10 @@ def table(
     return styler.format_index(label, axis=1, escape="html").hide(axis="index")
 
 
-#: text columns that may wrap (long sentences); every other cell stays on one line
+#: text columns that may wrap (long sentences); every other cell stays on one line, unless its
+#: column holds text longer than :data:`LONG_TEXT` characters (the table would outgrow the page)
 WRAPPED_COLUMNS = ("explanation", "arithmetic", "source", "event", "name", "comparison", "zones")
+LONG_TEXT = 32
 
 
 def _kind_formatter(

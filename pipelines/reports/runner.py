@@ -12,6 +12,8 @@ Layout written::
       <kind>/<id>/report.html        code hidden, maps inline (opens with no network)
       <kind>/<id>/report.ipynb       the executed notebook
       <kind>/<id>/summary.json       the figures shown (small counts suppressed) + provenance
+      <kind>/<id>/report.pdf         with ``pdf=True`` (``--pdf``): the page printed by headless
+                                     Chromium on A4 landscape
       _failed/<kind>-<id>-<UTC stamp>.ipynb and .error.txt   failed runs, kept for diagnosis
 
 Atomicity: a run builds its report in a temporary folder beside the target and renames it into
@@ -51,7 +53,13 @@ import papermill as pm
 
 from features.store import clean_stale, swap_in, temp_sibling
 from pipelines.reports.errors import ReportError, check_id
-from pipelines.reports.export import collect_summaries, export_html
+from pipelines.reports.export import (
+    CHROMIUM_HINT,
+    collect_summaries,
+    export_html,
+    find_chromium,
+    print_pdf,
+)
 from pipelines.reports.index import write_index
 from pipelines.reports.kernel import check_parameters, ensure_kernel
 from pipelines.reports.provenance import PROJECT_ROOT, provenance, suppression_threshold
@@ -77,6 +85,8 @@ class ReportResult:
         The content of ``summary.json``.
     seconds
         Wall time of the run (execution + export).
+    pdf
+        ``report.pdf`` when it was asked for, else None.
     """
 
     kind: str
@@ -87,6 +97,7 @@ class ReportResult:
     summary_path: Path
     summary: dict[str, Any] = field(repr=False)
     seconds: float
+    pdf: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -207,6 +218,7 @@ def run_notebook(
     kernel_name: str | None = None,
     timeout: int = 1800,
     suppression_k: int | None = None,
+    pdf: bool = False,
 ) -> ReportResult:
     """Run one parameterised notebook with papermill and write its report atomically.
 
@@ -232,6 +244,9 @@ def run_notebook(
         Seconds allowed per cell.
     suppression_k
         Threshold for small counts in ``summary.json``; by default the store's ``suppression_k``.
+    pdf
+        Also print the page to ``report.pdf`` (headless Chromium, A4 landscape), in the same
+        atomic swap as the other files.
 
     Returns
     -------
@@ -242,7 +257,10 @@ def run_notebook(
     ReportError
         Bad parameters (before any execution), or a failing cell: the message names the cell,
         the error, and where the failed notebook was saved; the previous report is untouched.
+        With ``pdf``, no Chromium (checked before the notebook runs).
     """
+    if pdf and find_chromium() is None:
+        raise ReportError(f"no Chromium found. {CHROMIUM_HINT}")
     t0 = time.perf_counter()
     run, final = _start(
         Path(notebook),
@@ -257,12 +275,19 @@ def run_notebook(
     try:
         _execute(run, timeout=timeout)
         summary = _write_report(run, title=title, store=store, inputs=inputs)
+        if pdf:
+            print_pdf(run.tmp / "report.html", run.tmp / "report.pdf")
         _swap_into_place(run.tmp, final)
     finally:
         if run.tmp.exists():
             shutil.rmtree(run.tmp, ignore_errors=True)
     write_index(run.root)
-    seconds = time.perf_counter() - t0
+    return _result(run, final, summary, pdf=pdf)
+
+
+def _result(run: _Run, final: Path, summary: dict[str, Any], *, pdf: bool) -> ReportResult:
+    """What a finished run wrote (logged with its duration)."""
+    seconds = time.perf_counter() - run.t0
     log.info("report %s/%s written in %.1f s", run.kind, run.report_id, seconds)
     return ReportResult(
         kind=run.kind,
@@ -273,6 +298,7 @@ def run_notebook(
         summary_path=final / "summary.json",
         summary=summary,
         seconds=seconds,
+        pdf=final / "report.pdf" if pdf else None,
     )
 
 

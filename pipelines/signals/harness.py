@@ -6,6 +6,7 @@ See :mod:`pipelines.signals.evaluate` for the design (Noufaily et al. 2013).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -20,6 +21,8 @@ from pipelines.signals.panel import P_FLOOR, Panel
 from pipelines.signals.period import Period
 from pipelines.signals.pvalues import benjamini_hochberg, count_upper_p, simulate_counts
 from pipelines.signals.scan import space_time_scan
+
+log = logging.getLogger(__name__)
 
 #: daily detectors compared at equal FPR.
 DETECTORS = ("excess", "cusum", "ewma", "scan", "ears_c1", "ears_c2", "ears_c3")
@@ -285,6 +288,7 @@ def outbreak_replicates(
     cand = [(wi, z) for wi, w in enumerate(weeks) for z in range(len(zones)) if not w.excluded[z]]
     pipe_weeks = [i for i, w in enumerate(weeks) if w.null_drift is not None]
     for r in range(replicates):
+        log.debug("outbreak replicate %d of %d", r + 1, replicates)  # the CLI's progress bar
         wi, z = cand[rng.integers(len(cand))]
         w = weeks[wi]
         size = float(rng.choice(sizes))

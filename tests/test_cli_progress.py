@@ -1,0 +1,122 @@
+"""Progress bars of the long CLI steps (pipelines/cli/progress.py, issue 15).
+
+The bars are fed by the analysis modules' own log records; they are drawn only for a person at a
+terminal (no -q, no -v), so a pipe, a log or a test sees nothing of them.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import re
+
+import pytest
+from rich.console import Console
+
+from pipelines.cli.progress import EVALUATION_STEPS, FIT_STEPS, Step, progress, watched
+
+
+def _console() -> tuple[Console, io.StringIO]:
+    out = io.StringIO()
+    return Console(file=out, force_terminal=True, width=100, color_system=None), out
+
+
+def _plain(text: str) -> str:
+    return re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", text)
+
+
+@pytest.fixture
+def root_at_warning():
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.WARNING)
+    yield root
+    root.setLevel(level)
+
+
+def test_bars_advance_on_the_steps_records_and_hand_on_the_rest(root_at_warning):
+    step = Step("vigie.test.step", r"^origin (?P<n>\d+) of (?P<total>\d+) done", "origins")
+    lg = logging.getLogger("vigie.test.step")
+    before = (lg.level, lg.propagate)
+    console, out = _console()
+    with progress([step], label="whole", console=console) as bars:
+        for i in range(3):
+            lg.info("origin %d of 3 done", i + 1)
+        lg.info("a detail nobody asked for")  # INFO: not shown at the default level
+        lg.warning("something worth saying")  # WARNING: shown as before
+        task = bars.tasks[1]
+        assert (task.completed, task.total) == (3, 3)
+        assert bars.tasks[0].description == "whole"
+    text = _plain(out.getvalue())
+    assert "3/3" in text and "origins" in text
+    assert "something worth saying" in text
+    assert "a detail nobody asked for" not in text
+    assert (lg.level, lg.propagate) == before  # restored
+    assert not any(type(h).__name__ == "_Bridge" for h in lg.handlers)
+
+
+def test_loggers_restored_after_an_error(root_at_warning):
+    lg = logging.getLogger("pipelines.models.backtest")
+    before = (lg.level, lg.propagate, list(lg.handlers))
+    console, _ = _console()
+    with pytest.raises(RuntimeError), progress(FIT_STEPS, console=console):
+        raise RuntimeError("boom")
+    assert (lg.level, lg.propagate, list(lg.handlers)) == before
+
+
+def test_nothing_happens_when_nobody_watches(root_at_warning, capsys):
+    """Not a terminal (pytest captures stderr): no bar, loggers untouched, nothing printed."""
+    lg = logging.getLogger("pipelines.models.fit")
+    before = (lg.level, lg.propagate, list(lg.handlers))
+    with progress(FIT_STEPS, label="fit") as bars:
+        assert bars is None
+        assert (lg.level, lg.propagate, list(lg.handlers)) == before
+        lg.info("fitted group all (poisson, 10 incidents)")
+    assert capsys.readouterr().err == ""
+
+
+class _Tty(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.mark.parametrize(
+    ("level", "tty", "expected"),
+    [
+        (logging.WARNING, True, True),
+        (logging.INFO, True, False),  # -v: the log lines are the progress
+        (logging.ERROR, True, False),  # -q
+        (logging.WARNING, False, False),  # a pipe or a file
+    ],
+)
+def test_watched_only_at_a_terminal_without_v_or_q(level, tty, expected, monkeypatch):
+    monkeypatch.delenv("TERM", raising=False)
+    root = logging.getLogger()
+    saved = root.level
+    root.setLevel(level)
+    try:
+        assert watched(_Tty() if tty else io.StringIO()) is expected
+    finally:
+        root.setLevel(saved)
+
+
+def test_the_patterns_match_what_the_modules_log(root_at_warning):
+    """The steps listen to the messages the models and the harness really write (their format
+    strings, read from the source), so a reworded message is caught here."""
+    from pathlib import Path
+
+    import pipelines.models.backtest as bt
+    import pipelines.models.fit as fit
+    import pipelines.signals.harness as harness
+
+    said = {
+        "pipelines.models.fit": (Path(fit.__file__), "fitted group all (negbin, 12 incidents)"),
+        "pipelines.models.backtest": (Path(bt.__file__), "backtest origin 2026-11-09 done"),
+        "pipelines.signals.harness": (Path(harness.__file__), "outbreak replicate 3 of 400"),
+    }
+    for step in (*FIT_STEPS, *EVALUATION_STEPS):
+        path, example = said[step.logger]
+        assert re.search(step.pattern, example), (step, example)
+        fmt = re.escape(example.split(" ")[0] + " " + example.split(" ")[1])
+        assert re.search(rf'log\.(info|debug)\(\s*"{fmt}', path.read_text()), (step, path)
+
