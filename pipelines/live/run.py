@@ -22,7 +22,7 @@ from features.config import SourceSpec
 from features.errors import InputError
 from features.ingest.append import LIVE_PRESENCE, LIVE_QUARANTINE, append_presence
 from features.readers import sha256
-from features.store import Store
+from features.store import Store, clean_stale
 from pipelines.live.alerts import ALERTS, STATE, deliver, read_jsonl, update
 from pipelines.live.cube_update import LIVE_CUBE, LiveWindow
 from pipelines.live.detect import SlotTest, score_history
@@ -82,6 +82,11 @@ class LiveRunner:
         self.zone_ids = list(zones["zone_id"])
         self.names = dict(zip(zones["zone_id"], zones["name"].fillna(zones["zone_id"])))
         self.forecasts = load_forecasts(self.store)
+        live = self.store.root / "live"
+        clean_stale(
+            live, *(self.store.root / d for d in (LIVE_PRESENCE, LIVE_CUBE, LIVE_QUARANTINE))
+        )
+        clean_stale(self.reports / "live")
         drop_orphans(self.store, Ledger(self.store.root / LEDGER))
         self.window = LiveWindow.load(self.store, zone_ids=self.zone_ids, tz=self.tz)
         self.latest: pd.DataFrame = pd.DataFrame(
