@@ -14,6 +14,7 @@ from features.jsonio import json_default
 from features.store import Store
 from pipelines.cli.common import user_errors
 from pipelines.cli.lazy import lazy
+from pipelines.cli.naming import with_zone_names
 from pipelines.cli.progress import progress
 from pipelines.cli.reports import PDF_HELP
 
@@ -71,7 +72,7 @@ def brief(
         out.parent.mkdir(parents=True, exist_ok=True)
         payload = result.to_json()
         out.write_text(json.dumps(payload, indent=2, ensure_ascii=False, default=json_default))
-    typer.echo(result.summary())
+    typer.echo(with_zone_names(result.summary(), s))
     typer.echo(result.path or "")
     if out is not None:
         typer.echo(str(out))

@@ -10,6 +10,7 @@ from features.errors import InputError
 from features.store import Store
 from features.timeutil import last_full_week
 from pipelines.cli.common import user_errors
+from pipelines.cli.naming import with_zone_names
 from pipelines.cli.progress import EVALUATION_STEPS, progress
 
 
@@ -68,7 +69,7 @@ def signals_cmd(
             ev = evaluate_detectors(
                 st, replicates=replicates, fdr=fdr, truth=truth, use_model=not no_model, seed=seed
             )
-        typer.echo(ev.summary())
+        typer.echo(with_zone_names(ev.summary(), st))
         return
     from pipelines.signals.period import parse_period
     from pipelines.signals.run import run_signals
@@ -85,4 +86,4 @@ def signals_cmd(
             use_model=not no_model,
             calibration_weeks=calibration_weeks,
         )
-    typer.echo(run.summary(top=top))
+    typer.echo(with_zone_names(run.summary(top=top), st))
