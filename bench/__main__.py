@@ -11,7 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-BENCHES = ("ingest", "cube", "fit", "signals", "api", "zones", "live")
+BENCHES = ("ingest", "cube", "fit", "signals", "api", "zones", "live", "region")
 
 
 def main(argv: list[str]) -> int:
