@@ -46,7 +46,7 @@ from pipelines.models.design import (
     group_categories,
     group_counts,
 )
-from pipelines.models.glm import GLMFit, _CellModel
+from pipelines.models.glm import GLMFit, _CellModel, _one_blas_thread
 from pipelines.models.prepare import SparseGroupError, _estimable
 
 #: tasks combined per node of the reduction tree
@@ -171,6 +171,7 @@ def cell_statistics(
     return CellStats(cells, features, wanted, grain, len(paths))
 
 
+@_one_blas_thread
 def fit_cells(
     stats: CellStats, group: str = "all", *, min_incidents: int = MIN_INCIDENTS
 ) -> GLMFit:
