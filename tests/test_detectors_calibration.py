@@ -18,7 +18,7 @@ from pipelines.signals.calibration import (
 )
 from pipelines.signals.drift import cusum_path, standardised_residuals
 from pipelines.signals.panel import Panel
-from pipelines.signals.pvalues import count_upper_p, tail_pvalue
+from pipelines.signals.pvalues import anchored_tail_pvalue, count_upper_p, tail_pvalue
 
 
 def _null_rate(gen, rng, *, pools: int, pool_size: int, new: int, level: float) -> float:
@@ -59,6 +59,37 @@ def test_tail_pvalue_conformal_rank_and_leave_one_out():
     assert tail_pvalue(np.array([49.5]), ref)[0] == pytest.approx(51 / 101)
     loo = tail_pvalue(ref, ref, leave_one_out=True)
     assert loo[0] == pytest.approx(1.0) and loo[50] == pytest.approx(50 / 100)
+
+
+def test_anchored_tail_is_exact_where_anchored_and_ignores_outbreaks_in_the_reference():
+    """On exponential references of 4 000: p = 0.10 and 0.02 at the anchors; P(p < 0.001) under
+    the null within [0.0007, 0.0015] with shape 0, at most 0.001 with shape 0.1; and 20
+    outbreaks (0.5 %) planted at the top of the reference multiply a p value of 1e-4 by less
+    than 5 where :func:`tail_pvalue`'s GPD fitted to the top multiplies it by more than 20
+    (what hid new outbreaks among old ones on Chicago)."""
+    rng = np.random.default_rng(3)
+    ref = rng.exponential(size=4000)
+    u, v = np.quantile(ref, [0.9, 0.98])
+    p = anchored_tail_pvalue(np.array([u, v]), ref)
+    assert p == pytest.approx([0.10, 0.02], rel=0.01)  # conformal rank at u
+    x = np.log(np.array([1e3, 1e4]))  # true p 1e-3, 1e-4
+    hits = {0.0: 0, 0.1: 0}
+    for _ in range(300):  # 120 000 null p values against 300 references
+        new, pool = rng.exponential(size=400), rng.exponential(size=4000)
+        for c in hits:
+            hits[c] += int((anchored_tail_pvalue(new, pool, shape=c) < 1e-3).sum())
+    assert 0.0007 <= hits[0.0] / 120_000 <= 0.0015
+    assert hits[0.1] / 120_000 <= 0.001  # conservative on a lighter tail
+    dirty = np.concatenate([ref, rng.uniform(8.0, 14.0, 20)])
+    x4 = np.log(1e4)
+    moved = anchored_tail_pvalue(x4, dirty) / anchored_tail_pvalue(x4, ref)
+    assert moved < 5.0  # 3.5 with this seed
+    assert tail_pvalue(np.array([x4]), dirty)[0] > 20 * tail_pvalue(np.array([x4]), ref)[0]
+    # a heavier shape is more conservative beyond the upper anchor, equal at it
+    heavy = anchored_tail_pvalue(np.array([v, x4]), ref, shape=0.1)
+    assert heavy[0] == pytest.approx(0.02, rel=1e-6) and heavy[1] > 1e-4
+    with pytest.raises(ValueError, match="0 < upper < body < 1"):
+        anchored_tail_pvalue(x, ref, body=0.01, upper=0.02)
 
 
 def _overdispersed_panel(rng, *, zones=40, weeks=80, outbreak=None):
@@ -115,7 +146,7 @@ def test_a_planted_outbreak_is_the_run_s_strongest_test_and_names_its_window():
     assert top["p_value"] < 0.05 / 40
     assert top["start"] <= panel.days[t - 3] and top["end"] >= panel.days[t - 5]
     assert info["weeks_without_reference"] == 0
-    assert set(top["details"]["components"]) == {"excess_3d", "excess_week", "excess_day"}
+    assert set(top["details"]["components"]) == {"excess_3d", "excess_week"}
 
 
 def test_without_enough_history_no_calibrated_p():

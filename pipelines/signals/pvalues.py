@@ -163,6 +163,76 @@ def _tail_pvalue_1d(
     return np.clip(np.where(np.isfinite(obs), p, np.nan), P_FLOOR, 1.0).reshape(shape)
 
 
+def anchored_tail_pvalue(
+    observed: Any,
+    reference: Any,
+    *,
+    body: float = 0.10,
+    upper: float = 0.02,
+    shape: float = 0.0,
+    leave_one_out: bool = False,
+) -> np.ndarray:
+    """p value against a reference sample whose top values may hold past outbreaks.
+
+    Below the reference's ``1 - body`` quantile ``u`` the p value is the conformal rank
+    ``(1 + #{ref >= obs}) / (n + 1)``, as in :func:`tail_pvalue`. Beyond ``u`` it is a
+    generalised Pareto tail of the given ``shape`` (0: exponential) anchored on two quantiles
+    of the reference: ``p = body x GPD_sf(obs - u)``, its scale putting ``p(v) = upper`` at
+    the ``1 - upper`` quantile ``v``.
+
+    Why: a study's past holds outbreaks, and they sit in the top of the reference. A tail
+    fitted to the largest values (:func:`tail_pvalue`'s GPD on the top 250) is then inflated
+    by them, and a new outbreak is compared with the old ones: on Chicago crimes with 3 SD
+    outbreaks planted in 1.3 % of the zone-weeks, that cut the detection at equal false-alarm
+    rate by half (``bench/eval_detectors.py``). Quantiles below the top ``upper`` share move
+    little while fewer than ``upper`` of the reference are outbreaks (the robust-baseline idea
+    of Farrington et al. 1996, who down-weight past outbreaks in the baseline, applied to the
+    null distribution). The price: a null tail heavier than exponential beyond ``v`` makes
+    the smallest p values somewhat liberal, which a positive ``shape`` offsets; the null
+    test on permuted real weeks (``tests/test_detectors_null.py``) bounds the FDR.
+
+    Parameters
+    ----------
+    observed
+        Statistic(s), any shape; larger is more extreme.
+    reference
+        Null sample, 1-D.
+    body, upper
+        Tail shares of the two anchors (``0 < upper < body < 1``).
+    shape
+        Generalised Pareto shape of the tail (>= 0).
+    leave_one_out
+        The observed values are the reference itself (each compared with the others).
+
+    References
+    ----------
+    Pickands, J. (1975). Statistical inference using extreme order statistics. Ann. Statist.
+    3(1), 119-131 (the excesses over a high threshold are generalised Pareto).
+    Farrington, C. P., Andrews, N. J., Beale, A. D. & Catchpole, M. A. (1996). A statistical
+    algorithm for the early detection of outbreaks of infectious disease. JRSS A 159(3),
+    547-563 (past outbreaks down-weighted in the baseline).
+    Bates, S. et al. (2023). Testing for outliers with conformal p-values. Ann. Statist.
+    51(1), 149-178.
+    """
+    if not 0.0 < upper < body < 1.0:
+        raise ValueError(f"anchored_tail_pvalue needs 0 < upper < body < 1, got {upper}, {body}")
+    obs = np.asarray(observed, dtype=float)
+    ref = np.sort(np.asarray(reference, dtype=float).ravel())
+    ref = ref[np.isfinite(ref)]
+    loo = int(leave_one_out)
+    n = len(ref)
+    if n <= loo:
+        return np.full(obs.shape, np.nan)
+    n_ge = n - np.searchsorted(ref, obs - 1e-9, side="left") - loo
+    p = (1.0 + n_ge) / (n - loo + 1.0)
+    u, v = np.quantile(ref, [1.0 - body, 1.0 - upper])
+    ratio, width, c = body / upper, max(float(v - u), 1e-9), max(float(shape), 0.0)
+    scale = c * width / (ratio**c - 1.0) if c > 1e-9 else width / np.log(ratio)
+    sf = stats.genpareto.sf(np.maximum(obs - u, 0.0), c, scale=scale)
+    p = np.where(obs > u, body * sf, p)
+    return np.clip(np.where(np.isfinite(obs), p, np.nan), P_FLOOR, 1.0)
+
+
 def mc_pvalue(observed: Any, simulated: Any, *, min_exceed: int = 10) -> np.ndarray:
     """Monte Carlo p value of a maximum-type statistic, with a generalised Pareto tail.
 
