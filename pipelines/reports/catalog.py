@@ -22,6 +22,7 @@ import pandas as pd
 from features.store import Store
 from features.timeutil import as_utc, iso_week, last_full_week, parse_iso_week
 from pipelines.events.spec import brief_key
+from pipelines.reports.basemap import VECTOR_SUFFIXES
 from pipelines.reports.errors import ReportError, check_id
 from pipelines.reports.runner import NOTEBOOK_DIR, ReportResult, run_notebook
 
@@ -53,12 +54,28 @@ def _require_store(store: str | Path) -> Store:
 
 
 def _tiles(st: Store, tiles: str | None) -> str | None:
-    """The base map of a report's maps: ``tiles`` (``--tiles``), else the study's
-    ``area.tiles``, else None (no base map: the report opens with no network)."""
-    if tiles:
-        return tiles
-    area = st.study().get("area") or {}
-    return area.get("tiles") or None
+    """The base of a report's maps: ``tiles`` (``--tiles``), else the study's ``area.tiles``,
+    else None (the offline base: the zones' outline and names, :mod:`~pipelines.reports.basemap`).
+
+    A local vector file (the study's streets or districts) is made absolute: a relative path is
+    read from the current folder, else from the store's folder.
+
+    Raises
+    ------
+    ReportError
+        The local file named is in neither place.
+    """
+    value = tiles or (st.study().get("area") or {}).get("tiles") or None
+    if not value or "://" in value or not value.lower().endswith(VECTOR_SUFFIXES):
+        return value
+    for base in (Path.cwd(), st.root):
+        path = (base / Path(value).expanduser()).resolve()
+        if path.is_file():
+            return str(path)
+    raise ReportError(
+        f"base layer {value!r}: no such file in {Path.cwd()} or in the store {st.root} (a "
+        "local GeoJSON, GeoPackage, Shapefile or GeoParquet of streets or districts)."
+    )
 
 
 def _relpath(path: Path, st: Store) -> str:

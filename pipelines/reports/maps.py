@@ -6,7 +6,9 @@ inlines instead the one library its maps need, Leaflet 1.9.4 (BSD-2-Clause, vend
 ``leaflet`` npm package under ``pipelines/assets/`` with its licence), its CSS and the CSS's
 images as data URIs. Markers are circle markers and the legend is plain HTML, so neither
 awesome-markers nor branca's d3 colour bar are needed. Base tiles are off by default (a tile
-server is a network resource); pass ``tiles="OpenStreetMap"`` where the network allows it.
+server is a network resource): the maps get an offline base instead (the area's outline and the
+zones' names on a light background, or the study's own street or district file,
+:mod:`pipelines.reports.basemap`); pass ``tiles="OpenStreetMap"`` where the network allows it.
 
 Layers (each a toggle in the layer control):
 
@@ -53,6 +55,7 @@ import pandas as pd
 from branca.element import Element, Figure, MacroElement
 from jinja2 import Template
 
+from pipelines.reports.basemap import add_overlay, add_underlay, provider_tiles
 from pipelines.reports.export import external_resources, sandbox_iframes
 from pipelines.reports.labels import class_words, fmt_count, formatter, label, zone_with_name
 from pipelines.reports.publish import (
@@ -444,7 +447,10 @@ def zones_map(
     venue
         ``{"latitude", "longitude", "radius_m", "name"}``: the venue and its ring.
     tiles
-        Base tiles (None: no base map, the default for offline networks).
+        Base of the map (:mod:`pipelines.reports.basemap`): None, the offline base (the area's
+        outline and the zones' names on a light background); a local vector file (the study's
+        streets or districts, drawn under the zones, offline too); or a tile provider, e.g.
+        ``OpenStreetMap`` (fetched from the network when the page opens).
     height
         Pixel height of the map in the report.
     focus
@@ -456,7 +462,8 @@ def zones_map(
         Render with ``display(m)`` in a notebook or :func:`to_html`.
     """
     gz = _zone_frame(zones)
-    m = _framed_map(gz, focus=focus, tiles=tiles, height=height)
+    m = _framed_map(gz, focus=focus, tiles=provider_tiles(tiles), height=height)
+    add_underlay(m, tiles=tiles)
     vals = _value_frame(values)
     classes, legend_title, breaks = zone_classes(vals, color_by, k=k)
     if color_by in vals.columns:
@@ -465,6 +472,7 @@ def zones_map(
     gz = zone_tooltips(gz, vals, classes, k=k)
     shown = [c for c in vals.columns if c != "geometry"]
     _zones_layer(gz, shown, color_by).add_to(m)
+    add_overlay(m, gz, tiles=tiles)
     if signals:
         _signals_layer(gz, signals).add_to(m)
     if lamps_out is not None and len(lamps_out):
