@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -300,14 +301,25 @@ def _now() -> str:
     return pd.Timestamp.now(tz="UTC").isoformat()
 
 
-def watch(runner: LiveRunner, *, stop_after: float | None = None) -> None:
-    """Run passes whenever the inbox changes (and every settle period while a file settles)."""
+def watch(
+    runner: LiveRunner,
+    *,
+    stop_after: float | None = None,
+    on_pass: Callable[[dict[str, Any]], None] | None = None,
+) -> None:
+    """Run passes whenever the inbox changes (and every settle period while a file settles).
+
+    The first pass runs once the inbox is watched (at the first settle period), so a file
+    landing while the watcher starts is never missed. ``on_pass`` receives each pass's result;
+    ``stop_after`` (seconds) ends the watch after the pass that passes it.
+    """
     from watchfiles import watch as wf_watch
 
-    runner.process()
     t0 = time.time()
     step = max(int(runner.settings.settle_seconds * 1000), 200)
     for _changes in wf_watch(runner.inbox, rust_timeout=step, yield_on_timeout=True):
-        runner.process()
+        done = runner.process()
+        if on_pass is not None:
+            on_pass(done)
         if stop_after is not None and time.time() - t0 > stop_after:
             return
