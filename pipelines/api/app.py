@@ -3,10 +3,14 @@
 Endpoints (all GET; the OpenAPI page is ``/docs``, its schema ``/openapi.json``):
 
 * ``/zones`` (GeoJSON; with ``period``, each zone's indicators as in `vigie export`);
-* ``/presence?zone=&from=&to=`` (slot by slot: present, reference, ratio, residents, visitors);
+* ``/presence?zone=&from=&to=`` (slot by slot: present, reference, ratio, residents, visitors,
+  visitor share, present against the resident population);
 * ``/signals?period=`` (the period's ranked weak signals);
 * ``/briefs`` and ``/briefs/{event_id}`` (an event's hour-by-hour staffing, lamps to repair);
-* ``/indicators/{zone}?period=`` (a zone's indicators of a period and its signals).
+* ``/indicators/{zone}?period=`` (a zone's indicators of a period and its signals; ``who``:
+  visitor share and the peak of people present against the resident population);
+* ``/origins?zone=&period=`` (visitors' origins per zone and ISO week; origins below k merged
+  into ``other`` with complementary suppression).
 
 Every answer is published as the reports are (:mod:`pipelines.reports.publish`: counts below the
 study's k read ``"<k"``, figures that would rebuild them ``"c"``; GeoJSON properties carry them
@@ -159,6 +163,15 @@ def _routes(app: FastAPI, view: StoreView) -> None:
     )
     def brief(event_id: str = PathParam(..., max_length=128)) -> dict[str, Any]:
         return view.brief(event_id)
+
+    @app.get("/origins", summary="Visitors' origins per zone and ISO week (below k: 'other')")
+    def origins(
+        zone: str | None = Query(None, description="zone id (default: every zone)"),
+        period: str | None = period_q,
+    ) -> dict[str, Any]:
+        if zone is not None:
+            view.check_zone(zone)
+        return view.origins(zone, view.period(period))
 
     @app.get("/indicators/{zone}", summary="A zone's indicators of a period")
     def indicators(zone: str, period: str | None = period_q) -> dict[str, Any]:

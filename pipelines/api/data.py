@@ -27,6 +27,7 @@ from pipelines.events.result import Brief
 from pipelines.export.frames import (
     HOUR_FIELDS,
     brief_keys,
+    guard_record,
     signal_run,
     signal_table,
     withhold_parts,
@@ -37,9 +38,11 @@ from pipelines.export.indicators import (
     INCIDENT_FIGURES,
     PRESENCE_FIGURES,
     SPLIT_FIGURES,
+    WHO_FIGURES,
     resolve_period,
     zone_indicators,
 )
+from pipelines.export.origins import origin_records, period_weeks
 from pipelines.reports.publish import suppress_json, suppress_text
 from pipelines.signals.period import Period
 
@@ -50,6 +53,8 @@ PRESENCE_COLUMNS = {
     "present_ratio": "ratio",
     "residents": "residents",
     "visitors": "visitors",
+    "visitor_share": "visitor_share",
+    "resident_ratio": "resident_ratio",
 }
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _KEY = re.compile(r"^[\w.-]{1,128}$")
@@ -180,7 +185,7 @@ class StoreView:
                 for col in have:
                     v = getattr(row, col)
                     rec[PRESENCE_COLUMNS[col]] = None if pd.isna(v) else float(v)
-                yield withhold_parts(suppress_json(rec, k), k)
+                yield guard_record(withhold_parts(suppress_json(rec, k), k), k)
 
     def zone_features(self, period: Period | None) -> Iterator[dict[str, Any]]:
         """GeoJSON features of the zones (with their indicators of ``period`` when given)."""
@@ -234,6 +239,9 @@ class StoreView:
                 suppress_json({n: _num(row.get(n)) for n in names if n in row}, k), k
             )
 
+        who = guard_record(
+            {**family(PRESENCE_FIGURES), **family(SPLIT_FIGURES), **family(WHO_FIGURES)}, k
+        )
         sig: list[dict[str, Any]] = []
         run = self.signals_or_none(period)
         if run is not None:
@@ -250,10 +258,23 @@ class StoreView:
             "slots": int(row.get("slots", 0)),
             "presence": family(PRESENCE_FIGURES),
             "residents_visitors": family(SPLIT_FIGURES),
+            "who": {c: v for c, v in who.items() if c in WHO_FIGURES},
             "safety": family(INCIDENT_FIGURES),
             "signals_run": run is not None,
             "signals": sig,
         }
+
+    def origins(self, zone: str | None, period: Period) -> dict[str, Any]:
+        """The published origins of the period's ISO weeks, for one zone or all
+        (:func:`pipelines.export.origins.origin_records`)."""
+        try:
+            rec = origin_records(
+                self.store, period, k=self.k, zones=None if zone is None else [zone]
+            )
+        except StoreError as exc:
+            raise NotFound(str(exc)) from None
+        head = {"period": period.label, "weeks": period_weeks(period), "k": self.k, "zone": zone}
+        return {**head, "origins": [suppress_json(r, self.k) for r in _records(rec)]}
 
     def brief_ids(self) -> list[str]:
         return brief_keys(self.store)

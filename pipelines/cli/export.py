@@ -21,7 +21,8 @@ def export_cmd(
         ...,
         "--what",
         help="zones (with their indicators of the period), signals (with their zones' "
-        "geometry) or briefs (hour-by-hour staffing and lamps to repair).",
+        "geometry), briefs (hour-by-hour staffing and lamps to repair) or origins (visitors' "
+        "origins per zone and ISO week, below k merged into 'other').",
     ),
     out: Path = typer.Option(..., "--out", help="File to write (e.g. zones.gpkg)."),
     fmt: str = typer.Option(

@@ -31,10 +31,11 @@ from features.errors import InputError
 from features.store import Store, temp_sibling
 from pipelines.export.frames import briefs_layer, signal_run, signals_layer, zones_layer
 from pipelines.export.indicators import resolve_period
+from pipelines.export.origins import origins_layer
 from pipelines.signals.period import Period
 
 #: what can be exported
-WHATS = ("zones", "signals", "briefs")
+WHATS = ("zones", "signals", "briefs", "origins")
 #: formats and their file suffix
 FORMATS = {"geojson": ".geojson", "gpkg": ".gpkg", "parquet": ".parquet", "csv": ".csv"}
 #: suffixes that name a format when --format is not given
@@ -144,6 +145,8 @@ def _layer(store: Store, what: str, period_text: str | None, k: int):
     period = resolve_period(store, period_text)
     if what == "signals":
         return signals_layer(store, signal_run(store, period), k=k), period
+    if what == "origins":
+        return origins_layer(store, period, k=k), period
     run = None
     if store.signals_path(period.label).exists():
         run = signal_run(store, period)

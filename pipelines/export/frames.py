@@ -75,6 +75,24 @@ HOUR_FIELDS = (
 #: counts that add up to another one published beside them (residents + visitors = present):
 #: where one is below k, the others are withheld too, or the total would give it back
 PARTS = (("residents", "visitors"),)
+#: shares and ratios that give a count back with a published figure (visitor_share x present =
+#: visitors; peak_vs_population x population = present_peak): withheld where a count they
+#: are computed from is withheld
+GUARDED = {
+    "visitor_share": ("visitors", "present"),
+    "peak_vs_population": ("present_peak",),
+    "resident_ratio": ("present",),
+}
+
+
+def guard_record(record: dict[str, Any], k: int) -> dict[str, Any]:
+    """A published record with its :data:`GUARDED` figures withheld (:data:`SECONDARY_LABEL`)
+    where a count behind them reads ``"<k"`` or ``"c"``."""
+    out = dict(record)
+    for col, behind in GUARDED.items():
+        if col in out and any(isinstance(out.get(c), str) for c in behind):
+            out[col] = SECONDARY_LABEL
+    return out
 
 
 def withhold_parts(record: dict[str, Any], k: int) -> dict[str, Any]:
@@ -113,8 +131,21 @@ def published(df: pd.DataFrame, k: int, *, families: Sequence[Iterable[str]]) ->
             for i in np.flatnonzero(labels.to_numpy()):
                 notes[i].append(f"{col} {pub[col].iloc[i]}")
             out[col] = pd.to_numeric(pub[col].where(~labels), errors="coerce").to_numpy(float)
+    _guard(out, notes)
     out["suppressed"] = ["; ".join(n) for n in notes]
     return out
+
+
+def _guard(out: pd.DataFrame, notes: list[list[str]]) -> None:
+    """Withhold the :data:`GUARDED` figures of rows where a count behind them is withheld."""
+    for col, behind in GUARDED.items():
+        if col not in out.columns:
+            continue
+        cols = [c for c in behind if c in out.columns]
+        hidden = np.array([any(x.split(" ")[0] in cols for x in n) for n in notes], dtype=bool)
+        for j in np.flatnonzero(hidden & out[col].notna().to_numpy()):
+            notes[j].append(f"{col} {SECONDARY_LABEL}")
+        out.loc[hidden, col] = np.nan
 
 
 def zones_frame(store: Store) -> gpd.GeoDataFrame:
@@ -161,7 +192,8 @@ def zones_layer(
     zones = zones_frame(store)
     if run is not None:
         ind["signals"] = ind["zone_id"].map(zone_signal_counts(run)).fillna(0).astype(int)
-    pub = published(ind, k, families=[PRESENCE_FIGURES, SPLIT_FIGURES, INCIDENT_FIGURES])
+    fams = [PRESENCE_FIGURES, SPLIT_FIGURES, INCIDENT_FIGURES, ("present_peak",)]
+    pub = published(ind, k, families=fams)
     keep = [c for c in zones.columns if c in ("zone_id", "name", "population", "geometry")]
     out = zones[keep].merge(pub, on="zone_id", how="left")
     out.insert(keep.index("geometry"), "period", period.label)

@@ -6,7 +6,11 @@ with the presence reference and the residents/visitors split beside them:
 * ``present``: mean people present per slot; ``reference``: mean of the cube's robust reference
   (``present_baseline``: median of the same zone and hour of week over the 8 weeks before);
   ``ratio``: Σ present / Σ reference over the slots where both are known;
-* ``residents``, ``visitors``: mean per slot, where the presence source gives them;
+* ``residents``, ``visitors`` (and ``tourists``, ``excursionists``, ``foreign``): mean per slot,
+  where the presence source gives them;
+* ``visitor_share``: Σ visitors / Σ present; ``peak_vs_population``: the period's highest
+  ``present / population`` (the cube's ``resident_ratio``) and ``present_peak`` the people
+  present at that slot;
 * ``incidents``: incidents in the period; ``expected``: the zone's mean over the
   ``reference_weeks`` whole periods of the same length just before (the seasonal-naive baseline
   of the backtests, Brown & Chen's naive forecast); ``excess = incidents - expected``.
@@ -23,6 +27,7 @@ import re
 import numpy as np
 import pandas as pd
 
+from features.cube.indicators import SPLIT_COLUMNS, VISITOR_KINDS
 from features.errors import InputError
 from features.store import Store
 from features.timeutil import WEEK_RE, last_full_week
@@ -30,8 +35,12 @@ from pipelines.signals.period import Period, parse_period
 
 #: the presence figures (one family: ``ratio`` rebuilds ``present`` with ``reference``)
 PRESENCE_FIGURES = ("present", "reference", "ratio")
-#: who is present: residents and visitors (where the presence source gives them)
-SPLIT_FIGURES = ("residents", "visitors")
+#: who is present: residents and visitors (and the visitors' kinds, where the source gives them)
+SPLIT_FIGURES = (*SPLIT_COLUMNS, *VISITOR_KINDS)
+#: who is present: the visitor share (Σ visitors / Σ present, withheld beside a suppressed
+#: visitors or present) and the week's peak of people present against the resident population
+#: with the people present at that slot (``peak_vs_population`` x population rebuilds it)
+WHO_FIGURES = ("visitor_share", "present_peak", "peak_vs_population")
 #: the incident figures (one family: ``expected`` and ``excess`` rebuild ``incidents``)
 INCIDENT_FIGURES = ("incidents", "expected", "excess")
 #: a period given as two local dates: ``2026-11-01_2026-11-07`` or ``2026-11-01..2026-11-07``
@@ -101,6 +110,19 @@ def _expected(
     return ref.groupby("zone_id")["incidents"].sum() / whole
 
 
+def _who(out: pd.DataFrame, cur: pd.DataFrame, g) -> None:
+    """The :data:`WHO_FIGURES` the cube can give, into ``out`` (indexed by zone)."""
+    if {"visitors", "present"} <= set(cur.columns) and cur["visitors"].notna().any():
+        ok = cur["visitors"].notna() & cur["present"].notna()
+        both = cur[ok].groupby("zone_id")
+        out["visitor_share"] = both["visitors"].sum() / both["present"].sum().replace(0, np.nan)
+    if "resident_ratio" in cur.columns and cur["resident_ratio"].notna().any():
+        at = cur["resident_ratio"].fillna(-1.0).groupby(cur["zone_id"]).idxmax()
+        peak = cur.loc[at].set_index("zone_id")
+        out["present_peak"] = peak["present"]
+        out["peak_vs_population"] = peak["resident_ratio"]
+
+
 def zone_indicators(
     store: Store,
     period: Period,
@@ -134,7 +156,8 @@ def zone_indicators(
     (:func:`pipelines.reports.weekly.zone_period_figures`) for the same definitions.
     """
     meta_cols = set(store.cube_meta().get("columns", []))
-    wanted = ("present", "present_baseline", "residents", "visitors", "incidents")
+    wanted = ("present", "present_baseline", *SPLIT_COLUMNS, *VISITOR_KINDS, "resident_ratio",
+              "incidents")  # fmt: skip
     cols = [c for c in wanted if c in meta_cols]
     start, end = period.bounds(store.cube_meta().get("timezone") or store.timezone)
     cur = store.cube(cols, start, end, zones)
@@ -149,9 +172,10 @@ def zone_indicators(
             both = cur[ok].groupby("zone_id")
             # no ratio where the reference is zero (never an infinite ratio)
             out["ratio"] = both["present"].sum() / both["present_baseline"].sum().replace(0, np.nan)
-    for col in ("residents", "visitors"):
+    for col in (*SPLIT_COLUMNS, *VISITOR_KINDS):
         if col in cur and cur[col].notna().any():
             out[col] = g[col].mean()
+    _who(out, cur, g)
     if "incidents" in cur:
         out["incidents"] = g["incidents"].sum()
         exp = _expected(store, start, end - start, reference_weeks, zones)
