@@ -126,3 +126,28 @@ def test_local_scheduler_starts_and_stops_a_cluster() -> None:
     with scheduler("local", workers=1) as address:
         assert address is not None and address.startswith("tcp://")
         assert run_tasks([dask.delayed(sum)([1, 2, 3])], address) == [6]
+
+
+def test_fit_command_on_a_cluster(tmp_path, tiny_store, cluster_stats) -> None:
+    """`vigie fit --scheduler ADDRESS` writes the cluster's Poisson GLMs (models/cluster_glm.json)."""
+    import json
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from pipelines.cli import app
+
+    root = tmp_path / "store"
+    shutil.copytree(tiny_store, root)
+    with distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None
+    ) as cluster:
+        res = CliRunner().invoke(
+            app, ["fit", "--store", str(root), "--scheduler", cluster.scheduler_address]
+        )
+    assert res.exit_code == 0, res.output
+    assert "all: Poisson on" in res.output
+    saved = json.loads((root / "models" / "cluster_glm.json").read_text())
+    ref = fit_cells(cluster_stats, "all")
+    np.testing.assert_allclose(saved["all"]["params"], ref.params, rtol=1e-9)
+    assert saved["all"]["terms"] == list(ref.terms)

@@ -9,7 +9,7 @@ import typer
 
 from features.errors import InputError
 from features.store import Store
-from pipelines.cli.common import user_errors
+from pipelines.cli.common import scheduler_option, user_errors
 from pipelines.cli.progress import FIT_STEPS, progress
 from pipelines.models.design import MIN_INCIDENTS, XGB_ROUNDS
 
@@ -40,11 +40,13 @@ def fit_cmd(
     no_effects: bool = typer.Option(
         False, "--no-effects", help="Skip the outage event study and event uplift."
     ),
+    scheduler: str = scheduler_option(),
 ) -> None:
     """Fit Poisson/NB rate models and XGBoost per category group, backtest, estimate effects.
 
     Writes store/models/: models.json, glm_<group>.json, xgb_<group>.json, irr.parquet,
-    backtest.parquet, evaluation.json and effects.json.
+    backtest.parquet, evaluation.json and effects.json. With --scheduler: only the Poisson
+    GLMs, from sufficient statistics summed on Dask, into store/models/cluster_glm.json.
     """
     # the fitting stack (statsmodels, xgboost) loads only when the command runs: `vigie --help`
     # and the other commands stay fast
@@ -54,6 +56,9 @@ def fit_cmd(
         raise InputError(f"--covariates must be 'forecast' or 'observed', got {covariates!r}.")
     st = Store(store)
     st.study()
+    if scheduler:
+        _fit_on_cluster(st, scheduler, groups=group or None, min_incidents=min_incidents)
+        return
     fit_steps, backtest_step = FIT_STEPS
     steps = [fit_steps, *([replace(backtest_step, total=backtest_weeks)] if backtest_weeks else [])]
     with progress(steps, label=f"vigie fit {st.root.name}"):
@@ -67,3 +72,16 @@ def fit_cmd(
             effects=not no_effects,
         )
     typer.echo(report.summary())
+
+
+def _fit_on_cluster(
+    st: Store, scheduler: str, *, groups: list[str] | None, min_incidents: int
+) -> None:
+    """`vigie fit --scheduler`: the GLM's sufficient statistics on Dask, Poisson fits on them."""
+    from features.cube.dask_engine import scheduler as dask_scheduler
+    from pipelines.models.distributed import cluster_summary, fit_on_cluster, save_cluster_fits
+
+    with dask_scheduler(scheduler) as address:
+        fits = fit_on_cluster(st, groups=groups, address=address, min_incidents=min_incidents)
+    path = save_cluster_fits(st, fits)
+    typer.echo(cluster_summary(fits) + f"\nwritten: {path}")

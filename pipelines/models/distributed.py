@@ -235,3 +235,29 @@ def fit_on_cluster(
         except SparseGroupError as exc:
             out[g] = str(exc)
     return out
+
+
+#: where ``vigie fit --scheduler`` writes its fits, under the store
+CLUSTER_FILE = "models/cluster_glm.json"
+
+
+def save_cluster_fits(store: Store, fits: dict[str, Any]) -> Path:
+    """Write the cluster's fits (:func:`fit_on_cluster`) to :data:`CLUSTER_FILE`."""
+    (store.root / "models").mkdir(parents=True, exist_ok=True)
+    payload = {g: f.to_dict() if isinstance(f, GLMFit) else {"skipped": f} for g, f in fits.items()}
+    return store.write_json(CLUSTER_FILE, payload)
+
+
+def cluster_summary(fits: dict[str, Any]) -> str:
+    """One line per group: the cells fitted and the features' IRRs."""
+    lines = []
+    for g, f in fits.items():
+        if not isinstance(f, GLMFit):
+            lines.append(f"{g}: not modelled ({f})")
+            continue
+        irr = f.irr_table()
+        feats = irr[irr["term"].isin(f.features)]
+        shown = ", ".join(f"{t} {v:.3f}" for t, v in zip(feats["term"], feats["irr"], strict=True))
+        lines.append(f"{g}: Poisson on {f.n_cells:,} cells ({f.n_rows:,} rows, "
+                     f"{f.n_incidents:,} incidents); IRR {shown or '-'}")  # fmt: skip
+    return "\n".join(lines)
