@@ -159,8 +159,11 @@ def crowd_origins(
     total = float(pub["mean"].sum())
     cls = per.groupby("class")["mean"].sum()
     raw_total = float(cls.sum())
-    abroad = float(cls.get("abroad", 0.0)) / raw_total if raw_total else None
-    outside = (float(cls.get("france", 0.0)) + float(cls.get("abroad", 0.0))) / raw_total
+    # a share gives its count back with the published uplift: withheld below k
+    n_abroad = float(cls.get("abroad", 0.0))
+    n_outside = float(cls.get("france", 0.0)) + n_abroad
+    abroad = n_abroad / raw_total if raw_total and n_abroad >= k else None
+    outside = n_outside / raw_total if raw_total and n_outside >= k else None
     table = pub.sort_values("mean", ascending=False)
     named = table[table["origin"] != OTHER].head(top)
     rest = float(total - named["mean"].sum())
@@ -172,13 +175,13 @@ def crowd_origins(
     vshare, transit, peak = _visitor_share_of_uplift(st, comp, weeks=weeks)
     foreign = [r["origin"] for r in rows if r["class"] == "abroad" and r["origin"] != OTHER]
     ab = abroad or 0.0
+    pct = f"{100 * ab:.1f} %" if abroad is not None else f"fewer than {k} people"
     need = ab >= SIGNAGE_FOREIGN_SHARE
     signage = (
-        f"advised: {100 * ab:.1f} % of the crowd from abroad (threshold "
-        f"{100 * SIGNAGE_FOREIGN_SHARE:.0f} %)"
+        f"advised: {pct} of the crowd from abroad (threshold {100 * SIGNAGE_FOREIGN_SHARE:.0f} %)"
         + (f", mostly {', '.join(foreign[:3])}" if foreign else "")
         if need
-        else f"not needed: {100 * ab:.1f} % from abroad (threshold {100 * SIGNAGE_FOREIGN_SHARE:.0f} %)"
+        else f"not needed: {pct} from abroad (threshold {100 * SIGNAGE_FOREIGN_SHARE:.0f} %)"
     )
     travel = sum(TRAVEL_MINUTES[c] * float(cls.get(c, 0.0)) for c in TRAVEL_MINUTES) / raw_total
     arithmetic = (
@@ -204,10 +207,13 @@ def crowd_origins(
 
 def crowd_text(c: CrowdOrigins) -> str:
     """The crowd's origins and what follows, in words."""
+
+    def pct(x: float | None, digits: int) -> str:
+        return "fewer than k people" if x is None else f"{100 * x:.{digits}f} %"
+
     parts = [
-        f"Comparable events ({', '.join(c.events)}): {100 * (c.share_outside or 0):.0f} % of the "
-        f"extra people came from outside the study area, {100 * (c.share_abroad or 0):.1f} % "
-        "from abroad."
+        f"Comparable events ({', '.join(c.events)}): {pct(c.share_outside, 0)} of the extra "
+        f"people came from outside the study area, {pct(c.share_abroad, 1)} from abroad."
     ]
     if c.visitor_share_of_uplift is not None:
         parts.append(
