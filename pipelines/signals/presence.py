@@ -21,7 +21,7 @@ Explained signals are kept but ranked after unexplained ones. Everything is arra
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -33,11 +33,18 @@ from pipelines.signals.panel import fmt_number, record, records_frame
 from pipelines.signals.reference import (
     PROFILE_WEEKS,
     REFERENCE_WEEKS,
+    SHIFTED_REFERENCE_WEEKS,
     QuietReference,
+    city_shift,
+    day_scale,
     quiet_reference,
 )
 
 _NEED = {"zone_id", "hour", "local_date", "local_hour", "present", "present_baseline"}
+#: daily precipitation (mm) below which a day is dry (the gathering test's day scale).
+DRY_MM = 1.0
+#: prior rate of gathering days of a zone whose history shows none (the weights' floor).
+PRIOR_RATE = 0.01
 
 
 @dataclass(frozen=True)
@@ -61,6 +68,30 @@ class Layout:
     hour: np.ndarray
     event: np.ndarray
     daily: bool
+
+
+@dataclass(frozen=True)
+class Reference:
+    """The quiet reference, the data-gap mask, which values could enter the reference
+    (``pool``) and the study's shift of each day (:func:`~pipelines.signals.reference.city_shift`,
+    already in ``ref.loc``)."""
+
+    ref: QuietReference
+    gaps: np.ndarray
+    pool: np.ndarray
+    shift: np.ndarray
+
+
+@dataclass(frozen=True)
+class DayLevel:
+    """The day-level test's arrays ``(zones, days)``, each first for the gathering test then for
+    the emptied one: z of the day's total against the reference's total and the errors behind
+    its scale; the degrees of freedom of the lower tail; the tests' weights."""
+
+    z: np.ndarray
+    n: np.ndarray
+    df: np.ndarray
+    weights: np.ndarray
 
 
 def presence_anomalies(frame: pd.DataFrame, **kwargs) -> pd.DataFrame:
@@ -131,9 +162,8 @@ def presence_review(
         frame, events=events, country=country, subdivision=subdivision, heavy_mm=heavy_mm,
         margin_hours=event_margin_hours,
     )  # fmt: skip
-    ref, gaps = reference_without_gaps(
-        lay, facts, weeks=reference_weeks, profile_weeks=profile_weeks
-    )
+    base = reference_without_gaps(lay, facts, weeks=reference_weeks, profile_weeks=profile_weeks)
+    ref, gaps = base.ref, base.gaps
     in_period = np.array([_in(lay, i, ps, pe) for i in range(len(lay.days))], dtype=bool)
     runs = [
         g for g in gap_runs(_flat(gaps), _flat(lay.present), _flat(lay.hour), lay.zones)
@@ -141,9 +171,11 @@ def presence_review(
     ]  # fmt: skip
     y = np.where(gaps, np.nan, np.log1p(lay.present))
     z = (y - ref.loc) / np.maximum(np.nan_to_num(ref.scale, nan=0.0), scale_floor)
+    dry = np.array([facts.precipitation.get(d, 0.0) < DRY_MM for d in lay.days], dtype=bool)
+    day = day_level(lay, base, dry, scale_floor=scale_floor, weeks=profile_weeks)
     records = []
     for sign in (1.0, -1.0):
-        records += _day_tests(lay, ref, z, sign, in_period, facts, z_threshold)
+        records += _day_tests(lay, ref, z, sign, in_period, facts, z_threshold, day)
     return PresenceReview(tests=records_frame(records), gaps=tuple(runs), notes=_gap_notes(runs))
 
 
@@ -179,21 +211,69 @@ def reference_without_gaps(
     *,
     weeks: int = REFERENCE_WEEKS,
     profile_weeks: int = PROFILE_WEEKS,
-) -> tuple[QuietReference, np.ndarray]:
-    """The quiet reference without the days a fact explains, then without the data gaps it
-    reveals (a second pass), and the gap mask."""
+) -> Reference:
+    """The quiet reference without the days a fact explains, then (a second pass) without the
+    data gaps it reveals; with the study's shift of each day
+    (:func:`~pipelines.signals.reference.city_shift`), learnt on the values less the shift over
+    ``SHIFTED_REFERENCE_WEEKS`` weeks at least, the shift added back."""
     explained = np.array([d in facts.holidays or facts.heavy(d) for d in lay.days], dtype=bool)
     known = lay.event.any(axis=2, keepdims=True) | explained[None, :, None]
     y = np.log1p(lay.present)
     pool = np.isfinite(y) & ~known
-    ref = quiet_reference(y, pool, weeks=weeks, profile_weeks=profile_weeks)
+    shift = city_shift(y, np.isfinite(y))[None, :, None]
+    if shift.any():  # the zone's level against the city's: stable, learnt on more weeks
+        weeks = max(weeks, SHIFTED_REFERENCE_WEEKS)
+    ref = quiet_reference(y - shift, pool, weeks=weeks, profile_weeks=profile_weeks)
     z, d, s = y.shape
-    gaps = find_gaps(_flat(lay.present), _flat(ref.level)).reshape(z, d, s)
+    gaps = find_gaps(_flat(lay.present), _flat(np.expm1(ref.loc + shift))).reshape(z, d, s)
     if gaps.any():
         ref = quiet_reference(
-            np.where(gaps, np.nan, y), pool & ~gaps, weeks=weeks, profile_weeks=profile_weeks
+            np.where(gaps, np.nan, y - shift), pool & ~gaps, weeks=weeks,
+            profile_weeks=profile_weeks,
+        )  # fmt: skip
+    ref = replace(ref, loc=ref.loc + shift)
+    return Reference(ref=ref, gaps=gaps, pool=pool & ~gaps, shift=shift[0, :, 0])
+
+
+def day_level(
+    lay: Layout,
+    base: Reference,
+    dry: np.ndarray,
+    *,
+    scale_floor: float,
+    weeks: int = PROFILE_WEEKS,
+    prior_rate: float = PRIOR_RATE,
+) -> DayLevel:
+    """The day-level test and the tests' weights.
+
+    A day's error is ``log(1 + sum present) - log(1 + sum reference)`` over its valid slots (at
+    least three quarters of them; gaps left out); its scale and lower tail come from the zone's
+    quiet days of the ``weeks`` past weeks (:func:`~pipelines.signals.reference.day_scale`), the
+    gathering test's from the ``dry`` ones only (less than ``DRY_MM`` of precipitation, every
+    day without weather): rain only lowers presence, so wet days widen the lower half of the
+    errors without being noise a rise must exceed. The
+    weight of a zone's gathering test is ``prior_rate`` plus the upper-tail excess of its past
+    day errors (its own rate of gathering days); that of its emptied test is ``prior_rate``;
+    each day's weights are divided by their mean over the zones and both directions, so they
+    average 1 (weighted Benjamini-Hochberg: Genovese, Roeder & Wasserman 2006).
+    """
+    lev = base.ref.level
+    ok = np.isfinite(lay.present) & ~base.gaps & np.isfinite(lev)
+    need = 0.75 * lay.present.shape[2]
+    with np.errstate(invalid="ignore"):
+        err = np.log1p(np.where(ok, lay.present, 0.0).sum(axis=2)) - np.log1p(
+            np.where(ok, lev, 0.0).sum(axis=2)
         )
-    return ref, gaps
+    err = np.where(ok.sum(axis=2) >= need, err, np.nan)
+    quiet = (base.pool & ok).sum(axis=2) >= need
+    scale_e, n_e, _, df = day_scale(np.where(quiet, err, np.nan), weeks=weeks)
+    quiet &= dry[None, :]
+    scale_g, n_g, excess, _ = day_scale(np.where(quiet, err, np.nan), weeks=weeks)
+    z = np.stack([err / np.maximum(np.nan_to_num(sc, nan=0.0), scale_floor)
+                  for sc in (scale_g, scale_e)])  # fmt: skip
+    w = np.stack([prior_rate + excess, np.full(excess.shape, prior_rate)])
+    return DayLevel(z=z, n=np.stack([n_g, n_e]), df=df,
+                    weights=w / w.mean(axis=(0, 1), keepdims=True))  # fmt: skip
 
 
 def _flat(a: np.ndarray) -> np.ndarray:
@@ -235,26 +315,23 @@ def _window(zs: np.ndarray, j: np.ndarray, thr: float) -> tuple[np.ndarray, np.n
     return np.where(on, left[r, j], j), np.where(on, right[r, j], j)
 
 
-def _day_tests(
-    lay: Layout,
-    ref: QuietReference,
-    z: np.ndarray,
-    sign: float,
-    in_period: np.ndarray,
-    facts: DayFacts,
-    thr: float,
-) -> list[dict]:
-    """The tests of every zone and period day, one way (``sign`` 1: gathering, -1: emptied).
+def _t_sf(z: np.ndarray, df: np.ndarray) -> np.ndarray:
+    """``P(u > z)`` for a MAD-standardised Student t with ``df`` degrees of freedom."""
+    return stats.t.sf(z * 1.4826 * stats.t.ppf(0.75, df), df=df)
 
-    The day's extreme slot gives z; ``p = 1 - (1 - F(-|z|max k))^n`` (Sidak over the day's n
-    slots, F a Student t with ``0.37 m - 1`` degrees of freedom, ``k = 1.4826 F^-1(0.75)`` for
-    the MAD scale). Below (emptied), the degrees of freedom are at most those of the zone's own
-    lower tail (:func:`~pipelines.signals.reference.tail_df`); above (gathering) the tail cannot
-    be read from a history that holds the very gatherings sought.
+
+def _p_values(
+    ref: QuietReference, day: DayLevel, zs: np.ndarray, sign: float, days: np.ndarray, daily: bool
+) -> tuple[np.ndarray, ...]:
+    """``(p, weight, j, zmax, use_day, n)`` of the tests (zone x period day, one way).
+
+    The slot test: the day's extreme slot j, ``p = 1 - (1 - F(-|z|max))^n`` (Sidak over the n
+    slots, F a Student t with ``0.37 m - 1`` degrees of freedom for a scale from m errors;
+    below, at most those of the zone's lower tail, :func:`~pipelines.signals.reference.tail_df`).
+    At hourly grain, the day-level test (:func:`day_level`) too, and ``p = 2 min(p_slot, p_day)``
+    (Bonferroni over the two). The weighted p value is ``min(1, p / weight)``.
     """
-    nz, _, s = z.shape
-    days = np.flatnonzero(in_period)
-    zs = sign * z[:, days].reshape(-1, s)
+    s = zs.shape[1]
     ok = np.isfinite(zs)
     n = ok.sum(axis=1)
     j = np.argmax(np.where(ok, zs, -np.inf), axis=1)
@@ -264,34 +341,77 @@ def _day_tests(
     df = np.maximum(3.0, 0.37 * m - 1.0)
     if sign < 0:
         df = np.minimum(df, ref.tail_df[:, days].reshape(-1))
-    p1 = stats.t.sf(zmax * 1.4826 * stats.t.ppf(0.75, df), df=df)
+    p1 = _t_sf(zmax, df)
     p = -np.expm1(n * np.log1p(-np.minimum(p1, 1 - 1e-16)))
+    use_day = np.zeros(len(zs), bool)
+    if not daily:
+        k = 0 if sign > 0 else 1
+        zd = sign * day.z[k][:, days].reshape(-1)
+        dfd = np.maximum(3.0, 0.37 * day.n[k][:, days].reshape(-1) - 1.0)
+        if sign < 0:
+            dfd = np.minimum(dfd, day.df[:, days].reshape(-1))
+        pd_ = np.where(np.isfinite(zd), _t_sf(np.nan_to_num(zd, nan=-np.inf), dfd), 1.0)
+        use_day = pd_ < p
+        zmax = np.where(use_day, zd, zmax)
+        p = np.minimum(1.0, 2.0 * np.minimum(p, pd_))
+    w = day.weights[0 if sign > 0 else 1][:, days].reshape(-1)
+    return p, w, j, zmax, use_day, n
+
+
+def _day_tests(
+    lay: Layout,
+    ref: QuietReference,
+    z: np.ndarray,
+    sign: float,
+    in_period: np.ndarray,
+    facts: DayFacts,
+    thr: float,
+    day: DayLevel,
+) -> list[dict]:
+    """The tests of every zone and period day, one way (``sign`` 1: gathering, -1: emptied):
+    p values by :func:`_p_values`; the window is the run of slots beyond ``thr`` around the
+    extreme slot, or the whole day when the day-level test decides."""
+    _, _, s = z.shape
+    days = np.flatnonzero(in_period)
+    zs = sign * z[:, days].reshape(-1, s)
+    p, w, j, zmax, use_day, n = _p_values(ref, day, zs, sign, days, lay.daily)
     a, b = _window(zs, j, thr)
+    ok = np.isfinite(zs)
+    first = np.argmax(ok, axis=1)
+    last = s - 1 - np.argmax(ok[:, ::-1], axis=1)
+    a, b = np.where(use_day, first, a), np.where(use_day, last, b)
     pres = lay.present[:, days].reshape(-1, s)
     lev = ref.level[:, days].reshape(-1, s)
     hours = lay.hour[:, days].reshape(-1, s)
     evs = lay.event[:, days].reshape(-1, s)
     out = []
     for k in np.flatnonzero(n > 0):
-        zone, day = str(lay.zones[k // len(days)]), lay.days[days[k % len(days)]]
-        w = slice(a[k], b[k] + 1)
+        zone, dday = str(lay.zones[k // len(days)]), lay.days[days[k % len(days)]]
+        win = slice(a[k], b[k] + 1)
         start = pd.Timestamp(hours[k, a[k]], tz="UTC")
         end = pd.Timestamp(hours[k, b[k]], tz="UTC") + (
             pd.Timedelta(days=1) if lay.daily else pd.Timedelta(hours=1)
         )
-        obs, exp = float(np.nanmean(pres[k, w])), float(np.nanmean(lev[k, w]))
-        kinds, names, why = facts.explain(zone, day, start, end, event_slot=bool(evs[k, w].any()))
+        obs, exp = float(np.nanmean(pres[k, win])), float(np.nanmean(lev[k, win]))
+        kinds, names, why = facts.explain(
+            zone, dday, start, end, event_slot=bool(evs[k, win].any())
+        )
         out.append(_record(zone, sign, start, end, obs, exp, float(p[k]), float(zmax[k]), why,
-                           kinds, names, int(b[k] - a[k] + 1)))  # fmt: skip
+                           kinds, names, int(b[k] - a[k] + 1), weight=float(w[k]),
+                           level="day" if use_day[k] or lay.daily else "hour"))  # fmt: skip
     return out
 
 
 def _record(
     zone: str, sign: float, start, end, obs: float, exp: float, p: float, zmax: float,
-    why: str, kinds: list[str], names: list[str], slots: int,
+    why: str, kinds: list[str], names: list[str], slots: int, *, weight: float, level: str,
 ) -> dict:  # fmt: skip
-    """One presence test as a record."""
+    """One presence test as a record (``p_value`` the weighted p value, the unweighted one and
+    the weight in the details)."""
     word = "above" if sign > 0 else "below"
+    note = ""
+    if sign > 0 and weight >= 2.0:
+        note = f"; the zone's own history holds recurring gatherings (test weight x{weight:.1f})"
     return record(
         "gathering" if sign > 0 else "emptied",
         detector=f"presence_{'high' if sign > 0 else 'low'}",
@@ -300,13 +420,17 @@ def _record(
         end=end,
         observed=obs,
         expected=exp,
-        p_value=p,
+        p_value=min(1.0, p / weight) if weight > 0 else 1.0,
         explanation=f"Zone {zone} held {fmt_number(obs)} people against a quiet-day reference "
         f"of {fmt_number(exp)} (x{obs / exp if exp else np.nan:.2f}, {word} normal by "
-        f"{abs(zmax):.1f} robust SD) {why}.",
+        f"{abs(zmax):.1f} robust SD{' over the whole day' if level == 'day' else ''}) "
+        f"{why}{note}.",
         statistic=zmax,
         explained=bool(kinds),
         explained_by=kinds,
         events=names,
         slots=slots,
+        p_unweighted=p,
+        weight=weight,
+        level=level,
     )

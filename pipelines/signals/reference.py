@@ -79,6 +79,13 @@ TAIL_PRIOR = 500.0
 _DF_GRID = np.array([2.0, 3, 4, 5, 6, 8, 10, 15, 20, 30, 50, 100, np.inf])
 #: zone-slot cells of one chunk's windows (memory bound; the result does not depend on it).
 _CHUNK_CELLS = 8_000_000
+#: weeks of history of the level when the study's shift of each day is removed first: the
+#: zone's level against the city's moves slowly (:func:`city_shift`).
+SHIFTED_REFERENCE_WEEKS = 26
+#: fewer zones than this with a day level: no city shift that day (:func:`city_shift`).
+MIN_CITY_ZONES = 10
+#: standardised day errors beyond this count in the upper-tail excess (:func:`day_scale`).
+EXCESS_Z = 2.0
 #: standard normal quantile gaps used by the start: q75 - q50 and q25 - q10.
 _Q3, _Q1_Q10 = 0.6745, 0.6071
 
@@ -147,7 +154,9 @@ def quiet_reference(
         _reference(y[a : a + step], pool[a : a + step], weeks, profile_weeks, trim, iterations)
         for a in range(0, z, step)
     ]
-    loc, scale, n_loc, n_scale, tdf = (np.concatenate([p[i] for p in parts]) for i in range(5))
+    loc, scale, n_loc, n_scale, tdf = (
+        np.concatenate([p[i] for p in parts])[:, :d] for i in range(5)
+    )
     return QuietReference(loc=loc, scale=scale, n_loc=n_loc, n_scale=n_scale, tail_df=tdf)
 
 
@@ -171,6 +180,23 @@ def _reference(
     ok = (n_prof >= MIN_WEEKS) & (n_days >= MIN_DAYS)[:, :, None, None]
     loc = np.where(ok, loc, np.nan)
     err = _weekly(np.where(pool, y, np.nan), nw) - loc
+    scale, n_scale, df = _scales(err, profile_weeks)
+    n_loc = np.broadcast_to(n_days[:, :, None, None], loc.shape)
+    return (
+        loc.reshape(z, nw * 7, s)[:, :d],
+        scale,
+        np.ascontiguousarray(n_loc).reshape(z, nw * 7, s)[:, :d],
+        n_scale,
+        df,
+    )
+
+
+def _scales(err: np.ndarray, profile_weeks: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """From the out-of-sample errors ``(zones, weeks, 7, slots)`` (NaN: not in the reference):
+    the scale per slot of the day over the past ``profile_weeks`` weeks, the errors behind it
+    and the degrees of freedom of their lower tail, as ``(zones, days, slots)`` arrays (the
+    last ``(zones, days)``), days up to ``weeks * 7``."""
+    z, nw, _, s = err.shape
     below = np.where(err <= 0, -err, np.nan).transpose(0, 1, 3, 2)  # (z, nw, s, 7)
     win = _windows(below, profile_weeks).reshape(z, nw, s, 7 * profile_weeks)
     scale = 1.4826 * nan_quantile(win, 0.5)
@@ -183,23 +209,16 @@ def _reference(
         n_all = n_scale.sum(axis=-1, keepdims=True)
         scale = np.where(short, pooled[..., None], scale)
         n_scale = np.where(short, n_all, n_scale)
-
-    def back(a: np.ndarray) -> np.ndarray:
-        return a.reshape(z, nw * 7, s)[:, :d]
-
-    n_loc = np.broadcast_to(n_days[:, :, None, None], loc.shape)
     with np.errstate(invalid="ignore", divide="ignore"):
         u = err / np.repeat(scale[:, :, None, :], 7, axis=2)
     low = (u < -TAIL_Z).reshape(z, nw, -1).sum(axis=-1)
     n_u = np.isfinite(u).reshape(z, nw, -1).sum(axis=-1)
     df = tail_df(_past_sum(low, profile_weeks), _past_sum(n_u, profile_weeks))
-    return (
-        back(loc),
-        back(np.repeat(scale[:, :, None, :], 7, axis=2)),
-        back(np.ascontiguousarray(n_loc)),
-        back(np.repeat(n_scale[:, :, None, :], 7, axis=2)),
-        np.repeat(df, 7, axis=1)[:, :d],
-    )
+
+    def days(a: np.ndarray) -> np.ndarray:
+        return np.repeat(a[:, :, None, :], 7, axis=2).reshape(z, nw * 7, s)
+
+    return days(scale), days(n_scale), np.repeat(df, 7, axis=1)
 
 
 def _past_sum(a: np.ndarray, weeks: int) -> np.ndarray:
@@ -289,3 +308,66 @@ def _windows(a: np.ndarray, weeks: int) -> np.ndarray:
     pad = np.full((a.shape[0], weeks, *a.shape[2:]), np.nan)
     full = np.concatenate([pad, a], axis=1)[:, :-1]
     return sliding_window_view(full, weeks, axis=1)
+
+
+def city_shift(y: np.ndarray, ok: np.ndarray, *, min_zones: int = MIN_CITY_ZONES) -> np.ndarray:
+    """The study's level of each day: the median over zones of each zone's day level against its
+    own usual one.
+
+    ``y`` is ``(zones, days, slots)``, ``ok`` which values to read (gaps left out). A zone's day
+    level is the median of its slots, its usual level the median of its day levels; the shift
+    of a day is the median over zones of the differences, 0 where fewer than ``min_zones`` zones
+    have one (a study of a few zones cannot tell the city's day from its own). School holidays,
+    summer departures and city-wide weather move every zone at once, faster than a level learnt
+    on past weeks follows them; the reference is learnt on ``y - shift`` and the shift added
+    back, so each zone is compared with its usual place in the city's day.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(days,)``.
+    """
+    day = nan_quantile(np.where(ok, y, np.nan), 0.5)  # (zones, days)
+    usual = nan_quantile(day, 0.5)
+    dev = day - usual[:, None]
+    n = np.isfinite(dev).sum(axis=0)
+    shift = nan_quantile(dev.T, 0.5)
+    return np.where(n >= min_zones, np.nan_to_num(shift, nan=0.0), 0.0)
+
+
+def day_scale(
+    err: np.ndarray, *, weeks: int = PROFILE_WEEKS
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The scale of day-level errors and the excess of their upper tail, from each zone's past.
+
+    ``err`` is ``(zones, days)``: each day's out-of-sample error (NaN where the day may not enter
+    the reference). Over the ``weeks`` weeks before each day's week: the scale is 1.4826 x the
+    median of the errors below zero (as :func:`quiet_reference`); ``excess`` is the share of
+    standardised errors above ``EXCESS_Z`` minus the share below ``-EXCESS_Z``, at least 0: quiet
+    errors are symmetric, so what the upper tail holds beyond the mirror of the lower one (and
+    beyond two standard errors of that difference) is the zone's own rate of gathering days (the second component of a two-component history:
+    a venue with recurring unlisted events).
+
+    Returns
+    -------
+    tuple
+        ``(scale, n, excess, df)``, each ``(zones, days)``; ``n`` the errors behind the scale,
+        ``df`` the degrees of freedom of their lower tail (:func:`tail_df`).
+    """
+    z, d = err.shape
+    nw = -(-d // 7)
+    ew = _weekly(err[:, :, None], nw)[..., 0]  # (z, nw, 7)
+    win = _windows(ew, weeks).reshape(z, nw, 7 * weeks)  # (z, nw, 7 * weeks)
+    scale = 1.4826 * nan_quantile(np.where(win <= 0, -win, np.nan), 0.5)
+    n = np.isfinite(win).sum(axis=-1).astype(float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        u = win / scale[..., None]
+        up, low = (u > EXCESS_Z).sum(axis=-1), (u < -EXCESS_Z).sum(axis=-1)
+    # beyond two standard errors of the difference of two counts (Var ~ up + low)
+    excess = np.maximum(up - low - 2.0 * np.sqrt(up + low), 0.0) / np.maximum(n, 1.0)
+    df = tail_df((u < -TAIL_Z).sum(axis=-1), n)
+
+    def back(a: np.ndarray) -> np.ndarray:
+        return np.repeat(a, 7, axis=1)[:, :d]
+
+    return back(scale), back(n), back(excess), back(df)
