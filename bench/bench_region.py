@@ -312,6 +312,8 @@ def machine() -> str:
 
 
 COUNTRY_ZONE_HOURS = 50_000 * 8_760  # a national hourly presence extract, one year
+#: stages whose work grows with the study's zone-hours (the others read a week, or the outputs)
+LINEAR = ("synth", "ingest", "cube", "glm_cells", "fit")
 
 
 def _cell(st: dict[str, Any], zone_hours: int) -> list[str]:
@@ -349,7 +351,10 @@ def section(results: dict[str, Any]) -> str:
         "again (zstd); pyarrow = a plain read and Parquet write of the presence files. "
         "glm_cells = the GLM's sufficient statistics on a 2-worker Dask LocalCluster and the "
         "Poisson GLMs fitted on them. A stage stopped at the memory cap, the time budget or an "
-        "error is *not measured*, with the reason, as is every stage needing its output.",
+        "error is *not measured*, with the reason, as is every stage needing its output. "
+        "zone-hours/s = the study's zone-hours over the stage's time (signals, the report and "
+        "the brief read a week and its history, so theirs is only a yardstick). Small studies "
+        "are dominated by start-up (imports, the cluster's workers), not by the data.",
     ]
     for scale, rec in results.items():
         zh = rec["zone_hours"]
@@ -366,7 +371,10 @@ def section(results: dict[str, Any]) -> str:
 def scaling_section(results: dict[str, Any]) -> str:
     """The measured section of docs/scaling.md: per stage, the measured throughput and what
     it gives for a country-year (linear in zone-hours) on one such machine."""
-    lines = [S_START, "Written by `python -m bench region` (`make bench`).", ""]
+    lines = [S_START, "Written by `python -m bench region` (`make bench`). The last column "
+             "divides a country-year by the measured rate, for the stages whose work grows "
+             "with the zone-hours; it assumes the memory a stage needs is available (see the "
+             "peak column and the table above for the stages that load their table).", ""]  # fmt: skip
     for scale, rec in results.items():
         zh = rec["zone_hours"]
         lines += [f"**{scale}**, measured {rec['date']} on {rec['machine']}:", "",
@@ -377,8 +385,9 @@ def scaling_section(results: dict[str, Any]) -> str:
                 lines.append(f"| {name} | not measured: {st['error']} | | | |")
                 continue
             rate = zh / st["seconds"]
+            country = f"{COUNTRY_ZONE_HOURS / rate / 3600:.1f} h" if name in LINEAR else "-"
             lines.append(f"| {name} | {st['seconds']:.1f} | {st['peak_mb']:,.0f} | {rate:,.0f} | "
-                         f"{COUNTRY_ZONE_HOURS / rate / 3600:.1f} h |")  # fmt: skip
+                         f"{country} |")  # fmt: skip
         lines.append("")
     return "\n".join([*lines, S_END])
 
