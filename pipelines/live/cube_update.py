@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -56,7 +57,24 @@ CUBE_COLUMNS = [
 LOOKBACK = pd.Timedelta(days=7 * LOOKBACK_WEEKS + 2)
 
 
-def _newest(st: Store) -> pd.Timestamp | None:
+def _live_slots(st: Store, ledger: list[dict[str, Any]] | None) -> list[tuple[Path, pd.Timestamp]]:
+    """Each live partition (in the order appended) with its newest slot: from the ledger's
+    entries when given (no partition read), else from the partitions themselves."""
+    if ledger is not None:
+        return [
+            (st.root / e["partition"], max(pd.Timestamp(s) for s in e["slots"]))
+            for e in ledger
+            if e.get("status") == "ingested" and e.get("partition") and e.get("slots")
+        ]
+    out = []
+    for p in live_partitions(st):
+        s = pd.read_parquet(p, columns=["start"])["start"]
+        if len(s):
+            out.append((p, pd.Timestamp(s.max())))
+    return out
+
+
+def _newest(st: Store, live: list[tuple[Path, pd.Timestamp]]) -> pd.Timestamp | None:
     """The newest slot start of the store (validated presence's statistics, live partitions)."""
     from features.cube.period import min_max
 
@@ -64,10 +82,8 @@ def _newest(st: Store) -> pd.Timestamp | None:
     if st.has("presence"):
         mm = min_max(str(st.validated_path("presence")), "start")
         hi = pd.Timestamp(mm[1]) if mm is not None and mm[1] is not None else None
-    for p in live_partitions(st)[-50:]:
-        s = pd.read_parquet(p, columns=["start"])["start"]
-        if len(s) and (hi is None or s.max() > hi):
-            hi = pd.Timestamp(s.max())
+    for _p, t in live:
+        hi = t if hi is None or t > hi else hi
     return hi
 
 
@@ -81,10 +97,21 @@ class LiveWindow:
     events: pd.DataFrame
 
     @classmethod
-    def load(cls, st: Store, *, zone_ids: list[str], tz: str) -> LiveWindow:
-        """Read the lookback window once (the runner's start)."""
-        newest = _newest(st)
-        rows = _read_window(st, newest - LOOKBACK if newest is not None else None)
+    def load(
+        cls,
+        st: Store,
+        *,
+        zone_ids: list[str],
+        tz: str,
+        ledger: list[dict[str, Any]] | None = None,
+    ) -> LiveWindow:
+        """Read the lookback window once (the runner's start). With the ledger's entries, only
+        the live partitions holding slots of the lookback are read."""
+        live = _live_slots(st, ledger)
+        newest = _newest(st, live)
+        lo = newest - LOOKBACK if newest is not None else None
+        parts = [p for p, t in live if lo is None or t >= lo]
+        rows = _read_window(st, lo, parts)
         events = pd.DataFrame({"zone_id": [], "start": [], "end": []})
         if st.has("events"):
             ev = st.validated("events", columns=["zone_id", "start", "end"])
@@ -208,14 +235,14 @@ def _near_weeks(t: np.ndarray, targets: np.ndarray, *, lo: int) -> np.ndarray:
     return ok & (t >= lo)
 
 
-def _read_window(st: Store, start: pd.Timestamp | None) -> pd.DataFrame:
-    """The store's presence from ``start`` (validated, then the live partitions in order; a
-    later row of a slot replaces an earlier one)."""
+def _read_window(st: Store, start: pd.Timestamp | None, live: list[Path]) -> pd.DataFrame:
+    """The store's presence from ``start`` (validated, then the live partitions ``live`` in
+    order; a later row of a slot replaces an earlier one)."""
     import pyarrow.parquet as pq
 
     paths = [st.validated_path("presence")] if st.has("presence") else []
     parts = []
-    for p in paths + live_partitions(st):
+    for p in paths + live:
         have = set(pq.read_schema(p).names)
         cols = [c for c in WINDOW_COLUMNS if c in have]
         filters = [("start", ">=", start)] if start is not None else None

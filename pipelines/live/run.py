@@ -88,8 +88,11 @@ class LiveRunner:
             live, *(self.store.root / d for d in (LIVE_PRESENCE, LIVE_CUBE, LIVE_QUARANTINE))
         )
         clean_stale(self.reports / "live")
-        drop_orphans(self.store, Ledger(self.store.root / LEDGER))
-        self.window = LiveWindow.load(self.store, zone_ids=self.zone_ids, tz=self.tz)
+        ledger = Ledger(self.store.root / LEDGER)
+        drop_orphans(self.store, ledger)
+        self.window = LiveWindow.load(
+            self.store, zone_ids=self.zone_ids, tz=self.tz, ledger=ledger.entries
+        )
         self.latest: pd.DataFrame = pd.DataFrame(
             columns=["zone_id", "present", "reference", "ratio", "z"]
         )
