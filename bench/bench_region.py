@@ -80,9 +80,9 @@ def run_stage(args: list[str], *, cap_gb: float, timeout_s: float, log: Path) ->
             except psutil.Error:
                 pass
             if peak > cap_gb * 2**30:
-                error = f"stopped above the {cap_gb:g} GB memory cap"
+                error = f"stopped above the {cap_gb:g} GB memory cap after {time.perf_counter() - t0:.0f} s"
             elif time.perf_counter() - t0 > timeout_s:
-                error = f"stopped after the {timeout_s:.0f} s left in the budget"
+                error = f"stopped after {timeout_s:.0f} s (time limit), at {peak / 2**30:.1f} GB"
             if error:
                 for p in [*proc.children(recursive=True), proc]:
                     try:
@@ -264,6 +264,7 @@ def run(
     raw: Path | None = None,
     cap_gb: float = 20.0,
     budget_min: float = 90.0,
+    stage_min: float | None = None,
 ) -> dict[str, Any]:
     """Run the chain on ``scale`` (raw files made by synth unless ``raw`` holds them already)."""
     from features.synth.scales import SCALES
@@ -292,7 +293,8 @@ def run(
             rec["stages"][name] = {"error": "nothing to run (no upcoming event)"}
             continue
         print(f"[region] {name} ...", flush=True)
-        res = run_stage(argv, cap_gb=cap_gb, timeout_s=left, log=work / f"{name}.log")
+        limit = min(left, stage_min * 60) if stage_min else left
+        res = run_stage(argv, cap_gb=cap_gb, timeout_s=limit, log=work / f"{name}.log")
         if res["error"] is None or name == "ingest":
             res.update(_floors(name, raw, store, work, cap_gb=cap_gb,
                                left=deadline - time.perf_counter()))  # fmt: skip
@@ -409,8 +411,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--raw", type=Path, default=None, help="raw files already written (synth)")
     p.add_argument("--cap-gb", type=float, default=20.0, help="memory cap of each stage")
     p.add_argument("--budget-min", type=float, default=90.0, help="time budget of the chain")
+    p.add_argument("--stage-min", type=float, default=None, help="time limit of each stage")
     a = p.parse_args(argv)
-    run(a.scale, raw=a.raw, cap_gb=a.cap_gb, budget_min=a.budget_min)
+    run(a.scale, raw=a.raw, cap_gb=a.cap_gb, budget_min=a.budget_min, stage_min=a.stage_min)
     return 0
 
 
