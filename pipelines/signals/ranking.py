@@ -42,13 +42,14 @@ def consolidate(tests: pd.DataFrame, *, fdr: float) -> pd.DataFrame:
     )
     kept: list[int] = []
     related: dict[int, list[str]] = {}
-    for i, row in sig.iterrows():
+    rows = sig.to_dict("index")  # plain dicts: row access by label is slow in a double loop
+    for i, row in rows.items():
         fam = FAMILIES.get(row["type"], row["type"])
         zs = set(row["zones"])
         host = None
         if fam != "event_conflict":
             for k in kept:
-                r = sig.loc[k]
+                r = rows[k]
                 if FAMILIES.get(r["type"], r["type"]) != fam:
                     continue
                 if not _overlap(row["start"], row["end"], r["start"], r["end"]):
