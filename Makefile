@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 SCALE ?= city
 DEMO_DIR ?= demo
 
-.PHONY: test demo bench evaluate lab lint format clean kernel
+.PHONY: test demo bench evaluate lab lint format clean kernel screenshots
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -42,6 +42,13 @@ evaluate: $(EVAL_STAMP)
 
 lab: $(STAMP)
 	$(BIN)/jupyter lab --notebook-dir=notebooks
+
+# The README's pictures: the tiny demo's four reports (weekly, event brief, evaluation, explore)
+# pictured at 1 280 px by headless Chromium into docs/img/ (commit them).
+SHOTS_REPORTS ?= $(DEMO_DIR)/screenshots
+screenshots: $(STAMP)
+	$(BIN)/python -m pipelines.demo --scale tiny --dir $(DEMO_DIR) --reports $(SHOTS_REPORTS)
+	$(BIN)/vigie report screenshots --reports $(SHOTS_REPORTS) --out docs/img
 
 # The guard rails of docs/design.md: ruff (notebooks' code cells included, complexity rules), the
 # import contract and size limits (tests/test_architecture.py), and mypy.

@@ -206,3 +206,19 @@ def test_the_brief_pdf_keeps_the_staffing_columns(chromium, tiny, tmp_path):  # 
     (tmp_path / "bare.html").write_text(bare, encoding="utf-8")
     cut = print_pdf(tmp_path / "bare.html")
     assert _staffing_ok(_hour_lines(cut), hours) != []
+
+
+def test_screenshots_of_the_four_reports_are_small_pngs(chromium, tiny, tmp_path):  # noqa: F811
+    """`vigie report screenshots` (make screenshots): one PNG per kind, 1 280 px drawn at 0.75."""
+    import struct
+
+    from pipelines.reports.index import SHOT_KINDS, shoot_reports
+
+    shots = shoot_reports(tiny["reports"], tmp_path / "img", height=900)
+    assert [p.name for p in shots] == [f"{k}.png" for k in SHOT_KINDS]
+    for p in shots:
+        data = p.read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n"
+        width, height = struct.unpack(">II", data[16:24])
+        assert (width, height) == (960, 675), (p, width, height)
+        assert 10_000 < len(data) < 600_000, (p, len(data))

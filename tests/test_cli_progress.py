@@ -119,4 +119,3 @@ def test_the_patterns_match_what_the_modules_log(root_at_warning):
         assert re.search(step.pattern, example), (step, example)
         fmt = re.escape(example.split(" ")[0] + " " + example.split(" ")[1])
         assert re.search(rf'log\.(info|debug)\(\s*"{fmt}', path.read_text()), (step, path)
-

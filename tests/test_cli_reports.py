@@ -102,3 +102,20 @@ def test_print_pdf_keeps_a_wide_table_whole(tmp_path):
     text = "".join(p.extract_text() for p in pypdf.PdfReader(str(pdf)).pages)
     assert re.search(r"value13", text), text[:500]
     assert not list(tmp_path.glob(".report.tmp-*"))  # written atomically
+
+
+def test_the_index_links_a_report_pdf(tmp_path):
+    import json
+
+    from pipelines.reports.index import write_index
+
+    for rid, pdf in (("a", True), ("b", False)):
+        folder = tmp_path / "weekly" / rid
+        folder.mkdir(parents=True)
+        (folder / "summary.json").write_text(json.dumps({"kind": "weekly", "id": rid}))
+        (folder / "report.html").write_text("<html></html>")
+        if pdf:
+            (folder / "report.pdf").write_bytes(b"%PDF-1.4")
+    page = write_index(tmp_path).read_text()
+    assert 'href="weekly/a/report.pdf">PDF</a>' in page
+    assert "weekly/b/report.pdf" not in page

@@ -17,6 +17,7 @@ report_brief = lazy("pipelines.reports.catalog", "report_brief")
 report_evaluation = lazy("pipelines.reports.catalog", "report_evaluation")
 report_explore = lazy("pipelines.reports.catalog", "report_explore")
 run_schedule = lazy("pipelines.reports.schedule", "run_schedule")
+shoot_reports = lazy("pipelines.reports.index", "shoot_reports")
 
 report_app = typer.Typer(
     help="Run a report notebook with papermill and write reports/<kind>/<id>/.",
@@ -104,6 +105,20 @@ def explore_cmd(
     with progress(label="report explore: running the notebook"):
         result = report_explore(store, reports_dir=reports, report_id=report_id, pdf=pdf)
     _done(result)
+
+
+@report_app.command("screenshots")
+@user_errors
+def screenshots_cmd(
+    reports: Path = reports_opt,
+    out: Path = typer.Option(Path("docs/img"), "--out", help="Folder of the PNGs."),
+    width: int = typer.Option(1280, "--width", min=320, help="Page width in CSS pixels."),
+    height: int = typer.Option(1800, "--height", min=200, help="Height pictured (CSS px)."),
+) -> None:
+    """PNGs of the newest weekly, brief, evaluation and explore reports (`make screenshots`,
+    the README's pictures). Needs headless Chromium, as --pdf does."""
+    for png in shoot_reports(reports, out, width=width, height=height):
+        typer.echo(f"{png} ({png.stat().st_size / 1024:.0f} KB)")
 
 
 @schedule_app.command("run")

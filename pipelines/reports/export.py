@@ -317,11 +317,12 @@ def _atomic_output(target: Path, suffix: str, *extra: str, page: Path, flag: str
     return target
 
 
-def print_pdf(page: Path, pdf: Path | None = None, *, settle_ms: int = 8000) -> Path:
+def print_pdf(page: Path, pdf: Path | None = None, *, settle_ms: int = 20000) -> Path:
     """Print a report page to PDF with headless Chromium (``report.pdf`` beside it by default).
 
     The page's print stylesheet (:data:`PAGE_STYLE`) sets A4 landscape and keeps every table
-    whole; the maps are drawn first (``settle_ms`` of virtual time). Written atomically.
+    whole; the maps are drawn first (``settle_ms`` of virtual time: Leaflet's zoom to the
+    map's bounds is animated, and a page taken earlier shows it half done). Written atomically.
 
     Raises
     ------
@@ -341,14 +342,22 @@ def print_pdf(page: Path, pdf: Path | None = None, *, settle_ms: int = 8000) -> 
 
 
 def screenshot(
-    page: Path, png: Path, *, width: int = 1280, height: int = 2400, settle_ms: int = 8000
+    page: Path,
+    png: Path,
+    *,
+    width: int = 1280,
+    height: int = 2400,
+    settle_ms: int = 20000,
+    extra: tuple[str, ...] = (),
 ) -> Path:
-    """A PNG of the top ``height`` pixels of a page opened ``width`` pixels wide (Chromium)."""
+    """A PNG of the top ``height`` pixels of a page opened ``width`` pixels wide (Chromium);
+    ``extra``: more Chromium flags (e.g. ``--force-device-scale-factor=0.75``)."""
     return _atomic_output(
         Path(png),
         ".png",
         f"--window-size={int(width)},{int(height)}",
         f"--virtual-time-budget={int(settle_ms)}",
+        *extra,
         page=Path(page),
         flag="--screenshot",
     )

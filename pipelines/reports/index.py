@@ -13,6 +13,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from pipelines.reports.export import screenshot
+
 _STYLE = (
     "<style>body{font-family:system-ui,sans-serif;margin:2em;max-width:70em}"
     "table{border-collapse:collapse;width:100%}td,th{padding:.3em .6em;"
@@ -123,3 +125,40 @@ def write_index(reports_dir: str | Path) -> Path:
     tmp.write_text(page, encoding="utf-8")
     tmp.replace(path)
     return path
+
+
+#: the report kinds pictured by :func:`shoot_reports`, in the README's order
+SHOT_KINDS = ("weekly", "event-brief", "evaluation", "explore")
+
+
+def shoot_reports(
+    reports_dir: str | Path,
+    out_dir: str | Path,
+    *,
+    width: int = 1280,
+    height: int = 1800,
+    scale: float = 0.75,
+) -> list[Path]:
+    """A PNG of the newest report of each kind (``out_dir/<kind>.png``): the top ``height``
+    pixels of the page opened ``width`` pixels wide, drawn at ``scale`` (the README's pictures,
+    kept small). Raises :class:`~pipelines.reports.errors.ReportError` when a kind has no
+    report or no Chromium is found."""
+    from pipelines.reports.errors import ReportError
+
+    rows = list_reports(reports_dir)
+    shots = []
+    for kind in SHOT_KINDS:
+        row = next((r for r in rows if r["kind"] == kind), None)
+        if row is None:
+            raise ReportError(f"{reports_dir}: no {kind} report to picture; run `make demo` first.")
+        page = Path(reports_dir) / row["href"]
+        shots.append(
+            screenshot(
+                page,
+                Path(out_dir) / f"{kind}.png",
+                width=width,
+                height=height,
+                extra=(f"--force-device-scale-factor={scale:g}",),
+            )
+        )
+    return shots

@@ -421,7 +421,8 @@ def table(
         by_kind = formatter(c) or (fmt_count if c in counts else None)
         if by_kind is not None:
             styler = styler.format(_kind_formatter(by_kind, fmt), subset=[c])
-    text_cols = [c for c in pub.columns if pub[c].dtype == object]
+    # text (object, or pandas 3's str dtype) reads from the left; numbers stay right-aligned
+    text_cols = [c for c in pub.columns if not pd.api.types.is_numeric_dtype(pub[c])]
     if text_cols:
         styler = styler.set_properties(subset=text_cols, **{"text-align": "left"})
     styler = styler.set_table_styles(
@@ -432,8 +433,7 @@ def table(
         ],
         overwrite=False,
     )
-    texts = [c for c in pub.columns if not pd.api.types.is_numeric_dtype(pub[c])]
-    long = [c for c in texts if pub[c].astype(str).str.len().gt(LONG_TEXT).any()]
+    long = [c for c in text_cols if pub[c].astype(str).str.len().gt(LONG_TEXT).any()]
     wrap = [c for c in pub.columns if c in WRAPPED_COLUMNS or c in long]
     if wrap:
         styler = styler.set_td_classes(
