@@ -18,6 +18,8 @@ Sections, in the order of the page:
   false-alarm rates against EARS and CDC's ESSENCE detectors (pynssp);
 * ``presence`` -- presence anomalies on the real Brooklyn Bridge counts and on withheld
   recurring gatherings.
+* ``origins`` -- the origin-shift test on origin inflows planted in synthetic cities, against
+  scipy's chi-square test of homogeneity.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "evaluation.md"
 SHARED_DATA = ROOT.parent / "shared" / "data"
-SECTIONS = ("forecasts", "effects", "detectors", "presence")
+SECTIONS = ("forecasts", "effects", "detectors", "presence", "origins")
 HEADER = """# Evaluation
 
 How vigie does on real public data (`../shared/data`: Chicago transit-premises crimes 2015-2019,

@@ -119,7 +119,14 @@ def _null_mix(rng: np.random.Generator, *, zones: int, weeks: int, conc: float) 
             for o, v in enumerate(tot):
                 rows.append((f"Z{z}", f"2026-W{w + 10:02d}", f"dep_{o}", v))
     df = pd.DataFrame(rows, columns=["zone_id", "week", "origin", "person_days"])
-    return df.assign(**{"class": "france", "days": 7, "mean": df["person_days"] / 7})
+    return df.assign(
+        **{
+            "class": "france",
+            "days": 7,
+            "mean": df["person_days"] / 7,
+            "balanced": df["person_days"],
+        }
+    )
 
 
 def test_quasi_f_keeps_its_level_under_overdispersion():
@@ -156,3 +163,23 @@ def test_planted_inflows_are_found_and_the_rest_is_quiet(tiny_city, tiny_store):
     assert planted <= found
     assert len(found - planted) <= 1, found - planted
     assert len(tests) >= 100
+
+
+def test_balanced_mix_weights_each_day_alike():
+    """One day with ten times the visitors, all from one origin, counts as one day of seven in
+    the mix the origin test compares (balanced), not as most of the week (person_days)."""
+    starts = pd.date_range("2026-11-08 23:00", periods=7, freq="D", tz="UTC")
+    a = [10.0] * 6 + [100.0]
+    b = [10.0] * 6 + [0.0]
+    df = pd.DataFrame(
+        {"zone_id": "Z1", "start": np.tile(starts, 3), "slot_minutes": 1440,
+         "origin": ["dep_92"] * 7 + ["dep_93"] * 7 + ["zone_etude"] * 7,
+         "count": a + b + [500.0] * 7}
+    )  # fmt: skip
+    mix = weekly_mix(df, timezone="Europe/Paris").set_index("origin")
+    assert mix.loc["dep_92", "person_days"] == 160 and mix.loc["dep_93", "person_days"] == 60
+    # the week's mean day holds 160 / 7 + 60 / 7 = 31.4 visitors; each day's mix scaled to it
+    day_mean = 220 / 7
+    assert mix.loc["dep_92", "balanced"] == pytest.approx(day_mean * (6 * 0.5 + 1.0))
+    assert mix.loc["dep_93", "balanced"] == pytest.approx(day_mean * 6 * 0.5)
+    assert mix.loc["zone_etude", "balanced"] == 3500

@@ -70,8 +70,9 @@ def weekly_mix(origins: pd.DataFrame, *, timezone: str) -> pd.DataFrame:
     Returns
     -------
     pandas.DataFrame
-        zone_id, week, origin, class, person_days (Σ count x slot days), days (days of the
-        week with data), mean (person_days / days).
+        zone_id, week, origin, class, person_days (Σ count x slot days), balanced (visitors'
+        person-days with each day rescaled to the week's mean day of visitors: the mix the
+        origin tests compare), days (days of the week with data), mean (person_days / days).
     """
     df = origins[["zone_id", "start", "slot_minutes", "origin", "count"]]
     starts = pd.Series(pd.to_datetime(df["start"], utc=True).unique())
@@ -86,8 +87,9 @@ def weekly_mix(origins: pd.DataFrame, *, timezone: str) -> pd.DataFrame:
             "person_days": df["count"].to_numpy(float) * df["slot_minutes"].to_numpy(float) / 1440,
         }
     )
+    df["balanced"] = _balanced(df)
     g = df.groupby(["zone_id", "week", "origin"], sort=True, observed=True)
-    out = g.agg(person_days=("person_days", "sum")).reset_index()
+    out = g.agg(person_days=("person_days", "sum"), balanced=("balanced", "sum")).reset_index()
     days = df.groupby(["zone_id", "week"], observed=True)["date"].nunique().rename("days")
     out = out.merge(days.reset_index(), on=["zone_id", "week"])
     for c in ("zone_id", "week", "origin"):
@@ -95,6 +97,24 @@ def weekly_mix(origins: pd.DataFrame, *, timezone: str) -> pd.DataFrame:
     out["class"] = out["origin"].map(origin_class)
     out["mean"] = out["person_days"] / out["days"].clip(lower=1)
     return out
+
+
+def _balanced(df: pd.DataFrame) -> np.ndarray:
+    """Visitor person-days with each day of a zone-week weighted alike: the day's visitors
+    rescaled to the week's mean day (one event day does not make the week's mix)."""
+    cats = df["origin"].cat.categories
+    is_vis = np.asarray([origin_class(o) != "resident" for o in cats])[df["origin"].cat.codes]
+    vis = df["person_days"].where(is_vis, 0.0)
+    day = vis.groupby([df["zone_id"], df["date"]], observed=True).transform("sum")
+    week_mean = (
+        vis.groupby([df["zone_id"], df["week"], df["date"]], observed=True)
+        .sum()
+        .groupby(level=["zone_id", "week"], observed=True)
+        .mean()
+    )
+    wm = pd.MultiIndex.from_arrays([df["zone_id"], df["week"]]).map(week_mean.to_dict())
+    factor = np.where(day > 0, np.asarray(wm, dtype=float) / np.where(day > 0, day, 1.0), 0.0)
+    return np.where(is_vis, df["person_days"].to_numpy(float) * factor, df["person_days"])
 
 
 def publish_mix(

@@ -1,7 +1,8 @@
 """Origin anomalies: a zone's visitor mix departs from its reference (an unusual inflow).
 
-For each zone and ISO week under review, the visitors' origins (person-days per origin, the
-residents of the study area left out: :func:`features.cube.origins.weekly_mix`) are compared
+For each zone and ISO week under review, the visitors' origins (person-days per origin, each day
+weighted alike so that one event day does not make the week's mix; the residents of the study
+area left out: :func:`features.cube.origins.weekly_mix`) are compared
 with what the zone's reference weeks and the city's week predict. Expected counts follow a
 log-linear model with zone x origin and week x origin effects: the zone's pooled shares over
 its ``reference_weeks`` weeks before, moved by the city-wide change of each origin's share
@@ -10,10 +11,12 @@ season moves every zone together and is not an anomaly of one). Origins expected
 ``min_expected`` are pooled into one cell.
 
 Pearson's ``X² = Σ (x - e)² / e`` is over-dispersed against a multinomial: daily origins are
-means of people, not independent draws, and each day's mix varies. The dispersion ``φ`` of each
-zone is estimated on its own reference weeks, each against the others (leave one out), by the
-median of their ``X²`` over the median of χ²(K-1) (robust to an inflow among them), floored at
-1. The test is the quasi-likelihood F test ``F = X² / ((K-1) φ)`` against F(K-1, d), with
+means of people, not independent draws, and each day's mix varies. When the shares themselves
+vary (a Dirichlet-multinomial), the dispersion grows with the week's visitors ``n``:
+``φ(n) = 1 + c n`` (Williams 1982; Agresti §4.7, with ``c`` the intra-class correlation), so a
+zone with twice its usual visitors is not flagged for the same share noise. ``c`` of each zone
+is estimated on its own reference weeks, each against the others (leave one out): the median of
+``(X²_j / median χ²(df_j) - 1) / n_j`` (robust to an inflow among them), floored at 0. The test is the quasi-likelihood F test ``F = X² / ((K-1) φ)`` against F(K-1, d), with
 ``d = 0.64 R (K-1)`` degrees of freedom for a median over ``R`` weeks (the median's 64 %
 efficiency). The signal names the origin with the largest standardised excess (``x - e`` over
 ``sqrt(φ e)``). p values go with the run's other tests into Benjamini-Hochberg.
@@ -22,7 +25,8 @@ References
 ----------
 McCullagh, P. & Nelder, J. A. (1989). *Generalized Linear Models*, 2nd ed., ch. 9
 (quasi-likelihood, dispersion from Pearson's X², F tests). Agresti, A. (2013). *Categorical Data
-Analysis*, 3rd ed., §1.5 (Pearson's chi-square) and §4.7 (over-dispersion).
+Analysis*, 3rd ed., §1.5 (Pearson's chi-square) and §4.7 (over-dispersion). Williams, D. A.
+(1982). Extra-binomial variation in logistic linear models. *Applied Statistics* 31(2), 144-148.
 """
 
 from __future__ import annotations
@@ -49,7 +53,7 @@ def origin_table(mix: pd.DataFrame) -> tuple[np.ndarray, list[str], list[str], l
     """Visitor person-days as an array (zones, weeks, origins) and its axes (residents out)."""
     vis = mix[mix["class"] != "resident"]
     cube = vis.pivot_table(
-        index=["zone_id", "week"], columns="origin", values="person_days", aggfunc="sum"
+        index=["zone_id", "week"], columns="origin", values="balanced", aggfunc="sum"
     )
     zones = sorted(vis["zone_id"].unique())
     weeks = sorted(vis["week"].unique())
@@ -138,6 +142,20 @@ def origin_shift_tests(
     return _records(recs, origins)
 
 
+def dispersion_slope(ref: np.ndarray, min_e: float) -> float:
+    """``c`` in ``φ(n) = 1 + c n``: each reference week against the others (leave one out),
+    ``(X²_j / median χ²(df_j) - 1) / n_j``, their median (robust to an inflow among them),
+    floored at 0."""
+    slopes = []
+    for j in range(len(ref)):
+        n_j = float(np.nansum(ref[j]))
+        ej = _expected(np.delete(ref, j, axis=0), n_j, np.ones(ref.shape[1]))
+        x2_j, df_j = _pearson(np.nan_to_num(ref[j]), ej, min_expected=min_e)
+        if df_j and n_j > 0:
+            slopes.append((x2_j / stats.chi2.median(df_j) - 1.0) / n_j)
+    return max(0.0, float(np.median(slopes))) if slopes else 0.0
+
+
 def _zone_test(ref: np.ndarray, x: np.ndarray, move: np.ndarray, min_e: float) -> dict | None:
     """The F test of one zone-week, or None without visitors or a usable reference."""
     ref = ref[np.nansum(ref, axis=1) > 0]
@@ -148,12 +166,7 @@ def _zone_test(ref: np.ndarray, x: np.ndarray, move: np.ndarray, min_e: float) -
     x2, df = _pearson(np.nan_to_num(x), e, min_expected=min_e)
     if df == 0:
         return None
-    loo = []
-    for j in range(len(ref)):
-        others = np.delete(ref, j, axis=0)
-        ej = _expected(others, float(np.nansum(ref[j])), np.ones_like(move))
-        loo.append(_pearson(np.nan_to_num(ref[j]), ej, min_expected=min_e)[0])
-    phi = max(1.0, float(np.nanmedian(loo)) / stats.chi2.median(df))
+    phi = max(1.0, 1.0 + dispersion_slope(ref, min_e) * n)
     d2 = max(1.0, MEDIAN_EFFICIENCY * len(ref) * df)
     f = x2 / (df * phi)
     resid = (np.nan_to_num(x) - e) / np.sqrt(phi * np.maximum(e, min_e))
