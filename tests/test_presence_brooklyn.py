@@ -70,3 +70,35 @@ def test_ordinary_days_rarely_flagged(run_and_days):
     flagged = set(s["day"]) & set(ordinary)
     assert len(ordinary) > 100
     assert len(flagged) <= 0.02 * len(ordinary), sorted(flagged)
+
+
+def test_sensor_outage_is_a_note_not_a_signal(tmp_path):
+    """On the real counts with a planted outage (31 hours of zeros from 2018-06-12 08:00) and a
+    flat line (the same count 10:00-16:00 on 2018-06-20): both are data-gap notes, neither gives
+    a gathering or an emptied signal, and the days around stay unflagged."""
+    raw = pd.read_csv(CSV)
+    t = pd.to_datetime(raw["hour_beginning"], format="%m/%d/%Y %I:%M:%S %p")
+    out = (t >= "2018-06-12 08:00") & (t < "2018-06-13 15:00")
+    flat = (t >= "2018-06-20 10:00") & (t < "2018-06-20 17:00")
+    raw.loc[out, "Pedestrians"] = 0
+    raw.loc[flat, "Pedestrians"] = 1234
+    csv = tmp_path / "bb.csv"
+    raw.to_csv(csv, index=False)
+    src = (ROOT / "examples/brooklyn-bridge/sources.yaml").read_text()
+    src = src.replace(
+        "../../../shared/data/nyc-brooklyn-bridge/"
+        "Brooklyn_Bridge_Automated_Pedestrian_Counts_Demonstration_Project.csv",
+        str(csv),
+    ).replace("path: zones.geojson", f"path: {ROOT / 'examples/brooklyn-bridge/zones.geojson'}")
+    (tmp_path / "sources.yaml").write_text(src)
+    store = tmp_path / "store"
+    ingest(tmp_path / "sources.yaml", store)
+    build_cube(store)
+    run = run_signals(store, parse_period(None, start="2018-06-04", end="2018-06-24"),
+                      use_model=False, write=False)  # fmt: skip
+    notes = [n for n in run.notes if n.startswith("data gap")]
+    assert any("31 slot(s) of zeros from 2018-06-12 12:00 UTC" in n for n in notes), notes
+    assert any("one repeated count" in n and "2018-06-20" in n for n in notes), notes
+    s = _anomalies(run)
+    hit = s[s["day"].isin(["2018-06-12", "2018-06-13", "2018-06-20"])]
+    assert hit.empty, hit[["day", "type", "ratio"]]

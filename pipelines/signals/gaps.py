@@ -2,12 +2,14 @@
 
 A run of zeros, or of one repeated value (a flat line), where the zone is never empty is not a
 crowd that left: it is a counter that stopped. A slot is in a gap when it belongs to a run of
-consecutive slots, within a zone, that are all 0 (at least ``min_zero_run`` slots) or all equal
-to the same positive value (at least ``min_flat_run`` slots), and the zone's quiet reference
-(:mod:`pipelines.signals.reference`) is at least ``min_level`` people at every slot of the run:
-where a zone usually holds that many people, an hour of exactly nobody, or the same count hour
-after hour, is an instrument failure. Zeros where the reference is small (a footbridge at 4 am)
-are real and stay. Gap slots are left out of the reference and of the tests, and each run
+consecutive slots, within a zone, that are all 0 (at least ``min_zero_run`` slots) where the
+zone's quiet reference (:mod:`pipelines.signals.reference`) expects at least ``min_level`` people
+over the run (a count of 0 against an expected 20 has a Poisson probability of 2e-9), or all
+equal to the same positive value (at least ``min_flat_run`` slots) where the reference is at
+least ``min_level`` people at every slot of the run: where a zone usually holds that many people,
+a run of exactly nobody, or the same count hour after hour, is an instrument failure; an outage
+that runs through the night is one gap. Zeros where the reference is small (a footbridge for two
+hours at 4 am) are real and stay. Gap slots are left out of the reference and of the tests, and each run
 becomes one note of the run.
 """
 
@@ -78,8 +80,10 @@ def find_gaps(
     starts = np.flatnonzero(new.ravel())
     value = present.ravel()[starts]
     full = np.bincount(run, weights=(~never_empty).ravel().astype(float)) == 0
+    expected = np.bincount(run, weights=np.nan_to_num(level, nan=0.0).ravel())
     need = np.where(value == 0, min_zero_run, min_flat_run)
-    gap = np.isfinite(value) & (length >= need) & full
+    busy = np.where(value == 0, expected >= min_level, full)
+    gap = np.isfinite(value) & (length >= need) & busy
     return gap[run].reshape(zn, n)
 
 
