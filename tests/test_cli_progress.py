@@ -13,7 +13,14 @@ import re
 import pytest
 from rich.console import Console
 
-from pipelines.cli.progress import EVALUATION_STEPS, FIT_STEPS, Step, progress, watched
+from pipelines.cli.progress import (
+    EVALUATION_STEPS,
+    FIT_STEPS,
+    REPORT_STEPS,
+    Step,
+    progress,
+    watched,
+)
 
 
 def _console() -> tuple[Console, io.StringIO]:
@@ -36,6 +43,7 @@ def root_at_warning():
 
 def test_bars_advance_on_the_steps_records_and_hand_on_the_rest(root_at_warning):
     step = Step("vigie.test.step", r"^origin (?P<n>\d+) of (?P<total>\d+) done", "origins")
+    open_ended = Step("vigie.test.step", r"^group \w+ fitted", "groups")
     lg = logging.getLogger("vigie.test.step")
     before = (lg.level, lg.propagate)
     console, out = _console()
@@ -46,6 +54,7 @@ def test_bars_advance_on_the_steps_records_and_hand_on_the_rest(root_at_warning)
         lg.warning("something worth saying")  # WARNING: shown as before
         task = bars.tasks[1]
         assert (task.completed, task.total) == (3, 3)
+        assert task.fields["count"] == "3/3"
         assert bars.tasks[0].description == "whole"
     text = _plain(out.getvalue())
     assert "3/3" in text and "origins" in text
@@ -53,6 +62,13 @@ def test_bars_advance_on_the_steps_records_and_hand_on_the_rest(root_at_warning)
     assert "a detail nobody asked for" not in text
     assert (lg.level, lg.propagate) == before  # restored
     assert not any(type(h).__name__ == "_Bridge" for h in lg.handlers)
+    # a step with no known total counts without an end
+    console, out = _console()
+    with progress([open_ended], console=console) as bars:
+        lg.info("group all fitted")
+        lg.info("group violence fitted")
+        assert bars.tasks[0].fields["count"] == "2/?"
+    assert "2/?" in _plain(out.getvalue())
 
 
 def test_loggers_restored_after_an_error(root_at_warning):
@@ -107,14 +123,16 @@ def test_the_patterns_match_what_the_modules_log(root_at_warning):
 
     import pipelines.models.backtest as bt
     import pipelines.models.fit as fit
+    import pipelines.reports.runner as runner
     import pipelines.signals.harness as harness
 
     said = {
         "pipelines.models.fit": (Path(fit.__file__), "fitted group all (negbin, 12 incidents)"),
         "pipelines.models.backtest": (Path(bt.__file__), "backtest origin 2026-11-09 done"),
         "pipelines.signals.harness": (Path(harness.__file__), "outbreak replicate 3 of 400"),
+        "pipelines.reports.runner": (Path(runner.__file__), "report cell 3 of 7"),
     }
-    for step in (*FIT_STEPS, *EVALUATION_STEPS):
+    for step in (*FIT_STEPS, *EVALUATION_STEPS, *REPORT_STEPS):
         path, example = said[step.logger]
         assert re.search(step.pattern, example), (step, example)
         fmt = re.escape(example.split(" ")[0] + " " + example.split(" ")[1])

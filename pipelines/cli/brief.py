@@ -15,7 +15,7 @@ from features.store import Store
 from pipelines.cli.common import user_errors
 from pipelines.cli.lazy import lazy
 from pipelines.cli.naming import with_zone_names
-from pipelines.cli.progress import progress
+from pipelines.cli.progress import REPORT_STEPS, progress
 from pipelines.cli.reports import PDF_HELP
 
 # the brief's stack (the models, the cube readers) loads only when the command runs
@@ -77,7 +77,7 @@ def brief(
     if out is not None:
         typer.echo(str(out))
     if not no_report:
-        with progress(label=f"report brief {event}: running the notebook"):
+        with progress(REPORT_STEPS, label=f"report brief {event}: running the notebook"):
             rep = report_brief(
                 s.root, result.event.event_id, reports_dir=reports, tiles=tiles, pdf=pdf
             )

@@ -31,7 +31,6 @@ from typing import Any
 from rich.console import Console
 from rich.progress import (
     BarColumn,
-    MofNCompleteColumn,
     Progress,
     SpinnerColumn,
     TaskID,
@@ -84,6 +83,17 @@ EVALUATION_STEPS = (
 )
 
 
+#: the steps of a report run (`vigie report ...`, `vigie brief`)
+REPORT_STEPS = (
+    Step(
+        "pipelines.reports.runner",
+        r"^report cell \d+ of (?P<total>\d+)",
+        "report: notebook cells",
+        level=logging.DEBUG,
+    ),
+)
+
+
 def watched(stream: Any = None) -> bool:
     """Whether bars should be drawn: ``stream`` (stderr) is a terminal, ``TERM`` is not
     ``dumb``, and the root logger is at its default level (no ``-v``, no ``-q``)."""
@@ -115,6 +125,9 @@ class _Bridge(logging.Handler):
             if total:
                 self.bars.update(task, total=int(total))
             self.bars.update(task, advance=1, visible=True)
+            t = self.bars.tasks[task]
+            of = "?" if t.total is None else f"{t.total:g}"
+            self.bars.update(task, count=f"{t.completed:g}/{of}")
             return
         if record.levelno >= self.shown_from:  # what the user would have seen anyway
             self.bars.console.print(self.format(record), markup=False, highlight=False)
@@ -141,14 +154,14 @@ def progress(
         SpinnerColumn(),
         TextColumn("{task.description}"),
         BarColumn(),
-        MofNCompleteColumn(),
+        TextColumn("{task.fields[count]}"),
         TimeElapsedColumn(),
         console=console,
         transient=False,
     )
     if label:
-        bars.add_task(label, total=None)
-    tasks = [bars.add_task(s.label, total=s.total, visible=False) for s in steps]
+        bars.add_task(label, total=None, count="")
+    tasks = [bars.add_task(s.label, total=s.total, visible=False, count="") for s in steps]
     bridge = _Bridge(bars, steps, tasks)
     bridge.setFormatter(logging.Formatter("%(name)s %(levelname)s %(message)s"))
     saved = []

@@ -8,7 +8,7 @@ import typer
 
 from pipelines.cli.common import user_errors
 from pipelines.cli.lazy import lazy
-from pipelines.cli.progress import progress
+from pipelines.cli.progress import REPORT_STEPS, progress
 
 # The report stack (papermill, nbconvert, the models) loads only when a command runs, so that
 # `vigie --help` and the other commands stay fast.
@@ -59,7 +59,7 @@ def weekly_cmd(
     pdf: bool = pdf_opt,
 ) -> None:
     """The weekly report: key figures against the reference, weak signals, maps, events."""
-    with progress(label=f"report weekly {week}: running the notebook"):
+    with progress(REPORT_STEPS, label=f"report weekly {week}: running the notebook"):
         result = report_weekly(store, week=week, reports_dir=reports, tiles=tiles, pdf=pdf)
     _done(result)
 
@@ -74,7 +74,7 @@ def brief_cmd(
     pdf: bool = pdf_opt,
 ) -> None:
     """The event brief's report from its saved analysis (run `vigie brief EVENT` first)."""
-    with progress(label=f"report brief {event}: running the notebook"):
+    with progress(REPORT_STEPS, label=f"report brief {event}: running the notebook"):
         result = report_brief(store, event, reports_dir=reports, tiles=tiles, pdf=pdf)
     _done(result)
 
@@ -88,7 +88,7 @@ def evaluation_cmd(
     pdf: bool = pdf_opt,
 ) -> None:
     """The model evaluation: backtest metrics against baselines, effects with intervals."""
-    with progress(label="report evaluation: running the notebook"):
+    with progress(REPORT_STEPS, label="report evaluation: running the notebook"):
         result = report_evaluation(store, reports_dir=reports, report_id=report_id, pdf=pdf)
     _done(result)
 
@@ -102,7 +102,7 @@ def explore_cmd(
     pdf: bool = pdf_opt,
 ) -> None:
     """The exploration notebook run on a store (slicing the cube, correlations)."""
-    with progress(label="report explore: running the notebook"):
+    with progress(REPORT_STEPS, label="report explore: running the notebook"):
         result = report_explore(store, reports_dir=reports, report_id=report_id, pdf=pdf)
     _done(result)
 

@@ -135,6 +135,20 @@ def _kernel_log_level() -> str:
     return "WARN" if logging.getLogger().isEnabledFor(logging.INFO) else "ERROR"
 
 
+def _cell_counter(notebook: Path) -> Any:
+    """A hook for nbclient's ``on_cell_executed``: logs ``report cell i of n`` (DEBUG), what
+    the command line's progress bar counts (n: the code cells, plus papermill's parameters)."""
+    nb = nbformat.read(str(notebook), as_version=4)
+    total = 1 + sum(1 for c in nb.cells if c.get("cell_type") == "code" and c.source.strip())
+    done = [0]
+
+    def hook(**_: Any) -> None:
+        done[0] += 1
+        log.debug("report cell %d of %d", min(done[0], total), total)
+
+    return hook
+
+
 def _execute(run: _Run, *, timeout: int) -> None:
     """Run the notebook into ``run.out_nb``; on failure keep it under ``_failed/`` and raise."""
     try:
@@ -151,6 +165,7 @@ def _execute(run: _Run, *, timeout: int) -> None:
             # the kernel's own start-up notes ("running over TCP without encryption": it listens
             # on 127.0.0.1 only) are library noise: shown with -v only
             extra_arguments=[f"--IPKernelApp.log_level={_kernel_log_level()}"],
+            on_cell_executed=_cell_counter(run.notebook),
         )
     except Exception as exc:  # a failing cell, a dead kernel, a timeout...
         err = _failure(exc, run.kind, run.report_id, run.out_nb, run.root)
