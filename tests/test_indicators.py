@@ -7,9 +7,11 @@ import datetime as dt
 import numpy as np
 import pandas as pd
 
+from features.cube import build_cube
 from features.cube.indicators import indicator_columns, indicator_values
 from features.store import Store
 from pipelines.signals.mix import mix_tests
+from tests._cube_fixtures import make_store
 
 
 def test_indicator_values_by_hand():
@@ -65,3 +67,26 @@ def test_visitor_share_jump_is_found_and_quiet_days_are_not():
     assert top["p_value"] < 1e-3
     assert (vs["p_value"].sort_values().iloc[1:] > 0.01).all()
     assert "visitor share 60%" in top["explanation"]
+
+
+def test_visitor_kinds_are_carried_where_the_source_gives_them(tmp_path):
+    """A presence source with tourists (and no excursionists): the cube gets ``tourists`` as a
+    slot mean like ``visitors``, no ``excursionists`` column, and the indicators on every
+    zone whatever its slots (hourly, 2-hour, 15-minute)."""
+    root = make_store(tmp_path / "s", sources=("presence",), end="2026-03-15")
+    path = root / "validated" / "presence.parquet"
+    pres = pd.read_parquet(path)
+    pres["tourists"] = np.round(pres["visitors"] * 0.5, 2)
+    pres.to_parquet(path, index=False)
+    st = Store(root)
+    build_cube(st, engine="duckdb")
+    cols = st.cube_meta()["columns"]
+    assert {"tourists", "visitor_share", "resident_ratio"} <= set(cols)
+    assert "excursionists" not in cols
+    cube = st.cube()
+    ok = cube["visitors"].notna()
+    np.testing.assert_allclose(cube.loc[ok, "tourists"], 0.5 * cube.loc[ok, "visitors"], atol=0.01)
+    np.testing.assert_allclose(cube.loc[ok, "visitor_share"], 0.4, atol=0.01)
+    pop = st.validated("zones").set_index("zone_id")["population"]
+    want = cube["present"] / cube["zone_id"].map(pop).to_numpy(float)
+    np.testing.assert_allclose(cube.loc[ok, "resident_ratio"], want[ok])
