@@ -31,6 +31,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 #: code name -> (label in words with its unit, kind of number)
 LABELS: dict[str, tuple[str, str]] = {
@@ -175,6 +176,30 @@ def formatter(name: Any) -> Callable[[Any], str] | None:
     """The number formatter of a column by its kind, None for text or unknown columns."""
     k = kind(name)
     return FORMATTERS.get(k) if k else None
+
+
+#: the forecasting models and baselines of the backtest, in words (the data keep the codes)
+MODEL_WORDS = {
+    "zone_glm": "zone rate model (GLM, zone effects)",
+    "glm": "rate model (Poisson/NB GLM)",
+    "xgb": "XGBoost",
+    "seasonal_naive_4w": "seasonal naive (4 weeks)",
+    "seasonal_naive_8w": "seasonal naive (8 weeks)",
+    "recent_rate_8w": "recent rate (8 weeks)",
+    "recent_hotspot": "recent hotspot map",
+}
+
+#: columns whose codes a table shows in words
+CODE_WORDS: dict[str, Mapping[str, str]] = {"model": MODEL_WORDS}
+
+
+def codes_in_words(df: pd.DataFrame, *, zones: Mapping[str, str] | None = None) -> pd.DataFrame:
+    """``df`` as a table shows it: the codes of :data:`CODE_WORDS` columns in words (unknown
+    codes kept) and, with ``zones`` (names by code), the :data:`ZONE_COLUMNS` with names."""
+    out = {c: df[c].map(lambda v, c=c: CODE_WORDS[c].get(v, v)) for c in CODE_WORDS if c in df}
+    for c in [c for c in ZONE_COLUMNS if zones and c in df.columns]:
+        out[c] = df[c].map(lambda v: zone_with_name(v, zones or {}))
+    return df.assign(**out) if out else df
 
 
 def zone_with_name(value: Any, names: Mapping[str, str]) -> Any:

@@ -45,7 +45,7 @@ import pandas as pd
 from IPython.display import display
 
 from features.jsonio import lenient_json_default
-from pipelines.reports.labels import ZONE_COLUMNS, fmt_count, formatter, label, zone_with_name
+from pipelines.reports.labels import codes_in_words, fmt_count, formatter, label
 
 #: names of fields holding counts of people or incidents (matched on the whole name, lower case)
 COUNT_NAME_PATTERN = re.compile(
@@ -399,10 +399,7 @@ def table(
     """
     counts = [c for c in df.columns if is_count_name(c)]
     counts += [c for c in (columns or []) if c not in counts]
-    pub = suppress_frame(df, k, columns=counts)
-    if zones:
-        for c in [c for c in ZONE_COLUMNS if c in pub.columns]:
-            pub[c] = pub[c].map(lambda v: zone_with_name(v, zones))
+    pub = codes_in_words(suppress_frame(df, k, columns=counts), zones=zones)
 
     def fmt(v: Any) -> str:
         if v is None or (isinstance(v, float) and not math.isfinite(v)):
