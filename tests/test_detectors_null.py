@@ -7,7 +7,8 @@ complete null the FDR is the share of weekly runs with any signal; it must stay 
 nominal 0.05. The model-based p values this replaces flagged 21 % of real outbreak-free
 zone-weeks (issue 13): they fail this test by far. So does an exponential tail anchored on
 the reference's 90th and 98th percentiles (30 of 260 runs with a signal); the default tail
-(the same anchors, shape 0.1) had 15 of 260 (5.8 %) when it was chosen.
+(the same anchors, shape 0.1; the level of the last 4 weeks) had 17 of 260 (6.5 %) when it
+was chosen.
 
 Skips where ../shared/data is absent.
 """
