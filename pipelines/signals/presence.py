@@ -162,9 +162,12 @@ def presence_review(
         frame, events=events, country=country, subdivision=subdivision, heavy_mm=heavy_mm,
         margin_hours=event_margin_hours,
     )  # fmt: skip
-    base = reference_without_gaps(lay, facts, weeks=reference_weeks, profile_weeks=profile_weeks)
-    ref, gaps = base.ref, base.gaps
     in_period = np.array([_in(lay, i, ps, pe) for i in range(len(lay.days))], dtype=bool)
+    base = reference_without_gaps(
+        lay, facts, weeks=reference_weeks, profile_weeks=profile_weeks,
+        from_day=int(np.argmax(in_period)),
+    )  # fmt: skip
+    ref, gaps = base.ref, base.gaps
     runs = [
         g for g in gap_runs(_flat(gaps), _flat(lay.present), _flat(lay.hour), lay.zones)
         if ps <= g.start < pe
@@ -211,11 +214,13 @@ def reference_without_gaps(
     *,
     weeks: int = REFERENCE_WEEKS,
     profile_weeks: int = PROFILE_WEEKS,
+    from_day: int = 0,
 ) -> Reference:
     """The quiet reference without the days a fact explains, then (a second pass) without the
     data gaps it reveals; with the study's shift of each day
     (:func:`~pipelines.signals.reference.city_shift`), learnt on the values less the shift over
-    ``SHIFTED_REFERENCE_WEEKS`` weeks at least, the shift added back."""
+    ``SHIFTED_REFERENCE_WEEKS`` weeks at least, the shift added back. ``from_day``: the first
+    day tested (:func:`~pipelines.signals.reference.quiet_reference`)."""
     explained = np.array([d in facts.holidays or facts.heavy(d) for d in lay.days], dtype=bool)
     known = lay.event.any(axis=2, keepdims=True) | explained[None, :, None]
     y = np.log1p(lay.present)
@@ -223,13 +228,15 @@ def reference_without_gaps(
     shift = city_shift(y, np.isfinite(y))[None, :, None]
     if shift.any():  # the zone's level against the city's: stable, learnt on more weeks
         weeks = max(weeks, SHIFTED_REFERENCE_WEEKS)
-    ref = quiet_reference(y - shift, pool, weeks=weeks, profile_weeks=profile_weeks)
+    ref = quiet_reference(
+        y - shift, pool, weeks=weeks, profile_weeks=profile_weeks, from_day=from_day
+    )
     z, d, s = y.shape
     gaps = find_gaps(_flat(lay.present), _flat(np.expm1(ref.loc + shift))).reshape(z, d, s)
     if gaps.any():
         ref = quiet_reference(
             np.where(gaps, np.nan, y - shift), pool & ~gaps, weeks=weeks,
-            profile_weeks=profile_weeks,
+            profile_weeks=profile_weeks, from_day=from_day,
         )  # fmt: skip
     ref = replace(ref, loc=ref.loc + shift)
     return Reference(ref=ref, gaps=gaps, pool=pool & ~gaps, shift=shift[0, :, 0])

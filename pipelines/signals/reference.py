@@ -129,6 +129,7 @@ def quiet_reference(
     profile_weeks: int = PROFILE_WEEKS,
     trim: float = TRIM,
     iterations: int = ITERATIONS,
+    from_day: int = 0,
 ) -> QuietReference:
     """The quiet-day reference of ``y`` (method in the module's docstring).
 
@@ -142,6 +143,11 @@ def quiet_reference(
         Weeks of history of the level; of the profile and the scale.
     trim, iterations
         The trimming threshold in scales; the trimming passes.
+    from_day
+        The first day whose reference is needed: the location is computed from ``2 x
+        profile_weeks`` weeks before its week on (the errors behind its scale, and the scales
+        behind its lower tail), NaN before; a short period after a long history pays for those
+        weeks only, with the same result.
 
     Returns
     -------
@@ -149,9 +155,12 @@ def quiet_reference(
     """
     z, d, s = y.shape
     nw = -(-d // 7)
-    step = max(1, _CHUNK_CELLS // max(1, nw * 7 * s * max(weeks, profile_weeks)))
+    fw = min(max(0, from_day // 7 - 2 * profile_weeks), nw - 1)
+    step = max(1, _CHUNK_CELLS // max(1, (nw - fw) * 7 * s * max(weeks, profile_weeks)))
     parts = [
-        _reference(y[a : a + step], pool[a : a + step], weeks, profile_weeks, trim, iterations)
+        _reference(
+            y[a : a + step], pool[a : a + step], weeks, profile_weeks, trim, iterations, fw
+        )  # fmt: skip
         for a in range(0, z, step)
     ]
     loc, scale, n_loc, n_scale, tdf = (
@@ -161,24 +170,32 @@ def quiet_reference(
 
 
 def _reference(
-    y: np.ndarray, pool: np.ndarray, weeks: int, profile_weeks: int, trim: float, iterations: int
+    y: np.ndarray,
+    pool: np.ndarray,
+    weeks: int,
+    profile_weeks: int,
+    trim: float,
+    iterations: int,
+    fw: int = 0,
 ) -> tuple[np.ndarray, ...]:
-    """:func:`quiet_reference` on one chunk of zones: ``(loc, scale, n_loc, n_scale, df)``."""
+    """:func:`quiet_reference` on one chunk of zones: ``(loc, scale, n_loc, n_scale, df)``;
+    the location from week ``fw`` on (NaN before)."""
     z, d, s = y.shape
     nw = -(-d // 7)
     yw = _weekly(np.where(pool, y, np.nan), nw)  # (z, nw, 7, s): the values allowed in
     week_level = nan_quantile(yw.reshape(z, nw, 7 * s), 0.5)
     shape = yw - week_level[:, :, None, None]
-    profile, _, n_prof = robust_location(_windows(shape, profile_weeks), trim=trim,
+    profile, _, n_prof = robust_location(_windows(shape, profile_weeks)[:, fw:], trim=trim,
                                          iterations=iterations)  # fmt: skip
     # day levels of the past `weeks` weeks against this week's profile: (z, nw, 7, s, weeks)
-    past = _windows(yw, weeks) - profile[..., None]
-    day_levels = nan_quantile(past.transpose(0, 1, 2, 4, 3), 0.5)  # (z, nw, 7, weeks)
-    level, _, n_days = robust_location(day_levels.reshape(z, nw, 7 * weeks), trim=trim,
+    past = _windows(yw, weeks)[:, fw:] - profile[..., None]
+    day_levels = nan_quantile(past.transpose(0, 1, 2, 4, 3), 0.5)  # (z, nw - fw, 7, weeks)
+    level, _, n_days = robust_location(day_levels.reshape(z, nw - fw, 7 * weeks), trim=trim,
                                        iterations=iterations)  # fmt: skip
-    loc = level[:, :, None, None] + profile
     ok = (n_prof >= MIN_WEEKS) & (n_days >= MIN_DAYS)[:, :, None, None]
-    loc = np.where(ok, loc, np.nan)
+    loc = np.full(yw.shape, np.nan)
+    loc[:, fw:] = np.where(ok, level[:, :, None, None] + profile, np.nan)
+    n_days = np.concatenate([np.zeros((z, fw)), n_days], axis=1)
     err = _weekly(np.where(pool, y, np.nan), nw) - loc
     scale, n_scale, df = _scales(err, profile_weeks)
     n_loc = np.broadcast_to(n_days[:, :, None, None], loc.shape)
