@@ -239,9 +239,12 @@ def _synth_record(base: Path) -> dict[str, Any]:
     if not wall or not rss:
         return {"error": f"{path}: no /usr/bin/time -v figures"}
     h, m, s = wall.groups()
+    cpu = sum(float(x) for x in re.findall(r"(?:User|System) time \(seconds\): ([\d.]+)", text))
     return {"seconds": int(h or 0) * 3600 + int(m) * 60 + float(s),
             "peak_mb": int(rss.group(1)) / 1024, "error": None,
-            "note": "earlier `/usr/bin/time -v vigie synth` run, niced"}  # fmt: skip
+            "note": f"timed by `/usr/bin/time -v` on an earlier niced `vigie synth` run "
+                    f"(written {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime(path.stat().st_mtime))}); "
+                    f"CPU time {cpu:.0f} s (user + system)"}  # fmt: skip
 
 
 def _floors(stage: str, raw: Path, store: Path, work: Path, *, cap_gb: float, left: float) -> dict:
@@ -367,6 +370,8 @@ def section(results: dict[str, Any]) -> str:
                   "|---|---:|---:|---:|---:|---:|---:|---:|---|"]  # fmt: skip
         for name, st in rec["stages"].items():
             lines.append("| " + " | ".join([name, *_cell(st, zh), _goal(name, st)]) + " |")
+        notes = [f"- {name}: {st['note']}" for name, st in rec["stages"].items() if "note" in st]
+        lines += [""] + notes if notes else []
     return "\n".join([*lines, END])
 
 
