@@ -72,16 +72,16 @@ def generate(
     Parameters
     ----------
     scale
-        ``tiny`` (30 zones, 8 weeks; seconds), ``city`` (300 zones, 104 weeks) or
-        ``metropolis`` (1 000 zones, 104 weeks).
+        ``tiny`` (30 zones, 8 weeks; seconds), ``city`` (300 zones, 104 weeks),
+        ``metropolis`` (1 000 zones, 104 weeks) or ``region`` (5 000 zones, 104 weeks).
     out
         Folder to write into (created; files of an earlier run are overwritten).
     seed
         Random seed; the same seed gives byte-identical files.
     realism
         Incidents from a process the models do not assume (:mod:`features.synth.realism`):
-        True, False, or None for the scale's default (on for ``city`` and ``metropolis``, off
-        for ``tiny``). With it off, incidents follow the models' own process (see the package
+        True, False, or None for the scale's default (on for ``city``, ``metropolis`` and
+        ``region``, off for ``tiny``). With it off, incidents follow the models' own process (see the package
         docstring).
 
     Returns

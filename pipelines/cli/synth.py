@@ -15,7 +15,7 @@ def synth(
         "tiny",
         "--scale",
         help="tiny (30 zones, 8 weeks), city (300 zones, "
-        "2 years) or metropolis (1 000 zones, 2 years).",
+        "2 years), metropolis (1 000 zones, 2 years) or region (5 000 zones, 2 years).",
     ),
     out: Path = typer.Option(
         ..., "--out", help="Folder to write the raw files, sources.yaml and truth.json into."
