@@ -14,8 +14,10 @@ import pytest
 from rich.console import Console
 
 from pipelines.cli.progress import (
+    CUBE_STEPS,
     EVALUATION_STEPS,
     FIT_STEPS,
+    INGEST_STEPS,
     REPORT_STEPS,
     Step,
     progress,
@@ -121,19 +123,23 @@ def test_the_patterns_match_what_the_modules_log(root_at_warning):
     strings, read from the source), so a reworded message is caught here."""
     from pathlib import Path
 
+    import features.cube.build as cube_build
+    import features.ingest.run as ingest_run
     import pipelines.models.backtest as bt
     import pipelines.models.fit as fit
     import pipelines.reports.runner as runner
     import pipelines.signals.harness as harness
 
-    said = {
-        "pipelines.models.fit": (Path(fit.__file__), "fitted group all (negbin, 12 incidents)"),
-        "pipelines.models.backtest": (Path(bt.__file__), "backtest origin 2026-11-09 done"),
-        "pipelines.signals.harness": (Path(harness.__file__), "outbreak replicate 3 of 400"),
-        "pipelines.reports.runner": (Path(runner.__file__), "report cell 3 of 7"),
+    said = {  # logger: (its module, a message it writes, the start of its format string)
+        "pipelines.models.fit": (fit, "fitted group all (negbin, 12 incidents)", "fitted group"),
+        "pipelines.models.backtest": (bt, "backtest origin 2026-11-09 done", "backtest origin"),
+        "pipelines.signals.harness": (harness, "outbreak replicate 3 of 400", "outbreak replicate"),
+        "pipelines.reports.runner": (runner, "report cell 3 of 7", "report cell"),
+        "features.ingest.run": (ingest_run, "reading incidents", "reading "),
+        "features.cube.build": (cube_build, "cube 2026-11: 40 rows", "cube "),
     }
-    for step in (*FIT_STEPS, *EVALUATION_STEPS, *REPORT_STEPS):
-        path, example = said[step.logger]
+    for step in (*INGEST_STEPS, *CUBE_STEPS, *FIT_STEPS, *EVALUATION_STEPS, *REPORT_STEPS):
+        module, example, start = said[step.logger]
         assert re.search(step.pattern, example), (step, example)
-        fmt = re.escape(example.split(" ")[0] + " " + example.split(" ")[1])
-        assert re.search(rf'log\.(info|debug)\(\s*"{fmt}', path.read_text()), (step, path)
+        source = Path(module.__file__).read_text()
+        assert re.search(rf'log\.(info|debug)\(\s*"{re.escape(start)}', source), step

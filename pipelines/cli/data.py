@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from pipelines.cli.common import user_errors
+from pipelines.cli.progress import INGEST_STEPS, progress
 
 
 @user_errors
@@ -18,7 +19,8 @@ def ingest_cmd(
     """Validate every source of a study; bad rows go to quarantine with their reason."""
     from features.ingest import ingest, summary_lines
 
-    result = ingest(sources, store, force=force)
+    with progress(INGEST_STEPS, label=f"vigie ingest {sources.name}"):
+        result = ingest(sources, store, force=force)
     for line in summary_lines(result):
         typer.echo(line)
     typer.echo(f"report: {result.report_path}")

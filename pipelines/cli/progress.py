@@ -66,6 +66,12 @@ class Step:
     level: int = logging.INFO
 
 
+#: the steps of `vigie ingest` (one advance per source read)
+INGEST_STEPS = (Step("features.ingest.run", r"^reading \w+", "ingest: sources"),)
+
+#: the steps of `vigie cube` (one advance per month written; not with the dask engine)
+CUBE_STEPS = (Step("features.cube.build", r"^cube \S+: \d+ rows", "cube: months"),)
+
 #: the steps of `vigie fit`
 FIT_STEPS = (
     Step("pipelines.models.fit", r"^fitted group", "fit: category groups"),
