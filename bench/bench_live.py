@@ -192,8 +192,8 @@ def _record(result: dict) -> None:
         "(written, renamed into the inbox, `.done` marker). Latency: from the rename to the page",
         "showing the slot (its rows appended, its slots tested, its cube rows, alerts.jsonl and the",
         "ledger written). Targets (issue 17): p50 <= 5 s, p99 <= 30 s over 100 slots at city",
-        "scale, memory flat. RSS: the",
-        "watcher's, mean over the first and the last third of the slots. Full: `vigie ingest` +",
+        "scale, memory flat. RSS: the watcher's, mean over the first and the last third of the",
+        "slots. Full: `vigie ingest` +",
         "`vigie cube` of the same city from its raw files; ratio = full / p50.",
         "",
         "| scale | zones | slots | p50 (s) | p99 (s) | max (s) | RSS first -> last (MB) "
