@@ -330,13 +330,16 @@ def _t_sf(z: np.ndarray, df: np.ndarray) -> np.ndarray:
 def _p_values(
     ref: QuietReference, day: DayLevel, zs: np.ndarray, sign: float, days: np.ndarray, daily: bool
 ) -> tuple[np.ndarray, ...]:
-    """``(p, weight, j, zmax, use_day, n)`` of the tests (zone x period day, one way).
+    """The p values of the tests (zone x period day, one way).
 
     The slot test: the day's extreme slot j, ``p = 1 - (1 - F(-|z|max))^n`` (Sidak over the n
     slots, F a Student t with ``0.37 m - 1`` degrees of freedom for a scale from m errors;
     below, at most those of the zone's lower tail, :func:`~pipelines.signals.reference.tail_df`).
     At hourly grain, the day-level test (:func:`day_level`) too, and ``p = 2 min(p_slot, p_day)``
-    (Bonferroni over the two). The weighted p value is ``min(1, p / weight)``.
+    (Bonferroni over the two). The weighted p value is ``min(1, p / w)`` at daily grain and
+    ``min(1, 2 min(p_slot, p_day / w))`` at hourly grain: the weight, read from day-level
+    errors, goes to the day-level half of the test (a weighted Bonferroni; the test's weight is
+    ``(1 + w) / 2``, which still averages 1). Returns ``(p, p_weighted, w, j, zmax, use_day, n)``.
     """
     s = zs.shape[1]
     ok = np.isfinite(zs)
@@ -351,6 +354,8 @@ def _p_values(
     p1 = _t_sf(zmax, df)
     p = -np.expm1(n * np.log1p(-np.minimum(p1, 1 - 1e-16)))
     use_day = np.zeros(len(zs), bool)
+    w = day.weights[0 if sign > 0 else 1][:, days].reshape(-1)
+    pw = np.minimum(1.0, p / w)
     if not daily:
         k = 0 if sign > 0 else 1
         zd = sign * day.z[k][:, days].reshape(-1)
@@ -358,11 +363,11 @@ def _p_values(
         if sign < 0:
             dfd = np.minimum(dfd, day.df[:, days].reshape(-1))
         pd_ = np.where(np.isfinite(zd), _t_sf(np.nan_to_num(zd, nan=-np.inf), dfd), 1.0)
-        use_day = pd_ < p
+        use_day = pd_ / w < p
         zmax = np.where(use_day, zd, zmax)
+        pw = np.minimum(1.0, 2.0 * np.minimum(p, pd_ / w))
         p = np.minimum(1.0, 2.0 * np.minimum(p, pd_))
-    w = day.weights[0 if sign > 0 else 1][:, days].reshape(-1)
-    return p, w, j, zmax, use_day, n
+    return p, pw, w, j, zmax, use_day, n
 
 
 def _day_tests(
@@ -381,7 +386,7 @@ def _day_tests(
     _, _, s = z.shape
     days = np.flatnonzero(in_period)
     zs = sign * z[:, days].reshape(-1, s)
-    p, w, j, zmax, use_day, n = _p_values(ref, day, zs, sign, days, lay.daily)
+    p, pw, w, j, zmax, use_day, n = _p_values(ref, day, zs, sign, days, lay.daily)
     a, b = _window(zs, j, thr)
     ok = np.isfinite(zs)
     first = np.argmax(ok, axis=1)
@@ -403,18 +408,18 @@ def _day_tests(
         kinds, names, why = facts.explain(
             zone, dday, start, end, event_slot=bool(evs[k, win].any())
         )
-        out.append(_record(zone, sign, start, end, obs, exp, float(p[k]), float(zmax[k]), why,
+        out.append(_record(zone, sign, start, end, obs, exp, (float(p[k]), float(pw[k])), float(zmax[k]), why,
                            kinds, names, int(b[k] - a[k] + 1), weight=float(w[k]),
                            level="day" if use_day[k] or lay.daily else "hour"))  # fmt: skip
     return out
 
 
 def _record(
-    zone: str, sign: float, start, end, obs: float, exp: float, p: float, zmax: float,
+    zone: str, sign: float, start, end, obs: float, exp: float, ps: tuple[float, float], zmax: float,
     why: str, kinds: list[str], names: list[str], slots: int, *, weight: float, level: str,
 ) -> dict:  # fmt: skip
-    """One presence test as a record (``p_value`` the weighted p value, the unweighted one and
-    the weight in the details)."""
+    """One presence test as a record; ``ps`` its unweighted and weighted p values (the latter is
+    ``p_value``; the former and the weight go into the details)."""
     word = "above" if sign > 0 else "below"
     note = ""
     if sign > 0 and weight >= 2.0:
@@ -427,7 +432,7 @@ def _record(
         end=end,
         observed=obs,
         expected=exp,
-        p_value=min(1.0, p / weight) if weight > 0 else 1.0,
+        p_value=ps[1],
         explanation=f"Zone {zone} held {fmt_number(obs)} people against a quiet-day reference "
         f"of {fmt_number(exp)} (x{obs / exp if exp else np.nan:.2f}, {word} normal by "
         f"{abs(zmax):.1f} robust SD{' over the whole day' if level == 'day' else ''}) "
@@ -437,7 +442,7 @@ def _record(
         explained_by=kinds,
         events=names,
         slots=slots,
-        p_unweighted=p,
+        p_unweighted=ps[0],
         weight=weight,
         level=level,
     )
