@@ -70,7 +70,7 @@ class RowKeys:
         h = utc_ns(dz["hour"]).astype(np.int64)
         local = h - dz["local_hour"].to_numpy(np.int64) * 3600 * 10**9
         start = local - dz["dow"].to_numpy(np.int64) * _DAY_NS
-        zones, zi = np.unique(dz["zone_id"].astype(str).to_numpy(), return_inverse=True)
+        zones, zi = _sorted_codes(dz["zone_id"])
         return cls(
             hours=h,
             week=(start - _REF_MONDAY_NS + _SHIFT_NS) // _WEEK_NS,
@@ -78,6 +78,17 @@ class RowKeys:
             zones=tuple(str(z) for z in zones),
             zi=zi.astype(np.int64),
         )
+
+
+def _sorted_codes(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """``np.unique(values.astype(str), return_inverse=True)``, by factorising first (the
+    strings of a few hundred zones are sorted, not those of millions of rows)."""
+    codes, uniq = pd.factorize(values)
+    if (codes < 0).any():  # missing ids: as the strings say
+        return np.unique(values.astype(str).to_numpy(), return_inverse=True)
+    names = np.asarray([str(u) for u in np.asarray(uniq, dtype=object)])
+    names, inverse = np.unique(names, return_inverse=True)
+    return names, inverse[codes]
 
 
 def week_index(dz: pd.DataFrame) -> np.ndarray:

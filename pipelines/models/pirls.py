@@ -1,9 +1,12 @@
 """Penalised IRLS for NB2 log-linear models with many zone intercepts (the numerics of
 :mod:`pipelines.models.zone_glm`).
 
-The design is kept in two blocks, the dense fixed terms ``D`` and each row's zone: the zone
-dummies are never built, ``X'WX`` is assembled block by block (``D'WD`` by a symmetric rank-k
-product, ``D'WZ`` by zone sums, ``Z'WZ`` diagonal). :func:`fit_pql` alternates penalised
+The design is kept in blocks (:class:`Blocks`): the fixed terms that are functions of a row's
+hour of day x day of week (a 168-row table), the other dense columns ``C``, and each row's zone:
+neither the zone dummies nor the calendar dummies are built, and ``X'WX`` is assembled from sums
+of the weights (and of ``w C``) per zone x hour of week plus one dense ``C'WC`` (the products of
+the full design, exactly, at a fraction of their cost: about 5x fewer operations on a 300-zone
+hourly city). :func:`fit_pql` alternates penalised
 IRLS for the coefficients with the updates of the zone-effect variance (penalised
 quasi-likelihood, Breslow & Clayton 1993, by Schall's 1991 update) and of the NB2 dispersion (maximum likelihood at the
 fitted means, Lawless 1987) until both settle; it starts from given values (a previous fit: a
@@ -23,6 +26,7 @@ Liang, K.-Y. & Zeger, S. L. (1986). Longitudinal data analysis using generalized
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -39,41 +43,115 @@ ROUNDS = 4
 
 @dataclass(frozen=True)
 class Blocks:
-    """The training design in two blocks: the dense fixed terms ``D`` and each row's zone
-    ``zi`` (the zone dummies, never built); ``Zt`` sums rows per zone."""
+    """The training design in blocks: the fixed terms that are functions of a row's category
+    ``cat`` (intercept, hour of day, day of week: a ``K x q`` table ``Dcat``), the other dense
+    columns ``C`` (``n x m``), and each row's zone ``zi`` (the zone dummies, never built).
 
-    D: np.ndarray
+    Every product the IRLS needs is assembled from sums over the ``zone x category`` groups
+    (``np.bincount``) and one ``C'WC``: exactly the products of the full design
+    ``D = [Dcat[cat] | C]`` with the zone dummies, at a fraction of their cost (sufficient
+    statistics of the categorical terms). ``qi`` and ``ci`` are the positions of the two kinds
+    of columns among the fixed terms.
+    """
+
+    C: np.ndarray
+    Dcat: np.ndarray
+    cat: np.ndarray
+    qi: np.ndarray
+    ci: np.ndarray
     zi: np.ndarray
     nz: int
-    Zt: sp.csr_matrix
+    gz: np.ndarray  # each row's zone x category group, ``zi * K + cat``
 
     @classmethod
-    def of(cls, D: np.ndarray, zi: np.ndarray, nz: int) -> Blocks:
-        n = len(zi)
-        Zt = sp.csr_matrix((np.ones(n), (zi, np.arange(n))), shape=(nz, n))
-        return cls(D=np.ascontiguousarray(D), zi=zi, nz=nz, Zt=Zt)
+    def of(
+        cls,
+        D: np.ndarray,
+        zi: np.ndarray,
+        nz: int,
+        *,
+        cat: np.ndarray | None = None,
+        cat_columns: Sequence[int] = (),
+    ) -> Blocks:
+        """Blocks of the dense fixed terms ``D`` (``n x p``): the columns ``cat_columns`` must be
+        functions of ``cat`` (the row's category code, ``0..K-1``); the others stay dense."""
+        n, p = D.shape
+        qi = np.asarray(sorted(cat_columns) if cat is not None else [], dtype=np.int64)
+        ci = np.setdiff1d(np.arange(p), qi)
+        codes = np.zeros(n, np.int64) if cat is None else np.asarray(cat, np.int64)
+        K = int(codes.max()) + 1 if n else 1
+        first = np.full(K, -1, np.int64)
+        first[codes[::-1]] = np.arange(n - 1, -1, -1)
+        Dcat = np.zeros((K, len(qi)))
+        seen = first >= 0
+        Dcat[seen] = D[first[seen]][:, qi]
+        zi = np.asarray(zi, np.int64)
+        return cls(
+            C=np.asfortranarray(D[:, ci]), Dcat=Dcat, cat=codes, qi=qi, ci=ci, zi=zi,
+            nz=int(nz), gz=zi * K + codes,
+        )  # fmt: skip
 
     @property
     def p(self) -> int:
-        return self.D.shape[1]
+        return len(self.qi) + len(self.ci)
+
+    @property
+    def K(self) -> int:
+        return self.Dcat.shape[0]
+
+    @property
+    def D(self) -> np.ndarray:
+        """The dense fixed terms, rebuilt (``n x p``; for checks, not for the IRLS)."""
+        D = np.empty((len(self.zi), self.p))
+        D[:, self.qi] = self.Dcat[self.cat]
+        D[:, self.ci] = self.C
+        return D
+
+    def _group_sums(self, v: np.ndarray, gz: np.ndarray) -> np.ndarray:
+        """Sums of ``v`` per zone x category (``nz x K``)."""
+        return np.bincount(gz, v, minlength=self.nz * self.K).reshape(self.nz, self.K)
 
     def eta(self, beta: np.ndarray) -> np.ndarray:
-        return np.clip(self.D @ beta[: self.p] + beta[self.p :][self.zi], -30, 30)
+        p = self.p
+        table = (self.Dcat @ beta[self.qi])[None, :] + beta[p:][:, None]  # zone x category
+        return np.clip(table.ravel()[self.gz] + self.C @ beta[self.ci], -30, 30)
 
     def xtr(self, r: np.ndarray) -> np.ndarray:
         """``X'r``."""
-        return np.r_[self.D.T @ r, np.bincount(self.zi, r, minlength=self.nz)]
+        s = self._group_sums(r, self.gz)
+        out = np.empty(self.p + self.nz)
+        out[self.qi] = self.Dcat.T @ s.sum(axis=0)
+        out[self.ci] = self.C.T @ r
+        out[self.p :] = s.sum(axis=1)
+        return out
 
     def xtwx(self, w: np.ndarray) -> np.ndarray:
-        """``X'WX`` block by block: ``D'WD``, ``D'WZ`` (zone sums) and the diagonal ``Z'WZ``."""
-        SD = self.D * np.sqrt(w)[:, None]
-        p = self.p
+        """``X'WX`` from group sums: the categorical terms' and the zones' products from the
+        sums of ``w`` (and of ``w C``) per zone x category, ``C'WC`` dense, ``Z'WZ`` diagonal."""
+        gz, p, qi, ci = self.gz, self.p, self.qi, self.ci
+        sw = self._group_sums(w, gz)
+        Cw = np.asfortranarray(self.C * w[:, None])  # columns contiguous for the sums
+        T = np.stack([self._group_sums(Cw[:, j], gz) for j in range(len(ci))], axis=-1)
         H = np.zeros((p + self.nz, p + self.nz))
-        H[:p, :p] = SD.T @ SD  # numpy takes the symmetric rank-k product for A'A
-        H[p:, :p] = self.Zt @ (self.D * w[:, None])
+        H[np.ix_(qi, qi)] = self.Dcat.T @ (sw.sum(axis=0)[:, None] * self.Dcat)
+        H[np.ix_(qi, ci)] = self.Dcat.T @ T.sum(axis=0)
+        H[np.ix_(ci, qi)] = H[np.ix_(qi, ci)].T
+        H[np.ix_(ci, ci)] = self.C.T @ Cw
+        H[p:, qi] = sw @ self.Dcat
+        H[p:, ci] = T.sum(axis=1)
         H[:p, p:] = H[p:, :p].T
-        H[p:, p:] = np.diag(np.bincount(self.zi, w, minlength=self.nz))
+        H[p:, p:] = np.diag(sw.sum(axis=1))
         return H
+
+    def cluster_scores(self, r: np.ndarray, codes: np.ndarray, G: int) -> np.ndarray:
+        """``S[g] = sum over rows of cluster g of r x_i`` (``G x (p + nz)``)."""
+        S = np.empty((G, self.p + self.nz))
+        Rk = sp.csr_matrix((r, (codes, self.cat)), shape=(G, self.K))
+        S[:, self.qi] = Rk @ self.Dcat
+        for k, j in enumerate(self.ci):
+            S[:, j] = np.bincount(codes, r * self.C[:, k], minlength=G)
+        S[:, self.p :] = sp.csr_matrix((r, (codes, self.zi)), shape=(G, self.nz)).toarray()
+        return S
 
 
 def _pll(X: Blocks, y: np.ndarray, beta: np.ndarray, pen: np.ndarray, alpha: float):
@@ -123,9 +201,7 @@ def sandwich(X: Blocks, y, mu, alpha, H, cluster) -> tuple[np.ndarray, int]:
     codes, _ = pd.factorize(cluster)
     G = int(codes.max()) + 1
     r = (y - mu) / (1.0 + alpha * mu)
-    C = sp.csr_matrix((r, (codes, np.arange(len(y)))), shape=(G, len(y)))
-    Sz = sp.csr_matrix((r, (codes, X.zi)), shape=(G, X.nz)).toarray()
-    S = np.hstack([C @ X.D, Sz])
+    S = X.cluster_scores(r, codes.astype(np.int64), G)
     Hi = np.linalg.pinv(H)
     if G <= 1:
         return Hi, 0

@@ -70,7 +70,14 @@ from scipy import stats
 from statsmodels.stats.multitest import multipletests
 
 from pipelines.models.baselines import hour_of_week
-from pipelines.models.design import exposure_mask, group_counts, numeric
+from pipelines.models.design import (
+    Cells,
+    build_cells,
+    design_features,
+    exposure_mask,
+    group_counts,
+    numeric,
+)
 from pipelines.models.glm import GLMFit, SparseGroupError, fit_glm
 
 #: false-discovery rate at which anomalous windows are left out of the effect fits
@@ -208,6 +215,7 @@ def flag_anomalies(
     fdr: float = FDR,
     rounds: int = ROUNDS,
     cluster: np.ndarray | None = None,
+    cells: Cells | None = None,
 ) -> Flagged:
     """Zone x day and zone x week windows whose incidents the model does not explain.
 
@@ -224,6 +232,8 @@ def flag_anomalies(
         Detection rounds.
     cluster
         Local day code per row (:func:`local_day`), computed when None.
+    cells
+        The covariate cells of ``dz`` for ``glm``'s features (built when None).
 
     Returns
     -------
@@ -250,7 +260,7 @@ def flag_anomalies(
             break
         keep &= ~new
         if done < rounds:
-            model = _refit(dz, y, glm, mask=keep)
+            model = _refit(dz, y, glm, mask=keep, cells=cells)
     windows = _window_table(pd.concat(flagged, ignore_index=True), cube)
     return Flagged(keep=keep, windows=windows, rounds=done)
 
@@ -274,7 +284,7 @@ def _window_table(hit: pd.DataFrame, cube: pd.DataFrame) -> pd.DataFrame:
 
 
 def _refit(
-    dz: pd.DataFrame, y: np.ndarray, glm: GLMFit, *, mask: np.ndarray, cluster=None
+    dz: pd.DataFrame, y: np.ndarray, glm: GLMFit, *, mask: np.ndarray, cluster=None, cells=None
 ) -> GLMFit:
     """``glm`` fitted again on the rows of ``mask`` (same family, features and categories).
 
@@ -283,7 +293,7 @@ def _refit(
     of a model with an intercept they are equal for the Poisson, close for the NB)."""
     fit = fit_glm(
         dz, y, family=glm.family, group=glm.group, features=glm.features or None, mask=mask,
-        grain=glm.grain, categories=glm.categories, min_incidents=1, cluster=cluster,
+        grain=glm.grain, categories=glm.categories, min_incidents=1, cluster=cluster, cells=cells,
     )  # fmt: skip
     rows = mask & exposure_mask(dz) & np.isfinite(y)
     expected, observed = float(np.nansum(fit.mean(dz)[rows])), float(y[rows].sum())
@@ -303,6 +313,7 @@ def _refit_zones(
     zone: np.ndarray,
     mask: np.ndarray,
     cluster: np.ndarray | None = None,
+    cells: Cells | None = None,
 ) -> tuple[GLMFit, pd.DataFrame]:
     """``glm`` refitted with a fixed factor per zone, by backfitting: the GLM with the zones'
     factors in its exposure, then each zone's factor scaled so that its expected incidents over
@@ -310,20 +321,35 @@ def _refit_zones(
     :data:`ZONE_ROUNDS` times, then the GLM once more. A zone without incidents keeps factor 1.
 
     Returns the fit and ``dz`` with the factors in its exposure (what the fit's ``mean``
-    takes)."""
+    takes). ``cells``: the covariate cells of ``dz`` for ``glm``'s features (they do not depend
+    on the exposure, so every round shares them; built when None)."""
     e0 = dz["exposure"].to_numpy(np.float64)
     f = np.ones(int(zone.max()) + 1)
     out = dz.copy()
     for _ in range(ZONE_ROUNDS):
         out["exposure"] = e0 * f[zone]
-        mu = _refit(out, y, glm, mask=mask).mean(out)
+        cells = _cells_of(out, glm) if cells is None else cells
+        mu = _refit(out, y, glm, mask=mask, cells=cells).mean(out)
         rows = mask & np.isfinite(mu) & (mu > 0) & np.isfinite(y)
         num = np.bincount(zone[rows], weights=y[rows], minlength=len(f))
         den = np.bincount(zone[rows], weights=mu[rows], minlength=len(f))
         f = f * np.where((den > 0) & (num > 0), num / np.where(den > 0, den, 1.0), 1.0)
         f = f / np.exp(np.log(f).mean())
     out["exposure"] = e0 * f[zone]
-    return _refit(out, y, glm, mask=mask, cluster=cluster), out
+    return _refit(out, y, glm, mask=mask, cluster=cluster, cells=cells), out
+
+
+def _cells_of(dz: pd.DataFrame, glm: GLMFit, cache: dict | None = None) -> Cells:
+    """The covariate cells :func:`_refit` would build for ``glm`` on ``dz`` (its features, or
+    every design feature when it has none), kept in ``cache`` by frame and features."""
+    feats = tuple(glm.features) or tuple(design_features(dz))
+    key = (id(dz), feats)
+    if cache is not None and key in cache:
+        return cache[key]
+    cells = build_cells(dz, features=list(feats))
+    if cache is not None:
+        cache[key] = cells
+    return cells
 
 
 def event_design(cube: pd.DataFrame, dz: pd.DataFrame) -> pd.DataFrame:
@@ -379,19 +405,23 @@ def robust_fits(
     dze = event_design(cube, dz)
     a = glms["all"]
     y_all = np.asarray(group_counts(cube, None if a.categories is None else list(a.categories)))
+    cache: dict = {}  # the cells of a design and features, shared by every refit
     try:
         # flagged against the event design too: with the crowd as exposure, a venue's day would
         # look emptied whenever crowds do not raise incidents in proportion, and leaving such
         # days out would keep only the events whose counts happened to be high
         every = np.ones(len(cube), bool)
         try:
-            base, dzf = _refit_zones(dze, y_all.astype(np.float64), a, zone=zone, mask=every)
+            base, dzf = _refit_zones(dze, y_all.astype(np.float64), a, zone=zone, mask=every,
+                                     cells=_cells_of(dze, a, cache))  # fmt: skip
             events = "reference presence"
         except np.linalg.LinAlgError as exc:  # event slots at their observed presence
             dze = dz
-            base, dzf = _refit_zones(dz, y_all.astype(np.float64), a, zone=zone, mask=every)
+            base, dzf = _refit_zones(dz, y_all.astype(np.float64), a, zone=zone, mask=every,
+                                     cells=_cells_of(dz, a, cache))  # fmt: skip
             events = f"observed presence (against the reference presence: {exc})"
-        flagged = flag_anomalies(cube, dzf, base, fdr=fdr, cluster=day)
+        cells = _cells_of(dze, base, cache)  # dzf: dze with the zones' factors in its exposure
+        flagged = flag_anomalies(cube, dzf, base, fdr=fdr, cluster=day, cells=cells)
         flagged = dataclasses.replace(flagged, event_exposure=events)
     except (SparseGroupError, np.linalg.LinAlgError) as exc:
         return {}, {g: f"anomalous windows could not be flagged: {exc}" for g in glms}, None
@@ -401,8 +431,9 @@ def robust_fits(
         y = group_counts(cube, None if m.categories is None else list(m.categories))
         try:
             fits[g] = _refit_zones(
-                dze, np.asarray(y, np.float64), m, zone=zone, mask=flagged.keep, cluster=day
-            )[0]
+                dze, np.asarray(y, np.float64), m, zone=zone, mask=flagged.keep, cluster=day,
+                cells=_cells_of(dze, m, cache),
+            )[0]  # fmt: skip
         except (SparseGroupError, np.linalg.LinAlgError) as exc:
             failed[g] = f"refit without anomalous windows: {exc}"
     return fits, failed, flagged

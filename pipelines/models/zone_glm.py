@@ -196,6 +196,17 @@ def _dense(
     return X
 
 
+def _category(dz: pd.DataFrame) -> np.ndarray:
+    """Each row's hour of day x day of week (``0..167``): what the intercept, ``hour_*`` and
+    ``dow_*`` terms are functions of (:class:`pipelines.models.pirls.Blocks`)."""
+    return dz["local_hour"].to_numpy(np.int64) * 7 + dz["dow"].to_numpy(np.int64)
+
+
+def _cat_terms(terms: Sequence[str]) -> list[int]:
+    """Positions of the terms that are functions of :func:`_category`."""
+    return [j for j, t in enumerate(terms) if t == "Intercept" or t.startswith(("hour_", "dow_"))]
+
+
 def _varies(v: np.ndarray) -> bool:
     v = v[np.isfinite(v)]
     return v.size > 1 and float(v.max() - v.min()) > 1e-9
@@ -328,7 +339,8 @@ def fit_zone_glm(
     D = _dense(dz.loc[use], terms, history=history, t0_ns=t0, recent=rows.recent[use])
     zcodes, zi = np.unique(keys.zi[use], return_inverse=True)
     zones = tuple(keys.zones[c] for c in zcodes)
-    X = Blocks.of(D, zi, len(zones))
+    X = Blocks.of(D, zi, len(zones), cat=_category(dz.loc[use]), cat_columns=_cat_terms(terms))
+    del D
     yy = yv[use]
     f = fit_pql(X, yy, beta=_start(start, terms, zones, X, yy))
     p = len(terms)
