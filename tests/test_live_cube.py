@@ -125,3 +125,35 @@ def test_cube_rows_against_an_independent_median(tiny_store: Path):
             assert got == pytest.approx(float(np.median(vals)))
             checked += 1
     assert checked >= 5, checked  # the 2-hour zones are left to the test above
+
+
+def test_quarter_hour_files_fill_their_hour_one_by_one(tiny_store: Path, tmp_path: Path):
+    """Four 15-minute files: the hour's cube row is the mean of the quarters received so far,
+    and its reference (from the hourly past) is there from the first quarter."""
+    st = Store(tiny_store)
+    t0 = pd.Timestamp("2026-10-20T10:00Z")
+    drill = make_drill(st, tmp_path / "drill", t0)
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    runner = LiveRunner(drill, inbox, REPLAY_SPEC, LiveSettings(), tmp_path / "reports")
+    zones = list(drill.zones()["zone_id"].astype(str))
+    values = [100.0, 200.0, 400.0, 800.0]
+    for q, v in enumerate(values):
+        start = t0 + pd.Timedelta(minutes=15 * q)
+        path = inbox / f"presence_q{q}.csv"
+        pd.DataFrame(
+            {
+                "zone_id": zones,
+                "start": start.isoformat(),
+                "slot_minutes": 15,
+                "present": v,
+                "residents": v / 2,
+                "visitors": v / 2,
+            }
+        ).to_csv(path, index=False)
+        done = runner.process(files=[path], now=start + pd.Timedelta(minutes=15))
+        assert done["files"][0]["status"] == "ingested", done
+        cube = live_cube(drill, start=t0, end=t0 + pd.Timedelta(hours=1))
+        assert len(cube) == len(zones)
+        assert np.allclose(cube["present"], np.mean(values[: q + 1]))
+        assert cube["present_baseline"].notna().mean() > 0.8
