@@ -90,3 +90,27 @@ def test_visitor_kinds_are_carried_where_the_source_gives_them(tmp_path):
     pop = st.validated("zones").set_index("zone_id")["population"]
     want = cube["present"] / cube["zone_id"].map(pop).to_numpy(float)
     np.testing.assert_allclose(cube.loc[ok, "resident_ratio"], want[ok])
+
+
+def test_a_day_every_zone_shares_is_not_one_zone_anomaly_and_facts_explain():
+    """With 10 zones or more, a day when every zone's visitor share drops (a holiday) is taken
+    out as the study's shift; a zone's own jump on a holiday is flagged but explained."""
+    from pipelines.signals.explain import DayFacts
+
+    rng = np.random.default_rng(5)
+    d0 = dt.date(2026, 9, 1)
+    days = 70
+    rows = []
+    for z in range(12):
+        for t in range(days):
+            s = 0.2 * rng.lognormal(0, 0.05) * (0.3 if t == 65 else 1.0)
+            if z == 3 and t == 64:
+                s = 0.7
+            rows += [(f"Z{z}", d0 + dt.timedelta(days=t), 1000.0, 1000.0 * s)] * 2
+    f = pd.DataFrame(rows, columns=["zone_id", "local_date", "present", "visitors"])
+    day64, day65 = d0 + dt.timedelta(days=64), d0 + dt.timedelta(days=65)
+    facts = DayFacts(holidays={day64: "Armistice"})
+    tests = mix_tests(f, first=day64, last=day65, timezone="Europe/Paris", facts=facts)
+    sig = tests[tests["p_value"] < 1e-3]
+    assert list(sig["zones"]) == [["Z3"]]
+    assert bool(sig["explained"].iloc[0]) and "Armistice" in sig["explanation"].iloc[0]

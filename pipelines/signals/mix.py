@@ -2,18 +2,22 @@
 
 Two tests per zone and local day of the period, each on the zone's own history:
 
-* ``visitor_share``: the day's ``Σ visitors / Σ present`` on the logit scale;
+* ``visitor_share``: the day's ``Σ visitors / Σ present`` (on its own scale: a zone of
+  residents going from 1 % to 4 % of visitors is not an anomaly of who is present, a zone going
+  from 30 % to 5 % is);
 * ``resident_ratio``: the day's peak of ``present / population`` (the cube's ``resident_ratio``,
   :mod:`features.cube.indicators`) on the log scale: a zone at 3x its residents at 2 am.
 
 The expected value of a day is the median of the same weekday over the ``reference_weeks`` weeks
 before it (robust to a past gathering among them); the scale is 1.4826 MAD of the zone's own
 errors (day minus its weekday median) over the ``reference_weeks`` weeks before the period,
-floored; ``z = error / scale`` with a two-sided p value from a Student t with ``0.37 n - 1``
-degrees of freedom for ``n`` errors (the MAD's 37 % Gaussian efficiency, as the presence
-anomalies). Days with fewer than ``MIN_DAYS`` reference days or ``MIN_ERRORS`` errors are not
-tested. The p values join the run's other tests in
-Benjamini-Hochberg.
+floored; with 10 zones or more, the study's shift of each day (the median of the zones' errors
+that day: a holiday, the summer) is taken out of every error first; ``z = error / scale``
+with a two-sided p value from a Student t with ``0.37 n - 1`` degrees of freedom for ``n``
+errors (the MAD's 37 % Gaussian efficiency, as the presence anomalies). Days with fewer than ``MIN_DAYS`` reference days or ``MIN_ERRORS`` errors are not
+tested. A fact of the day (an event in the zone, a holiday, heavy precipitation:
+:mod:`pipelines.signals.explain`) explains an anomaly, which then ranks after unexplained ones.
+The p values join the run's other tests in Benjamini-Hochberg.
 
 References
 ----------
@@ -24,17 +28,21 @@ Rousseeuw, P. J. & Croux, C. (1993). Alternatives to the median absolute deviati
 from __future__ import annotations
 
 import datetime as dt
+import warnings
 
 import numpy as np
 import pandas as pd
 from scipy import stats
 
+from pipelines.signals.explain import DayFacts
 from pipelines.signals.panel import record, records_frame
 
 #: reference weeks (same weekday), the fewest reference days and errors for a test
 REFERENCE_WEEKS, MIN_DAYS, MIN_ERRORS = 8, 4, 14
-#: floors of the robust scale (logit of the share, log of the ratio)
-SCALE_FLOOR = {"visitor_share": 0.05, "resident_ratio": 0.05}
+#: from this many zones, the study's shift of each day (median error over zones) is taken out
+MIN_ZONES_SHIFT = 10
+#: floors of the robust scale (the share, in points; the log of the ratio)
+SCALE_FLOOR = {"visitor_share": 0.02, "resident_ratio": 0.05}
 
 
 def daily_indicators(frame: pd.DataFrame) -> pd.DataFrame:
@@ -54,8 +62,7 @@ def daily_indicators(frame: pd.DataFrame) -> pd.DataFrame:
 
 def _transform(name: str, v: np.ndarray) -> np.ndarray:
     if name == "visitor_share":
-        p = np.clip(v, 1e-3, 1 - 1e-3)
-        return np.log(p / (1 - p))
+        return v
     return np.log(np.maximum(v, 1e-3))
 
 
@@ -66,8 +73,10 @@ def mix_tests(
     last: dt.date,
     timezone: str,
     reference_weeks: int = REFERENCE_WEEKS,
+    facts: DayFacts | None = None,
 ) -> pd.DataFrame:
-    """The indicator tests of the days ``first..last`` (see the module docstring)."""
+    """The indicator tests of the days ``first..last`` (see the module docstring); ``facts``
+    (holidays, heavy precipitation, events by zone) explain an anomaly of their day."""
     daily = daily_indicators(frame)
     recs = []
     for name in ("visitor_share", "resident_ratio"):
@@ -79,7 +88,7 @@ def mix_tests(
         y = _transform(name, raw)
         med, m = _weekday_median(y, days, reference_weeks)
         raw_med = _weekday_median(raw, days, reference_weeks)[0]
-        resid = y - med
+        resid = _study_shift_out(y - med)
         hist = np.asarray(
             [first - dt.timedelta(days=7 * reference_weeks) <= d < first for d in days]
         )
@@ -87,8 +96,20 @@ def mix_tests(
         for j in np.flatnonzero([first <= d <= last for d in days]):
             ok = (m[:, j] >= MIN_DAYS) & (n >= MIN_ERRORS) & np.isfinite(resid[:, j])
             recs += _day_records(name, wide.index[ok], days[j], resid[ok, j] / scale[ok],
-                                 raw[ok, j], raw_med[ok, j], n[ok], timezone=timezone)  # fmt: skip
+                                 raw[ok, j], raw_med[ok, j], n[ok], timezone=timezone,
+                                 facts=facts)  # fmt: skip
     return records_frame(recs)
+
+
+def _study_shift_out(resid: np.ndarray) -> np.ndarray:
+    """Errors less the study's shift of each day (the median over zones), with 10 zones or more:
+    a holiday or the summer moves every zone's mix together."""
+    if resid.shape[0] < MIN_ZONES_SHIFT:
+        return resid
+    with warnings.catch_warnings():  # a day without any value has no shift
+        warnings.simplefilter("ignore", RuntimeWarning)
+        shift = np.nanmedian(resid, axis=0)
+    return resid - np.nan_to_num(shift)[None, :]
 
 
 def _weekday_median(y: np.ndarray, days: pd.Index, weeks: int) -> tuple[np.ndarray, np.ndarray]:
@@ -128,6 +149,7 @@ def _day_records(
     n: np.ndarray,
     *,
     timezone: str,
+    facts: DayFacts | None,
 ) -> list[dict]:
     start = pd.Timestamp(day).tz_localize(timezone, nonexistent="shift_forward", ambiguous=False)
     end = (pd.Timestamp(day) + pd.Timedelta(days=1)).tz_localize(
@@ -140,6 +162,12 @@ def _day_records(
         dof = max(1.0, 0.37 * n[i] - 1)
         p = float(2 * stats.t.sf(abs(z[i]), dof))
         word = "above" if z[i] > 0 else "below"
+        kinds: list[str] = []
+        why = "with no event, holiday or heavy precipitation that day"
+        if facts is not None:
+            kinds, _, why = facts.explain(
+                str(zones[i]), day, start.tz_convert("UTC"), end.tz_convert("UTC"), event_slot=False
+            )
         out.append(
             record(
                 name,
@@ -154,8 +182,11 @@ def _day_records(
                 explanation=(
                     f"zone {zones[i]}, {day}: {what} {fmt.format(raw[i])}, {word} its usual "
                     f"{fmt.format(raw_med[i])} on this weekday (robust z {z[i]:+.1f} against "
-                    f"{int(n[i])} days of the zone's own errors)"
+                    f"{int(n[i])} days of the zone's own errors, the study's shift of the day "
+                    f"taken out), {why}"
                 ),
+                explained=bool(kinds),
+                explained_by=kinds,
                 direction="up" if z[i] > 0 else "down",
                 reference_errors=int(n[i]),
             )  # fmt: skip

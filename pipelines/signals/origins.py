@@ -37,6 +37,7 @@ from scipy import stats
 
 from features.cube.origins import iso_week_label, weekly_mix
 from features.store import Store
+from pipelines.signals.explain import day_facts
 from pipelines.signals.mix import mix_tests
 from pipelines.signals.panel import fmt_number, record, records_frame
 from pipelines.signals.settings import RunInputs
@@ -243,7 +244,12 @@ def who_parts(st: Store, inp: RunInputs) -> tuple[dict[str, pd.DataFrame], list[
     tz = inp.timezone
     first = inp.start.tz_convert(tz).date()
     last = (inp.end - pd.Timedelta(seconds=1)).tz_convert(tz).date()
-    parts = {"presence_mix": mix_tests(inp.frame, first=first, last=last, timezone=tz)}
+    area = (st.study() or {}).get("area", {})
+    facts = day_facts(
+        inp.frame, events=st.validated("events"), country=st.cube_meta().get("country"),
+        subdivision=area.get("subdivision"),
+    )  # fmt: skip
+    parts = {"presence_mix": mix_tests(inp.frame, first=first, last=last, timezone=tz, facts=facts)}
     notes = []
     origins = st.validated("presence_origin")
     if origins is None or origins.empty:
