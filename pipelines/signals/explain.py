@@ -25,6 +25,8 @@ import pandas as pd
 
 #: daily precipitation (mm) from which a day is a heavy-precipitation day (ETCCDI R10mm).
 HEAVY_PRECIPITATION_MM = 10.0
+#: daily precipitation (mm) below which a day is dry (the gathering test's day scale).
+DRY_MM = 1.0
 
 
 @dataclass(frozen=True)
@@ -37,6 +39,10 @@ class DayFacts:
     events: dict[str, list[tuple[pd.Timestamp, pd.Timestamp, str]]] = field(default_factory=dict)
     heavy_mm: float = HEAVY_PRECIPITATION_MM
     margin: pd.Timedelta = pd.Timedelta(hours=6)
+
+    def dry(self, days: list[dt.date]) -> np.ndarray:
+        """Which ``days`` had less than ``DRY_MM`` of precipitation (all, without weather)."""
+        return np.array([self.precipitation.get(d, 0.0) < DRY_MM for d in days], dtype=bool)
 
     def heavy(self, day: dt.date) -> bool:
         """Whether ``day`` had heavy precipitation."""

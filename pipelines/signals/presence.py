@@ -41,8 +41,6 @@ from pipelines.signals.reference import (
 )
 
 _NEED = {"zone_id", "hour", "local_date", "local_hour", "present", "present_baseline"}
-#: daily precipitation (mm) below which a day is dry (the gathering test's day scale).
-DRY_MM = 1.0
 #: prior rate of gathering days of a zone whose history shows none (the weights' floor).
 PRIOR_RATE = 0.01
 
@@ -174,8 +172,7 @@ def presence_review(
     ]  # fmt: skip
     y = np.where(gaps, np.nan, np.log1p(lay.present))
     z = (y - ref.loc) / np.maximum(np.nan_to_num(ref.scale, nan=0.0), scale_floor)
-    dry = np.array([facts.precipitation.get(d, 0.0) < DRY_MM for d in lay.days], dtype=bool)
-    day = day_level(lay, base, dry, scale_floor=scale_floor, weeks=profile_weeks)
+    day = day_level(lay, base, facts.dry(lay.days), scale_floor=scale_floor, weeks=profile_weeks)
     records = []
     for sign in (1.0, -1.0):
         records += _day_tests(lay, ref, z, sign, in_period, facts, z_threshold, day)
@@ -256,11 +253,11 @@ def day_level(
     A day's error is ``log(1 + sum present) - log(1 + sum reference)`` over its valid slots (at
     least three quarters of them; gaps left out); its scale and lower tail come from the zone's
     quiet days of the ``weeks`` past weeks (:func:`~pipelines.signals.reference.day_scale`), the
-    gathering test's from the ``dry`` ones only (less than ``DRY_MM`` of precipitation, every
-    day without weather): rain only lowers presence, so wet days widen the lower half of the
-    errors without being noise a rise must exceed. The
-    weight of a zone's gathering test is ``prior_rate`` plus the upper-tail excess of its past
-    day errors (its own rate of gathering days); that of its emptied test is ``prior_rate``;
+    gathering test's from the ``dry`` ones only (``DayFacts.dry``: every day without weather):
+    rain only lowers presence, so wet days widen the lower half of the errors without being
+    noise a rise must exceed. The weight of a zone's gathering test is ``prior_rate`` plus the
+    upper-tail excess of its past day errors (its own rate of gathering days); that of its
+    emptied test is ``prior_rate``;
     each day's weights are divided by their mean over the zones and both directions, so they
     average 1 (weighted Benjamini-Hochberg: Genovese, Roeder & Wasserman 2006).
     """
