@@ -291,17 +291,21 @@ def run(
         if blocked or left <= 0:
             rec["stages"][name] = {"error": f"not run: {blocked or 'no time left in the budget'}"}
             continue
-        argv = args() if callable(args) else args
+        try:
+            argv = args() if callable(args) else args
+        except Exception as exc:  # e.g. no cube to find the week in
+            rec["stages"][name] = {"error": f"not run: {exc}"}
+            continue
         if not argv:
             rec["stages"][name] = {"error": "nothing to run (no upcoming event)"}
             continue
         print(f"[region] {name} ...", flush=True)
         limit = min(left, stage_min * 60) if stage_min else left
         res = run_stage(argv, cap_gb=cap_gb, timeout_s=limit, log=work / f"{name}.log")
-        if res["error"] is None or name == "ingest":
+        if res["error"] is None or name == "ingest":  # the ingest's floor needs the raw files only
             res.update(_floors(name, raw, store, work, cap_gb=cap_gb,
                                left=deadline - time.perf_counter()))  # fmt: skip
-        elif name in ("synth", "ingest", "cube"):
+        if res["error"] is not None and name in ("synth", "ingest", "cube"):
             blocked = f"needs {name}, which was not measured"
         rec["stages"][name] = res
         print(f"[region] {name}: {json.dumps(res, default=str)}", flush=True)
