@@ -268,6 +268,7 @@ def run(
     cap_gb: float = 20.0,
     budget_min: float = 90.0,
     stage_min: float | None = None,
+    only: list[str] | None = None,
 ) -> dict[str, Any]:
     """Run the chain on ``scale`` (raw files made by synth unless ``raw`` holds them already)."""
     from features.synth.scales import SCALES
@@ -283,7 +284,13 @@ def run(
                            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
                            "machine": machine(), "cap_gb": cap_gb}  # fmt: skip
     blocked = None
+    earlier = json.loads(RESULTS.read_text()).get(scale) if only and RESULTS.exists() else None
+    if earlier:  # a rerun of some stages on the store of an earlier run: keep the others
+        rec["stages"] = dict(earlier["stages"])
+        rec["date"] = f"{earlier['date']}; {', '.join(only or [])} {rec['date']}"
     for name, args in stages(scale, raw, store, reports):
+        if only and name not in only:
+            continue
         left = deadline - time.perf_counter()
         if name == "synth" and (raw / "sources.yaml").exists():
             rec["stages"][name] = _synth_record(raw.parent)
@@ -421,8 +428,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cap-gb", type=float, default=20.0, help="memory cap of each stage")
     p.add_argument("--budget-min", type=float, default=90.0, help="time budget of the chain")
     p.add_argument("--stage-min", type=float, default=None, help="time limit of each stage")
+    p.add_argument("--only", nargs="*", default=None, help="rerun these stages on the store")
     a = p.parse_args(argv)
-    run(a.scale, raw=a.raw, cap_gb=a.cap_gb, budget_min=a.budget_min, stage_min=a.stage_min)
+    run(a.scale, raw=a.raw, cap_gb=a.cap_gb, budget_min=a.budget_min, stage_min=a.stage_min,
+        only=a.only)  # fmt: skip
     return 0
 
 
