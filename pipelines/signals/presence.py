@@ -31,12 +31,14 @@ from pipelines.signals.explain import HEAVY_PRECIPITATION_MM, DayFacts, day_fact
 from pipelines.signals.gaps import Gap, find_gaps, gap_runs
 from pipelines.signals.panel import fmt_number, record, records_frame
 from pipelines.signals.reference import (
+    MIN_CITY_ZONES,
     PROFILE_WEEKS,
     REFERENCE_WEEKS,
     SHIFTED_REFERENCE_WEEKS,
     QuietReference,
     city_shift,
     day_scale,
+    nan_quantile,
     quiet_reference,
 )
 
@@ -71,8 +73,9 @@ class Layout:
 @dataclass(frozen=True)
 class Reference:
     """The quiet reference, the data-gap mask, which values could enter the reference
-    (``pool``) and the study's shift of each day (:func:`~pipelines.signals.reference.city_shift`,
-    already in ``ref.loc``)."""
+    (``pool``) and the study's shift of each day in ``ref.loc``
+    (:func:`~pipelines.signals.reference.city_shift`; 0 at hourly grain, where the day-level test
+    takes out the median over zones of their day errors)."""
 
     ref: QuietReference
     gaps: np.ndarray
@@ -214,21 +217,25 @@ def reference_without_gaps(
     from_day: int = 0,
 ) -> Reference:
     """The quiet reference without the days a fact explains, then (a second pass) without the
-    data gaps it reveals; with the study's shift of each day
-    (:func:`~pipelines.signals.reference.city_shift`), learnt on the values less the shift over
-    ``SHIFTED_REFERENCE_WEEKS`` weeks at least, the shift added back. ``from_day``: the first
+    data gaps it reveals. At daily grain, with the study's shift of each day
+    (:func:`~pipelines.signals.reference.city_shift`), it is learnt on the values less the shift
+    over ``SHIFTED_REFERENCE_WEEKS`` weeks at least, the shift added back; at hourly grain the
+    shift is a day-level quantity (a city-wide day such as a summer exodus changes the day's
+    shape, not every hour alike): the day-level test takes out the median over zones of their
+    day errors (:func:`day_level`). ``from_day``: the first
     day tested (:func:`~pipelines.signals.reference.quiet_reference`)."""
     explained = np.array([d in facts.holidays or facts.heavy(d) for d in lay.days], dtype=bool)
     known = lay.event.any(axis=2, keepdims=True) | explained[None, :, None]
     y = np.log1p(lay.present)
     pool = np.isfinite(y) & ~known
-    shift = city_shift(y, np.isfinite(y))[None, :, None]
+    z, d, s = y.shape
+    # a day-level quantity: in the reference at daily grain, in the day-level test at hourly
+    shift = city_shift(y, np.isfinite(y))[None, :, None] if lay.daily else np.zeros((1, d, 1))
     if shift.any():  # the zone's level against the city's: stable, learnt on more weeks
         weeks = max(weeks, SHIFTED_REFERENCE_WEEKS)
     ref = quiet_reference(
         y - shift, pool, weeks=weeks, profile_weeks=profile_weeks, from_day=from_day
     )
-    z, d, s = y.shape
     gaps = find_gaps(_flat(lay.present), _flat(np.expm1(ref.loc + shift))).reshape(z, d, s)
     if gaps.any():
         ref = quiet_reference(
@@ -269,6 +276,10 @@ def day_level(
             np.where(ok, lev, 0.0).sum(axis=2)
         )
     err = np.where(ok.sum(axis=2) >= need, err, np.nan)
+    if not lay.daily:  # the study's shift of the day: the median over zones of their errors
+        n_zones = np.isfinite(err).sum(axis=0)
+        common = np.nan_to_num(nan_quantile(err.T, 0.5), nan=0.0)
+        err = err - np.where(n_zones >= MIN_CITY_ZONES, common, 0.0)[None, :]
     quiet = (base.pool & ok).sum(axis=2) >= need
     scale_e, n_e, _, df = day_scale(np.where(quiet, err, np.nan), weeks=weeks)
     quiet &= dry[None, :]
