@@ -11,11 +11,21 @@ for the number of slots that day: ``p = 1 - (1 - F(-|z|max))^n``, F a Student t 
 ``0.37 m - 1`` degrees of freedom for a scale from m deviations (the MAD's 37 % Gaussian
 efficiency), so that a scale from few weeks does not turn noise into signals; for emptied zones,
 no more degrees of freedom than the zone's own lower tail of errors shows (weather, idle hours). The reported window
-is the run of consecutive slots with z beyond ``z_threshold`` around that slot. What explains an
+is the run of consecutive slots with z beyond ``z_threshold`` around that slot. At hourly grain
+the day's total is tested too (:func:`day_level`; Bonferroni over the two). With 10 zones or
+more, the study's shift of each day is taken out (at daily grain from the reference, at hourly
+grain from the day-level test). The tests enter the run's Benjamini-Hochberg weighted: a zone's
+gathering weight grows with the upper-tail excess of its own past day errors (recurring unlisted
+gatherings), the weights averaging 1 each day (Genovese, Roeder & Wasserman 2006). What explains an
 anomaly is a fact of that day (:mod:`pipelines.signals.explain`): a known event in the zone, a
 holiday or observance, heavy precipitation; the signal names which (``details.explained_by``).
 Explained signals are kept but ranked after unexplained ones. Everything is array arithmetic over
 ``(zones, days, slots)``: the cost grows linearly with the period.
+
+References
+----------
+Genovese, C. R., Roeder, K. & Wasserman, L. (2006). False discovery control with p-value
+weighting. Biometrika 93(3), 509-524.
 """
 
 from __future__ import annotations
@@ -150,7 +160,7 @@ def presence_review(
     References
     ----------
     Sidak, Z. (1967). Rectangular confidence regions for the means of multivariate normal
-    distributions. JASA 62, 626-633. And those of :mod:`pipelines.signals.reference`.
+    distributions. JASA 62, 626-633. Genovese et al. (2006) and :mod:`~.reference`'s.
     """
     missing = _NEED - set(frame.columns)
     if missing:
