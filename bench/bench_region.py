@@ -334,11 +334,12 @@ LINEAR = ("synth", "ingest", "cube", "glm_cells", "fit")
 
 def _cell(st: dict[str, Any], zone_hours: int) -> list[str]:
     """Table cells of one stage: time, peak, zone-hours/s, floor, ratio, pyarrow, ratio."""
-    if st.get("error"):
-        return [f"not measured: {st['error']}", "", "", "", "", "", ""]
-    s = st["seconds"]
     fl, pa = st.get("floor") or {}, st.get("pyarrow") or {}
     f_s = f"{fl['seconds']:.1f}" if "seconds" in fl else fl.get("error", "n/a")
+    if st.get("error"):  # the floors (which need the inputs only) may still have been timed
+        p_s = f"{pa['seconds']:.1f}" if "seconds" in pa else ""
+        return [f"not measured: {st['error']}", "", "", f_s if fl else "", "", p_s, ""]
+    s = st["seconds"]
     f_r = f"{s / fl['seconds']:.2f}" if "seconds" in fl else ""
     p_s = f"{pa['seconds']:.1f}" if "seconds" in pa else ""
     p_r = f"{s / pa['seconds']:.2f}" if "seconds" in pa else ""
