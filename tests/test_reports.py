@@ -386,6 +386,9 @@ def test_weekly_key_figures_match_validated_incidents(tiny):
     summary = json.loads(Path(tiny["made"]["weekly"]["summary"]).read_text())
     rows = {r["figure"]: r for r in summary["figures"]["key_figures"]}
     assert rows["incidents (all)"]["this_week"] == publish.suppress_value(expected, 10)
+    # categories read in words (the tiny city's are codes such as accident_circulation)
+    assert "incidents: accident circulation" in rows
+    assert not [f for f in rows if "_" in f]
     assert summary["figures"]["signals_status"] == "ok"
     # the maps drew every zone: one GeoJSON feature per zone in each map frame
     page = Path(tiny["made"]["weekly"]["html"]).read_text()

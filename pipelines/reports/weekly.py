@@ -87,7 +87,8 @@ def key_figures(
     if "incidents" in cube:
         add("incidents (all)", g["incidents"].sum())
         for c in [c for c in wanted if c.startswith("inc_")]:
-            add(f"incidents: {cats.get(c[4:], c[4:])}", g[c].sum())
+            # the source's own category name, in words when it is itself a code
+            add(f"incidents: {str(cats.get(c[4:], c[4:])).replace('_', ' ')}", g[c].sum())
     if "present" in cube:
         per_hour = cube.groupby(["period", "hour"])["present"].sum(min_count=1)
         add("people present (mean per hour, all zones)", per_hour.groupby("period").mean())
