@@ -247,11 +247,16 @@ def reference_without_gaps(
         y - shift, pool, weeks=weeks, profile_weeks=profile_weeks, from_day=from_day
     )
     gaps = find_gaps(_flat(lay.present), _flat(np.expm1(ref.loc + shift))).reshape(z, d, s)
-    if gaps.any():
-        ref = quiet_reference(
-            np.where(gaps, np.nan, y - shift), pool & ~gaps, weeks=weeks,
+    zi = np.flatnonzero(gaps.any(axis=(1, 2)))  # zones are independent: redo those with gaps
+    if len(zi):
+        sub = quiet_reference(
+            np.where(gaps[zi], np.nan, (y - shift)[zi]), (pool & ~gaps)[zi], weeks=weeks,
             profile_weeks=profile_weeks, from_day=from_day,
         )  # fmt: skip
+        parts = {k: getattr(ref, k).copy() for k in ("loc", "scale", "n_loc", "n_scale", "tail_df")}
+        for k, a in parts.items():
+            a[zi] = getattr(sub, k)
+        ref = QuietReference(**parts)
     ref = replace(ref, loc=ref.loc + shift)
     return Reference(ref=ref, gaps=gaps, pool=pool & ~gaps, shift=shift[0, :, 0])
 
