@@ -30,10 +30,12 @@ START = "<!-- bench_fit:start -->"
 END = "<!-- bench_fit:end -->"
 
 _CHILD = """
-import json, resource, sys
+import json, os, resource, sys
 from features.store import Store
 from pipelines.models.fit import fit_all
+load = os.getloadavg()[0]
 r = fit_all(Store(sys.argv[1]), backtest_weeks=int(sys.argv[2]))
+use = resource.getrusage(resource.RUSAGE_SELF)
 bt = r.backtest
 ev = bt.models if bt is not None else {}
 print(json.dumps({
@@ -45,7 +47,9 @@ print(json.dumps({
     "deviance": {m: v.poisson_deviance for m, v in ev.items()},
     "pai5": {m: v.pai.get("5%") for m, v in ev.items()},
     "coverage95": {m: v.coverage95 for m, v in ev.items()},
-    "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    "peak_mb": use.ru_maxrss / 1024,
+    "cpu_s": use.ru_utime + use.ru_stime,
+    "load": (load + os.getloadavg()[0]) / 2,
 }))
 """
 
@@ -92,7 +96,8 @@ def run(scale: str = "city", *, seed: int = 0, backtest_weeks: int = 8) -> dict:
     print(
         f"fit {scale}: {result['zone_hours']:,} zone-hours | total {s['total']:.0f} s (fit "
         f"{s['fit']:.0f} s, backtest {s.get('backtest', 0):.0f} s over {result['weeks']} weeks, "
-        f"effects {s['effects']:.0f} s) | peak {result['peak_mb']:,} MB"
+        f"effects {s['effects']:.0f} s) | CPU {result['cpu_s']:.0f} s at load {result['load']:.1f} "
+        f"| peak {result['peak_mb']:,} MB"
     )
     for m, dev in result["deviance"].items():
         print(f"  {m:<20} deviance {dev:.4f}  PAI@5% {result['pai5'][m]:.2f}")
@@ -107,22 +112,28 @@ def _record(result: dict) -> None:
         START,
         "## Models (`bench/bench_fit.py`)",
         "",
-        "`vigie fit` (Poisson + NB GLMs and XGBoost per category group, 8-week rolling backtest,",
-        "effects) in a child process; peak = its maximum resident memory.",
+        "`vigie fit` (zone rate model, Poisson + NB GLMs and XGBoost per category group, 8-week",
+        "rolling backtest, effects) in a child process; peak = its maximum resident memory; CPU =",
+        "its user + system time, which other jobs on the machine inflate less than the wall",
+        "times (load = the 1-minute load average, mean of start and end).",
         "",
-        "| scale | zone-hours | fit (s) | backtest (s) | effects (s) | total (s) | peak (MB) "
-        "| deviance GLM / XGB / naive 4w | PAI@5% GLM / XGB / hotspot | measured |",
-        "|---|---:|---:|---:|---:|---:|---:|---|---|---|",
+        "| scale | zone-hours | fit (s) | backtest (s) | effects (s) | total (s) | CPU (s) "
+        "| load | peak (MB) | deviance zone GLM / GLM / XGB / naive 4w "
+        "| PAI@5% zone GLM / GLM / XGB / hotspot | measured |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---|",
     ]
+    nan = float("nan")
     for r in sorted(results.values(), key=lambda r: order.get(r["scale"], 9)):
         s, d, p = r["seconds"], r["deviance"], r["pai5"]
+        cpu, load = r.get("cpu_s"), r.get("load")
         lines.append(
             f"| {r['scale']} | {r['zone_hours']:,} | {s['fit']:.0f} | {s.get('backtest', 0):.0f} "
-            f"| {s['effects']:.0f} | {s['total']:.0f} | {r['peak_mb']:,} "
-            f"| {d.get('glm', float('nan')):.3f} / {d.get('xgb', float('nan')):.3f} / "
-            f"{d.get('seasonal_naive_4w', float('nan')):.3f} "
-            f"| {p.get('glm', float('nan')):.2f} / {p.get('xgb', float('nan')):.2f} / "
-            f"{p.get('recent_hotspot', float('nan')):.2f} | {r['when'][:10]}, {r['cores']} cores |"
+            f"| {s['effects']:.0f} | {s['total']:.0f} | {'' if cpu is None else f'{cpu:.0f}'} "
+            f"| {'' if load is None else f'{load:.1f}'} | {r['peak_mb']:,} "
+            f"| {d.get('zone_glm', nan):.3f} / {d.get('glm', nan):.3f} / {d.get('xgb', nan):.3f} / "
+            f"{d.get('seasonal_naive_4w', nan):.3f} "
+            f"| {p.get('zone_glm', nan):.2f} / {p.get('glm', nan):.2f} / {p.get('xgb', nan):.2f} / "
+            f"{p.get('recent_hotspot', nan):.2f} | {r['when'][:10]}, {r['cores']} cores |"
         )
     lines.append(END)
     write_section(START, END, "\n".join(lines))
