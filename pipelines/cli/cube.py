@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from pipelines.cli.common import scheduler_option, user_errors
+from pipelines.cli.progress import CUBE_STEPS, progress
 
 
 @user_errors
@@ -30,7 +31,7 @@ def cube_cmd(
     from features.store import Store
 
     engine = engine or ("dask" if scheduler else "duckdb")
-    with dask_scheduler(scheduler) as address:
+    with dask_scheduler(scheduler) as address, progress(CUBE_STEPS, label="vigie cube"):
         result = build_cube(
             Store(store),
             engine=engine,
