@@ -30,3 +30,15 @@ def test_every_backtest_model_has_words():
     assert set(backtest.MODELS) <= set(MODEL_WORDS)
     out = codes_in_words(pd.DataFrame({"model": list(backtest.MODELS)}))
     assert not any("_" in m for m in out["model"])
+
+
+def test_evaluation_charts_name_the_models_in_words():
+    """The evaluation report's bar charts and by-origin lines name models in words, not codes."""
+    from pipelines.reports.figures import model_words
+
+    codes = pd.Series(["zone_glm", "seasonal_naive_8w", "a_new_model"])
+    assert list(model_words(codes)) == [
+        MODEL_WORDS["zone_glm"],
+        "seasonal naive (8 weeks)",
+        "a_new_model",  # unknown codes kept
+    ]

@@ -21,7 +21,7 @@ import pandas as pd
 from features.store import Store
 from pipelines.events.result import PUBLISHED_HOUR_COLUMNS, Brief
 from pipelines.models.results import FEATURE_WORDS, BacktestEvaluation, Effects
-from pipelines.reports.labels import fmt_rate, name_zones_in_text, zone_with_name
+from pipelines.reports.labels import MODEL_WORDS, fmt_rate, name_zones_in_text, zone_with_name
 from pipelines.reports.publish import md_text, suppress_text
 
 #: which command produces which store file, for "not run yet" messages (signals and briefs:
@@ -346,13 +346,21 @@ def forest_plot(shown: pd.DataFrame) -> Any:
 def deviance_by_origin(
     evaluation: BacktestEvaluation | None, *, timezone: str
 ) -> pd.DataFrame | None:
-    """Mean Poisson deviance per backtest origin (rows: the origin's local date) and model."""
+    """Mean Poisson deviance per backtest origin (rows: the origin's local date) and model
+    (columns: the models in words, as the chart's legend shows them)."""
     if evaluation is None or not evaluation.by_origin:
         return None
     bo = pd.DataFrame([o.to_json() for o in evaluation.by_origin])
     when = pd.to_datetime(bo["origin"], utc=True).dt.tz_convert(timezone)
     bo["origin"] = when.dt.strftime("%Y-%m-%d")
-    return bo.pivot_table(index="origin", columns="model", values="poisson_deviance")
+    table = bo.pivot_table(index="origin", columns="model", values="poisson_deviance")
+    return table.rename(columns=lambda m: MODEL_WORDS.get(m, m))
+
+
+def model_words(models: pd.Series) -> pd.Series:
+    """Model codes in words (``seasonal_naive_8w`` -> ``seasonal naive (8 weeks)``), for charts'
+    axes; unknown codes kept."""
+    return models.map(lambda m: MODEL_WORDS.get(m, m))
 
 
 # -- event brief ---------------------------------------------------------------------------------
