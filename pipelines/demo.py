@@ -11,6 +11,10 @@ only once per scale and seed (delete the folder to start again).
 from __future__ import annotations
 
 import argparse
+import datetime as dt
+import json
+import os
+import platform
 import subprocess
 import sys
 import time
@@ -21,6 +25,9 @@ import pandas as pd
 from features.store import Store
 from features.timeutil import last_full_week
 
+#: seconds each step took in this run, by step (the command's first word, the report's kind)
+STEP_SECONDS: dict[str, float] = {}
+
 
 def _vigie(*args: str) -> None:
     cmd = [sys.executable, "-m", "pipelines.cli", *args]
@@ -29,7 +36,24 @@ def _vigie(*args: str) -> None:
     proc = subprocess.run(cmd)
     if proc.returncode != 0:
         raise SystemExit(f"demo: `vigie {' '.join(args)}` failed (exit {proc.returncode}).")
-    print(f"  ({time.perf_counter() - t0:.0f} s)", flush=True)
+    seconds = time.perf_counter() - t0
+    step = f"report {args[1]}" if args[0] == "report" else args[0]
+    STEP_SECONDS[step] = round(seconds, 1)
+    print(f"  ({seconds:.0f} s)", flush=True)
+
+
+def record_times(path: Path, *, scale: str, total_s: float) -> None:
+    """Write this run's step times with its date, machine and load (what `python -m bench demo`
+    puts into docs/benchmarks.md)."""
+    record = {
+        "scale": scale,
+        "steps_s": STEP_SECONDS,
+        "total_s": round(total_s, 1),
+        "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
+        "load_1min_at_end": round(os.getloadavg()[0], 1),
+    }
+    path.write_text(json.dumps(record, indent=2))
 
 
 def largest_upcoming_event(store: Path) -> str | None:
@@ -75,7 +99,9 @@ def main(argv: list[str] | None = None) -> int:
     demo_id = f"demo-{a.scale}"
     for kind in ("evaluation", "explore"):
         _vigie("report", kind, "--store", str(store), "--reports", str(reports), "--id", demo_id)
-    print(f"\ndemo finished in {time.perf_counter() - t0:.0f} s")
+    total = time.perf_counter() - t0
+    record_times(root / "demo_times.json", scale=a.scale, total_s=total)
+    print(f"\ndemo finished in {total:.0f} s (step times: {root / 'demo_times.json'})")
     print(f"store:   {store}")
     for html in sorted(reports.glob("*/*/report.html")):
         print(f"report:  {html}")
