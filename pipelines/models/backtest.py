@@ -80,6 +80,8 @@ log = logging.getLogger(__name__)
 FITTED = ("zone_glm", "glm", "xgb")
 BASELINES = ("seasonal_naive_4w", "seasonal_naive_8w", "recent_rate_8w", "recent_hotspot")
 MODELS = (*FITTED, *BASELINES)
+#: baselines run only when asked for (members of :mod:`pipelines.models.blend`)
+OPTIONAL = ("eb_rate_52w",)
 BACKTEST_COLUMNS = [
     "zone_id",
     "period_start",
@@ -154,7 +156,7 @@ def backtest_schema() -> pa.DataFrameSchema:
 def _check_choices(models: Sequence[str], covariates: str) -> None:
     if covariates not in ("forecast", "observed"):
         raise InputError(f"covariates must be 'forecast' or 'observed', got {covariates!r}.")
-    unknown = [m for m in models if m not in MODELS]
+    unknown = [m for m in models if m not in MODELS and m not in OPTIONAL]
     if unknown:
         raise InputError(
             f"unknown backtest model(s) {unknown}; expected some of {', '.join(MODELS)}."

@@ -15,11 +15,18 @@
     over zone centroids with a Gaussian kernel (bandwidth: median distance to the nearest
     centroid); the week's expected total (mean of the last 4 weeks) is split by this map and by
     the city-wide hour-of-week profile of the window.
+``eb_rate_52w`` (not run by default; ask for it in ``models``)
+    Each zone's rate by local hour of week over the last 52 weeks, shrunk towards the zone's
+    rate x the city's hour-of-week profile (empirical Bayes, gamma-Poisson, the prior's
+    variance by the method of moments; Clayton & Kaldor 1987): a long-memory member for
+    :mod:`pipelines.models.blend`.
 
 References
 ----------
 Bowers, K. J., Johnson, S. D. & Pease, K. (2004). Prospective hot-spotting: the future of crime
 mapping? *British Journal of Criminology* 44(5), 641-658.
+Clayton, D. & Kaldor, J. (1987). Empirical Bayes estimates of age-standardized relative risks
+for use in disease mapping. *Biometrics* 43(3), 671-681.
 Hyndman, R. J. & Athanasopoulos, G. (2021). *Forecasting: Principles and Practice*, 3rd ed.,
 section 5.2 (the seasonal naive method).
 """
@@ -190,6 +197,49 @@ def recent_rate(
     return rate[test_zone_idx] * prof[test_how]
 
 
+def eb_rate(
+    zone_idx: np.ndarray,
+    how: np.ndarray,
+    y: np.ndarray,
+    hours: np.ndarray,
+    origin: pd.Timestamp,
+    test_zone_idx: np.ndarray,
+    test_how: np.ndarray,
+    *,
+    n_zones: int,
+    k_weeks: int = 52,
+) -> np.ndarray:
+    """Empirical-Bayes zone x hour-of-week rate over ``k_weeks`` (module docstring).
+
+    The prior mean of cell (zone, hour of week) is ``E / n``, ``E = n x zone rate x profile``
+    (``n`` slots, ``c`` incidents); its relative risk ``c / E`` has a gamma prior of mean 1 and
+    variance ``v = max(0, (sum (c - E)^2 / E - N) / sum E)`` over the ``N`` cells with
+    ``E > 0``; the forecast is ``(E / n) x (c + 1/v) / (E + 1/v)`` (``E / n`` when ``v = 0``).
+
+    References
+    ----------
+    Clayton & Kaldor (1987).
+    """
+    lo, hi = utc_ns_scalar(origin - k_weeks * WEEK), utc_ns_scalar(origin)
+    w = (hours >= lo) & (hours < hi)
+    n_how = int(max(how.max(), test_how.max())) + 1 if len(how) else 1
+    cell = zone_idx[w] * n_how + how[w]
+    c = np.bincount(cell, weights=y[w], minlength=n_zones * n_how)
+    n = np.bincount(cell, minlength=n_zones * n_how).astype(np.float64)
+    zr = c.reshape(n_zones, n_how).sum(1) / np.maximum(n.reshape(n_zones, n_how).sum(1), 1.0)
+    zr = np.maximum(zr, 0.5 / max(k_weeks * n_how, 1))
+    py, pn = c.reshape(n_zones, n_how).sum(0), n.reshape(n_zones, n_how).sum(0)
+    prof = np.divide(py + 0.5, pn, out=np.ones(n_how), where=pn > 0)
+    prof = prof / ((py.sum() + 0.5 * (pn > 0).sum()) / max(pn.sum(), 1.0))
+    m = (zr[:, None] * prof[None, :]).ravel()  # prior mean per slot
+    e = n * m
+    ok = e > 0
+    v = ((c[ok] - e[ok]) ** 2 / e[ok]).sum() - ok.sum() if ok.any() else 0.0
+    v = max(float(v) / float(e[ok].sum()), 0.0) if ok.any() else 0.0
+    rr = np.ones_like(m) if v <= 0 else (c + 1.0 / v) / (e + 1.0 / v)
+    return (m * rr)[test_zone_idx * n_how + test_how]
+
+
 def baseline_forecasts(
     arrays: dict[str, Any],
     y: np.ndarray,
@@ -214,6 +264,11 @@ def baseline_forecasts(
         out["recent_rate_8w"] = recent_rate(
             zone_idx, how, y, hours, origin, zone_idx[test], how[test],
             n_zones=len(arrays["zones"]), slots_per_week=slots_per_week,
+        )  # fmt: skip
+    if "eb_rate_52w" in models:
+        out["eb_rate_52w"] = eb_rate(
+            zone_idx, how, y, hours, origin, zone_idx[test], how[test],
+            n_zones=len(arrays["zones"]),
         )  # fmt: skip
     if "recent_hotspot" in models:
         ker = np.eye(len(arrays["zones"])) if kernel is None else kernel
