@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from pipelines.models.backtest import BACKTEST_COLUMNS
-from pipelines.models.baselines import eb_rate
+from pipelines.models.baselines import eb_rate, recent_rate
 from pipelines.models.blend import convex_weights, rolling_blend
 from pipelines.models.scoring import evaluate
 
@@ -161,3 +161,19 @@ def test_eb_rate_matches_an_independent_computation_and_planted_rates():
     a = eb_rate(zone, how, y, t.astype("datetime64[ns]"), early, test_z, test_h, **kw)
     b = eb_rate(zone, how, y2, t.astype("datetime64[ns]"), early, test_z, test_h, **kw)
     np.testing.assert_array_equal(a, b)
+
+
+def test_recent_rate_keeps_the_zone_level_at_daily_grain():
+    """A flat weekday profile leaves each zone's 8-week rate unchanged: the profile is
+    normalised over the 7 hours of week that a daily cube holds, not over all 168."""
+    days = pd.date_range("2019-01-07", periods=8 * 7, freq="D")
+    n_zones = 3
+    zone = np.repeat(np.arange(n_zones), len(days))
+    t = np.tile(days.to_numpy(), n_zones).astype("datetime64[ns]")
+    how = np.tile(days.day_of_week.to_numpy() * 24, n_zones).astype(np.int64)
+    y = np.tile(np.ones(len(days)), n_zones) * np.repeat([0.0, 1.0, 2.0], len(days))
+    origin = pd.Timestamp(days[-1] + pd.Timedelta(days=1), tz="UTC")
+    test_z = np.repeat(np.arange(n_zones), 7)
+    test_h = np.tile(np.arange(7) * 24, n_zones)
+    got = recent_rate(zone, how, y, t, origin, test_z, test_h, n_zones=n_zones, slots_per_week=7)
+    np.testing.assert_allclose(got, np.repeat([0.5 / 56, 1.0, 2.0], 7), rtol=1e-12)

@@ -193,7 +193,8 @@ def recent_rate(
     py = np.bincount(how[w], weights=y[w], minlength=n_how) + 0.5
     pn = np.bincount(how[w], minlength=n_how).astype(np.float64)
     prof = np.divide(py, pn, out=np.ones(n_how), where=pn > 0)
-    prof = prof / (py.sum() / max(pn.sum(), 1.0))
+    # normalised over the hours of week the window holds (7 of them at daily grain)
+    prof = prof / (py[pn > 0].sum() / max(pn.sum(), 1.0)) if (pn > 0).any() else prof
     return rate[test_zone_idx] * prof[test_how]
 
 
@@ -227,7 +228,7 @@ def eb_rate(
     c = np.bincount(cell, weights=y[w], minlength=n_zones * n_how)
     n = np.bincount(cell, minlength=n_zones * n_how).astype(np.float64)
     zr = c.reshape(n_zones, n_how).sum(1) / np.maximum(n.reshape(n_zones, n_how).sum(1), 1.0)
-    zr = np.maximum(zr, 0.5 / max(k_weeks * n_how, 1))
+    zr = np.maximum(zr, 0.5 / max(k_weeks * int((n.reshape(n_zones, n_how).sum(0) > 0).sum()), 1))
     py, pn = c.reshape(n_zones, n_how).sum(0), n.reshape(n_zones, n_how).sum(0)
     prof = np.divide(py + 0.5, pn, out=np.ones(n_how), where=pn > 0)
     prof = prof / ((py.sum() + 0.5 * (pn > 0).sum()) / max(pn.sum(), 1.0))
