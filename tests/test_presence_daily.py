@@ -120,3 +120,22 @@ def test_day_scale_excess_reads_recurring_gatherings():
     assert 0.15 < excess[0, -1] < 0.35
     assert excess[1, -1] < 0.02
     assert abs(scale[1, -1] - 0.1) < 0.02 and n[1, -1] == 182
+
+
+def test_day_scale_excess_reads_a_new_season_and_wet_days():
+    """A season of gatherings (30 % of days at +4 scales) begun 8 weeks ago after 40 quiet weeks
+    shows in the excess (the recent 8-week window is read beside the year); the gatherings
+    on wet days (left out of the scale) count through ``high``; a zone of pure noise whose wet
+    days sit lower (rain) shows no excess."""
+    rng = np.random.default_rng(11)
+    d = 48 * 7
+    err = rng.normal(0, 0.1, (2, d))
+    season = np.arange(d) >= 40 * 7
+    err[0] += np.where(season & (rng.random(d) < 0.3), 0.4, 0.0)
+    wet = rng.random(d) < 0.5
+    err[1] -= np.where(wet, 0.3, 0.0)  # rain lowers the null zone's wet days
+    dry_err = np.where(wet[None, :], np.nan, err)
+    _, _, only_dry, _ = day_scale(dry_err, weeks=26)
+    _, _, both, _ = day_scale(dry_err, weeks=26, high=err)
+    assert only_dry[0, -1] < 0.5 * both[0, -1] and 0.08 < both[0, -1] < 0.35, (only_dry, both)
+    assert both[1, -1] < 0.01

@@ -278,8 +278,9 @@ def day_level(
     gathering test's from the ``dry`` ones only (``DayFacts.dry``: every day without weather):
     rain only lowers presence, so wet days widen the lower half of the errors without being
     noise a rise must exceed. The weight of a zone's gathering test is ``prior_rate`` plus the
-    upper-tail excess of its past day errors (its own rate of gathering days); that of its
-    emptied test is ``prior_rate``;
+    upper-tail excess of its past day errors (its own rate of gathering days, read on every
+    quiet day, wet ones too, over the last 8 and 52 weeks: a season under way, last season);
+    that of its emptied test is ``prior_rate``;
     each day's weights are divided by their mean over the zones and both directions, so they
     average 1 (weighted Benjamini-Hochberg: Genovese, Roeder & Wasserman 2006).
     """
@@ -297,8 +298,9 @@ def day_level(
         err = err - np.where(n_zones >= MIN_CITY_ZONES, common, 0.0)[None, :]
     quiet = (base.pool & ok).sum(axis=2) >= need
     scale_e, n_e, _, df = day_scale(np.where(quiet, err, np.nan), weeks=weeks)
-    quiet &= dry[None, :]
-    scale_g, n_g, excess, _ = day_scale(np.where(quiet, err, np.nan), weeks=weeks)
+    scale_g, n_g, excess, _ = day_scale(
+        np.where(quiet & dry[None, :], err, np.nan), weeks=weeks, high=np.where(quiet, err, np.nan)
+    )
     z = np.stack([err / np.maximum(np.nan_to_num(sc, nan=0.0), scale_floor)
                   for sc in (scale_g, scale_e)])  # fmt: skip
     w = np.stack([prior_rate + excess, np.full(excess.shape, prior_rate)])

@@ -86,6 +86,11 @@ SHIFTED_REFERENCE_WEEKS = 26
 MIN_CITY_ZONES = 10
 #: standardised day errors beyond this count in the upper-tail excess (:func:`day_scale`).
 EXCESS_Z = 2.0
+#: weeks of history behind the upper-tail excess (:func:`day_scale`): a year, so that a venue's
+#: last season counts when the next one opens.
+EXCESS_WEEKS = 52
+#: weeks of the recent window also read (:func:`day_scale`): a season under way.
+RECENT_EXCESS_WEEKS = 8
 #: standard normal quantile gaps used by the start: q75 - q50 and q25 - q10.
 _Q3, _Q1_Q10 = 0.6745, 0.6071
 
@@ -353,17 +358,28 @@ def city_shift(y: np.ndarray, ok: np.ndarray, *, min_zones: int = MIN_CITY_ZONES
 
 
 def day_scale(
-    err: np.ndarray, *, weeks: int = PROFILE_WEEKS
+    err: np.ndarray,
+    *,
+    weeks: int = PROFILE_WEEKS,
+    excess_weeks: int = EXCESS_WEEKS,
+    high: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """The scale of day-level errors and the excess of their upper tail, from each zone's past.
 
     ``err`` is ``(zones, days)``: each day's out-of-sample error (NaN where the day may not enter
-    the reference). Over the ``weeks`` weeks before each day's week: the scale is 1.4826 x the
-    median of the errors below zero (as :func:`quiet_reference`); ``excess`` is the share of
-    standardised errors above ``EXCESS_Z`` minus the share below ``-EXCESS_Z``, at least 0: quiet
-    errors are symmetric, so what the upper tail holds beyond the mirror of the lower one (and
-    beyond two standard errors of that difference) is the zone's own rate of gathering days (the second component of a two-component history:
-    a venue with recurring unlisted events).
+    the reference). Over the ``weeks`` weeks before each day's week the scale is 1.4826 x the
+    median of the errors below zero (as :func:`quiet_reference`). ``excess`` reads the
+    ``excess_weeks`` weeks before (a longer memory: a venue's recurring gatherings are a
+    property of the place, and a season of games should still count when the next one opens),
+    each past error standardised by the scale it had then (out of sample): the share of
+    standardised errors above ``EXCESS_Z`` minus the share below ``-EXCESS_Z``, at least 0.
+    Quiet errors are symmetric, so what the upper tail holds beyond the mirror of the lower one
+    (and beyond two standard errors of that difference) is the zone's own rate of gathering days
+    (the second component of a two-component history: a venue with recurring unlisted events).
+    ``high`` (default ``err``): the errors whose upper tail is counted, when more days may show a
+    gathering than may set the scale (wet days: rain lowers presence, so they widen the lower
+    tail but never make a rise); the lower tail's share of ``err`` is then scaled to their
+    number (wet days' upper tail is thinner than a dry day's: the mirror is conservative).
 
     Returns
     -------
@@ -377,12 +393,23 @@ def day_scale(
     win = _windows(ew, weeks).reshape(z, nw, 7 * weeks)  # (z, nw, 7 * weeks)
     scale = 1.4826 * nan_quantile(np.where(win <= 0, -win, np.nan), 0.5)
     n = np.isfinite(win).sum(axis=-1).astype(float)
+    hw = ew if high is None else _weekly(high[:, :, None], nw)[..., 0]
     with np.errstate(invalid="ignore", divide="ignore"):
         u = win / scale[..., None]
-        up, low = (u > EXCESS_Z).sum(axis=-1), (u < -EXCESS_Z).sum(axis=-1)
-    # beyond two standard errors of the difference of two counts (Var ~ up + low)
-    excess = np.maximum(up - low - 2.0 * np.sqrt(up + low), 0.0) / np.maximum(n, 1.0)
+        own = ew / scale[..., None]  # each week's errors against the scale it had then
+        own_high = hw / scale[..., None]
     df = tail_df((u < -TAIL_Z).sum(axis=-1), n)
+    counts = [
+        a.sum(axis=-1).astype(float)
+        for a in (own_high > EXCESS_Z, np.isfinite(own_high), own < -EXCESS_Z, np.isfinite(own))
+    ]
+    excess = np.zeros((z, nw))
+    for w in sorted({RECENT_EXCESS_WEEKS, excess_weeks}):
+        up, m, low, m_low = (_past_sum(c, w) for c in counts)
+        r = m / np.maximum(m_low, 1.0)  # the lower tail's count scaled to the days read above
+        # beyond two standard errors of the difference (Var ~ up + r^2 low)
+        ex = np.maximum(up - r * low - 2.0 * np.sqrt(up + r * r * low), 0.0)
+        excess = np.maximum(excess, ex / np.maximum(m, 1.0))
 
     def back(a: np.ndarray) -> np.ndarray:
         return np.repeat(a, 7, axis=1)[:, :d]
