@@ -165,6 +165,22 @@ def test_daily_grain_backtest():
     assert (res.frame.groupby("model").size() == 16 * 21).all()
 
 
+def test_optional_eb_rate_runs_and_blends_at_daily_grain():
+    """eb_rate_52w is run when asked for, its rows pass the schema, and the blend of the
+    backtest's forecasts scores every zone-day."""
+    from pipelines.models.blend import rolling_blend
+
+    c = simulate_city(zones=16, weeks=20, grain="1d", seed=2)
+    models = ["eb_rate_52w", "recent_rate_8w", "seasonal_naive_4w"]
+    res = B.run_backtest(c.cube, weeks=3, grain="1d", models=models)
+    B.backtest_schema().validate(res.frame)
+    m = res.evaluation.models
+    assert m["eb_rate_52w"].poisson_deviance < m["seasonal_naive_4w"].poisson_deviance
+    b = rolling_blend(res.frame, members=models)
+    assert len(b.frame) == 16 * 21 and b.frame["predicted"].notna().all()
+    assert len(b.weights) == 3
+
+
 def test_short_cube_says_why():
     """A cube shorter than 4 weeks + 1 gives no origin and the evaluation says why."""
     c = simulate_city(zones=4, weeks=4, seed=1)

@@ -126,7 +126,7 @@ def backtest_schema() -> pa.DataFrameSchema:
         {
             "zone_id": pa.Column(str),
             "period_start": pa.Column("datetime64[ns, UTC]", coerce=True),
-            "model": pa.Column(str, pa.Check.isin(MODELS)),
+            "model": pa.Column(str, pa.Check.isin((*MODELS, *OPTIONAL))),
             "observed": num(False),
             "predicted": num(),
             "lower": num(),
