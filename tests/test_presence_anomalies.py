@@ -153,7 +153,10 @@ def test_dead_sensor_is_a_gap_note_not_an_emptied_zone(panel):
 
 
 def test_reference_is_linear_in_the_period():
-    """The reference's work grows linearly: 4x the weeks costs about 4x the time, not 16x."""
+    """The reference's work grows linearly: 4x the weeks costs about 4x the time, not 16x.
+
+    CPU time of this process (not wall time, which other jobs on a shared machine inflate at
+    random), the least of three runs each (measured 3.9x on an idle machine; the bound is 8x)."""
     import time
 
     from pipelines.signals.reference import quiet_reference
@@ -162,10 +165,10 @@ def test_reference_is_linear_in_the_period():
 
     def cost(weeks: int) -> float:
         y = rng.normal(5, 0.1, (10, weeks * 7, 24))
-        t0 = time.perf_counter()
+        t0 = time.process_time()
         quiet_reference(y, np.ones(y.shape, bool))
-        return time.perf_counter() - t0
+        return time.process_time() - t0
 
     cost(30)
-    small, large = min(cost(30) for _ in range(2)), min(cost(120) for _ in range(2))
+    small, large = min(cost(30) for _ in range(3)), min(cost(120) for _ in range(3))
     assert large < 8 * small, (small, large)
