@@ -52,7 +52,11 @@ def read_record(demo_dir: Path, scale: str) -> dict:
 
 def section(results: dict) -> str:
     """The Markdown table of every scale's last run."""
-    head = "| scale | " + " | ".join(STEPS) + " | total | measured | load (1 min) at the end |"
+    head = (
+        "| scale | "
+        + " | ".join(STEPS)
+        + " | total | measured | load (1 min): at the end / highest at a step's end |"
+    )
     lines = [
         START,
         "## `make demo` (whole chain, `bench/bench_demo.py`)",
@@ -73,10 +77,16 @@ def section(results: dict) -> str:
         lines.append(
             f"| {r['scale']} | "
             + " | ".join(cells)
-            + f" | {r['total_s']:.0f} | {r['date']}, {r['machine']} | {r['load_1min_at_end']} |"
+            + f" | {r['total_s']:.0f} | {r['date']}, {r['machine']} | {_loads(r)} |"
         )
     lines.append(END)
     return "\n".join(lines)
+
+
+def _loads(r: dict) -> str:
+    by_step = r.get("load_1min_by_step") or {}
+    top = f" / {max(by_step.values()):g}" if by_step else " / not recorded"
+    return f"{r['load_1min_at_end']:g}{top}"
 
 
 def record(result: dict) -> dict:

@@ -27,6 +27,8 @@ from features.timeutil import last_full_week
 
 #: seconds each step took in this run, by step (the command's first word, the report's kind)
 STEP_SECONDS: dict[str, float] = {}
+#: the machine's 1-minute load average at the end of each step (other jobs slow the steps)
+STEP_LOADS: dict[str, float] = {}
 
 
 def _vigie(*args: str) -> None:
@@ -39,6 +41,7 @@ def _vigie(*args: str) -> None:
     seconds = time.perf_counter() - t0
     step = f"report {args[1]}" if args[0] == "report" else args[0]
     STEP_SECONDS[step] = round(seconds, 1)
+    STEP_LOADS[step] = round(os.getloadavg()[0], 1)
     print(f"  ({seconds:.0f} s)", flush=True)
 
 
@@ -52,6 +55,7 @@ def record_times(path: Path, *, scale: str, total_s: float) -> None:
         "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
         "load_1min_at_end": round(os.getloadavg()[0], 1),
+        "load_1min_by_step": STEP_LOADS,
     }
     path.write_text(json.dumps(record, indent=2))
 
