@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from features.synth.scales import ORIGINS, ZONE_TYPES, profile
+from features.synth.scales import ZONE_TYPES, profile
 from features.synth.timeline import Calendar
 from features.synth.zones import Zones
 
@@ -234,42 +234,4 @@ def slot_rows(zones: Zones, cp: ChunkPresence, *, times: np.ndarray) -> pd.DataF
             "residents": cp.r2[ss, zs],
             "visiteurs": cp.p2[ss, zs] - cp.r2[ss, zs],
         }
-    )
-
-
-def daily_origins(
-    day_sum: np.ndarray, *, day_res: np.ndarray, cal: Calendar, zones: Zones
-) -> pd.DataFrame:
-    """Daily mean presence per zone split by origin (Flux Vision 'origines').
-
-    ``day_sum``/``day_res`` are the sums over each local day of the study (``cal``) of people
-    present and residents. ``zone_etude`` are residents of the study area; visitors are split
-    between the inner and outer suburbs, other departments and abroad (more foreigners in the
-    tourist season).
-    """
-    n_days = len(day_sum)
-    day_cnt = np.bincount(cal.day_index, minlength=n_days)
-    day_first = np.searchsorted(cal.day_index, np.arange(n_days))
-    day_label = np.asarray(list(cal.local[day_first].strftime("%Y-%m-%d")), dtype=object)
-    cnt = np.maximum(day_cnt, 1)[:, None]
-    tot = day_sum / cnt
-    res = day_res / cnt
-    vis = tot - res
-    foreign = np.clip(0.15 * season(cal.doy[day_first]), 0, 0.4)
-    rest = 1 - foreign
-    shares = np.stack([0.4 * rest, 0.3 * rest, 0.3 * rest, foreign], axis=1)  # (D, 4)
-    D, Z = tot.shape
-    d = np.repeat(np.arange(D), Z)
-    z = np.tile(np.arange(Z), D)
-    frames = [pd.DataFrame({"id_zone": zones.ids[z], "jour": day_label[d],
-                            "origine": ORIGINS[0], "volume": np.round(res[d, z]).astype(np.int64)})]  # fmt: skip
-    for k, o in enumerate(ORIGINS[1:]):
-        frames.append(pd.DataFrame({"id_zone": zones.ids[z], "jour": day_label[d], "origine": o,
-                                    "volume": np.round(vis[d, z] * shares[d, k]).astype(np.int64)}))  # fmt: skip
-    df = pd.concat(frames, ignore_index=True)
-    df["_o"] = df["origine"].map({o: i for i, o in enumerate(ORIGINS)})
-    return (
-        df.sort_values(["jour", "id_zone", "_o"], kind="stable")
-        .drop(columns="_o")
-        .reset_index(drop=True)
     )

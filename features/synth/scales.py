@@ -149,10 +149,6 @@ def effects_for(extra: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
 
 FEATURES = ("dark", "dark_lamps_out", "event_k", "rain", "transit_k", "holiday", "school_holiday")
 
-#: origins of present people in the Flux Vision "origines" file (residents of the area first)
-ORIGINS = ("zone_etude", "petite_couronne", "grande_couronne", "autres_departements", "etranger")
-
-
 #: unit of each model feature, as truth.json states it next to the planted effects
 UNITS = {
     "dark": "sun below the horizon at the slot midpoint (0/1)",
