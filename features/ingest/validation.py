@@ -55,10 +55,14 @@ def _check_column(rows: _Rows, col: schemas.Col) -> None:
         return
     v = pd.to_numeric(s, errors="coerce").astype(float).to_numpy()
     with np.errstate(invalid="ignore"):
-        if col.min is not None:
-            rows.flag(v < col.min, f"{col.name}: {col.name} must be >= {col.min:g}", s.astype(str))
-        if col.max is not None:
-            rows.flag(v > col.max, f"{col.name}: {col.name} must be <= {col.max:g}", s.astype(str))
+        for bound, mask, word in ((col.min, v < col.min if col.min is not None else None, ">="),
+                                  (col.max, v > col.max if col.max is not None else None, "<=")):  # fmt: skip
+            if mask is not None and mask.any():
+                # the values shown are those of the rows flagged only (a whole column made
+                # text costs more than the rest of the file's checks)
+                sel = np.flatnonzero(mask)
+                detail = s.iloc[sel].astype(str)
+                rows.flag(mask, f"{col.name}: {col.name} must be {word} {bound:g}", detail)
 
 
 def _flag_failures(rows: _Rows, fc: pd.DataFrame) -> None:
