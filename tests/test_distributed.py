@@ -3,7 +3,9 @@
 On the tiny city, a ``distributed.LocalCluster`` of 2 workers computes the GLM's sufficient
 statistics (a groupby of the cube's month partitions on the cluster); they equal the cells the
 local fit builds from the whole cube, and the Poisson GLM fitted on them has the local fit's
-IRRs within 1e-6. The cube on the cluster is checked in tests/test_cube.py.
+IRRs within 1e-6. The cube and fit commands on the cluster give the local cube and fits; the
+signals of a week, with the space-time scan per zone block on the cluster, are the local run's
+tests, p values, q values and signals exactly.
 """
 
 from __future__ import annotations
@@ -151,3 +153,91 @@ def test_fit_command_on_a_cluster(tmp_path, tiny_store, cluster_stats) -> None:
     ref = fit_cells(cluster_stats, "all")
     np.testing.assert_allclose(saved["all"]["params"], ref.params, rtol=1e-9)
     assert saved["all"]["terms"] == list(ref.terms)
+
+
+@pytest.fixture(scope="module")
+def signals_pair(tiny_store):
+    """The tiny city's last week of signals in one process, and per zone block on a cluster."""
+    from features.timeutil import last_full_week
+    from pipelines.signals.period import parse_period
+    from pipelines.signals.run import run_signals
+
+    meta = Store(tiny_store).cube_meta()
+    period = parse_period(last_full_week(meta["end"], meta.get("timezone") or "UTC"))
+    local = run_signals(Store(tiny_store), period, write=False)
+    with distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None
+    ) as cluster:
+        dist = run_signals(
+            Store(tiny_store), period, write=False, address=cluster.scheduler_address,
+            zone_blocks=4,
+        )  # fmt: skip
+    return local, dist
+
+
+def test_cluster_signals_are_the_local_signals(signals_pair) -> None:
+    """Per zone block on 2 workers: the same tests, p values, q values and signals, exactly."""
+    local, dist = signals_pair
+    # the tiny city has 8 weeks: the model-based path, whose scan runs per zone block
+    assert dist.test_counts["cluster"] > 0 and dist.replicates["scan"] >= 199
+    assert any("zone-block tasks on a Dask cluster" in n for n in dist.notes)
+    assert dist.test_counts == local.test_counts
+    pd.testing.assert_frame_equal(dist.tests, local.tests)
+    pd.testing.assert_frame_equal(dist.signals, local.signals)
+    assert (dist.tests["detector"] == "scan").sum() == local.test_counts["cluster"]
+
+
+def test_scan_blocks_cross_and_equal_the_whole_scan() -> None:
+    """Blocks whose cylinders reach other blocks' zones: the same clusters, null and zone-days."""
+    from pipelines.signals.blocks import scan_on_blocks, with_halo, zone_blocks
+    from pipelines.signals.panel import Panel
+    from pipelines.signals.scan import knn_neighbours, space_time_scan
+
+    rng = np.random.default_rng(1)
+    z, t = 41, 30
+    e = rng.gamma(2.0, 1.0, size=(z, t))
+    o = rng.poisson(e).astype(float)
+    o[[4, 5, 6, 7], 24:29] += 6.0  # a cluster across the first blocks' border
+    o[3, 2] = np.nan
+    xy = rng.uniform(0, 5000, size=(z, 2))
+    nbr = knn_neighbours(xy[:, 0], xy[:, 1], k=6)
+    panel = Panel(zones=np.array([f"z{i}" for i in range(z)], dtype=object),
+                  days=pd.date_range("2026-01-01", periods=t, freq="D"), observed=o, expected=e,
+                  period=(23, 30))  # fmt: skip
+    own = zone_blocks(z, 5)
+    assert [len(b) for b in own] == [9, 8, 8, 8, 8]
+    rows, local = with_halo(own[0], nbr)
+    assert len(rows) > len(own[0])  # the halo: zones of other blocks
+    np.testing.assert_array_equal(rows[local], nbr[own[0]])
+    for dispersion in (0.0, 0.3):
+        ref = space_time_scan(panel, nbr, max_window=7, n_sim=99, seed=3, dispersion=dispersion)
+        got = scan_on_blocks(panel, nbr, address=None, blocks=5, max_window=7, n_sim=99, seed=3,
+                             dispersion=dispersion)  # fmt: skip
+        np.testing.assert_array_equal(got.null_max, ref.null_max)
+        np.testing.assert_array_equal(got.zone_day_llr, ref.zone_day_llr)
+        pd.testing.assert_frame_equal(got.clusters, ref.clusters)
+        assert len(ref.clusters) > 1
+
+
+def test_signals_command_on_a_cluster(tmp_path, tiny_store, signals_pair) -> None:
+    """`vigie signals --scheduler ADDRESS` writes the signals of the local path."""
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from pipelines.cli import app
+
+    local, _ = signals_pair
+    root = tmp_path / "store"
+    shutil.copytree(tiny_store, root)
+    with distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None
+    ) as cluster:
+        res = CliRunner().invoke(app, ["signals", "--store", str(root), "--week",
+                                       local.period.label, "--scheduler",
+                                       cluster.scheduler_address])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    saved = pd.read_parquet(root / "signals" / f"{local.period.label}.tests.parquet")
+    np.testing.assert_array_equal(saved["id"], local.tests["id"])
+    np.testing.assert_array_equal(saved["p_value"], local.tests["p_value"].astype(float))
+    np.testing.assert_array_equal(saved["q_value"], local.tests["q_value"].astype(float))

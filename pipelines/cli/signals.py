@@ -9,7 +9,7 @@ import typer
 from features.errors import InputError
 from features.store import Store
 from features.timeutil import last_full_week
-from pipelines.cli.common import user_errors
+from pipelines.cli.common import scheduler_option, user_errors
 from pipelines.cli.naming import with_zone_names
 from pipelines.cli.progress import EVALUATION_STEPS, progress
 
@@ -53,6 +53,10 @@ def signals_cmd(
         min=0,
         help="Past weeks whose zone-weeks calibrate the incident tests (0: the model's tails).",
     ),
+    scheduler: str = scheduler_option(),
+    zone_blocks: int = typer.Option(
+        8, "--zone-blocks", min=1, help="Zone blocks (Dask tasks) of the scan with --scheduler."
+    ),
 ) -> None:
     """Weak signals of a period: excess, drift, clusters, presence anomalies, correlations."""
     # the analysis modules load scipy, statsmodels, pandera and the models: imported when the
@@ -77,7 +81,12 @@ def signals_cmd(
     if week is None and date_from is None and date_to is None:
         week = _latest_week(st)
     period = parse_period(week, start=date_from, end=date_to)
-    with progress(label=f"vigie signals {period.label}: tests, Monte Carlo and scan"):
+    from features.cube.dask_engine import scheduler as dask_scheduler
+
+    with (
+        dask_scheduler(scheduler) as address,
+        progress(label=f"vigie signals {period.label}: tests, Monte Carlo and scan"),
+    ):
         run = run_signals(
             st,
             period,
@@ -85,5 +94,7 @@ def signals_cmd(
             seed=seed,
             use_model=not no_model,
             calibration_weeks=calibration_weeks,
+            address=address,
+            zone_blocks=zone_blocks,
         )
     typer.echo(with_zone_names(run.summary(top=top), st))

@@ -83,6 +83,8 @@ def run_signals(
     write: bool = True,
     mc_budget: float = 2e8,
     calibration_weeks: int = 52,
+    address: str | None = None,
+    zone_blocks: int = 8,
 ) -> SignalRun:
     """Run every detector on a period of a store and write the ranked signals.
 
@@ -92,8 +94,8 @@ def run_signals(
         The store (or its folder).
     period
         From :func:`~pipelines.signals.period.parse_period`.
-    fdr, history_days, n_sim, seed, k_neighbours, max_window, lags, outage_share, surge_ratio, use_model, mc_budget, calibration_weeks
-        The run's settings: see :class:`RunSettings`.
+    fdr, history_days, n_sim, seed, k_neighbours, max_window, lags, outage_share, surge_ratio, use_model, mc_budget, calibration_weeks, address, zone_blocks
+        The run's settings: see :class:`RunSettings` (``address``: the scan per zone block on Dask).
     write
         Write the JSON and Parquet files (:meth:`SignalRun.save`).
 
@@ -116,7 +118,7 @@ def run_signals(
         fdr=fdr, history_days=history_days, n_sim=n_sim, seed=seed, k_neighbours=k_neighbours,
         max_window=max_window, lags=tuple(lags), outage_share=outage_share,
         surge_ratio=surge_ratio, use_model=use_model, mc_budget=mc_budget,
-        calibration_weeks=calibration_weeks,
+        calibration_weeks=calibration_weeks, address=address, zone_blocks=zone_blocks,
     )  # fmt: skip
     st = store if isinstance(store, Store) else Store(store)
     inp = load_inputs(st, period, history_days=cfg.read_days, use_model=use_model)
@@ -126,24 +128,14 @@ def run_signals(
     tests = adjust(list({**inc.parts, **parts}.values()), period=period, timezone=inp.timezone)
     signals = consolidate(tests, fdr=fdr) if len(tests) else tests.assign(related=[], rank=[])
     run = SignalRun(
-        period=period,
-        signals=signals,
-        tests=tests,
-        start=inp.start,
-        end=inp.end,
-        timezone=inp.timezone,
-        grain=inp.grain,
-        fdr=fdr,
-        expectation=inc.expectation,
+        period=period, signals=signals, tests=tests, start=inp.start, end=inp.end,
+        timezone=inp.timezone, grain=inp.grain, fdr=fdr, expectation=inc.expectation,
         test_counts={name: len(part) for name, part in {**inc.parts, **parts}.items()},
-        n_tests=int(np.isfinite(tests["p_value"]).sum()),
-        replicates=inc.replicates,
-        seed=seed,
-        ears_baseline=inc.ears,
-        zones=len(inp.zones),
+        n_tests=int(np.isfinite(tests["p_value"]).sum()), replicates=inc.replicates, seed=seed,
+        ears_baseline=inc.ears, zones=len(inp.zones),
         notes=(*inp.notes, *notes, *inc.notes, *more),
         generated_at=pd.Timestamp.now(tz="UTC").isoformat(),
-    )
+    )  # fmt: skip
     return run.save(st) if write else run
 
 

@@ -142,8 +142,8 @@ def _llr(c: np.ndarray, b: np.ndarray) -> np.ndarray:
 class _Cylinders:
     """Index arithmetic shared by the observed scan and the replicates."""
 
-    def __init__(self, panel: Panel, neighbours: np.ndarray, max_window: int) -> None:
-        p0, p1 = panel.period
+    def __init__(self, period: tuple[int, int], neighbours: np.ndarray, max_window: int) -> None:
+        p0, p1 = period
         self.t_first = max(0, p0 - max_window + 1)
         self.p0, self.p1 = p0, p1
         self.nbr = np.asarray(neighbours, dtype=int)
@@ -164,11 +164,18 @@ class _Cylinders:
         return pre[..., self.ends] - pre[..., self.starts]
 
 
+def null_chunk(cylinders: int) -> int:
+    """Replicates drawn at once for a scan of ``cylinders`` (centre, size, end, length) cells:
+    about 15 M cylinder sums in memory (a block of zones draws the whole run's chunks, so that
+    its replicates are the run's, :mod:`pipelines.signals.blocks`)."""
+    return max(1, int(1.5e7 // max(1, cylinders)))
+
+
 def _null_max(
     cyl: _Cylinders, exp: np.ndarray, b: np.ndarray, *, n_sim: int, seed: int, dispersion: float
 ) -> np.ndarray:
     rng = np.random.default_rng(seed)
-    chunk = max(1, int(1.5e7 // max(1, b.size)))
+    chunk = null_chunk(b.size)
     null_max = np.empty(n_sim)
     done = 0
     while done < n_sim:
@@ -194,7 +201,7 @@ def scan_null(
     Depends only on the expectations, so it can be computed once and reused
     (``space_time_scan(..., null_max=...)``) for many count series.
     """
-    cyl = _Cylinders(panel, np.asarray(neighbours, dtype=int), max_window)
+    cyl = _Cylinders(panel.period, np.asarray(neighbours, dtype=int), max_window)
     sl = slice(cyl.t_first, cyl.p1)
     valid = panel.valid[:, sl]
     exp = np.where(valid, panel.expected[:, sl], 0.0)
@@ -254,7 +261,7 @@ def space_time_scan(
         raise ValueError(f"neighbours should have shape (zones={z}, K), got {nbr.shape}")
     if max_window < 1:
         raise ValueError(f"max_window should be >= 1, got {max_window}")
-    cyl = _Cylinders(panel, nbr, max_window)
+    cyl = _Cylinders(panel.period, nbr, max_window)
     sl = slice(cyl.t_first, cyl.p1)
     valid = panel.valid[:, sl]
     obs = np.where(valid, panel.observed[:, sl], 0.0)
@@ -266,19 +273,20 @@ def space_time_scan(
     if null_max is None:
         null_max = _null_max(cyl, exp, b, n_sim=n_sim, seed=seed, dispersion=dispersion)
 
-    zone_day = _zone_day_llr(llr, nbr, min_llr=min_llr)
-    records = _clusters(panel, cyl, llr, c_obs, b, null_max, max_clusters=max_clusters)
+    zone_day = _zone_day_llr(llr.max(axis=-1), nbr, min_llr=min_llr)
+    best = best_cylinders(llr, c_obs, b)
+    records = _clusters(panel, cyl, best, null_max, max_clusters=max_clusters)
     return ScanResult(clusters=records_frame(records), null_max=null_max, zone_day_llr=zone_day)
 
 
-def _zone_day_llr(llr: np.ndarray, nbr: np.ndarray, *, min_llr: float) -> np.ndarray:
+def _zone_day_llr(best_end: np.ndarray, nbr: np.ndarray, *, min_llr: float) -> np.ndarray:
     """Per-zone prospective statistic: LLR of the reported cluster holding the zone, per end day.
 
+    ``best_end`` is each cylinder's best LLR over its windows ending on each day, (Z, K, n_end).
     For each end day, cylinders above ``min_llr`` are taken strongest first, and each gives its
     LLR to its zones unless one of them already has one.
     """
     z, k = nbr.shape
-    best_end = llr.max(axis=-1)  # (Z, K, n_end)
     zone_day = np.zeros((z, best_end.shape[-1]))
     for e in range(best_end.shape[-1]):
         v = best_end[:, :, e].ravel()
@@ -291,21 +299,57 @@ def _zone_day_llr(llr: np.ndarray, nbr: np.ndarray, *, min_llr: float) -> np.nda
     return zone_day
 
 
+@dataclass(frozen=True)
+class BestCylinders:
+    """The best window of every cylinder (centre, size), flattened centre-major, shape (Z * K,).
+
+    Attributes
+    ----------
+    llr
+        Its LLR (0 when no window exceeds its expectation).
+    window
+        Its flat (end day, length) index into the scan's ``(n_end, L)`` windows.
+    observed, expected
+        Its incidents and expected incidents.
+    """
+
+    llr: np.ndarray
+    window: np.ndarray
+    observed: np.ndarray
+    expected: np.ndarray
+
+    @classmethod
+    def concat(cls, parts: list[BestCylinders]) -> BestCylinders:
+        """Blocks of consecutive centres joined in order (:mod:`pipelines.signals.blocks`)."""
+        return cls(*(np.concatenate([getattr(p, f) for p in parts]) for f in (
+            "llr", "window", "observed", "expected")))  # fmt: skip
+
+
+def best_cylinders(llr: np.ndarray, c_obs: np.ndarray, b: np.ndarray) -> BestCylinders:
+    """Each cylinder's best window from its (Z, K, n_end, L) LLRs, counts and expectations."""
+    z, k = llr.shape[:2]
+    flat = llr.reshape(z * k, -1)
+    best_w = flat.argmax(axis=1)
+    rows = np.arange(z * k)
+    return BestCylinders(
+        llr=flat[rows, best_w],
+        window=best_w,
+        observed=c_obs.reshape(z * k, -1)[rows, best_w],
+        expected=b.reshape(z * k, -1)[rows, best_w],
+    )
+
+
 def _clusters(
     panel: Panel,
     cyl: _Cylinders,
-    llr: np.ndarray,
-    c_obs: np.ndarray,
-    b: np.ndarray,
+    best: BestCylinders,
     null_max: np.ndarray,
     *,
     max_clusters: int,
 ) -> list[dict]:
     """The most likely cluster and the non-overlapping secondary ones, as test records."""
     z, k = cyl.nbr.shape
-    flat = llr.reshape(z * k, -1)
-    best_w = flat.argmax(axis=1)
-    best_v = flat[np.arange(z * k), best_w]
+    best_w, best_v = best.window, best.llr
     taken: set[int] = set()
     records: list[dict] = []
     for idx in np.argsort(-best_v, kind="stable"):
@@ -330,8 +374,8 @@ def _clusters(
                 [str(panel.zones[m]) for m in members],
                 t0,
                 t1,
-                observed=float(c_obs[centre, kk, e_i, l_i]),
-                expected=float(b[centre, kk, e_i, l_i]),
+                observed=float(best.observed[idx]),
+                expected=float(best.expected[idx]),
                 llr=float(best_v[idx]),
                 p_value=p,
                 rank="most likely" if not records else "secondary",

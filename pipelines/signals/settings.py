@@ -38,6 +38,10 @@ class RunSettings:
         JSON's ``monte_carlo``; only runs without enough history use them.
     calibration_weeks
         Past weeks whose zone-weeks calibrate the incident tests (0: model-based tests only).
+    address, zone_blocks
+        A Dask scheduler address: the space-time scan then runs as ``zone_blocks`` tasks, one
+        per block of zones (:mod:`pipelines.signals.blocks`), with the same results; None runs
+        it in this process.
     """
 
     fdr: float = 0.05
@@ -52,6 +56,8 @@ class RunSettings:
     use_model: bool = True
     mc_budget: float = 2e8
     calibration_weeks: int = 52
+    address: str | None = None
+    zone_blocks: int = 8
 
     @property
     def calibration(self) -> CalibrationSettings:

@@ -1,0 +1,206 @@
+"""The signals' space-time scan per zone block, as Dask tasks (``vigie signals --scheduler``).
+
+The scan's work grows with zones x neighbourhood sizes x end days x window lengths, and its
+Monte Carlo multiplies it by the replicates: it is the part of a run that :func:`scan_on_blocks`
+splits by zone block. Zones are cut into consecutive blocks (:func:`zone_blocks`); each block is
+one task that receives
+
+- its zones and the neighbours their cylinders reach (:func:`with_halo`: the halo; a cylinder
+  centred in the block may hold zones of other blocks, and needs their counts);
+- the run's expectations of every zone over the scan's days, to draw the Monte Carlo
+  replicates.
+
+It scans only the cylinders *centred* in its block, so every cylinder of the run is scanned by
+exactly one task, with its members' counts whatever block they belong to. It returns each
+cylinder's best window (:class:`~pipelines.signals.scan.BestCylinders`), its best LLR per end
+day, and the largest LLR of its cylinders in every replicate. The client then takes, per
+replicate, the largest over the blocks (the run's null maximum), and picks the most likely and
+secondary clusters over all cylinders with the local scan's own code.
+
+The results are the local scan's exactly: each cylinder's sums are the same additions of the
+same numbers, and every block draws the run's replicates in the same order from the same seed
+(:func:`~pipelines.signals.scan.null_chunk`) before keeping the rows of its halo, so the maxima
+are over the same replicates. The price of that exactness is that each block redraws
+replicates x zones x scan days counts (a scan sums about K x windows = 8 x 98 cylinders per
+zone-day drawn, so the draws stay a small part of a block's work while the blocks are a few
+dozen). Excess and drift tests, correlations, presence anomalies and Benjamini-Hochberg stay in
+the client: they are linear in zones x days.
+
+References
+----------
+Kulldorff, M. (2001). JRSS A 164(1), 61-72; Neill, D. B. et al. (2005). Proc. 11th ACM SIGKDD,
+218-227 (the scan); Dwass, M. (1957). Ann. Math. Statist. 28(1), 181-187 (Monte Carlo tests).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from features.cube.dask_engine import run_tasks
+from pipelines.signals.panel import Panel, records_frame
+from pipelines.signals.pvalues import simulate_counts
+from pipelines.signals.scan import (
+    BestCylinders,
+    ScanResult,
+    _clusters,
+    _Cylinders,
+    _llr,
+    _zone_day_llr,
+    best_cylinders,
+    null_chunk,
+)
+
+#: zone blocks of a run on a cluster (capped at the zones).
+ZONE_BLOCKS = 8
+
+
+def zone_blocks(n_zones: int, n_blocks: int) -> list[np.ndarray]:
+    """Zone positions ``0..n_zones-1`` cut into ``n_blocks`` consecutive blocks (none empty)."""
+    if n_blocks < 1:
+        raise ValueError(f"n_blocks should be >= 1, got {n_blocks}")
+    return [b for b in np.array_split(np.arange(n_zones), min(n_blocks, max(n_zones, 1))) if len(b)]
+
+
+def with_halo(own: np.ndarray, neighbours: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A block's rows (its zones, then the other zones its cylinders reach) and its cylinders.
+
+    Returns
+    -------
+    tuple
+        ``(rows, local)``: ``rows`` are zone positions in the run, the block's own first;
+        ``local`` is ``neighbours[own]`` in positions of ``rows``.
+    """
+    nbr = np.asarray(neighbours, dtype=int)
+    own = np.asarray(own, dtype=int)
+    rows = np.concatenate([own, np.setdiff1d(np.unique(nbr[own]), own)])
+    pos = np.full(nbr.shape[0], -1, dtype=int)
+    pos[rows] = np.arange(len(rows))
+    return rows, pos[nbr[own]]
+
+
+@dataclass(frozen=True)
+class ScanBlock:
+    """What a block's task returns: its cylinders' best windows, their best LLR per end day
+    (centres, K, end days), and its largest LLR in each replicate (R,)."""
+
+    best: BestCylinders
+    best_end: np.ndarray
+    null_max: np.ndarray
+
+
+def scan_block(
+    period: tuple[int, int],
+    local: np.ndarray,
+    rows: np.ndarray,
+    obs: np.ndarray,
+    exp: np.ndarray,
+    *,
+    max_window: int,
+    n_sim: int,
+    seed: int,
+    dispersion: float,
+    chunk: int,
+) -> ScanBlock:
+    """The scan of the cylinders centred in one block (a task; see the module).
+
+    Parameters
+    ----------
+    period
+        The panel's period (first, stop) day indices.
+    local
+        The block's cylinders: (own zones, K) positions in ``rows``.
+    rows
+        The block's rows (own zones, then halo) as positions among all the run's zones.
+    obs, exp
+        Observed and expected counts of **all** zones over the scan's days (0 where unknown);
+        the block reads its rows, and draws replicates of all zones as the run does.
+    max_window, n_sim, seed, dispersion
+        As :func:`~pipelines.signals.scan.space_time_scan`.
+    chunk
+        Replicates drawn at once: the run's :func:`~pipelines.signals.scan.null_chunk`.
+    """
+    cyl = _Cylinders(period, local, max_window)
+    c_obs = cyl.sums(obs[rows])
+    b = cyl.sums(exp[rows])
+    llr = np.where(cyl.ok, _llr(c_obs, b), 0.0)
+    rng = np.random.default_rng(seed)
+    null_max = np.empty(n_sim)
+    done = 0
+    while done < n_sim:
+        n = min(chunk, n_sim - done)
+        y = simulate_counts(exp, n, rng, dispersion)[:, rows]
+        v = np.where(cyl.ok, _llr(cyl.sums(y), b[None]), 0.0)
+        null_max[done : done + n] = v.reshape(n, -1).max(axis=1)
+        done += n
+    return ScanBlock(best_cylinders(llr, c_obs, b), llr.max(axis=-1), null_max)
+
+
+def scan_on_blocks(
+    panel: Panel,
+    neighbours: np.ndarray,
+    *,
+    address: str | None,
+    blocks: int = ZONE_BLOCKS,
+    max_window: int = 14,
+    n_sim: int = 999,
+    seed: int = 0,
+    max_clusters: int = 10,
+    dispersion: float = 0.0,
+    min_llr: float = 1.0,
+) -> ScanResult:
+    """:func:`~pipelines.signals.scan.space_time_scan` as one Dask task per zone block.
+
+    Parameters
+    ----------
+    panel, neighbours, max_window, n_sim, seed, max_clusters, dispersion, min_llr
+        As :func:`~pipelines.signals.scan.space_time_scan` (the result is the same).
+    address
+        A ``distributed`` scheduler address, or None for local threads
+        (:func:`~features.cube.dask_engine.run_tasks`).
+    blocks
+        Zone blocks (tasks).
+
+    Returns
+    -------
+    ScanResult
+    """
+    import dask  # heavy: loaded only on this path
+
+    nbr = np.asarray(neighbours, dtype=int)
+    z = len(panel.zones)
+    if nbr.ndim != 2 or nbr.shape[0] != z:
+        raise ValueError(f"neighbours should have shape (zones={z}, K), got {nbr.shape}")
+    if max_window < 1:
+        raise ValueError(f"max_window should be >= 1, got {max_window}")
+    cyl = _Cylinders(panel.period, nbr, max_window)
+    sl = slice(cyl.t_first, cyl.p1)
+    valid = panel.valid[:, sl]
+    obs = np.where(valid, panel.observed[:, sl], 0.0)
+    exp = np.where(valid, panel.expected[:, sl], 0.0)
+    chunk = null_chunk(z * nbr.shape[1] * cyl.shape[0] * cyl.shape[1])
+    obs_d, exp_d = dask.delayed(obs, pure=True), dask.delayed(exp, pure=True)
+    tasks = []
+    for own in zone_blocks(z, blocks):
+        rows, local = with_halo(own, nbr)
+        tasks.append(
+            dask.delayed(scan_block, pure=True)(
+                panel.period,
+                local,
+                rows,
+                obs_d,
+                exp_d,
+                max_window=max_window,
+                n_sim=n_sim,
+                seed=seed,
+                dispersion=dispersion,
+                chunk=chunk,
+            )  # fmt: skip
+        )
+    parts: list[ScanBlock] = run_tasks(tasks, address)
+    null_max = np.max([p.null_max for p in parts], axis=0) if n_sim > 0 else np.empty(0)
+    best = BestCylinders.concat([p.best for p in parts])
+    zone_day = _zone_day_llr(np.concatenate([p.best_end for p in parts]), nbr, min_llr=min_llr)
+    records = _clusters(panel, cyl, best, null_max, max_clusters=max_clusters)
+    return ScanResult(clusters=records_frame(records), null_max=null_max, zone_day_llr=zone_day)
