@@ -130,8 +130,16 @@ def test_local_scheduler_starts_and_stops_a_cluster() -> None:
         assert run_tasks([dask.delayed(sum)([1, 2, 3])], address) == [6]
 
 
-def test_fit_command_on_a_cluster(tmp_path, tiny_store, cluster_stats) -> None:
-    """`vigie fit --scheduler ADDRESS` writes the cluster's Poisson GLMs (models/cluster_glm.json)."""
+def test_fit_command_on_a_cluster(tmp_path, tiny_store, cluster_stats, local) -> None:
+    """`vigie fit --scheduler ADDRESS` writes the cluster's Poisson GLMs (models/cluster_glm.json)
+    and XGBoost trained through xgboost.dask on the same cells (models/cluster_xgb.json), whose
+    predictions are the local cell fit's within 1e-6.
+
+    The tolerance: xgboost.dask adds each tree's gradient histograms across workers (another
+    order of additions) and merges the workers' quantile sketches; with the tiny city's
+    features (fewer distinct values than max_bin) the bins are the same and the predictions
+    came out equal, but neither is promised in general.
+    """
     import json
     import shutil
 
@@ -153,6 +161,23 @@ def test_fit_command_on_a_cluster(tmp_path, tiny_store, cluster_stats) -> None:
     ref = fit_cells(cluster_stats, "all")
     np.testing.assert_allclose(saved["all"]["params"], ref.params, rtol=1e-9)
     assert saved["all"]["terms"] == list(ref.terms)
+    import xgboost as xgb
+
+    from pipelines.models.xgb import XGBFit, fit_xgb
+
+    assert "through xgboost.dask" in res.output
+    listing = json.loads((root / "models" / "cluster_xgb.json").read_text())["all"]
+    booster = xgb.Booster(model_file=str(root / "models" / listing["file"]))
+    got = XGBFit("all", booster, tuple(listing["columns"]), 0.0, listing["n_rows"],
+                 listing["n_incidents"], offset=listing["offset"])  # fmt: skip
+    cube, d = local
+    ref_x = fit_xgb(d.dz, group_counts(cube, None), cells=d.cells, zone_features=False)
+    assert got.columns == ref_x.columns and got.n_rows == ref_x.n_rows
+    assert got.offset == pytest.approx(ref_x.offset, rel=1e-12)
+    a, b = ref_x.mean(d.dz), got.mean(d.dz)
+    ok = np.isfinite(a)
+    assert ok.sum() > 1000
+    np.testing.assert_allclose(b[ok], a[ok], rtol=1e-6)
 
 
 @pytest.fixture(scope="module")

@@ -46,7 +46,8 @@ def fit_cmd(
 
     Writes store/models/: models.json, glm_<group>.json, xgb_<group>.json, irr.parquet,
     backtest.parquet, evaluation.json and effects.json. With --scheduler: only the Poisson
-    GLMs, from sufficient statistics summed on Dask, into store/models/cluster_glm.json.
+    GLMs, from sufficient statistics summed on Dask, into store/models/cluster_glm.json, and
+    XGBoost on the same cells through xgboost.dask (store/models/cluster_xgb.json).
     """
     # the fitting stack (statsmodels, xgboost) loads only when the command runs: `vigie --help`
     # and the other commands stay fast
@@ -57,7 +58,9 @@ def fit_cmd(
     st = Store(store)
     st.study()
     if scheduler:
-        _fit_on_cluster(st, scheduler, groups=group or None, min_incidents=min_incidents)
+        _fit_on_cluster(
+            st, scheduler, groups=group or None, min_incidents=min_incidents, xgb_rounds=xgb_rounds
+        )
         return
     fit_steps, backtest_step = FIT_STEPS
     steps = [fit_steps, *([replace(backtest_step, total=backtest_weeks)] if backtest_weeks else [])]
@@ -75,13 +78,17 @@ def fit_cmd(
 
 
 def _fit_on_cluster(
-    st: Store, scheduler: str, *, groups: list[str] | None, min_incidents: int
+    st: Store, scheduler: str, *, groups: list[str] | None, min_incidents: int, xgb_rounds: int
 ) -> None:
-    """`vigie fit --scheduler`: the GLM's sufficient statistics on Dask, Poisson fits on them."""
+    """`vigie fit --scheduler`: the GLM's sufficient statistics on Dask, Poisson fits on them,
+    and XGBoost on the same cells through xgboost.dask."""
     from features.cube.dask_engine import scheduler as dask_scheduler
-    from pipelines.models.distributed import cluster_summary, fit_on_cluster, save_cluster_fits
+    from pipelines.models import distributed as dist
 
     with dask_scheduler(scheduler) as address:
-        fits = fit_on_cluster(st, groups=groups, address=address, min_incidents=min_incidents)
-    path = save_cluster_fits(st, fits)
-    typer.echo(cluster_summary(fits) + f"\nwritten: {path}")
+        stats = dist.cell_statistics(st, groups=groups, address=address)
+        fits = dist.fits_of_cells(stats, min_incidents=min_incidents)
+        assert address is not None  # a --scheduler value always gives one
+        boosts = dist.boost_on_cluster(stats, fits, address=address, rounds=xgb_rounds)
+    paths = [dist.save_cluster_fits(st, fits), dist.save_cluster_boosters(st, boosts)]
+    typer.echo(dist.cluster_summary(fits, boosts) + f"\nwritten: {paths[0]}, {paths[1]}")

@@ -33,10 +33,12 @@ import pandas as pd
 from features.cube.dask_engine import run_tasks
 from features.errors import InputError
 from features.store import Store
+from features.text import slug
 from pipelines.models.cube_io import _compact, cube_columns_needed
 from pipelines.models.design import (
     CONTINUOUS,
     MIN_INCIDENTS,
+    XGB_ROUNDS,
     _matrix,
     _terms,
     cube_categories,
@@ -48,6 +50,7 @@ from pipelines.models.design import (
 )
 from pipelines.models.glm import GLMFit, _CellModel, _one_blas_thread
 from pipelines.models.prepare import SparseGroupError, _estimable
+from pipelines.models.xgb import _XGB_PARAMS, XGBFit
 
 #: tasks combined per node of the reduction tree
 FAN_IN = 8
@@ -227,7 +230,13 @@ def fit_on_cluster(
 ) -> dict[str, Any]:
     """Sufficient statistics on Dask, then each group's Poisson GLM: group -> fit (or the
     reason it was skipped, as text)."""
-    stats = cell_statistics(store, groups=groups, address=address)
+    return fits_of_cells(
+        cell_statistics(store, groups=groups, address=address), min_incidents=min_incidents
+    )
+
+
+def fits_of_cells(stats: CellStats, *, min_incidents: int = MIN_INCIDENTS) -> dict[str, Any]:
+    """Each group's Poisson GLM on the cells: group -> fit (or why it was skipped, as text)."""
     out: dict[str, Any] = {}
     for g in stats.groups:
         try:
@@ -248,8 +257,38 @@ def save_cluster_fits(store: Store, fits: dict[str, Any]) -> Path:
     return store.write_json(CLUSTER_FILE, payload)
 
 
-def cluster_summary(fits: dict[str, Any]) -> str:
-    """One line per group: the cells fitted and the features' IRRs."""
+#: where ``vigie fit --scheduler`` lists its boosters (each in ``models/cluster_xgb_<group>.json``)
+CLUSTER_XGB_FILE = "models/cluster_xgb.json"
+
+
+def boost_on_cluster(
+    stats: CellStats, fits: dict[str, Any], *, address: str, rounds: int = XGB_ROUNDS
+) -> dict[str, XGBFit]:
+    """XGBoost through ``xgboost.dask`` (:func:`xgb_on_cluster`) for each group with a GLM."""
+    return {
+        g: xgb_on_cluster(stats, g, address=address, rounds=rounds, min_incidents=1)
+        for g, f in fits.items()
+        if isinstance(f, GLMFit)
+    }
+
+
+def save_cluster_boosters(store: Store, boosts: dict[str, XGBFit]) -> Path:
+    """Write each booster and their list (:data:`CLUSTER_XGB_FILE`: columns, margin offset)."""
+    (store.root / "models").mkdir(parents=True, exist_ok=True)
+    listing = {}
+    for g, xm in boosts.items():
+        name = f"cluster_xgb_{slug(g)}.json"
+        xm.booster.save_model(str(store.root / "models" / name))
+        listing[g] = {
+            "file": name, "columns": list(xm.columns), "offset": xm.offset, "n_rows": xm.n_rows,
+            "n_incidents": xm.n_incidents, "trained_on": "cells, through xgboost.dask",
+            "categories": None if xm.categories is None else list(xm.categories),
+        }  # fmt: skip
+    return store.write_json(CLUSTER_XGB_FILE, listing)
+
+
+def cluster_summary(fits: dict[str, Any], boosts: dict[str, XGBFit] | None = None) -> str:
+    """One line per group: the cells fitted and the features' IRRs (and its booster)."""
     lines = []
     for g, f in fits.items():
         if not isinstance(f, GLMFit):
@@ -260,4 +299,87 @@ def cluster_summary(fits: dict[str, Any]) -> str:
         shown = ", ".join(f"{t} {v:.3f}" for t, v in zip(feats["term"], feats["irr"], strict=True))
         lines.append(f"{g}: Poisson on {f.n_cells:,} cells ({f.n_rows:,} rows, "
                      f"{f.n_incidents:,} incidents); IRR {shown or '-'}")  # fmt: skip
+        if boosts and g in boosts:
+            lines.append(f"{g}: XGBoost count:poisson on the same cells through xgboost.dask "
+                         f"({boosts[g].booster.num_boosted_rounds()} rounds)")  # fmt: skip
     return "\n".join(lines)
+
+
+def _xgb_inputs(
+    stats: CellStats, group: str
+) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
+    """Columns, X, label and exposure of the cells with exposure: the inputs of the local cell
+    fit (:func:`pipelines.models.xgb.fit_xgb` with ``zone_features=False``)."""
+    c = stats.cells
+    Ec = c["E"].to_numpy(dtype=np.float64)
+    keep = Ec > 0
+    hours = sorted(int(h) for h in np.unique(c["local_hour"].to_numpy()[keep]))
+    dows = sorted(int(d) for d in np.unique(c["dow"].to_numpy()[keep]))
+    _, why = _estimable(c, Ec, list(stats.features), hours, dows)
+    columns = (["local_hour"] if len(hours) > 1 else []) + ["dow"]
+    columns += [f for f in stats.features if not why.get(f, "").startswith("constant")]
+    X = np.column_stack([c.loc[keep, col].to_numpy(dtype=np.float32) for col in columns])
+    return columns, X, c[f"y_{group}"].to_numpy(dtype=np.float64)[keep], Ec[keep]
+
+
+def xgb_on_cluster(
+    stats: CellStats,
+    group: str = "all",
+    *,
+    address: str,
+    rounds: int = XGB_ROUNDS,
+    seed: int = 0,
+    min_incidents: int = MIN_INCIDENTS,
+) -> XGBFit:
+    """XGBoost ``count:poisson`` on the cluster's cells, trained by ``xgboost.dask``.
+
+    The local cell fit's inputs (:func:`pipelines.models.xgb.fit_xgb` with
+    ``zone_features=False``: the cell keys as features, the summed counts as label, the log of
+    the summed exposure plus the training rate's log as base margin, the same booster
+    parameters and seed), cut into one partition per worker thread; ``xgboost.dask`` builds
+    each tree's gradient histograms on the workers and adds them up (Rabit allreduce). The
+    Poisson objective's gradient and hessian of a cell are the sums over its rows, so this is
+    the row-level fit. It differs from the local fit only by the order of those additions and
+    by the quantile sketch merged across workers (equal here while a feature has fewer
+    distinct values than ``max_bin``): see tests/test_distributed.py for the tolerance.
+
+    Raises
+    ------
+    SparseGroupError
+        Fewer than ``min_incidents`` incidents.
+
+    References
+    ----------
+    Chen, T. & Guestrin, C. (2016). XGBoost: a scalable tree boosting system. *KDD '16*,
+    785-794 (section 4: the weighted quantile sketch and distributed histograms).
+    """
+    import dask.array as da  # heavy: loaded only on this path
+    import xgboost as xgb
+    from distributed import Client
+    from xgboost import dask as dxgb
+
+    columns, X, label, expo = _xgb_inputs(stats, group)
+    n_inc = int(round(label.sum()))
+    if n_inc < min_incidents:
+        raise SparseGroupError(
+            f"group {group!r} has {n_inc} incidents; at least {min_incidents} are needed."
+        )
+    offset = float(np.log(max(label.sum(), 0.5) / expo.sum()))
+    prm = {**_XGB_PARAMS, "seed": seed}
+    # xgboost.dask looks the client up as the default one: set for the fit, closed after it
+    with Client(address, timeout="10s", set_as_default=True) as client:
+        parts = max(1, sum(client.nthreads().values()))
+        rows = max(1, math.ceil(len(label) / parts))
+        dtrain = dxgb.DaskDMatrix(
+            client, da.from_array(X, chunks=(rows, X.shape[1])),
+            da.from_array(label, chunks=rows),
+            base_margin=da.from_array(np.log(expo) + offset, chunks=rows),
+            feature_names=columns,
+        )  # fmt: skip
+        booster: xgb.Booster = dxgb.train(client, prm, dtrain, num_boost_round=rounds)["booster"]
+    cats = stats.groups[group]
+    return XGBFit(
+        group=group, booster=booster, columns=tuple(columns), alpha=0.0,
+        n_rows=int(stats.cells.loc[stats.cells["E"] > 0, "rows"].sum()), n_incidents=n_inc,
+        grain=stats.grain, categories=None if cats is None else tuple(cats), offset=offset,
+    )  # fmt: skip
