@@ -266,3 +266,43 @@ def test_signals_command_on_a_cluster(tmp_path, tiny_store, signals_pair) -> Non
     np.testing.assert_array_equal(saved["id"], local.tests["id"])
     np.testing.assert_array_equal(saved["p_value"], local.tests["p_value"].astype(float))
     np.testing.assert_array_equal(saved["q_value"], local.tests["q_value"].astype(float))
+
+
+def test_calibrated_statistics_per_block_equal_the_whole_panel() -> None:
+    """The calibrated tests' statistics per zone block (every component, the scan's cylinders
+    crossing blocks): the one-process statistics and tests exactly."""
+    from pipelines.signals.blocks import block_statistics_on_blocks
+    from pipelines.signals.calibration import (
+        Blocks,
+        CalibrationSettings,
+        block_statistics,
+        calibrated_tests,
+    )
+    from pipelines.signals.panel import Panel
+    from pipelines.signals.scan import knn_neighbours
+
+    rng = np.random.default_rng(1)
+    z, t = 41, 7 * 36
+    e = rng.gamma(2.0, 1.0, size=(z, t))
+    o = rng.poisson(e).astype(float)
+    o[[4, 5, 6, 7], t - 5 : t - 1] += 6.0
+    o[3, 20:30] = np.nan
+    xy = rng.uniform(0, 5000, size=(z, 2))
+    nbr = knn_neighbours(xy[:, 0], xy[:, 1], k=6)
+    panel = Panel(zones=np.array([f"z{i}" for i in range(z)], dtype=object),
+                  days=pd.date_range("2026-01-01", periods=t, freq="D"), observed=o, expected=e,
+                  period=(t - 7, t))  # fmt: skip
+    cfg = CalibrationSettings(components=("excess_3d", "excess_week", "excess_sd", "excess_day",
+                                          "cusum", "ewma", "scan"), combine="minp")  # fmt: skip
+    got = block_statistics_on_blocks(panel, nbr, dispersion=0.1, cfg=cfg, address=None, blocks=5)
+    ref = block_statistics(panel, nbr, Blocks.of(panel), dispersion=0.1, cfg=cfg)
+    for f in ("obs", "exp", "day_p", "scan_best", "scan_len", "level", "p3", "usable"):
+        np.testing.assert_array_equal(getattr(got, f), getattr(ref, f), err_msg=f)
+    assert got.scores.keys() == ref.scores.keys() and got.paths.keys() == ref.paths.keys()
+    for n in ref.scores:
+        np.testing.assert_array_equal(got.scores[n], ref.scores[n], err_msg=n)
+    for n in ref.paths:
+        np.testing.assert_array_equal(got.paths[n], ref.paths[n], err_msg=n)
+    tests, info = calibrated_tests(panel, nbr, dispersion=0.1, cfg=cfg, stats=got)
+    pd.testing.assert_frame_equal(tests, calibrated_tests(panel, nbr, dispersion=0.1, cfg=cfg)[0])
+    assert info["weeks_without_reference"] == 0 and (tests["detector"] == "scan").any()

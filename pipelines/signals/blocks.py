@@ -39,6 +39,15 @@ from dataclasses import dataclass
 import numpy as np
 
 from features.cube.dask_engine import run_tasks
+from pipelines.signals.calibration import (
+    Blocks,
+    BlockStats,
+    CalibrationSettings,
+    _block_max,
+    _cylinders,
+    _zone_day,
+    block_statistics,
+)
 from pipelines.signals.panel import Panel, records_frame
 from pipelines.signals.pvalues import simulate_counts
 from pipelines.signals.scan import (
@@ -204,3 +213,87 @@ def scan_on_blocks(
     zone_day = _zone_day_llr(np.concatenate([p.best_end for p in parts]), nbr, min_llr=min_llr)
     records = _clusters(panel, cyl, best, null_max, max_clusters=max_clusters)
     return ScanResult(clusters=records_frame(records), null_max=null_max, zone_day_llr=zone_day)
+
+
+def rows_panel(panel: Panel, rows: np.ndarray) -> Panel:
+    """The panel of some zones (positions ``rows``), over the same days."""
+    return Panel(
+        zones=panel.zones[rows], days=panel.days, observed=panel.observed[rows],
+        expected=panel.expected[rows], period=panel.period, day_ends=panel.day_ends,
+    )  # fmt: skip
+
+
+def stats_block(
+    panel: Panel,
+    n_own: int,
+    local: np.ndarray | None,
+    *,
+    dispersion: float,
+    cfg: CalibrationSettings,
+) -> BlockStats:
+    """The calibrated tests' statistics of one zone block (a task): the panel's first ``n_own``
+    zones are the block's, the others its halo; ``local`` (own zones, K) are the cylinders
+    centred in the block, in the panel's positions (None: no scan)."""
+    st = block_statistics(panel, None, Blocks.of(panel), dispersion=dispersion, cfg=cfg)
+    best = length = None
+    if local is not None:
+        best, length = _cylinders(st.obs, st.exp, local, cfg.max_window)
+    own = slice(0, n_own)
+    return BlockStats(
+        scores={n: v[own] for n, v in st.scores.items()}, usable=st.usable, obs=st.obs[own],
+        exp=st.exp[own], day_p=st.day_p[own], paths={n: v[own] for n, v in st.paths.items()},
+        scan_best=best, scan_len=length, level=st.level[own], p3=st.p3[own],
+    )  # fmt: skip
+
+
+def block_statistics_on_blocks(
+    panel: Panel,
+    neighbours: np.ndarray | None,
+    *,
+    dispersion: float,
+    cfg: CalibrationSettings,
+    address: str | None,
+    blocks: int = ZONE_BLOCKS,
+) -> BlockStats:
+    """:func:`~pipelines.signals.calibration.block_statistics` as one Dask task per zone block.
+
+    Each task gets its zones' rows of the panel (and, when the scan is a component, the halo
+    its cylinders reach) and returns its zones' statistics and its cylinders; the client joins
+    them, takes each zone's best cylinder over every block's (a cylinder centred in one block
+    may hold zones of another), and which weeks have enough known zone-days. The result is
+    the one-process statistics exactly (every value is the same arithmetic on the same numbers);
+    the calibration on the pooled past zone-weeks then runs in the client, on (zones x weeks)
+    scores.
+    """
+    import dask  # heavy: loaded only on this path
+
+    z = len(panel.zones)
+    nbr = None if neighbours is None else np.asarray(neighbours, dtype=int)
+    scan = nbr is not None and "scan" in cfg.components
+    tasks = []
+    for own in zone_blocks(z, blocks):
+        rows, local = with_halo(own, nbr) if scan and nbr is not None else (own, None)
+        tasks.append(
+            dask.delayed(stats_block, pure=True)(
+                rows_panel(panel, rows), len(own), local, dispersion=dispersion, cfg=cfg
+            )
+        )
+    parts: list[BlockStats] = run_tasks(tasks, address)
+
+    def cat(get) -> np.ndarray:
+        return np.concatenate([get(p) for p in parts])
+
+    cal = Blocks.of(panel)
+    scores = {n: cat(lambda p, n=n: p.scores[n]) for n in parts[0].scores}
+    exp = cat(lambda p: p.exp)
+    known = np.array([(exp[:, a:b] > 0).mean() for a, b in zip(cal.a, cal.b, strict=True)])
+    best = length = None
+    if scan and nbr is not None:
+        best, length = cat(lambda p: p.scan_best), cat(lambda p: p.scan_len)
+        scores["scan"] = _block_max(_zone_day(best, nbr), cal)
+    return BlockStats(
+        scores=scores, usable=(known >= 0.5) & (cal.a >= 7 * min(cfg.level_weeks, 4)),
+        obs=cat(lambda p: p.obs), exp=exp, day_p=cat(lambda p: p.day_p),
+        paths={n: cat(lambda p, n=n: p.paths[n]) for n in parts[0].paths}, scan_best=best,
+        scan_len=length, level=cat(lambda p: p.level), p3=cat(lambda p: p.p3),
+    )  # fmt: skip

@@ -58,14 +58,9 @@ from pipelines.signals.pvalues import anchored_tail_pvalue, count_upper_p, tail_
 
 #: the statistics combined into one test per zone-week, and the signal type of each.
 COMPONENTS = {
-    "excess_3d": "excess",
-    "excess_sd": "excess",
-    "excess_week": "excess",
-    "excess_day": "excess",
-    "cusum": "drift",
-    "ewma": "drift",
-    "scan": "cluster",
-}
+    "excess_3d": "excess", "excess_sd": "excess", "excess_week": "excess", "excess_day": "excess",
+    "cusum": "drift", "ewma": "drift", "scan": "cluster",
+}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -376,8 +371,10 @@ def calibrated_tests(
     *,
     dispersion: float,
     cfg: CalibrationSettings | None = None,
+    stats: BlockStats | None = None,
 ) -> tuple[pd.DataFrame, dict[str, int]]:
-    """One history-calibrated test per zone and week of the period (see the module).
+    """One history-calibrated test per zone and week of the period (see the module); ``stats``:
+    the panel's :func:`block_statistics` if computed already (per zone block on Dask).
 
     Returns
     -------
@@ -388,7 +385,7 @@ def calibrated_tests(
     """
     cfg = cfg or CalibrationSettings()
     blocks = Blocks.of(panel)
-    stats = block_statistics(panel, neighbours, blocks, dispersion=dispersion, cfg=cfg)
+    stats = stats or block_statistics(panel, neighbours, blocks, dispersion=dispersion, cfg=cfg)
     p, comp, n_ref = calibrated_pvalues(stats, blocks, cfg)
     records: list[dict] = []
     nbr = None if neighbours is None else np.asarray(neighbours, dtype=int)

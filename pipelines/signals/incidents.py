@@ -64,11 +64,7 @@ def incident_part(
     p0 = panel.period[0]
     alpha = estimate_dispersion(panel.observed[:, :p0], panel.expected[:, :p0])
     notes = [note] if note else []
-    calibrated, info = (
-        calibrated_tests(long_panel, neighbours, dispersion=alpha, cfg=cfg.calibration)
-        if cfg.calibration_weeks > 0
-        else (None, {"weeks_without_reference": 1, "weeks": 1})
-    )
+    calibrated, info = _calibrated(long_panel, neighbours, alpha, cfg)
     replicates = {"drift": 0, "scan": 0}
     model_based = info["weeks_without_reference"] == info["weeks"]
     if model_based:
@@ -96,11 +92,6 @@ def incident_part(
             panel, neighbours, alpha=alpha, replicates=replicates, seed=cfg.seed,
             max_window=cfg.max_window, lags=cfg.lags, drivers=drivers, cfg=cfg,
         )  # fmt: skip
-        if cfg.address is not None and neighbours is not None:
-            notes.append(
-                f"the space-time scan ran as {min(cfg.zone_blocks, len(panel.zones))} zone-block "
-                "tasks on a Dask cluster (the same results as in one process)."
-            )
     else:
         parts = {
             "incidents": calibrated,
@@ -112,12 +103,37 @@ def incident_part(
             f"{info['reference_zone_weeks']} zone-weeks of the {cfg.calibration_weeks} weeks "
             "before each week (conformal, min-p over excess, drift and scan)",
         )
+    if cfg.address is not None and (neighbours is not None or not model_based):
+        what = "the space-time scan" if model_based else "the calibrated tests' statistics"
+        notes.append(
+            f"{what} ran as {min(cfg.zone_blocks, len(panel.zones))} zone-block tasks on a Dask "
+            "cluster (the same results as in one process)."
+        )
     return IncidentPart(
         parts=parts,
         expectation=replace(expectation, dispersion=alpha),
         replicates=replicates,
         ears=ears_flags(panel),
         notes=tuple(notes),
+    )
+
+
+def _calibrated(
+    long_panel: Panel, neighbours: np.ndarray | None, alpha: float, cfg: RunSettings
+) -> tuple[pd.DataFrame | None, dict[str, int]]:
+    """The history-calibrated tests, their statistics per zone block on Dask with an address."""
+    if cfg.calibration_weeks <= 0:
+        return None, {"weeks_without_reference": 1, "weeks": 1}
+    stats = None
+    if cfg.address is not None:
+        from pipelines.signals.blocks import block_statistics_on_blocks
+
+        stats = block_statistics_on_blocks(
+            long_panel, neighbours, dispersion=alpha, cfg=cfg.calibration,
+            address=cfg.address, blocks=cfg.zone_blocks,
+        )  # fmt: skip
+    return calibrated_tests(
+        long_panel, neighbours, dispersion=alpha, cfg=cfg.calibration, stats=stats
     )
 
 
