@@ -11,7 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-BENCHES = ("ingest", "cube", "fit", "signals", "api", "zones", "live", "region", "demo")
+BENCHES = ("ingest", "cube", "fit", "signals", "api", "zones", "live", "region", "scaling", "demo")
 
 
 def main(argv: list[str]) -> int:
