@@ -28,6 +28,7 @@ from features.ingest.load import _load_source
 from features.ingest.location import _h3_zones_from, _locate, _polygon_zones
 from features.ingest.results import IngestResult, SourceResult
 from features.ingest.rows import _Rows
+from features.ingest.stream import _stream_source, streamable
 from features.ingest.validation import _duplicates, _duplicates_early
 from features.ingest.writing import (
     _mark_pending,
@@ -135,11 +136,16 @@ def _ingest(run: _Run, report: dict[str, Any]) -> IngestResult:
     previous: dict[str, Any] = report.get("sources", {})
     fps, file_hashes = run.fingerprints() if previous else (None, {})
     todo = _todo(run, report, fps)
-    parsed, zones = _read_and_locate(run, todo)
+    # marked before any source is written (the large ones are written while they are read)
+    _mark_pending(run.st, _previous_report(run.st), todo)
+    parsed, zones, streamed = _read_and_locate(run, todo)
     if fps is None:
         fps, file_hashes = run.fingerprints()
-    _mark_pending(run.st, _previous_report(run.st), todo)
     results = _write_sources(run, parsed, zones, todo, fps)
+    for name, res in streamed.items():
+        res.fingerprint = fps[name]
+        results[name] = res
+    results = {n: results[n] for n in SOURCE_NAMES if n in results}
     outputs = {n: _outputs(run.st, n) for n in results}
     for name in list(run.specs) + (["zones"] if run.zone_kind == "h3" else []):
         if name not in results:
@@ -188,8 +194,12 @@ def _todo(run: _Run, report: dict[str, Any], fps: dict[str, str] | None) -> list
     ]
 
 
-def _read_and_locate(run: _Run, todo: list[str]) -> tuple[dict[str, _Rows], Any]:
+def _read_and_locate(
+    run: _Run, todo: list[str]
+) -> tuple[dict[str, _Rows], Any, dict[str, SourceResult]]:
     """Every source to read, parsed, placed in zones, its repeated keys quarantined; and the zones.
+    The large sources (:data:`features.ingest.stream.STREAMED`, with a zones file) are read,
+    checked and written file by file here (their results are returned).
 
     Read + parse file by file (memory: one file's text at a time). Two helper threads: with
     polygon zones, one places a file's points in zones while its other columns are parsed (one
@@ -197,6 +207,7 @@ def _read_and_locate(run: _Run, todo: list[str]) -> tuple[dict[str, _Rows], Any]
     searches a loaded source for repeated keys while the next is read (lighting faults may get
     generated ids in _locate: they are checked after)."""
     parsed: dict[str, _Rows] = {}
+    streamed: dict[str, SourceResult] = {}
     zones = None
     early: dict[str, Any] = {}
     tz = run.study.area.timezone
@@ -207,6 +218,12 @@ def _read_and_locate(run: _Run, todo: list[str]) -> tuple[dict[str, _Rows], Any]
             if zones is None and run.zone_kind == "polygons" and name != "zones":
                 zones = _polygon_zones(parsed, run.st)
             log.info("reading %s", name)
+            if streamable(name, run.zone_kind):
+                streamed[name] = _stream_source(
+                    name, run.specs[name], run.files_of[name], tz, st=run.st, zones=zones,
+                    pool=zoner, base=run.study.base_dir, digests=run.digests,
+                )  # fmt: skip
+                continue
             parsed[name] = _load_source(
                 name, run.specs[name], run.files_of[name], tz, pool=zoner, zones=zones
             )
@@ -218,7 +235,7 @@ def _read_and_locate(run: _Run, todo: list[str]) -> tuple[dict[str, _Rows], Any]
         for name, rows in parsed.items():
             if name != "zones":
                 _duplicates(rows, early.get(name))
-    return parsed, zones
+    return parsed, zones, streamed
 
 
 def _zones(run: _Run, parsed: dict[str, _Rows], todo: list[str]):

@@ -97,16 +97,7 @@ def _write(st: Store, rows: _Rows, base: Path, fp: str) -> SourceResult:
     kept = f.loc[~bad] if bad.any() else f
     _write_validated(st, name, kept)
     counts: dict[str, int] = {code: int(m.sum()) for code, m in rows.codes.items()}
-    files = [
-        {
-            "path": _rel(i.path, base),
-            "sha256": i.sha256,
-            "rows": i.rows,
-            "encoding": i.encoding,
-            "delimiter": i.delimiter,
-        }
-        for i in rows.files
-    ]
+    files = _file_entries(rows.files, base)
     return SourceResult(
         name,
         len(f),
@@ -123,10 +114,37 @@ def _write(st: Store, rows: _Rows, base: Path, fp: str) -> SourceResult:
     )
 
 
+def _file_entries(infos, base: Path) -> list[dict[str, Any]]:
+    """The report's entry of each input file of a source."""
+    return [
+        {
+            "path": _rel(i.path, base),
+            "sha256": i.sha256,
+            "rows": i.rows,
+            "encoding": i.encoding,
+            "delimiter": i.delimiter,
+        }
+        for i in infos
+    ]
+
+
 def _write_quarantine(st: Store, rows: _Rows, bad: np.ndarray) -> None:
     """``quarantine/<source>.csv``: the mapped columns as read, with the file, row and reason."""
+    _write_quarantine_frame(st, rows.source, _quarantine_frame(rows, bad))
+
+
+def _write_quarantine_frame(st: Store, name: str, q: pd.DataFrame) -> None:
+    with atomic_file(st.quarantine_dir / f"{name}.csv") as tmpq:
+        q.to_csv(tmpq, index=False)
+
+
+def _quarantine_frame(
+    rows: _Rows, bad: np.ndarray, reasons: pd.Series | None = None
+) -> pd.DataFrame:
+    """The quarantined rows of ``rows``: file, row, reason (``reasons``, by position, or
+    :meth:`_Rows.reasons`) and the mapped columns as read."""
     f = rows.frame
-    reasons = rows.reasons()
+    reasons = rows.reasons() if reasons is None else reasons
     bad_idx = np.flatnonzero(bad)
     q = pd.DataFrame(
         {
@@ -144,12 +162,22 @@ def _write_quarantine(st: Store, rows: _Rows, bad: np.ndarray) -> None:
         shown = parsed.astype("string").set_axis(bad_idx)
         as_read = rows.raw[c].reindex(bad_idx)
         q[c] = as_read.where(as_read.index.isin(rows.raw.index), shown).to_numpy()
-    with atomic_file(st.quarantine_dir / f"{rows.source}.csv") as tmpq:
-        q.to_csv(tmpq, index=False)
+    return q
 
 
 def _write_validated(st: Store, name: str, kept: pd.DataFrame) -> None:
     """``validated/<source>.parquet``: the kept rows' stored columns, in file order."""
+    kept = _stored_frame(name, kept)
+    if name == "zones":
+        _atomic_parquet(_zones_table(kept), st.validated_path(name))
+        return
+    # rows stay in file order (deterministic: files are read in sorted order)
+    key = schemas.KEYS[name]
+    _atomic_parquet(kept, st.validated_path(name), unique=key[0] if len(key) == 1 else None)
+
+
+def _stored_frame(name: str, kept: pd.DataFrame) -> pd.DataFrame:
+    """The kept rows' stored columns in the store's order, ids and labels as text."""
     cols = [c for c in schemas.STORED[name] if c in kept.columns]
     # required stored columns that the file did not give are added empty, so readers see one shape
     for c in ("zone_id",) if name in schemas.LOCATED or name in {"stops", "ridership"} else ():
@@ -158,18 +186,11 @@ def _write_validated(st: Store, name: str, kept: pd.DataFrame) -> None:
             cols.append(c)
     kept = kept[cols].reset_index(drop=True)
     if name == "zones":
-        _atomic_parquet(_zones_table(kept), st.validated_path(name))
-        return
+        return kept
     for c in kept.columns:
         if (c.endswith("_id") or c in _TEXT_COLUMNS) and not pd.api.types.is_string_dtype(kept[c]):
             kept[c] = kept[c].astype("string")
-    # rows stay in file order (deterministic: files are read in sorted order)
-    key = schemas.KEYS[name]
-    _atomic_parquet(
-        kept.reset_index(drop=True),
-        st.validated_path(name),
-        unique=key[0] if len(key) == 1 else None,
-    )
+    return kept
 
 
 def _zones_table(kept: pd.DataFrame):
