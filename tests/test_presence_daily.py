@@ -139,3 +139,42 @@ def test_day_scale_excess_reads_a_new_season_and_wet_days():
     _, _, both, _ = day_scale(dry_err, weeks=26, high=err)
     assert only_dry[0, -1] < 0.5 * both[0, -1] and 0.08 < both[0, -1] < 0.35, (only_dry, both)
     assert both[1, -1] < 0.01
+
+
+def test_past_gatherings_leave_the_reference():
+    """Three venues of 14 zones host unlisted gatherings on 3 days of 7 from week 10 on, each
+    raising the day 1.25-1.35x (2.2-3 SD of a 0.1 noise: within reach of the trimming's start,
+    which 3 high days in 7 pull up). The days that stood far above their out-of-sample
+    reference leave it: in season the game days stand at 1.7 SD or more on average (1.59 when
+    the past gatherings stay in the reference, 1.82 without them) and the quiet days' mean z is
+    above -0.36 (-0.37 with them, -0.33 without: the gatherings that stood less than 2 SD above
+    a contaminated first reference stay in)."""
+    rng = np.random.default_rng(3)
+    n_days = 40 * 7
+    days = pd.date_range(FIRST, periods=n_days, freq="D")
+    hour = days.tz_localize("UTC")
+    rows, games = [], {}
+    for i in range(14):
+        mu = rng.uniform(2000, 9000) * np.where(days.dayofweek >= 5, 1.15, 1.0)
+        if i < 3:
+            game = (rng.random(n_days) < 3 / 7) & (np.arange(n_days) >= 70)
+            games[f"v{i}"] = {str(d.date()) for d in days[game]}
+            mu = mu * np.where(game, rng.uniform(1.25, 1.35, n_days), 1.0)
+        present = np.round(mu * np.exp(rng.normal(0, 0.1, n_days)))
+        rows.append(
+            pd.DataFrame({"zone_id": f"v{i}" if i < 3 else f"z{i:02d}", "hour": hour,
+                          "local_date": hour.date, "local_hour": 0, "present": present,
+                          "present_baseline": np.nan})
+        )  # fmt: skip
+    ps, pe = parse_period(None, start="2024-07-01", end="2024-10-06").bounds("UTC")
+    t = presence_review(pd.concat(rows, ignore_index=True), period_start=ps, period_end=pe).tests
+    t = t[t["type"] == "gathering"]
+    day = pd.to_datetime(t["start"], utc=True).dt.strftime("%Y-%m-%d")
+    zone = t["zones"].map(lambda z: z[0])
+    quiet_z, game_z = [], []
+    for v, g in games.items():
+        mine = zone == v
+        quiet_z.append(t.loc[mine & ~day.isin(g), "statistic"].mean())
+        game_z.append(t.loc[mine & day.isin(g), "statistic"].mean())
+    assert np.mean(game_z) >= 1.7, game_z
+    assert -0.36 < np.mean(quiet_z) < 0.1, quiet_z

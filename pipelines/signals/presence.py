@@ -2,7 +2,8 @@
 
 Each slot's ``y = log(1 + present)`` is compared with the zone's *quiet-day* reference for that
 slot of the week (:mod:`pipelines.signals.reference`: learnt on the past weeks by one-sided
-trimming, so that recurring gatherings do not inflate it; days a known fact explains left out),
+trimming, so that recurring gatherings do not inflate it; days a known fact explains left out,
+and, in a second pass, the past values far above their own out-of-sample reference),
 giving ``z = (y - loc) / max(scale, scale_floor)``; the scale is the spread of the zone's own
 out-of-sample errors on quiet days. Data gaps (runs of zeros or flat lines where the zone is never
 empty, :mod:`pipelines.signals.gaps`) are neither reference nor test: they become notes. Each
@@ -26,6 +27,8 @@ References
 ----------
 Genovese, C. R., Roeder, K. & Wasserman, L. (2006). False discovery control with p-value
 weighting. Biometrika 93(3), 509-524.
+Farrington, C. P., Andrews, N. J., Beale, A. D. & Catchpole, M. A. (1996). A statistical
+algorithm for the early detection of outbreaks of infectious disease. JRSS A 159(3), 547-563.
 """
 
 from __future__ import annotations
@@ -41,10 +44,12 @@ from pipelines.signals.explain import HEAVY_PRECIPITATION_MM, DayFacts, day_fact
 from pipelines.signals.gaps import Gap, find_gaps, gap_runs
 from pipelines.signals.panel import fmt_number, record, records_frame
 from pipelines.signals.reference import (
+    FLOOR,
     MIN_CITY_ZONES,
     PROFILE_WEEKS,
     REFERENCE_WEEKS,
     SHIFTED_REFERENCE_WEEKS,
+    TRIM,
     QuietReference,
     city_shift,
     day_scale,
@@ -55,6 +60,8 @@ from pipelines.signals.reference import (
 _NEED = {"zone_id", "hour", "local_date", "local_hour", "present", "present_baseline"}
 #: prior rate of gathering days of a zone whose history shows none (the weights' floor).
 PRIOR_RATE = 0.01
+#: passes of the reference without the past values far above it (:func:`reference_without_gaps`).
+HIGH_PASSES = 1
 
 
 @dataclass(frozen=True)
@@ -227,7 +234,14 @@ def reference_without_gaps(
     from_day: int = 0,
 ) -> Reference:
     """The quiet reference without the days a fact explains, then (a second pass) without the
-    data gaps it reveals. At daily grain, with the study's shift of each day
+    data gaps it reveals and without the past values that stood more than ``TRIM`` scales above
+    the reference they had before they were observed (out of sample: no value leaves the pool on
+    what came after it). Unlisted recurring gatherings, a third of a venue's days in season,
+    otherwise pull the week levels and the weekday profile up and bias the lower half of the
+    errors behind the scale; the trimming inside :func:`~.reference.robust_location` keeps those
+    within ``TRIM`` scales of a contaminated start. This is the Farrington algorithm's
+    down-weighting of past outbreaks (Farrington et al. 1996; Noufaily et al. 2013) as a hard
+    exclusion. At daily grain, with the study's shift of each day
     (:func:`~pipelines.signals.reference.city_shift`), it is learnt on the values less the shift
     over ``SHIFTED_REFERENCE_WEEKS`` weeks at least, the shift added back; at hourly grain the
     shift is a day-level quantity (a city-wide day such as a summer exodus changes the day's
@@ -247,16 +261,22 @@ def reference_without_gaps(
         y - shift, pool, weeks=weeks, profile_weeks=profile_weeks, from_day=from_day
     )
     gaps = find_gaps(_flat(lay.present), _flat(np.expm1(ref.loc + shift))).reshape(z, d, s)
-    zi = np.flatnonzero(gaps.any(axis=(1, 2)))  # zones are independent: redo those with gaps
-    if len(zi):
-        sub = quiet_reference(
-            np.where(gaps[zi], np.nan, (y - shift)[zi]), (pool & ~gaps)[zi], weeks=weeks,
-            profile_weeks=profile_weeks, from_day=from_day,
-        )  # fmt: skip
-        parts = {k: getattr(ref, k).copy() for k in ("loc", "scale", "n_loc", "n_scale", "tail_df")}
-        for k, a in parts.items():
-            a[zi] = getattr(sub, k)
-        ref = QuietReference(**parts)
+    high = np.zeros_like(pool)
+    for _ in range(max(1, HIGH_PASSES)):  # the first pass also takes out the gaps
+        with np.errstate(invalid="ignore"):  # past values far above their out-of-sample reference
+            high |= pool & (y - shift - ref.loc > TRIM * np.fmax(ref.scale, FLOOR))
+        zi = np.flatnonzero((gaps | high).any(axis=(1, 2)))  # zones are independent: redo those
+        if len(zi):
+            sub = quiet_reference(
+                np.where(gaps[zi], np.nan, (y - shift)[zi]), (pool & ~gaps & ~high)[zi],
+                weeks=weeks, profile_weeks=profile_weeks, from_day=from_day,
+            )  # fmt: skip
+            parts = {
+                k: getattr(ref, k).copy() for k in ("loc", "scale", "n_loc", "n_scale", "tail_df")
+            }
+            for k, a in parts.items():
+                a[zi] = getattr(sub, k)
+            ref = QuietReference(**parts)
     ref = replace(ref, loc=ref.loc + shift)
     return Reference(ref=ref, gaps=gaps, pool=pool & ~gaps, shift=shift[0, :, 0])
 
