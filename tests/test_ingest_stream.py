@@ -3,10 +3,20 @@ file by file gives the validated table and quarantine computed independently."""
 
 from __future__ import annotations
 
+import json
+import tracemalloc
+from pathlib import Path
+
+import geopandas as gpd
+import numpy as np
 import pandas as pd
 import pytest
+from shapely.geometry import box
 
+import features.ingest.run as run_mod
+from features.ingest import ingest
 from features.ingest.times import _strptime, _strptime_aware
+from features.store import Store
 
 #: times pandas and a lenient C strptime may read differently
 _AWARE = [
@@ -53,3 +63,130 @@ def test_naive_format_refuses_impossible_dates(fmt):
         got.astype("datetime64[us]"), want.astype("datetime64[us]"), check_names=False
     )
     assert got.iloc[0] == good
+
+
+# --------------------------------------------------------------------------------------------
+# a presence source read file by file
+# --------------------------------------------------------------------------------------------
+def _zones(d: Path) -> None:
+    gpd.GeoDataFrame(
+        {"zone_id": ["A", "B", "C"]},
+        geometry=[box(2.0 + i / 10, 48.8, 2.1 + i / 10, 48.9) for i in range(3)],
+        crs=4326,
+    ).to_file(d / "zones.geojson", driver="GeoJSON")
+
+
+def _presence_files(d: Path) -> None:
+    """Three files of a spring-forward day in Paris (02:00 does not exist): a placeholder whose
+    real hour is in the next file, a repeated key within a file and two across files, an
+    unknown zone and a negative count."""
+    day = "2026-03-29"
+    files = {
+        "p1.csv": [("A", "01:00", 5), ("A", "02:00", 0), ("B", "01:00", 3), ("B", "03:00", 4),
+                   ("B", "03:00", 40)],
+        "p2.csv": [("A", "03:00", 7), ("B", "03:00", 44), ("C", "04:00", 9), ("Z", "04:00", 1)],
+        "p3.csv": [("C", "04:00", 90), ("C", "05:00", 10), ("C", "06:00", -3)],
+    }  # fmt: skip
+    for name, rows in files.items():
+        pd.DataFrame(
+            [(z, f"{day} {h}", n) for z, h, n in rows], columns=["zone_id", "start", "present"]
+        ).to_csv(d / name, index=False)
+
+
+def _run(d: Path) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+    (d / "sources.yaml").write_text(
+        "area: {timezone: Europe/Paris}\nzones: {path: zones.geojson}\n"
+        "presence: {path: 'p*.csv', slot_minutes: 60}\n",
+        encoding="utf-8",
+    )
+    ingest(d / "sources.yaml", d / "s")
+    report = json.loads((d / "s" / "ingest_report.json").read_text())["sources"]["presence"]
+    q = pd.read_csv(d / "s" / "quarantine" / "presence.csv", dtype=str)
+    return Store(d / "s").validated("presence"), q, report
+
+
+def test_presence_file_by_file_matches_the_hand_computed_store(tmp_path: Path):
+    _zones(tmp_path)
+    _presence_files(tmp_path)
+    kept, q, rep = _run(tmp_path)
+    utc = {
+        h: pd.Timestamp(f"2026-03-29 {h}", tz="UTC") for h in ("00:00", "01:00", "02:00", "03:00")
+    }
+    # local 01:00 is 00:00 UTC (CET); 03:00, 04:00, 05:00 are 01:00, 02:00, 03:00 UTC (CEST)
+    assert kept[["zone_id", "start", "present"]].values.tolist() == [
+        ["A", utc["00:00"], 5.0],
+        ["B", utc["00:00"], 3.0],
+        ["B", utc["01:00"], 4.0],
+        ["A", utc["01:00"], 7.0],
+        ["C", utc["02:00"], 9.0],
+        ["C", utc["03:00"], 10.0],
+    ]
+    assert q[["file", "row", "reason"]].values.tolist() == [
+        ["p1.csv", "2", "nonexistent local time (placeholder)"],
+        ["p1.csv", "5", "duplicate zone_id+start (B|2026-03-29 01:00:00+00:00)"],
+        ["p2.csv", "2", "duplicate zone_id+start (B|2026-03-29 01:00:00+00:00)"],
+        ["p2.csv", "4", "zone_id: unknown zone (Z)"],
+        ["p3.csv", "1", "duplicate zone_id+start (C|2026-03-29 02:00:00+00:00)"],
+        ["p3.csv", "3", "present: present must be >= 0 (-3.0)"],
+    ]
+    assert (rep["rows_read"], rep["rows_kept"], rep["rows_quarantined"]) == (12, 6, 6)
+    assert rep["reasons"] == {
+        "duplicate zone_id+start": 3,
+        "nonexistent local time (placeholder)": 1,
+        "present: present must be >= 0": 1,
+        "zone_id: unknown zone": 1,
+    }
+    assert rep["dst"]["nonexistent_placeholder"] == 1 and rep["dst"]["nonexistent_shifted"] == 0
+
+
+def test_presence_file_by_file_equals_the_source_read_whole(tmp_path: Path, monkeypatch):
+    """The same files read whole (the path of the small sources) give the same store."""
+    for sub in ("stream", "whole"):
+        (tmp_path / sub).mkdir()
+        _zones(tmp_path / sub)
+        _presence_files(tmp_path / sub)
+    a = _run(tmp_path / "stream")
+    monkeypatch.setattr(run_mod, "streamable", lambda name, kind: False)
+    b = _run(tmp_path / "whole")
+    pd.testing.assert_frame_equal(a[0], b[0])
+    pd.testing.assert_frame_equal(a[1], b[1])
+    assert {k: v for k, v in a[2].items() if k != "files"} == {
+        k: v for k, v in b[2].items() if k != "files"
+    }
+
+
+def _many_files(d: Path, n_files: int, rows: int) -> None:
+    zones = np.array(["A", "B", "C"])
+    for i in range(n_files):
+        start = pd.Timestamp("2025-01-06") + pd.Timedelta(hours=i * rows // 3)
+        hours = pd.date_range(start, periods=rows // 3, freq="h").strftime("%Y-%m-%dT%H:%M:%SZ")
+        pd.DataFrame(
+            {
+                "zone_id": np.repeat(zones, len(hours)),
+                "start": np.tile(hours, 3),
+                "present": np.arange(3 * len(hours)) % 50,
+            }
+        ).to_parquet(d / f"p{i:02d}.parquet")
+
+
+def test_memory_of_a_source_read_file_by_file_does_not_grow_with_its_files(tmp_path: Path):
+    """Peak traced memory of ingesting 6 files of 15 000 rows is well under 6 times that of
+    one such file: the files are not held together."""
+    peaks = {}
+    for n in (1, 6):
+        d = tmp_path / f"n{n}"
+        d.mkdir()
+        _zones(d)
+        _many_files(d, n, 15_000)
+        (d / "sources.yaml").write_text(
+            "area: {timezone: Europe/Paris}\nzones: {path: zones.geojson}\n"
+            "presence: {path: 'p*.parquet', slot_minutes: 60}\n",
+            encoding="utf-8",
+        )
+        ingest(d / "sources.yaml", d / "warm")  # imports and caches outside the measure
+        tracemalloc.start()
+        res = ingest(d / "sources.yaml", d / "s")
+        peaks[n] = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        assert res.sources["presence"].rows_kept == n * 15_000
+    assert peaks[6] < 2 * peaks[1], peaks

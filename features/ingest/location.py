@@ -101,7 +101,14 @@ def _given_zone_codes(rows: _Rows, zid: np.ndarray) -> np.ndarray:
     if "zone_id" not in f.columns:
         return np.full(len(f), -1, dtype=np.int64)
     given = f["zone_id"]
-    gcodes = pd.Categorical(given, categories=pd.Index(zid)).codes.astype(np.int64)
+    # Arrow's hash look-up in C (a pandas Categorical of a million Arrow strings costs 0.2 s)
+    arr = pa.array(
+        given.astype(object) if given.dtype == object else given,
+        type=pa.large_string(),
+        from_pandas=True,
+    )
+    gcodes = pc.index_in(arr, value_set=pa.array(zid, type=pa.large_string()))
+    gcodes = gcodes.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
     unknown = given.notna().to_numpy() & (gcodes < 0)
     sel = np.flatnonzero(unknown)
     rows.flag(unknown, "zone_id: unknown zone", given.iloc[sel])

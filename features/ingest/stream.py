@@ -23,12 +23,15 @@ but not stored, such as x/y, are empty); a placeholder shows its values as read.
 from __future__ import annotations
 
 import os
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from features import schemas
@@ -83,6 +86,7 @@ class _Acc:
     quarantine: list[pd.DataFrame] = field(default_factory=list)
     hashes: list[np.ndarray] = field(default_factory=list)
     complete: list[np.ndarray] = field(default_factory=list)
+    summaries: list[list[tuple]] = field(default_factory=list)  # per file, see _summary
     offsets: list[int] = field(default_factory=list)  # first output position of each file
     file_rows: list[np.ndarray | None] = field(default_factory=list)  # None: rows 1..n
     file_names: list[str] = field(default_factory=list)
@@ -93,6 +97,8 @@ class _Acc:
     warnings: list[str] = field(default_factory=list)
     schema: pa.Schema | None = None
     parts: list[Path] = field(default_factory=list)  # a new part when a file adds columns
+    io: Any = None  # the thread that writes (a ThreadPoolExecutor)
+    pending: list[Future] = field(default_factory=list)
 
 
 def _stream_source(
@@ -115,15 +121,21 @@ def _stream_source(
     with atomic_file(path) as tmp:
         writer = None
         try:
+            # the Parquet writing (C++, without the GIL) runs in this thread while the next
+            # file is read and parsed: at most two files' rows in memory
+            acc.io = ThreadPoolExecutor(max_workers=1)
             for i, file in enumerate(files):
                 rows = _load_file(name, spec, file, tz, pool=pool, zones=zones)
                 _placeholders(rows)
                 _assign(rows, zones, "polygons", 0)
-                _duplicates(rows)
-                writer = _add(acc, rows, i, tmp, writer)
+                h = _key_hashes(acc.name, rows)
+                writer = _add(acc, rows, i, tmp, writer, h)
         finally:
             if writer is not None:
-                writer.close()
+                acc.pending.append(acc.io.submit(writer.close))
+            acc.io.shutdown(wait=True)
+            for fut in acc.pending:
+                fut.result()  # a write that failed fails the source
         _merge_parts(acc, tmp)
         late = _across_files(acc, tmp)
         if late:
@@ -151,7 +163,51 @@ def _stream_source(
     )
 
 
-def _add(acc: _Acc, rows: _Rows, i: int, tmp: Path, writer):
+def _key_hashes(name: str, rows: _Rows) -> np.ndarray | None:
+    """A 64-bit hash of each row's key (None: the source has no key columns); the file's
+    repeated keys are quarantined (:func:`~features.ingest.validation._duplicates`) when two
+    rows kept so far share a hash (the exact search runs only then)."""
+    key = [k for k in schemas.KEYS[name] if k in rows.frame.columns]
+    if not key:
+        return None
+    f = rows.frame
+    h = pd.util.hash_pandas_object(f[key], index=False).to_numpy()
+    ok = ~rows.bad & f[key].notna().all(axis=1).to_numpy()
+    if pd.Series(h[ok]).duplicated().any():
+        _duplicates(rows)
+    return h
+
+
+def _summary(table: pa.Table, key: list[str]) -> list[tuple]:
+    """Per key column of the rows written from one file: (min, max, the set of values when
+    there are at most :data:`_SET_MAX` and they are not times); two files can share a key only where every column's
+    ranges overlap and their sets meet."""
+    out = []
+    for k in key:
+        uniq = pc.unique(table.column(k))  # one hash pass; the range is taken on its values
+        mm = pc.min_max(uniq)
+        lo, hi = mm["min"].as_py(), mm["max"].as_py()
+        small = len(uniq) <= _SET_MAX and not pa.types.is_temporal(uniq.type)
+        out.append((lo, hi, set(uniq.to_pylist()) if small else None))
+    return out
+
+
+#: the most distinct values of a key column kept per file for the search across files
+_SET_MAX = 20_000
+
+
+def _may_share(a: list[tuple], b: list[tuple]) -> bool:
+    for (alo, ahi, aset), (blo, bhi, bset) in zip(a, b):
+        if alo is None or blo is None:  # no complete key in one of the files
+            return False
+        if ahi < blo or bhi < alo:
+            return False
+        if aset is not None and bset is not None and aset.isdisjoint(bset):
+            return False
+    return True
+
+
+def _add(acc: _Acc, rows: _Rows, i: int, tmp: Path, writer, h: np.ndarray | None):
     """One file's rows: counts and quarantine kept, the kept rows appended to the output."""
     f = rows.frame
     bad = rows.bad
@@ -175,10 +231,11 @@ def _add(acc: _Acc, rows: _Rows, i: int, tmp: Path, writer):
     kept = f.loc[ok] if not ok.all() else f
     _remember_gaps(acc, rows, ok)
     key = [k for k in schemas.KEYS[acc.name] if k in kept.columns]
-    if key:
-        acc.hashes.append(pd.util.hash_pandas_object(kept[key], index=False).to_numpy())
-        acc.complete.append(kept[key].notna().all(axis=1).to_numpy())
     table = pa.Table.from_pandas(_stored_frame(acc.name, kept.copy()), preserve_index=False)
+    if key and h is not None:
+        acc.hashes.append(h[ok] if not ok.all() else h)
+        acc.complete.append(kept[key].notna().all(axis=1).to_numpy())
+        acc.summaries.append(_summary(table.filter(pa.array(acc.complete[-1])), key))
     acc.out += table.num_rows
     return _write_table(acc, table, tmp, writer)
 
@@ -223,7 +280,7 @@ def _write_table(acc: _Acc, table: pa.Table, tmp: Path, writer):
     """Append ``table`` to the output: cast to the output's schema (columns a file lacks are
     written empty); a file that brings new columns starts a new part, merged at the end."""
     if writer is not None and not set(table.column_names) <= set(acc.schema.names):
-        writer.close()
+        acc.pending.append(acc.io.submit(writer.close))
         writer = None
     if writer is None:
         acc.schema = _typed(
@@ -236,7 +293,8 @@ def _write_table(acc: _Acc, table: pa.Table, tmp: Path, writer):
         writer = pq.ParquetWriter(
             part, acc.schema, use_dictionary=_dictionary_columns(table, unique)
         )
-    writer.write_table(_conform(table, acc.schema))
+    acc.pending = [f for f in acc.pending if not f.done() or f.result() is not None]
+    acc.pending.append(acc.io.submit(writer.write_table, _conform(table, acc.schema)))
     return writer
 
 
@@ -373,8 +431,18 @@ def _duplicates_across(acc: _Acc, tmp: Path, placeholders: set[int]) -> set[int]
     the rows whose key hash repeats are read back and compared exactly."""
     if not acc.hashes:
         return set()
+    n = len(acc.summaries)
+    meet = [
+        i
+        for i in range(n)
+        if any(j != i and _may_share(acc.summaries[i], acc.summaries[j]) for j in range(n))
+    ]
+    if not meet:  # no two files can share a key: nothing to search
+        return set()
     h = np.concatenate(acc.hashes)
-    ok = np.concatenate(acc.complete)
+    ok = np.zeros(len(h), dtype=bool)
+    for i in meet:  # only the files that may share a key with another
+        ok[acc.offsets[i] : acc.offsets[i] + len(acc.hashes[i])] = acc.complete[i]
     if placeholders:
         ok[np.fromiter(placeholders, dtype=np.int64)] = False
     pos = np.flatnonzero(ok)
