@@ -1,6 +1,13 @@
 """`make evaluate` section ``effects``: planted effects recovered by the shipped ``vigie fit``.
 
-The synthetic city is the ``tiny`` scale with **realism on** (:mod:`features.synth.realism`:
+The criterion (every planted IRR inside its 95 % interval and within 10 % of the truth, no
+effect planted absent significant) is scored on the ``city`` scale (:data:`CRITERION_SCALE`,
+300 zones over two years, seed :data:`CRITERION_SEED`: not seed 0, on which the effect fits were
+developed): within 10 % is a test of bias only where the interval is narrower than 10 %, and
+on the ``tiny`` city (8 weeks, a few rain days and public holidays) it is not. The tiny city's
+seed-0 table is kept beside it, with each interval's half-width, to show that.
+
+The synthetic cities have **realism on** (:mod:`features.synth.realism`:
 zone effects beyond presence, city-wide and zone-day shocks, trend and season, presence
 delivered as a biased proxy, withheld recurring games, crowds that raise incidents less than in
 proportion at the stadiums, sparse categories), its planted weak signals **left in**. Each city
@@ -8,9 +15,12 @@ is written by :func:`features.synth.generate`, ingested and cubed by vigie itsel
 :func:`pipelines.models.fit_all` (what ``vigie fit`` runs); the figures are read back from
 ``store/models/effects.json``.
 
-* **Planted against estimated** (seed 0): every IRR ``truth.json`` plants, in each group whose
-  categories all carry it, with its 95 % interval, p value and Benjamini-Hochberg q value over
-  the IRRs reported; effects planted absent (IRR 1) are listed with them.
+* **Planted against estimated** (the city, and the tiny city's seed 0): every IRR
+  ``truth.json`` plants, in each group whose categories all carry it, with its 95 % interval,
+  p value and Benjamini-Hochberg q value over the IRRs reported; effects planted absent (IRR 1)
+  are listed with them. The event IRR is compared with what it estimates, the whole event
+  against the same zone-hours without it (``truth.json`` ``whole_event``:
+  :meth:`features.synth.tally.Tally.event_estimand`), not with the planted ``event_k`` alone.
 * **Events**: the event IRR and the uplifts, with the stadiums' crowds as planted (their
   elasticity and the IRR of the crowd against no crowd).
 * **Outage study coverage** over :data:`SEEDS`: the zone's night ``start`` ratio against the
@@ -42,14 +52,17 @@ from pipelines.models.results import Effect, Effects
 SCALE = "tiny"
 SEEDS = tuple(range(20))
 FIT_SEED = 0
+CRITERION_SCALE = "city"
+CRITERION_SEED = 1
 
 
-def city(seed: int, work: Path) -> tuple[dict[str, Any], Store]:
-    """The realism city of ``seed``: its truth and its store (ingested and cubed)."""
-    raw, root = work / f"city-{seed}", work / f"store-{seed}"
+def city(seed: int, work: Path, *, scale: str = SCALE) -> tuple[dict[str, Any], Store]:
+    """The realism city of ``scale`` and ``seed``: its truth and its store (ingested and
+    cubed)."""
+    raw, root = work / f"{scale}-{seed}", work / f"store-{scale}-{seed}"
     shutil.rmtree(raw, ignore_errors=True)
     shutil.rmtree(root, ignore_errors=True)
-    generate(SCALE, raw, seed=seed, realism=True)
+    generate(scale, raw, seed=seed, realism=True)
     ingest(raw / "sources.yaml", root)
     store = Store(root)
     build_cube(store)
@@ -68,10 +81,22 @@ def _num(x: float | None, fmt: str = ".3f") -> str:
     return "–" if x is None else format(x, fmt)
 
 
+def estimand(t: dict[str, Any]) -> tuple[float, str]:
+    """What the fit's IRR of a planted effect estimates, and a note when it is not the planted
+    IRR: the event IRR holds the whole event (``whole_event`` of truth.json)."""
+    whole = t.get("whole_event")
+    if t["feature"] == "event_k" and whole:
+        return float(whole["irr"]), (
+            f"whole event vs none (planted event_k {t['irr']:.2f} on top of the crowd)"
+        )
+    return float(t["irr"]), ""
+
+
 def irr_rows(truth: dict[str, Any], eff: Effects, groups: dict[str, list[str]]) -> list[dict]:
     """One row per planted IRR and group it applies to."""
     rows = []
     for t in truth["effects"]:
+        truth_irr, note = estimand(t)
         for g in _groups_for(t["categories"], groups):
             e = eff.get(f"irr.{g}.{t['feature']}")
             if e is None or not e.estimable or e.estimate is None:
@@ -81,16 +106,15 @@ def irr_rows(truth: dict[str, Any], eff: Effects, groups: dict[str, list[str]]) 
                 {
                     "effect": t["name"],
                     "group": g,
-                    "planted": float(t["irr"]),
+                    "planted": truth_irr,
                     "estimate": e.estimate,
                     "ci": (lo, hi),
+                    "half_width": (hi / lo) ** 0.5 - 1 if lo > 0 else float("inf"),
                     "p": e.p_value,
                     "q": (e.details or {}).get("q_value_bh"),
-                    "inside": lo <= t["irr"] <= hi,
-                    "within_10": abs(e.estimate / t["irr"] - 1) <= 0.10,
-                    "note": "stadium crowds in the estimate, not in the truth"
-                    if t.get("zones_excluded")
-                    else "",
+                    "inside": lo <= truth_irr <= hi,
+                    "within_10": abs(e.estimate / truth_irr - 1) <= 0.10,
+                    "note": note,
                 }
             )
     return rows
@@ -98,12 +122,13 @@ def irr_rows(truth: dict[str, Any], eff: Effects, groups: dict[str, list[str]]) 
 
 def _irr_table(rows: list[dict]) -> str:
     head = (
-        "| effect | group | planted | estimate [95 % CI] | p | q (BH) | inside CI | within 10 % |"
-        " note |\n|---|---|---|---|---|---|---|---|---|\n"
+        "| effect | group | truth | estimate [95 % CI] | ± | p | q (BH) | inside CI | "
+        "within 10 % | note |\n|---|---|---|---|---|---|---|---|---|---|\n"
     )
     body = "".join(
         f"| {r['effect']} | {r['group']} | {r['planted']:.3f} | {r['estimate']:.3f} "
-        f"[{r['ci'][0]:.3f}, {r['ci'][1]:.3f}] | {_num(r['p'], '.3g')} | {_num(r['q'], '.3g')} "
+        f"[{r['ci'][0]:.3f}, {r['ci'][1]:.3f}] | {100 * r['half_width']:.1f} % "
+        f"| {_num(r['p'], '.3g')} | {_num(r['q'], '.3g')} "
         f"| {'yes' if r['inside'] else '**no**'} | {'yes' if r['within_10'] else '**no**'} "
         f"| {r['note']} |\n"
         for r in rows
@@ -189,40 +214,78 @@ def outage_coverage(seeds: tuple[int, ...], work: Path) -> tuple[list[dict], str
     )
 
 
-def run() -> Section:
-    """Fit the seed-0 city with ``fit_all`` and run the outage study over :data:`SEEDS`."""
-    work = bench_dir() / "eval_effects"
-    work.mkdir(parents=True, exist_ok=True)
-    truth, store = city(FIT_SEED, work)
-    fit_all(store, backtest_weeks=3)
+def fitted(scale: str, seed: int, work: Path, *, backtest_weeks: int):
+    """Generate, ingest, cube and ``fit_all`` a realism city: its truth, effects and IRR rows
+    (the store and raw files are removed after reading)."""
+    truth, store = city(seed, work, scale=scale)
+    fit_all(store, backtest_weeks=backtest_weeks)
     eff = Effects.from_json(json.loads((store.root / Store.EFFECTS_JSON).read_text()))
     cats = [c[4:] for c in store.cube_meta()["columns"] if c.startswith("inc_")]
     rows = irr_rows(truth, eff, group_categories(cats))
+    shutil.rmtree(store.root, ignore_errors=True)
+    shutil.rmtree(work / f"{scale}-{seed}", ignore_errors=True)
+    return truth, eff, rows
+
+
+def irr_tables(rows: list[dict]) -> tuple[str, dict[str, int]]:
+    """The planted and the absent effects' tables, and their counts."""
     absent = [r for r in rows if r["planted"] == 1.0]
     present = [r for r in rows if r["planted"] != 1.0]
+    n = {
+        "planted": len(present),
+        "inside": sum(r["inside"] for r in present),
+        "within_10": sum(r["within_10"] for r in present),
+        "absent": len(absent),
+        "absent_significant_p": sum((r["p"] or 1) < 0.05 for r in absent),
+        "absent_significant_q": sum((r["q"] or 1) < 0.05 for r in absent),
+    }
+    md = (
+        f"Inside the 95 % interval: **{n['inside']} of {n['planted']}**; within 10 % of the "
+        f"truth: **{n['within_10']} of {n['planted']}**.\n\n{_irr_table(present)}\n"
+        f"Effects planted absent (IRR 1): significant at p < 0.05: "
+        f"**{n['absent_significant_p']} of {n['absent']}**; at q < 0.05 (the family of IRRs): "
+        f"{n['absent_significant_q']} of {n['absent']}.\n\n{_irr_table(absent)}"
+    )
+    return md, n
+
+
+def run() -> Section:
+    """Fit the criterion's city and the tiny city's seed 0 with ``fit_all``, and run the outage
+    study over :data:`SEEDS` tiny cities."""
+    work = bench_dir() / "eval_effects"
+    work.mkdir(parents=True, exist_ok=True)
+    truth, eff, rows = fitted(CRITERION_SCALE, CRITERION_SEED, work, backtest_weeks=0)
+    big, n_big = irr_tables(rows)
+    _, _, tiny_rows = fitted(SCALE, FIT_SEED, work, backtest_weeks=3)
+    tiny, n_tiny = irr_tables(tiny_rows)
     cov_rows, coverage = outage_coverage(SEEDS, work)
-    sig_p = sum((r["p"] or 1) < 0.05 for r in absent)
-    sig_q = sum((r["q"] or 1) < 0.05 for r in absent)
     md = f"""
-The `tiny` synthetic city with realism on (not the model vigie fits), planted weak signals left
-in, through the shipped path: `generate` -> `ingest` -> `build_cube` -> `fit_all` (`vigie fit`).
-IRRs are refitted without the zone x day/week windows an excess detector flags, event slots
-against the zone's reference presence, intervals clustered by local day with a t reference on
-the days that carry each feature; q is the Benjamini-Hochberg q value over every IRR reported.
+Synthetic cities with realism on (not the model vigie fits: zone effects, day-level shocks,
+trend and season, presence delivered as a biased proxy, withheld games, inelastic crowds,
+sparse categories), planted weak signals left in, through the shipped path: `generate` ->
+`ingest` -> `build_cube` -> `fit_all` (`vigie fit`; the city without its backtest, which the
+effects do not use). IRRs are refitted with a factor per zone and per ISO week, without the
+zone x day/week windows an excess detector flags, event slots against the zone's reference
+presence; intervals are clustered by local day with the fixed effects partialled out, on a t
+reference with the days that identify each feature; q is the Benjamini-Hochberg q value over
+every IRR reported. "truth" is the planted IRR, except for the event IRR, which estimates the
+whole event against the same zone-hours without it (its pseudo-true value, computed from the
+expected incidents in `truth.json` `whole_event`). "±" is the interval's half-width.
 
-### Planted IRRs (seed {FIT_SEED})
+### The criterion: `{CRITERION_SCALE}` city, seed {CRITERION_SEED}
 
-Inside the 95 % interval: {sum(r["inside"] for r in present)} of {len(present)}; within 10 %
-of the truth: {sum(r["within_10"] for r in present)} of {len(present)}.
+The `{CRITERION_SCALE}` scale (300 zones, two years, 22 public holidays) is where the criterion
+is scored: within 10 % tests bias only where an interval is narrower than 10 %. Seed
+{CRITERION_SEED}, not seed 0, on which the effect fits were developed.
 
-{_irr_table(present)}
-### Effects planted absent (IRR 1)
+{big}
+### The tiny city, seed {FIT_SEED}, for contrast
 
-Significant at p < 0.05: {sig_p} of {len(absent)}; at q < 0.05 (the family of IRRs): {sig_q}
-of {len(absent)}.
+Eight weeks and 30 zones: the intervals of rain and holidays are about as wide as 10 %, or
+wider, so within 10 % there says more about the draw than about bias.
 
-{_irr_table(absent)}
-### Events (seed {FIT_SEED})
+{tiny}
+### Events (`{CRITERION_SCALE}` city, seed {CRITERION_SEED})
 
 The event IRR is per 1 000 attendees against the same slot at the zone's reference presence
 (the crowd's own effect is in it; its `n` is zone-slots); the uplifts are against the zone's own
@@ -231,19 +294,20 @@ crowds that raise incidents less than in proportion; elsewhere crowds raise them
 and `event_k` adds to it, so a significant uplift there is a true effect.
 
 {event_section(truth, eff)}
-### Lighting outage study over {len(SEEDS)} cities
+### Lighting outage study over {len(SEEDS)} tiny cities
 
 {coverage}"""
     figures = {
+        "criterion": {"scale": CRITERION_SCALE, "seed": CRITERION_SEED, **n_big},
+        "tiny": {"seed": FIT_SEED, **n_tiny},
         "irr": [{k: v for k, v in r.items() if k != "ci"} | {"ci": list(r["ci"])} for r in rows],
         "outage_coverage": sum(r["covered"] for r in cov_rows),
         "outage_seeds": len(cov_rows),
-        "absent_significant_p": sig_p,
-        "absent_significant_q": sig_q,
     }
     return Section(
         title="Effects: planted against estimated",
         markdown=md,
-        data=f"synthetic `{SCALE}` city, realism on, seeds {SEEDS[0]}-{SEEDS[-1]}",
+        data=f"synthetic `{CRITERION_SCALE}` city seed {CRITERION_SEED} and `{SCALE}` cities "
+        f"seeds {SEEDS[0]}-{SEEDS[-1]}, realism on",
         figures=figures,
     )

@@ -38,12 +38,16 @@ def _simultaneous_miss(e, truth: float, k: int) -> bool:
 
 def test_shipped_fit_recovers_planted_irrs_with_signals_left_in(fitted_store, tiny_city):
     """`vigie fit` on the tiny city, planted weak signals LEFT IN: each planted IRR (besides
-    events, whose reported effect is against the zone without the event) lies within 10 % of
-    the truth in every group it applies to, inside its interval at the simultaneous 95 % level
-    of the effects checked, and at most two of them outside their own 95 % interval (one
-    interval in twenty misses by design: with about ten checked, P(more than two) ~ 2 %);
-    effects planted absent are not significant at a 5 % false-discovery rate over the IRRs
-    reported (their q value); the anomalous windows left out are recorded."""
+    events, whose reported effect is against the zone without the event) lies, in every group
+    it applies to, inside its interval at the simultaneous 95 % level of the effects checked,
+    and at most two of them outside their own 95 % interval (one interval in twenty misses by
+    design: with about ten checked, P(more than two) ~ 2 %); effects planted absent are not
+    significant at 5 % (their p value, and their q value over the IRRs reported); the
+    anomalous windows left out and the fixed effects are recorded.
+
+    Within 10 % of the truth is not asserted here: eight weeks hold a few rain days and public
+    holidays, and intervals as wide as 10 % would make it a test of the draw. It is scored on
+    the two-year city by `python -m bench.evaluate effects` (docs/evaluation.md)."""
     truth = json.loads((tiny_city / "truth.json").read_text())
     eff = Effects.from_json(json.loads((fitted_store / Store.EFFECTS_JSON).read_text()))
     groups = group_categories(
@@ -61,12 +65,12 @@ def test_shipped_fit_recovers_planted_irrs_with_signals_left_in(fitted_store, ti
     outside = 0
     for t, g, e in checked:
         about = (t["name"], g, e.estimate, e.ci_low, e.ci_high)
-        assert abs(e.estimate / t["irr"] - 1) <= 0.10, about
         assert not _simultaneous_miss(e, t["irr"], len(checked)), about
         outside += not (e.ci_low <= t["irr"] <= e.ci_high)
         if t["irr"] == 1.0:
-            assert e.details["q_value_bh"] > 0.05, (*about, e.p_value)
+            assert e.p_value > 0.05 and e.details["q_value_bh"] > 0.05, (*about, e.p_value)
         assert "cluster-robust by local day" in e.details["covariance"]
+        assert "per zone and per ISO week" in e.details["fixed_effects"]
         assert e.details["anomalous_windows_left_out"] > 0
     assert outside <= 2
 

@@ -138,6 +138,15 @@ def _tally(
     inside = np.asarray((ctx.hours[a:b] >= spill.start) & (ctx.hours[a:b] < spill.end))
     z = spill.zones[0]
     tally.add_outage(zone=z, inside=inside, dark=drv.dark[a:b, z], x=x, mu=mu)
+    people = np.maximum(cp.people, 1.0)
+    no_crowd = np.maximum(people - crowd, 1.0) / np.maximum(exposure, 1.0)
+    i_k, i_t = FEATURES.index("event_k"), FEATURES.index("transit_k")
+    log_irr = {e["feature"]: np.log(e["irr"]) for e in tally.effects if e["irr"] > 0}
+    lift = log_irr.get("event_k", 0.0) * x[..., i_k] + log_irr.get("transit_k", 0.0) * x[
+        ..., i_t
+    ] * np.clip(crowd / people, 0.0, 1.0)
+    tot = mu.sum(axis=-1)
+    tally.add_events(drv.event_k[a:b], mu=tot, mu0=tot * no_crowd * np.exp(-lift))
     if drv.realism is None:
         return
     inelastic = [int(z) for z in np.flatnonzero(drv.realism.elasticity < 1)]

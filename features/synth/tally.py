@@ -41,6 +41,11 @@ class Tally:
     days
         (D, 3) at the ballpark: day sums of people, of people without the games, of delivered
         presence; with ``day_hours`` (D,).
+    event_rows
+        Per chunk, the zone-hours with events in the event file: ``(k, mu, mu0)``, the
+        attendees / 1 000, the expected incidents, and those expected without the event (the
+        people present without its crowd, no ``event_k`` term, transit entries without the
+        crowd's): what :meth:`event_estimand` reads.
     """
 
     effects: list[dict[str, Any]]
@@ -51,6 +56,7 @@ class Tally:
     crowd: dict[int, np.ndarray] = field(default_factory=dict)
     days: np.ndarray = field(init=False)
     day_hours: np.ndarray = field(init=False)
+    event_rows: list[np.ndarray] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.eff = np.zeros((len(self.effects), 4))
@@ -113,13 +119,47 @@ class Tally:
         cols = np.stack([people[:, zone], people[:, zone] - crowd[:, zone], delivered[:, zone]], 1)
         np.add.at(self.days, d, cols)
 
+    def add_events(self, k: np.ndarray, *, mu: np.ndarray, mu0: np.ndarray) -> None:
+        """Add the zone-hours with an event (``k`` (h, Z) attendees / 1 000; ``mu``, ``mu0``
+        (h, Z) expected incidents with and without the event)."""
+        on = k > 0
+        if on.any():
+            self.event_rows.append(np.stack([k[on], mu[on], mu0[on]]))
+
+    def event_estimand(self) -> dict[str, Any] | None:
+        """The event IRR per 1 000 attendees that a log-linear rate model fitted against the
+        slots without the event estimates: the pseudo-true value (White 1982) ``b`` solving
+        ``sum k (mu - mu0 exp(b k)) = 0`` over the event zone-hours (the Poisson score of
+        ``event_k`` with the other terms at their truth). It holds the whole event: its crowd,
+        as the crowd raises incidents (in proportion, or with the zone's crowd elasticity), the
+        transit entries it brings, and the planted ``event_k``."""
+        if not self.event_rows:
+            return None
+        k, mu, mu0 = np.concatenate(self.event_rows, axis=1)
+        lo, hi = -5.0, 5.0
+        for _ in range(100):  # bisection: the score decreases in b
+            b = (lo + hi) / 2
+            lo, hi = (b, hi) if float((k * (mu - mu0 * np.exp(b * k))).sum()) > 0 else (lo, b)
+        return {
+            "irr": float(np.exp((lo + hi) / 2)),
+            "rows": int(len(k)),
+            "mean_feature": float(k.mean()),
+            "incidents_ratio": float(mu.sum() / mu0.sum()),
+            "definition": "IRR per 1 000 attendees of the whole event (crowd, its transit "
+            "entries and event_k) against the same zone-hours without it: the pseudo-true "
+            "log-linear coefficient, sum k (mu - mu0 exp(b k)) = 0 over the event zone-hours",
+        }
+
     def effects_truth(self) -> list[dict[str, Any]]:
         """The planted effects with their expected-weighted multiplier over the rows they act on."""
         out = []
         for eff, (rows, num, den, xw) in zip(self.effects, self.eff, strict=True):
             ew = {"rows": int(rows), "mean_feature": float(xw / den) if den else None,
                   "multiplier": float(num / den) if den else None}  # fmt: skip
-            out.append(dict(eff, expected_weighted=ew))
+            extra = {}
+            if eff["feature"] == "event_k":
+                extra["whole_event"] = self.event_estimand()
+            out.append(dict(eff, expected_weighted=ew, **extra))
         return out
 
     def outage_truth(self) -> dict[str, Any]:

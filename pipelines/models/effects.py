@@ -68,15 +68,16 @@ def irr_effects(
     feature_why: Mapping[str, str | None] | None = None,
     failed: Mapping[str, str] | None = None,
     details: Mapping[str, object] | None = None,
-    days: Mapping[str, tuple[int, int, int]] | None = None,
+    days: Mapping[str, tuple[int, int, int, int]] | None = None,
 ) -> list[Effect]:
     """One ``irr`` effect per named feature and group (not-estimable ones with their reason).
 
     ``failed``: group -> why its model could not be fitted (every feature of it is then not
     estimable); ``details``: what every entry records besides (the anomalous windows left out,
-    the covariance used); ``days``: feature -> (days it is non-zero, days, t degrees of
-    freedom) of :func:`pipelines.models.robust.treated_days`, whose t quantile then gives the
-    interval and p value.
+    the covariance used); ``days``: feature -> (days it is non-zero, days, those of them in
+    weeks it does not fill, t degrees of freedom) of
+    :func:`pipelines.models.robust.treated_days`, whose t quantile then gives the interval and
+    p value.
     """
     out: list[Effect] = []
     dof = dict(days or {})
@@ -125,14 +126,15 @@ def irr_effects(
     return with_family_q(out)
 
 
-def _t_interval(r: pd.Series, g1: int, g: int, dof: int) -> tuple[pd.Series, str]:
+def _t_interval(r: pd.Series, g1: int, g: int, g1w: int, dof: int) -> tuple[pd.Series, str]:
     """An IRR row with its 95 % interval and p value on t(``dof``) instead of the normal."""
     b, se = float(r["log_irr"]), float(r["se"])
     tq = float(stats.t.ppf(0.975, dof))
     r = r.copy()
     r["ci_low"], r["ci_high"] = np.exp(b - tq * se), np.exp(b + tq * se)
     r["p_value"] = float(2 * stats.t.sf(abs(b / se), dof)) if se > 0 else float("nan")
-    return r, f"t on {dof} df (non-zero on {g1} of {g} local days)"
+    weeks = f", {g1w} of them in weeks it does not fill" if g1 < g else ""
+    return r, f"t on {dof} df (non-zero on {g1} of {g} local days{weeks})"
 
 
 def with_family_q(effects: list[Effect]) -> list[Effect]:
@@ -221,6 +223,10 @@ def estimate_effects(
     if robust:
         fits, failed, flagged = robust_fits(cube, dz, glms)
         details = {} if flagged is None else flagged.details()
+        details["fixed_effects"] = (
+            "a factor per zone and per ISO week, fitted to convergence; the clustered "
+            "covariance of the features with them partialled out"
+        )
         days = None
         if flagged is not None:
             days = treated_days(dz, list(FEATURES), local_day(cube), flagged.keep)

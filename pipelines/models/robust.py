@@ -30,11 +30,13 @@ Both tails are tested, so that a window emptied (an evacuated district, a gap in
 leaves too, and trimming is symmetric. The windows left out are listed in each effect's
 ``details`` (how many, and how many zone-slots).
 
-**Zone fixed effects.** Every effect fit carries one factor per zone (:func:`_refit_zones`):
-presence as exposure does not carry all that distinguishes zones (a station, a nightlife
-street, a presence product biased by zone type), and a pooled model credits those differences
-to whatever feature is zone-level too (transit entries, the lamps); with the factors, each IRR
-compares a zone with itself.
+**Zone and week fixed effects.** Every effect fit carries one factor per zone and one per ISO
+week (:mod:`pipelines.models.effects_fe`): presence as exposure does not carry all that
+distinguishes zones (a station, a nightlife street, a presence product biased by zone type), nor
+a trend or a season, and a pooled model credits those to whatever feature is zone-level or
+seasonal too (transit entries, the lamps, darkness); with the factors, each IRR compares a zone
+with itself within a week. The factors are fitted to convergence, and the features' clustered
+covariance is computed with them partialled out (:func:`~pipelines.models.effects_fe.fe_cluster_cov`).
 
 **Events.** The event term is reported against a counterfactual that does not force incidents
 to scale with the crowd: in the refit, a slot with an event takes as exposure the zone's
@@ -72,20 +74,17 @@ from statsmodels.stats.multitest import multipletests
 from pipelines.models.baselines import hour_of_week
 from pipelines.models.design import (
     Cells,
-    build_cells,
-    design_features,
     exposure_mask,
     group_counts,
     numeric,
 )
-from pipelines.models.glm import GLMFit, SparseGroupError, fit_glm
+from pipelines.models.effects_fe import cells_of, fe_cluster_cov, fixed_keys, refit, refit_fixed
+from pipelines.models.glm import GLMFit, SparseGroupError
 
 #: false-discovery rate at which anomalous windows are left out of the effect fits
 FDR = 0.05
 #: detection rounds (flag, refit, flag again)
 ROUNDS = 2
-#: backfitting rounds of the zone fixed effects of the effect fits
-ZONE_ROUNDS = 2
 
 
 @dataclass(frozen=True)
@@ -260,7 +259,7 @@ def flag_anomalies(
             break
         keep &= ~new
         if done < rounds:
-            model = _refit(dz, y, glm, mask=keep, cells=cells)
+            model = refit(dz, y, glm, mask=keep, cells=cells)
     windows = _window_table(pd.concat(flagged, ignore_index=True), cube)
     return Flagged(keep=keep, windows=windows, rounds=done)
 
@@ -281,75 +280,6 @@ def _window_table(hit: pd.DataFrame, cube: pd.DataFrame) -> pd.DataFrame:
             "q": hit["q"].to_numpy(),
         }
     )
-
-
-def _refit(
-    dz: pd.DataFrame, y: np.ndarray, glm: GLMFit, *, mask: np.ndarray, cluster=None, cells=None
-) -> GLMFit:
-    """``glm`` fitted again on the rows of ``mask`` (same family, features and categories).
-
-    Raises ``numpy.linalg.LinAlgError`` when the fit did not converge: its expected incidents
-    over the rows fitted are more than 10 % off the observed ones (at the maximum likelihood
-    of a model with an intercept they are equal for the Poisson, close for the NB)."""
-    fit = fit_glm(
-        dz, y, family=glm.family, group=glm.group, features=glm.features or None, mask=mask,
-        grain=glm.grain, categories=glm.categories, min_incidents=1, cluster=cluster, cells=cells,
-    )  # fmt: skip
-    rows = mask & exposure_mask(dz) & np.isfinite(y)
-    expected, observed = float(np.nansum(fit.mean(dz)[rows])), float(y[rows].sum())
-    if observed > 0 and not abs(np.log(max(expected, 1e-300) / observed)) < 0.1:
-        raise np.linalg.LinAlgError(
-            f"the fit did not converge ({expected:.4g} incidents expected over its rows, "
-            f"{observed:.0f} observed)"
-        )
-    return fit
-
-
-def _refit_zones(
-    dz: pd.DataFrame,
-    y: np.ndarray,
-    glm: GLMFit,
-    *,
-    zone: np.ndarray,
-    mask: np.ndarray,
-    cluster: np.ndarray | None = None,
-    cells: Cells | None = None,
-) -> tuple[GLMFit, pd.DataFrame]:
-    """``glm`` refitted with a fixed factor per zone, by backfitting: the GLM with the zones'
-    factors in its exposure, then each zone's factor scaled so that its expected incidents over
-    the rows fitted equal its observed ones (the likelihood equation of a zone effect),
-    :data:`ZONE_ROUNDS` times, then the GLM once more. A zone without incidents keeps factor 1.
-
-    Returns the fit and ``dz`` with the factors in its exposure (what the fit's ``mean``
-    takes). ``cells``: the covariate cells of ``dz`` for ``glm``'s features (they do not depend
-    on the exposure, so every round shares them; built when None)."""
-    e0 = dz["exposure"].to_numpy(np.float64)
-    f = np.ones(int(zone.max()) + 1)
-    out = dz.copy()
-    for _ in range(ZONE_ROUNDS):
-        out["exposure"] = e0 * f[zone]
-        cells = _cells_of(out, glm) if cells is None else cells
-        mu = _refit(out, y, glm, mask=mask, cells=cells).mean(out)
-        rows = mask & np.isfinite(mu) & (mu > 0) & np.isfinite(y)
-        num = np.bincount(zone[rows], weights=y[rows], minlength=len(f))
-        den = np.bincount(zone[rows], weights=mu[rows], minlength=len(f))
-        f = f * np.where((den > 0) & (num > 0), num / np.where(den > 0, den, 1.0), 1.0)
-        f = f / np.exp(np.log(f).mean())
-    out["exposure"] = e0 * f[zone]
-    return _refit(out, y, glm, mask=mask, cluster=cluster, cells=cells), out
-
-
-def _cells_of(dz: pd.DataFrame, glm: GLMFit, cache: dict | None = None) -> Cells:
-    """The covariate cells :func:`_refit` would build for ``glm`` on ``dz`` (its features, or
-    every design feature when it has none), kept in ``cache`` by frame and features."""
-    feats = tuple(glm.features) or tuple(design_features(dz))
-    key = (id(dz), feats)
-    if cache is not None and key in cache:
-        return cache[key]
-    cells = build_cells(dz, features=list(feats))
-    if cache is not None:
-        cache[key] = cells
-    return cells
 
 
 def event_design(cube: pd.DataFrame, dz: pd.DataFrame) -> pd.DataFrame:
@@ -401,7 +331,7 @@ def robust_fits(
     if "all" not in glms:
         return {}, {g: "no model for all incidents to flag anomalies" for g in glms}, None
     day = local_day(cube)
-    zone = pd.factorize(cube["zone_id"])[0].astype(np.int64)
+    keys = fixed_keys(cube, day)
     dze = event_design(cube, dz)
     a = glms["all"]
     y_all = np.asarray(group_counts(cube, None if a.categories is None else list(a.categories)))
@@ -412,15 +342,15 @@ def robust_fits(
         # days out would keep only the events whose counts happened to be high
         every = np.ones(len(cube), bool)
         try:
-            base, dzf = _refit_zones(dze, y_all.astype(np.float64), a, zone=zone, mask=every,
-                                     cells=_cells_of(dze, a, cache))  # fmt: skip
+            base, dzf = refit_fixed(dze, y_all.astype(np.float64), a, keys=keys, mask=every,
+                                     cells=cells_of(dze, a, cache))  # fmt: skip
             events = "reference presence"
         except np.linalg.LinAlgError as exc:  # event slots at their observed presence
             dze = dz
-            base, dzf = _refit_zones(dz, y_all.astype(np.float64), a, zone=zone, mask=every,
-                                     cells=_cells_of(dz, a, cache))  # fmt: skip
+            base, dzf = refit_fixed(dz, y_all.astype(np.float64), a, keys=keys, mask=every,
+                                     cells=cells_of(dz, a, cache))  # fmt: skip
             events = f"observed presence (against the reference presence: {exc})"
-        cells = _cells_of(dze, base, cache)  # dzf: dze with the zones' factors in its exposure
+        cells = cells_of(dze, base, cache)  # dzf: dze with the zones' factors in its exposure
         flagged = flag_anomalies(cube, dzf, base, fdr=fdr, cluster=day, cells=cells)
         flagged = dataclasses.replace(flagged, event_exposure=events)
     except (SparseGroupError, np.linalg.LinAlgError) as exc:
@@ -430,10 +360,12 @@ def robust_fits(
     for g, m in glms.items():
         y = group_counts(cube, None if m.categories is None else list(m.categories))
         try:
-            fits[g] = _refit_zones(
-                dze, np.asarray(y, np.float64), m, zone=zone, mask=flagged.keep, cluster=day,
-                cells=_cells_of(dze, m, cache),
-            )[0]  # fmt: skip
+            yg = np.asarray(y, np.float64)
+            cells_g = cells_of(dze, m, cache)
+            fit, frame = refit_fixed(dze, yg, m, keys=keys, mask=flagged.keep, cluster=day,
+                                      cells=cells_g)  # fmt: skip
+            fits[g] = fe_cluster_cov(frame, yg, fit, keys=keys, mask=flagged.keep, cluster=day,
+                                     cells=cells_g)  # fmt: skip
         except (SparseGroupError, np.linalg.LinAlgError) as exc:
             failed[g] = f"refit without anomalous windows: {exc}"
     return fits, failed, flagged
@@ -441,19 +373,31 @@ def robust_fits(
 
 def treated_days(
     dz: pd.DataFrame, features: list[str], day: np.ndarray, keep: np.ndarray
-) -> dict[str, tuple[int, int, int]]:
-    """Feature -> ``(G1, G, dof)``: the local days (of the rows fitted) on which the feature is
-    not zero somewhere, all the days, and the t degrees of freedom of its interval,
-    ``min(G1, G - G1) - 1`` (``G - 1`` when it is non-zero every day), at least 1."""
+) -> dict[str, tuple[int, int, int, int]]:
+    """Feature -> ``(G1, G, G1w, dof)``: the local days (of the rows fitted) on which the
+    feature is not zero somewhere, all the days, those of them in ISO weeks it does not fill,
+    and the t degrees of freedom of its interval.
+
+    The effect fits carry a factor per ISO week (:mod:`pipelines.models.effects_fe`), so a
+    feature non-zero on whole weeks (school holidays) is identified only by the weeks it starts
+    or ends in: ``dof = min(G1w, G0w) - 1`` with ``G0w`` the days without it in those weeks
+    (``G - 1`` when it is non-zero every day), at least 1."""
     rows = keep & exposure_mask(dz)
     codes, uniq = pd.factorize(day[rows])
     G = len(uniq)
-    out: dict[str, tuple[int, int, int]] = {}
+    week = pd.factorize((np.asarray(uniq, dtype=np.int64) + 3) // 7)[0]
+    out: dict[str, tuple[int, int, int, int]] = {}
     for f in features:
         if f not in dz.columns or G == 0:
             continue
         x = np.nan_to_num(dz[f].to_numpy(np.float64)[rows])
-        g1 = int(np.unique(codes[x != 0]).size)
-        dof = G - 1 if g1 in (0, G) else min(g1, G - g1) - 1
-        out[f] = (g1, G, max(dof, 1))
+        on = np.zeros(G, bool)
+        on[np.unique(codes[x != 0])] = True
+        g1 = int(on.sum())
+        n_on = np.bincount(week, weights=on.astype(float))
+        n_all = np.bincount(week)
+        mixed = ((n_on > 0) & (n_on < n_all))[week]
+        g1w, g0w = int((on & mixed).sum()), int((~on & mixed).sum())
+        dof = G - 1 if g1 in (0, G) else min(g1w, g0w) - 1
+        out[f] = (g1, G, g1w, max(dof, 1))
     return out
