@@ -181,20 +181,21 @@ def test_fit_command_on_a_cluster(tmp_path, tiny_store, cluster_stats, local) ->
 
 
 @pytest.fixture(scope="module")
-def signals_pair(tiny_store):
-    """The tiny city's last week of signals in one process, and per zone block on a cluster."""
+def signals_pair(fitted_store):
+    """The tiny city's last week of signals in one process, and per zone block on a cluster
+    (with its fitted model: the blocks read their zones' rows and the model's expectation)."""
     from features.timeutil import last_full_week
     from pipelines.signals.period import parse_period
     from pipelines.signals.run import run_signals
 
-    meta = Store(tiny_store).cube_meta()
+    meta = Store(fitted_store).cube_meta()
     period = parse_period(last_full_week(meta["end"], meta.get("timezone") or "UTC"))
-    local = run_signals(Store(tiny_store), period, write=False)
+    local = run_signals(Store(fitted_store), period, write=False)
     with distributed.LocalCluster(
         n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None
     ) as cluster:
         dist = run_signals(
-            Store(tiny_store), period, write=False, address=cluster.scheduler_address,
+            Store(fitted_store), period, write=False, address=cluster.scheduler_address,
             zone_blocks=4,
         )  # fmt: skip
     return local, dist
@@ -205,7 +206,8 @@ def test_cluster_signals_are_the_local_signals(signals_pair) -> None:
     local, dist = signals_pair
     # the tiny city has 8 weeks: the model-based path, whose scan runs per zone block
     assert dist.test_counts["cluster"] > 0 and dist.replicates["scan"] >= 199
-    assert any("zone-block tasks on a Dask cluster" in n for n in dist.notes)
+    assert any("the daily panel" in n and "zone-block tasks" in n for n in dist.notes)
+    assert dist.expectation == local.expectation and dist.expectation.source == "model"
     assert dist.test_counts == local.test_counts
     pd.testing.assert_frame_equal(dist.tests, local.tests)
     pd.testing.assert_frame_equal(dist.signals, local.signals)
@@ -244,7 +246,7 @@ def test_scan_blocks_cross_and_equal_the_whole_scan() -> None:
         assert len(ref.clusters) > 1
 
 
-def test_signals_command_on_a_cluster(tmp_path, tiny_store, signals_pair) -> None:
+def test_signals_command_on_a_cluster(tmp_path, fitted_store, signals_pair) -> None:
     """`vigie signals --scheduler ADDRESS` writes the signals of the local path."""
     import shutil
 
@@ -254,7 +256,7 @@ def test_signals_command_on_a_cluster(tmp_path, tiny_store, signals_pair) -> Non
 
     local, _ = signals_pair
     root = tmp_path / "store"
-    shutil.copytree(tiny_store, root)
+    shutil.copytree(fitted_store, root)
     with distributed.LocalCluster(
         n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None
     ) as cluster:

@@ -39,6 +39,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from features.cube.dask_engine import run_tasks
+from features.store import Store
 from pipelines.signals.calibration import (
     Blocks,
     BlockStats,
@@ -48,7 +49,10 @@ from pipelines.signals.calibration import (
     _zone_day,
     block_statistics,
 )
+from pipelines.signals.expectation import model_expected
+from pipelines.signals.inputs import build_panel, read_cube_rows
 from pipelines.signals.panel import Panel, records_frame
+from pipelines.signals.period import Period
 from pipelines.signals.pvalues import simulate_counts
 from pipelines.signals.scan import (
     BestCylinders,
@@ -296,4 +300,62 @@ def block_statistics_on_blocks(
         obs=cat(lambda p: p.obs), exp=exp, day_p=cat(lambda p: p.day_p),
         paths={n: cat(lambda p, n=n: p.paths[n]) for n in parts[0].paths}, scan_best=best,
         scan_len=length, level=cat(lambda p: p.level), p3=cat(lambda p: p.p3),
+    )  # fmt: skip
+
+
+def panel_block(
+    root: str, zones: list[str], period: Period, *, timezone: str, history_days: int
+) -> tuple[Panel, bool]:
+    """One block's rows of the daily panel (a task): its zones' cube rows over the period and
+    its history, the fitted model's expected incidents per row, their daily sums. The flag
+    says whether the model gave any expectation."""
+    st = Store(root)
+    frame = read_cube_rows(st, period, timezone=timezone, history_days=history_days,
+                           columns=None, zones=zones)  # fmt: skip
+    exp, _ = model_expected(st, frame)
+    known = exp is not None and bool(np.isfinite(exp).any())
+    frame["expected"] = exp if exp is not None else np.nan
+    panel = build_panel(frame, zones=zones, period=period, timezone=timezone,
+                        history_days=history_days)  # fmt: skip
+    return panel, known
+
+
+def panel_on_blocks(
+    st: Store,
+    zones: list[str],
+    period: Period,
+    *,
+    timezone: str,
+    history_days: int,
+    address: str | None,
+    blocks: int = ZONE_BLOCKS,
+) -> Panel | None:
+    """The run's daily panel of incidents and the fitted model's expectation, built per zone
+    block on Dask (each task reads its zones' rows of the cube: the client never loads the
+    history); None when the store's model gives no expectation (the run then falls back on
+    the per-capita expectation, which pools an hour-of-week profile over all zones).
+
+    The same panel as :func:`~pipelines.signals.inputs.build_panel` on all the rows: the
+    model's expectation is per row, and a zone-day's sum adds its rows in the same order.
+    """
+    import dask  # heavy: loaded only on this path
+
+    tasks = [
+        dask.delayed(panel_block, pure=True)(
+            str(st.root),
+            [zones[i] for i in own],
+            period,
+            timezone=timezone,
+            history_days=history_days,
+        )  # fmt: skip
+        for own in zone_blocks(len(zones), blocks)
+    ]
+    parts: list[tuple[Panel, bool]] = run_tasks(tasks, address)
+    if not any(known for _, known in parts):
+        return None
+    first = parts[0][0]
+    return Panel(
+        zones=np.asarray(zones, dtype=object), days=first.days,
+        observed=np.concatenate([p.observed for p, _ in parts]),
+        expected=np.concatenate([p.expected for p, _ in parts]), period=first.period,
     )  # fmt: skip

@@ -23,12 +23,14 @@ from pipelines.signals.drivers import build_drivers
 from pipelines.signals.ears import EARS_THRESHOLDS, ears_statistic
 from pipelines.signals.excess import excess_tests
 from pipelines.signals.expectation import estimate_dispersion, fallback_expected, model_expected
-from pipelines.signals.inputs import build_panel
+from pipelines.signals.inputs import build_panel, read_cube_rows
 from pipelines.signals.panel import Panel
 from pipelines.signals.period import Period
 from pipelines.signals.result import EarsFlags, Expectation
 from pipelines.signals.scan import space_time_scan
 from pipelines.signals.settings import RunInputs, RunSettings
+
+MODEL_NOTE = "expected incidents from the fitted rate model (group all)"
 
 
 @dataclass(frozen=True)
@@ -54,12 +56,7 @@ def incident_part(
     if not inp.has_incidents:
         only = "no incidents in the cube: only presence anomalies (and event conflicts)."
         return IncidentPart({}, Expectation(), {}, {}, (only,))
-    exp, expectation, note = expected_incidents(st, inp.frame, inp.start, use_model=cfg.use_model)
-    inp.frame["expected"] = exp
-    long_panel = build_panel(
-        inp.frame, zones=inp.zones, period=period, timezone=inp.timezone,
-        history_days=cfg.read_days,
-    )  # fmt: skip
+    long_panel, expectation, note = _long_panel(st, inp, period, cfg)
     panel = recent_panel(long_panel, cfg.history_days)
     p0 = panel.period[0]
     alpha = estimate_dispersion(panel.observed[:, :p0], panel.expected[:, :p0])
@@ -103,12 +100,8 @@ def incident_part(
             f"{info['reference_zone_weeks']} zone-weeks of the {cfg.calibration_weeks} weeks "
             "before each week (conformal, min-p over excess, drift and scan)",
         )
-    if cfg.address is not None and (neighbours is not None or not model_based):
-        what = "the space-time scan" if model_based else "the calibrated tests' statistics"
-        notes.append(
-            f"{what} ran as {min(cfg.zone_blocks, len(panel.zones))} zone-block tasks on a Dask "
-            "cluster (the same results as in one process)."
-        )
+    if cfg.address is not None:
+        notes.extend(_cluster_note(st, cfg, expectation, model_based, neighbours is not None))
     return IncidentPart(
         parts=parts,
         expectation=replace(expectation, dispersion=alpha),
@@ -116,6 +109,51 @@ def incident_part(
         ears=ears_flags(panel),
         notes=tuple(notes),
     )
+
+
+def panel_on_blocks_wanted(st: Store, cfg: RunSettings) -> bool:
+    """Whether the run builds its daily panel per zone block on Dask (a scheduler address and
+    a fitted model: the per-capita fallback pools a profile over every zone's rows)."""
+    return cfg.address is not None and cfg.use_model and st.model_file("models.json").exists()
+
+
+def _long_panel(
+    st: Store, inp: RunInputs, period: Period, cfg: RunSettings
+) -> tuple[Panel, Expectation, str | None]:
+    """The daily panel over the period and its calibration history, and its expectation: per
+    zone block on Dask (:func:`~pipelines.signals.blocks.panel_on_blocks`), else from rows."""
+    frame = inp.frame
+    if panel_on_blocks_wanted(st, cfg):
+        from pipelines.signals.blocks import panel_on_blocks
+
+        panel = panel_on_blocks(st, inp.zones, period, timezone=inp.timezone,
+                                history_days=cfg.read_days, address=cfg.address,
+                                blocks=cfg.zone_blocks)  # fmt: skip
+        if panel is not None:
+            return panel, Expectation("model", MODEL_NOTE), None
+        # the client read only the recent rows: the fallback needs the history's
+        frame = read_cube_rows(st, period, timezone=inp.timezone, history_days=cfg.read_days,
+                               columns=None)  # fmt: skip
+    exp, expectation, note = expected_incidents(st, frame, inp.start, use_model=cfg.use_model)
+    frame["expected"] = exp
+    panel = build_panel(frame, zones=inp.zones, period=period, timezone=inp.timezone,
+                        history_days=cfg.read_days)  # fmt: skip
+    return panel, expectation, note
+
+
+def _cluster_note(
+    st: Store, cfg: RunSettings, expectation: Expectation, model_based: bool, scan: bool
+) -> list[str]:
+    """What ran per zone block on Dask (``vigie signals --scheduler``)."""
+    what = []
+    if expectation.source == "model" and panel_on_blocks_wanted(st, cfg):
+        what.append("the daily panel (each block's cube rows and the model's expectation)")
+    if scan or not model_based:
+        what.append("the space-time scan" if model_based else "the calibrated tests' statistics")
+    if not what:
+        return []
+    return [f"{' and '.join(what)} ran as zone-block tasks ({cfg.zone_blocks} at most) on a Dask "
+            "cluster, with the same results as in one process."]  # fmt: skip
 
 
 def _calibrated(
@@ -173,8 +211,7 @@ def expected_incidents(
     if use_model:
         exp, how = model_expected(st, frame)
     if exp is not None and np.isfinite(exp).any():
-        note = "expected incidents from the fitted rate model (group all)"
-        return exp, Expectation("model", note), None
+        return exp, Expectation("model", MODEL_NOTE), None
     exp = fallback_expected(frame, fit_end=period_start)
     note = (
         f"no fitted model used ({how}); expected incidents = present x the zone's "

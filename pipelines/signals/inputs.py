@@ -22,6 +22,33 @@ CUBE_COLUMNS = [
 ]  # fmt: skip
 
 
+def read_cube_rows(
+    st: Store,
+    period: Period,
+    *,
+    timezone: str,
+    history_days: int,
+    columns: list[str] | None,
+    zones: list[str] | None = None,
+) -> pd.DataFrame:
+    """Cube rows of the local dates ``period.first - history_days`` .. ``period.last`` (of
+    ``zones``, default all), ``local_date`` as dates, ``incidents`` numeric when present."""
+    ps, pe = period.bounds(timezone)
+    frame = st.cube(
+        columns=columns,
+        start=ps - pd.Timedelta(days=history_days + 1),
+        end=pe + pd.Timedelta(days=1),
+        zones=zones,
+    )
+    frame["local_date"] = pd.to_datetime(frame["local_date"]).dt.date
+    first_hist = period.first - dt.timedelta(days=history_days)
+    frame = frame[(frame["local_date"] >= first_hist) & (frame["local_date"] <= period.last)]
+    frame = frame.reset_index(drop=True)
+    if "incidents" in frame.columns:
+        frame["incidents"] = pd.to_numeric(frame["incidents"], errors="coerce")
+    return frame
+
+
 def zone_neighbours(st: Store, zones: Sequence[str], *, k: int) -> np.ndarray:
     """The ``k`` nearest zones of each of ``zones`` (itself first), by representative point.
 

@@ -37,15 +37,14 @@ from features.store import Store
 from features.timeutil import as_utc
 from pipelines.signals.conflicts import event_conflicts
 from pipelines.signals.excess import week_blocks
-from pipelines.signals.incidents import incident_part, recent
-from pipelines.signals.inputs import CUBE_COLUMNS, build_panel, zone_neighbours
+from pipelines.signals.incidents import incident_part, panel_on_blocks_wanted, recent
+from pipelines.signals.inputs import CUBE_COLUMNS, build_panel, read_cube_rows, zone_neighbours
 from pipelines.signals.origins import who_parts
 from pipelines.signals.panel import records_frame
 from pipelines.signals.period import Period, local_days, parse_period
 from pipelines.signals.presence import presence_review
 from pipelines.signals.pvalues import benjamini_hochberg
 from pipelines.signals.ranking import FAMILIES, consolidate
-from pipelines.signals.reference import PROFILE_WEEKS
 from pipelines.signals.result import SignalRun
 from pipelines.signals.settings import RunInputs, RunSettings
 
@@ -121,10 +120,12 @@ def run_signals(
         calibration_weeks=calibration_weeks, address=address, zone_blocks=zone_blocks,
     )  # fmt: skip
     st = store if isinstance(store, Store) else Store(store)
-    inp = load_inputs(st, period, history_days=cfg.read_days, use_model=use_model)
+    blocks = panel_on_blocks_wanted(st, cfg)  # the history is then read per zone block
+    inp = load_inputs(st, period, history_days=cfg.recent_days if blocks else cfg.read_days,
+                      use_model=use_model and not blocks)  # fmt: skip
     neighbours, notes = _neighbours(st, inp.zones, k=k_neighbours)
     inc = incident_part(st, inp, period, neighbours, cfg)
-    parts, more = other_tests(st, recent(inp, period, max(cfg.history_days, 7 * PROFILE_WEEKS)))
+    parts, more = other_tests(st, recent(inp, period, cfg.recent_days))
     tests = adjust(list({**inc.parts, **parts}.values()), period=period, timezone=inp.timezone)
     signals = consolidate(tests, fdr=fdr) if len(tests) else tests.assign(related=[], rank=[])
     run = SignalRun(
@@ -193,15 +194,8 @@ def load_inputs(st: Store, period: Period, *, history_days: int, use_model: bool
         )
     cols = [c for c in CUBE_COLUMNS if c in meta.get("columns", CUBE_COLUMNS)]
     read_all = use_model and st.model_file("models.json").exists()
-    frame = st.cube(
-        columns=None if read_all else cols,
-        start=ps - pd.Timedelta(days=history_days + 1),
-        end=pe + pd.Timedelta(days=1),
-    )
-    frame["local_date"] = pd.to_datetime(frame["local_date"]).dt.date
-    first_hist = period.first - dt.timedelta(days=history_days)
-    frame = frame[(frame["local_date"] >= first_hist) & (frame["local_date"] <= period.last)]
-    frame = frame.reset_index(drop=True)
+    frame = read_cube_rows(st, period, timezone=tz, history_days=history_days,
+                           columns=None if read_all else cols)  # fmt: skip
     has_inc = "incidents" in frame.columns
     has_presence = {"present", "present_baseline"} <= set(frame.columns)
     if not has_inc and not has_presence:
@@ -209,8 +203,6 @@ def load_inputs(st: Store, period: Period, *, history_days: int, use_model: bool
             f"{st.root}: the cube has neither incidents nor presence, so there is nothing to "
             "watch; ingest an incidents or a presence source."
         )
-    if has_inc:
-        frame["incidents"] = pd.to_numeric(frame["incidents"], errors="coerce")
     notes = []
     if ps < cube_start + pd.Timedelta(days=14):
         notes.append("less than two weeks of history before the period: baselines are thin.")

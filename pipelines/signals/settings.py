@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from pipelines.signals.calibration import CalibrationSettings
+from pipelines.signals.reference import PROFILE_WEEKS
 
 
 @dataclass(frozen=True)
@@ -64,6 +65,11 @@ class RunSettings:
         return CalibrationSettings(
             calibration_weeks=max(self.calibration_weeks, 1), max_window=self.max_window
         )
+
+    @property
+    def recent_days(self) -> int:
+        """Days before the period the presence, origin and conflict tests look back on."""
+        return max(self.history_days, 7 * PROFILE_WEEKS)
 
     @property
     def read_days(self) -> int:
