@@ -1,4 +1,6 @@
-"""Benchmark: ingest of 1 million incident rows from CSV against a plain pandas read + write.
+"""Benchmark: ingest of 1 million incident rows from CSV against a plain pandas read + write;
+and (``presence --raw DIR --label NAME``, issue 18) a synthetic study's presence against a plain
+pyarrow read + Parquet write.
 
 Both run in the same process on the same file: the reference is ``pandas.read_csv`` followed by
 ``DataFrame.to_parquet`` (what an analyst would write by hand, with no validation, no time zone
@@ -130,5 +132,116 @@ quarantine. Goal (issue 2): within 2x.
     write_section(start, end, section)
 
 
+# ------------------------------------------------------------------------------------------
+# issue 18: a city's or a region's presence, against a plain pyarrow read + Parquet write
+# ------------------------------------------------------------------------------------------
+PRESENCE_RESULTS = Path(__file__).resolve().parents[1] / "bench_out" / "ingest_presence.json"
+P_START, P_END = "<!-- bench_ingest_presence:start -->", "<!-- bench_ingest_presence:end -->"
+PRESENCE_GOAL = 2.0
+
+
+def presence_study(raw: Path, work: Path) -> tuple[Path, list[str]]:
+    """A sources.yaml holding the raw study's area, zones and presence only (paths absolute),
+    and the presence files it reads."""
+    import yaml
+
+    from features.config import load_study
+    from features.readers import expand
+
+    src = yaml.safe_load((raw / "sources.yaml").read_text())
+    out = {k: src[k] for k in ("area", "suppression_k") if k in src}
+    for name in ("zones", "presence"):
+        spec = dict(src[name])
+        paths = spec["path"] if isinstance(spec["path"], list) else [spec["path"]]
+        spec["path"] = [str((raw / p).resolve()) for p in paths]
+        out[name] = spec
+    work.mkdir(parents=True, exist_ok=True)
+    y = work / "sources.yaml"
+    y.write_text(yaml.safe_dump(out, sort_keys=False))
+    files = expand(load_study(y).sources()["presence"].paths(work), "presence")
+    return y, files
+
+
+def run_presence(raw: Path, *, label: str, cap_gb: float = 20.0, timeout_min: float = 60) -> dict:
+    """``vigie ingest`` of the presence of ``raw`` (zones + presence) in a child process, and a
+    plain pyarrow read + zstd Parquet write of the same files (bench_region's reference), in
+    the same run; wall time and peak memory of each child."""
+    import json
+    import shutil
+    import sys
+
+    from bench.bench_cube import bench_dir, keep_result
+    from bench.bench_region import _PYARROW_CHILD, _child_json, machine, run_stage
+
+    work = bench_dir() / f"ingest-presence-{label}"
+    shutil.rmtree(work, ignore_errors=True)
+    y, files = presence_study(Path(raw), work)
+    import pyarrow.parquet as pq
+
+    rows = sum(pq.ParquetFile(f).metadata.num_rows for f in files)
+    argv = [sys.executable, "-m", "pipelines.cli", "ingest", str(y), "--store", str(work / "store")]
+    vig = run_stage(argv, cap_gb=cap_gb, timeout_s=timeout_min * 60, log=work / "ingest.log")
+    ref = _child_json(_PYARROW_CHILD, json.dumps(files), str(work / "pa.parquet"), cap_gb=cap_gb,
+                      timeout_s=timeout_min * 60, log=work / "pyarrow.log")  # fmt: skip
+    out = {"label": label, "raw": str(raw), "files": len(files), "rows": rows,
+           "vigie": vig, "pyarrow": ref, "machine": machine(),
+           "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}  # fmt: skip
+    if not vig["error"] and not ref.get("error"):
+        out["ratio"] = vig["seconds"] / ref["seconds"]
+    shutil.rmtree(work / "store", ignore_errors=True)
+    (work / "pa.parquet").unlink(missing_ok=True)
+    print(json.dumps(out, indent=1))
+    write_presence_doc(keep_result(PRESENCE_RESULTS, label, out))
+    return out
+
+
+def write_presence_doc(results: dict) -> None:
+    """The presence section of docs/benchmarks.md, from every label measured."""
+    from bench.bench_cube import write_section
+
+    lines = [
+        P_START,
+        "## Ingest of a presence source, file by file (`python -m bench.bench_ingest presence`)",
+        "",
+        "`vigie ingest` of a study's zones and presence only (the raw files of `vigie synth`),",
+        "in a child process, against a plain pyarrow `read_table` + zstd `ParquetWriter` of the",
+        "same presence files (no parsing, no time zone, no zone look-up, no duplicate search, no",
+        "quarantine), same run. Wall time of the child (imports included for vigie, not for",
+        "pyarrow) and peak resident memory. Goal (issue 18): within "
+        f"{PRESENCE_GOAL:g}x at region scale.",
+        "",
+        "| study | files | rows | vigie (s) | vigie peak (MB) | pyarrow (s) | pyarrow peak (MB) | ratio | measured |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for r in results.values():
+        v, p = r["vigie"], r["pyarrow"]
+        vs = f"{v['seconds']:.1f}" if not v["error"] else f"not measured: {v['error']}"
+        ps = f"{p['seconds']:.1f}" if not p.get("error") else f"not measured: {p['error']}"
+        ratio = f"{r['ratio']:.2f}" if "ratio" in r else "-"
+        lines.append(
+            f"| {r['label']} | {r['files']} | {r['rows']:,} | {vs} | {v['peak_mb']:,.0f} | {ps} | "
+            f"{p.get('peak_mb', 0):,.0f} | {ratio} | {r['date']}, {r['machine']} |"
+        )
+    lines.append(P_END)
+    write_section(P_START, P_END, "\n".join(lines))
+
+
+def main(argv: list[str] | None = None) -> None:
+    import argparse
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = ap.add_subparsers(dest="what")
+    pr = sub.add_parser("presence", help="a raw study's presence against pyarrow (issue 18)")
+    pr.add_argument("--raw", type=Path, required=True, help="raw files of `vigie synth`")
+    pr.add_argument("--label", required=True, help="the study's name in the table (city, region)")
+    pr.add_argument("--cap-gb", type=float, default=20.0)
+    pr.add_argument("--timeout-min", type=float, default=60.0)
+    args = ap.parse_args(argv)
+    if args.what == "presence":
+        run_presence(args.raw, label=args.label, cap_gb=args.cap_gb, timeout_min=args.timeout_min)
+    else:
+        run()
+
+
 if __name__ == "__main__":
-    run()
+    main()

@@ -14,6 +14,7 @@ import pytest
 from shapely.geometry import box
 
 import features.ingest.run as run_mod
+import features.ingest.stream as stream_mod
 from features.ingest import ingest
 from features.ingest.times import _strptime, _strptime_aware
 from features.store import Store
@@ -105,7 +106,13 @@ def _run(d: Path) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
     return Store(d / "s").validated("presence"), q, report
 
 
-def test_presence_file_by_file_matches_the_hand_computed_store(tmp_path: Path):
+@pytest.mark.parametrize("workers", [False, True])
+def test_presence_file_by_file_matches_the_hand_computed_store(
+    tmp_path: Path, monkeypatch, workers
+):
+    """Read here, or by the two worker processes of a large source (forced), the same store."""
+    if workers:
+        monkeypatch.setattr(stream_mod, "POOL_BYTES", 0)
     _zones(tmp_path)
     _presence_files(tmp_path)
     kept, q, rep = _run(tmp_path)

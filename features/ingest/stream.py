@@ -23,8 +23,9 @@ but not stored, such as x/y, are empty); a placeholder shows its values as read.
 from __future__ import annotations
 
 import os
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from collections import deque
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,7 @@ import pyarrow.parquet as pq
 
 from features import schemas
 from features.config import SourceSpec
+from features.ingest.across import _FI, _Acc, _across_files, _rewrite_without
 from features.ingest.load import _load_file
 from features.ingest.location import _assign
 from features.ingest.results import SourceResult
@@ -56,49 +58,10 @@ from features.store import Store, atomic_file, temp_sibling
 #: sources read file by file when the zones are polygons (H3 zones are made over every row)
 STREAMED = ("presence", "presence_origin", "incidents")
 
-#: the file index of a quarantined row (for the final order), dropped before writing
-_FI = "__fi"
-
 
 def streamable(name: str, zone_kind: str) -> bool:
     """Whether ``name`` is read file by file (:data:`STREAMED`, with a zones file)."""
     return name in STREAMED and zone_kind == "polygons"
-
-
-@dataclass
-class _Gaps:
-    """Kept rows at a nonexistent local time (shifted one hour), that a real row of another file
-    may hold: their output positions, keys (with the time) and quarantine rows."""
-
-    keys: list[pd.DataFrame] = field(default_factory=list)
-    quarantine: list[pd.DataFrame] = field(default_factory=list)
-
-
-@dataclass
-class _Acc:
-    """What the files of a streamed source add up to."""
-
-    name: str
-    read: int = 0
-    out: int = 0  # rows written
-    counts: dict[str, int] = field(default_factory=dict)
-    dst: dict[str, int] = field(default_factory=dict)
-    quarantine: list[pd.DataFrame] = field(default_factory=list)
-    hashes: list[np.ndarray] = field(default_factory=list)
-    complete: list[np.ndarray] = field(default_factory=list)
-    summaries: list[list[tuple]] = field(default_factory=list)  # per file, see _summary
-    offsets: list[int] = field(default_factory=list)  # first output position of each file
-    file_rows: list[np.ndarray | None] = field(default_factory=list)  # None: rows 1..n
-    file_names: list[str] = field(default_factory=list)
-    gaps: _Gaps = field(default_factory=_Gaps)
-    infos: list = field(default_factory=list)
-    ignored: list[str] = field(default_factory=list)
-    mapped: dict[str, str] = field(default_factory=dict)
-    warnings: list[str] = field(default_factory=list)
-    schema: pa.Schema | None = None
-    parts: list[Path] = field(default_factory=list)  # a new part when a file adds columns
-    io: Any = None  # the thread that writes (a ThreadPoolExecutor)
-    pending: list[Future] = field(default_factory=list)
 
 
 def _stream_source(
@@ -120,20 +83,19 @@ def _stream_source(
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_file(path) as tmp:
         writer = None
+        procs = _worker_pool(files, zones)
         try:
             # the Parquet writing (C++, without the GIL) runs in this thread while the next
             # file is read and parsed: at most two files' rows in memory
             acc.io = ThreadPoolExecutor(max_workers=1)
-            for i, file in enumerate(files):
-                rows = _load_file(name, spec, file, tz, pool=pool, zones=zones)
-                _placeholders(rows)
-                _assign(rows, zones, "polygons", 0)
-                h = _key_hashes(acc.name, rows)
-                writer = _add(acc, rows, i, tmp, writer, h)
+            for part in _parts(procs, name, spec, files, tz, zones=zones, pool=pool):
+                writer = _add(acc, part, tmp, writer)
         finally:
             if writer is not None:
                 acc.pending.append(acc.io.submit(writer.close))
             acc.io.shutdown(wait=True)
+            if procs is not None:
+                procs.shutdown(wait=True, cancel_futures=True)
             for fut in acc.pending:
                 fut.result()  # a write that failed fails the source
         _merge_parts(acc, tmp)
@@ -173,15 +135,16 @@ def _key_hashes(name: str, rows: _Rows) -> np.ndarray | None:
     f = rows.frame
     h = pd.util.hash_pandas_object(f[key], index=False).to_numpy()
     ok = ~rows.bad & f[key].notna().all(axis=1).to_numpy()
-    if pd.Series(h[ok]).duplicated().any():
+    hs = np.sort(h[ok])  # a sort is several times faster than pandas' hash table here
+    if bool((hs[1:] == hs[:-1]).any()):
         _duplicates(rows)
     return h
 
 
 def _summary(table: pa.Table, key: list[str]) -> list[tuple]:
     """Per key column of the rows written from one file: (min, max, the set of values when
-    there are at most :data:`_SET_MAX` and they are not times); two files can share a key only where every column's
-    ranges overlap and their sets meet."""
+    there are at most :data:`_SET_MAX` and they are not times); two files can share a key
+    only where every column's ranges overlap and their sets meet."""
     out = []
     for k in key:
         uniq = pc.unique(table.column(k))  # one hash pass; the range is taken on its values
@@ -196,48 +159,143 @@ def _summary(table: pa.Table, key: list[str]) -> list[tuple]:
 _SET_MAX = 20_000
 
 
-def _may_share(a: list[tuple], b: list[tuple]) -> bool:
-    for (alo, ahi, aset), (blo, bhi, bset) in zip(a, b):
-        if alo is None or blo is None:  # no complete key in one of the files
-            return False
-        if ahi < blo or bhi < alo:
-            return False
-        if aset is not None and bset is not None and aset.isdisjoint(bset):
-            return False
-    return True
+@dataclass
+class _Part:
+    """One file read, checked and located (in a worker process or in this one): what the
+    source's result and the cross-file search need, and the table of its kept rows."""
+
+    index: int
+    read: int
+    counts: dict[str, int]
+    dst: dict[str, int]
+    quarantine: pd.DataFrame
+    rows: _Rows  # its frame emptied: files, ignored and mapped columns, warnings
+    file_name: str
+    file_rows: np.ndarray | None  # the kept rows' numbers in the file (None: 1..n)
+    hashes: np.ndarray | None
+    complete: np.ndarray | None
+    summary: list[tuple] | None
+    gap_keys: list[pd.DataFrame]  # __pos: position among the file's kept rows
+    gap_quarantine: list[pd.DataFrame]
+    table: pa.Table
 
 
-def _add(acc: _Acc, rows: _Rows, i: int, tmp: Path, writer, h: np.ndarray | None):
-    """One file's rows: counts and quarantine kept, the kept rows appended to the output."""
+def _read_part(
+    name: str, spec: SourceSpec, path: str, i: int, tz: str, *, zones, pool=None
+) -> _Part:
+    """Read, check and locate one file; its kept rows as an Arrow table (stored columns)."""
+    rows = _load_file(name, spec, path, tz, pool=pool, zones=zones)
+    _placeholders(rows)
+    _assign(rows, zones, "polygons", 0)
+    h = _key_hashes(name, rows)
     f = rows.frame
     bad = rows.bad
-    acc.read += len(f)
-    for code, m in rows.codes.items():
-        acc.counts[code] = acc.counts.get(code, 0) + int(m.sum())
-    for k, v in rows.dst.items():
-        acc.dst[k] = acc.dst.get(k, 0) + v
+    ok = ~bad
     q = _quarantine_frame(rows, bad)
     q[_FI] = i
-    acc.quarantine.append(q)
-    acc.infos.extend(rows.files)
-    acc.ignored.extend(rows.ignored)
-    acc.mapped.update(rows.mapped)
-    acc.warnings.extend(rows.warnings)
-    ok = ~bad
-    acc.offsets.append(acc.out)
-    acc.file_names.append(str(f[FILE_COL].iloc[0]) if len(f) else "")
     row_no = f[ROW].to_numpy()
-    acc.file_rows.append(None if ok.all() and _is_range(row_no) else row_no[ok])
     kept = f.loc[ok] if not ok.all() else f
-    _remember_gaps(acc, rows, ok)
-    key = [k for k in schemas.KEYS[acc.name] if k in kept.columns]
-    table = pa.Table.from_pandas(_stored_frame(acc.name, kept.copy()), preserve_index=False)
+    gap_keys, gap_q = _gaps(name, rows, ok, i)
+    key = [k for k in schemas.KEYS[name] if k in kept.columns]
+    # the stored columns are taken from the file's frame, no longer needed (no copy: copying
+    # a frame of several million rows makes pandas consolidate its blocks, seconds a file)
+    table = pa.Table.from_pandas(_stored_frame(name, kept), preserve_index=False)
+    complete = summary = None
     if key and h is not None:
-        acc.hashes.append(h[ok] if not ok.all() else h)
-        acc.complete.append(kept[key].notna().all(axis=1).to_numpy())
-        acc.summaries.append(_summary(table.filter(pa.array(acc.complete[-1])), key))
-    acc.out += table.num_rows
-    return _write_table(acc, table, tmp, writer)
+        h = h[ok] if not ok.all() else h
+        complete = kept[key].notna().all(axis=1).to_numpy()
+        summary = _summary(table.filter(pa.array(complete)), key)
+    part = _Part(
+        i, len(f), {c: int(m.sum()) for c, m in rows.codes.items()}, dict(rows.dst), q, rows,
+        str(f[FILE_COL].iloc[0]) if len(f) else "",
+        None if ok.all() and _is_range(row_no) else row_no[ok],
+        h, complete, summary, gap_keys, gap_q, table,
+    )  # fmt: skip
+    rows.frame = rows.frame.iloc[:0]  # the rows travel as the table only
+    rows.raw = rows.raw.iloc[:0]
+    rows.codes, rows.details, rows.nonexistent, rows.zone_codes = {}, {}, {}, None
+    return part
+
+
+def _add(acc: _Acc, part: _Part, tmp: Path, writer):
+    """One file's part: counts and quarantine kept, its kept rows appended to the output."""
+    acc.read += part.read
+    for code, n in part.counts.items():
+        acc.counts[code] = acc.counts.get(code, 0) + n
+    for k, v in part.dst.items():
+        acc.dst[k] = acc.dst.get(k, 0) + v
+    acc.quarantine.append(part.quarantine)
+    acc.infos.extend(part.rows.files)
+    acc.ignored.extend(part.rows.ignored)
+    acc.mapped.update(part.rows.mapped)
+    acc.warnings.extend(part.rows.warnings)
+    acc.offsets.append(acc.out)
+    acc.file_names.append(part.file_name)
+    acc.file_rows.append(part.file_rows)
+    for k in part.gap_keys:
+        k["__pos"] += acc.out
+        acc.gaps.keys.append(k)
+    for q in part.gap_quarantine:
+        q["__pos"] += acc.out
+        acc.gaps.quarantine.append(q)
+    if part.hashes is not None:
+        acc.hashes.append(part.hashes)
+        acc.complete.append(part.complete)
+        acc.summaries.append(part.summary)
+    acc.out += part.table.num_rows
+    return _write_table(acc, part.table, tmp, writer)
+
+
+#: sources of at least this many bytes in two files or more are read by two worker processes
+POOL_BYTES = 64 << 20
+
+_WORKER: dict[str, Any] = {}
+
+
+def _worker_pool(files: list[str], zones):
+    """Two worker processes (forked: they inherit the zones) when the source is large; None
+    otherwise (the files are read in this process)."""
+    import multiprocessing
+
+    if len(files) < 2 or sum(os.path.getsize(f) for f in files) < POOL_BYTES:
+        return None
+    if "fork" not in multiprocessing.get_all_start_methods():
+        return None
+    _WORKER["zones"] = zones
+    procs = ProcessPoolExecutor(
+        max_workers=2, mp_context=multiprocessing.get_context("fork"), initializer=_init_worker
+    )
+    for fut in [procs.submit(int, 0) for _ in range(2)]:  # fork now, before the writing thread
+        fut.result()
+    return procs
+
+
+def _init_worker() -> None:
+    """A forked worker opens its own DuckDB connection (the parent's is kept, never used)."""
+    if _duck.cache_info().currsize:
+        _WORKER["parent_duck"] = _duck()  # kept alive: closing it here could wait on threads
+    _duck.cache_clear()
+
+
+def _read_in_worker(name: str, spec: SourceSpec, path: str, i: int, tz: str) -> _Part:
+    return _read_part(name, spec, path, i, tz, zones=_WORKER["zones"])
+
+
+def _parts(procs, name, spec, files, tz, *, zones, pool):
+    """Each file's part in file order: read in the worker processes (at most three files in
+    flight), or here one after the other."""
+    if procs is None:
+        for i, path in enumerate(files):
+            yield _read_part(name, spec, path, i, tz, zones=zones, pool=pool)
+        return
+    ahead: deque = deque()
+    todo = iter(enumerate(files))
+    for i, path in todo:
+        ahead.append(procs.submit(_read_in_worker, name, spec, path, i, tz))
+        if len(ahead) >= 3:
+            yield ahead.popleft().result()
+    while ahead:
+        yield ahead.popleft().result()
 
 
 def _is_range(row_no: np.ndarray) -> bool:
@@ -248,32 +306,36 @@ def _is_range(row_no: np.ndarray) -> bool:
     )
 
 
-def _remember_gaps(acc: _Acc, rows: _Rows, ok: np.ndarray) -> None:
-    """The kept rows at a nonexistent local time, with their keys and quarantine rows."""
+def _gaps(name: str, rows: _Rows, ok: np.ndarray, i: int) -> tuple[list, list]:
+    """The kept rows at a nonexistent local time: their keys (with the time; ``__pos``, their
+    position among the file's kept rows) and their quarantine rows, should a real row of
+    another file hold that instant."""
     if not rows.nonexistent:
-        return
+        return [], []
     f = rows.frame
-    cols = schemas.columns(acc.name)
+    cols = schemas.columns(name)
     keys = [
         k
-        for k in dict.fromkeys(schemas.SERIES_KEYS.get(acc.name, []) + schemas.KEYS[acc.name])
+        for k in dict.fromkeys(schemas.SERIES_KEYS.get(name, []) + schemas.KEYS[name])
         if k in f.columns and not (k in cols and cols[k].kind == "time")
     ]
-    kept_pos = np.cumsum(ok) - 1 + acc.offsets[-1]
-    for name, gap in rows.nonexistent.items():
+    kept_pos = np.cumsum(ok) - 1
+    out_k, out_q = [], []
+    for tcol, gap in rows.nonexistent.items():
         m = gap & ok
         if not m.any():
             continue
-        k = f.loc[m, [*keys, name]].reset_index(drop=True)
-        k = k.rename(columns={name: "__t"})
-        k["__time_col"] = name
+        k = f.loc[m, [*keys, tcol]].reset_index(drop=True)
+        k = k.rename(columns={tcol: "__t"})
+        k["__time_col"] = tcol
         k["__pos"] = kept_pos[m]
-        acc.gaps.keys.append(k)
+        out_k.append(k)
         idx = np.flatnonzero(m)
         q = _quarantine_frame(rows, m, reasons=pd.Series(PLACEHOLDER, index=idx, dtype=object))
-        q[_FI] = len(acc.offsets) - 1
+        q[_FI] = i
         q["__pos"] = kept_pos[m]
-        acc.gaps.quarantine.append(q)
+        out_q.append(q)
+    return out_k, out_q
 
 
 def _write_table(acc: _Acc, table: pa.Table, tmp: Path, writer):
@@ -362,149 +424,3 @@ def _merge_parts(acc: _Acc, tmp: Path) -> None:
     finally:
         for part in parts:
             Path(part).unlink(missing_ok=True)
-
-
-def _rewrite_without(tmp: Path, drop: np.ndarray) -> None:
-    """``tmp`` written again without the rows at positions ``drop`` (sorted)."""
-    src = temp_sibling(tmp)
-    os.replace(tmp, src)
-    try:
-        pf = pq.ParquetFile(src)
-        with pq.ParquetWriter(tmp, pf.schema_arrow) as w:
-            at = 0
-            for batch in pf.iter_batches(batch_size=1 << 20):
-                n = batch.num_rows
-                lo, hi = np.searchsorted(drop, [at, at + n])
-                keep = np.ones(n, dtype=bool)
-                keep[drop[lo:hi] - at] = False
-                w.write_table(pa.Table.from_batches([batch]).filter(pa.array(keep)))
-                at += n
-    finally:
-        src.unlink(missing_ok=True)
-
-
-def _across_files(acc: _Acc, tmp: Path) -> set[int]:
-    """The output positions quarantined across files: placeholders, then duplicates."""
-    late = _placeholders_across(acc, tmp)
-    late |= _duplicates_across(acc, tmp, late)
-    return late
-
-
-def _placeholders_across(acc: _Acc, tmp: Path) -> set[int]:
-    """Kept nonexistent local times whose shifted instant a real row of another file holds."""
-    if not acc.gaps.keys:
-        return set()
-    g = pd.concat(acc.gaps.keys, ignore_index=True)
-    gap_pos = set(g["__pos"].tolist())
-    found: set[int] = set()
-    for tcol, gg in g.groupby("__time_col", sort=False):
-        keys = [c for c in gg.columns if not c.startswith("__")]
-        times = pa.array(gg["__t"].unique())
-        con = _duck().cursor()
-        try:
-            con.register("times", pa.table({"t": times}))
-            cols = ", ".join(f'"{c}"' for c in [*keys, tcol])
-            real = _as_stored(
-                con.sql(
-                    f"SELECT file_row_number AS pos, {cols} FROM read_parquet('{tmp}', "
-                    f'file_row_number=true) WHERE "{tcol}" IN (SELECT t FROM times)'
-                ),
-                tmp,
-            )
-        finally:
-            con.close()
-        real = real[~real["pos"].isin(gap_pos)].rename(columns={tcol: "__t"})
-        hit = gg.merge(real[[*keys, "__t"]].drop_duplicates(), on=[*keys, "__t"], how="inner")
-        found |= set(hit["__pos"].tolist())
-    if found:
-        q = pd.concat(acc.gaps.quarantine, ignore_index=True)
-        acc.quarantine.append(q[q["__pos"].isin(found)].drop(columns=["__pos"]))
-        n = len(found)
-        acc.counts[PLACEHOLDER] = acc.counts.get(PLACEHOLDER, 0) + n
-        acc.dst["nonexistent_shifted"] = acc.dst.get("nonexistent_shifted", 0) - n
-        acc.dst["nonexistent_placeholder"] = acc.dst.get("nonexistent_placeholder", 0) + n
-    return found
-
-
-def _duplicates_across(acc: _Acc, tmp: Path, placeholders: set[int]) -> set[int]:
-    """Kept rows whose key an earlier kept row holds (after the placeholders are set aside):
-    the rows whose key hash repeats are read back and compared exactly."""
-    if not acc.hashes:
-        return set()
-    n = len(acc.summaries)
-    meet = [
-        i
-        for i in range(n)
-        if any(j != i and _may_share(acc.summaries[i], acc.summaries[j]) for j in range(n))
-    ]
-    if not meet:  # no two files can share a key: nothing to search
-        return set()
-    h = np.concatenate(acc.hashes)
-    ok = np.zeros(len(h), dtype=bool)
-    for i in meet:  # only the files that may share a key with another
-        ok[acc.offsets[i] : acc.offsets[i] + len(acc.hashes[i])] = acc.complete[i]
-    if placeholders:
-        ok[np.fromiter(placeholders, dtype=np.int64)] = False
-    pos = np.flatnonzero(ok)
-    cand = pos[pd.Series(h[pos]).duplicated(keep=False).to_numpy()]
-    if len(cand) == 0:
-        return set()
-    key = [k for k in schemas.KEYS[acc.name] if k in acc.schema.names]
-    con = _duck().cursor()
-    try:
-        con.register("cand", pa.table({"p": pa.array(cand)}))
-        back = _as_stored(
-            con.sql(
-                f"SELECT file_row_number AS __pos, * FROM read_parquet('{tmp}', "
-                "file_row_number=true) WHERE file_row_number IN (SELECT p FROM cand) "
-                "ORDER BY file_row_number"
-            ),
-            tmp,
-        )
-    finally:
-        con.close()
-    dup = back[back.duplicated(subset=key, keep="first")]
-    if dup.empty:
-        return set()
-    code = f"duplicate {'+'.join(key)}"
-    detail = dup[key].astype(str).agg("|".join, axis=1)
-    q = pd.DataFrame(
-        {
-            "file": [_file_of(acc, p) for p in dup["__pos"]],
-            "row": [_row_of(acc, p) for p in dup["__pos"]],
-            "reason": [f"{code} ({d})" for d in detail],
-        }  # fmt: skip
-    )
-    for c in acc.quarantine[0].columns:
-        if c not in ("file", "row", "reason", _FI):
-            q[c] = dup[c].astype("string").to_numpy() if c in dup.columns else pd.NA
-    q[_FI] = [int(np.searchsorted(acc.offsets, p, side="right") - 1) for p in dup["__pos"]]
-    acc.quarantine.append(q)
-    acc.counts[code] = acc.counts.get(code, 0) + len(dup)
-    return set(dup["__pos"].astype(int).tolist())
-
-
-def _as_stored(rel, tmp: Path) -> pd.DataFrame:
-    """A DuckDB answer over the written file as pandas, each column of the file in its stored
-    type (DuckDB hands times back in microseconds, in its session's time zone)."""
-    table = rel.arrow()
-    if isinstance(table, pa.RecordBatchReader):
-        table = table.read_all()
-    stored = pq.read_schema(tmp)
-    cols = [
-        c.cast(stored.field(n).type) if n in stored.names else c
-        for n, c in zip(table.column_names, table.columns)
-    ]
-    return pa.Table.from_arrays(cols, names=table.column_names).to_pandas()
-
-
-def _file_of(acc: _Acc, p: int) -> str:
-    return acc.file_names[int(np.searchsorted(acc.offsets, p, side="right") - 1)]
-
-
-def _row_of(acc: _Acc, p: int) -> int:
-    """The row number in its file of the kept row at output position ``p``."""
-    i = int(np.searchsorted(acc.offsets, p, side="right") - 1)
-    rows = acc.file_rows[i]
-    at = int(p) - acc.offsets[i]
-    return at + 1 if rows is None else int(rows[at])
