@@ -157,7 +157,8 @@ def _duplicates_across(acc: _Acc, tmp: Path, placeholders: set[int]) -> set[int]
     cand = pos[pd.Series(h[pos]).duplicated(keep=False).to_numpy()]
     if len(cand) == 0:
         return set()
-    key = [k for k in schemas.KEYS[acc.name] if k in acc.schema.names]
+    names = acc.schema.names if acc.schema is not None else []
+    key = [k for k in schemas.KEYS[acc.name] if k in names]
     con = _duck().cursor()
     try:
         con.register("cand", pa.table({"p": pa.array(cand)}))

@@ -238,10 +238,15 @@ def _add(acc: _Acc, part: _Part, tmp: Path, writer):
     for q in part.gap_quarantine:
         q["__pos"] += acc.out
         acc.gaps.quarantine.append(q)
-    if part.hashes is not None:
+    if part.hashes is not None and part.complete is not None and part.summary is not None:
         acc.hashes.append(part.hashes)
         acc.complete.append(part.complete)
         acc.summaries.append(part.summary)
+    else:  # a file without the key's columns: its rows take part in no search (aligned by file)
+        n = part.table.num_rows
+        acc.hashes.append(np.zeros(n, dtype=np.uint64))
+        acc.complete.append(np.zeros(n, dtype=bool))
+        acc.summaries.append([(None, None, None)])
     acc.out += part.table.num_rows
     return _write_table(acc, part.table, tmp, writer)
 
@@ -341,7 +346,7 @@ def _gaps(name: str, rows: _Rows, ok: np.ndarray, i: int) -> tuple[list, list]:
 def _write_table(acc: _Acc, table: pa.Table, tmp: Path, writer):
     """Append ``table`` to the output: cast to the output's schema (columns a file lacks are
     written empty); a file that brings new columns starts a new part, merged at the end."""
-    if writer is not None and not set(table.column_names) <= set(acc.schema.names):
+    if writer is not None and not set(table.column_names) <= set(_names(acc.schema)):
         acc.pending.append(acc.io.submit(writer.close))
         writer = None
     if writer is None:
@@ -358,6 +363,10 @@ def _write_table(acc: _Acc, table: pa.Table, tmp: Path, writer):
     acc.pending = [f for f in acc.pending if not f.done() or f.result() is not None]
     acc.pending.append(acc.io.submit(writer.write_table, _conform(table, acc.schema)))
     return writer
+
+
+def _names(schema: pa.Schema | None) -> list[str]:
+    return [] if schema is None else schema.names
 
 
 #: the Arrow type of a column whose first file gave no value (pandas wrote it as null)
