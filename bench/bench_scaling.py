@@ -33,6 +33,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import psutil
+
 from bench.bench_cube import bench_dir, keep_result, prepare
 from bench.bench_region import machine
 
@@ -77,6 +79,11 @@ def _stage(name: str, store: Path, address: str) -> dict[str, Any]:
             "path": "calibrated" if "incidents" in run.test_counts else "model-based"}  # fmt: skip
 
 
+def _cpu(procs: list[psutil.Process]) -> float:
+    """User + system CPU seconds of the client and the workers so far."""
+    return sum(sum(p.cpu_times()[:2]) for p in procs)
+
+
 def _on_cluster(n: int, store: Path, stages: list[str]) -> dict[str, Any]:
     """The stages on a LocalCluster of ``n`` single-threaded worker processes."""
     import dask
@@ -88,12 +95,15 @@ def _on_cluster(n: int, store: Path, stages: list[str]) -> dict[str, Any]:
     with LocalCluster(n_workers=n, threads_per_worker=1, dashboard_address=None,
                       silence_logs=40) as cluster:  # fmt: skip
         address = str(cluster.scheduler_address)
-        run_tasks([dask.delayed(_warm, pure=False)() for _ in range(2 * n)], address)
+        pids = set(run_tasks([dask.delayed(_warm, pure=False)() for _ in range(2 * n)], address))
+        procs = [psutil.Process(pid) for pid in {os.getpid(), *pids}]
         for name in stages:
             load = os.getloadavg()[0]
+            cpu0 = _cpu(procs)
             t0 = time.perf_counter()
             what = _stage(name, store, address)
-            out[name] = {"seconds": time.perf_counter() - t0, "load": load, **what}
+            out[name] = {"seconds": time.perf_counter() - t0, "cpu_seconds": _cpu(procs) - cpu0,
+                         "load": load, **what}  # fmt: skip
             print(f"[scaling] {n} worker(s) {name}: {json.dumps(out[name])}", flush=True)
     return out
 
@@ -162,30 +172,38 @@ def section(rec: dict[str, Any]) -> str:
         "",
         "| stage | " + " | ".join(f"{n} worker{'s' if n > 1 else ''} (s)" for n in ns)
         + " | " + " | ".join(f"speed-up {n}" for n in ns[1:])
-        + " | " + " | ".join(f"efficiency {n}" for n in ns[1:]) + " | load before |",
-        "|---|" + "---:|" * (len(ns) + 2 * (len(ns) - 1)) + "---|",
+        + " | " + " | ".join(f"efficiency {n}" for n in ns[1:]) + " | CPU (s) | load before |",
+        "|---|" + "---:|" * (len(ns) + 2 * (len(ns) - 1)) + "---|---|",
     ]  # fmt: skip
     for name in STAGES:
         if not all(name in runs[str(n)] for n in ns):
             continue
         t = {n: runs[str(n)][name]["seconds"] for n in ns}
         loads = ", ".join(f"{runs[str(n)][name]['load']:.1f}" for n in ns)
+        cpus = ", ".join(f"{runs[str(n)][name].get('cpu_seconds', float('nan')):.0f}" for n in ns)
         lines.append("| " + " | ".join([name, *(f"{t[n]:.1f}" for n in ns),
                                         *(f"{t[ns[0]] / t[n]:.2f}" for n in ns[1:]),
                                         *(f"{t[ns[0]] / (n / ns[0] * t[n]):.2f}" for n in ns[1:]),
-                                        loads]) + " |")  # fmt: skip
+                                        cpus, loads]) + " |")  # fmt: skip
     over = [n for n in ns if n > cores]
     lines += ["", f"This machine has {cores} cores"
               + (f": {', '.join(map(str, over))} workers share them, so they cannot be faster "
                  f"than {cores}; their efficiency measures the cost of more workers than cores "
                  "(processes switching, the scheduler's traffic), not how a cluster of that many "
                  "machines would scale. " if over else ". ")
-              + "The machine is shared with other jobs (the load column): a worker then gets "
-              "less than a core, which lowers the speed-ups. Signals run the incident "
-              "statistics and the scan per zone block; the rest of the run (reading the cube, "
-              "the model's expectation, presence anomalies, the correlations) stays in the "
-              "client, which bounds its speed-up (the table above the section says what runs "
-              "where). What ran: "
+              + "The machine is shared with other jobs (the load column: the 1-minute load "
+              "average before the stage, with n = " + ", ".join(map(str, ns)) + "): a worker "
+              "then gets less than a core, which lowers the speed-ups"
+              + (f"; with a load above the {cores} cores, as here, the other jobs take most of "
+                 "the machine and the speed-ups and efficiencies say little about the code. "
+                 if max(r[k]["load"] for r in runs.values() for k in r) > cores else ". ")
+              + "CPU = user and system seconds of the client and the workers during the stage "
+              "(for n = " + ", ".join(map(str, ns)) + "): the same work whatever n; when it "
+              "stays flat while the time does not fall, the cores were busy elsewhere. Signals run per zone "
+              "block the reading of the history, the model's expectation (with a fitted model), "
+              "the incident statistics and the scan; the presence anomalies, origins and "
+              "correlations of the recent weeks stay in the client, which bounds its speed-up "
+              "(see what runs where above). What ran: "
               + "; ".join(f"{name}: " + ", ".join(f"{k} {v}" for k, v in runs[first][name].items()
                                                     if k not in ("seconds", "load"))
                           for name in STAGES if name in runs[first]) + "."]  # fmt: skip
