@@ -55,7 +55,7 @@ def signals_cmd(
     ),
     scheduler: str = scheduler_option(),
     zone_blocks: int = typer.Option(
-        8, "--zone-blocks", min=1, help="Zone blocks (Dask tasks) of the scan with --scheduler."
+        8, "--zone-blocks", min=1, help="Zone blocks (Dask tasks) of a run with --scheduler."
     ),
 ) -> None:
     """Weak signals of a period: excess, drift, clusters, presence anomalies, correlations."""

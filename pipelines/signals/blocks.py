@@ -1,30 +1,36 @@
-"""The signals' space-time scan per zone block, as Dask tasks (``vigie signals --scheduler``).
+"""A signals run per zone block, as Dask tasks (``vigie signals --scheduler``).
 
-The scan's work grows with zones x neighbourhood sizes x end days x window lengths, and its
-Monte Carlo multiplies it by the replicates: it is the part of a run that :func:`scan_on_blocks`
-splits by zone block. Zones are cut into consecutive blocks (:func:`zone_blocks`); each block is
-one task that receives
+Zones are cut into consecutive blocks (:func:`zone_blocks`), one task each, in up to three
+rounds; the client joins their results and runs the rest as without a cluster:
 
-- its zones and the neighbours their cylinders reach (:func:`with_halo`: the halo; a cylinder
-  centred in the block may hold zones of other blocks, and needs their counts);
-- the run's expectations of every zone over the scan's days, to draw the Monte Carlo
-  replicates.
+1. **The daily panel** (:func:`panel_on_blocks`, with a fitted model): each task reads its
+   zones' cube rows over the period and its calibration history, computes the model's expected
+   incidents per row and sums both per zone and day. The client never loads the history.
+2. **The calibrated tests' statistics** (:func:`block_statistics_on_blocks`): each task gets its
+   zones' panel rows and computes their rolling level, tail probabilities and drift charts per
+   week; the client calibrates them on the pooled past zone-weeks.
+3. **The space-time scan** (:func:`scan_on_blocks`, or the scan component of round 2).
 
-It scans only the cylinders *centred* in its block, so every cylinder of the run is scanned by
-exactly one task, with its members' counts whatever block they belong to. It returns each
-cylinder's best window (:class:`~pipelines.signals.scan.BestCylinders`), its best LLR per end
-day, and the largest LLR of its cylinders in every replicate. The client then takes, per
-replicate, the largest over the blocks (the run's null maximum), and picks the most likely and
-secondary clusters over all cylinders with the local scan's own code.
+The scan's neighbourhoods cross blocks: a cylinder centred in a block may hold zones of other
+blocks. Each task receives its zones and every zone their cylinders reach
+(:func:`with_halo`: the halo), scans only the cylinders *centred* in its block, and returns
+each cylinder's best window (:class:`~pipelines.signals.scan.BestCylinders`), its best LLR per
+end day, and the largest LLR of its cylinders in every Monte Carlo replicate. So every cylinder
+of the run is scanned once, by the task of its centre, with all its members' counts. The client
+takes, per replicate, the largest over the blocks (the run's null maximum), each zone's best
+cylinder over every block's, and picks the most likely and secondary clusters with the local
+scan's own code.
 
-The results are the local scan's exactly: each cylinder's sums are the same additions of the
-same numbers, and every block draws the run's replicates in the same order from the same seed
+The results are the one-process run's exactly: every value is the same arithmetic on the same
+numbers (a zone-day's sum adds its rows in the same order; a cylinder's sums add the same
+counts), and every block draws the run's replicates in the same order from the same seed
 (:func:`~pipelines.signals.scan.null_chunk`) before keeping the rows of its halo, so the maxima
 are over the same replicates. The price of that exactness is that each block redraws
 replicates x zones x scan days counts (a scan sums about K x windows = 8 x 98 cylinders per
 zone-day drawn, so the draws stay a small part of a block's work while the blocks are a few
-dozen). Excess and drift tests, correlations, presence anomalies and Benjamini-Hochberg stay in
-the client: they are linear in zones x days.
+dozen). The presence, origin, correlation and conflict tests of the recent weeks, the excess
+and drift tests of a run without calibration history, and Benjamini-Hochberg stay in the
+client.
 
 References
 ----------

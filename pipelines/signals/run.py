@@ -94,7 +94,7 @@ def run_signals(
     period
         From :func:`~pipelines.signals.period.parse_period`.
     fdr, history_days, n_sim, seed, k_neighbours, max_window, lags, outage_share, surge_ratio, use_model, mc_budget, calibration_weeks, address, zone_blocks
-        The run's settings: see :class:`RunSettings` (``address``: the scan per zone block on Dask).
+        The run's settings: see :class:`RunSettings` (``address``: per zone block on Dask).
     write
         Write the JSON and Parquet files (:meth:`SignalRun.save`).
 

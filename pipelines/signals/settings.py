@@ -40,9 +40,9 @@ class RunSettings:
     calibration_weeks
         Past weeks whose zone-weeks calibrate the incident tests (0: model-based tests only).
     address, zone_blocks
-        A Dask scheduler address: the space-time scan then runs as ``zone_blocks`` tasks, one
-        per block of zones (:mod:`pipelines.signals.blocks`), with the same results; None runs
-        it in this process.
+        A Dask scheduler address: the daily panel (with a fitted model), the incident
+        statistics and the space-time scan then run as ``zone_blocks`` tasks, one per block of
+        zones (:mod:`pipelines.signals.blocks`), with the same results; None: in this process.
     """
 
     fdr: float = 0.05
