@@ -36,6 +36,8 @@ from pipelines.signals.period import parse_period
 from pipelines.signals.run import run_signals
 
 ROOT = Path(__file__).resolve().parents[1]
+#: seeds of the synthetic city on which the reference was chosen (seed 0 is scored).
+DEV_SEEDS = (1, 2)
 BB_CSV = (
     SHARED_DATA
     / "nyc-brooklyn-bridge/Brooklyn_Bridge_Automated_Pedestrian_Counts_Demonstration_Project.csv"
@@ -93,7 +95,9 @@ def brooklyn() -> tuple[str, dict]:
         "ordinary_days": len(ordinary), "ordinary_days_flagged": int(len(set(s["day"]) & set(ordinary))),
         "labelled_days": len(labelled), "labelled_days_flagged": int(len(set(s["day"]) & set(labelled))),
         "memorial_day_flagged": bool((s["day"] == "2018-05-28").any()),
+        "memorial_day": memorial_day(run),
     }  # fmt: skip
+    md = fig["memorial_day"]
     text = (
         f"One run of `vigie signals` over 2017-12-01..2018-07-31 ({fig['tests']} tests, "
         f"{fig['seconds']} s): {fig['signals']} presence signals. On labelled days (holidays "
@@ -105,23 +109,77 @@ def brooklyn() -> tuple[str, dict]:
         f"by the weather. Ordinary days (no label, < 1 mm) flagged either way: "
         f"{fig['ordinary_days_flagged']} of {fig['ordinary_days']} "
         f"({100 * fig['ordinary_days_flagged'] / max(fig['ordinary_days'], 1):.1f} %; goal <= 2 %).\n\n"
-        + "\n".join(rows)
+        f"Memorial Day (2018-05-28, {md['count']} walkers) against references that follow the "
+        f"season: x{md['ratio_8w_median']:.2f} the median Monday of the 8 weeks before (the "
+        f'issue\'s "1.9x the usual Monday": that median lags the spring rise), '
+        f"x{md['ratio_recent_dry']:.2f} the median of the {md['recent_weeks']} dry, unlabelled "
+        f"Mondays before it, x{md['vigie_ratio']:.2f} vigie's quiet-day reference "
+        f"(its test's z = {md['vigie_z']:.2f}). Dry, unlabelled days of March-July stray from that "
+        f"{md['recent_weeks']}-week reference with a robust SD of {md['error_sd']:.2f} (log): "
+        f"Memorial Day stands {md['z_recent_dry']:.1f} SD above it, as busy as the weekend "
+        f"days around it. In this export it does not stand out from ordinary days' spread once "
+        f"the reference follows the season, so the reference is not changed for it (flagging "
+        f"it would flag ordinary days as often).\n\n" + "\n".join(rows)
     )
     return text, fig
 
 
-def _town(grain: str) -> tuple[Path, dict]:
-    """The 60-week, 30-zone synthetic city with realism on, at ``grain``."""
+def memorial_day(run, *, day: str = "2018-05-28", weeks: int = 4) -> dict:
+    """Whether Memorial Day 2018 stands out against references that follow the season.
+
+    From the export's daily totals: the day against the median of the same weekday over the 8
+    weeks before (the "usual Monday" of the issue: it lags the spring rise), against the median
+    of the same weekday over the ``weeks`` weeks before among dry (< 1 mm), unlabelled days, and
+    against vigie's own quiet-day reference (its gathering test that day). The noise is the
+    robust SD (1.4826 MAD) of the log errors of the dry, unlabelled days of March-July against
+    the same ``weeks``-week reference: the day's z is its log ratio over that SD.
+    """
+    raw = pd.read_csv(BB_CSV, usecols=["hour_beginning", "Pedestrians", "precipitation", "events"])
+    raw["day"] = pd.to_datetime(raw["hour_beginning"], format="%m/%d/%Y %I:%M:%S %p").dt.normalize()
+    d = raw.groupby("day").agg(
+        n=("Pedestrians", "sum"), mm=("precipitation", lambda s: 25.4 * s.sum()),
+        label=("events", "first"),
+    )  # fmt: skip
+    y = np.log(d["n"].clip(lower=1))
+    ordinary = (d["mm"] < 1.0) & d["label"].isna()
+    wd = d.index.dayofweek
+
+    def usual(v: pd.Series, k: int) -> pd.Series:
+        return v.groupby(wd).transform(lambda s: s.shift(1).rolling(k, min_periods=k // 2).median())
+
+    eight, recent = usual(y, 8), usual(y.where(ordinary), weeks)
+    err = (y - recent)[ordinary].loc["2018-03-01":"2018-07-31"]
+    sd = float(1.4826 * (err - err.median()).abs().median())
+    t = run.tests
+    on = t[(t["type"] == "gathering")
+           & (pd.to_datetime(t["start"], utc=True).dt.tz_convert("America/New_York")
+              .dt.strftime("%Y-%m-%d") == day)]  # fmt: skip
+    lr = float(y[day] - recent[day])
+    return {
+        "count": int(d.loc[day, "n"]),
+        "ratio_8w_median": round(float(np.exp(y[day] - eight[day])), 2),
+        "ratio_recent_dry": round(float(np.exp(lr)), 2),
+        "recent_weeks": weeks,
+        "error_sd": round(sd, 3),
+        "z_recent_dry": round(lr / sd, 2),
+        "vigie_ratio": round(float(on["ratio"].iloc[0]), 2) if len(on) else float("nan"),
+        "vigie_z": round(float(on["statistic"].iloc[0]), 2) if len(on) else float("nan"),
+    }
+
+
+def _town(grain: str, *, seed: int = 0) -> tuple[Path, dict]:
+    """The 60-week, 30-zone synthetic city with realism on, at ``grain`` (seed 0 is scored;
+    other seeds serve to choose the method)."""
     from features.synth import scales
     from features.synth.generate import generate
     from features.synth.realism import Realism
 
-    base = bench_dir() / "presence-town"
+    base = bench_dir() / ("presence-town" if seed == 0 else f"presence-town-seed{seed}")
     raw = base / "raw"
     if not (raw / "truth.json").exists():
         scales.SCALES["town"] = replace(scales.SCALES["tiny"], weeks=60, realism=Realism())
         try:
-            generate("town", raw, seed=0)
+            generate("town", raw, seed=seed)
         finally:
             scales.SCALES.pop("town", None)
     src = raw / "sources.yaml"
@@ -131,9 +189,9 @@ def _town(grain: str) -> tuple[Path, dict]:
     return _store(src, base / f"store-{grain}"), json.loads((raw / "truth.json").read_text())
 
 
-def gatherings(grain: str) -> dict:
+def gatherings(grain: str, *, seed: int = 0) -> dict:
     """Recall and precision of the withheld games at one grain."""
-    store, truth = _town(grain)
+    store, truth = _town(grain, seed=seed)
     wg = truth["realism"]["withheld_gatherings"]
     ballpark, games = wg["zone_id"], {d["local_date"] for d in wg["days"]}
     period = parse_period(None, start="2026-03-01", end="2026-11-15")
@@ -156,7 +214,34 @@ def gatherings(grain: str) -> dict:
         "other_unexplained": len(others[["zone", "day"]].drop_duplicates()),
         "oracle_error_sd": round(oracle_error_sd(store, truth), 3),
         "ceiling_recall": weight_ceiling(run, period, ballpark, game_days),
+        "own_family_recall": own_family(run, period, ballpark, game_days),
+        "visitor_share_game_days": len(_flagged_days(run, ballpark, "visitor_share") & game_days),
+        "visitor_share_other_days": len((_flagged_days(run, ballpark, "visitor_share") & days) - game_days),
     }  # fmt: skip
+
+
+def _flagged_days(run, zone: str, kind: str) -> set[str]:
+    """The local days of the zone's tests of ``kind`` with q below the run's FDR level."""
+    t = run.tests
+    hit = t[(t["type"] == kind) & (t["q_value"] < run.fdr)
+            & (t["zones"].map(lambda z: z[0] if len(z) else "") == zone)]  # fmt: skip
+    return set(
+        pd.to_datetime(hit["start"], utc=True).dt.tz_convert(run.timezone).dt.strftime("%Y-%m-%d")
+    )
+
+
+def own_family(run, period, ballpark: str, game_days: set[str]) -> float:
+    """The ballpark's recall had the presence tests (gatherings and emptied zones) been their
+    own Benjamini-Hochberg family, each week apart from the run's other tests (same p values)."""
+    from pipelines.signals.run import adjust
+
+    t = run.tests.drop(columns=["id", "q_value"])
+    pres = t[t["type"].isin(["gathering", "emptied"])].reset_index(drop=True)
+    q = adjust([pres], period=period, timezone=run.timezone)
+    hit = q[(q["type"] == "gathering") & (q["zones"].map(lambda z: z[0]) == ballpark)
+            & (q["q_value"] < run.fdr)]  # fmt: skip
+    day = pd.to_datetime(hit["start"], utc=True).dt.tz_convert(run.timezone).dt.strftime("%Y-%m-%d")
+    return round(len(set(day) & game_days) / max(len(game_days), 1), 3)
 
 
 def weight_ceiling(run, period, ballpark: str, game_days: set[str], *, w: float = 30.0) -> float:
@@ -231,6 +316,7 @@ def run() -> Section:
     """The presence section of docs/evaluation.md."""
     bb_text, bb = brooklyn()
     g = [gatherings("1h"), gatherings("1d")]
+    dev = [gatherings("1d", seed=k) for k in DEV_SEEDS]  # where the method was chosen
     sp = speed()
     rows = ["| grain | game days | flagged | recall | ballpark's unexplained gatherings | precision | other zones: unexplained zone-days flagged | run (s) | oracle error SD |",
             "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
@@ -252,16 +338,31 @@ A ballpark hosts games about twice a week April-October (1.3-1.5x the day's pres
 from the events file. One run over 2026-03-01..2026-11-15 per grain (goal: recall >= 0.80,
 precision >= 0.90 at both grains). Precision counts the ballpark's *unexplained* gathering
 signals (a gathering on a public holiday is explained by it). The reference takes out the
-study's shift of each day and learns each zone's level against it over 26 weeks; a zone's
+study's shift of each day and learns each zone's level against it over 26 weeks; a second pass
+leaves out the past values that stood more than 2 scales above the reference they had before
+they were observed (a season of games otherwise inflates the level and the scale); a zone's
 gathering tests are weighted by its own past rate of high days (weighted Benjamini-Hochberg), so
-the ballpark's weigh more once a season of games is behind it. The last column bounds what any
-reference can do: the out-of-sample error SD (log) of the ballpark's quiet days against an oracle
-that knows the game days (the median of the same weekday over 26 weeks, games left out); a game
-day stands log(1.3) = 0.26 to log(1.5) = 0.41 above it: {bound}. The weights read the upper
-tail of each zone's day errors on every quiet day (wet ones too: rain only lowers presence) over
-the last 8 and 52 weeks. What weighting alone can reach, with the same p values and the run's
-weekly Benjamini-Hochberg: had the ballpark's gathering tests held half of each day's test
-weight, daily recall would be {g[1]["ceiling_recall"]:.2f} (hourly {g[0]["ceiling_recall"]:.2f}).
+the ballpark's weigh more once games are behind it. That method was chosen on seeds
+{", ".join(str(k) for k in DEV_SEEDS)} of the same synthetic city, not on the scored seed 0:
+there, daily recall {", ".join(f"{x['recall']:.2f}" for x in dev)} at precision
+{", ".join(f"{x['precision']:.2f}" for x in dev)}. The last column bounds what any reference can
+do: the out-of-sample error SD (log) of the ballpark's quiet days against an oracle that knows
+the game days (the median of the same weekday over 26 weeks, games left out); a game day stands
+log(1.3) = 0.26 to log(1.5) = 0.41 above it: {bound}. The weights read the upper tail of each
+zone's day errors on every quiet day (wet ones too: rain only lowers presence) over the last 8
+and 52 weeks. What the run's weekly Benjamini-Hochberg over all its tests allows: had the
+ballpark's gathering tests held half of each day's test weight (same p values), daily recall
+would be {g[1]["ceiling_recall"]:.2f} (hourly {g[0]["ceiling_recall"]:.2f}; seeds
+{", ".join(str(k) for k in DEV_SEEDS)}: {", ".join(f"{x['ceiling_recall']:.2f}" for x in dev)});
+had the presence tests been their own FDR family, apart from the run's other tests, it would be
+{g[1]["own_family_recall"]:.2f} (hourly {g[0]["own_family_recall"]:.2f}; seeds
+{", ".join(str(k) for k in DEV_SEEDS)}: {", ".join(f"{x['own_family_recall']:.2f}" for x in dev)}):
+the other families' many discoveries raise Benjamini-Hochberg's threshold more than their
+number lowers it, so presence stays in the run's family. The same run's visitor-share test
+(who is present, `pipelines.signals.mix`) flags the ballpark on
+{g[1]["visitor_share_game_days"]} of the {g[1]["game_days"]} game days at daily grain (and on
+{g[1]["visitor_share_other_days"]} other days): the synthetic crowds are 70 % visitors in a zone
+of residents, a split that a presence count alone (transit entries, sensors) does not have.
 
 {chr(10).join(rows)}
 
@@ -276,6 +377,7 @@ machine's cores at the end: other work shares them).
         title="Presence anomalies",
         markdown=md,
         data="../shared/data/nyc-brooklyn-bridge (NYC DOT export), a synthetic city "
-        "(features.synth, 30 zones, 60 weeks, realism on, seed 0), a toy store (tests/_toy_store.py)",
-        figures={"brooklyn": bb, "gatherings": g, "speed": sp},
+        "(features.synth, 30 zones, 60 weeks, realism on, seed 0 scored, seeds 1 and 2 for choosing "
+        "the method), a toy store (tests/_toy_store.py)",
+        figures={"brooklyn": bb, "gatherings": g, "development": dev, "speed": sp},
     )
