@@ -16,6 +16,7 @@ import logging
 import shutil
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +42,8 @@ from features.store import (
 log = logging.getLogger(__name__)
 
 ENGINES = ("duckdb", "pandas", "dask")
+#: months built at once by the DuckDB engine
+MONTH_THREADS = 2
 
 
 def build_cube(
@@ -182,16 +185,22 @@ def _build_months(
     build_dir, work_dir = dirs
     if engine == "dask":
         return run_dask(plan, specs, build_dir=build_dir, address=dask_address)
-    summaries = []
-    stage = DuckStage(plan, specs, work_dir) if engine == "duckdb" else None
+    if engine == "pandas":
+        return [_one_month(plan, spec, build_dir, None) for spec in specs]
+    stage = DuckStage(plan, specs, work_dir)
     try:
-        for spec in specs:
-            summaries.append(build_month(plan, spec, out_dir=str(build_dir), stage=stage))
-            log.info("cube %s: %d rows", spec.label, summaries[-1]["rows"])
+        # two months at a time: while one is written (pyarrow, outside the GIL) the next is
+        # read and assembled; each month's memory is bounded, so two stay bounded
+        with ThreadPoolExecutor(max_workers=MONTH_THREADS) as pool:
+            return list(pool.map(lambda spec: _one_month(plan, spec, build_dir, stage), specs))
     finally:
-        if stage is not None:
-            stage.close()
-    return summaries
+        stage.close()
+
+
+def _one_month(plan: Plan, spec: MonthSpec, build_dir: Path, stage: DuckStage | None) -> dict:
+    summary = build_month(plan, spec, out_dir=str(build_dir), stage=stage)
+    log.info("cube %s: %d rows", spec.label, summary["rows"])
+    return summary
 
 
 def _meta(

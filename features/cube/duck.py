@@ -8,6 +8,7 @@ period and each month reads its hours back. The result follows the engines' cont
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -56,6 +57,32 @@ class _Sql:
               SELECT *, least(e, (k + 1) * 3600.0) - greatest(s, k * 3600.0) AS w FROM ex
             )"""
 
+    def pieces(self, lo: int, cols: str) -> str:
+        """CTEs ``one``, ``gen``, ``ex``, ``pc`` after ``src`` (``zi``, ``t`` the slot start as
+        TIMESTAMPTZ, ``s`` its epoch seconds, ``m`` its minutes, then ``cols``): each slot's
+        pieces ``(zi, k, w, d, cols)`` over the hours k in [lo, a1), w the overlap and d the
+        slot's length in seconds. An hourly slot starting on the hour is its hour whole (no
+        expansion: most slots of most sources); the others are spread over the hours they
+        overlap, with the same arithmetic."""
+        aligned = "m = 60 AND s % 3600 = 0"
+        return f"""one AS (
+              SELECT zi, floor(s / 3600)::BIGINT AS k, 3600.0::DOUBLE AS w,
+                     3600.0::DOUBLE AS d, {cols}
+              FROM src WHERE {aligned}
+            ), gen AS (
+              SELECT *, {self.slot_end("t", "m")} AS e FROM src WHERE NOT ({aligned})
+            ), ex AS (
+              SELECT *, unnest(range(greatest(floor(s / 3600), {lo})::BIGINT,
+                                     least(ceil(e / 3600), {self.a1})::BIGINT)) AS k
+              FROM gen
+            ), pc AS (
+              SELECT zi, k, w, d, {cols} FROM one WHERE k >= {lo} AND k < {self.a1}
+              UNION ALL
+              SELECT zi, k, least(e, (k + 1) * 3600.0) - greatest(s, k * 3600.0) AS w,
+                     e - s AS d, {cols}
+              FROM ex
+            )"""
+
     def lit(self, source: str, col: str, seconds: int) -> str:
         """A time literal of the column's own type (so DuckDB pushes the filter down)."""
         if (source, col) not in self._types:
@@ -68,24 +95,19 @@ class _Sql:
 # one SQL builder per source
 # ------------------------------------------------------------------------------------------
 def _presence_sql(q: _Sql) -> str:
-    cols = q.plan.presence_cols
-    extra = "".join(f", p.{c}" for c in cols)
-    aggs = "".join(
-        f", sum({c} * w) / sum(CASE WHEN {c} IS NOT NULL THEN w END) AS {c}" for c in cols
-    )
+    """Pieces (zi, eh, w, stocks...) of the presence slots; :class:`DuckStage` averages them
+    per (zone, hour), weighted by w (:func:`_weighted`)."""
+    cols = ", ".join(("present", *q.plan.presence_cols))
+    extra = "".join(f", p.{c}" for c in ("present", *q.plan.presence_cols))
     return f"""
             WITH src AS (
-              SELECT z.zi, epoch(p.start::TIMESTAMPTZ) AS s,
-                     {q.slot_end("p.start", "coalesce(p.slot_minutes, 60)")} AS e,
-                     p.present{extra}
+              SELECT z.zi, p.start::TIMESTAMPTZ AS t, epoch(p.start::TIMESTAMPTZ) AS s,
+                     coalesce(p.slot_minutes, 60) AS m{extra}
               FROM {q.read("presence")} p JOIN zmap z ON z.zone_id = p.zone_id
               WHERE p.start >= {q.lit("presence", "start", q.w0 * HOUR - 2 * DAY)}
                 AND p.start < {q.lit("presence", "start", q.a1 * HOUR)}
-            ), {q.overlaps(q.w0)}
-            SELECT zi, k AS eh,
-                   sum(present * w) / sum(CASE WHEN present IS NOT NULL THEN w END)
-                     AS present{aggs}
-            FROM ov WHERE w > 0 GROUP BY zi, k
+            ), {q.pieces(q.w0, cols)}
+            SELECT zi, k AS eh, w, {cols} FROM pc WHERE w > 0
             """
 
 
@@ -98,27 +120,26 @@ def _incidents_sql(q: _Sql) -> str:
     )
     q.con.register("cmap", cmap)
     return f"""
-            SELECT z.zi, floor(epoch(i.occurred_at::TIMESTAMPTZ) / 3600)::BIGINT AS eh, c.ci,
-                   count(*)::BIGINT AS n
+            SELECT z.zi, floor(epoch(i.occurred_at::TIMESTAMPTZ) / 3600)::BIGINT AS eh, c.ci
             FROM {q.read("incidents")} i
             JOIN zmap z ON z.zone_id = i.zone_id JOIN cmap c ON c.category = i.category
             WHERE i.occurred_at >= {q.lit("incidents", "occurred_at", q.a0 * HOUR)}
               AND i.occurred_at < {q.lit("incidents", "occurred_at", q.a1 * HOUR)}
-            GROUP BY ALL
             """
 
 
 def _ridership_sql(q: _Sql) -> str:
+    """Pieces (zi, eh, entries) of the ridership slots, each slot's entries split over its
+    hours by time; :class:`DuckStage` sums them per (zone, hour)."""
     return f"""
             WITH src AS (
-              SELECT z.zi, epoch(r.start::TIMESTAMPTZ) AS s,
-                     {q.slot_end("r.start", "coalesce(r.slot_minutes, 60)")} AS e, r.entries
+              SELECT z.zi, r.start::TIMESTAMPTZ AS t, epoch(r.start::TIMESTAMPTZ) AS s,
+                     coalesce(r.slot_minutes, 60) AS m, r.entries
               FROM {q.read("ridership")} r JOIN zmap z ON z.zone_id = r.zone_id
               WHERE r.start >= {q.lit("ridership", "start", q.a0 * HOUR - 2 * DAY)}
                 AND r.start < {q.lit("ridership", "start", q.a1 * HOUR)} AND r.entries IS NOT NULL
-            ), {q.overlaps(q.a0)}
-            SELECT zi, k AS eh, sum(entries * w / (e - s)) AS entries
-            FROM ov WHERE w > 0 GROUP BY zi, k
+            ), {q.pieces(q.a0, "entries")}
+            SELECT zi, k AS eh, entries * w / d AS entries FROM pc WHERE w > 0
             """
 
 
@@ -213,20 +234,81 @@ def duckdb_sql(con: Any, plan: Plan, a0: int, a1: int, w0: int) -> dict[str, str
     return {name: build(q) for source, name, build in _SOURCES if source in plan.paths}
 
 
+def _np(tbl: pa.Table, name: str) -> np.ndarray:
+    return tbl.column(name).to_numpy(zero_copy_only=False)
+
+
+def _cells(tbl: pa.Table, lo: int, hi: int) -> tuple[np.ndarray, int]:
+    """Flat (zone, hour) cell of each piece, hours [lo, hi), and the number of cells."""
+    zi = _np(tbl, "zi").astype(np.int64)
+    return zi * (hi - lo) + (_np(tbl, "eh").astype(np.int64) - lo), hi - lo
+
+
+def _sparse(cell: np.ndarray, width: int, lo: int) -> dict[str, np.ndarray]:
+    return {"zi": (cell // width).astype(np.int32), "eh": cell % width + lo}
+
+
+def _weighted(tbl: pa.Table, lo: int, hi: int, n_zones: int) -> dict[str, np.ndarray]:
+    """Per (zone, hour) the w-weighted mean of each stock over its pieces with a value (as
+    ``sum(x * w) / sum(w)`` over the non-null pieces in SQL; NULL where none has one)."""
+    cell, width = _cells(tbl, lo, hi)
+    size = n_zones * width
+    w = _np(tbl, "w").astype(float, copy=False)
+    seen = np.flatnonzero(np.bincount(cell, minlength=size))
+    out = _sparse(seen, width, lo)
+    den_all = None  # sum(w) of the cells, shared by the stocks without nulls
+    for c in tbl.column_names[3:]:
+        col = tbl.column(c)
+        v = col.to_numpy(zero_copy_only=False).astype(float, copy=False)
+        if col.null_count:
+            ok = col.is_valid().to_numpy(zero_copy_only=False)
+            num = np.bincount(cell[ok], weights=v[ok] * w[ok], minlength=size)[seen]
+            den = np.bincount(cell[ok], weights=w[ok], minlength=size)[seen]
+        else:
+            num = np.bincount(cell, weights=v * w, minlength=size)[seen]
+            if den_all is None:
+                den_all = np.bincount(cell, weights=w, minlength=size)[seen]
+            den = den_all
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out[c] = np.where(den > 0, num / np.where(den > 0, den, 1.0), np.nan)
+    return out
+
+
+def _summed(tbl: pa.Table, lo: int, hi: int, n_zones: int) -> dict[str, np.ndarray]:
+    """Per (zone, hour) the sum of the pieces' entries."""
+    cell, width = _cells(tbl, lo, hi)
+    size = n_zones * width
+    seen = np.flatnonzero(np.bincount(cell, minlength=size))
+    total = np.bincount(cell, weights=_np(tbl, "entries").astype(float), minlength=size)
+    return {**_sparse(seen, width, lo), "entries": total[seen]}
+
+
+def _counted(tbl: pa.Table, lo: int, hi: int, n_zones: int) -> dict[str, np.ndarray]:
+    """Incidents per (zone, hour, category index): ``n`` for each (zi, eh, ci) seen."""
+    cell, width = _cells(tbl, lo, hi)
+    size = n_zones * width
+    keys, n = np.unique(_np(tbl, "ci").astype(np.int64) * size + cell, return_counts=True)
+    return {**_sparse(keys % size, width, lo), "ci": (keys // size).astype(np.int32), "n": n}
+
+
 class DuckStage:
-    """Hourly aggregates of every source over the whole period, staged once in DuckDB.
+    """Hourly pieces of every source over the whole period, staged once in DuckDB.
 
     One pass of SQL per source over the Parquet files (slot expansion, zone and category
-    mapping, distinct lamps and events) writes small sorted tables into a DuckDB file in the
-    build folder; each month then reads its hours back by range (zone maps make that cheap), so
-    the big files are scanned once, not once per month, and memory stays bounded by DuckDB's
-    ``memory_limit`` (spilling to the build folder).
+    mapping, distinct lamps and events) writes tables in an in-memory DuckDB database (which
+    spills to the build folder beyond DuckDB's ``memory_limit``); each month then reads its
+    hours back by range and sums or averages its pieces per (zone, hour) in numpy
+    (:func:`_weighted`, :func:`_summed`). The big files are scanned once, not once per month;
+    the tables are neither aggregated nor sorted in SQL (a hash aggregate or a sort of
+    millions of one-row groups cost more than reading them back unsorted). :meth:`inputs` may
+    be called from several threads (one cursor each).
     """
 
     def __init__(self, plan: Plan, specs: list[MonthSpec], workdir: Path) -> None:
         import duckdb  # heavy: loaded only when this engine runs
 
-        self.con = con = duckdb.connect(str(workdir / "stage.duckdb"))
+        self.plan = plan
+        self.con = con = duckdb.connect(":memory:")
         con.execute("SET TimeZone='UTC'")
         con.execute(f"SET memory_limit='{plan.memory_limit}'")
         con.execute(f"SET temp_directory='{str(workdir / 'spill').replace(chr(39), chr(39) * 2)}'")
@@ -238,13 +320,20 @@ class DuckStage:
         w0 = min(s.w0 for s in specs)
         self.names = []
         for name, sql in duckdb_sql(con, plan, a0, a1, w0).items():
-            order = "k0" if name == "lamps_out" else "eh"
-            con.execute(f"CREATE TABLE s_{name} AS SELECT * FROM ({sql}) ORDER BY {order}")
+            con.execute(f"CREATE TABLE s_{name} AS {sql}")
             self.names.append(name)
+        self._local = threading.local()
+
+    def _cursor(self) -> Any:
+        cur = getattr(self._local, "cursor", None)
+        if cur is None:
+            cur = self._local.cursor = self.con.cursor()
+        return cur
 
     def inputs(self, spec: MonthSpec) -> dict[str, dict[str, np.ndarray]]:
         """The month's sparse hourly aggregates (the engines' contract, :mod:`features.cube`)."""
         out = {}
+        n_zones = len(self.plan.zone_ids)
         for name in self.names:
             lo = spec.w0 if name in ("presence", "events") else spec.a0
             where = (
@@ -252,8 +341,15 @@ class DuckStage:
                 if name == "lamps_out"
                 else f"eh >= {lo} AND eh < {spec.a1}"
             )
-            tbl = self.con.sql(f"SELECT * FROM s_{name} WHERE {where}").to_arrow_table()
-            out[name] = {c: tbl.column(c).to_numpy(zero_copy_only=False) for c in tbl.column_names}
+            tbl = self._cursor().sql(f"SELECT * FROM s_{name} WHERE {where}").to_arrow_table()
+            if name == "presence":
+                out[name] = _weighted(tbl, lo, spec.a1, n_zones)
+            elif name == "ridership":
+                out[name] = _summed(tbl, lo, spec.a1, n_zones)
+            elif name == "incidents":
+                out[name] = _counted(tbl, lo, spec.a1, n_zones)
+            else:
+                out[name] = {c: _np(tbl, c) for c in tbl.column_names}
         return out
 
     def close(self) -> None:

@@ -16,6 +16,10 @@ from features.cube.period import MonthSpec
 from features.cube.plan import Plan
 from features.cube.schema import arrow_column, arrow_schema, output_columns
 
+#: ratios of two zone-hour values: nearly all distinct, so a dictionary page is built for
+#: nothing (written plain: about 40 % less time writing a month, files about 3 % larger)
+PLAIN_COLUMNS = frozenset({"present_baseline", "present_ratio", "visitor_share", "resident_ratio"})
+
 
 def write_month(data: dict[str, Any], columns: list[str], out_dir: str, label: str) -> int:
     """Write one month's columns to ``out_dir/month=<label>/part-0.parquet``; returns its rows."""
@@ -23,7 +27,8 @@ def write_month(data: dict[str, Any], columns: list[str], out_dir: str, label: s
     table = pa.table([arrow_column(data[f.name], f.type) for f in schema], schema=schema)
     part = Path(out_dir) / f"month={label}"
     part.mkdir(parents=True, exist_ok=True)
-    pq.write_table(table, part / "part-0.parquet", compression="snappy")
+    dictionary = [c for c in table.column_names if c not in PLAIN_COLUMNS]
+    pq.write_table(table, part / "part-0.parquet", compression="snappy", use_dictionary=dictionary)
     return table.num_rows
 
 

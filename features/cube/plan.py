@@ -45,6 +45,20 @@ CUBE_SOURCES = (
     "weather",
 )
 
+#: every column the cube reads, per validated source (the zones give its rows; the presence
+#: stock columns are read when the file has them): the benchmark's floor reads exactly these
+#: (bench/bench_region.py), and a test builds the same cube from files holding nothing else
+INPUT_COLUMNS: dict[str, tuple[str, ...]] = {
+    "zones": ("zone_id", "geometry", "population"),
+    "presence": ("zone_id", "start", "slot_minutes", "present", *SPLIT_COLUMNS, *VISITOR_KINDS),
+    "incidents": ("zone_id", "occurred_at", "category"),
+    "lamps": ("lamp_id", "zone_id"),
+    "lighting_faults": ("lamp_id", "reported_at", "repaired_at"),
+    "ridership": ("zone_id", "start", "slot_minutes", "entries"),
+    "events": ("event_id", "zone_id", "start", "end", "expected_attendance"),
+    "weather": ("start", "slot_minutes", "temperature_c", "precipitation_mm"),
+}
+
 
 @dataclass(frozen=True)
 class Plan:
