@@ -11,10 +11,12 @@ LocalCluster, :mod:`pipelines.models.distributed`) -> fit -> signals of the last
 weekly report -> brief of the largest upcoming event.
 
 **The floor of a stage**, timed in the same run: one DuckDB pass (one thread per core, same
-child-process rules) that reads the stage's inputs -- every column it uses: ``max()`` of each
-column of each input table, which makes DuckDB decode it -- and writes an output of the same
-rows and columns (the stage's own Parquet output read back and written again with zstd; the
-read-back makes the floor a little slower, so the ratios favour vigie slightly). The ingest is
+child-process rules) that reads the stage's inputs -- every column it uses (the cube's: its
+sources' :data:`features.cube.plan.INPUT_COLUMNS`, no other file or column), each decoded by
+``bit_xor(hash(column))`` (``max()`` would be answered from the Parquet statistics without
+reading the data) -- and writes an output of the same rows and columns (the stage's own
+Parquet output read back and written again with zstd; the read-back makes the floor a little
+slower, so the ratios favour vigie slightly). The ingest is
 also compared with a plain pyarrow read and Parquet write of the presence files (issue 18's
 goal: within 2x), and the cube with its floor (goal: within 3x). Stages whose inputs are the
 store's small outputs (weekly report, brief) have no floor.
@@ -108,7 +110,7 @@ con = duckdb.connect()
 con.execute("SET threads TO 2")
 t = time.perf_counter()
 for files, cols in spec["inputs"]:
-    sel = ", ".join(f'max("{c}")' for c in cols) or "count(*)"
+    sel = ", ".join(f'bit_xor(hash("{c}"))' for c in cols) or "count(*)"
     con.execute(f"SELECT {sel} FROM read_parquet({files!r}, union_by_name=true)").fetchall()
 for i, files in enumerate(f for f in spec["outputs"] if f):
     con.execute(f"COPY (SELECT * FROM read_parquet({files!r}, union_by_name=true)) "
@@ -165,9 +167,12 @@ def floor_spec(stage: str, raw: Path, store: Path) -> dict[str, Any] | None:
         # output: the big tables again (the validated rows are the raw rows less the bad ones)
         ins = [[f for f in fs if "flux_vision_2h" not in f] for fs in ins]
         return {"inputs": [(f, _columns(f)) for f in ins if f], "outputs": ins}
-    if stage == "cube":
-        ins = [[f] for f in _parquet(val, "*.parquet")]
-        return {"inputs": [(f, _columns(f)) for f in ins], "outputs": [cube]}
+    if stage == "cube":  # the cube's sources, the columns it reads (INPUT_COLUMNS)
+        from features.cube.plan import INPUT_COLUMNS
+
+        ins = [([str(val / f"{s}.parquet")], cols) for s, cols in INPUT_COLUMNS.items()]
+        ins = [(f, [c for c in _columns(f) if c in cols]) for f, cols in ins if Path(f[0]).exists()]
+        return {"inputs": ins, "outputs": [cube]}
     if stage in ("glm_cells", "fit", "signals") and cube:
         cols = cube_columns_needed(_columns(cube))
         out = {"fit": _parquet(store / "models", "*.parquet"),
@@ -364,8 +369,10 @@ def section(results: dict[str, Any]) -> str:
         "",
         "Each stage is the `vigie` command in its own niced child process; peak = the largest "
         "resident memory of its process tree (sampled every 0.2 s). Floor = one DuckDB pass in "
-        "the same run reading every column of the stage's inputs and writing its Parquet output "
-        "again (zstd); pyarrow = a plain read and Parquet write of the presence files. "
+        "the same run decoding every column the stage reads from its inputs (for the cube, the "
+        "columns of `features.cube.plan.INPUT_COLUMNS`; `bit_xor(hash(column))`, as `max()` "
+        "is answered from the Parquet statistics) and writing its Parquet output again (zstd); "
+        "pyarrow = a plain read and Parquet write of the presence files. "
         "glm_cells = the GLM's sufficient statistics on a 2-worker Dask LocalCluster and the "
         "Poisson GLMs fitted on them. A stage stopped at the memory cap, the time budget or an "
         "error is *not measured*, with the reason, as is every stage needing its output. "
