@@ -180,19 +180,30 @@ def run_presence(raw: Path, *, label: str, cap_gb: float = 20.0, timeout_min: fl
 
     rows = sum(pq.ParquetFile(f).metadata.num_rows for f in files)
     argv = [sys.executable, "-m", "pipelines.cli", "ingest", str(y), "--store", str(work / "store")]
+    # CPU time (user + system) of each child's process tree, from the rusage of waited-for
+    # children: a figure the other users of a shared machine disturb far less than wall time
+    cpu0 = _children_cpu()
     vig = run_stage(argv, cap_gb=cap_gb, timeout_s=timeout_min * 60, log=work / "ingest.log")
+    cpu1 = _children_cpu()
     ref = _child_json(_PYARROW_CHILD, json.dumps(files), str(work / "pa.parquet"), cap_gb=cap_gb,
                       timeout_s=timeout_min * 60, log=work / "pyarrow.log")  # fmt: skip
+    vig["cpu_s"], ref["cpu_s"] = cpu1 - cpu0, _children_cpu() - cpu1
     out = {"label": label, "raw": str(raw), "files": len(files), "rows": rows,
            "vigie": vig, "pyarrow": ref, "machine": machine(),
            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}  # fmt: skip
     if not vig["error"] and not ref.get("error"):
         out["ratio"] = vig["seconds"] / ref["seconds"]
+        out["cpu_ratio"] = vig["cpu_s"] / ref["cpu_s"]
     shutil.rmtree(work / "store", ignore_errors=True)
     (work / "pa.parquet").unlink(missing_ok=True)
     print(json.dumps(out, indent=1))
     write_presence_doc(keep_result(PRESENCE_RESULTS, label, out))
     return out
+
+
+def _children_cpu() -> float:
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
 
 
 def write_presence_doc(results: dict) -> None:
@@ -207,20 +218,26 @@ def write_presence_doc(results: dict) -> None:
         "in a child process, against a plain pyarrow `read_table` + zstd `ParquetWriter` of the",
         "same presence files (no parsing, no time zone, no zone look-up, no duplicate search, no",
         "quarantine), same run. Wall time of the child (imports included for vigie, not for",
-        "pyarrow) and peak resident memory. Goal (issue 18): within "
+        "pyarrow; the pyarrow child's own timer, bench_region's reference), CPU time of each",
+        "child's process tree (user + system, imports included for both: on a shared machine",
+        "the steadier figure) and peak resident memory. Goal (issue 18): within "
         f"{PRESENCE_GOAL:g}x at region scale.",
         "",
-        "| study | files | rows | vigie (s) | vigie peak (MB) | pyarrow (s) | pyarrow peak (MB) | ratio | measured |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---|",
+        "| study | files | rows | vigie (s) | vigie CPU (s) | vigie peak (MB) | pyarrow (s) | pyarrow CPU (s) | pyarrow peak (MB) | ratio | CPU ratio | measured |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for r in results.values():
         v, p = r["vigie"], r["pyarrow"]
         vs = f"{v['seconds']:.1f}" if not v["error"] else f"not measured: {v['error']}"
         ps = f"{p['seconds']:.1f}" if not p.get("error") else f"not measured: {p['error']}"
         ratio = f"{r['ratio']:.2f}" if "ratio" in r else "-"
+        cratio = f"{r['cpu_ratio']:.2f}" if "cpu_ratio" in r else "-"
+        vc, pcpu = v.get("cpu_s"), p.get("cpu_s")
         lines.append(
-            f"| {r['label']} | {r['files']} | {r['rows']:,} | {vs} | {v['peak_mb']:,.0f} | {ps} | "
-            f"{p.get('peak_mb', 0):,.0f} | {ratio} | {r['date']}, {r['machine']} |"
+            f"| {r['label']} | {r['files']} | {r['rows']:,} | {vs} | "
+            f"{'-' if vc is None else f'{vc:.1f}'} | {v['peak_mb']:,.0f} | {ps} | "
+            f"{'-' if pcpu is None else f'{pcpu:.1f}'} | {p.get('peak_mb', 0):,.0f} | {ratio} | "
+            f"{cratio} | {r['date']}, {r['machine']} |"
         )
     lines.append(P_END)
     write_section(P_START, P_END, "\n".join(lines))
