@@ -100,8 +100,12 @@ def _load_file(name: str, spec: SourceSpec, path: str, tz: str, *, pool=None, zo
         keep = keep | gap
     bad = np.flatnonzero(keep)
     rows.raw = pd.DataFrame(
-        {c: v.iloc[bad].astype("string") for c, v in as_read.items()}, index=bad
-    )
+        {
+            c: v.iloc[bad].astype("string") if len(bad) else pd.Series([], dtype="string")
+            for c, v in as_read.items()
+        },
+        index=bad,
+    )  # (an empty selection of a few million Arrow-backed rows still costs 0.1 s a file)
     return rows
 
 
