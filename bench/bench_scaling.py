@@ -187,10 +187,12 @@ def section(rec: dict[str, Any]) -> str:
                                         cpus, loads]) + " |")  # fmt: skip
     over = [n for n in ns if n > cores]
     lines += ["", f"This machine has {cores} cores"
-              + (f": {', '.join(map(str, over))} workers share them, so they cannot be faster "
-                 f"than {cores}; their efficiency measures the cost of more workers than cores "
-                 "(processes switching, the scheduler's traffic), not how a cluster of that many "
-                 "machines would scale. " if over else ". ")
+              + (f": {', '.join(map(str, over))} workers share them, so on an idle machine they "
+                 f"cannot be faster than {cores}, and on a shared one they can only be by taking "
+                 "a larger share of the cores from the other jobs; their efficiency measures "
+                 "that and the cost of more workers than cores (processes switching, the "
+                 "scheduler's traffic), not how a cluster of that many machines would scale. "
+                 if over else ". ")
               + "The machine is shared with other jobs (the load column: the 1-minute load "
               "average before the stage, with n = " + ", ".join(map(str, ns)) + "): a worker "
               "then gets less than a core, which lowers the speed-ups"
@@ -205,7 +207,7 @@ def section(rec: dict[str, Any]) -> str:
               "correlations of the recent weeks stay in the client, which bounds its speed-up "
               "(see what runs where above). What ran: "
               + "; ".join(f"{name}: " + ", ".join(f"{k} {v}" for k, v in runs[first][name].items()
-                                                    if k not in ("seconds", "load"))
+                                                    if k not in ("seconds", "load", "cpu_seconds"))
                           for name in STAGES if name in runs[first]) + "."]  # fmt: skip
     return "\n".join([*lines, END])
 

@@ -308,3 +308,15 @@ def test_calibrated_statistics_per_block_equal_the_whole_panel() -> None:
     tests, info = calibrated_tests(panel, nbr, dispersion=0.1, cfg=cfg, stats=got)
     pd.testing.assert_frame_equal(tests, calibrated_tests(panel, nbr, dispersion=0.1, cfg=cfg)[0])
     assert info["weeks_without_reference"] == 0 and (tests["detector"] == "scan").any()
+
+
+def test_signals_evaluate_refuses_a_scheduler(tiny_store) -> None:
+    """--evaluate does not run on Dask: with --scheduler the command says so."""
+    from typer.testing import CliRunner
+
+    from pipelines.cli import app
+
+    res = CliRunner().invoke(app, ["signals", "--store", str(tiny_store), "--evaluate",
+                                   "--scheduler", "local"])  # fmt: skip
+    assert res.exit_code != 0
+    assert "--evaluate runs in this process" in res.output

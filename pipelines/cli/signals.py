@@ -20,6 +20,21 @@ def _latest_week(store: Store) -> str:
     return last_full_week(meta["end"], meta.get("timezone") or store.timezone)
 
 
+def _evaluate(
+    st: Store, *, replicates: int, fdr: float, truth: Path | None, no_model: bool, seed: int
+) -> None:
+    """`vigie signals --evaluate`: the detectors on injected outbreaks."""
+    from pipelines.signals.evaluate import evaluate_detectors
+
+    if truth is not None and not truth.exists():
+        raise InputError(f"{truth}: no such truth file (expected the synthetic city's truth.json).")
+    with progress(EVALUATION_STEPS, label="vigie signals --evaluate"):
+        ev = evaluate_detectors(
+            st, replicates=replicates, fdr=fdr, truth=truth, use_model=not no_model, seed=seed
+        )
+    typer.echo(with_zone_names(ev.summary(), st))
+
+
 @user_errors
 def signals_cmd(
     store: Path = typer.Option(..., "--store", help="Store folder with a cube."),
@@ -63,17 +78,12 @@ def signals_cmd(
     # command runs, so that `vigie --help` stays fast
     st = Store(store)
     if evaluate:
-        from pipelines.signals.evaluate import evaluate_detectors
-
-        if truth is not None and not truth.exists():
+        if scheduler:
             raise InputError(
-                f"{truth}: no such truth file (expected the synthetic city's truth.json)."
+                "--scheduler runs a period's signals on Dask; --evaluate runs in this process: "
+                "give one of them."
             )
-        with progress(EVALUATION_STEPS, label="vigie signals --evaluate"):
-            ev = evaluate_detectors(
-                st, replicates=replicates, fdr=fdr, truth=truth, use_model=not no_model, seed=seed
-            )
-        typer.echo(with_zone_names(ev.summary(), st))
+        _evaluate(st, replicates=replicates, fdr=fdr, truth=truth, no_model=no_model, seed=seed)
         return
     from pipelines.signals.period import parse_period
     from pipelines.signals.run import run_signals
