@@ -63,7 +63,9 @@ Absent sources
 
 Engines
 -------
-``duckdb`` (default) reads, expands and aggregates the Parquet files in SQL, month by month;
+``duckdb`` (default) reads each source's Parquet file once in SQL into hour pieces (hourly
+slots whole, the others spread over the hours they overlap), which each month sums or averages
+per zone-hour in numpy, two months at a time;
 ``pandas`` does the same with pyarrow + numpy; ``dask`` runs the pandas month builder as one
 ``dask.delayed`` task per month, on the local threaded scheduler or on a ``distributed``
 cluster (``dask_address``). All three produce the same table: the per-source aggregates differ

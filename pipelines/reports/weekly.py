@@ -337,7 +337,12 @@ def daily_series(
 
 # -- per-zone figures for a period --------------------------------------------------------------
 def zone_period_figures(
-    store: Any, *, start: Any, end: Any, reference_weeks: int = 8
+    store: Any,
+    *,
+    start: Any,
+    end: Any,
+    reference_weeks: int = 8,
+    groups: pd.Series | None = None,
 ) -> pd.DataFrame:
     """Per-zone figures of a period from the cube, for colouring and tooltips.
 
@@ -347,10 +352,15 @@ def zone_period_figures(
     the same length just before ``start`` (Brown & Chen's naive baseline, also the backtests'
     seasonal-naive baseline); ``excess = incidents − expected``.
 
+    With ``groups`` (zone_id -> district, :mod:`pipelines.reports.districts`) the figures
+    are those of the districts: present is the mean over hours of the district's sum, the
+    ratio and the counts are taken over all its zone-hours.
+
     Returns
     -------
     pandas.DataFrame
-        Indexed by zone_id: present (mean), present_ratio, incidents, expected, excess.
+        Indexed by zone_id (the district with ``groups``): present (mean), present_ratio,
+        incidents, expected, excess.
     """
     st = store if isinstance(store, Store) else Store(store)
     start, end = pd.Timestamp(start), pd.Timestamp(end)
@@ -363,10 +373,11 @@ def zone_period_figures(
     cols = [
         c for c in ("present", "present_baseline", "incidents") if c in meta_cols or not meta_cols
     ]
-    cur = st.cube(cols, start, end)
+    cur = _grouped(st.cube(cols, start, end), groups)
     out = pd.DataFrame(index=pd.Index(sorted(cur["zone_id"].unique()), name="zone_id"))
     if "present" in cur.columns:
-        out["present"] = cur.groupby("zone_id")["present"].mean()
+        per_hour = cur.groupby(["zone_id", "hour"])["present"].sum(min_count=1)
+        out["present"] = per_hour.groupby(level=0).mean()
         if "present_baseline" in cur.columns:
             ok = cur["present"].notna() & cur["present_baseline"].notna()
             g = cur[ok].groupby("zone_id")
@@ -379,7 +390,15 @@ def zone_period_figures(
         data_start = pd.Timestamp(meta.get("start") or start)
         whole = max(0, min(reference_weeks, int((start - data_start) / length)))
         ref = st.cube(["incidents"], start - whole * length, start) if whole else None
+        ref = None if ref is None else _grouped(ref, groups)
         if ref is not None and len(ref):
             out["expected"] = (ref.groupby("zone_id")["incidents"].sum() / whole).fillna(0.0)
             out["excess"] = out["incidents"] - out["expected"]
     return out
+
+
+def _grouped(cube: pd.DataFrame, groups: pd.Series | None) -> pd.DataFrame:
+    """The cube with each zone_id replaced by its group (unchanged without groups)."""
+    if groups is None:
+        return cube
+    return cube.assign(zone_id=cube["zone_id"].astype(str).map(groups))
