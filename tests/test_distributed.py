@@ -320,3 +320,27 @@ def test_signals_evaluate_refuses_a_scheduler(tiny_store) -> None:
                                    "--scheduler", "local"])  # fmt: skip
     assert res.exit_code != 0
     assert "--evaluate runs in this process" in res.output
+
+
+def test_cluster_signals_fall_back_like_the_local_run(tmp_path, tiny_store) -> None:
+    """A model file that gives no expectation: the blocks say so, the client reads the history
+    and uses the per-capita fallback, as the local run does (the same tests)."""
+    import shutil
+
+    from features.timeutil import last_full_week
+    from pipelines.signals.period import parse_period
+    from pipelines.signals.run import run_signals
+
+    root = tmp_path / "store"
+    shutil.copytree(tiny_store, root)
+    (root / "models").mkdir(exist_ok=True)
+    (root / "models" / "models.json").write_text("{}")
+    meta = Store(root).cube_meta()
+    period = parse_period(last_full_week(meta["end"], meta.get("timezone") or "UTC"))
+    local = run_signals(Store(root), period, write=False)
+    with distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None
+    ) as cluster:
+        dist = run_signals(Store(root), period, write=False, address=cluster.scheduler_address)
+    assert local.expectation.source == dist.expectation.source == "fallback"
+    pd.testing.assert_frame_equal(dist.tests, local.tests)
