@@ -292,7 +292,7 @@ def run(
     earlier = json.loads(RESULTS.read_text()).get(scale) if only and RESULTS.exists() else None
     if earlier:  # a rerun of some stages on the store of an earlier run: keep the others
         rec["stages"] = dict(earlier["stages"])
-        rec["date"] = f"{earlier['date']}; {', '.join(only or [])} {rec['date']}"
+        rec["date"] = f"{_earlier_dates(earlier['date'], only)}; {', '.join(only)} {rec['date']}"
     for name, args in stages(scale, raw, store, reports):
         if only and name not in only:
             continue
@@ -324,6 +324,18 @@ def run(
     keep_result(RESULTS, scale, rec)
     write_docs(json.loads(RESULTS.read_text()))
     return rec
+
+
+def _earlier_dates(date: str, only: list[str]) -> str:
+    """The dates of an earlier record less those of stages all rerun now (a part reads
+    ``signals, brief 2026-12-03 12:07 UTC``; the first part, the whole run's, is kept)."""
+    parts = date.split("; ")
+    keep = [parts[0]]
+    for part in parts[1:]:
+        names = re.match(r"^(.*) \d{4}-\d{2}-\d{2} ", part)
+        if names is None or not set(names.group(1).split(", ")) <= set(only):
+            keep.append(part)
+    return "; ".join(keep)
 
 
 def machine() -> str:
