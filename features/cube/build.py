@@ -42,8 +42,11 @@ from features.store import (
 log = logging.getLogger(__name__)
 
 ENGINES = ("duckdb", "pandas", "dask")
-#: months built at once by the DuckDB engine
+#: months built at once by the DuckDB engine, when a month has at most MONTH_THREAD_ROWS rows
+#: (a month of a 2 000-zone hourly study; a 5 000-zone month is 3.7 M rows, about 1 GB of
+#: output columns alone, so a region builds its months one at a time)
 MONTH_THREADS = 2
+MONTH_THREAD_ROWS = 1_500_000
 
 
 def build_cube(
@@ -190,8 +193,10 @@ def _build_months(
     stage = DuckStage(plan, specs, work_dir)
     try:
         # two months at a time: while one is written (pyarrow, outside the GIL) the next is
-        # read and assembled; each month's memory is bounded, so two stay bounded
-        with ThreadPoolExecutor(max_workers=MONTH_THREADS) as pool:
+        # read and assembled; one at a time when a month is large (memory)
+        month_rows = len(plan.zone_ids) * 31 * (24 if plan.grain == "1h" else 1)
+        workers = MONTH_THREADS if month_rows <= MONTH_THREAD_ROWS else 1
+        with ThreadPoolExecutor(max_workers=workers) as pool:
             return list(pool.map(lambda spec: _one_month(plan, spec, build_dir, stage), specs))
     finally:
         stage.close()
