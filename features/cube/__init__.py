@@ -65,7 +65,7 @@ Engines
 -------
 ``duckdb`` (default) reads each source's Parquet file once in SQL into hour pieces (hourly
 slots whole, the others spread over the hours they overlap), which each month sums or averages
-per zone-hour in numpy, two months at a time;
+per zone-hour in numpy, two months at a time up to 2 000 zones;
 ``pandas`` does the same with pyarrow + numpy; ``dask`` runs the pandas month builder as one
 ``dask.delayed`` task per month, on the local threaded scheduler or on a ``distributed``
 cluster (``dask_address``). All three produce the same table: the per-source aggregates differ
