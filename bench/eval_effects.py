@@ -199,7 +199,7 @@ def outage_coverage(seeds: tuple[int, ...], work: Path) -> tuple[list[dict], str
             }
         )
         shutil.rmtree(store.root, ignore_errors=True)
-        shutil.rmtree(work / f"city-{seed}", ignore_errors=True)
+        shutil.rmtree(work / f"{SCALE}-{seed}", ignore_errors=True)
     covered = sum(r["covered"] for r in rows)
     table = "| seed | implied by the planted IRR | estimate [95 % CI] | covered | interval |\n"
     table += "|---|---|---|---|---|\n" + "".join(
@@ -236,8 +236,8 @@ def irr_tables(rows: list[dict]) -> tuple[str, dict[str, int]]:
         "inside": sum(r["inside"] for r in present),
         "within_10": sum(r["within_10"] for r in present),
         "absent": len(absent),
-        "absent_significant_p": sum((r["p"] or 1) < 0.05 for r in absent),
-        "absent_significant_q": sum((r["q"] or 1) < 0.05 for r in absent),
+        "absent_significant_p": sum(r["p"] is not None and r["p"] < 0.05 for r in absent),
+        "absent_significant_q": sum(r["q"] is not None and r["q"] < 0.05 for r in absent),
     }
     md = (
         f"Inside the 95 % interval: **{n['inside']} of {n['planted']}**; within 10 % of the "

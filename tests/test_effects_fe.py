@@ -116,3 +116,16 @@ def test_event_estimand_is_the_pseudo_true_log_linear_coefficient():
     b = np.log(e["irr"])
     assert abs((kk * (mu - mu0 * np.exp(b * kk))).sum()) < 1e-6
     assert e["rows"] == 3
+
+
+def test_a_p_value_that_underflows_to_zero_keeps_q_zero():
+    """A p value of exactly 0 (an effect measured to many standard errors) has q 0, not 1."""
+    from pipelines.models.effects import with_family_q
+    from pipelines.models.results import Effect
+
+    effs = [
+        Effect(name=f"irr.all.{f}", kind="irr", estimable=True, estimate=1.3, p_value=p)
+        for f, p in (("dark", 0.0), ("rain", 0.2), ("holiday", 0.01))
+    ]
+    q = [e.details["q_value_bh"] for e in with_family_q(effs)]
+    assert q[0] == 0.0 and q[2] == pytest.approx(0.015) and q[1] == pytest.approx(0.2)

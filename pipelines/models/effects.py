@@ -149,7 +149,7 @@ def with_family_q(effects: list[Effect]) -> list[Effect]:
     idx = [i for i, e in enumerate(effects) if e.estimable and e.p_value is not None]
     if not idx:
         return effects
-    q = multipletests([float(effects[i].p_value or 1.0) for i in idx], method="fdr_bh")[1]
+    q = multipletests([float(effects[i].p_value or 0.0) for i in idx], method="fdr_bh")[1]
     out = list(effects)
     for i, qi in zip(idx, q, strict=True):
         d = {**(out[i].details or {}), "q_value_bh": float(qi), "family_size": len(idx)}
