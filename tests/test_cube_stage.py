@@ -22,6 +22,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _cube_fixtures import make_store  # noqa: E402
 
 import features.cube.build as cube_build  # noqa: E402
+import features.cube.duck as duck  # noqa: E402
 from features.cube import build_cube  # noqa: E402
 from features.cube.duck import DuckStage, _Sql  # noqa: E402
 from features.cube.period import DAY, HOUR  # noqa: E402
@@ -61,9 +62,14 @@ def _reference(q: _Sql, source: str) -> str:
         """
 
 
-def test_staged_pieces_give_the_group_by_exactly(tmp_path, store: Store) -> None:
+@pytest.mark.parametrize("sort_rows", [duck.SORT_ROWS, 0])
+def test_staged_pieces_give_the_group_by_exactly(
+    tmp_path, store: Store, monkeypatch, sort_rows: int
+) -> None:
     """Presence means and ridership sums of every month equal the GROUP BY's to the last bit
-    (the 2 h and 15 min slots go through the spreading path, the hourly ones the direct one)."""
+    (the 2 h and 15 min slots go through the spreading path, the hourly ones the direct one),
+    whether the stage is sorted by hour (large sources) or not."""
+    monkeypatch.setattr(duck, "SORT_ROWS", sort_rows)
     plan = make_plan(store)
     specs = plan.months()
     stage = DuckStage(plan, specs, tmp_path)

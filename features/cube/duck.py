@@ -291,6 +291,23 @@ def _counted(tbl: pa.Table, lo: int, hi: int, n_zones: int) -> dict[str, np.ndar
     return {**_sparse(keys % size, width, lo), "ci": (keys // size).astype(np.int32), "n": n}
 
 
+#: a source of more rows than this is staged sorted by hour: each month then reads only its
+#: own blocks (DuckDB's zone maps) instead of scanning every piece (measured on a 5 000-zone
+#: presence of 87 M rows: a month's scan 6.2 s unsorted, 0.6 s sorted, for a 37 s sort; on the
+#: 300-zone city's 5 M rows, 0.04 s unsorted against a 1.5 s sort)
+SORT_ROWS = 20_000_000
+
+
+def _present(plan: Plan) -> list[tuple[str, str, Callable[[_Sql], str]]]:
+    return [s for s in _SOURCES if s[0] in plan.paths]
+
+
+def _rows(path: str) -> int:
+    import pyarrow.parquet as pq
+
+    return int(pq.ParquetFile(path).metadata.num_rows)
+
+
 class DuckStage:
     """Hourly pieces of every source over the whole period, staged once in DuckDB.
 
@@ -299,8 +316,9 @@ class DuckStage:
     spills to the build folder beyond DuckDB's ``memory_limit``); each month then reads its
     hours back by range and sums or averages its pieces per (zone, hour) in numpy
     (:func:`_weighted`, :func:`_summed`). The big files are scanned once, not once per month;
-    the tables are neither aggregated nor sorted in SQL (a hash aggregate or a sort of
-    millions of one-row groups cost more than reading them back unsorted). :meth:`inputs` may
+    the tables are not aggregated in SQL (a hash aggregate of millions of one-row groups
+    costs more than summing them in numpy), and sorted by hour only for sources of more than
+    :data:`SORT_ROWS` rows (below, reading them back unsorted costs less). :meth:`inputs` may
     be called from several threads (one cursor each).
     """
 
@@ -319,8 +337,11 @@ class DuckStage:
         a1 = max(s.a1 for s in specs)
         w0 = min(s.w0 for s in specs)
         self.names = []
-        for name, sql in duckdb_sql(con, plan, a0, a1, w0).items():
-            con.execute(f"CREATE TABLE s_{name} AS {sql}")
+        for (source, name, _), sql in zip(
+            _present(plan), duckdb_sql(con, plan, a0, a1, w0).values(), strict=True
+        ):
+            big = name != "lamps_out" and _rows(plan.paths[source]) > SORT_ROWS
+            con.execute(f"CREATE TABLE s_{name} AS {sql}" + (" ORDER BY eh" if big else ""))
             self.names.append(name)
         self._local = threading.local()
 
