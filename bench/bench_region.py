@@ -323,6 +323,13 @@ def run(
         print(f"[region] {name}: {json.dumps(res, default=str)}", flush=True)
     keep_result(RESULTS, scale, rec)
     write_docs(json.loads(RESULTS.read_text()))
+    if (not only or "ingest" in only) and (raw / "sources.yaml").exists():
+        # the presence alone against a plain pyarrow read and write (the ingest goal)
+        from bench.bench_ingest import run_presence
+
+        left = max(deadline - time.perf_counter(), 0) / 60
+        if left > 1:
+            rec["ingest_presence"] = run_presence(raw, label=scale, cap_gb=cap_gb, timeout_min=left)
     return rec
 
 
