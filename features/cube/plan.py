@@ -30,6 +30,7 @@ from features.cube.period import (
     study_period,
 )
 from features.errors import ConfigError, StoreError
+from features.ingest.writing import PENDING
 from features.store import Store
 from features.text import slug
 from features.zones import centroids
@@ -129,7 +130,19 @@ def _zones(store: Store) -> pd.DataFrame:
 
 
 def _source_paths(store: Store) -> dict[str, str]:
-    """Validated Parquet path of each cube source present (faults need the lamps)."""
+    """Validated Parquet path of each cube source present (faults need the lamps); refused
+    while an ingest of the store is unfinished (a killed run leaves its sources ``pending``,
+    some rewritten and others not, see :mod:`features.ingest.writing`)."""
+    report = store.read_json(Store.INGEST_REPORT) or {}
+    pending = sorted(
+        n for n, e in report.get("sources", {}).items() if e.get("fingerprint") == PENDING
+    )
+    if pending:
+        raise StoreError(
+            f"{store.root}: the last ingest did not finish (sources {', '.join(pending)} are "
+            f"pending in {Store.INGEST_REPORT}); run `vigie ingest SOURCES.yaml --store "
+            f"{store.root}` again before building the cube."
+        )
     paths = {s: str(store.validated_path(s)) for s in CUBE_SOURCES if store.has(s)}
     if "lighting_faults" in paths and "lamps" not in paths:
         paths.pop("lighting_faults")

@@ -32,7 +32,7 @@ import pandas as pd
 
 from features.cube.dask_engine import run_tasks
 from features.errors import InputError
-from features.store import Store
+from features.store import Store, atomic_file
 from features.text import slug
 from pipelines.models.cube_io import _compact, cube_columns_needed
 from pipelines.models.design import (
@@ -278,7 +278,8 @@ def save_cluster_boosters(store: Store, boosts: dict[str, XGBFit]) -> Path:
     listing = {}
     for g, xm in boosts.items():
         name = f"cluster_xgb_{slug(g)}.json"
-        xm.booster.save_model(str(store.root / "models" / name))
+        with atomic_file(store.root / "models" / name) as tmp:  # a kill leaves no half file
+            tmp.write_bytes(bytes(xm.booster.save_raw(raw_format="json")))
         listing[g] = {
             "file": name, "columns": list(xm.columns), "offset": xm.offset, "n_rows": xm.n_rows,
             "n_incidents": xm.n_incidents, "trained_on": "cells, through xgboost.dask",
