@@ -69,6 +69,7 @@ from pipelines.signals.scan import (
     _zone_day_llr,
     best_cylinders,
     null_chunk,
+    scan_inputs,
 )
 
 #: zone blocks of a run on a cluster (capped at the zones).
@@ -187,17 +188,8 @@ def scan_on_blocks(
     """
     import dask  # heavy: loaded only on this path
 
-    nbr = np.asarray(neighbours, dtype=int)
+    nbr, cyl, obs, exp = scan_inputs(panel, neighbours, max_window)
     z = len(panel.zones)
-    if nbr.ndim != 2 or nbr.shape[0] != z:
-        raise ValueError(f"neighbours should have shape (zones={z}, K), got {nbr.shape}")
-    if max_window < 1:
-        raise ValueError(f"max_window should be >= 1, got {max_window}")
-    cyl = _Cylinders(panel.period, nbr, max_window)
-    sl = slice(cyl.t_first, cyl.p1)
-    valid = panel.valid[:, sl]
-    obs = np.where(valid, panel.observed[:, sl], 0.0)
-    exp = np.where(valid, panel.expected[:, sl], 0.0)
     chunk = null_chunk(z * nbr.shape[1] * cyl.shape[0] * cyl.shape[1])
     obs_d, exp_d = dask.delayed(obs, pure=True), dask.delayed(exp, pure=True)
     tasks = []

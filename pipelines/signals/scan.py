@@ -255,17 +255,7 @@ def space_time_scan(
     space-time clusters. Proc. 11th ACM SIGKDD, 218-227 (expectation-based statistic).
     Abrams, A. M., Kleinman, K. & Kulldorff, M. (2010). Int. J. Health Geographics 9:61.
     """
-    nbr = np.asarray(neighbours, dtype=int)
-    z = len(panel.zones)
-    if nbr.ndim != 2 or nbr.shape[0] != z:
-        raise ValueError(f"neighbours should have shape (zones={z}, K), got {nbr.shape}")
-    if max_window < 1:
-        raise ValueError(f"max_window should be >= 1, got {max_window}")
-    cyl = _Cylinders(panel.period, nbr, max_window)
-    sl = slice(cyl.t_first, cyl.p1)
-    valid = panel.valid[:, sl]
-    obs = np.where(valid, panel.observed[:, sl], 0.0)
-    exp = np.where(valid, panel.expected[:, sl], 0.0)
+    nbr, cyl, obs, exp = scan_inputs(panel, neighbours, max_window)
     c_obs = cyl.sums(obs)
     b = cyl.sums(exp)
     llr = np.where(cyl.ok, _llr(c_obs, b), 0.0)  # (Z, K, n_end, L)
@@ -277,6 +267,26 @@ def space_time_scan(
     best = best_cylinders(llr, c_obs, b)
     records = _clusters(panel, cyl, best, null_max, max_clusters=max_clusters)
     return ScanResult(clusters=records_frame(records), null_max=null_max, zone_day_llr=zone_day)
+
+
+def scan_inputs(
+    panel: Panel, neighbours: np.ndarray, max_window: int
+) -> tuple[np.ndarray, _Cylinders, np.ndarray, np.ndarray]:
+    """The neighbours (checked), the cylinders and the observed and expected counts over the
+    days the cylinders span (zero where the panel is not valid): what the scan reads, in one
+    process (:func:`space_time_scan`) or per zone block (``pipelines.signals.blocks``)."""
+    nbr = np.asarray(neighbours, dtype=int)
+    z = len(panel.zones)
+    if nbr.ndim != 2 or nbr.shape[0] != z:
+        raise ValueError(f"neighbours should have shape (zones={z}, K), got {nbr.shape}")
+    if max_window < 1:
+        raise ValueError(f"max_window should be >= 1, got {max_window}")
+    cyl = _Cylinders(panel.period, nbr, max_window)
+    sl = slice(cyl.t_first, cyl.p1)
+    valid = panel.valid[:, sl]
+    obs = np.where(valid, panel.observed[:, sl], 0.0)
+    exp = np.where(valid, panel.expected[:, sl], 0.0)
+    return nbr, cyl, obs, exp
 
 
 def _zone_day_llr(best_end: np.ndarray, nbr: np.ndarray, *, min_llr: float) -> np.ndarray:
