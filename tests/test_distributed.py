@@ -180,24 +180,27 @@ def test_fit_command_on_a_cluster(tmp_path, tiny_store, cluster_stats, local) ->
     np.testing.assert_allclose(b[ok], a[ok], rtol=1e-6)
 
 
-@pytest.fixture(scope="module")
-def signals_pair(fitted_store):
-    """The tiny city's last week of signals in one process, and per zone block on a cluster
-    (with its fitted model: the blocks read their zones' rows and the model's expectation)."""
+def _week_local_and_on_cluster(store: Store, **options):
+    """The store's last full week of signals in one process and on a 2-worker LocalCluster."""
     from features.timeutil import last_full_week
     from pipelines.signals.period import parse_period
     from pipelines.signals.run import run_signals
 
-    meta = Store(fitted_store).cube_meta()
+    meta = store.cube_meta()
     period = parse_period(last_full_week(meta["end"], meta.get("timezone") or "UTC"))
-    local = run_signals(Store(fitted_store), period, write=False)
+    local = run_signals(store, period, write=False)
     with distributed.LocalCluster(
         n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None
     ) as cluster:
-        dist = run_signals(
-            Store(fitted_store), period, write=False, address=cluster.scheduler_address,
-            zone_blocks=4,
-        )  # fmt: skip
+        dist = run_signals(store, period, write=False, address=cluster.scheduler_address, **options)
+    return local, dist
+
+
+@pytest.fixture(scope="module")
+def signals_pair(fitted_store):
+    """The tiny city's last week of signals in one process, and per zone block on a cluster
+    (with its fitted model: the blocks read their zones' rows and the model's expectation)."""
+    local, dist = _week_local_and_on_cluster(Store(fitted_store), zone_blocks=4)
     return local, dist
 
 
@@ -327,20 +330,10 @@ def test_cluster_signals_fall_back_like_the_local_run(tmp_path, tiny_store) -> N
     and uses the per-capita fallback, as the local run does (the same tests)."""
     import shutil
 
-    from features.timeutil import last_full_week
-    from pipelines.signals.period import parse_period
-    from pipelines.signals.run import run_signals
-
     root = tmp_path / "store"
     shutil.copytree(tiny_store, root)
     (root / "models").mkdir(exist_ok=True)
     (root / "models" / "models.json").write_text("{}")
-    meta = Store(root).cube_meta()
-    period = parse_period(last_full_week(meta["end"], meta.get("timezone") or "UTC"))
-    local = run_signals(Store(root), period, write=False)
-    with distributed.LocalCluster(
-        n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None
-    ) as cluster:
-        dist = run_signals(Store(root), period, write=False, address=cluster.scheduler_address)
+    local, dist = _week_local_and_on_cluster(Store(root))
     assert local.expectation.source == dist.expectation.source == "fallback"
     pd.testing.assert_frame_equal(dist.tests, local.tests)
