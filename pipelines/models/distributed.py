@@ -2,9 +2,10 @@
 
 A Poisson rate GLM whose covariates are shared by many rows depends on the data only through the
 per-cell sums of counts and exposures (:mod:`pipelines.models.design`): this module computes
-those sums without loading the cube. Each month partition of the cube is one task (read its
-columns, :func:`~pipelines.models.design.design`, round the continuous features as
-:func:`~pipelines.models.design.build_cells` does, group by the cell key); the partial sums are
+those sums without loading the cube. Each month partition of the cube is one task (DuckDB reads its
+columns, computes the features as :func:`~pipelines.models.design.design` does, rounds the
+continuous ones as :func:`~pipelines.models.design.build_cells` does and groups by the cell key:
+:mod:`pipelines.models.cells_sql`); the partial sums are
 then combined by a groupby on the cluster in a tree of tasks, and only the aggregated cells (a
 few hundred thousand at most) come back to fit the GLM with statsmodels, through the same cell
 regression as :func:`pipelines.models.glm.fit_glm`.
@@ -34,21 +35,18 @@ from features.cube.dask_engine import run_tasks
 from features.errors import InputError
 from features.store import Store, atomic_file
 from features.text import slug
-from pipelines.models.cube_io import _compact, cube_columns_needed
+from pipelines.models.cells_sql import sql_cells
+from pipelines.models.cube_io import cube_columns_needed
 from pipelines.models.design import (
-    CONTINUOUS,
     MIN_INCIDENTS,
     XGB_ROUNDS,
     _matrix,
     _terms,
     cube_categories,
-    design,
-    exposure_mask,
     feature_status,
     group_categories,
-    group_counts,
 )
-from pipelines.models.glm import GLMFit, _CellModel, _one_blas_thread
+from pipelines.models.glm import GLMFit, _CellModel, _one_blas_thread, _pearson
 from pipelines.models.prepare import SparseGroupError, _estimable
 from pipelines.models.xgb import _XGB_PARAMS, XGBFit
 
@@ -94,26 +92,13 @@ def partition_cells(
     groups: dict[str, list[str] | None],
     resolution: float,
 ) -> pd.DataFrame:
-    """The cell sums of one cube partition file (rows with known, positive presence)."""
-    wanted = list(dict.fromkeys(["zone_id", "hour", *(c for c in columns if c != "month")]))
-    cube = _compact(pd.read_parquet(path, columns=wanted))
-    dz = design(cube, grain=grain, features=list(features))
-    use = exposure_mask(dz)
-    out: dict[str, np.ndarray] = {
-        "local_hour": dz["local_hour"].to_numpy()[use],
-        "dow": dz["dow"].to_numpy()[use],
-    }
-    for f in features:
-        v = dz[f].to_numpy(dtype=np.float64)
-        if f in CONTINUOUS and resolution > 0:
-            v = np.round(v / resolution) * resolution
-        out[f] = v[use]
-    e = dz["exposure"].to_numpy(dtype=np.float64)[use]
-    out["E"], out["E2"], out["rows"] = e, e * e, np.ones(len(e), dtype=np.int64)
-    for g, cats in groups.items():
-        out[f"y_{g}"] = group_counts(cube, cats)[use]
-    keys = ["local_hour", "dow", *features]
-    return pd.DataFrame(out).groupby(keys, sort=False, as_index=False).sum()
+    """The cell sums of one cube partition file (rows with known, positive presence),
+    aggregated by DuckDB on one thread (:func:`pipelines.models.cells_sql.sql_cells`: the cells
+    of :func:`~pipelines.models.design.build_cells`, reading only the columns they need)."""
+    return sql_cells(
+        [path], columns=list(columns), grain=grain, features=features, groups=groups,
+        resolution=resolution, threads=1,
+    )  # fmt: skip
 
 
 def combine_cells(*parts: pd.DataFrame, keys: Sequence[str]) -> pd.DataFrame:
@@ -174,15 +159,12 @@ def cell_statistics(
     return CellStats(cells, features, wanted, grain, len(paths))
 
 
-@_one_blas_thread
-def fit_cells(
-    stats: CellStats, group: str = "all", *, min_incidents: int = MIN_INCIDENTS
-) -> GLMFit:
-    """The Poisson rate GLM of ``group`` fitted with statsmodels on the aggregated cells.
-
-    The same cell regression as :func:`pipelines.models.glm.fit_glm` with
-    ``family="poisson"`` (the same estimable features, terms and Newton start), so the same
-    estimates; the covariance is model-based.
+def cell_model(
+    stats: CellStats, group: str, *, min_incidents: int = MIN_INCIDENTS
+) -> tuple[_CellModel, dict[str, str], int]:
+    """The cell regression of ``group`` on the aggregated cells (the same estimable features,
+    terms and cells as :func:`pipelines.models.glm.fit_glm`), why the other features are out,
+    and the group's incidents.
 
     Raises
     ------
@@ -209,15 +191,36 @@ def fit_cells(
     Ek = Ec[keep]
     cm = _CellModel(keep=keep, terms=terms, X=_matrix(c.loc[keep], terms), Ek=Ek,
                     Yk=Yc[keep], sk=c["E2"].to_numpy(dtype=np.float64)[keep] / (Ek * Ek))  # fmt: skip
+    return cm, why, n_inc
+
+
+@_one_blas_thread
+def fit_cells(
+    stats: CellStats, group: str = "all", *, min_incidents: int = MIN_INCIDENTS
+) -> GLMFit:
+    """The Poisson rate GLM of ``group`` fitted with statsmodels on the aggregated cells.
+
+    The same cell regression as :func:`pipelines.models.glm.fit_glm` with
+    ``family="poisson"`` (:func:`cell_model`: the same estimable features, terms and Newton
+    start), so the same estimates; the covariance is model-based.
+
+    Raises
+    ------
+    SparseGroupError
+        Fewer than ``min_incidents`` incidents.
+    """
+    cm, why, n_inc = cell_model(stats, group, min_incidents=min_incidents)
     res = cm.poisson()
+    c = stats.cells
     return GLMFit(
-        group=group, family="poisson", terms=tuple(terms),
+        group=group, family="poisson", terms=tuple(cm.terms),
         params=np.asarray(res.params, dtype=np.float64),
         cov=np.asarray(res.cov_params(), dtype=np.float64), alpha=0.0,
-        overdispersion_t=math.nan, n_rows=int(c["rows"].sum()), n_cells=int(keep.sum()),
+        overdispersion_t=math.nan, n_rows=int(c["rows"].sum()), n_cells=int(cm.keep.sum()),
         n_incidents=n_inc, dropped={}, not_estimable=why, grain=stats.grain,
         categories=None if stats.groups[group] is None else tuple(stats.groups[group] or ()),
         deviance=float(res.deviance),
+        pearson_dispersion=_pearson(cm, cm.means(np.asarray(res.params)), 0.0),
     )  # fmt: skip
 
 

@@ -44,6 +44,8 @@ from pipelines.models.forecasts import (
 )
 from pipelines.models.glm import GLMFit, SparseGroupError, _one_blas_thread, _overdispersed, fit_glm
 from pipelines.models.history import HistoryRows
+from pipelines.models.large import LARGE_ROWS, Large, ScaleRule, cell_glms, load
+from pipelines.models.large import load_cube as load_cube  # re-exported
 from pipelines.models.predictor import save_models
 from pipelines.models.results import BacktestEvaluation, Effects
 from pipelines.models.xgb import XGB_ROUNDS, XGBFit, fit_xgb
@@ -81,6 +83,8 @@ class FitReport:
         source); the plan per zone is in models.json.
     downstream
         ``model`` (the Predictor's default) and ``why``.
+    scale
+        How the cube was read (:class:`pipelines.models.large.ScaleRule`) and its ``lines``.
     """
 
     models_dir: str
@@ -92,6 +96,7 @@ class FitReport:
     seconds: dict[str, float] = field(default_factory=dict)
     exposure: dict[str, Any] = field(default_factory=dict)
     downstream: dict[str, str] = field(default_factory=dict)
+    scale: dict[str, Any] = field(default_factory=dict)
 
     @property
     def backtest(self) -> BacktestEvaluation | None:
@@ -115,6 +120,7 @@ class FitReport:
             seconds=dict(d.get("seconds") or {}),
             exposure=dict(d.get("exposure") or {}),
             downstream=dict(d.get("downstream") or {}),
+            scale=dict(d.get("scale") or {}),
         )
 
     def summary(self) -> str:
@@ -122,7 +128,7 @@ class FitReport:
         lines = [f"models written to {self.models_dir}", f"groups: {', '.join(self.groups)}"]
         lines += [f"  skipped {g}: {why}" for g, why in self.skipped.items()]
         lines += [f"  {f}: not estimable ({why})" for f, why in self.not_estimable.items()]
-        lines += list(self.exposure.get("lines", []))
+        lines += list(self.exposure.get("lines", [])) + list(self.scale.get("lines", []))
         if self.backtest is not None:
             lines.append(self.backtest.summary())
         if self.downstream and (self.backtest is None or self.backtest.downstream is None):
@@ -168,6 +174,7 @@ class _Design:
     features: list[str]
     cells: Cells
     status: dict[str, str | None]
+    resolution: float = 0.05
 
 
 @dataclass(frozen=True)
@@ -198,27 +205,6 @@ class GroupFits:
     zone_glms: dict[str, ZoneGLMFit] = field(default_factory=dict)
 
 
-def load_cube(store: Store) -> tuple[pd.DataFrame, str]:
-    """The cube's columns the models read (compact dtypes), and its grain.
-
-    Raises
-    ------
-    InputError
-        No incidents column (a cube without presence is fitted with the fallback exposure of
-        :mod:`pipelines.models.exposure`).
-    """
-    meta = store.cube_meta()
-    grain = meta.get("grain") or store.grain
-    cols = cube_columns_needed(meta.get("columns", []))
-    cube = _compact(store.cube(columns=cols or None))
-    if "incidents" not in cube.columns and not cube_categories(cube.columns):
-        raise InputError(
-            f"{store.root}: the cube has no incidents column; `vigie fit` models incidents, so "
-            "the study needs an incidents source."
-        )
-    return cube, grain
-
-
 def _design(cube: pd.DataFrame, *, grain: str, resolution: float) -> _Design:
     dz = design(cube, grain=grain)
     feats = design_features(dz)
@@ -228,6 +214,7 @@ def _design(cube: pd.DataFrame, *, grain: str, resolution: float) -> _Design:
         features=feats,
         cells=build_cells(dz, features=feats, resolution=resolution),
         status=feature_status(cube.columns, grain=grain),
+        resolution=resolution,
     )
 
 
@@ -238,8 +225,10 @@ def fit_groups(
     groups: Sequence[str] | None,
     min_incidents: int,
     xgb_rounds: int,
+    large: Large = None,
 ) -> GroupFits:
-    """Poisson and NB2 GLMs and XGBoost per category group (``all`` always first)."""
+    """Poisson and NB2 GLMs and XGBoost per category group (``all`` always first); the GLMs
+    on the whole period's cells under the large-study rule (``large``)."""
     gmap = group_categories(cube_categories(cube.columns))
     # `all` is always fitted: the backtest, the effects and other modules' forecasts use it
     wanted = list(dict.fromkeys(["all", *groups])) if groups else list(gmap)
@@ -249,7 +238,8 @@ def fit_groups(
             fits.skipped[g] = f"no category of the cube falls in group {g!r}"
             continue
         try:
-            _fit_group(fits, cube, d, g, min_incidents=min_incidents, xgb_rounds=xgb_rounds)
+            _fit_group(fits, cube, d, g, min_incidents=min_incidents, xgb_rounds=xgb_rounds,
+                       large=large)  # fmt: skip
         except SparseGroupError as exc:
             fits.skipped[g] = str(exc)
             log.warning("%s", exc)
@@ -257,8 +247,9 @@ def fit_groups(
 
 
 def _fit_group(
-    fits: GroupFits, cube: pd.DataFrame, d: _Design, g: str, *, min_incidents: int, xgb_rounds: int
-) -> None:
+    fits: GroupFits, cube: pd.DataFrame, d: _Design, g: str, *, min_incidents: int,
+    xgb_rounds: int, large: Large = None,
+) -> None:  # fmt: skip
     """Fit one group's models into ``fits`` (:class:`SparseGroupError` when too sparse)."""
     members = None if g == "all" else fits.groups[g]
     y = group_counts(cube, members)
@@ -269,8 +260,19 @@ def _fit_group(
         "categories": members,
         "min_incidents": min_incidents,
     }
-    pois = fit_glm(d.dz, y, family="poisson", **common)
-    nb = fit_glm(d.dz, y, family="negbin", **common)
+    if large is None:
+        pois = fit_glm(d.dz, y, family="poisson", **common)
+        nb = fit_glm(d.dz, y, family="negbin", **common)
+    else:
+        pois, nb = cell_glms(
+            large[0],
+            g,
+            dz=d.dz,
+            y=y,
+            dropped=large[1],
+            min_incidents=min_incidents,
+            resolution=d.resolution,
+        )
     fits.both[g] = {"poisson": pois, "negbin": nb}
     chosen = nb if _overdispersed(nb.alpha, pois.overdispersion_t) else pois
     fits.glms[g] = chosen
@@ -282,6 +284,19 @@ def _fit_group(
     except SparseGroupError as exc:
         log.warning("no zone rate model for group %s: %s", g, exc)
     log.info("fitted group %s (%s, %d incidents)", g, chosen.family, chosen.n_incidents)
+
+
+def _require_all(fits: GroupFits, store: Store) -> GroupFits:
+    """``fits``, checked to hold the ``all`` model (:class:`InputError` otherwise)."""
+    if "all" not in fits.glms:
+        why = fits.skipped.get("all", "not requested")
+        raise InputError(f"{store.root}: no model for all incidents: {why}")
+    return fits
+
+
+def _fitted(fits: GroupFits) -> dict[str, Any]:
+    """Which models of the ``all`` group exist (for the downstream choice)."""
+    return {"zone_glm": "all" in fits.zone_glms, "glm": 1, "xgb": "all" in fits.xgbs}
 
 
 def not_estimable(glm_all: GLMFit, status: Mapping[str, str | None]) -> dict[str, str]:
@@ -360,13 +375,17 @@ def save_fit(
 
 
 def _manifest_extra(
-    cube: pd.DataFrame, fits: GroupFits, not_est: dict[str, str], resolution, plan: ExposurePlan
-):
-    """What models.json says besides the models: period, groups, skipped, not estimable, the
-    exposure of each zone and the presence elasticity."""
+    cube: pd.DataFrame, fits: GroupFits, not_est: dict[str, str], resolution, plan: ExposurePlan,
+    rule: ScaleRule,
+):  # fmt: skip
+    """What models.json says besides the models: period (the whole cube's), groups, skipped,
+    not estimable, the exposure of each zone, the presence elasticity and the scale rule."""
+    # under the large-study rule, the GLMs' whole period (the window's is in `scale`)
+    first = rule.period_start if rule.large else str(cube["hour"].min())
     return {
         "fitted_at": pd.Timestamp.now(tz="UTC").isoformat(),
-        "period": {"start": str(cube["hour"].min()), "end": str(cube["hour"].max())},
+        "period": {"start": first, "end": str(cube["hour"].max())},
+        "scale": rule.to_json(),
         "groups": {g: (None if g == "all" else fits.groups[g]) for g in fits.glms},
         "skipped": fits.skipped,
         "not_estimable": not_est,
@@ -387,6 +406,7 @@ def fit_all(
     resolution: float = 0.05,
     covariates: str = "forecast",
     effects: bool = True,
+    large_rows: int = LARGE_ROWS,
 ) -> FitReport:
     """Fit every model of a store, backtest them and estimate effects (``vigie fit``).
 
@@ -412,6 +432,8 @@ def fit_all(
         ``"observed"``; see :func:`pipelines.models.backtest.run_backtest`.
     effects
         Whether to estimate the event-study and event-uplift effects.
+    large_rows
+        Above this many zone-slots, the large-study rule (:mod:`pipelines.models.large`).
 
     Raises
     ------
@@ -419,18 +441,17 @@ def fit_all(
         No cube; no incidents column or no model for all incidents.
     """
     clock = _Stopwatch()
-    cube, grain = load_cube(store)
+    cube, grain, large, rule = load(store, large_rows=large_rows, weeks=backtest_weeks,
+                                     groups=groups, resolution=resolution)  # fmt: skip
     clock.lap("read")
     d = _design(cube, grain=grain, resolution=resolution)
     plan = resolve_exposure(store, d.dz)
     clock.lap("design")
-    fits = fit_groups(cube, d, groups=groups, min_incidents=min_incidents, xgb_rounds=xgb_rounds)
-    if "all" not in fits.glms:
-        why = fits.skipped.get("all", "not requested")
-        raise InputError(f"{store.root}: no model for all incidents: {why}")
+    fits = _require_all(fit_groups(cube, d, groups=groups, min_incidents=min_incidents,
+                                   xgb_rounds=xgb_rounds, large=large), store)  # fmt: skip
     clock.lap("fit")
     not_est = not_estimable(fits.glms["all"], d.status)
-    extra = _manifest_extra(cube, fits, not_est, resolution, plan)
+    extra = _manifest_extra(cube, fits, not_est, resolution, plan, rule)
     irr = irr_frame(fits)
     res = None
     if backtest_weeks > 0:
@@ -438,8 +459,7 @@ def fit_all(
         res = _backtest(cube, d, store=store, weeks=backtest_weeks, min_incidents=min_incidents,
                         **options)  # fmt: skip
         clock.lap("backtest")
-    fitted = {"zone_glm": "all" in fits.zone_glms, "glm": 1, "xgb": "all" in fits.xgbs}
-    extra["downstream"] = downstream(None if res is None else res.evaluation, fitted)
+    extra["downstream"] = downstream(None if res is None else res.evaluation, _fitted(fits))
     found = _effects(cube, fits, d, store=store, not_est=not_est, studies=effects)
     clock.lap("effects")
     save_fit(store, fits, d, extra=extra, irr=irr, backtest=res, effects=found)
@@ -454,4 +474,5 @@ def fit_all(
         seconds=clock.rounded(),
         exposure={"lines": exposure_lines(plan, extra["elasticity"]), "counts": plan.counts()},
         downstream=extra["downstream"],
+        scale={**rule.to_json(), "lines": rule.lines()},
     )
