@@ -53,6 +53,7 @@ from pipelines.signals.reference import (
     QuietReference,
     city_shift,
     day_scale,
+    moderated_scale,
     nan_quantile,
     quiet_reference,
 )
@@ -62,6 +63,8 @@ _NEED = {"zone_id", "hour", "local_date", "local_hour", "present", "present_base
 PRIOR_RATE = 0.01
 #: passes of the reference without the past values far above it (:func:`reference_without_gaps`).
 HIGH_PASSES = 1
+#: at daily grain, shrink each zone-day's scale towards the zones' (:func:`.moderated_scale`).
+MODERATE_SCALE = True
 
 
 @dataclass(frozen=True)
@@ -246,8 +249,9 @@ def reference_without_gaps(
     over ``SHIFTED_REFERENCE_WEEKS`` weeks at least, the shift added back; at hourly grain the
     shift is a day-level quantity (a city-wide day such as a summer exodus changes the day's
     shape, not every hour alike): the day-level test takes out the median over zones of their
-    day errors (:func:`day_level`). ``from_day``: the first
-    day tested (:func:`~pipelines.signals.reference.quiet_reference`)."""
+    day errors (:func:`day_level`). At daily grain each zone-day's scale is then shrunk towards
+    the zones' (:func:`~.reference.moderated_scale`, Smyth 2004). ``from_day``: the first day
+    tested (:func:`~pipelines.signals.reference.quiet_reference`)."""
     explained = np.array([d in facts.holidays or facts.heavy(d) for d in lay.days], dtype=bool)
     known = lay.event.any(axis=2, keepdims=True) | explained[None, :, None]
     y = np.log1p(lay.present)
@@ -277,6 +281,9 @@ def reference_without_gaps(
             for k, a in parts.items():
                 a[zi] = getattr(sub, k)
             ref = QuietReference(**parts)
+    if shift.any() and MODERATE_SCALE:  # daily: scales shrunk towards the zones' (Smyth 2004)
+        sc = moderated_scale(ref.scale[..., 0], np.maximum(3.0, 0.19 * ref.n_scale[..., 0]))
+        ref = replace(ref, scale=sc[..., None])
     ref = replace(ref, loc=ref.loc + shift)
     return Reference(ref=ref, gaps=gaps, pool=pool & ~gaps, shift=shift[0, :, 0])
 
