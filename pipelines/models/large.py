@@ -37,6 +37,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from features.errors import InputError, StoreError
@@ -151,10 +152,8 @@ def load_window(store: Store, *, weeks: int) -> tuple[pd.DataFrame, str, pd.Time
     month = start.tz_convert(None).strftime("%Y-%m")
     files = [f for f in cube_files(store) if Path(f).parent.name.split("=", 1)[1] >= month]
     wanted = list(dict.fromkeys(["zone_id", "hour", *cols]))
-    parts = [
-        pq.read_table(f, columns=wanted, filters=[("hour", ">=", start)]).to_pandas() for f in files
-    ]
-    cube = _compact(pd.concat(parts, ignore_index=True))
+    parts = [pq.read_table(f, columns=wanted, filters=[("hour", ">=", start)]) for f in files]
+    cube = _compact(pa.concat_tables(parts).to_pandas())
     if not len(cube):
         raise InputError(f"{store.root}: no cube rows after {start}.")
     return cube, grain, start
