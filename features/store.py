@@ -388,6 +388,8 @@ class Store:
             filters.append(("hour", "<", as_utc(end)))
         if zones is not None:
             filters.append(("zone_id", "in", list(zones)))
+            if zones and all(isinstance(z, str) for z in zones):  # lets row-group stats prune
+                filters += [("zone_id", ">=", min(zones)), ("zone_id", "<=", max(zones))]
         cols = None if columns is None else list(dict.fromkeys(["zone_id", "hour", *columns]))
         df = pd.read_parquet(self.cube_dir, columns=cols, filters=filters or None)
         if "month" in df.columns and (columns is None or "month" not in columns):

@@ -10,6 +10,7 @@ import pandas as pd
 
 from features.geo import haversine_m
 from features.store import Store
+from features.timeutil import as_utc
 from pipelines.events.crowd import remaining_share
 from pipelines.events.params import StaffingParams
 from pipelines.events.result import LampsContext
@@ -100,6 +101,37 @@ def hourly_ridership(rid: pd.DataFrame) -> pd.DataFrame:
         parts.append(rep)
     out = pd.concat(parts, ignore_index=True)
     return out.groupby(["stop_id", "hour"], as_index=False)["entries"].sum()
+
+
+def ridership_near(
+    store: Store, stop_ids: pd.Series, *, since: pd.Timestamp, until: pd.Timestamp
+) -> pd.DataFrame | None:
+    """The validated ridership of some stops whose slots reach ``[since, until)`` (None
+    without a ridership source or with an empty one): a filtered read (row groups pruned by their statistics), so
+    a region's tens of millions of ridership rows are never loaded whole. A slot starts at most
+    its length before the hour it reaches, so the read starts the longest slot earlier."""
+    path = store.validated_path("ridership")
+    if not path.exists():
+        return None
+    import pyarrow.parquet as pq  # the store's own engine
+
+    meta = pq.ParquetFile(path).metadata
+    if meta.num_rows == 0:
+        return None
+    names = meta.schema.to_arrow_schema().names
+    longest = 0
+    if "slot_minutes" in names:
+        col = names.index("slot_minutes")
+        stats = [meta.row_group(i).column(col).statistics for i in range(meta.num_row_groups)]
+        if any(s is None or not s.has_min_max for s in stats):
+            return store.validated("ridership")  # no statistics: read whole
+        longest = max((int(s.max) for s in stats), default=0)
+    lo = as_utc(since) - pd.Timedelta(minutes=max(longest, 60))
+    hi = as_utc(until)
+    ids = sorted(stop_ids.astype(str).unique())
+    return pd.read_parquet(
+        path, filters=[("start", ">=", lo), ("start", "<", hi), ("stop_id", "in", ids)]
+    )
 
 
 def _usual_entries(
@@ -193,7 +225,8 @@ def stops_context(
     if near.empty:
         limitations.append(f"no transit stop within {bp.stop_radius_m:g} m of the venue")
         return []
-    rid = store.validated("ridership")
+    rid = ridership_near(store, near["stop_id"], since=ev.start - pd.Timedelta(
+        weeks=bp.baseline_weeks), until=ev.start)  # fmt: skip
     if rid is None or rid.empty:
         limitations.append("no ridership source: usual entries at the stops near the venue unknown")
         usual = np.zeros((len(near), len(hours)))

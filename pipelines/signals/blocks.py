@@ -3,9 +3,12 @@
 Zones are cut into consecutive blocks (:func:`zone_blocks`), one task each, in up to three
 rounds; the client joins their results and runs the rest as without a cluster:
 
-1. **The daily panel** (:func:`panel_on_blocks`, with a fitted model): each task reads its
-   zones' cube rows over the period and its calibration history, computes the model's expected
-   incidents per row and sums both per zone and day. The client never loads the history.
+1. **The daily panel** (:func:`panel_on_blocks`): each task reads its zones' cube rows over
+   the period and its calibration history, computes the expected incidents per row (the fitted
+   model's, or the per-capita fallback's, whose factors the client fitted on the weeks before
+   the period) and sums both per zone and day. The client never loads the history. The same
+   function runs the blocks one after the other in one process when the history is too large
+   to read whole (``RunSettings.block_rows``).
 2. **The calibrated tests' statistics** (:func:`block_statistics_on_blocks`): each task gets its
    zones' panel rows and computes their rolling level, tail probabilities and drift charts per
    week; the client calibrates them on the pooled past zone-weeks.
@@ -55,7 +58,7 @@ from pipelines.signals.calibration import (
     _zone_day,
     block_statistics,
 )
-from pipelines.signals.expectation import model_expected
+from pipelines.signals.expectation import FallbackFit, model_expected
 from pipelines.signals.inputs import build_panel, read_cube_rows
 from pipelines.signals.panel import Panel, records_frame
 from pipelines.signals.period import Period
@@ -302,20 +305,31 @@ def block_statistics_on_blocks(
 
 
 def panel_block(
-    root: str, zones: list[str], period: Period, *, timezone: str, history_days: int
-) -> tuple[Panel, bool]:
+    root: str,
+    zones: list[str],
+    period: Period,
+    *,
+    timezone: str,
+    history_days: int,
+    fallback: FallbackFit | None = None,
+    columns: list[str] | None = None,
+) -> tuple[Panel, bool, str]:
     """One block's rows of the daily panel (a task): its zones' cube rows over the period and
-    its history, the fitted model's expected incidents per row, their daily sums. The flag
-    says whether the model gave any expectation."""
+    its history (``columns``, default all), their expected incidents (the fitted model's, or
+    ``fallback``'s), their daily sums. Returns the panel, whether any expectation is known,
+    and where it came from (``"model"``, ``"fallback"``, or why the model gave none)."""
     st = Store(root)
     frame = read_cube_rows(st, period, timezone=timezone, history_days=history_days,
-                           columns=None, zones=zones)  # fmt: skip
-    exp, _ = model_expected(st, frame)
+                           columns=columns, zones=zones)  # fmt: skip
+    if fallback is None:
+        exp, how = model_expected(st, frame)
+    else:
+        exp, how = fallback.expected(frame), "fallback"
     known = exp is not None and bool(np.isfinite(exp).any())
     frame["expected"] = exp if exp is not None else np.nan
     panel = build_panel(frame, zones=zones, period=period, timezone=timezone,
                         history_days=history_days)  # fmt: skip
-    return panel, known
+    return panel, known, how
 
 
 def panel_on_blocks(
@@ -327,33 +341,58 @@ def panel_on_blocks(
     history_days: int,
     address: str | None,
     blocks: int = ZONE_BLOCKS,
-) -> Panel | None:
-    """The run's daily panel of incidents and the fitted model's expectation, built per zone
-    block on Dask (each task reads its zones' rows of the cube: the client never loads the
-    history); None when the store's model gives no expectation (the run then falls back on
-    the per-capita expectation, which pools an hour-of-week profile over all zones).
+    fallback: FallbackFit | None = None,
+    columns: list[str] | None = None,
+    in_process: bool = False,
+) -> tuple[Panel | None, str]:
+    """The run's daily panel of incidents and expectation, built per zone block: each block
+    reads its zones' rows of the cube over the period and its history, so the run never holds
+    the history whole.
 
+    Parameters
+    ----------
+    st, zones, period, timezone, history_days
+        The run's store, zones (sorted), period, time zone and days of history.
+    address, blocks
+        The Dask scheduler (None: local threads) and the zone blocks (tasks).
+    fallback
+        The per-capita fallback's fit (:func:`~pipelines.signals.expectation.fallback_fit`),
+        or None for the store's fitted model.
+    columns
+        The cube columns each block reads (None: all, as the model needs).
+    in_process
+        Run the blocks one after the other in this process (no Dask): memory is then bounded
+        by one block's rows.
+
+    Returns
+    -------
+    tuple
+        The panel (None when the model gives no expectation in any block), and where the
+        expectation came from (:func:`panel_block`'s, the first block's).
+
+    Notes
+    -----
     The same panel as :func:`~pipelines.signals.inputs.build_panel` on all the rows: the
-    model's expectation is per row, and a zone-day's sum adds its rows in the same order.
+    expectation is per row (the fallback's factors are fitted once, on the window before the
+    period), and a zone-day's sum adds its rows in the same order.
     """
-    import dask  # heavy: loaded only on this path
+    kw = dict(timezone=timezone, history_days=history_days, fallback=fallback, columns=columns)
+    groups = [[zones[i] for i in own] for own in zone_blocks(len(zones), blocks)]
+    if in_process:
+        parts = [panel_block(str(st.root), g, period, **kw) for g in groups]  # type: ignore[arg-type]
+    else:
+        import dask  # heavy: loaded only on this path
 
-    tasks = [
-        dask.delayed(panel_block, pure=True)(
-            str(st.root),
-            [zones[i] for i in own],
-            period,
-            timezone=timezone,
-            history_days=history_days,
-        )  # fmt: skip
-        for own in zone_blocks(len(zones), blocks)
-    ]
-    parts: list[tuple[Panel, bool]] = run_tasks(tasks, address)
-    if not any(known for _, known in parts):
-        return None
+        tasks = [
+            dask.delayed(panel_block, pure=True)(str(st.root), g, period, **kw) for g in groups
+        ]
+        parts = run_tasks(tasks, address)
+    if not any(known for _, known, _ in parts):
+        return None, parts[0][2]
     first = parts[0][0]
-    return Panel(
+    panel = Panel(
         zones=np.asarray(zones, dtype=object), days=first.days,
-        observed=np.concatenate([p.observed for p, _ in parts]),
-        expected=np.concatenate([p.expected for p, _ in parts]), period=first.period,
+        observed=np.concatenate([p.observed for p, _, _ in parts]),
+        expected=np.concatenate([p.expected for p, _, _ in parts]), period=first.period,
     )  # fmt: skip
+    return panel, parts[0][2]

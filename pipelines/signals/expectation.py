@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 
@@ -25,6 +27,46 @@ def _exposure(frame: pd.DataFrame) -> np.ndarray:
     return np.where(e > 0, e, np.nan)
 
 
+#: the cube columns the per-capita fallback reads (with the incidents it fits on).
+FALLBACK_COLUMNS = ["dow", "local_hour", "incidents", "present", "present_baseline"]
+
+
+@dataclass(frozen=True)
+class FallbackFit:
+    """The per-capita fallback's fitted factors (:func:`fallback_fit`).
+
+    Attributes
+    ----------
+    zones
+        The zone ids fitted, sorted.
+    rate
+        Each zone's rate per present person and slot (``r_zone``).
+    profile
+        The 168 hour-of-week factors (``f_how``).
+    unseen
+        The rate of a zone without rows in the fitting window (its shrunk rate: the city's).
+    whole
+        True when the window before ``fit_end`` had no incidents, so every row before it was
+        used (the fit then depends on how far back the frame goes).
+    """
+
+    zones: np.ndarray
+    rate: np.ndarray
+    profile: np.ndarray
+    unseen: float
+    whole: bool
+
+    def expected(self, frame: pd.DataFrame) -> np.ndarray:
+        """Expected incidents per row of ``frame``: present x zone rate x hour-of-week factor
+        (the city rate for a zone not fitted; NaN where the exposure is unknown)."""
+        ids = frame["zone_id"].astype(str).to_numpy()
+        pos = np.searchsorted(self.zones, ids)
+        pos = np.minimum(pos, max(len(self.zones) - 1, 0))
+        hit = (self.zones[pos] == ids) if len(self.zones) else np.zeros(len(ids), dtype=bool)
+        r = np.where(hit, self.rate[pos] if len(self.zones) else 0.0, self.unseen)
+        return _exposure(frame) * r * self.profile[hour_of_week(frame)]
+
+
 def fallback_expected(
     frame: pd.DataFrame,
     *,
@@ -35,14 +77,47 @@ def fallback_expected(
 ) -> np.ndarray:
     """Expected incidents per row when no model is fitted: present x zone rate x hour-of-week.
 
+    :func:`fallback_fit` on ``frame``, applied to its rows (:meth:`FallbackFit.expected`).
+
+    Parameters
+    ----------
+    frame
+        Cube rows: zone_id, hour, dow, local_hour, incidents, present and/or present_baseline.
+    fit_end, weeks, prior_incidents, iterations
+        As :func:`fallback_fit`.
+
+    Returns
+    -------
+    numpy.ndarray
+        Expected incidents per row (NaN where the exposure is unknown).
+    """
+    fit = fallback_fit(
+        frame, fit_end=fit_end, weeks=weeks, prior_incidents=prior_incidents,
+        iterations=iterations,
+    )  # fmt: skip
+    return fit.expected(frame)
+
+
+def fallback_fit(
+    frame: pd.DataFrame,
+    *,
+    fit_end: pd.Timestamp,
+    weeks: int = 8,
+    prior_incidents: float = 1.0,
+    iterations: int = 20,
+) -> FallbackFit:
+    """The per-capita fallback ``E = present x r_zone x f_how`` fitted on ``frame``'s rows.
+
     A log-linear Poisson model ``E = present x r_zone x f_how`` (how = local day of week x local
     hour) is fitted on the ``weeks`` weeks before ``fit_end`` by iterative proportional fitting,
     which gives the maximum-likelihood fit of this main-effects model (Bishop, Fienberg &
     Holland 1975). Each zone rate is shrunk towards the city rate by ``prior_incidents``
     pseudo-incidents, and each hour-of-week factor towards 1 by half a pseudo-incident, so that
     a zone or an hour without incidents in the window does not get an expectation of zero (the
-    fit is then penalised, not exact ML). Missing presence falls back on present_baseline; a study without presence uses
-    exposure 1 (a per-slot rate).
+    fit is then penalised, not exact ML). Missing presence falls back on present_baseline; a
+    study without presence uses exposure 1 (a per-slot rate). Only the rows of the window are
+    read, so a frame of the window alone gives the same fit as the whole history (unless the
+    window has no incidents: then every row before ``fit_end`` is used, ``whole``).
 
     Parameters
     ----------
@@ -53,8 +128,12 @@ def fallback_expected(
 
     Returns
     -------
-    numpy.ndarray
-        Expected incidents per row (NaN where the exposure is unknown).
+    FallbackFit
+
+    Raises
+    ------
+    InputError
+        When no row before ``fit_end`` has both incidents and presence.
 
     References
     ----------
@@ -72,7 +151,8 @@ def fallback_expected(
         & np.isfinite(expo)
         & np.isfinite(y)
     )
-    if fit.sum() == 0 or np.nansum(y[fit]) == 0:
+    whole = bool(fit.sum() == 0 or np.nansum(y[fit]) == 0)
+    if whole:
         fit = np.isfinite(expo) & np.isfinite(y) & (t < fit_end).to_numpy()
     if fit.sum() == 0:
         raise InputError(
@@ -92,7 +172,9 @@ def fallback_expected(
         r = (y_zone + prior_incidents) / (denom + prior_incidents / city)
         d2 = np.bincount(hz, weights=ez * r[iz], minlength=168)
         f = (y_how + 0.5) / (d2 + 0.5)  # half a pseudo-incident at the average profile
-    return expo * r[zone_idx] * f[how]
+    unseen = prior_incidents / (prior_incidents / city)  # (0 + prior) / (0 + prior / city)
+    return FallbackFit(zones=zone_codes.astype(object), rate=r, profile=f, unseen=float(unseen),
+                       whole=whole)  # fmt: skip
 
 
 def estimate_dispersion(observed: np.ndarray, expected: np.ndarray) -> float:
@@ -114,6 +196,15 @@ def estimate_dispersion(observed: np.ndarray, expected: np.ndarray) -> float:
     num = ((o[ok] - e[ok]) ** 2 - o[ok]).sum()
     den = (e[ok] ** 2).sum()
     return float(max(0.0, num / den)) if den > 0 else 0.0
+
+
+def model_unavailable(store: Store) -> str | None:
+    """Why the store's fitted model cannot be used (the first line of the error), or None."""
+    try:
+        load_predictor(store)
+    except (ImportError, StoreError, InputError, FileNotFoundError, KeyError) as exc:
+        return str(exc).split("\n")[0]
+    return None
 
 
 def model_expected(store: Store, frame: pd.DataFrame) -> tuple[np.ndarray | None, str]:

@@ -22,7 +22,14 @@ from pipelines.signals.drift import drift_tests
 from pipelines.signals.drivers import build_drivers
 from pipelines.signals.ears import EARS_THRESHOLDS, ears_statistic
 from pipelines.signals.excess import excess_tests
-from pipelines.signals.expectation import estimate_dispersion, fallback_expected, model_expected
+from pipelines.signals.expectation import (
+    FALLBACK_COLUMNS,
+    estimate_dispersion,
+    fallback_expected,
+    fallback_fit,
+    model_expected,
+    model_unavailable,
+)
 from pipelines.signals.inputs import build_panel, read_cube_rows
 from pipelines.signals.panel import Panel
 from pipelines.signals.period import Period
@@ -111,29 +118,22 @@ def incident_part(
     )
 
 
-def panel_on_blocks_wanted(st: Store, cfg: RunSettings) -> bool:
-    """Whether the run builds its daily panel per zone block on Dask (a scheduler address and
-    a fitted model: the per-capita fallback pools a profile over every zone's rows)."""
-    return cfg.address is not None and cfg.use_model and st.model_file("models.json").exists()
+def history_in_blocks(cfg: RunSettings, n_zones: int, grain: str, period_days: int) -> bool:
+    """Whether the run reads its calibration history per zone block: on Dask (a scheduler
+    address), or in this process when the history is larger than ``cfg.block_rows`` rows
+    (:meth:`~pipelines.signals.settings.RunSettings.history_blocks`). The run then reads
+    whole only the recent weeks the other detectors look back on."""
+    return cfg.address is not None or cfg.history_blocks(n_zones, grain, period_days) > 1
 
 
 def _long_panel(
     st: Store, inp: RunInputs, period: Period, cfg: RunSettings
 ) -> tuple[Panel, Expectation, str | None]:
     """The daily panel over the period and its calibration history, and its expectation: per
-    zone block on Dask (:func:`~pipelines.signals.blocks.panel_on_blocks`), else from rows."""
+    zone block (:func:`_panel_in_blocks`) when the history is not read whole, else from rows."""
+    if history_in_blocks(cfg, len(inp.zones), inp.grain, period.days):
+        return _panel_in_blocks(st, inp, period, cfg)
     frame = inp.frame
-    if panel_on_blocks_wanted(st, cfg):
-        from pipelines.signals.blocks import panel_on_blocks
-
-        panel = panel_on_blocks(st, inp.zones, period, timezone=inp.timezone,
-                                history_days=cfg.read_days, address=cfg.address,
-                                blocks=cfg.zone_blocks)  # fmt: skip
-        if panel is not None:
-            return panel, Expectation("model", MODEL_NOTE), None
-        # the client read only the recent rows: the fallback needs the history's
-        frame = read_cube_rows(st, period, timezone=inp.timezone, history_days=cfg.read_days,
-                               columns=None)  # fmt: skip
     exp, expectation, note = expected_incidents(st, frame, inp.start, use_model=cfg.use_model)
     frame["expected"] = exp
     panel = build_panel(frame, zones=inp.zones, period=period, timezone=inp.timezone,
@@ -141,13 +141,52 @@ def _long_panel(
     return panel, expectation, note
 
 
+def _panel_in_blocks(
+    st: Store, inp: RunInputs, period: Period, cfg: RunSettings
+) -> tuple[Panel, Expectation, str | None]:
+    """The long panel per zone block (:func:`~pipelines.signals.blocks.panel_on_blocks`): on
+    Dask with an address, else one block after the other in this process. The expectation is
+    the fitted model's when it gives one, else the per-capita fallback's, whose factors are
+    fitted on the recent rows the run holds (the weeks before the period), as
+    :func:`expected_incidents` would on the whole history."""
+    from pipelines.signals.blocks import panel_on_blocks
+
+    kw = dict(
+        timezone=inp.timezone, history_days=cfg.read_days, address=cfg.address,
+        blocks=cfg.history_blocks(len(inp.zones), inp.grain, period.days), in_process=cfg.address is None,
+    )  # fmt: skip
+    how = "no model in the store"
+    if cfg.use_model:
+        how = model_unavailable(st) or "model"
+        if how == "model":
+            panel, how = panel_on_blocks(st, inp.zones, period, **kw)  # type: ignore[arg-type]
+            if panel is not None:
+                return panel, Expectation("model", MODEL_NOTE), None
+    fit = fallback_fit(inp.frame, fit_end=inp.start)
+    if fit.whole:  # no incidents in the window: the fallback fits every row before the period
+        hist = read_cube_rows(st, period, timezone=inp.timezone, history_days=cfg.read_days,
+                              columns=_fallback_columns(st))  # fmt: skip
+        fit = fallback_fit(hist, fit_end=inp.start)
+        del hist
+    panel, _ = panel_on_blocks(st, inp.zones, period, fallback=fit, columns=_fallback_columns(st),
+                               **kw)  # type: ignore[arg-type]  # fmt: skip
+    assert panel is not None  # the fallback's expectation is known wherever presence is
+    expectation, note = _fallback_expectation(how)
+    return panel, expectation, note
+
+
+def _fallback_columns(st: Store) -> list[str]:
+    """The cube columns the fallback's blocks read (those the cube has)."""
+    have = st.cube_meta().get("columns", FALLBACK_COLUMNS)
+    return [c for c in FALLBACK_COLUMNS if c in have] + ["local_date"]
+
+
 def _cluster_note(
     st: Store, cfg: RunSettings, expectation: Expectation, model_based: bool, scan: bool
 ) -> list[str]:
     """What ran per zone block on Dask (``vigie signals --scheduler``)."""
     what = []
-    if expectation.source == "model" and panel_on_blocks_wanted(st, cfg):
-        what.append("the daily panel (each block's cube rows and the model's expectation)")
+    what.append("the daily panel (each block's cube rows and their expectation)")
     if scan or not model_based:
         what.append("the space-time scan" if model_based else "the calibrated tests' statistics")
     if not what:
@@ -213,13 +252,19 @@ def expected_incidents(
     if exp is not None and np.isfinite(exp).any():
         return exp, Expectation("model", MODEL_NOTE), None
     exp = fallback_expected(frame, fit_end=period_start)
+    expectation, note = _fallback_expectation(how)
+    return exp, expectation, note
+
+
+def _fallback_expectation(how: str) -> tuple[Expectation, str]:
+    """The expectation's description and the run's note when the fallback is used (``how``:
+    why no model was)."""
     note = (
         f"no fitted model used ({how}); expected incidents = present x the zone's "
         "past per-capita rate x an hour-of-week profile, fitted on the 8 weeks "
         "before the period"
     )
     return (
-        exp,
         Expectation("fallback", note),
         "expected incidents come from the per-capita fallback, not a fitted model.",
     )

@@ -37,7 +37,7 @@ from features.store import Store
 from features.timeutil import as_utc
 from pipelines.signals.conflicts import event_conflicts
 from pipelines.signals.excess import week_blocks
-from pipelines.signals.incidents import incident_part, panel_on_blocks_wanted, recent
+from pipelines.signals.incidents import history_in_blocks, incident_part, recent
 from pipelines.signals.inputs import CUBE_COLUMNS, build_panel, read_cube_rows, zone_neighbours
 from pipelines.signals.origins import who_parts
 from pipelines.signals.panel import records_frame
@@ -84,6 +84,7 @@ def run_signals(
     calibration_weeks: int = 52,
     address: str | None = None,
     zone_blocks: int = 8,
+    block_rows: int = 4_000_000,
 ) -> SignalRun:
     """Run every detector on a period of a store and write the ranked signals.
 
@@ -93,8 +94,9 @@ def run_signals(
         The store (or its folder).
     period
         From :func:`~pipelines.signals.period.parse_period`.
-    fdr, history_days, n_sim, seed, k_neighbours, max_window, lags, outage_share, surge_ratio, use_model, mc_budget, calibration_weeks, address, zone_blocks
-        The run's settings: see :class:`RunSettings` (``address``: per zone block on Dask).
+    fdr, history_days, n_sim, seed, k_neighbours, max_window, lags, outage_share, surge_ratio, use_model, mc_budget, calibration_weeks, address, zone_blocks, block_rows
+        The run's settings: see :class:`RunSettings` (``address``: per zone block on Dask;
+        ``block_rows``: a longer history is read per zone block in this process).
     write
         Write the JSON and Parquet files (:meth:`SignalRun.save`).
 
@@ -118,9 +120,13 @@ def run_signals(
         max_window=max_window, lags=tuple(lags), outage_share=outage_share,
         surge_ratio=surge_ratio, use_model=use_model, mc_budget=mc_budget,
         calibration_weeks=calibration_weeks, address=address, zone_blocks=zone_blocks,
+        block_rows=block_rows,
     )  # fmt: skip
     st = store if isinstance(store, Store) else Store(store)
-    blocks = panel_on_blocks_wanted(st, cfg)  # the history is then read per zone block
+    meta = st.cube_meta()
+    # a long history is read per zone block (bounded memory); the run then holds the recent rows
+    blocks = history_in_blocks(cfg, int(meta.get("zones") or 0), meta.get("grain", "1h"),
+                               period.days)  # fmt: skip
     inp = load_inputs(st, period, history_days=cfg.recent_days if blocks else cfg.read_days,
                       use_model=use_model and not blocks)  # fmt: skip
     neighbours, notes = _neighbours(st, inp.zones, k=k_neighbours)

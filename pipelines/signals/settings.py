@@ -40,9 +40,14 @@ class RunSettings:
     calibration_weeks
         Past weeks whose zone-weeks calibrate the incident tests (0: model-based tests only).
     address, zone_blocks
-        A Dask scheduler address: the daily panel (with a fitted model), the incident
-        statistics and the space-time scan then run as ``zone_blocks`` tasks, one per block of
-        zones (:mod:`pipelines.signals.blocks`), with the same results; None: in this process.
+        A Dask scheduler address: the daily panel, the incident statistics and the space-time
+        scan then run as ``zone_blocks`` tasks, one per block of zones
+        (:mod:`pipelines.signals.blocks`), with the same results; None: in this process.
+    block_rows
+        Largest number of cube rows of the calibration history read at once in this process:
+        a longer history (zones x slots of :attr:`read_days`) is read and turned into the
+        daily panel one zone block after the other (:meth:`history_blocks`), with the same
+        results, so that the memory is bounded by a block.
     """
 
     fdr: float = 0.05
@@ -59,6 +64,7 @@ class RunSettings:
     calibration_weeks: int = 52
     address: str | None = None
     zone_blocks: int = 8
+    block_rows: int = 4_000_000
 
     @property
     def calibration(self) -> CalibrationSettings:
@@ -76,6 +82,20 @@ class RunSettings:
         """Days of cube read before the period (look-back and calibration history)."""
         cal = self.calibration.history_days if self.calibration_weeks > 0 else 0
         return max(self.history_days, cal)
+
+    def history_blocks(self, n_zones: int, grain: str, period_days: int = 7) -> int:
+        """Zone blocks the history is read in: ``zone_blocks`` on Dask; in this process, as
+        many as keep each block's rows (its zones x slots of :attr:`read_days` and the
+        period's days) within ``block_rows`` (1: the history is read whole)."""
+        if self.address is not None:
+            return self.zone_blocks
+        try:
+            slots = max(1, int(pd.Timedelta(days=1) // pd.Timedelta(grain)))
+        except ValueError:
+            slots = 24
+        per_zone = slots * (self.read_days + period_days + 1)
+        per_block = max(1, self.block_rows // per_zone)
+        return max(1, min(n_zones, -(-n_zones // per_block)))
 
 
 @dataclass(frozen=True)
