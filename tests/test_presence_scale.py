@@ -10,6 +10,7 @@ leave alone a study with too few zones.
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 from scipy import optimize, special
 
 from pipelines.signals.reference import _trigamma_inverse, moderated_scale
@@ -73,3 +74,36 @@ def test_lower_half_scale_degrees_of_freedom():
         s = _scales(np.ones(300), m=m, days=10, seed=25)
         d = 2.0 * _trigamma_inverse(np.array([np.var(np.log(s**2))]))[0]
         assert abs(d / m - 0.19) <= 0.15 * 0.19, d / m
+
+
+def _reference(seed: int, moderate: bool, monkeypatch) -> tuple[np.ndarray, list[str]]:
+    """The daily scales ``(zones, period days)`` of the review of tests/test_presence_daily.py's
+    panel (12 zones sharing a 0.08 noise, a venue with withheld games), and the zones."""
+    from test_presence_daily import PERIOD, _panel
+
+    import pipelines.signals.presence as presence
+    from pipelines.signals.explain import day_facts
+
+    monkeypatch.setattr(presence, "MODERATE_SCALE", moderate)
+    frame, _ = _panel(seed)
+    lay = presence.layout(frame)
+    first = lay.days.index(pd.Timestamp(PERIOD[0]).date())
+    base = presence.reference_without_gaps(
+        lay, day_facts(frame, events=None, country=None), from_day=first
+    )
+    return base.ref.scale[:, first:, 0], [str(z) for z in lay.zones]
+
+
+def test_moderated_scales_on_the_review_path(monkeypatch):
+    """On the path of ``vigie signals`` at daily grain (``reference_without_gaps``), with zones
+    sharing one noise (seeds 21, 22, not the panel's own): the moderated scales spread less
+    across zones each day than the zones' own (at most 60 % of their SD of log scale) and keep
+    their median within 15 %."""
+    for seed in (21, 22):
+        own, zones = _reference(seed, False, monkeypatch)
+        mod, _ = _reference(seed, True, monkeypatch)
+        quiet = [i for i, z in enumerate(zones) if z != "z00"]
+        sd_own = np.nanstd(np.log(own[quiet]), axis=0).mean()
+        sd_mod = np.nanstd(np.log(mod[quiet]), axis=0).mean()
+        assert sd_mod <= 0.6 * sd_own, (sd_mod, sd_own)
+        assert abs(np.nanmedian(mod) / np.nanmedian(own) - 1) < 0.15
