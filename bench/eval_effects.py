@@ -264,9 +264,12 @@ Synthetic cities with realism on (not the model vigie fits: zone effects, day-le
 trend and season, presence delivered as a biased proxy, withheld games, inelastic crowds,
 sparse categories), planted weak signals left in, through the shipped path: `generate` ->
 `ingest` -> `build_cube` -> `fit_all` (`vigie fit`; the city without its backtest, which the
-effects do not use). IRRs are refitted with a factor per zone and per ISO week, without the
-zone x day/week windows an excess detector flags, event slots against the zone's reference
-presence; intervals are clustered by local day with the fixed effects partialled out, on a t
+effects do not use). IRRs are refitted by the Poisson estimating equations (whose target, where
+an effect varies, is its expected-weighted mean multiplier, the truth below; the NB2 weights of
+the forecast would tilt it), with a factor per zone and per ISO week, without the zone x
+day/week windows an excess detector flags, event slots against the zone's reference presence
+(its hour-of-week median where the cube has no `present_baseline`); intervals are clustered by
+local day (they carry the over-dispersion) with the fixed effects partialled out, on a t
 reference with the days that identify each feature; q is the Benjamini-Hochberg q value over
 every IRR reported. "truth" is the planted IRR, except for the event IRR, which estimates the
 whole event against the same zone-hours without it (its pseudo-true value, computed from the

@@ -39,7 +39,7 @@ from pipelines.models.baselines import hour_of_week
 from pipelines.models.design import design, group_counts, numeric
 from pipelines.models.glm import GLMFit
 from pipelines.models.results import Effect
-from pipelines.models.robust import local_day
+from pipelines.models.robust import local_day, reference_presence
 from pipelines.models.studies import (
     adjacency,
     finite,
@@ -51,22 +51,6 @@ from pipelines.models.studies import (
 
 KIND = "event_uplift"
 NO_RING = "no zone neighbours (zones without geometry)"
-
-
-def reference_presence(cube: pd.DataFrame) -> np.ndarray:
-    """Presence without events: present_baseline, else the zone x hour-of-week median of
-    slots without events."""
-    ref = numeric(cube, "present_baseline", np.nan)
-    if np.isfinite(ref).all():
-        return ref
-    pres = numeric(cube, "present", np.nan)
-    att = np.nan_to_num(numeric(cube, "event_attendance"))
-    z = pd.factorize(cube["zone_id"])[0].astype(np.int64)
-    key = z * 168 + hour_of_week(cube)
-    quiet = (att == 0) & np.isfinite(pres)
-    med = pd.Series(pres[quiet]).groupby(key[quiet]).median()
-    fill = med.reindex(key).to_numpy(np.float64)
-    return np.where(np.isfinite(ref), ref, fill)
 
 
 @dataclass(frozen=True)
