@@ -10,6 +10,8 @@ its zones' rows.
 
 from __future__ import annotations
 
+import datetime as dt
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -20,7 +22,7 @@ from features.timeutil import last_full_week
 from pipelines.signals import blocks as blocks_module
 from pipelines.signals import run as run_module
 from pipelines.signals.expectation import fallback_expected, fallback_fit
-from pipelines.signals.inputs import read_cube_rows
+from pipelines.signals.inputs import read_cube_rows, read_cube_rows_by_block
 from pipelines.signals.run import parse_period, run_signals
 from pipelines.signals.settings import RunSettings
 
@@ -56,6 +58,9 @@ def _counting(monkeypatch) -> dict[str, list]:
 
     monkeypatch.setattr(blocks_module, "read_cube_rows", spy("block", blocks_module.read_cube_rows))
     monkeypatch.setattr(run_module, "read_cube_rows", spy("client", run_module.read_cube_rows))
+    monkeypatch.setattr(
+        run_module, "read_cube_rows_by_block", spy("client", run_module.read_cube_rows_by_block)
+    )
     return seen
 
 
@@ -119,3 +124,16 @@ def test_block_path_equals_the_whole_table_with_a_model(fitted_store, monkeypatc
     per_zone = max(rows / len(block) for rows, block, _ in seen["block"])
     assert per_zone <= 24 * (RunSettings().read_days + 8)
     assert all(rows <= 30_000 for rows, _, _ in seen["block"])  # a block holds its zones only
+
+
+def test_read_by_block_is_the_whole_read(long_toy) -> None:
+    """The recent rows read zone block by zone block in Arrow = the whole pandas read (67 local
+    days of 25 zones, one of them the 23 hours of the change to summer time)."""
+    st = Store(long_toy)
+    period = parse_period("2027-W18")
+    cols = ["local_hour", "dow", "local_date", "present", "present_baseline", "incidents"]
+    kw = dict(timezone="Europe/Paris", history_days=60, columns=cols)
+    whole = read_cube_rows(st, period, **kw)
+    by_block = read_cube_rows_by_block(st, period, block_rows=5_000, **kw)
+    assert len(whole) == 25 * (24 * 67 - 1) and whole["local_date"].map(type).eq(dt.date).all()
+    pd.testing.assert_frame_equal(by_block, whole)

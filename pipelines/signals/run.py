@@ -38,7 +38,13 @@ from features.timeutil import as_utc
 from pipelines.signals.conflicts import event_conflicts
 from pipelines.signals.excess import week_blocks
 from pipelines.signals.incidents import history_in_blocks, incident_part, recent
-from pipelines.signals.inputs import CUBE_COLUMNS, build_panel, read_cube_rows, zone_neighbours
+from pipelines.signals.inputs import (
+    CUBE_COLUMNS,
+    build_panel,
+    read_cube_rows,
+    read_cube_rows_by_block,
+    zone_neighbours,
+)
 from pipelines.signals.origins import who_parts
 from pipelines.signals.panel import records_frame
 from pipelines.signals.period import Period, local_days, parse_period
@@ -128,7 +134,8 @@ def run_signals(
     blocks = history_in_blocks(cfg, int(meta.get("zones") or 0), meta.get("grain", "1h"),
                                period.days)  # fmt: skip
     inp = load_inputs(st, period, history_days=cfg.recent_days if blocks else cfg.read_days,
-                      use_model=use_model and not blocks)  # fmt: skip
+                      use_model=use_model and not blocks,
+                      block_rows=cfg.block_rows if blocks else None)  # fmt: skip
     neighbours, notes = _neighbours(st, inp.zones, k=k_neighbours)
     inc = incident_part(st, inp, period, neighbours, cfg)
     parts, more = other_tests(st, recent(inp, period, cfg.recent_days))
@@ -181,8 +188,11 @@ def other_tests(st: Store, inp: RunInputs) -> tuple[dict[str, pd.DataFrame], lis
     return parts, notes
 
 
-def load_inputs(st: Store, period: Period, *, history_days: int, use_model: bool) -> RunInputs:
-    """Read the cube over the period and ``history_days`` before it.
+def load_inputs(
+    st: Store, period: Period, *, history_days: int, use_model: bool, block_rows: int | None = None
+) -> RunInputs:
+    """Read the cube over the period and ``history_days`` before it (one zone block of about
+    ``block_rows`` rows after the other when given: :func:`read_cube_rows_by_block`).
 
     Raises
     ------
@@ -200,8 +210,12 @@ def load_inputs(st: Store, period: Period, *, history_days: int, use_model: bool
         )
     cols = [c for c in CUBE_COLUMNS if c in meta.get("columns", CUBE_COLUMNS)]
     read_all = use_model and st.model_file("models.json").exists()
-    frame = read_cube_rows(st, period, timezone=tz, history_days=history_days,
-                           columns=None if read_all else cols)  # fmt: skip
+    if block_rows is not None and not read_all:
+        frame = read_cube_rows_by_block(st, period, timezone=tz, history_days=history_days,
+                                        columns=cols, block_rows=block_rows)  # fmt: skip
+    else:
+        frame = read_cube_rows(st, period, timezone=tz, history_days=history_days,
+                               columns=None if read_all else cols)  # fmt: skip
     has_inc = "incidents" in frame.columns
     has_presence = {"present", "present_baseline"} <= set(frame.columns)
     if not has_inc and not has_presence:
