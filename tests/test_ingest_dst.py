@@ -284,3 +284,60 @@ def test_brooklyn_bridge_export_keeps_every_real_hour(tmp_path: Path):
     real = raw[local != pd.Timestamp("2018-03-11 02:00")]
     assert len(real) == 7295
     assert sorted(pres.astype(int).tolist()) == sorted(real["Pedestrians"].astype(int).tolist())
+
+
+@pytest.mark.parametrize("path", ["whole", "file-by-file", "workers"])
+def test_fall_back_hour_split_across_two_files_keeps_both_copies(
+    tmp_path: Path, monkeypatch, path: str
+):
+    """An export cut at 02:30 local on the fall-back day (half-hour slots): the first passage of
+    02:00 and 02:30 (summer time) ends the first file, the second passage (winter time) opens
+    the next. The copies are ranked across the files: both kept with distinct UTC instants,
+    nothing quarantined, and the store is the one the same rows in a single file give. Read
+    whole (small sources), file by file, and by the worker processes of a large source."""
+    import features.ingest.run as run_mod
+    import features.ingest.stream as stream_mod
+
+    if path == "whole":
+        monkeypatch.setattr(run_mod, "streamable", lambda name, kind: False)
+    if path == "workers":
+        monkeypatch.setattr(stream_mod, "POOL_BYTES", 0)
+    tz, day = "Europe/Paris", "2026-10-25"
+    first = ["01:00", "01:30", "02:00", "02:30"]  # 02:00 and 02:30 in summer time (UTC+2)
+    second = ["02:00", "02:30", "03:00", "03:30"]  # 02:00 and 02:30 again, in winter time
+
+    def frame(times: list[str], base: int) -> pd.DataFrame:
+        rows = [(z, f"{day} {t}", base + 10 * i + k) for k, z in enumerate("AB")
+                for i, t in enumerate(times)]  # fmt: skip
+        return pd.DataFrame(rows, columns=["zone_id", "start", "present"])
+
+    src = "presence: {path: 'p*.csv', slot_minutes: 30}\n"
+    split, whole = tmp_path / "split", tmp_path / "one"
+    for d in (split, whole):
+        d.mkdir()
+        _zones(d, tz)
+    frame(first, 100).to_csv(split / "p1.csv", index=False)
+    frame(second, 200).to_csv(split / "p2.csv", index=False)
+    pd.concat([frame(first, 100), frame(second, 200)]).to_csv(whole / "p1.csv", index=False)
+    rep = _ingest(split, tz, src)["sources"]["presence"]
+    assert (rep["rows_read"], rep["rows_kept"], rep["rows_quarantined"]) == (16, 16, 0)
+    assert rep["reasons"] == {}
+    assert rep["dst"] == {"nonexistent_shifted": 0, "ambiguous_first": 4, "ambiguous_second": 4}
+    assert _quarantine(split, "presence").empty
+    pres = Store(split / "s").validated("presence")
+    # 01:00 local is 23:00 UTC the day before; every half hour after it is the next instant
+    t0 = pd.Timestamp("2026-10-24 23:00", tz="UTC")
+    for k, z in enumerate("AB"):
+        got = pres[pres["zone_id"] == z]
+        assert got["start"].tolist() == [t0 + pd.Timedelta(minutes=30 * i) for i in range(8)]
+        assert got["present"].tolist() == [100.0 + 10 * i + k for i in range(4)] + [
+            200.0 + 10 * i + k for i in range(4)
+        ]
+    monkeypatch.undo()
+    rep_one = _ingest(whole, tz, src)["sources"]["presence"]
+    assert rep_one["dst"] == rep["dst"]
+    one = Store(whole / "s").validated("presence")
+    pd.testing.assert_frame_equal(
+        pres.sort_values(["zone_id", "start"]).reset_index(drop=True),
+        one.sort_values(["zone_id", "start"]).reset_index(drop=True),
+    )

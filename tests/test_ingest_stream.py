@@ -4,6 +4,7 @@ file by file gives the validated table and quarantine computed independently."""
 from __future__ import annotations
 
 import json
+import os
 import tracemalloc
 from pathlib import Path
 
@@ -197,3 +198,30 @@ def test_memory_of_a_source_read_file_by_file_does_not_grow_with_its_files(tmp_p
         tracemalloc.stop()
         assert res.sources["presence"].rows_kept == n * 15_000
     assert peaks[6] < 2 * peaks[1], peaks
+
+
+def test_tables_handed_over_in_shared_memory_and_orphans_removed(tmp_path: Path, monkeypatch):
+    """A worker's table comes back equal through the IPC file (removed once mapped); the
+    allocator settings are undone on leaving; a folder left by a process that no longer runs
+    is removed, one of a running process kept."""
+    import subprocess
+    import sys
+
+    import pyarrow as pa
+
+    from features.ingest import memory
+
+    before = pa.default_memory_pool().backend_name
+    table = pa.table({"zone_id": ["A", "B", None], "n": [1, 2, 3]})
+    with memory.reused_memory(), memory.shared_dir() as d:
+        path = memory.put_table(table, d)
+        assert memory.take_table(path).equals(table)
+        assert not Path(path).exists()
+    assert not d.exists()
+    assert pa.default_memory_pool().backend_name == before
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
+    (tmp_path / f"vigie-ingest-{dead}-x").mkdir()
+    (tmp_path / f"vigie-ingest-{os.getpid()}-y").mkdir()
+    memory._remove_orphans(tmp_path)
+    assert [p.name for p in tmp_path.iterdir()] == [f"vigie-ingest-{os.getpid()}-y"]

@@ -14,10 +14,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from features import schemas
-from features.ingest.times import PLACEHOLDER
+from features.ingest.keys import _hash_keys, _zone_hashes
+from features.ingest.rows import _Rows
+from features.ingest.times import PLACEHOLDER, _later_copies
 from features.ingest.validation import _duck
 from features.store import temp_sibling
 
@@ -55,6 +58,11 @@ class _Acc:
     ignored: list[str] = field(default_factory=list)
     mapped: dict[str, str] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    # per time column, the records of repeated local times of every file (_ambiguous_record)
+    ambiguous: dict[str, list[pd.DataFrame]] = field(default_factory=dict)
+    # per time column, the output positions (sorted) of later copies of a repeated local time
+    # and their winter-time instants (int64 ns, UTC), written over the stored values
+    shifted: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
     schema: pa.Schema | None = None
     parts: list[Path] = field(default_factory=list)  # a new part when a file adds columns
     io: Any = None  # the thread that writes (a ThreadPoolExecutor)
@@ -72,8 +80,11 @@ def _may_share(a: list[tuple], b: list[tuple]) -> bool:
     return True
 
 
-def _rewrite_without(tmp: Path, drop: np.ndarray) -> None:
-    """``tmp`` written again without the rows at positions ``drop`` (sorted)."""
+def _rewrite_without(
+    tmp: Path, drop: np.ndarray, shifted: dict[str, tuple[np.ndarray, np.ndarray]] | None = None
+) -> None:
+    """``tmp`` written again without the rows at positions ``drop`` (sorted), the times of
+    ``shifted`` (:attr:`_Acc.shifted`) written over the stored ones first."""
     src = temp_sibling(tmp)
     os.replace(tmp, src)
     try:
@@ -82,17 +93,93 @@ def _rewrite_without(tmp: Path, drop: np.ndarray) -> None:
             at = 0
             for batch in pf.iter_batches(batch_size=1 << 20):
                 n = batch.num_rows
+                table = _shift(pa.Table.from_batches([batch]), at, shifted or {})
                 lo, hi = np.searchsorted(drop, [at, at + n])
                 keep = np.ones(n, dtype=bool)
                 keep[drop[lo:hi] - at] = False
-                w.write_table(pa.Table.from_batches([batch]).filter(pa.array(keep)))
+                w.write_table(table.filter(pa.array(keep)))
                 at += n
     finally:
         src.unlink(missing_ok=True)
 
 
+def _shift(table: pa.Table, at: int, shifted: dict[str, tuple[np.ndarray, np.ndarray]]):
+    """``table`` (output rows from position ``at``) with the times of ``shifted`` set."""
+    for col, (pos, val) in shifted.items():
+        lo, hi = np.searchsorted(pos, [at, at + table.num_rows])
+        if hi == lo or col not in table.column_names:
+            continue
+        old = table.column(col).combine_chunks()
+        v = pc.cast(old, pa.int64()).to_numpy(zero_copy_only=False).copy()
+        mask = np.zeros(len(v), dtype=bool)
+        mask[pos[lo:hi] - at] = True
+        v[pos[lo:hi] - at] = val[lo:hi]
+        new = pc.if_else(pa.array(mask), pa.array(v).cast(old.type), old)
+        table = table.set_column(table.column_names.index(col), col, new)
+    return table
+
+
+def _ambiguous_record(
+    name: str, rows: _Rows, ok: np.ndarray, hashes, zones
+) -> dict[str, pd.DataFrame]:
+    """A file's repeated local times (:attr:`_Rows.ambiguous`) for the ranking across files:
+    ``__pos``, the position among the file's kept rows (-1: quarantined), and when the time is
+    part of the source's key, ``__hash``: the key's hash with the winter-time instant (as
+    :func:`features.ingest.stream._key_hashes` computes it), and ``__ki``, the time's place in
+    the key (for the file's summary)."""
+    out = {}
+    f = rows.frame
+    key = [k for k in schemas.KEYS[name] if k in f.columns]
+    kept_pos = np.cumsum(ok) - 1
+    for col, rec in rows.ambiguous.items():
+        at = rec["__at"].to_numpy()
+        rec = rec.drop(columns=["__at"])
+        rec["__pos"] = np.where(ok[at], kept_pos[at], -1)
+        rec["__ki"] = key.index(col) if col in key and hashes is not None else -1
+        rec["__hash"] = np.zeros(len(rec), dtype=np.uint64)
+        if col in key and hashes is not None:
+            sub = f.iloc[at][key].reset_index(drop=True)
+            winter = pd.DatetimeIndex(rec["__winter"].to_numpy().view("datetime64[ns]"))
+            sub[col] = pd.Series(winter.tz_localize("UTC"), index=sub.index)
+            zh = _zone_hashes(rows, zones)
+            rec["__hash"] = _hash_keys(sub, key, None if zh is None else zh[at])
+        out[col] = rec
+    return out
+
+
+def _ambiguous_across(acc: _Acc) -> None:
+    """The later copies of a repeated local time (:func:`~features.ingest.times._later_copies`:
+    ranked first in their file, an earlier file holds the same series and local time) take
+    their winter-time instant: recorded in :attr:`_Acc.shifted` (written over the stored
+    times), their key hashes and their files' ranges updated, counted as ambiguous_second."""
+    for col, recs in acc.ambiguous.items():
+        rec = pd.concat(recs, ignore_index=True)
+        later = _later_copies(rec.drop(columns=["__fi"]))
+        n = int(later.sum())
+        if not n:
+            continue
+        acc.dst["ambiguous_first"] = acc.dst.get("ambiguous_first", 0) - n
+        acc.dst["ambiguous_second"] = acc.dst.get("ambiguous_second", 0) + n
+        sel = rec[later & (rec["__pos"].to_numpy() >= 0)].sort_values("__pos")
+        pos = sel["__pos"].to_numpy(dtype=np.int64)
+        val = sel["__winter"].to_numpy(dtype=np.int64)
+        acc.shifted[col] = (pos, val)
+        for p, v, ki, h in zip(pos, val, sel["__ki"], sel["__hash"].to_numpy(dtype=np.uint64)):
+            i = int(np.searchsorted(acc.offsets, p, side="right") - 1)
+            if ki < 0:
+                continue
+            if not acc.hashes[i].flags.writeable:
+                acc.hashes[i] = acc.hashes[i].copy()
+            acc.hashes[i][p - acc.offsets[i]] = h
+            lo, hi, vals = acc.summaries[i][ki]
+            t = pd.Timestamp(int(v), tz="UTC").to_pydatetime()
+            acc.summaries[i][ki] = (lo, t if hi is None or t > hi else hi, vals)
+
+
 def _across_files(acc: _Acc, tmp: Path) -> set[int]:
-    """The output positions quarantined across files: placeholders, then duplicates."""
+    """The output positions quarantined across files: placeholders, then duplicates (once the
+    later copies of a repeated local time have their winter-time instant)."""
+    _ambiguous_across(acc)
     late = _placeholders_across(acc, tmp)
     late |= _duplicates_across(acc, tmp, late)
     return late
@@ -172,6 +259,15 @@ def _duplicates_across(acc: _Acc, tmp: Path, placeholders: set[int]) -> set[int]
         )
     finally:
         con.close()
+    for col, (spos, sval) in acc.shifted.items():  # the times to be written over the stored
+        if col in back.columns:
+            i = np.minimum(np.searchsorted(spos, back["__pos"].to_numpy()), len(spos) - 1)
+            hit = spos[i] == back["__pos"].to_numpy()
+            if hit.any():
+                v = pd.DatetimeIndex(back[col]).asi8.copy()
+                v[hit] = sval[i[hit]]
+                utc = pd.DatetimeIndex(v.view("datetime64[ns]")).tz_localize("UTC")
+                back[col] = pd.Series(utc, index=back.index)
     dup = back[back.duplicated(subset=key, keep="first")]
     if dup.empty:
         return set()

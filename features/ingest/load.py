@@ -15,7 +15,7 @@ from features.config import SourceSpec
 from features.ingest.location import _project_xy, _zones_from_file
 from features.ingest.mapping import _read_file
 from features.ingest.rows import _codes, _Rows
-from features.ingest.times import _parse_time, _placeholders
+from features.ingest.times import _parse_time, _placeholders, _rerank_ambiguous
 from features.ingest.validation import (
     _check_file_keys,
     _check_order,
@@ -124,10 +124,13 @@ def _zones_ahead(name: str, frame: pd.DataFrame, *, pool, zones):
 def _load_source(
     name: str, spec: SourceSpec, files: list[str], tz: str, *, pool=None, zones=None
 ) -> _Rows:
-    """Every file of a source, parsed one at a time and stacked; then the placeholders at
-    nonexistent local times that a real row of another file may hold are found."""
+    """Every file of a source, parsed one at a time and stacked; then the repeated local times
+    of a fall-back day are ranked across the files, and the placeholders at nonexistent local
+    times that a real row of another file may hold are found."""
     parts = [_load_file(name, spec, path, tz, pool=pool, zones=zones) for path in files]
     rows = parts[0] if len(parts) == 1 else _stack(name, parts)
+    if len(parts) > 1:
+        _rerank_ambiguous(rows)
     _placeholders(rows)
     _check_file_keys(rows)
     return rows
@@ -166,6 +169,15 @@ def _stack(name: str, parts: list[_Rows]) -> _Rows:
     for col in dict.fromkeys(c for p in parts for c in p.nonexistent):
         out.nonexistent[col] = np.concatenate(
             [p.nonexistent.get(col, np.zeros(len(p.frame), dtype=bool)) for p in parts]
+        )
+    for col in dict.fromkeys(c for p in parts for c in p.ambiguous):
+        out.ambiguous[col] = pd.concat(
+            [
+                p.ambiguous[col].assign(__at=p.ambiguous[col]["__at"] + off)
+                for p, off in zip(parts, offsets)
+                if col in p.ambiguous
+            ],
+            ignore_index=True,
         )
     if all(p.zone_codes is not None for p in parts):
         out.zone_codes = np.concatenate([_codes(p.zone_codes) for p in parts])

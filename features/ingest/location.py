@@ -87,6 +87,7 @@ def _assign(rows: _Rows, zones, zone_kind: str, h3_res: int) -> None:
         codes = _point_zone_codes(rows, codes, zones, zid, zone_kind, h3_res)
     zone = _take_ids(zid, codes, f.index)
     f["zone_id"] = zone
+    rows.zone_pos = codes
     if rows.source != "lighting_faults":
         noloc = (codes < 0) & ~rows.bad
         rows.flag(noloc, "no location (neither coordinates nor zone_id)")

@@ -170,7 +170,8 @@ def _read_file(source: str, spec: SourceSpec, path: str):
         keep=keep,
     )
     m, ign = _map_columns(source, spec, info.columns or list(df.columns), path)
-    out = pd.DataFrame({canon: df[col] for canon, col in m.items()}, index=df.index)
+    # copy=False: the columns as read, not consolidated into one block (a copy of every column)
+    out = pd.DataFrame({canon: df[col] for canon, col in m.items()}, index=df.index, copy=False)
     if source == "zones":
         import geopandas as gpd
 

@@ -38,10 +38,17 @@ class _Rows:
         # per time column, the rows whose local time does not exist (shifted one hour forward
         # until times._placeholders finds that a real row holds that instant)
         self.nonexistent: dict[str, np.ndarray] = {}
+        # per time column, the rows at a repeated local time of a fall-back day (see
+        # times._localize): their series keys, local time (__t), rank within their file
+        # (__rank), winter-time instant in UTC (__winter, int64 ns) and frame position (__at),
+        # for the ranking across files (times._rerank_ambiguous, across._ambiguous_across)
+        self.ambiguous: dict[str, pd.DataFrame] = {}
         self.warnings: list[str] = []
         # zone of each row's point, computed ahead in a thread (a Future, or an array once
         # several files are stacked); None when _assign must compute it
         self.zone_codes: Any = None
+        # each row's position in the zones table once placed (-1: none), set by _assign
+        self.zone_pos: np.ndarray | None = None
 
     def flag(self, mask, code: str, detail: pd.Series | None = None) -> None:
         mask = np.asarray(mask, dtype=bool)

@@ -37,9 +37,11 @@ import pyarrow.parquet as pq
 
 from features import schemas
 from features.config import SourceSpec
-from features.ingest.across import _FI, _Acc, _across_files, _rewrite_without
+from features.ingest.across import _FI, _Acc, _across_files, _ambiguous_record, _rewrite_without
+from features.ingest.keys import _hash_keys, _zone_hashes
 from features.ingest.load import _load_file
 from features.ingest.location import _assign
+from features.ingest.memory import put_table, reused_memory, shared_dir, take_table
 from features.ingest.results import SourceResult
 from features.ingest.rows import _Rows
 from features.ingest.times import PLACEHOLDER, _placeholders
@@ -81,9 +83,9 @@ def _stream_source(
     acc = _Acc(name)
     path = st.validated_path(name)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_file(path) as tmp:
+    with atomic_file(path) as tmp, reused_memory(), shared_dir() as shm:
         writer = None
-        procs = _worker_pool(files, zones)
+        procs = _worker_pool(files, zones, shm)
         try:
             # the Parquet writing (C++, without the GIL) runs in this thread while the next
             # file is read and parsed: at most two files' rows in memory
@@ -100,8 +102,8 @@ def _stream_source(
                 fut.result()  # a write that failed fails the source
         _merge_parts(acc, tmp)
         late = _across_files(acc, tmp)
-        if late:
-            _rewrite_without(tmp, np.array(sorted(late), dtype=np.int64))
+        if late or acc.shifted:
+            _rewrite_without(tmp, np.array(sorted(late), dtype=np.int64), acc.shifted)
     q = pd.concat(acc.quarantine, ignore_index=True)
     q = q.sort_values([_FI, "row"], kind="stable").drop(columns=[_FI])
     _write_quarantine_frame(st, name, q)
@@ -125,7 +127,7 @@ def _stream_source(
     )
 
 
-def _key_hashes(name: str, rows: _Rows) -> np.ndarray | None:
+def _key_hashes(name: str, rows: _Rows, zones) -> np.ndarray | None:
     """A 64-bit hash of each row's key (None: the source has no key columns); the file's
     repeated keys are quarantined (:func:`~features.ingest.validation._duplicates`) when two
     rows kept so far share a hash (the exact search runs only then)."""
@@ -133,7 +135,7 @@ def _key_hashes(name: str, rows: _Rows) -> np.ndarray | None:
     if not key:
         return None
     f = rows.frame
-    h = pd.util.hash_pandas_object(f[key], index=False).to_numpy()
+    h = _hash_keys(f, key, _zone_hashes(rows, zones))
     ok = ~rows.bad & f[key].notna().all(axis=1).to_numpy()
     hs = np.sort(h[ok])  # a sort is several times faster than pandas' hash table here
     if bool((hs[1:] == hs[:-1]).any()):
@@ -177,7 +179,9 @@ class _Part:
     summary: list[tuple] | None
     gap_keys: list[pd.DataFrame]  # __pos: position among the file's kept rows
     gap_quarantine: list[pd.DataFrame]
-    table: pa.Table
+    ambiguous: dict[str, pd.DataFrame]  # repeated local times (across._ambiguous_record)
+    table: pa.Table | None  # None while it travels from a worker as an IPC file (``shared``)
+    shared: str | None = None
 
 
 def _read_part(
@@ -187,7 +191,7 @@ def _read_part(
     rows = _load_file(name, spec, path, tz, pool=pool, zones=zones)
     _placeholders(rows)
     _assign(rows, zones, "polygons", 0)
-    h = _key_hashes(name, rows)
+    h = _key_hashes(name, rows, zones)
     f = rows.frame
     bad = rows.bad
     ok = ~bad
@@ -204,21 +208,24 @@ def _read_part(
     if key and h is not None:
         h = h[ok] if not ok.all() else h
         complete = kept[key].notna().all(axis=1).to_numpy()
-        summary = _summary(table.filter(pa.array(complete)), key)
+        summary = _summary(table if complete.all() else table.filter(pa.array(complete)), key)
     part = _Part(
         i, len(f), {c: int(m.sum()) for c, m in rows.codes.items()}, dict(rows.dst), q, rows,
         str(f[FILE_COL].iloc[0]) if len(f) else "",
         None if ok.all() and _is_range(row_no) else row_no[ok],
-        h, complete, summary, gap_keys, gap_q, table,
+        h, complete, summary, gap_keys, gap_q, _ambiguous_record(name, rows, ok, h, zones), table,
     )  # fmt: skip
     rows.frame = rows.frame.iloc[:0]  # the rows travel as the table only
     rows.raw = rows.raw.iloc[:0]
     rows.codes, rows.details, rows.nonexistent, rows.zone_codes = {}, {}, {}, None
+    rows.ambiguous, rows.zone_pos = {}, None
     return part
 
 
 def _add(acc: _Acc, part: _Part, tmp: Path, writer):
     """One file's part: counts and quarantine kept, its kept rows appended to the output."""
+    table = part.table
+    assert table is not None
     acc.read += part.read
     for code, n in part.counts.items():
         acc.counts[code] = acc.counts.get(code, 0) + n
@@ -238,17 +245,22 @@ def _add(acc: _Acc, part: _Part, tmp: Path, writer):
     for q in part.gap_quarantine:
         q["__pos"] += acc.out
         acc.gaps.quarantine.append(q)
+    for col, rec in part.ambiguous.items():
+        pos = rec["__pos"].to_numpy()
+        rec["__pos"] = np.where(pos >= 0, pos + acc.out, -1)
+        rec["__fi"] = part.index
+        acc.ambiguous.setdefault(col, []).append(rec)
     if part.hashes is not None and part.complete is not None and part.summary is not None:
         acc.hashes.append(part.hashes)
         acc.complete.append(part.complete)
         acc.summaries.append(part.summary)
     else:  # a file without the key's columns: its rows take part in no search (aligned by file)
-        n = part.table.num_rows
+        n = table.num_rows
         acc.hashes.append(np.zeros(n, dtype=np.uint64))
         acc.complete.append(np.zeros(n, dtype=bool))
         acc.summaries.append([(None, None, None)])
-    acc.out += part.table.num_rows
-    return _write_table(acc, part.table, tmp, writer)
+    acc.out += table.num_rows
+    return _write_table(acc, table, tmp, writer)
 
 
 #: sources of at least this many bytes in two files or more are read by two worker processes
@@ -257,7 +269,7 @@ POOL_BYTES = 64 << 20
 _WORKER: dict[str, Any] = {}
 
 
-def _worker_pool(files: list[str], zones):
+def _worker_pool(files: list[str], zones, shm: Path):
     """Two worker processes (forked: they inherit the zones) when the source is large; None
     otherwise (the files are read in this process)."""
     import multiprocessing
@@ -267,6 +279,7 @@ def _worker_pool(files: list[str], zones):
     if "fork" not in multiprocessing.get_all_start_methods():
         return None
     _WORKER["zones"] = zones
+    _WORKER["shm"] = shm
     procs = ProcessPoolExecutor(
         max_workers=2, mp_context=multiprocessing.get_context("fork"), initializer=_init_worker
     )
@@ -283,7 +296,17 @@ def _init_worker() -> None:
 
 
 def _read_in_worker(name: str, spec: SourceSpec, path: str, i: int, tz: str) -> _Part:
-    return _read_part(name, spec, path, i, tz, zones=_WORKER["zones"])
+    """One file's part, its table handed over in shared memory (:mod:`.memory`)."""
+    part = _read_part(name, spec, path, i, tz, zones=_WORKER["zones"])
+    assert part.table is not None
+    part.shared, part.table = put_table(part.table, _WORKER["shm"]), None
+    return part
+
+
+def _received(part: _Part) -> _Part:
+    if part.shared is not None:
+        part.table, part.shared = take_table(part.shared), None
+    return part
 
 
 def _parts(procs, name, spec, files, tz, *, zones, pool):
@@ -298,9 +321,9 @@ def _parts(procs, name, spec, files, tz, *, zones, pool):
     for i, path in todo:
         ahead.append(procs.submit(_read_in_worker, name, spec, path, i, tz))
         if len(ahead) >= 3:
-            yield ahead.popleft().result()
+            yield _received(ahead.popleft().result())
     while ahead:
-        yield ahead.popleft().result()
+        yield _received(ahead.popleft().result())
 
 
 def _is_range(row_no: np.ndarray) -> bool:

@@ -3,8 +3,9 @@
 Naive local times become UTC by their day's offset (integer arithmetic, one look-up per day of
 the span); only rows within a day of an offset change go through pandas' ``tz_localize``, where
 a nonexistent time moves one hour forward and a repeated time is read first in summer time, then
-in winter time for the next occurrence of the same series key. Once a source's files are
-stacked, :func:`_placeholders` quarantines a nonexistent time whose shifted instant is a real
+in winter time for the next occurrence of the same series key (in the same file, or in an
+earlier file of the source: :func:`_later_copies`). Once a source's files are stacked,
+:func:`_placeholders` quarantines a nonexistent time whose shifted instant is a real
 slot of the same series. Common ISO 8601 layouts are parsed in C by pyarrow before pandas takes
 what is left.
 """
@@ -263,7 +264,12 @@ def _parse_time(
         assert naive is not None  # every branch that leaves local times parses them into naive
         t, oob[local] = _to_ns(naive if local.all() else naive[local])
         gap = np.zeros(int(local.sum()), dtype=bool)
-        out[local] = _localize(rows, t, np.flatnonzero(local), tz, series_keys, gap=gap)
+        amb: list[pd.DataFrame] = []
+        out[local] = _localize(
+            rows, t, np.flatnonzero(local), tz, series_keys, gap=gap, ambiguous_out=amb
+        )
+        if amb:
+            rows.ambiguous[name] = amb[0]
         if gap.any():
             rows.nonexistent[name] = np.zeros(n, dtype=bool)
             rows.nonexistent[name][np.flatnonzero(local)[gap]] = True
@@ -289,13 +295,16 @@ def _localize(
     series_keys: list[str],
     *,
     gap: np.ndarray | None = None,
+    ambiguous_out: list[pd.DataFrame] | None = None,
 ) -> np.ndarray:
     """Naive local times (``t``, datetime64[ns], at frame positions ``pos``) to UTC nanoseconds
     (int64, NaT's integer where missing) under the DST rule of the module docstring. Rows away
     from an offset change take their day's offset (integer arithmetic); only rows within a day
     of a change go through pandas' tz_localize. ``gap`` (a boolean array as long as ``t``), when
     given, is set where the local time does not exist (shifted one hour forward here;
-    :func:`_placeholders` decides later whether it is a placeholder)."""
+    :func:`_placeholders` decides later whether it is a placeholder). ``ambiguous_out``, when
+    given, receives the record of the repeated local times (:attr:`_Rows.ambiguous`): they are
+    ranked within this file here, and across the files of the source later."""
     raw = t.to_numpy().view(np.int64)
     nat = np.iinfo(np.int64).min
     valid = raw != nat
@@ -325,6 +334,14 @@ def _localize(
             sub["__t"] = tn[ambiguous].to_numpy()
             rank = sub.groupby(list(sub.columns), sort=False, dropna=False).cumcount().to_numpy()
             is_dst[ambiguous] = rank == 0
+            if ambiguous_out is not None:
+                winter = tn[ambiguous].dt.tz_localize(
+                    tz, ambiguous=np.zeros(int(ambiguous.sum()), dtype=bool)
+                )
+                sub["__rank"] = rank
+                sub["__winter"] = pd.DatetimeIndex(winter).tz_convert("UTC").asi8
+                sub["__at"] = at
+                ambiguous_out.append(sub)
             rows.dst["ambiguous_first"] += int((rank == 0).sum())
             rows.dst["ambiguous_second"] += int((rank >= 1).sum())
         rows.dst["nonexistent_shifted"] += int(nonexistent.sum())
@@ -333,6 +350,34 @@ def _localize(
         loc = tn.dt.tz_localize(tz, ambiguous=is_dst, nonexistent=pd.Timedelta(hours=1))
         out[near] = loc.dt.tz_convert("UTC").dt.tz_localize(None).to_numpy().view(np.int64)
     return out
+
+
+def _later_copies(rec: pd.DataFrame) -> np.ndarray:
+    """Of the repeated local times of a source's files (the records of
+    :attr:`_Rows.ambiguous`, files in order, rows in file order within each), those ranked first
+    in their own file (read as the summer-time instant) whose series and local time an earlier
+    file already holds: they are a later copy, the winter-time instant. So a fall-back hour
+    split across two exports keeps both copies, as when it lies in one file."""
+    keys = [c for c in rec.columns if not c.startswith("__")] + ["__t"]
+    overall = rec.groupby(keys, sort=False, dropna=False).cumcount().to_numpy()
+    return (rec["__rank"].to_numpy() == 0) & (overall >= 1)
+
+
+def _rerank_ambiguous(rows: _Rows) -> None:
+    """The files of a source stacked (:func:`features.ingest.load._stack`): the later copies of a
+    repeated local time (:func:`_later_copies`) moved to their winter-time instant, and counted
+    as ``ambiguous_second`` instead of ``ambiguous_first``."""
+    for col, rec in rows.ambiguous.items():
+        later = _later_copies(rec)
+        if not later.any():
+            continue
+        v = pd.DatetimeIndex(rows.frame[col]).asi8.copy()
+        v[rec["__at"].to_numpy()[later]] = rec["__winter"].to_numpy()[later]
+        utc = pd.DatetimeIndex(v.view("datetime64[ns]")).tz_localize("UTC")
+        rows.frame[col] = pd.Series(utc, index=rows.frame.index)
+        n = int(later.sum())
+        rows.dst["ambiguous_first"] -= n
+        rows.dst["ambiguous_second"] += n
 
 
 def _placeholders(rows: _Rows) -> None:

@@ -102,6 +102,9 @@ def _check_slots(rows: _Rows, spec: SourceSpec) -> None:
                 f"slot length not given: inferred {int(f['slot_minutes'].iloc[0]) if len(f) else 60} minutes from the spacing of start times"
             )
     sm = pd.to_numeric(f["slot_minutes"], errors="coerce")
+    if len(sm) > 10_000 and _good_slots(sm.drop_duplicates()):
+        f["slot_minutes"] = sm.astype("int32")  # every distinct length good (the usual case)
+        return
     bad = sm.isna() | (sm < 15) | (sm > 1440) | ((1440 % sm.fillna(1)) != 0)
     rows.flag(
         bad.to_numpy() & f["start"].notna().to_numpy(),
@@ -109,6 +112,16 @@ def _check_slots(rows: _Rows, spec: SourceSpec) -> None:
         sm,
     )
     f["slot_minutes"] = sm.fillna(60).astype("int32")
+
+
+def _good_slots(lengths: pd.Series) -> bool:
+    """Whether every slot length of ``lengths`` is a whole number of minutes dividing a day,
+    15 to 1440 (none missing)."""
+    v = lengths.to_numpy(dtype=float, na_value=np.nan)
+    return bool(
+        np.isfinite(v).all() and ((v >= 15) & (v <= 1440) & (v == np.round(v))).all()
+        and (1440 % v == 0).all()
+    )  # fmt: skip
 
 
 def _infer_slot(f: pd.DataFrame, source: str) -> int:

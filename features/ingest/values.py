@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from features.ingest.rows import _Rows
 
@@ -65,6 +67,14 @@ def _flag_infinite(rows: _Rows, name: str, txt: pd.Series | None) -> None:
 
 
 def _parse_int(rows: _Rows, name: str) -> None:
+    s = rows.frame[name]
+    if pd.api.types.is_integer_dtype(s) and not pd.api.types.is_bool_dtype(s):
+        # whole numbers read as such (Parquet, JSON): no round trip through floats when none
+        # is above 2**53 (the general path below flags those)
+        lo, hi = (s.min(), s.max()) if s.notna().any() else (0, 0)
+        if -_MAX_INT <= float(lo) and float(hi) <= _MAX_INT:
+            rows.frame[name] = s.astype("Int64")
+            return
     _parse_float(rows, name)
     v = rows.frame[name]
     frac = v.notna() & ((v != np.round(v)) | (v.abs() > _MAX_INT))
@@ -102,6 +112,9 @@ def _parse_str(rows: _Rows, name: str) -> None:
         )
         rows.frame[name] = txt.astype(object)
         return
+    if _clean_repeated_text(s):
+        rows.frame[name] = s  # nothing to trim, remove or quarantine: the column as read
+        return
     txt = _as_str(s)
     if txt.str.contains("\ufeff", regex=False).any():
         txt = txt.str.replace("\ufeff", "", regex=False).str.strip()
@@ -110,3 +123,37 @@ def _parse_str(rows: _Rows, name: str) -> None:
         rows.flag(nul, f"{name}: holds a NUL byte", txt.str.replace("\x00", "\\0", regex=False))
         txt = txt.where(~nul)
     rows.frame[name] = txt.where(txt != "", pd.NA)
+
+
+def _clean_repeated_text(s: pd.Series) -> bool:
+    """Whether ``s``, Arrow-backed text with few distinct values (zone ids over millions of
+    time slots), needs none of :func:`_parse_str`'s work: every distinct value already trimmed,
+    not blank, without a byte-order mark or a NUL byte. Decided on the distinct values (one
+    hash pass) rather than on every row; False sends the column through the general path."""
+    arr = getattr(s.array, "_pa_array", None)
+    if arr is None or not (pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type)):
+        return False
+    d = _few_values(arr)
+    if d is None:
+        return False
+    d = d.drop_null()
+    return len(d) == 0 or bool(
+        pc.all(pc.equal(pc.utf8_trim_whitespace(d), d)).as_py()
+        and not pc.any(pc.equal(d, "")).as_py()
+        and not pc.any(pc.match_substring(d, "\ufeff")).as_py()
+        and not pc.any(pc.match_substring(d, "\x00")).as_py()
+    )
+
+
+def _few_values(arr) -> pa.Array | None:
+    """The distinct values of ``arr`` when it is long and they are at most a tenth of its rows
+    (None otherwise: then working on every value costs less than looking each up). An even
+    sample whose values are nearly all different (ids, times of incidents) says so first."""
+    n = len(arr)
+    if n < 100_000:
+        return None
+    at = pa.array(np.linspace(0, n - 1, 10_000).astype(np.int64))
+    if pc.count_distinct(arr.take(at)).as_py() > 9_000:
+        return None
+    uniq = pc.unique(arr)
+    return uniq if len(uniq) <= n // 10 else None
