@@ -114,8 +114,8 @@ def _visitor_share_of_uplift(
         s = pd.Timestamp(r.start_local).tz_convert("UTC")
         e = pd.Timestamp(r.end_local).tz_convert("UTC") + pd.Timedelta(hours=2)
         want = [c for c in ("present", "visitors", "ridership_entries") if c in cols]
-        hrs = [st.cube(["zone_id", "hour", *want], s - pd.Timedelta(weeks=w), e - pd.Timedelta(weeks=w))
-               for w in range(0, weeks + 1)]  # fmt: skip
+        hrs = [st.cube(["zone_id", "hour", *want], s - pd.Timedelta(weeks=w), e - pd.Timedelta(weeks=w),
+                       zones=[str(r.zone_id)]) for w in range(0, weeks + 1)]  # fmt: skip
         hrs = [h[h["zone_id"].astype(str) == str(r.zone_id)].reset_index(drop=True) for h in hrs]
         if any(len(h) != len(hrs[0]) for h in hrs) or hrs[0].empty:
             continue
@@ -132,6 +132,24 @@ def _visitor_share_of_uplift(
     return share, transit, peak
 
 
+def origins_near(st: Store, comparables: pd.DataFrame, *, weeks: int) -> pd.DataFrame | None:
+    """The ``presence_origin`` rows :func:`origin_uplift` reads for ``comparables``: their zones,
+    from ``weeks`` weeks (and two days) before the first one to two days after the last (a
+    filtered read: a region's tens of millions of origin rows are never loaded whole). None
+    without the source."""
+    path = st.validated_path("presence_origin")
+    if not path.exists():
+        return None
+    days = pd.to_datetime(comparables["start_local"].map(lambda t: pd.Timestamp(t).isoformat()),
+                          utc=True)  # fmt: skip
+    lo = days.min() - pd.Timedelta(weeks=weeks) - pd.Timedelta(days=2)
+    hi = days.max() + pd.Timedelta(days=2)
+    zones = sorted(comparables["zone_id"].astype(str).unique())
+    return pd.read_parquet(
+        path, filters=[("start", ">=", lo), ("start", "<", hi), ("zone_id", "in", zones)]
+    )
+
+
 def crowd_origins(
     st: Store,
     comparables: list[dict[str, Any]],
@@ -142,9 +160,11 @@ def crowd_origins(
 ) -> CrowdOrigins | None:
     """The origins of the comparable events' crowds (see the module docstring); None without
     comparables or a ``presence_origin`` source."""
-    src = st.validated("presence_origin")
     comp = pd.DataFrame(comparables)
-    if src is None or src.empty or comp.empty:
+    if comp.empty:
+        return None
+    src = origins_near(st, comp, weeks=weeks)
+    if src is None or src.empty:
         return None
     up = origin_uplift(src, comp, timezone=st.timezone, weeks=weeks)
     if up.empty or up["uplift"].sum() <= 0:
