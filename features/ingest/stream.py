@@ -10,12 +10,15 @@ Within a file, everything is decided as on a source read whole: parsing, the sch
 placeholders of spring-forward hours (:func:`features.ingest.times._placeholders`) and repeated
 keys (:func:`features.ingest.validation._duplicates`). Across files, once every file is written:
 
+0. a repeated local time of a fall-back day ranked first in its file, whose series and local
+   time an earlier file holds, is a later copy: it takes its winter-time instant
+   (:func:`features.ingest.across._ambiguous_across`, written over the stored time);
 1. a kept nonexistent local time whose shifted instant a real row of another file holds is a
    placeholder (quarantined, the real row kept);
 2. a row whose key an earlier kept row (file order) holds is a duplicate: rows whose key hash
    repeats are read back from the written file and compared exactly.
 
-Only when one of these finds rows is the written file rewritten without them (a second pass).
+Only when one of these finds rows is the written file rewritten (a second pass).
 A row quarantined across files shows, in the quarantine file, its stored values (columns read
 but not stored, such as x/y, are empty); a placeholder shows its values as read.
 """
