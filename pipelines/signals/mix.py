@@ -48,7 +48,9 @@ SCALE_FLOOR = {"visitor_share": 0.02, "resident_ratio": 0.05}
 def daily_indicators(frame: pd.DataFrame) -> pd.DataFrame:
     """Per zone and local date: the day's visitor share (Σ visitors / Σ present) and peak
     resident ratio, where the cube has them."""
-    f = frame.assign(local_date=pd.to_datetime(frame["local_date"]).dt.date)
+    cols = [c for c in ("zone_id", "local_date", "visitors", "present", "resident_ratio")
+            if c in frame.columns]  # fmt: skip  # the columns used, not a copy of the frame
+    f = frame[cols].assign(local_date=pd.to_datetime(frame["local_date"]).dt.date)
     g = f.groupby(["zone_id", "local_date"], sort=True)
     out = pd.DataFrame(index=g.size().index)
     if {"visitors", "present"} <= set(f.columns):
