@@ -310,6 +310,11 @@ class _CellModel:
             res = model.fit(method="newton", start_params=start, maxiter=100, disp=0)
             if not np.isfinite(res.params).all():
                 res = model.fit(maxiter=100)
+            elif np.abs(model.score(res.params)).max() > 1e-4 * max(float(self.Yk.sum()), 1.0):
+                # Newton stopped away from the optimum (an event term of 30 000 attendees
+                # overshoots, and the steps back are 1 / k long): IRLS, if it does better
+                irls = model.fit(maxiter=100)
+                res = irls if np.isfinite(irls.llf) and irls.llf > res.llf else res
             return res
 
     def poisson(self):

@@ -357,8 +357,8 @@ def quasi_poisson(glm: GLMFit) -> GLMFit:
     1 000 attendees, which depends on the venue's presence; rain over a mix of categories),
     the Poisson equations estimate its expected-weighted mean, ``sum(mu) / sum(mu / m)``, the
     planted truth of ``truth.json``, while the NB2 weights ``1 / (1 + alpha mu)`` tilt it
-    towards the quiet slots (on the synthetic city, seed 1: the event IRR 1.145 by NB2
-    against 1.111 by Poisson for a truth of 1.115)."""
+    towards the slots expecting few incidents (on the synthetic city the NB2 event IRR was
+    about 3 % above that truth, far outside its interval; docs/evaluation.md)."""
     return dataclasses.replace(glm, family="poisson", alpha=0.0)
 
 
