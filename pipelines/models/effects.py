@@ -9,7 +9,8 @@ Kinds
 -----
 ``irr``
     Incidence-rate ratio of a model feature in a category group's rate model, refitted for
-    effects by :mod:`pipelines.models.robust`: the zone x day and zone x week windows an excess
+    effects by :mod:`pipelines.models.robust` (by the Poisson estimating equations, whose
+    target is the expected-weighted mean multiplier): the zone x day and zone x week windows an excess
     detector flags are left out, event slots are compared with the zone's presence without the
     event, and the covariance is clustered by local day; ``n`` is the number of zone-slots
     fitted. Each carries its Benjamini-Hochberg q value over all the IRRs reported
