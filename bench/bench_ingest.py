@@ -243,6 +243,9 @@ def write_presence_doc(results: dict) -> None:
         ratio = f"{r['ratio']:.2f}" if "ratio" in r else "-"
         cratio = f"{r['cpu_ratio']:.2f}" if "cpu_ratio" in r else "-"
         vc, pcpu, pt = v.get("cpu_s"), p.get("cpu_s"), p.get("timer_s")
+        if pt is None and not p.get("error"):  # measured before the process was timed
+            pt, ps = p["seconds"], "-"
+            ratio += " (on the timer)" if "ratio" in r else ""
         load = " / ".join(f"{x:.1f}" for x in r["load"]) if "load" in r else "-"
         lines.append(
             f"| {r['label']} | {r['files']} | {r['rows']:,} | {vs} | "
