@@ -71,6 +71,11 @@ def read_cube_rows_by_block(
     ps, pe = period.bounds(timezone)
     first = period.first - dt.timedelta(days=history_days)
     data = ds.dataset(st.cube_dir, format="parquet", partitioning="hive")
+    if "local_date" not in data.schema.names or not pa.types.is_date(
+        data.schema.field("local_date").type
+    ):  # a cube without Arrow dates: the whole read, which parses them
+        return read_cube_rows(st, period, timezone=timezone, history_days=history_days,
+                              columns=columns)  # fmt: skip
     when = (ds.field("hour") >= pa.scalar(ps - pd.Timedelta(days=history_days + 1))) & (
         ds.field("hour") < pa.scalar(pe + pd.Timedelta(days=1))
     )
