@@ -347,9 +347,10 @@ def test_fall_back_hour_split_across_two_files_keeps_both_copies(
 def test_third_copy_of_a_repeated_hour_in_another_file_is_a_duplicate(
     tmp_path: Path, monkeypatch, path: str
 ):
-    """Both passages of 02:00 in the first file, a third copy opening the second file: ranked
-    across the files it is a second winter-time 02:00, quarantined as a duplicate of the first
-    file's (the key search across files sees its winter-time instant)."""
+    """Both passages of 02:00 in the first file, a third copy opening the second file: the
+    first file says which copy is which, so the third stays the summer-time 02:00 (as a single
+    copy in one file reads) and is quarantined as a duplicate of the first file's; the first
+    file's two copies keep their instants."""
     import features.ingest.run as run_mod
 
     if path == "whole":
@@ -367,10 +368,47 @@ def test_third_copy_of_a_repeated_hour_in_another_file_is_a_duplicate(
     rep = _ingest(tmp_path, tz, "presence: {path: 'p*.csv', slot_minutes: 60}\n")
     src = rep["sources"]["presence"]
     assert (src["rows_read"], src["rows_kept"], src["rows_quarantined"]) == (5, 4, 1)
-    assert src["dst"] == {"nonexistent_shifted": 0, "ambiguous_first": 1, "ambiguous_second": 2}
+    assert src["dst"] == {"nonexistent_shifted": 0, "ambiguous_first": 2, "ambiguous_second": 1}
     q = _quarantine(tmp_path, "presence")
     assert q[["file", "row"]].values.tolist() == [["p2.csv", "1"]]
-    assert q["reason"].iloc[0] == "duplicate zone_id+start (A|2026-10-25 01:00:00+00:00)"
+    assert q["reason"].iloc[0] == "duplicate zone_id+start (A|2026-10-25 00:00:00+00:00)"
+    pres = Store(tmp_path / "s").validated("presence")
+    t0 = pd.Timestamp("2026-10-24 23:00", tz="UTC")
+    assert pres["start"].tolist() == [t0 + pd.Timedelta(hours=i) for i in range(4)]
+    assert pres["present"].tolist() == [1.0, 2.0, 3.0, 4.0]
+
+
+@pytest.mark.parametrize("path", ["whole", "file-by-file", "workers"])
+def test_overlapping_re_export_of_the_fall_back_hour_keeps_the_real_winter_row(
+    tmp_path: Path, monkeypatch, path: str
+):
+    """The first file ends with the summer-time 02:00; the second, a re-export overlapping it,
+    starts at 01:00 and holds both passages of 02:00. The second file says which copy is which:
+    its summer-time 02:00 is the duplicate of the first file's (quarantined), its winter-time
+    02:00 is kept at the winter instant with its own value (a summer-time value is never moved
+    onto the winter-time instant)."""
+    import features.ingest.run as run_mod
+    import features.ingest.stream as stream_mod
+
+    if path == "whole":
+        monkeypatch.setattr(run_mod, "streamable", lambda name, kind: False)
+    if path == "workers":
+        monkeypatch.setattr(stream_mod, "POOL_BYTES", 0)
+    tz, day = "Europe/Paris", "2026-10-25"
+    _zones(tmp_path, tz)
+    pd.DataFrame(
+        {"zone_id": ["A"] * 2, "start": [f"{day} {h}" for h in ("01:00", "02:00")],
+         "present": [1, 2]}
+    ).to_csv(tmp_path / "p1.csv", index=False)  # fmt: skip
+    pd.DataFrame(
+        {"zone_id": ["A"] * 4, "start": [f"{day} {h}" for h in ("01:00", "02:00", "02:00", "03:00")],
+         "present": [1, 2, 3, 4]}
+    ).to_csv(tmp_path / "p2.csv", index=False)  # fmt: skip
+    rep = _ingest(tmp_path, tz, "presence: {path: 'p*.csv', slot_minutes: 60}\n")
+    src = rep["sources"]["presence"]
+    assert (src["rows_read"], src["rows_kept"], src["rows_quarantined"]) == (6, 4, 2)
+    q = _quarantine(tmp_path, "presence")
+    assert sorted(q[["file", "row"]].values.tolist()) == [["p2.csv", "1"], ["p2.csv", "2"]]
     pres = Store(tmp_path / "s").validated("presence")
     t0 = pd.Timestamp("2026-10-24 23:00", tz="UTC")
     assert pres["start"].tolist() == [t0 + pd.Timedelta(hours=i) for i in range(4)]

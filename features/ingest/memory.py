@@ -31,8 +31,12 @@ import pyarrow as pa
 
 #: glibc's mallopt parameters (malloc.h)
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
-#: glibc's defaults, restored afterwards
-_DEFAULT_THRESHOLD = 128 * 1024
+#: After the source: glibc cannot turn its dynamic mmap threshold back on once ``mallopt`` set
+#: it, and its 128 KB start value would then map (and unmap, page by page) every block above
+#: 128 KB for the rest of the process. So the thresholds are left where the dynamic rule itself
+#: goes once a process has freed large arrays: its ceiling on 64-bit systems
+#: (DEFAULT_MMAP_THRESHOLD_MAX, 32 MB), trimming at twice that.
+_AFTER_MMAP, _AFTER_TRIM = 32 * 2**20, 64 * 2**20
 
 
 def _libc():
@@ -52,21 +56,24 @@ def reused_memory() -> Iterator[None]:
     """While inside (on glibc): blocks freed by NumPy, pandas and Arrow stay in glibc's heap
     (mapped blocks only above 1 GB, no trimming), Arrow allocating from it too (its system
     pool: jemalloc and mimalloc give large blocks back to the system at once); worker
-    processes forked inside inherit both. On leaving, the defaults come back and the free
-    memory is returned to the system. Elsewhere, nothing changes."""
+    processes forked inside inherit both. On leaving, Arrow's pool comes back, the thresholds
+    are left where glibc's dynamic rule ends after large frees (:data:`_AFTER_MMAP`: its own
+    start value cannot be restored) and the free memory is returned to the system. Elsewhere,
+    nothing changes."""
     libc = _libc()
     if libc is None:
         yield
         return
     old_pool = pa.default_memory_pool()
     pa.set_memory_pool(pa.system_memory_pool())
-    libc.mallopt(_M_MMAP_THRESHOLD, 1 << 30)
-    libc.mallopt(_M_TRIM_THRESHOLD, 1 << 31)
+    # mallopt returns 0 when a value is refused (an older glibc's ceiling): nothing else is set
+    if libc.mallopt(_M_MMAP_THRESHOLD, 1 << 30):
+        libc.mallopt(_M_TRIM_THRESHOLD, 1 << 31)
     try:
         yield
     finally:
-        libc.mallopt(_M_MMAP_THRESHOLD, _DEFAULT_THRESHOLD)
-        libc.mallopt(_M_TRIM_THRESHOLD, _DEFAULT_THRESHOLD)
+        libc.mallopt(_M_MMAP_THRESHOLD, _AFTER_MMAP)
+        libc.mallopt(_M_TRIM_THRESHOLD, _AFTER_TRIM)
         pa.set_memory_pool(old_pool)
         libc.malloc_trim(0)
 

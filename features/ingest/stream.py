@@ -11,7 +11,8 @@ placeholders of spring-forward hours (:func:`features.ingest.times._placeholders
 keys (:func:`features.ingest.validation._duplicates`). Across files, once every file is written:
 
 0. a repeated local time of a fall-back day ranked first in its file, whose series and local
-   time an earlier file holds, is a later copy: it takes its winter-time instant
+   time an earlier file holds (and no file holds both passages), is a later copy: it takes
+   its winter-time instant
    (:func:`features.ingest.across._ambiguous_across`, written over the stored time);
 1. a kept nonexistent local time whose shifted instant a real row of another file holds is a
    placeholder (quarantined, the real row kept);

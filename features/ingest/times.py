@@ -357,10 +357,18 @@ def _later_copies(rec: pd.DataFrame) -> np.ndarray:
     :attr:`_Rows.ambiguous`, files in order, rows in file order within each), those ranked first
     in their own file (read as the summer-time instant) whose series and local time an earlier
     file already holds: they are a later copy, the winter-time instant. So a fall-back hour
-    split across two exports keeps both copies, as when it lies in one file."""
+    split across two exports keeps both copies, as when it lies in one file.
+
+    Unless some file holds both passages of that series and local time (a copy ranked >= 1):
+    that file says which copy is which, and a single copy in another file (an overlapping
+    re-export) stays the summer-time instant, left to the duplicate search. Shifting it would
+    move a summer-time value onto the winter-time instant and quarantine the real winter-time
+    row as its duplicate."""
     keys = [c for c in rec.columns if not c.startswith("__")] + ["__t"]
-    overall = rec.groupby(keys, sort=False, dropna=False).cumcount().to_numpy()
-    return (rec["__rank"].to_numpy() == 0) & (overall >= 1)
+    groups = rec.groupby(keys, sort=False, dropna=False)
+    overall = groups.cumcount().to_numpy()
+    both_in_a_file = groups["__rank"].transform("max").to_numpy() >= 1
+    return (rec["__rank"].to_numpy() == 0) & (overall >= 1) & ~both_in_a_file
 
 
 def _rerank_ambiguous(rows: _Rows) -> None:

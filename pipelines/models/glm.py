@@ -310,11 +310,19 @@ class _CellModel:
             res = model.fit(method="newton", start_params=start, maxiter=100, disp=0)
             if not np.isfinite(res.params).all():
                 res = model.fit(maxiter=100)
-            elif np.abs(model.score(res.params)).max() > 1e-4 * max(float(self.Yk.sum()), 1.0):
-                # Newton stopped away from the optimum (an event term of 30 000 attendees
-                # overshoots, and the steps back are 1 / k long): IRLS, if it does better
-                irls = model.fit(maxiter=100)
-                res = irls if np.isfinite(irls.llf) and irls.llf > res.llf else res
+            else:
+                score = np.abs(model.score(res.params))
+                if not np.isfinite(score).all() or score.max() > 1e-4 * max(
+                    float(self.Yk.sum()), 1.0
+                ):
+                    # Newton stopped away from the optimum (an event term of 30 000 attendees
+                    # overshoots, and the steps back are 1 / k long) or its means overflowed:
+                    # IRLS, if it does better (a non-finite likelihood never wins)
+                    irls = model.fit(maxiter=100)
+                    better = np.isfinite(irls.llf) and (
+                        not np.isfinite(res.llf) or irls.llf > res.llf
+                    )
+                    res = irls if better else res
             return res
 
     def poisson(self):
