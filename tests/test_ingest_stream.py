@@ -258,3 +258,21 @@ def test_leaving_reused_memory_keeps_later_allocations_cheap():
                              text=True, check=True, cwd=Path(__file__).parents[1])  # fmt: skip
         runs[case] = int(out.stdout.strip())
     assert runs["after"] <= max(5 * runs["fresh"], 5_000), runs
+
+
+def test_a_small_dev_shm_hands_tables_over_through_the_temporary_folder(monkeypatch, tmp_path):
+    """A container's /dev/shm (often 64 MB) cannot hold a region file's table (~190 MB): the
+    hand-off then goes through the temporary folder instead of failing the source."""
+    import pyarrow as pa
+
+    from features.ingest import memory
+
+    class _Small:
+        f_bavail, f_frsize = 16_384, 4_096  # 64 MB
+
+    monkeypatch.setattr(memory.os, "statvfs", lambda path: _Small())
+    monkeypatch.setattr(memory.tempfile, "tempdir", str(tmp_path))
+    table = pa.table({"n": [1, 2, 3]})
+    with memory.shared_dir() as d:
+        assert d.parent == tmp_path
+        assert memory.take_table(memory.put_table(table, d)).equals(table)

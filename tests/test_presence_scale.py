@@ -1,7 +1,8 @@
 """The empirical-Bayes scale of the daily presence tests (:func:`moderated_scale`, Smyth 2004).
 
 Each zone's scale is computed here as the module computes it (1.4826 x the median of the
-out-of-sample errors below zero, from m errors, with ``0.37 m - 1`` degrees of freedom), from
+out-of-sample errors below zero, from m errors; its p values read ``0.37 m - 1`` degrees of
+freedom, the moderation 0.19 m, the value checked below), from
 simulated normal errors whose spread is known: moderation must bring the zones' scales closer
 to the planted ones when the zones share a spread, leave them their own when they do not, and
 leave alone a study with too few zones.

@@ -78,11 +78,27 @@ def reused_memory() -> Iterator[None]:
         libc.malloc_trim(0)
 
 
+#: free space ``/dev/shm`` must have to hold the tables in flight (two workers and the writer's,
+#: about 190 MB each for a region's presence file)
+SHM_NEED = 2**30
+
+
+def _shm_has_room(path: str) -> bool:
+    if not (os.path.isdir(path) and os.access(path, os.W_OK)):
+        return False
+    try:
+        st = os.statvfs(path)
+    except OSError:
+        return False
+    return st.f_bavail * st.f_frsize >= SHM_NEED
+
+
 @contextlib.contextmanager
 def shared_dir() -> Iterator[Path]:
     """A folder for the hand-off of tables between processes: in ``/dev/shm`` when the system
-    has it (memory, no disk), else in the temporary folder; removed on leaving."""
-    base = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
+    has it (memory, no disk) with room for a few files' tables (:data:`SHM_NEED`; a container's
+    is often 64 MB), else in the temporary folder; removed on leaving."""
+    base = "/dev/shm" if _shm_has_room("/dev/shm") else None
     _remove_orphans(Path(base or tempfile.gettempdir()))
     d = Path(tempfile.mkdtemp(prefix=f"vigie-ingest-{os.getpid()}-", dir=base))
     try:
