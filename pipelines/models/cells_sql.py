@@ -73,6 +73,11 @@ def _count_sql(cats: Sequence[str] | None, columns: Sequence[str]) -> str:
     return " + ".join(parts) or "0.0"
 
 
+def _source(files: Sequence[str]) -> str:
+    """DuckDB's read of the cube files ``files`` (quotes in their paths escaped)."""
+    return "read_parquet([" + ", ".join("'" + f.replace("'", "''") + "'" for f in files) + "])"
+
+
 def cells_query(
     files: Sequence[str],
     *,
@@ -91,7 +96,7 @@ def cells_query(
     sums = ["sum(e) AS E", "sum(e * e) AS E2", "count(*) AS rows"]
     ys = [f'{_count_sql(c, columns)} AS "y_{g}"' for g, c in groups.items()]
     sums += [f'sum("y_{g}") AS "y_{g}"' for g in groups]
-    src = "read_parquet([" + ", ".join("'" + f.replace("'", "''") + "'" for f in files) + "])"
+    src = _source(files)
     e = 'CAST("present" AS DOUBLE)'
     return (
         f"SELECT {', '.join(names)}, {', '.join(sums)} FROM ("
@@ -102,7 +107,7 @@ def cells_query(
 
 def dropped_query(files: Sequence[str]) -> str:
     """Rows without exposure: presence missing, presence zero (``fit_glm``'s ``dropped``)."""
-    src = "read_parquet([" + ", ".join("'" + f.replace("'", "''") + "'" for f in files) + "])"
+    src = _source(files)
     e = 'CAST("present" AS DOUBLE)'
     return (
         f"SELECT count(*) FILTER (WHERE {e} IS NULL OR NOT isfinite({e})) AS missing_presence, "

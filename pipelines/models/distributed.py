@@ -54,6 +54,21 @@ from pipelines.models.xgb import _XGB_PARAMS, XGBFit
 FAN_IN = 8
 
 
+def cell_plan(
+    store: Store, *, groups: Sequence[str] | None
+) -> tuple[str, list[str], tuple[str, ...], dict[str, list[str] | None]]:
+    """What the cells of ``store``'s cube are made of: its grain, the cube columns the GLM
+    reads, the estimable features and the category groups asked for (``all`` first)."""
+    meta = store.cube_meta()
+    grain = meta.get("grain") or store.grain
+    columns = cube_columns_needed(meta.get("columns", []))
+    features = tuple(f for f, why in feature_status(columns, grain=grain).items() if why is None)
+    gmap = group_categories(cube_categories(columns))
+    wanted: dict[str, list[str] | None] = {"all": None}
+    wanted.update({g: gmap[g] for g in (groups or gmap) if g in gmap and g != "all"})
+    return grain, columns, features, wanted
+
+
 @dataclass(frozen=True)
 class CellStats:
     """The GLM's sufficient statistics: one row per cell of identical covariates.
@@ -133,13 +148,7 @@ def cell_statistics(
     """
     import dask  # heavy: loaded only on this path
 
-    meta = store.cube_meta()
-    grain = meta.get("grain") or store.grain
-    columns = cube_columns_needed(meta.get("columns", []))
-    features = tuple(f for f, why in feature_status(columns, grain=grain).items() if why is None)
-    gmap = group_categories(cube_categories(columns))
-    wanted: dict[str, list[str] | None] = {"all": None}
-    wanted.update({g: gmap[g] for g in (groups or gmap) if g in gmap and g != "all"})
+    grain, columns, features, wanted = cell_plan(store, groups=groups)
     paths = sorted(str(p) for p in Path(store.cube_dir).glob("month=*/*.parquet"))
     if not paths:
         raise InputError(f"{store.cube_dir}: no month partition in the cube.")

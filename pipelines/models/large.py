@@ -50,10 +50,8 @@ from pipelines.models.design import (
     _linear_predictor,
     cube_categories,
     exposure_mask,
-    feature_status,
-    group_categories,
 )
-from pipelines.models.distributed import CellStats, cell_model
+from pipelines.models.distributed import CellStats, cell_model, cell_plan
 from pipelines.models.glm import GLMFit, _ct_alpha, _nb_alpha_mle, _pearson
 
 log = logging.getLogger(__name__)
@@ -164,13 +162,7 @@ def cell_stats(
 ) -> tuple[CellStats, dict[str, int]]:
     """The sufficient statistics of the whole cube by DuckDB (every group asked for, ``all``
     first), and the rows without exposure (``missing_presence``, ``zero_presence``)."""
-    meta = store.cube_meta()
-    grain = meta.get("grain") or store.grain
-    columns = cube_columns_needed(meta.get("columns", []))
-    features = tuple(f for f, why in feature_status(columns, grain=grain).items() if why is None)
-    gmap = group_categories(cube_categories(columns))
-    wanted: dict[str, list[str] | None] = {"all": None}
-    wanted.update({g: gmap[g] for g in (groups or gmap) if g in gmap and g != "all"})
+    grain, columns, features, wanted = cell_plan(store, groups=groups)
     files = cube_files(store)
     cells = sql_cells(
         files, columns=columns, grain=grain, features=features, groups=wanted,
