@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 import statsmodels.api as sm
 from _sim_cube import simulate_city
+from statsmodels.stats.sandwich_covariance import cov_cluster, cov_cluster_2groups
 
 from features.synth.tally import Tally
 from pipelines import models as M
@@ -39,6 +40,13 @@ def panel():
     return cube, dz, y, keys, day
 
 
+def _psd(V: np.ndarray) -> np.ndarray:
+    """The features' block of a two-way covariance with its negative eigenvalues set to 0
+    (Cameron, Gelbach & Miller 2011, section 2.3: with 8 or 12 zones it is not PSD here)."""
+    lam, U = np.linalg.eigh((V + V.T) / 2)
+    return (U * np.maximum(lam, 0.0)) @ U.T
+
+
 def _dummies(dz: pd.DataFrame, keys, feats) -> np.ndarray:
     """The design of ``feats`` with an intercept and a dummy per zone, week, hour and weekday."""
     parts = [dz[feats].reset_index(drop=True)]
@@ -60,8 +68,9 @@ def _dummies_fit(dz: pd.DataFrame, y: np.ndarray, keys, day, feats):
 def test_fixed_effects_fit_is_the_glm_with_dummies(panel):
     """The backfitted zone and week factors reach the maximum likelihood of the GLM with a
     dummy per zone and per week (statsmodels): the same IRRs to 1e-3; and the features'
-    clustered covariance with the factors partialled out is statsmodels' cluster-robust one
-    (G / (G - 1) the only correction)."""
+    covariance with the factors partialled out is statsmodels' two-way cluster-robust one by
+    zone and day on that GLM (``cov_cluster_2groups``: each term's G / (G - 1) the only
+    correction, its OLS factor (N - 1) / (N - K) taken out)."""
     cube, dz, y, keys, day = panel
     feats = design_features(dz)
     glm = M.fit_glm(dz, y, family="poisson")
@@ -73,11 +82,15 @@ def test_fixed_effects_fit_is_the_glm_with_dummies(panel):
     assert set(fit.not_estimable) >= set(gone)  # a feature filling whole weeks says why
     feats = [f for f in feats if f not in gone]
     ref = _dummies_fit(dz, y, keys, day, feats)
-    G = len(np.unique(day))
+    rows = np.isfinite(dz["exposure"].to_numpy(np.float64)) & (dz["exposure"] > 0).to_numpy()
+    cov2 = cov_cluster_2groups(ref, keys[0][rows], day[rows])[0]
+    n, k = int(rows.sum()), len(ref.params)
+    cov2 = _psd(cov2[1 : 1 + len(feats), 1 : 1 + len(feats)] * (n - k) / (n - 1))
+    assert fit.cov_type == FE.TWO_WAY
     for j, f in enumerate(feats):
         i = list(fit.terms).index(f)
         assert fit.params[i] == pytest.approx(ref.params[1 + j], abs=1e-3), f
-        se_ref = float(np.sqrt(ref.cov_params()[1 + j, 1 + j] * G / (G - 1)))
+        se_ref = float(np.sqrt(cov2[j, j]))
         assert np.sqrt(fit.cov[i, i]) == pytest.approx(se_ref, rel=0.02), f
     # the planted transit IRR is found; a pooled fit (no factors) credits the hubs' level to it
     t = list(fit.terms).index("transit_k")
@@ -125,17 +138,22 @@ def test_nb2_fixed_effects_fit_is_statsmodels_negative_binomial_with_dummies():
         y[rows], X, family=sm.families.NegativeBinomial(alpha=fit.alpha),
         exposure=dz["exposure"].to_numpy(np.float64)[rows],
     ).fit()  # fmt: skip
-    # the cluster-robust sandwich on the expected information (the GLM's Fisher scoring)
+    # the two-way cluster-robust sandwich (zone, day) on the expected information (the GLM's
+    # Fisher scoring), each term with its G / (G - 1)
     bread = np.linalg.inv(ref.model.hessian(ref.params, observed=False))
-    codes = pd.factorize(day[rows])[0]
     score = ref.model.score_obs(ref.params)
-    S = np.column_stack([np.bincount(codes, weights=score[:, j]) for j in range(X.shape[1])])
-    G = int(codes.max()) + 1
-    cov_ref = bread @ S.T @ S @ bread * G / (G - 1)
+    zone_r, day_r = zone[rows], day[rows]
+    both = pd.factorize(pd.MultiIndex.from_arrays([zone_r, day_r]))[0]
+    cov_ref = sum(
+        sign * cov_cluster((score, bread), g, use_correction=False) * G / (G - 1)
+        for sign, g in ((1, zone_r), (1, day_r), (-1, both))
+        for G in [len(np.unique(g))]
+    )
+    cov_ref = _psd(cov_ref[1 : 1 + len(feats), 1 : 1 + len(feats)])
     for j, f in enumerate(feats):
         i = list(fit.terms).index(f)
         assert fit.params[i] == pytest.approx(ref.params[1 + j], abs=1e-3), f
-        assert np.sqrt(fit.cov[i, i]) == pytest.approx(np.sqrt(cov_ref[1 + j, 1 + j]), rel=5e-3), f
+        assert np.sqrt(fit.cov[i, i]) == pytest.approx(np.sqrt(cov_ref[j, j]), rel=5e-3), f
 
 
 def test_backfitting_that_does_not_converge_says_so(panel):

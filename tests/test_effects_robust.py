@@ -71,7 +71,8 @@ def test_shipped_fit_recovers_planted_irrs_with_signals_left_in(fitted_store, ti
         outside += not (e.ci_low <= planted <= e.ci_high)
         if t["irr"] == 1.0:
             assert e.p_value > 0.05 and e.details["q_value_bh"] > 0.05, (*about, e.p_value)
-        assert "cluster-robust by local day" in e.details["covariance"]
+        assert "two-way cluster-robust by zone and by local day" in e.details["covariance"]
+        assert " zones)" in e.details["interval"]  # its t dof counts the zones too
         assert "per zone and per ISO week" in e.details["fixed_effects"]
         assert e.details["anomalous_windows_left_out"] > 0
     assert outside <= 2

@@ -12,7 +12,8 @@ Kinds
     effects by :mod:`pipelines.models.robust` (by the Poisson estimating equations, whose
     target is the expected-weighted mean multiplier): the zone x day and zone x week windows an excess
     detector flags are left out, event slots are compared with the zone's presence without the
-    event, and the covariance is clustered by local day; ``n`` is the number of zone-slots
+    event, and the covariance is clustered two ways, by zone and by local day (Cameron, Gelbach
+    & Miller 2011); ``n`` is the number of zone-slots
     fitted. Each carries its Benjamini-Hochberg q value over all the IRRs reported
     (:func:`with_family_q`): with seven features in up to six groups, a p value under 5 % is
     expected for about one effect in twenty that is truly absent.
@@ -28,6 +29,8 @@ References
 ----------
 Benjamini, Y. & Hochberg, Y. (1995). Controlling the false discovery rate. *Journal of the Royal
 Statistical Society B* 57(1), 289-300.
+Cameron, A. C., Gelbach, J. B. & Miller, D. L. (2011). Robust inference with multiway
+clustering. *Journal of Business & Economic Statistics* 29(2), 238-249.
 """
 
 from __future__ import annotations
@@ -43,10 +46,11 @@ from statsmodels.stats.multitest import multipletests
 
 from features.zones import neighbours as zone_neighbours
 from pipelines.models.design import FEATURES, design
+from pipelines.models.effects_fe import TWO_WAY
 from pipelines.models.glm import GLMFit
 from pipelines.models.outage import MIN_SHARE_OUT, WINDOW_DAYS, outage_event_study
 from pipelines.models.results import Effect, Effects
-from pipelines.models.robust import local_day, robust_fits, treated_days
+from pipelines.models.robust import local_day, robust_fits, treated_days, treated_zones
 from pipelines.models.studies import finite, not_estimable
 from pipelines.models.uplift import event_uplift, reference_presence
 
@@ -70,6 +74,7 @@ def irr_effects(
     failed: Mapping[str, str] | None = None,
     details: Mapping[str, object] | None = None,
     days: Mapping[str, tuple[int, int, int, int]] | None = None,
+    zones: Mapping[str, tuple[int, int, int]] | None = None,
 ) -> list[Effect]:
     """One ``irr`` effect per named feature and group (not-estimable ones with their reason).
 
@@ -78,21 +83,20 @@ def irr_effects(
     the covariance used); ``days``: feature -> (days it is non-zero, days, those of them in
     weeks it does not fill, t degrees of freedom) of
     :func:`pipelines.models.robust.treated_days`, whose t quantile then gives the interval and
-    p value.
+    p value; ``zones``: feature -> (zones it is non-zero in, zones, t degrees of freedom) of
+    :func:`pipelines.models.robust.treated_zones`, for the fits clustered by zone and day (the
+    smaller degrees of freedom of the two is used).
     """
     out: list[Effect] = []
     dof = dict(days or {})
+    zdof = dict(zones or {})
     for g, why in (failed or {}).items():
         out += [not_estimable(f"irr.{g}.{f}", "irr", why, group=g, feature=f) for f in FEATURES]
     for g, m in glms.items():
         tab = m.irr_table().set_index("term")
         about = {
             **(details or {}),
-            "covariance": (
-                f"cluster-robust by local day ({m.n_clusters} days)"
-                if m.cov_type == "cluster"
-                else "model-based"
-            ),
+            "covariance": _covariance(m),
         }
         for f in FEATURES:
             name = f"irr.{g}.{f}"
@@ -101,8 +105,9 @@ def irr_effects(
                 out.append(not_estimable(name, "irr", why, group=g, feature=f))
                 continue
             r = tab.loc[f]
-            if f in dof and m.cov_type == "cluster":
-                r, interval = _t_interval(r, *dof[f])
+            if f in dof and m.cov_type in ("cluster", TWO_WAY):
+                zf = zdof.get(f) if m.cov_type == TWO_WAY else None
+                r, interval = _t_interval(r, *dof[f], zones=zf)
                 about_f = {**about, "interval": interval}
             else:
                 about_f = about
@@ -127,15 +132,34 @@ def irr_effects(
     return with_family_q(out)
 
 
-def _t_interval(r: pd.Series, g1: int, g: int, g1w: int, dof: int) -> tuple[pd.Series, str]:
-    """An IRR row with its 95 % interval and p value on t(``dof``) instead of the normal."""
+def _covariance(m: GLMFit) -> str:
+    """The covariance of a fit's IRRs, in words."""
+    if m.cov_type == TWO_WAY:
+        return (
+            f"two-way cluster-robust by zone and by local day ({m.n_clusters} days; Cameron, "
+            "Gelbach & Miller 2011)"
+        )
+    if m.cov_type == "cluster":
+        return f"cluster-robust by local day ({m.n_clusters} days)"
+    return "model-based"
+
+
+def _t_interval(
+    r: pd.Series, g1: int, g: int, g1w: int, dof: int, *, zones: tuple[int, int, int] | None = None
+) -> tuple[pd.Series, str]:
+    """An IRR row with its 95 % interval and p value on t(``dof``) instead of the normal
+    (``zones``: the zone dimension's ``(Z1, Z, dof)``, the smaller dof used)."""
+    where = ""
+    if zones is not None:
+        dof = min(dof, zones[2])
+        where = f", in {zones[0]} of {zones[1]} zones"
     b, se = float(r["log_irr"]), float(r["se"])
     tq = float(stats.t.ppf(0.975, dof))
     r = r.copy()
     r["ci_low"], r["ci_high"] = np.exp(b - tq * se), np.exp(b + tq * se)
     r["p_value"] = float(2 * stats.t.sf(abs(b / se), dof)) if se > 0 else float("nan")
     weeks = f", {g1w} of them in weeks it does not fill" if g1 < g else ""
-    return r, f"t on {dof} df (non-zero on {g1} of {g} local days{weeks})"
+    return r, f"t on {dof} df (non-zero on {g1} of {g} local days{weeks}{where})"
 
 
 def with_family_q(effects: list[Effect]) -> list[Effect]:
@@ -212,7 +236,8 @@ def estimate_effects(
         Before/after windows of the outage event study.
     robust
         Refit the IRRs for effects (:func:`pipelines.models.robust.robust_fits`: anomalous
-        windows left out, events against their absence, covariance clustered by day); False
+        windows left out, events against their absence, covariance clustered by zone and by
+        local day); False
         reports the given models' IRRs as they are.
 
     Returns
@@ -225,15 +250,17 @@ def estimate_effects(
         fits, failed, flagged = robust_fits(cube, dz, glms)
         details = {} if flagged is None else flagged.details()
         details["fixed_effects"] = (
-            "a factor per zone and per ISO week, fitted to convergence; the clustered "
-            "covariance of the features with them partialled out"
+            "a factor per zone and per ISO week, fitted to convergence; the covariance of the "
+            "features, clustered by zone and by local day, with them partialled out"
         )
-        days = None
+        days = zones = None
         if flagged is not None:
             days = treated_days(dz, list(FEATURES), local_day(cube), flagged.keep)
+            zones = treated_zones(dz, list(FEATURES), cube["zone_id"].to_numpy(), flagged.keep)
         out = irr_effects(
-            fits, feature_why=not_estimable, failed=failed, details=details, days=days
-        )
+            fits, feature_why=not_estimable, failed=failed, details=details, days=days,
+            zones=zones,
+        )  # fmt: skip
     else:
         out = irr_effects(glms, feature_why=not_estimable)
     if not studies:

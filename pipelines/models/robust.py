@@ -18,17 +18,26 @@ the windows an excess detector flags** (not by down-weighting: a flagged window 
    (:func:`quasi_poisson`: whatever family the forecast chose, the over-dispersion is left to
    the covariance), so that an effect that is not one multiplier everywhere is estimated as
    its expected-weighted mean ``sum(mu) / sum(mu / m)``, the planted truth; with the
-   **cluster-robust covariance by local day** (Liang & Zeger 1986; Cameron & Miller 2015):
-   city-wide daily covariates
-   (rain, holidays, school holidays) vary by day, so zone-slots of one day are not independent
-   draws; day-level shocks of the incidents are absorbed by the sandwich, not by the model.
-   The sandwich is only as good as the days that identify a coefficient: a feature that is
+   **two-way cluster-robust covariance by zone and by local day** (Cameron, Gelbach & Miller
+   2011: ``V = V_zone + V_day - V_zone∩day``, negative eigenvalues set to 0 where it is not
+   positive semi-definite; :func:`~pipelines.models.effects_fe.twoway_cluster_cov`).
+   City-wide daily covariates (rain, holidays, school holidays) vary by day, so zone-slots of
+   one day are not independent draws (day-level shocks of the incidents are absorbed by the
+   sandwich, not by the model: Liang & Zeger 1986; Cameron & Miller 2015); covariates that
+   vary by zone and persist within it (transit entries, lamps out, events at a venue) meet a
+   zone's own misfit on every day, so a zone's days are not independent either. By day alone,
+   the transit IRR of the synthetic city missed its planted value (docs/evaluation.md). Every
+   feature is clustered both ways, the city-wide daily ones too: where a zone's days are
+   uncorrelated the zone terms cancel in expectation, and a run of school-holiday weeks meets
+   a zone's slow drift as transit entries do.
+   The sandwich is only as good as the clusters that identify a coefficient: a feature that is
    not zero on ``G1`` of ``G`` days (two public holidays in eight weeks) has its interval and
    p value from a t distribution on ``min(G1, G - G1) - 1`` degrees of freedom (``G - 1`` when
    it is non-zero every day), as the cluster-robust variance with few treated clusters is
    estimated from about that many independent residuals (MacKinnon & Webb 2017): a city-wide
    shock on a holiday cannot then pass for a holiday effect with a narrow interval
-   (:func:`treated_days`).
+   (:func:`treated_days`); the same rule over the zones (:func:`treated_zones`: transit
+   entries at a few hubs), and the interval takes the smaller of the two.
 
 Both tails are tested, so that a window emptied (an evacuated district, a gap in the logbook)
 leaves too, and trimming is symmetric. The windows left out are listed in each effect's
@@ -64,6 +73,8 @@ Cameron, A. C. & Trivedi, P. K. (2013). *Regression Analysis of Count Data*, 2nd
 University Press.
 Cameron, A. C. & Miller, D. L. (2015). A practitioner's guide to cluster-robust inference.
 *Journal of Human Resources* 50(2), 317-372.
+Cameron, A. C., Gelbach, J. B. & Miller, D. L. (2011). Robust inference with multiway
+clustering. *Journal of Business & Economic Statistics* 29(2), 238-249.
 MacKinnon, J. G. & Webb, M. D. (2017). Wild bootstrap inference for wildly different cluster
 sizes. *Journal of Applied Econometrics* 32(2), 233-254 (few treated clusters).
 Liang, K.-Y. & Zeger, S. L. (1986). Longitudinal data analysis using generalized linear models.
@@ -352,7 +363,7 @@ def quasi_poisson(glm: GLMFit) -> GLMFit:
     """``glm`` as the template of a Poisson refit (same features, group and categories).
 
     The effect fits estimate every IRR by the Poisson estimating equations whatever family
-    the forecast chose, the over-dispersion being left to the covariance clustered by day
+    the forecast chose, the over-dispersion being left to the covariance clustered by zone and day
     (a quasi-Poisson fit): where an effect is not one multiplier (an event's whole effect per
     1 000 attendees, which depends on the venue's presence; rain over a mix of categories),
     the Poisson equations estimate its expected-weighted mean, ``sum(mu) / sum(mu / m)``, the
@@ -367,7 +378,7 @@ def robust_fits(
 ) -> tuple[dict[str, GLMFit], dict[str, str], Flagged | None]:
     """Each group's model fitted for effects: zone fixed effects, anomalies out, events against
     their absence, Poisson estimating equations (:func:`quasi_poisson`), covariance clustered
-    by local day.
+    by zone and by local day (two-way).
 
     Returns
     -------
@@ -448,4 +459,28 @@ def treated_days(
         g1w, g0w = int((on & mixed).sum()), int((~on & mixed).sum())
         dof = G - 1 if g1 in (0, G) else min(g1w, g0w) - 1
         out[f] = (g1, G, g1w, max(dof, 1))
+    return out
+
+
+def treated_zones(
+    dz: pd.DataFrame, features: list[str], zone: np.ndarray, keep: np.ndarray
+) -> dict[str, tuple[int, int, int]]:
+    """Feature -> ``(Z1, Z, dof)``: the zones (of the rows fitted) in which the feature is not
+    zero somewhere, all the zones, and the t degrees of freedom the zone dimension of the
+    two-way covariance allows, ``min(Z1, Z - Z1) - 1`` (``Z - 1`` when it is non-zero in every
+    zone, or in none), at least 1: the variance by zone is estimated from about that many
+    independent zone sums (MacKinnon & Webb 2017), as the one by day from the days
+    (:func:`treated_days`); the interval takes the smaller of the two (Cameron, Gelbach &
+    Miller 2011, section 2.3: ``min(G_1, G_2) - 1``)."""
+    rows = keep & exposure_mask(dz)
+    codes, uniq = pd.factorize(np.asarray(zone)[rows])
+    Z = len(uniq)
+    out: dict[str, tuple[int, int, int]] = {}
+    for f in features:
+        if f not in dz.columns or Z == 0:
+            continue
+        x = np.nan_to_num(dz[f].to_numpy(np.float64)[rows])
+        z1 = int(len(np.unique(codes[x != 0])))
+        dof = Z - 1 if z1 in (0, Z) else min(z1, Z - z1) - 1
+        out[f] = (z1, Z, max(dof, 1))
     return out
