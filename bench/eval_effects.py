@@ -268,9 +268,12 @@ effects do not use). IRRs are refitted by the Poisson estimating equations (whos
 an effect varies, is its expected-weighted mean multiplier, the truth below; the NB2 weights of
 the forecast would tilt it), with a factor per zone and per ISO week, without the zone x
 day/week windows an excess detector flags, event slots against the zone's reference presence
-(its hour-of-week median where the cube has no `present_baseline`); intervals are clustered by
-local day (they carry the over-dispersion) with the fixed effects partialled out, on a t
-reference with the days that identify each feature; q is the Benjamini-Hochberg q value over
+(its hour-of-week median where the cube has no `present_baseline`); intervals are two-way
+cluster-robust by zone and by local day (Cameron, Gelbach & Miller 2011, "Robust inference with
+multiway clustering", JBES 29(2): `V = V_zone + V_day - V_zone∩day`, negative eigenvalues set
+to 0; they carry the over-dispersion, shocks shared by a day and a zone's misfit that persists
+over days) with the fixed effects partialled out, for every feature, on a t reference with the
+fewer of the days and the zones that identify each feature; q is the Benjamini-Hochberg q value over
 every IRR reported. "truth" is the planted IRR, except for the event IRR, which estimates the
 whole event against the same zone-hours without it (its pseudo-true value, computed from the
 expected incidents in `truth.json` `whole_event`). "±" is the interval's half-width.
