@@ -347,7 +347,7 @@ def fit_zone_glm(
     cov, G = sandwich(X, yy, f.mu, f.alpha, f.H, keys.day[use])
     bfix = f.beta[:p]
     return ZoneGLMFit(
-        group=group, terms=tuple(terms), params=bfix, cov=cov[:p, :p], zones=zones,
+        group=group, terms=tuple(terms), params=bfix, cov=cov, zones=zones,
         zone_effects=f.beta[p:], sigma2=f.sigma2, alpha=f.alpha, history=history, t0_ns=t0,
         n_rows=int(use.sum()), n_incidents=n_inc, grain=grain,
         categories=None if categories is None else tuple(categories),
