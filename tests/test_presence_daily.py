@@ -179,19 +179,39 @@ def test_past_gatherings_leave_the_reference(monkeypatch):
     """The days that stood far above their out-of-sample reference leave it (the second pass of
     ``reference_without_gaps``): in season the game days stand higher and the quiet days no
     longer sit below a reference the gatherings pulled up. Against the same review with that
-    exclusion switched off (``TRIM`` infinite: only the gaps leave), over seeds other than the
+    exclusion switched off (``HIGH_TRIM`` infinite: only the gaps leave), over seeds other than the
     one the exclusion was developed on (seed 3: game-day z 1.59 -> 1.82, quiet-day z -0.37 ->
     -0.33): game days at least 0.1 SD higher on average, quiet days higher."""
     import pipelines.signals.presence as presence
 
     seeds = (11, 12, 13)
     with_exclusion = np.array([_venue_z(s) for s in seeds])
-    monkeypatch.setattr(presence, "TRIM", np.inf)
+    monkeypatch.setattr(presence, "HIGH_TRIM", {"hourly": np.inf, "daily": np.inf})
     without = np.array([_venue_z(s) for s in seeds])
     gain = (with_exclusion - without).mean(axis=0)
     assert gain[0] > 0.1, (with_exclusion, without)
     assert gain[1] > 0, (with_exclusion, without)
     assert -0.5 < with_exclusion[:, 1].mean() < 0.1, with_exclusion
+
+
+def test_daily_second_pass_at_one_and_a_half_scales(monkeypatch):
+    """At daily grain the past values more than 1.5 scales above their reference leave it, in two
+    passes (``HIGH_TRIM``, ``HIGH_PASSES``): a game at 1.3x on a low day stood below the former
+    single pass's 2 scales and stayed in the reference, pulling it up. Against that former rule
+    (bounds set on seeds 11-13: game-day z +0.22, quiet-day z -0.43 -> -0.26; checked here on
+    others): game days stand at least 0.1 SD higher, and the quiet days come closer to their
+    reference from below without rising above it (a tighter trim must not bias it low)."""
+    import pipelines.signals.presence as presence
+
+    seeds = (21, 22, 23)
+    new = np.array([_venue_z(s) for s in seeds])
+    monkeypatch.setattr(presence, "HIGH_PASSES", {"hourly": 1, "daily": 1})
+    monkeypatch.setattr(presence, "HIGH_TRIM", {"hourly": 2.0, "daily": 2.0})
+    old = np.array([_venue_z(s) for s in seeds])
+    gain = (new - old).mean(axis=0)
+    assert gain[0] > 0.1, (new, old)
+    assert gain[1] > 0.05, (new, old)
+    assert -0.4 < new[:, 1].mean() < 0.1, new
 
 
 @pytest.mark.parametrize("seed", [13])

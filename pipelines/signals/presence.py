@@ -61,8 +61,9 @@ from pipelines.signals.reference import (
 _NEED = {"zone_id", "hour", "local_date", "local_hour", "present", "present_baseline"}
 #: prior rate of gathering days of a zone whose history shows none (the weights' floor).
 PRIOR_RATE = 0.01
-#: passes of the reference without the past values far above it (:func:`reference_without_gaps`).
-HIGH_PASSES = 1
+#: passes of the reference without the past values far above it, and the scales above it beyond
+#: which a value leaves, at hourly and daily grain (:func:`reference_without_gaps`).
+HIGH_PASSES, HIGH_TRIM = {"hourly": 1, "daily": 2}, {"hourly": TRIM, "daily": 1.5}
 #: at daily grain, shrink each zone-day's scale towards the zones' (:func:`.moderated_scale`).
 MODERATE_SCALE = True
 
@@ -237,12 +238,14 @@ def reference_without_gaps(
     from_day: int = 0,
 ) -> Reference:
     """The quiet reference without the days a fact explains, then (a second pass) without the
-    data gaps it reveals and without the past values that stood more than ``TRIM`` scales above
-    the reference they had before they were observed (out of sample: no value leaves the pool on
-    what came after it). Unlisted recurring gatherings, a third of a venue's days in season,
-    otherwise pull the week levels and the weekday profile up and bias the lower half of the
-    errors behind the scale; the trimming inside :func:`~.reference.robust_location` keeps those
-    within ``TRIM`` scales of a contaminated start. This is the Farrington algorithm's
+    data gaps it reveals and without the past values that stood more than ``HIGH_TRIM`` scales
+    above the reference they had before they were observed (out of sample: no value leaves the
+    pool on what came after it; at daily grain 1.5 scales and a second pass, against the first's
+    reference: a game at 1.3x stands 2.9 scales up, so one on a low day stayed in at 2). Unlisted
+    recurring gatherings, a third of a venue's days in season, otherwise pull the week levels
+    and the weekday profile up and bias the lower half of the errors behind the scale; the
+    trimming inside :func:`~.reference.robust_location` keeps those within ``TRIM`` scales of a
+    contaminated start. This is the Farrington algorithm's
     down-weighting of past outbreaks (Farrington et al. 1996; Noufaily et al. 2013) as a hard
     exclusion. At daily grain, with the study's shift of each day
     (:func:`~pipelines.signals.reference.city_shift`), it is learnt on the values less the shift
@@ -265,10 +268,10 @@ def reference_without_gaps(
         y - shift, pool, weeks=weeks, profile_weeks=profile_weeks, from_day=from_day
     )
     gaps = find_gaps(_flat(lay.present), _flat(np.expm1(ref.loc + shift))).reshape(z, d, s)
-    high = np.zeros_like(pool)
-    for _ in range(max(1, HIGH_PASSES)):  # the first pass also takes out the gaps
+    high, grain = np.zeros_like(pool), "daily" if lay.daily else "hourly"
+    for _ in range(max(1, HIGH_PASSES[grain])):  # the first pass also takes out the gaps
         with np.errstate(invalid="ignore"):  # past values far above their out-of-sample reference
-            high |= pool & (y - shift - ref.loc > TRIM * np.fmax(ref.scale, FLOOR))
+            high |= pool & (y - shift - ref.loc > HIGH_TRIM[grain] * np.fmax(ref.scale, FLOOR))
         zi = np.flatnonzero((gaps | high).any(axis=(1, 2)))  # zones are independent: redo those
         if len(zi):
             sub = quiet_reference(
@@ -346,10 +349,7 @@ def _in(lay: Layout, i: int, ps: pd.Timestamp, pe: pd.Timestamp) -> bool:
     h = h[~np.isnat(h)]
     if not len(h):
         return False
-    lo, hi = (
-        np.datetime64(ps.tz_convert("UTC").tz_localize(None)),
-        np.datetime64(pe.tz_convert("UTC").tz_localize(None)),
-    )
+    lo, hi = (np.datetime64(t.tz_convert("UTC").tz_localize(None)) for t in (ps, pe))
     return bool(((h >= lo) & (h < hi)).any())
 
 
