@@ -89,7 +89,7 @@ def test_persistent_zone_misfit_needs_the_zone_clusters():
     assert dof == zones - 1
 
     def by_day(scores, bread, _zone, d):
-        return bread @ FE._meat(scores, pd.factorize(d)[0]) @ bread.T
+        return bread @ FE._meat(scores, *FE._codes(d)) @ bread.T
 
     reps, hit2, hit1, err = 60, 0, 0, []
     for _ in range(reps):

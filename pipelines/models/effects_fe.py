@@ -329,12 +329,12 @@ def fe_cluster_cov(
     return dataclasses.replace(fit, cov=cov, cov_type=TWO_WAY)
 
 
-def _meat(scores: np.ndarray, codes: np.ndarray) -> np.ndarray:
+def _meat(scores: np.ndarray, codes: np.ndarray, size: int) -> np.ndarray:
     """``G / (G - 1) sum_g S_g S_g'``, ``S_g`` the sums of ``scores`` over the rows of cluster
-    ``g`` (``codes``: 0 .. G - 1)."""
-    G = int(codes.max()) + 1 if len(codes) else 0
+    ``g`` (``codes`` in 0 .. ``size`` - 1; ``G`` the clusters that have rows)."""
+    G = int(np.count_nonzero(np.bincount(codes, minlength=size)))
     S = np.column_stack(
-        [np.bincount(codes, weights=scores[:, j], minlength=G) for j in range(scores.shape[1])]
+        [np.bincount(codes, weights=scores[:, j], minlength=size) for j in range(scores.shape[1])]
     )
     return S.T @ S * (G / max(G - 1, 1))
 
@@ -349,24 +349,29 @@ def twoway_cluster_cov(
     positive semi-definite, its negative eigenvalues are set to 0 (their section 2.3).
 
     It is statsmodels' ``cov_cluster_2groups`` on ``(scores, bread)`` without the OLS factor
-    ``(N - 1) / (N - K)``, computed by ``bincount`` (no sort of the rows: the effect fits at
-    region scale have millions of rows).
+    ``(N - 1) / (N - K)``, computed by ``bincount`` over the pairs' codes (no sort nor hash of
+    the pairs: the effect fits at region scale have millions of rows).
 
     References
     ----------
     Cameron, A. C., Gelbach, J. B. & Miller, D. L. (2011). Robust inference with multiway
     clustering. *Journal of Business & Economic Statistics* 29(2), 238-249.
     """
-    a = pd.factorize(first)[0].astype(np.int64)
-    b = pd.factorize(second)[0].astype(np.int64)
-    both = pd.factorize(a * (int(b.max()) + 1 if len(b) else 1) + b)[0]
-    meat = _meat(scores, a) + _meat(scores, b) - _meat(scores, both)
+    a, na = _codes(first)
+    b, nb = _codes(second)
+    meat = _meat(scores, a, na) + _meat(scores, b, nb) - _meat(scores, a * nb + b, na * nb)
     V = bread @ meat @ bread.T
     V = (V + V.T) / 2
     lam, U = np.linalg.eigh(V)
     if lam.min(initial=0.0) < 0:
         V = (U * np.maximum(lam, 0.0)) @ U.T
     return V
+
+
+def _codes(values: np.ndarray) -> tuple[np.ndarray, int]:
+    """``values`` as codes 0 .. n - 1, and n."""
+    codes, uniq = pd.factorize(values)
+    return codes.astype(np.int64), len(uniq)
 
 
 def cells_of(dz: pd.DataFrame, glm: GLMFit, cache: dict | None = None) -> Cells:
