@@ -10,7 +10,8 @@ empty, :mod:`pipelines.signals.gaps`) are neither reference nor test: they becom
 zone and local day of the period is tested both ways with the extreme slot's z, Sidak-corrected
 for the number of slots that day: ``p = 1 - (1 - F(-|z|max))^n``, F a Student t with
 ``0.37 m - 1`` degrees of freedom for a scale from m deviations (the MAD's 37 % Gaussian
-efficiency), so that a scale from few weeks does not turn noise into signals; for emptied zones,
+efficiency), so that a scale from few weeks does not turn noise into signals (at daily grain,
+where the scale is moderated, ``d0 + 0.19 m``: :mod:`pipelines.signals.presence_pvalues`); for emptied zones,
 no more degrees of freedom than the zone's own lower tail of errors shows (weather, idle hours). The reported window
 is the run of consecutive slots with z beyond ``z_threshold`` around that slot. At hourly grain
 the day's total is tested too (:func:`day_level`; Bonferroni over the two). With 10 zones or
@@ -38,11 +39,11 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from pipelines.signals.explain import HEAVY_PRECIPITATION_MM, DayFacts, day_facts
 from pipelines.signals.gaps import Gap, find_gaps, gap_runs
 from pipelines.signals.panel import fmt_number, record, records_frame
+from pipelines.signals.presence_pvalues import DayLevel, p_values, slot_df
 from pipelines.signals.reference import (
     FLOOR,
     MIN_CITY_ZONES,
@@ -96,24 +97,14 @@ class Reference:
     """The quiet reference, the data-gap mask, which values could enter the reference
     (``pool``) and the study's shift of each day in ``ref.loc``
     (:func:`~pipelines.signals.reference.city_shift`; 0 at hourly grain, where the day-level test
-    takes out the median over zones of their day errors)."""
+    takes out the median over zones of their day errors); ``df``: the degrees of freedom of the
+    slot test's scale (:func:`~.presence_pvalues.slot_df`)."""
 
     ref: QuietReference
     gaps: np.ndarray
     pool: np.ndarray
     shift: np.ndarray
-
-
-@dataclass(frozen=True)
-class DayLevel:
-    """The day-level test's arrays ``(zones, days)``, each first for the gathering test then for
-    the emptied one: z of the day's total against the reference's total and the errors behind
-    its scale; the degrees of freedom of the lower tail; the tests' weights."""
-
-    z: np.ndarray
-    n: np.ndarray
     df: np.ndarray
-    weights: np.ndarray
 
 
 def presence_anomalies(frame: pd.DataFrame, **kwargs) -> pd.DataFrame:
@@ -199,7 +190,7 @@ def presence_review(
     day = day_level(lay, base, facts.dry(lay.days), scale_floor=scale_floor, weeks=profile_weeks)
     records = []
     for sign in (1.0, -1.0):
-        records += _day_tests(lay, ref, z, sign, in_period, facts, z_threshold, day)
+        records += _day_tests(lay, base, z, sign, in_period, facts, z_threshold, day)
     return PresenceReview(tests=records_frame(records), gaps=tuple(runs), notes=_gap_notes(runs))
 
 
@@ -284,11 +275,17 @@ def reference_without_gaps(
             for k, a in parts.items():
                 a[zi] = getattr(sub, k)
             ref = QuietReference(**parts)
-    if shift.any() and MODERATE_SCALE:  # daily: scales shrunk towards the zones' (Smyth 2004)
-        sc = moderated_scale(ref.scale[..., 0], np.maximum(3.0, 0.19 * ref.n_scale[..., 0]))
-        ref = replace(ref, scale=sc[..., None])
+    df = slot_df(ref.n_scale)
+    if lay.daily:  # scales shrunk towards the zones' (Smyth 2004), and the prior's df counted
+        d0 = np.zeros(d)
+        if MODERATE_SCALE:
+            sc, d0 = moderated_scale(
+                ref.scale[..., 0], slot_df(ref.n_scale, d0)[..., 0], with_prior=True
+            )
+            ref = replace(ref, scale=sc[..., None])
+        df = slot_df(ref.n_scale, d0)
     ref = replace(ref, loc=ref.loc + shift)
-    return Reference(ref=ref, gaps=gaps, pool=pool & ~gaps, shift=shift[0, :, 0])
+    return Reference(ref=ref, gaps=gaps, pool=pool & ~gaps, shift=shift[0, :, 0], df=df)
 
 
 def day_level(
@@ -374,57 +371,9 @@ def _window(zs: np.ndarray, j: np.ndarray, thr: float) -> tuple[np.ndarray, np.n
     return np.where(on, left[r, j], j), np.where(on, right[r, j], j)
 
 
-def _t_sf(z: np.ndarray, df: np.ndarray) -> np.ndarray:
-    """``P(u > z)`` for a MAD-standardised Student t with ``df`` degrees of freedom."""
-    return stats.t.sf(z * 1.4826 * stats.t.ppf(0.75, df), df=df)
-
-
-def _p_values(
-    ref: QuietReference, day: DayLevel, zs: np.ndarray, sign: float, days: np.ndarray, daily: bool
-) -> tuple[np.ndarray, ...]:
-    """The p values of the tests (zone x period day, one way).
-
-    The slot test: the day's extreme slot j, ``p = 1 - (1 - F(-|z|max))^n`` (Sidak over the n
-    slots, F a Student t with ``0.37 m - 1`` degrees of freedom for a scale from m errors;
-    below, at most those of the zone's lower tail, :func:`~pipelines.signals.reference.tail_df`).
-    At hourly grain, the day-level test (:func:`day_level`) too, and ``p = 2 min(p_slot, p_day)``
-    (Bonferroni over the two). The weighted p value is ``min(1, p / w)`` at daily grain and
-    ``min(1, 2 min(p_slot, p_day / w))`` at hourly grain: the weight, read from day-level
-    errors, goes to the day-level half of the test (a weighted Bonferroni; the test's weight is
-    ``(1 + w) / 2``, which still averages 1). Returns ``(p, p_weighted, w, j, zmax, use_day, n)``.
-    """
-    s = zs.shape[1]
-    ok = np.isfinite(zs)
-    n = ok.sum(axis=1)
-    j = np.argmax(np.where(ok, zs, -np.inf), axis=1)
-    r = np.arange(len(zs))
-    zmax = zs[r, j]
-    m = ref.n_scale[:, days].reshape(-1, s)[r, j]
-    df = np.maximum(3.0, 0.37 * m - 1.0)
-    if sign < 0:
-        df = np.minimum(df, ref.tail_df[:, days].reshape(-1))
-    p1 = _t_sf(zmax, df)
-    p = -np.expm1(n * np.log1p(-np.minimum(p1, 1 - 1e-16)))
-    use_day = np.zeros(len(zs), bool)
-    w = day.weights[0 if sign > 0 else 1][:, days].reshape(-1)
-    pw = np.minimum(1.0, p / w)
-    if not daily:
-        k = 0 if sign > 0 else 1
-        zd = sign * day.z[k][:, days].reshape(-1)
-        dfd = np.maximum(3.0, 0.37 * day.n[k][:, days].reshape(-1) - 1.0)
-        if sign < 0:
-            dfd = np.minimum(dfd, day.df[:, days].reshape(-1))
-        pd_ = np.where(np.isfinite(zd), _t_sf(np.nan_to_num(zd, nan=-np.inf), dfd), 1.0)
-        use_day = pd_ / w < p
-        zmax = np.where(use_day, zd, zmax)
-        pw = np.minimum(1.0, 2.0 * np.minimum(p, pd_ / w))
-        p = np.minimum(1.0, 2.0 * np.minimum(p, pd_))
-    return p, pw, w, j, zmax, use_day, n
-
-
 def _day_tests(
     lay: Layout,
-    ref: QuietReference,
+    base: Reference,
     z: np.ndarray,
     sign: float,
     in_period: np.ndarray,
@@ -433,12 +382,14 @@ def _day_tests(
     day: DayLevel,
 ) -> list[dict]:
     """The tests of every zone and period day, one way (``sign`` 1: gathering, -1: emptied):
-    p values by :func:`_p_values`; the window is the run of slots beyond ``thr`` around the
+    p values by :func:`~.presence_pvalues.p_values`; the window is the run of slots beyond ``thr`` around the
     extreme slot, or the whole day when the day-level test decides."""
     _, _, s = z.shape
     days = np.flatnonzero(in_period)
     zs = sign * z[:, days].reshape(-1, s)
-    p, pw, w, j, zmax, use_day, n = _p_values(ref, day, zs, sign, days, lay.daily)
+    ref = base.ref
+    p, pw, w, j, zmax, use_day, n = p_values(base.df, ref.tail_df, day, zs, sign, days=days,
+                                             daily=lay.daily)  # fmt: skip
     a, b = _window(zs, j, thr)
     ok = np.isfinite(zs)
     first = np.argmax(ok, axis=1)

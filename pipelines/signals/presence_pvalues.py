@@ -1,0 +1,106 @@
+"""The p values of the presence tests (:mod:`pipelines.signals.presence`): the day's extreme slot
+against the quiet-day reference, Sidak-corrected over the day's slots, and at hourly grain the
+day-level test too, each weighted for the run's Benjamini-Hochberg.
+
+The slot test's Student t reads the degrees of freedom of the scale it divides by
+(:func:`slot_df`): a MAD-type scale of m errors carries about ``0.37 m - 1``; at daily grain the
+scale is the lower half of the errors (about ``0.19 m``) shrunk towards the zones' by empirical
+Bayes, and a moderated scale carries the prior's ``d0`` more (Smyth 2004's moderated t).
+
+References
+----------
+Sidak, Z. (1967). Rectangular confidence regions for the means of multivariate normal
+distributions. JASA 62, 626-633.
+Smyth, G. K. (2004). Linear models and empirical Bayes methods for assessing differential
+expression in microarray experiments. Statistical Applications in Genetics and Molecular
+Biology 3(1), article 3.
+Genovese, C. R., Roeder, K. & Wasserman, L. (2006). False discovery control with p-value
+weighting. Biometrika 93(3), 509-524.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import stats
+
+#: degrees of freedom per error of a MAD-type scale (37 % Gaussian efficiency), and of the
+#: lower-half scale of the daily tests (tests/test_presence_scale.py checks it).
+MAD_DF, LOWER_HALF_DF = 0.37, 0.19
+
+
+@dataclass(frozen=True)
+class DayLevel:
+    """The day-level test's arrays ``(zones, days)``, each first for the gathering test then for
+    the emptied one: z of the day's total against the reference's total and the errors behind
+    its scale; the degrees of freedom of the lower tail; the tests' weights."""
+
+    z: np.ndarray
+    n: np.ndarray
+    df: np.ndarray
+    weights: np.ndarray
+
+
+def slot_df(n_scale: np.ndarray, prior: np.ndarray | None = None) -> np.ndarray:
+    """The degrees of freedom of the slot test's scale from the ``n_scale`` errors behind it:
+    ``0.37 m - 1`` (a MAD-type scale), or, given ``prior`` (the moderation's ``d0`` of each day,
+    :func:`~pipelines.signals.reference.moderated_scale`; 0 where the zones keep their own
+    scales), ``d0 + 0.19 m`` (the lower-half scale moderated: Smyth 2004); at least 3.
+
+    ``n_scale`` is ``(zones, days, slots)``, ``prior`` ``(days,)``.
+    """
+    if prior is None:
+        return np.maximum(3.0, MAD_DF * n_scale - 1.0)
+    return np.maximum(3.0, prior[None, :, None] + np.maximum(3.0, LOWER_HALF_DF * n_scale))
+
+
+def t_sf(z: np.ndarray, df: np.ndarray) -> np.ndarray:
+    """``P(u > z)`` for a MAD-standardised Student t with ``df`` degrees of freedom."""
+    return stats.t.sf(z * 1.4826 * stats.t.ppf(0.75, df), df=df)
+
+
+def p_values(
+    df_slot: np.ndarray, tail_df: np.ndarray, day: DayLevel, zs: np.ndarray, sign: float, *,
+    days: np.ndarray, daily: bool,
+) -> tuple[np.ndarray, ...]:  # fmt: skip
+    """The p values of the tests (zone x period day, one way).
+
+    The slot test: the day's extreme slot j, ``p = 1 - (1 - F(-|z|max))^n`` (Sidak over the n
+    slots, F a Student t with ``df_slot`` degrees of freedom, :func:`slot_df`; below, at most
+    those of the zone's lower tail ``tail_df``, :func:`~pipelines.signals.reference.tail_df`).
+    At hourly grain, the day-level test (:func:`~pipelines.signals.presence.day_level`) too, and
+    ``p = 2 min(p_slot, p_day)`` (Bonferroni over the two). The weighted p value is
+    ``min(1, p / w)`` at daily grain and ``min(1, 2 min(p_slot, p_day / w))`` at hourly grain:
+    the weight, read from day-level errors, goes to the day-level half of the test (a weighted
+    Bonferroni; the test's weight is ``(1 + w) / 2``, which still averages 1). ``df_slot`` and
+    ``tail_df`` are ``(zones, days, slots)`` and ``(zones, days)``, ``zs`` the signed z of the
+    period's ``days`` as ``(zones x days, slots)``. Returns
+    ``(p, p_weighted, w, j, zmax, use_day, n)``.
+    """
+    s = zs.shape[1]
+    ok = np.isfinite(zs)
+    n = ok.sum(axis=1)
+    j = np.argmax(np.where(ok, zs, -np.inf), axis=1)
+    r = np.arange(len(zs))
+    zmax = zs[r, j]
+    df = df_slot[:, days].reshape(-1, s)[r, j]
+    if sign < 0:
+        df = np.minimum(df, tail_df[:, days].reshape(-1))
+    p1 = t_sf(zmax, df)
+    p = -np.expm1(n * np.log1p(-np.minimum(p1, 1 - 1e-16)))
+    use_day = np.zeros(len(zs), bool)
+    w = day.weights[0 if sign > 0 else 1][:, days].reshape(-1)
+    pw = np.minimum(1.0, p / w)
+    if not daily:
+        k = 0 if sign > 0 else 1
+        zd = sign * day.z[k][:, days].reshape(-1)
+        dfd = np.maximum(3.0, MAD_DF * day.n[k][:, days].reshape(-1) - 1.0)
+        if sign < 0:
+            dfd = np.minimum(dfd, day.df[:, days].reshape(-1))
+        pd_ = np.where(np.isfinite(zd), t_sf(np.nan_to_num(zd, nan=-np.inf), dfd), 1.0)
+        use_day = pd_ / w < p
+        zmax = np.where(use_day, zd, zmax)
+        pw = np.minimum(1.0, 2.0 * np.minimum(p, pd_ / w))
+        p = np.minimum(1.0, 2.0 * np.minimum(p, pd_))
+    return p, pw, w, j, zmax, use_day, n
