@@ -92,6 +92,10 @@ def test_fit_all_under_the_large_study_rule(tiny_store, whole, store_copy, monke
     scale = rep.scale
     assert scale["large"] and scale["window_weeks"] == 5 and scale["rows"] == 40_350
     assert 0 < scale["window_rows"] < scale["rows"]
+    # the window holds whole local days: it starts at a local midnight of the study's zone
+    tz = json.loads((root / "cube_meta.json").read_text())["timezone"]
+    start = pd.Timestamp(scale["window_start"]).tz_convert(tz)
+    assert (start.hour, start.minute) == (0, 0), start
     assert "large study" in rep.summary() and "last 5 weeks" in rep.summary()
     man = json.loads((root / "models" / "models.json").read_text())
     assert man["scale"]["large"] and "last 5 weeks" in man["scale"]["rule"]

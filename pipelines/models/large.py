@@ -140,13 +140,16 @@ def cube_start(store: Store) -> pd.Timestamp:
 
 def load_window(store: Store, *, weeks: int) -> tuple[pd.DataFrame, str, pd.Timestamp]:
     """The model columns of the cube's last ``weeks`` weeks (compact dtypes), its grain and
-    the window's first slot; only the partitions that overlap the window are read."""
+    the window's first slot (the local midnight of the study's time zone on or before the
+    cube's end less ``weeks``); only the partitions that overlap the window are read."""
     meta = store.cube_meta()
     grain = meta.get("grain") or store.grain
     cols = cube_columns_needed(meta.get("columns", []))
     end = pd.Timestamp(meta["end"])
     end = end.tz_localize("UTC") if end.tzinfo is None else end.tz_convert("UTC")
     start = end - pd.Timedelta(weeks=weeks)
+    if meta.get("timezone"):  # from the local midnight of that day (whole local days)
+        start = start.tz_convert(meta["timezone"]).normalize().tz_convert("UTC")
     month = start.tz_convert(None).strftime("%Y-%m")
     files = [f for f in cube_files(store) if Path(f).parent.name.split("=", 1)[1] >= month]
     wanted = list(dict.fromkeys(["zone_id", "hour", *cols]))
