@@ -221,7 +221,7 @@ def stages(scale: str, raw: Path, store: Path, reports: Path) -> list[tuple[str,
         ("ingest", _vigie("ingest", str(raw / "sources.yaml"), "--store", str(store))),
         ("cube", _vigie("cube", "--store", str(store))),
         ("glm_cells", [sys.executable, "-c", _CELLS_CHILD, str(store)]),
-        ("fit", _vigie("fit", "--store", str(store))),
+        ("fit", _vigie("fit", "--store", str(store), "--verbose")),  # progress in fit.log
         ("signals", lambda: _vigie("signals", "--store", str(store), *week())),
         (
             "weekly_report",

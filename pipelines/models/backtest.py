@@ -345,6 +345,7 @@ def _forecast_origins(
             absent.setdefault(name, f"could not forecast {o} (and maybe others): {why}")
         log.info("backtest origin %s done", o)
     frame = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=BACKTEST_COLUMNS)
+    parts.clear()  # the origins' frames are in `frame` now
     if len(frame):
         frame["zone_id"] = frame["zone_id"].astype(str)
         frame = backtest_schema().validate(frame, lazy=True)
@@ -368,6 +369,8 @@ def _drop_absent(frame: pd.DataFrame, absent: dict[str, str]) -> pd.DataFrame:
     bad = ~np.isfinite(frame["predicted"].to_numpy(np.float64))
     for m, k in frame.loc[bad, "model"].value_counts().items():
         absent.setdefault(str(m), f"no finite forecast for {k} of its zone-slots")
+    if not absent:
+        return frame
     return frame[~frame["model"].isin(list(absent))]
 
 
