@@ -121,3 +121,21 @@ def test_below_the_threshold_nothing_changes(fitted_store) -> None:
     man = json.loads((fitted_store / "models" / "models.json").read_text())
     assert man["scale"] == {**man["scale"], "large": False, "rows": 40_350}
     assert "rule" not in man["scale"]
+
+
+@pytest.mark.parametrize(
+    ("tz", "end", "local"),
+    [
+        ("Europe/Paris", "2026-11-15 23:00", "2026-07-20 00:00"),
+        # midnight skipped by daylight saving (Santiago, 2023-09-03): the day starts at 01:00
+        ("America/Santiago", "2023-12-03 12:00", "2023-09-03 01:00"),
+        # midnight repeated (Havana, 2023-11-05): the standard-time one
+        ("America/Havana", "2024-02-04 12:00", "2023-11-05 00:00"),
+    ],
+)
+def test_window_starts_at_a_local_midnight(tz, end, local) -> None:
+    """Whole local days, also when the window's first day begins or ends daylight saving at
+    midnight (normalising a local time there raised)."""
+    start = large.window_start(pd.Timestamp(end, tz="UTC"), weeks=13 if tz != "Europe/Paris"
+                               else 17, tz=tz)  # fmt: skip
+    assert start.tz_convert(tz).strftime("%Y-%m-%d %H:%M") == local

@@ -190,3 +190,20 @@ def test_pit_coverage_is_nominal_for_calibrated_counts():
     # y = 0 under Poisson(0.1): PIT uniform on [0, e^-0.1]; [0.1, 0.9] holds 0.8 / e^-0.1 of it
     one = pit_coverage(np.array([0.0]), np.array([0.1]), np.array([0.0]), 0.8)
     assert one == pytest.approx(0.8 / np.exp(-0.1))
+
+
+def test_exposure_plan_apply_fills_per_zone_and_keeps_known_presence():
+    """Each row gets its zone's fill where presence is missing or zero (looked up once per
+    zone), the default for an unknown or missing zone, and its presence where known."""
+    from pipelines.models.exposure import ExposurePlan
+
+    plan = ExposurePlan(source={"a": "presence", "b": "recent_rate"},
+                        fill={"a": 2.0, "b": 5.0, "None": 7.0}, default=1.5)  # fmt: skip
+    ids = np.array(["a", "b", "b", "c", None, "a"], dtype=object)
+    present = np.array([np.nan, 0.0, 3.0, np.nan, np.nan, 4.0])
+    e, imputed = plan.apply(ids, present)
+    np.testing.assert_array_equal(e, [2.0, 5.0, 3.0, 1.5, 7.0, 4.0])
+    np.testing.assert_array_equal(imputed, [1, 1, 0, 1, 1, 0])
+    cat = pd.Categorical(["b", "a"])
+    np.testing.assert_array_equal(plan.apply(cat, np.array([np.nan, np.nan]))[0], [5.0, 2.0])
+    assert plan.apply(np.array([], dtype=object), np.array([]))[0].shape == (0,)

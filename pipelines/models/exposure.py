@@ -87,9 +87,13 @@ class ExposurePlan:
         e = np.asarray(present, dtype=np.float64)
         known = np.isfinite(e) & (e > 0)
         # each zone's fill looked up once (a map over 14 M string rows took minutes)
-        codes, zones = pd.factorize(np.asarray(zone_id), use_na_sentinel=False)
+        ids = np.asarray(zone_id)
+        codes, zones = pd.factorize(ids)
         table = np.array([self.fill.get(str(z), self.default) for z in zones], dtype=np.float64)
         fill = table[codes] if len(codes) else np.empty(0)
+        na = codes < 0  # missing ids, keyed as str() gives them (None, <NA>, nan)
+        fill[na] = [self.fill.get(str(z), self.default) for z in ids[na]]
+        fill = np.nan_to_num(fill, nan=self.default)
         return np.where(known, e, fill), (~known).astype(np.float64)
 
     def summary(self) -> str:

@@ -40,6 +40,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from features.cube.period import local_midnight
 from features.errors import InputError, StoreError
 from features.store import Store
 from pipelines.models.cells_sql import sql_cells, sql_dropped
@@ -138,6 +139,17 @@ def cube_start(store: Store) -> pd.Timestamp:
     return t.tz_localize("UTC") if t.tzinfo is None else t.tz_convert("UTC")
 
 
+def window_start(end: pd.Timestamp, *, weeks: int, tz: str | None) -> pd.Timestamp:
+    """The first slot of the recent window: ``end`` less ``weeks``, moved back to that local
+    day's midnight in ``tz`` (whole local days; a midnight that daylight saving skips is
+    shifted forward, as the cube's days are: :func:`features.cube.period.local_midnight`)."""
+    start = end - pd.Timedelta(weeks=weeks)
+    if not tz:
+        return start
+    day = start.tz_convert(tz).date()
+    return pd.Timestamp(local_midnight(day, tz), unit="s", tz="UTC")
+
+
 def load_window(store: Store, *, weeks: int) -> tuple[pd.DataFrame, str, pd.Timestamp]:
     """The model columns of the cube's last ``weeks`` weeks (compact dtypes), its grain and
     the window's first slot (the local midnight of the study's time zone on or before the
@@ -147,9 +159,7 @@ def load_window(store: Store, *, weeks: int) -> tuple[pd.DataFrame, str, pd.Time
     cols = cube_columns_needed(meta.get("columns", []))
     end = pd.Timestamp(meta["end"])
     end = end.tz_localize("UTC") if end.tzinfo is None else end.tz_convert("UTC")
-    start = end - pd.Timedelta(weeks=weeks)
-    if meta.get("timezone"):  # from the local midnight of that day (whole local days)
-        start = start.tz_convert(meta["timezone"]).normalize().tz_convert("UTC")
+    start = window_start(end, weeks=weeks, tz=meta.get("timezone"))
     month = start.tz_convert(None).strftime("%Y-%m")
     files = [f for f in cube_files(store) if Path(f).parent.name.split("=", 1)[1] >= month]
     wanted = list(dict.fromkeys(["zone_id", "hour", *cols]))

@@ -51,7 +51,9 @@ class Info:
     zone block, ``S = A - B diag(d)^-1 B'`` (``p x p``): ``O(nz p^2)`` operations instead of the
     ``O((p + nz)^3)`` of the dense matrix (a region's 5 000 zones: a 5 050-square matrix of
     200 MB factorised at every IRLS step otherwise). A singular ``S`` (a column without
-    weight) is pseudo-inverted, as ``lstsq`` would on the dense matrix.
+    weight) is pseudo-inverted (the same solution as ``lstsq`` on the dense matrix; where an
+    unpenalised intercept were collinear with the zones, a valid solution but not ``lstsq``'s
+    minimum-norm one: :func:`fit_pql` penalises both, so ``S`` is positive definite there).
     """
 
     A: np.ndarray
