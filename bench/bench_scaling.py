@@ -200,6 +200,8 @@ def section(rec: dict[str, Any]) -> str:
               + (f"; with a load above the {cores} cores, as here, the other jobs take most of "
                  "the machine and the speed-ups and efficiencies say little about the code. "
                  if max(r[k]["load"] for r in runs.values() for k in r) > cores else ". ")
+              + "The 1-minute load average also counts this run's own workers of the stage "
+              "before, for a minute after they stop. "
               + "CPU = user and system seconds of the client and the workers during the stage "
               "(for n = " + ", ".join(map(str, ns)) + "): the same work whatever n; when it "
               "stays flat while the time does not fall, the cores were busy elsewhere. Signals run per zone "
