@@ -31,7 +31,7 @@ def test_shared_spread_is_recovered():
     for seed in (21, 22):
         s = _scales(sigma, m=180, days=40, seed=seed)
         df = np.full(s.shape, 0.19 * 180)
-        mod = moderated_scale(s, df)
+        mod, _ = moderated_scale(s, df)
         raw_err = np.sqrt(np.mean((s - 0.1) ** 2))
         mod_err = np.sqrt(np.mean((mod - 0.1) ** 2))
         assert mod_err <= 0.5 * raw_err, (mod_err, raw_err)
@@ -42,7 +42,7 @@ def test_distinct_spreads_are_kept():
     the moderated scales are no further from the planted ones than the raw scales."""
     sigma = np.linspace(0.05, 0.3, 30)
     s = _scales(sigma, m=180, days=20, seed=23)
-    mod = moderated_scale(s, np.full(s.shape, 0.19 * 180))
+    mod, _ = moderated_scale(s, np.full(s.shape, 0.19 * 180))
     truth = sigma[:, None]
     assert np.mean((mod - truth) ** 2) <= 1.05 * np.mean((s - truth) ** 2)
     rank = np.argsort(np.argsort(mod.mean(axis=1)))
@@ -54,7 +54,7 @@ def test_few_zones_or_missing_scales_are_left_alone():
     s = _scales(np.full(12, 0.1), m=120, days=3, seed=24)
     s[3:, 0] = np.nan  # 3 zones that day
     s[:, 1] = np.nan
-    mod = moderated_scale(s, np.full(s.shape, 40.0), min_zones=10)
+    mod, _ = moderated_scale(s, np.full(s.shape, 40.0), min_zones=10)
     assert np.array_equal(mod[:3, 0], s[:3, 0])
     assert np.isnan(mod[:, 1]).all()
     assert not np.array_equal(mod[:, 2], s[:, 2])
@@ -129,7 +129,7 @@ def test_moderated_t_is_calibrated_with_the_priors_degrees_of_freedom():
         hits, d0s = [], []
         for seed in (41, 42):
             s = _scales(sigma, m=m, days=days, seed=seed)
-            mod, d0 = moderated_scale(s, slot_df(n, np.zeros(days))[..., 0], with_prior=True)
+            mod, d0 = moderated_scale(s, slot_df(n, np.zeros(days))[..., 0])
             e = np.random.default_rng(seed + 1000).normal(size=(30, days)) * sigma[:, None]
             hits.append(np.mean(t_sf(e / mod, slot_df(n, d0)[..., 0]) < 0.01))
             d0s.append(np.median(d0))
@@ -147,7 +147,7 @@ def test_prior_degrees_of_freedom_of_few_zones_are_zero():
 
     s = _scales(np.full(12, 0.1), m=120, days=2, seed=24)
     s[3:, 0] = np.nan
-    _, d0 = moderated_scale(s, np.full(s.shape, 0.19 * 120), min_zones=10, with_prior=True)
+    _, d0 = moderated_scale(s, np.full(s.shape, 0.19 * 120), min_zones=10)
     assert d0[0] == 0.0 and d0[1] > 0
     df = slot_df(np.full((12, 2, 1), 120.0), d0)
     assert np.allclose(df[:, 0, 0], 0.19 * 120)

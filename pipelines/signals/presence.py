@@ -275,15 +275,11 @@ def reference_without_gaps(
             for k, a in parts.items():
                 a[zi] = getattr(sub, k)
             ref = QuietReference(**parts)
-    df = slot_df(ref.n_scale)
-    if lay.daily:  # scales shrunk towards the zones' (Smyth 2004), and the prior's df counted
-        d0 = np.zeros(d)
-        if MODERATE_SCALE:
-            sc, d0 = moderated_scale(
-                ref.scale[..., 0], slot_df(ref.n_scale, d0)[..., 0], with_prior=True
-            )
-            ref = replace(ref, scale=sc[..., None])
-        df = slot_df(ref.n_scale, d0)
+    d0 = np.zeros(d) if lay.daily else None  # daily: the moderation's prior df counted
+    if lay.daily and MODERATE_SCALE:  # scales shrunk towards the zones' (Smyth 2004)
+        sc, d0 = moderated_scale(ref.scale[..., 0], slot_df(ref.n_scale, d0)[..., 0])
+        ref = replace(ref, scale=sc[..., None])
+    df = slot_df(ref.n_scale, d0)
     ref = replace(ref, loc=ref.loc + shift)
     return Reference(ref=ref, gaps=gaps, pool=pool & ~gaps, shift=shift[0, :, 0], df=df)
 

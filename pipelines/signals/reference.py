@@ -418,8 +418,8 @@ def day_scale(
 
 
 def moderated_scale(
-    scale: np.ndarray, df: np.ndarray, *, min_zones: int = MIN_CITY_ZONES, with_prior: bool = False
-) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+    scale: np.ndarray, df: np.ndarray, *, min_zones: int = MIN_CITY_ZONES
+) -> tuple[np.ndarray, np.ndarray]:
     """Each zone's scale shrunk towards the study's, by empirical Bayes (Smyth 2004).
 
     ``scale`` and ``df`` are ``(zones, days)``: each zone's scale and its degrees of freedom
@@ -438,8 +438,7 @@ def moderated_scale(
     Returns
     -------
     numpy.ndarray
-        The moderated scales, ``(zones, days)``; with ``with_prior``, also each day's prior
-        degrees of freedom ``d0`` (``inf``: the common scale; 0: the zones' own), so that a
+        The moderated scales, ``(zones, days)``, and each day's prior degrees of freedom ``d0`` (``inf``: the common scale; 0: the zones' own), so that a
         moderated scale counts ``d0 + d`` (Smyth 2004's moderated t).
 
     References
@@ -465,7 +464,7 @@ def moderated_scale(
     s02 = np.exp(mean + np.where(fin, special.digamma(d0 / 2) - np.log(d0 / 2), 0.0))
     post = np.where(fin, (d0 * s02 + d * scale**2) / (d0 + d), s02)
     out = np.where(good, np.sqrt(post), scale)
-    return (out, np.where(use, np.where(fin, d0, np.inf), 0.0)) if with_prior else out
+    return out, np.where(use, np.where(fin, d0, np.inf), 0.0)
 
 
 def _trigamma_inverse(x: np.ndarray, *, iterations: int = 50) -> np.ndarray:
