@@ -151,4 +151,25 @@ def test_prior_degrees_of_freedom_of_few_zones_are_zero():
     assert d0[0] == 0.0 and d0[1] > 0
     df = slot_df(np.full((12, 2, 1), 120.0), d0)
     assert np.allclose(df[:, 0, 0], 0.19 * 120)
-    assert np.allclose(slot_df(np.full((1, 1, 1), 120.0)), 0.37 * 120 - 1)
+    assert np.allclose(slot_df(np.full((1, 1, 1), 120.0)), 0.19 * 120)
+
+
+def test_unmoderated_slot_test_is_not_liberal_in_the_far_tail():
+    """The hourly slot test (:func:`~pipelines.signals.presence_pvalues.slot_df` without a
+    prior) on fresh normal errors against the lower-half scale of m past ones (seeds 41, 42; the
+    figures in presence_pvalues' docstring came from seeds 1, 2): at most the nominal share of p
+    values below 1e-2 and 1e-3 (plus 10 % for the draws' noise) for m = 40 and 182, where the
+    MAD's ``0.37 m - 1`` it read before exceeds 1.5 x nominal below 1e-3 at m = 40."""
+    from pipelines.signals.presence_pvalues import slot_df, t_sf
+
+    for seed in (41, 42):
+        rng = np.random.default_rng(seed)
+        for m in (40, 182):
+            e = rng.normal(size=(100_000, m))
+            s = 1.4826 * np.nanmedian(np.where(e <= 0, -e, np.nan), axis=1)
+            u = rng.normal(size=len(s)) / s
+            p = t_sf(u, slot_df(np.full((1, 1, 1), float(m)))[0, 0, 0])
+            for a in (1e-2, 1e-3):
+                assert np.mean(p < a) <= 1.1 * a, (seed, m, a, np.mean(p < a))
+            if m == 40:
+                assert np.mean(t_sf(u, 0.37 * m - 1) < 1e-3) > 1.5e-3  # the former df fails

@@ -9,10 +9,11 @@ out-of-sample errors on quiet days. Data gaps (runs of zeros or flat lines where
 empty, :mod:`pipelines.signals.gaps`) are neither reference nor test: they become notes. Each
 zone and local day of the period is tested both ways with the extreme slot's z, Sidak-corrected
 for the number of slots that day: ``p = 1 - (1 - F(-|z|max))^n``, F a Student t with
-``0.37 m - 1`` degrees of freedom for a scale from m deviations (the MAD's 37 % Gaussian
-efficiency), so that a scale from few weeks does not turn noise into signals (at daily grain,
-where the scale is moderated, ``d0 + 0.19 m``: :mod:`pipelines.signals.presence_pvalues`); for emptied zones,
-no more degrees of freedom than the zone's own lower tail of errors shows (weather, idle hours). The reported window
+``0.19 m`` degrees of freedom for a scale from the lower half of m errors (the MAD's 37 % Gaussian
+efficiency on half of them), so that a scale from few weeks does not turn noise into signals (at
+daily grain, where the scale is moderated, ``d0 + 0.19 m``:
+:mod:`pipelines.signals.presence_pvalues`); for emptied zones, no more degrees of freedom than
+the zone's own lower tail of errors shows (weather, idle hours). The reported window
 is the run of consecutive slots with z beyond ``z_threshold`` around that slot. At hourly grain
 the day's total is tested too (:func:`day_level`; Bonferroni over the two). With 10 zones or
 more, the study's shift of each day is taken out (at daily grain from the reference, at hourly
@@ -62,6 +63,10 @@ from pipelines.signals.reference import (
 _NEED = {"zone_id", "hour", "local_date", "local_hour", "present", "present_baseline"}
 #: prior rate of gathering days of a zone whose history shows none (the weights' floor).
 PRIOR_RATE = 0.01
+#: weeks of a zone's day errors before they count in its rate of gathering days: the first
+#: ones are read against a reference still forming (a weekday profile from a few weeks), and
+#: their excess would weigh as recurring gatherings for a year (:func:`day_level`).
+MATURE_WEEKS = 8
 #: passes of the reference without the past values far above it, and the scales above it beyond
 #: which a value leaves, at hourly and daily grain (:func:`reference_without_gaps`).
 HIGH_PASSES, HIGH_TRIM = {"hourly": 1, "daily": 2}, {"hourly": TRIM, "daily": 1.5}
@@ -292,6 +297,7 @@ def day_level(
     scale_floor: float,
     weeks: int = PROFILE_WEEKS,
     prior_rate: float = PRIOR_RATE,
+    mature_weeks: int = MATURE_WEEKS,
 ) -> DayLevel:
     """The day-level test and the tests' weights.
 
@@ -302,7 +308,8 @@ def day_level(
     rain only lowers presence, so wet days widen the lower half of the errors without being
     noise a rise must exceed. The weight of a zone's gathering test is ``prior_rate`` plus the
     upper-tail excess of its past day errors (its own rate of gathering days, read on every
-    quiet day, wet ones too, over the last 8 and 52 weeks: a season under way, last season);
+    quiet day, wet ones too, over the last 8 and 52 weeks: a season under way, last season;
+    not the errors of its first ``mature_weeks`` weeks, read against a reference still forming);
     that of its emptied test is ``prior_rate``;
     each day's weights are divided by their mean over the zones and both directions, so they
     average 1 (weighted Benjamini-Hochberg: Genovese, Roeder & Wasserman 2006).
@@ -321,9 +328,11 @@ def day_level(
         err = err - np.where(n_zones >= MIN_CITY_ZONES, common, 0.0)[None, :]
     quiet = (base.pool & ok).sum(axis=2) >= need
     scale_e, n_e, _, df = day_scale(np.where(quiet, err, np.nan), weeks=weeks)
+    seen = np.cumsum(np.isfinite(err), axis=1)  # the zone's days of errors so far
     scale_g, n_g, excess, _ = day_scale(
-        np.where(quiet & dry[None, :], err, np.nan), weeks=weeks, high=np.where(quiet, err, np.nan)
-    )
+        np.where(quiet & dry[None, :], err, np.nan), weeks=weeks, high=np.where(quiet, err, np.nan),
+        counted=seen > 7 * mature_weeks,
+    )  # fmt: skip
     z = np.stack([err / np.maximum(np.nan_to_num(sc, nan=0.0), scale_floor)
                   for sc in (scale_g, scale_e)])  # fmt: skip
     w = np.stack([prior_rate + excess, np.full(excess.shape, prior_rate)])

@@ -363,6 +363,7 @@ def day_scale(
     weeks: int = PROFILE_WEEKS,
     excess_weeks: int = EXCESS_WEEKS,
     high: np.ndarray | None = None,
+    counted: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """The scale of day-level errors and the excess of their upper tail, from each zone's past.
 
@@ -380,6 +381,8 @@ def day_scale(
     gathering than may set the scale (wet days: rain lowers presence, so they widen the lower
     tail but never make a rise); the lower tail's share of ``err`` is then scaled to their
     number (wet days' upper tail is thinner than a dry day's: the mirror is conservative).
+    ``counted`` (default: all): which days' errors may enter either tail's count (the scale
+    reads them all), e.g. not those read while the reference was still forming.
 
     Returns
     -------
@@ -398,6 +401,9 @@ def day_scale(
         u = win / scale[..., None]
         own = ew / scale[..., None]  # each week's errors against the scale it had then
         own_high = hw / scale[..., None]
+    if counted is not None:
+        cw = _weekly(counted[:, :, None].astype(float), nw)[..., 0] > 0
+        own, own_high = np.where(cw, own, np.nan), np.where(cw, own_high, np.nan)
     df = tail_df((u < -TAIL_Z).sum(axis=-1), n)
     counts = [
         a.sum(axis=-1).astype(float)
