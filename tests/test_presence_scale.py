@@ -173,3 +173,31 @@ def test_unmoderated_slot_test_is_not_liberal_in_the_far_tail():
                 assert np.mean(p < a) <= 1.1 * a, (seed, m, a, np.mean(p < a))
             if m == 40:
                 assert np.mean(t_sf(u, 0.37 * m - 1) < 1e-3) > 1.5e-3  # the former df fails
+
+
+def test_optimal_weights_against_a_numerical_optimum():
+    """:func:`~pipelines.signals.presence.optimal_weights` against scipy's SLSQP: for one day's
+    priors (a venue at 0.25, a zone with a diffuse excess at 0.08, the rest at the floor), the
+    thresholds ``isf(level w)`` maximise the expected true discoveries of anomalies of the design
+    effect among all thresholds with the same expected false ones (to 1e-3 SD), and the weights
+    average 1, the venue's above the proportional rule's."""
+    from scipy import optimize, stats
+
+    from pipelines.signals.presence import DESIGN_EFFECT, DESIGN_LEVEL, optimal_weights
+
+    pi = np.r_[0.25, 0.08, np.full(18, 0.01)]
+    w = optimal_weights(pi[None, :, None])[0, :, 0]
+    assert abs(w.mean() - 1) < 1e-9
+    mu, c = DESIGN_EFFECT, stats.norm.isf(DESIGN_LEVEL * w)
+    false = np.sum((1 - pi) * stats.norm.sf(c))
+    found = np.sum(pi * stats.norm.sf(c - mu))  # both scaled to about 1 for the optimiser
+    res = optimize.minimize(
+        lambda x: -np.sum(pi * stats.norm.sf(x - mu)) / found,
+        x0=np.full(len(pi), 3.0),
+        constraints=[{"type": "eq",
+                      "fun": lambda x: np.sum((1 - pi) * stats.norm.sf(x)) / false - 1}],
+        method="SLSQP", options={"ftol": 1e-12, "maxiter": 500},
+    )  # fmt: skip
+    assert res.success, res.message
+    assert np.allclose(res.x, c, atol=1e-3), (res.x, c)
+    assert w[0] > pi[0] / pi.mean() and w[0] > w[1] > w[2]

@@ -19,7 +19,8 @@ the day's total is tested too (:func:`day_level`; Bonferroni over the two). With
 more, the study's shift of each day is taken out (at daily grain from the reference, at hourly
 grain from the day-level test). The tests enter the run's Benjamini-Hochberg weighted: a zone's
 gathering weight grows with the upper-tail excess of its own past day errors (recurring unlisted
-gatherings), the weights averaging 1 each day (Genovese, Roeder & Wasserman 2006). What explains an
+gatherings), as the weights that find the most anomalies of a design effect for their expected
+false ones (:func:`optimal_weights`), averaging 1 each day (Genovese, Roeder & Wasserman 2006). What explains an
 anomaly is a fact of that day (:mod:`pipelines.signals.explain`): a known event in the zone, a
 holiday or observance, heavy precipitation; the signal names which (``details.explained_by``).
 Explained signals are kept but ranked after unexplained ones. Everything is array arithmetic over
@@ -40,6 +41,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
 from pipelines.signals.explain import HEAVY_PRECIPITATION_MM, DayFacts, day_facts
 from pipelines.signals.gaps import Gap, find_gaps, gap_runs
@@ -67,6 +69,12 @@ PRIOR_RATE = 0.01
 #: ones are read against a reference still forming (a weekday profile from a few weeks), and
 #: their excess would weigh as recurring gatherings for a year (:func:`day_level`).
 MATURE_WEEKS = 8
+#: the tests' weights are optimal for anomalies of ``DESIGN_EFFECT`` SD tested at per-test level
+#: ``DESIGN_LEVEL`` (:func:`optimal_weights`): an effect at the edge of detection, where weight
+#: buys power, and about the level at which the run's weekly Benjamini-Hochberg at FDR 0.05
+#: rejects (its discoveries are some 3 % of a week's tests on the synthetic city). Chosen on the
+#: development seeds of docs/evaluation.md among effects of 2.0 to 3.4 SD.
+DESIGN_EFFECT, DESIGN_LEVEL = 2.25, 1.5e-3
 #: passes of the reference without the past values far above it, and the scales above it beyond
 #: which a value leaves, at hourly and daily grain (:func:`reference_without_gaps`).
 HIGH_PASSES, HIGH_TRIM = {"hourly": 1, "daily": 2}, {"hourly": TRIM, "daily": 1.5}
@@ -310,9 +318,9 @@ def day_level(
     upper-tail excess of its past day errors (its own rate of gathering days, read on every
     quiet day, wet ones too, over the last 8 and 52 weeks: a season under way, last season;
     not the errors of its first ``mature_weeks`` weeks, read against a reference still forming);
-    that of its emptied test is ``prior_rate``;
-    each day's weights are divided by their mean over the zones and both directions, so they
-    average 1 (weighted Benjamini-Hochberg: Genovese, Roeder & Wasserman 2006).
+    that of its emptied test is ``prior_rate``; those rates give the weights
+    (:func:`optimal_weights`), which average 1 over the zones and both directions each day
+    (weighted Benjamini-Hochberg: Genovese, Roeder & Wasserman 2006).
     """
     lev = base.ref.level
     ok = np.isfinite(lay.present) & ~base.gaps & np.isfinite(lev)
@@ -336,8 +344,47 @@ def day_level(
     z = np.stack([err / np.maximum(np.nan_to_num(sc, nan=0.0), scale_floor)
                   for sc in (scale_g, scale_e)])  # fmt: skip
     w = np.stack([prior_rate + excess, np.full(excess.shape, prior_rate)])
-    return DayLevel(z=z, n=np.stack([n_g, n_e]), df=df,
-                    weights=w / w.mean(axis=(0, 1), keepdims=True))  # fmt: skip
+    return DayLevel(z=z, n=np.stack([n_g, n_e]), df=df, weights=optimal_weights(w))
+
+
+def optimal_weights(
+    prior: np.ndarray, *, effect: float = DESIGN_EFFECT, level: float = DESIGN_LEVEL
+) -> np.ndarray:
+    """The tests' weights from their prior rates of being a true signal, averaging 1 each day.
+
+    ``prior`` is ``(2, zones, days)``: each test's prior probability ``pi`` of a real
+    anomaly (the gathering test's rate of gathering days, the emptied test's prior rate). A test
+    at per-test level ``level w`` has threshold ``c = isf(level w)``; the thresholds that find the
+    most real anomalies of ``effect`` SD for a given expected number of false ones maximise
+    ``sum pi Phi(effect - c) - L sum (1 - pi) Phi(-c)``, whence
+    ``c = effect / 2 + log(L (1 - pi) / pi) / effect``: the threshold falls with the log odds of
+    the prior (Roeder & Wasserman 2009 derive it for differing effects; Pena, Habiger & Wu 2011
+    for differing priors). ``L`` is set each day (by bisection) so that the weights
+    ``w = Phi(-c) / level`` average 1, as weighted Benjamini-Hochberg needs (Genovese, Roeder &
+    Wasserman 2006). Weights proportional to ``pi`` (the former rule) spread more of the day's
+    budget over zones whose high days are a small, diffuse excess; these give it to the zones
+    whose history shows a real second component.
+
+    References
+    ----------
+    Roeder, K. & Wasserman, L. (2009). Genome-wide significance levels and weighted hypothesis
+    testing. Statistical Science 24(4), 398-413.
+    Pena, E. A., Habiger, J. D. & Wu, W. (2011). Power-enhanced multiple decision functions
+    controlling family-wise error and false discovery rates. Annals of Statistics 39(1), 556-583.
+    """
+    pi = np.clip(prior, 1e-6, 0.5)
+    odds = np.log((1 - pi) / pi)
+    lo, hi = np.full(pi.shape[-1], -60.0), np.full(pi.shape[-1], 60.0)
+
+    def weights(log_l: np.ndarray) -> np.ndarray:
+        return stats.norm.sf(effect / 2 + (log_l[None, None, :] + odds) / effect) / level
+
+    for _ in range(60):  # the mean weight falls as log L rises
+        mid = (lo + hi) / 2
+        above = weights(mid).mean(axis=(0, 1)) > 1
+        lo, hi = np.where(above, mid, lo), np.where(above, hi, mid)
+    w = weights((lo + hi) / 2)
+    return w / w.mean(axis=(0, 1), keepdims=True)
 
 
 def _flat(a: np.ndarray) -> np.ndarray:
