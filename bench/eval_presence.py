@@ -408,7 +408,7 @@ conservative where the zones agree: tests/test_presence_scale.py); a zone's
 gathering tests are weighted by its own past rate of high days (weighted Benjamini-Hochberg), so
 the ballpark's weigh more once games are behind it. Since 2026-12-04 those weights are the ones
 that find the most anomalies of a design effect (2.25 SD) for their expected false ones, the
-threshold falling with the log odds of each test's prior rate (`presence.optimal_weights`;
+threshold falling with the log odds of each test's prior rate (`presence_pvalues.optimal_weights`;
 Roeder & Wasserman 2009, Pena, Habiger & Wu 2011), where they were proportional to the rate:
 proportional weights spread the day's budget over zones whose high days are a small, diffuse
 excess (a business zone's working days in school holidays, a stadium's quiet days); and a

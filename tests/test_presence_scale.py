@@ -176,14 +176,14 @@ def test_unmoderated_slot_test_is_not_liberal_in_the_far_tail():
 
 
 def test_optimal_weights_against_a_numerical_optimum():
-    """:func:`~pipelines.signals.presence.optimal_weights` against scipy's SLSQP: for one day's
+    """:func:`~pipelines.signals.presence_pvalues.optimal_weights` against scipy's SLSQP: for one day's
     priors (a venue at 0.25, a zone with a diffuse excess at 0.08, the rest at the floor), the
     thresholds ``isf(level w)`` maximise the expected true discoveries of anomalies of the design
     effect among all thresholds with the same expected false ones (to 1e-3 SD), and the weights
     average 1, the venue's above the proportional rule's."""
     from scipy import optimize, stats
 
-    from pipelines.signals.presence import DESIGN_EFFECT, DESIGN_LEVEL, optimal_weights
+    from pipelines.signals.presence_pvalues import DESIGN_EFFECT, DESIGN_LEVEL, optimal_weights
 
     pi = np.r_[0.25, 0.08, np.full(18, 0.01)]
     w = optimal_weights(pi[None, :, None])[0, :, 0]

@@ -20,9 +20,10 @@ more, the study's shift of each day is taken out (at daily grain from the refere
 grain from the day-level test). The tests enter the run's Benjamini-Hochberg weighted: a zone's
 gathering weight grows with the upper-tail excess of its own past day errors (recurring unlisted
 gatherings), as the weights that find the most anomalies of a design effect for their expected
-false ones (:func:`optimal_weights`), averaging 1 each day (Genovese, Roeder & Wasserman 2006). What explains an
-anomaly is a fact of that day (:mod:`pipelines.signals.explain`): a known event in the zone, a
-holiday or observance, heavy precipitation; the signal names which (``details.explained_by``).
+false ones (:func:`~.presence_pvalues.optimal_weights`), averaging 1 each day (Genovese, Roeder &
+Wasserman 2006). What explains an anomaly is a fact of that day (:mod:`pipelines.signals.explain`):
+a known event in the zone, a holiday or observance, heavy precipitation; the signal names which
+(``details.explained_by``).
 Explained signals are kept but ranked after unexplained ones. Everything is array arithmetic over
 ``(zones, days, slots)``: the cost grows linearly with the period.
 
@@ -41,12 +42,11 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from pipelines.signals.explain import HEAVY_PRECIPITATION_MM, DayFacts, day_facts
 from pipelines.signals.gaps import Gap, find_gaps, gap_runs
 from pipelines.signals.panel import fmt_number, record, records_frame
-from pipelines.signals.presence_pvalues import DayLevel, p_values, slot_df
+from pipelines.signals.presence_pvalues import DayLevel, optimal_weights, p_values, slot_df
 from pipelines.signals.reference import (
     FLOOR,
     MIN_CITY_ZONES,
@@ -69,12 +69,6 @@ PRIOR_RATE = 0.01
 #: ones are read against a reference still forming (a weekday profile from a few weeks), and
 #: their excess would weigh as recurring gatherings for a year (:func:`day_level`).
 MATURE_WEEKS = 8
-#: the tests' weights are optimal for anomalies of ``DESIGN_EFFECT`` SD tested at per-test level
-#: ``DESIGN_LEVEL`` (:func:`optimal_weights`): an effect at the edge of detection, where weight
-#: buys power, and about the level at which the run's weekly Benjamini-Hochberg at FDR 0.05
-#: rejects (its discoveries are some 3 % of a week's tests on the synthetic city). Chosen on the
-#: development seeds of docs/evaluation.md among effects of 2.0 to 3.4 SD.
-DESIGN_EFFECT, DESIGN_LEVEL = 2.25, 1.5e-3
 #: passes of the reference without the past values far above it, and the scales above it beyond
 #: which a value leaves, at hourly and daily grain (:func:`reference_without_gaps`).
 HIGH_PASSES, HIGH_TRIM = {"hourly": 1, "daily": 2}, {"hourly": TRIM, "daily": 1.5}
@@ -345,46 +339,6 @@ def day_level(
                   for sc in (scale_g, scale_e)])  # fmt: skip
     w = np.stack([prior_rate + excess, np.full(excess.shape, prior_rate)])
     return DayLevel(z=z, n=np.stack([n_g, n_e]), df=df, weights=optimal_weights(w))
-
-
-def optimal_weights(
-    prior: np.ndarray, *, effect: float = DESIGN_EFFECT, level: float = DESIGN_LEVEL
-) -> np.ndarray:
-    """The tests' weights from their prior rates of being a true signal, averaging 1 each day.
-
-    ``prior`` is ``(2, zones, days)``: each test's prior probability ``pi`` of a real
-    anomaly (the gathering test's rate of gathering days, the emptied test's prior rate). A test
-    at per-test level ``level w`` has threshold ``c = isf(level w)``; the thresholds that find the
-    most real anomalies of ``effect`` SD for a given expected number of false ones maximise
-    ``sum pi Phi(effect - c) - L sum (1 - pi) Phi(-c)``, whence
-    ``c = effect / 2 + log(L (1 - pi) / pi) / effect``: the threshold falls with the log odds of
-    the prior (Roeder & Wasserman 2009 derive it for differing effects; Pena, Habiger & Wu 2011
-    for differing priors). ``L`` is set each day (by bisection) so that the weights
-    ``w = Phi(-c) / level`` average 1, as weighted Benjamini-Hochberg needs (Genovese, Roeder &
-    Wasserman 2006). Weights proportional to ``pi`` (the former rule) spread more of the day's
-    budget over zones whose high days are a small, diffuse excess; these give it to the zones
-    whose history shows a real second component.
-
-    References
-    ----------
-    Roeder, K. & Wasserman, L. (2009). Genome-wide significance levels and weighted hypothesis
-    testing. Statistical Science 24(4), 398-413.
-    Pena, E. A., Habiger, J. D. & Wu, W. (2011). Power-enhanced multiple decision functions
-    controlling family-wise error and false discovery rates. Annals of Statistics 39(1), 556-583.
-    """
-    pi = np.clip(prior, 1e-6, 0.5)
-    odds = np.log((1 - pi) / pi)
-    lo, hi = np.full(pi.shape[-1], -60.0), np.full(pi.shape[-1], 60.0)
-
-    def weights(log_l: np.ndarray) -> np.ndarray:
-        return stats.norm.sf(effect / 2 + (log_l[None, None, :] + odds) / effect) / level
-
-    for _ in range(60):  # the mean weight falls as log L rises
-        mid = (lo + hi) / 2
-        above = weights(mid).mean(axis=(0, 1)) > 1
-        lo, hi = np.where(above, mid, lo), np.where(above, hi, mid)
-    w = weights((lo + hi) / 2)
-    return w / w.mean(axis=(0, 1), keepdims=True)
 
 
 def _flat(a: np.ndarray) -> np.ndarray:

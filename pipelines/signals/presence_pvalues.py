@@ -6,10 +6,12 @@ The slot test's Student t reads the degrees of freedom of the scale it divides b
 (:func:`slot_df`): the scale is the lower half of the errors (about ``0.19 m`` degrees of freedom
 for m errors, a MAD's ``0.37 m`` on half of them); at daily grain it is shrunk towards the zones'
 by empirical Bayes, and a moderated scale carries the prior's ``d0`` more (Smyth 2004's moderated
-t). ``0.19 m`` errs on the safe side in the far tail (under normal errors, 0.55-0.96 x the
-nominal share of p values below 1e-4 to 1e-2 for m from 40 to 182), where a full MAD's
-``0.37 m - 1``, read until 2026-12 at hourly grain, gave up to 3.9 x at m = 40
-(tests/test_presence_scale.py). The day-level test at hourly grain reads the same.
+t). Under normal errors ``0.19 m`` gives about the nominal share of p values below 1e-2 to 1e-4
+for m of 90 and more (1.00-1.12 x) and fewer for m of 20 to 40 (0.4-0.9 x), where a full MAD's
+``0.37 m - 1``, read until 2026-12 at hourly grain, gave 1.5-3.9 x at m = 20 to 40 below 1e-4
+(400 000 draws per m; tests/test_presence_scale.py checks it on other seeds). The day-level test
+at hourly grain reads the same. The tests' weights for the run's weighted Benjamini-Hochberg come
+from each test's prior rate of a real anomaly (:func:`optimal_weights`).
 
 References
 ----------
@@ -32,6 +34,12 @@ from scipy import stats
 #: degrees of freedom per error of the lower-half scale of the presence tests (a MAD's 37 %
 #: Gaussian efficiency on half of the errors; tests/test_presence_scale.py checks it).
 LOWER_HALF_DF = 0.19
+#: the tests' weights are optimal for anomalies of ``DESIGN_EFFECT`` SD tested at per-test level
+#: ``DESIGN_LEVEL`` (:func:`optimal_weights`): an effect at the edge of detection, where weight
+#: buys power, and about the level at which the run's weekly Benjamini-Hochberg at FDR 0.05
+#: rejects (its discoveries are some 3 % of a week's tests on the synthetic city). Chosen on the
+#: development seeds of docs/evaluation.md among effects of 2.0 to 3.4 SD.
+DESIGN_EFFECT, DESIGN_LEVEL = 2.25, 1.5e-3
 
 
 @dataclass(frozen=True)
@@ -107,3 +115,43 @@ def p_values(
         pw = np.minimum(1.0, 2.0 * np.minimum(p, pd_ / w))
         p = np.minimum(1.0, 2.0 * np.minimum(p, pd_))
     return p, pw, w, j, zmax, use_day, n
+
+
+def optimal_weights(
+    prior: np.ndarray, *, effect: float = DESIGN_EFFECT, level: float = DESIGN_LEVEL
+) -> np.ndarray:
+    """The tests' weights from their prior rates of being a true signal, averaging 1 each day.
+
+    ``prior`` is ``(2, zones, days)``: each test's prior probability ``pi`` of a real
+    anomaly (the gathering test's rate of gathering days, the emptied test's prior rate). A test
+    at per-test level ``level w`` has threshold ``c = isf(level w)``; the thresholds that find the
+    most real anomalies of ``effect`` SD for a given expected number of false ones maximise
+    ``sum pi Phi(effect - c) - L sum (1 - pi) Phi(-c)``, whence
+    ``c = effect / 2 + log(L (1 - pi) / pi) / effect``: the threshold falls with the log odds of
+    the prior (Roeder & Wasserman 2009 derive it for differing effects; Pena, Habiger & Wu 2011
+    for differing priors). ``L`` is set each day (by bisection) so that the weights
+    ``w = Phi(-c) / level`` average 1, as weighted Benjamini-Hochberg needs (Genovese, Roeder &
+    Wasserman 2006). Weights proportional to ``pi`` (the former rule) spread more of the day's
+    budget over zones whose high days are a small, diffuse excess; these give it to the zones
+    whose history shows a real second component.
+
+    References
+    ----------
+    Roeder, K. & Wasserman, L. (2009). Genome-wide significance levels and weighted hypothesis
+    testing. Statistical Science 24(4), 398-413.
+    Pena, E. A., Habiger, J. D. & Wu, W. (2011). Power-enhanced multiple decision functions
+    controlling family-wise error and false discovery rates. Annals of Statistics 39(1), 556-583.
+    """
+    pi = np.clip(prior, 1e-6, 0.5)
+    odds = np.log((1 - pi) / pi)
+    lo, hi = np.full(pi.shape[-1], -60.0), np.full(pi.shape[-1], 60.0)
+
+    def weights(log_l: np.ndarray) -> np.ndarray:
+        return stats.norm.sf(effect / 2 + (log_l[None, None, :] + odds) / effect) / level
+
+    for _ in range(60):  # the mean weight falls as log L rises
+        mid = (lo + hi) / 2
+        above = weights(mid).mean(axis=(0, 1)) > 1
+        lo, hi = np.where(above, mid, lo), np.where(above, hi, mid)
+    w = weights((lo + hi) / 2)
+    return w / w.mean(axis=(0, 1), keepdims=True)
