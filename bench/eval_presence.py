@@ -428,7 +428,10 @@ high days counted beyond 2.5 or 3 scales instead of 2 (0.73, 0.72: fewer of the 
 games count); high days read on errors less the median of the 3 days either side or of the 6
 days before (0.60, 0.61); around each zone's trimmed location of its errors instead of zero
 (0.71: the games move it up); against a scale of at least 5 or 7 % (0.75, 0.76); a level over
-13 or 8 weeks with the two-pass trim (0.71, 0.70). Before: a level learnt over 8 or 13 weeks instead of 26; a profile over 13 or 17; a
+13 or 8 weeks with the two-pass trim (0.71, 0.70); with the optimal weights (0.80), high days
+counted only outside runs (the median of the 3 days either side, or of the 6 days before,
+within 1 scale of zero: a drift's days are not a venue's games; 0.80 and 0.81, the latter at
+precision 0.88 on seed 4). Before: a level learnt over 8 or 13 weeks instead of 26; a profile over 13 or 17; a
 scale centred on the errors' median; each zone's own slope on the study's shift (a robust
 regression); the rate of high days read on errors less their running 7-day median, or over a
 13- or 26-week recent window, or as an empirical-Bayes (beta-binomial) posterior rate or a point
