@@ -431,7 +431,9 @@ days before (0.60, 0.61); around each zone's trimmed location of its errors inst
 13 or 8 weeks with the two-pass trim (0.71, 0.70); with the optimal weights (0.80), high days
 counted only outside runs (the median of the 3 days either side, or of the 6 days before,
 within 1 scale of zero: a drift's days are not a venue's games; 0.80 and 0.81, the latter at
-precision 0.88 on seed 4). Before: a level learnt over 8 or 13 weeks instead of 26; a profile over 13 or 17; a
+precision 0.88 on seed 4); a prior rate of 0.003 instead of 0.01 with them (0.82, at precision
+0.89, 0.86 and 0.88 on seeds 2, 4 and 5: at daily grain, recall 0.8 and precision 0.9 sit on the
+same edge, the ballpark's quiet days at 2.3-2.8 SD being as many as its missed games). Before: a level learnt over 8 or 13 weeks instead of 26; a profile over 13 or 17; a
 scale centred on the errors' median; each zone's own slope on the study's shift (a robust
 regression); the rate of high days read on errors less their running 7-day median, or over a
 13- or 26-week recent window, or as an empirical-Bayes (beta-binomial) posterior rate or a point
