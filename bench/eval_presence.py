@@ -292,9 +292,10 @@ def own_family(run, period, ballpark: str, game_days: set[str]) -> float:
 
 
 def weight_ceiling(run, period, ballpark: str, game_days: set[str], *, w: float = 30.0) -> float:
-    """The ballpark's recall had its gathering tests held half of each day's presence test
-    weight (weight ``w`` of the 60 tests of a day, the others ``(60 - w) / 59``), the same
-    p values and the run's weekly Benjamini-Hochberg: what weighting alone can reach."""
+    """The ballpark's recall had its gathering tests held weight ``w`` of the 60 presence tests
+    of a day (30: half of the day's weight; the others ``(60 - w) / 59``), the same unweighted
+    p values and the run's weekly Benjamini-Hochberg: what weighting alone can reach (at hourly
+    grain the unweighted p divided by w, not the run's weighting of the day-level half)."""
     from pipelines.signals.run import adjust
 
     t = run.tests.drop(columns=["id", "q_value"])
@@ -416,7 +417,10 @@ zone's errors of its first 8 weeks, read against a reference still forming, no l
 its rate (they weighed as recurring gatherings for a year). On seeds 1-5 the two together
 took mean daily recall from 0.75 to 0.80 at precision 0.90 or more on each seed (development
 runs; the maturity rule alone 0.76; design effects of 3.0, 2.5 and 2.0 SD gave 0.76, 0.78 and
-0.82, the last at precision 0.86 and 0.88 on seeds 4 and 5). That method was chosen on seeds
+0.82, the last at precision 0.86 and 0.88 on seeds 4 and 5); each weight is then mixed with an
+equal share, at least 0.1 (an emptied test's prior is assumed, not measured, and a study of
+five zones with a venue left the others a twentieth of an equal share; mean 0.79 on seeds 1-5,
+a floor of 0.25 0.77). That method was chosen on seeds
 {", ".join(str(k) for k in DEV_SEEDS)} of the same synthetic city and never tuned on the scored
 seed 0: there, daily recall {", ".join(f"{x['recall']:.2f}" for x in dev)} at precision
 {", ".join(f"{x['precision']:.2f}" for x in dev)}, other zones' unexplained zone-days flagged

@@ -157,9 +157,10 @@ def test_prior_degrees_of_freedom_of_few_zones_are_zero():
 def test_unmoderated_slot_test_is_not_liberal_in_the_far_tail():
     """The hourly slot test (:func:`~pipelines.signals.presence_pvalues.slot_df` without a
     prior) on fresh normal errors against the lower-half scale of m past ones (seeds 41, 42; the
-    figures in presence_pvalues' docstring came from seeds 1, 2): at most the nominal share of p
-    values below 1e-2 and 1e-3 (plus 10 % for the draws' noise) for m = 40 and 182, where the
-    MAD's ``0.37 m - 1`` it read before exceeds 1.5 x nominal below 1e-3 at m = 40."""
+    figures in presence_pvalues' docstring came from seed 1): at most the nominal share of p
+    values below 1e-2 and 1e-3 (plus 10 % and 30 % for the draws' noise) for m = 40 and 182,
+    where the MAD's ``0.37 m - 1`` it read before exceeds 1.5 x nominal below 1e-3 at m = 40
+    (2.2 x over 400 000 draws)."""
     from pipelines.signals.presence_pvalues import slot_df, t_sf
 
     for seed in (41, 42):
@@ -169,8 +170,9 @@ def test_unmoderated_slot_test_is_not_liberal_in_the_far_tail():
             s = 1.4826 * np.nanmedian(np.where(e <= 0, -e, np.nan), axis=1)
             u = rng.normal(size=len(s)) / s
             p = t_sf(u, slot_df(np.full((1, 1, 1), float(m)))[0, 0, 0])
-            for a in (1e-2, 1e-3):
-                assert np.mean(p < a) <= 1.1 * a, (seed, m, a, np.mean(p < a))
+            # 1e-2: some 1 000 draws below, +-6 % at 2 SE; 1e-3: some 100, +-20 %
+            for a, tol in ((1e-2, 1.1), (1e-3, 1.3)):
+                assert np.mean(p < a) <= tol * a, (seed, m, a, np.mean(p < a))
             if m == 40:
                 assert np.mean(t_sf(u, 0.37 * m - 1) < 1e-3) > 1.5e-3  # the former df fails
 
@@ -186,7 +188,7 @@ def test_optimal_weights_against_a_numerical_optimum():
     from pipelines.signals.presence_pvalues import DESIGN_EFFECT, DESIGN_LEVEL, optimal_weights
 
     pi = np.r_[0.25, 0.08, np.full(18, 0.01)]
-    w = optimal_weights(pi[None, :, None])[0, :, 0]
+    w = optimal_weights(pi[None, :, None], floor=0.0)[0, :, 0]
     assert abs(w.mean() - 1) < 1e-9
     mu, c = DESIGN_EFFECT, stats.norm.isf(DESIGN_LEVEL * w)
     false = np.sum((1 - pi) * stats.norm.sf(c))
@@ -201,3 +203,19 @@ def test_optimal_weights_against_a_numerical_optimum():
     assert res.success, res.message
     assert np.allclose(res.x, c, atol=1e-3), (res.x, c)
     assert w[0] > pi[0] / pi.mean() and w[0] > w[1] > w[2]
+
+
+def test_optimal_weights_keep_a_floor_and_average_one():
+    """A study of five zones, one a venue with a high prior: the weights (both directions, two
+    days) average 1 each day, none falls below the floor (``WEIGHT_FLOOR``) where without it the
+    other tests would keep a twentieth of an equal share, and a NaN prior reads as the smallest
+    (it does not spread NaN over the day)."""
+    from pipelines.signals.presence_pvalues import WEIGHT_FLOOR, optimal_weights
+
+    pi = np.full((2, 5, 2), 0.01)
+    pi[0, 0] = 0.25
+    pi[0, 3, 1] = np.nan
+    bare, w = optimal_weights(pi, floor=0.0), optimal_weights(pi)
+    assert np.allclose(w.mean(axis=(0, 1)), 1.0) and np.isfinite(w).all()
+    assert bare[1].max() < 0.1 and w.min() >= WEIGHT_FLOOR - 1e-12
+    assert w[0, 3, 1] == w.min()

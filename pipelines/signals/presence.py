@@ -63,11 +63,13 @@ from pipelines.signals.reference import (
 )
 
 _NEED = {"zone_id", "hour", "local_date", "local_hour", "present", "present_baseline"}
-#: prior rate of gathering days of a zone whose history shows none (the weights' floor).
+#: prior rate of gathering days of a zone whose history shows none, and of emptied days.
 PRIOR_RATE = 0.01
 #: weeks of a zone's day errors before they count in its rate of gathering days: the first
-#: ones are read against a reference still forming (a weekday profile from a few weeks), and
-#: their excess would weigh as recurring gatherings for a year (:func:`day_level`).
+#: ones the review reads (of the whole history in a study over a period, of the run's read
+#: window in a weekly run: the reference is learnt within what is read) are against a reference
+#: still forming (a weekday profile from a few weeks), and their excess would weigh as
+#: recurring gatherings for a year (:func:`day_level`).
 MATURE_WEEKS = 8
 #: passes of the reference without the past values far above it, and the scales above it beyond
 #: which a value leaves, at hourly and daily grain (:func:`reference_without_gaps`).
@@ -308,10 +310,10 @@ def day_level(
     quiet days of the ``weeks`` past weeks (:func:`~pipelines.signals.reference.day_scale`), the
     gathering test's from the ``dry`` ones only (``DayFacts.dry``: every day without weather):
     rain only lowers presence, so wet days widen the lower half of the errors without being
-    noise a rise must exceed. The weight of a zone's gathering test is ``prior_rate`` plus the
+    noise a rise must exceed. The prior of a zone's gathering test is ``prior_rate`` plus the
     upper-tail excess of its past day errors (its own rate of gathering days, read on every
     quiet day, wet ones too, over the last 8 and 52 weeks: a season under way, last season;
-    not the errors of its first ``mature_weeks`` weeks, read against a reference still forming);
+    not the errors of the first ``mature_weeks`` weeks read, against a reference still forming);
     that of its emptied test is ``prior_rate``; those rates give the weights
     (:func:`optimal_weights`), which average 1 over the zones and both directions each day
     (weighted Benjamini-Hochberg: Genovese, Roeder & Wasserman 2006).
