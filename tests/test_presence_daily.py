@@ -242,3 +242,21 @@ def test_listed_events_do_not_raise_a_zones_weight(seed):
     assert late["listed"]["z01"] <= 1.2 * ordinary, late["listed"]
     assert late["listed"][VENUE] > 5.0 * late["listed"]["z01"], late["listed"]
     assert late["unlisted"]["z01"] > 4.0 * late["unlisted"].drop([VENUE, "z01"]).median()
+
+
+def test_weights_average_one_over_the_tests_made_when_zones_are_missing():
+    """With the venue and two other zones missing on some period days (no rows), the weights of
+    the tests made each day still average 1: the missing zones take no share of the budget (the
+    venue's large weight would otherwise leave the day's tests averaging below 1 and the
+    others' above it)."""
+    frame, _ = _panel(seed=8)
+    gone = frame["zone_id"].isin([VENUE, "z01", "z02"]) & (
+        pd.to_datetime(frame["local_date"]).dt.day % 5 == 0
+    )
+    period = parse_period(None, start=PERIOD[0], end=PERIOD[1])
+    ps, pe = period.bounds("UTC")
+    t = presence_review(frame[~gone], period_start=ps, period_end=pe).tests
+    day = pd.to_datetime(t["start"], utc=True).dt.strftime("%Y-%m-%d")
+    w = t["details"].map(lambda d: d["weight"]).groupby(day).mean()
+    assert (pd.to_datetime(w.index).day % 5 == 0).sum() >= 15
+    assert np.allclose(w, 1.0), w[~np.isclose(w, 1.0)]

@@ -219,3 +219,22 @@ def test_optimal_weights_keep_a_floor_and_average_one():
     assert np.allclose(w.mean(axis=(0, 1)), 1.0) and np.isfinite(w).all()
     assert bare[1].max() < 0.1 and w.min() >= WEIGHT_FLOOR - 1e-12
     assert w[0, 3, 1] == w.min()
+
+
+def test_optimal_weights_average_one_over_the_tests_made():
+    """Zones without data on a day make no test: the weights of the tests made that day average
+    1 (weighted Benjamini-Hochberg's condition), whatever the missing zones' priors; a day with
+    no test at all keeps weights averaging 1 over every zone."""
+    from pipelines.signals.presence_pvalues import optimal_weights
+
+    pi = np.full((2, 6, 3), 0.01)
+    pi[0, :2] = 0.3  # two venues, missing on day 1
+    tested = np.ones((6, 3), bool)
+    tested[:2, 1] = False
+    tested[:, 2] = False
+    w = optimal_weights(pi, tested=tested)
+    made = np.broadcast_to(tested[None], w.shape)
+    for d in (0, 1):
+        assert np.isclose(w[..., d][made[..., d]].mean(), 1.0), d
+    assert np.isclose(w[..., 2].mean(), 1.0)
+    assert not np.isclose(optimal_weights(pi)[..., 1][made[..., 1]].mean(), 1.0)

@@ -315,7 +315,8 @@ def day_level(
     quiet day, wet ones too, over the last 8 and 52 weeks: a season under way, last season;
     not the errors of the first ``mature_weeks`` weeks read, against a reference still forming);
     that of its emptied test is ``prior_rate``; those rates give the weights
-    (:func:`optimal_weights`), which average 1 over the zones and both directions each day
+    (:func:`optimal_weights`), which average 1 over the zones with a test that day (a value, not
+    a gap, and a reference) and both directions each day
     (weighted Benjamini-Hochberg: Genovese, Roeder & Wasserman 2006).
     """
     lev = base.ref.level
@@ -340,7 +341,8 @@ def day_level(
     z = np.stack([err / np.maximum(np.nan_to_num(sc, nan=0.0), scale_floor)
                   for sc in (scale_g, scale_e)])  # fmt: skip
     w = np.stack([prior_rate + excess, np.full(excess.shape, prior_rate)])
-    return DayLevel(z=z, n=np.stack([n_g, n_e]), df=df, weights=optimal_weights(w))
+    tested = (np.isfinite(lay.present) & ~base.gaps & np.isfinite(base.ref.loc)).any(axis=2)
+    return DayLevel(z=z, n=np.stack([n_g, n_e]), df=df, weights=optimal_weights(w, tested=tested))
 
 
 def _flat(a: np.ndarray) -> np.ndarray:

@@ -125,6 +125,7 @@ def optimal_weights(
     effect: float = DESIGN_EFFECT,
     level: float = DESIGN_LEVEL,
     floor: float = WEIGHT_FLOOR,
+    tested: np.ndarray | None = None,
 ) -> np.ndarray:
     """The tests' weights from their prior rates of being a true signal, averaging 1 each day.
 
@@ -144,7 +145,9 @@ def optimal_weights(
     Last, each weight is mixed with an equal share, ``floor + (1 - floor) w``: the weights
     still average 1, and no test falls below ``floor`` (the emptied tests' prior is an assumed
     rate, not a measured one, and a study of a few zones with one venue would otherwise leave
-    every other test a twentieth of an equal share).
+    every other test a twentieth of an equal share). ``tested`` ``(zones, days)`` (default: all):
+    the zone-days that have a test; the weights average 1 over those (a zone without data that
+    day takes no share of the budget).
 
     References
     ----------
@@ -160,9 +163,15 @@ def optimal_weights(
     def weights(log_l: np.ndarray) -> np.ndarray:
         return stats.norm.sf(effect / 2 + (log_l[None, None, :] + odds) / effect) / level
 
+    t = np.ones(pi.shape[1:], bool) if tested is None else np.asarray(tested, bool)
+    t = np.broadcast_to(np.where(t.any(axis=0), t, True)[None], pi.shape)  # none: all count
+
+    def mean(w: np.ndarray) -> np.ndarray:
+        return np.where(t, w, 0.0).sum(axis=(0, 1)) / t.sum(axis=(0, 1))
+
     for _ in range(60):  # the mean weight falls as log L rises
         mid = (lo + hi) / 2
-        above = weights(mid).mean(axis=(0, 1)) > 1
+        above = mean(weights(mid)) > 1
         lo, hi = np.where(above, mid, lo), np.where(above, hi, mid)
     w = weights((lo + hi) / 2)
-    return floor + (1 - floor) * w / w.mean(axis=(0, 1), keepdims=True)
+    return floor + (1 - floor) * w / mean(w)[None, None, :]
