@@ -238,3 +238,26 @@ def test_optimal_weights_average_one_over_the_tests_made():
         assert np.isclose(w[..., d][made[..., d]].mean(), 1.0), d
     assert np.isclose(w[..., 2].mean(), 1.0)
     assert not np.isclose(optimal_weights(pi)[..., 1][made[..., 1]].mean(), 1.0)
+
+
+def test_hourly_zone_day_without_a_day_level_test_keeps_its_slot_test():
+    """At hourly grain a zone-day with values but no day-level test (fewer than three quarters of
+    its slots) is judged on its slot test alone, Bonferroni over the two halves: ``2 p_slot``,
+    not ``2 / w`` from a day-level p of 1 divided by a large weight."""
+    from pipelines.signals.presence_pvalues import DayLevel, p_values
+
+    zones, days, slots = 2, 3, 24
+    rng = np.random.default_rng(5)
+    zs = rng.normal(size=(zones * days, slots))
+    z_day = np.full((2, zones, days), np.nan)
+    z_day[:, 0] = 0.5  # zone 0 has a day-level test, zone 1 none
+    w = np.full((2, zones, days), 20.0)
+    day = DayLevel(z=z_day, n=np.full((2, zones, days), 200.0), df=np.full((zones, days), 50.0),
+                   weights=w)  # fmt: skip
+    df_slot = np.full((zones, days, slots), 40.0)
+    p, pw, _, _, zmax, use_day, _ = p_values(
+        df_slot, np.full((zones, days), 50.0), day, zs, 1.0, days=np.arange(days), daily=False
+    )
+    none = np.repeat([False, True], days)
+    assert not use_day[none].any() and np.isfinite(zmax).all()
+    assert np.allclose(pw[none], p[none]) and (pw[none] > 2 / 20.0).all()

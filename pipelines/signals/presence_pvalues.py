@@ -111,10 +111,12 @@ def p_values(
         dfd = np.maximum(3.0, LOWER_HALF_DF * day.n[k][:, days].reshape(-1))
         if sign < 0:
             dfd = np.minimum(dfd, day.df[:, days].reshape(-1))
-        pd_ = np.where(np.isfinite(zd), t_sf(np.nan_to_num(zd, nan=-np.inf), dfd), 1.0)
-        use_day = pd_ / w < p
+        has = np.isfinite(zd)  # a zone-day with values but no day-level test: the slot test
+        pd_ = np.where(has, t_sf(np.nan_to_num(zd, nan=-np.inf), dfd), 1.0)
+        pdw = np.where(has, pd_ / w, np.inf)
+        use_day = pdw < p
         zmax = np.where(use_day, zd, zmax)
-        pw = np.minimum(1.0, 2.0 * np.minimum(p, pd_ / w))
+        pw = np.minimum(1.0, 2.0 * np.minimum(p, pdw))
         p = np.minimum(1.0, 2.0 * np.minimum(p, pd_))
     return p, pw, w, j, zmax, use_day, n
 
