@@ -97,6 +97,37 @@ def test_weights_average_one_and_follow_the_venue(reviewed):
     assert wl[VENUE] > 2.0 * wl.drop(VENUE).max(), wl
 
 
+def test_a_season_opening_in_the_period_is_weighted_by_its_later_games(monkeypatch):
+    """A study over the season's first three months (April-June): the venue's April games have
+    no past games behind them, but the period's later weeks weigh them (``PERIOD_FOLDS``):
+    their gathering weight is more than 3x what the past alone gives (6x on this panel), no
+    fewer of them are flagged, and the flags keep a precision >= 0.9."""
+    from pipelines.signals import presence
+
+    frame, games = _panel(seed=9)
+    start, end = "2024-04-01", "2024-06-30"
+    period = parse_period(None, start=start, end=end)
+    ps, pe = period.bounds("UTC")
+
+    def review(folds: bool) -> tuple[float, set[str]]:
+        monkeypatch.setattr(presence, "PERIOD_FOLDS", folds)
+        t = adjust([presence_review(frame, period_start=ps, period_end=pe).tests],
+                   period=period, timezone="UTC")  # fmt: skip
+        day = pd.to_datetime(t["start"], utc=True).dt.strftime("%Y-%m-%d")
+        mine = (t["zones"].map(lambda z: z[0]) == VENUE) & (t["type"] == "gathering")
+        april = mine & (day < "2024-05-01")
+        w = float(t.loc[april, "details"].map(lambda d: d["weight"]).mean())
+        hit = t[mine & (t["q_value"] < 0.05)]
+        return w, set(day[hit.index])
+
+    w_past, hit_past = review(False)
+    w_fold, hit_fold = review(True)
+    april_games = {g for g in games if start <= g < "2024-05-01"}
+    assert w_fold > 3.0 * w_past, (w_fold, w_past)
+    assert len(hit_fold & april_games) >= len(hit_past & april_games)
+    assert len(hit_fold & games) / max(len(hit_fold), 1) >= 0.9, sorted(hit_fold - games)
+
+
 def test_city_shift_recovers_a_shared_day_level():
     """A day level shared by 12 zones is recovered within the noise; one zone's own rise does not
     move it; fewer than 10 zones give no shift."""
@@ -139,6 +170,32 @@ def test_day_scale_excess_reads_a_new_season_and_wet_days():
     _, _, both, _ = day_scale(dry_err, weeks=26, high=err)
     assert only_dry[0, -1] < 0.5 * both[0, -1] and 0.08 < both[0, -1] < 0.35, (only_dry, both)
     assert both[1, -1] < 0.01
+
+
+def test_day_scale_excess_reads_the_periods_other_weeks_not_its_own():
+    """Given the days of a period under review (``folds``), a season of gatherings (30 % of days
+    at +4 scales) that opens in the period's first week weighs that week's tests by the weeks
+    after it (from the past alone it shows nothing yet); a week's own gatherings never enter
+    its own excess; weeks more than 8 away do not count; a zone of pure noise shows none."""
+    rng = np.random.default_rng(12)
+    d = 50 * 7
+    err = rng.normal(0, 0.1, (2, d))
+    period = np.arange(d) >= 30 * 7  # 20 weeks under review
+    season = (np.arange(d) >= 30 * 7) & (np.arange(d) < 40 * 7)
+    err[0] += np.where(season & (rng.random(d) < 0.3), 0.4, 0.0)
+    _, _, past, _ = day_scale(err, weeks=26)
+    _, _, fold, _ = day_scale(err, weeks=26, folds=period)
+    first = 30 * 7
+    assert past[0, first] == 0.0 and fold[0, first] > 0.1, (past[0, first], fold[0, first])
+    assert (fold[1, period] < 0.02).all()
+    assert np.allclose(fold[:, : first - 9 * 7], past[:, : first - 9 * 7])  # 9+ weeks before
+    # a single week of gatherings, alone in the period: its own excess stays from the past
+    lone = rng.normal(0, 0.1, (1, d))
+    lone[0, 45 * 7 : 46 * 7] += 0.5
+    _, _, p1, _ = day_scale(lone, weeks=26)
+    _, _, f1, _ = day_scale(lone, weeks=26, folds=period)
+    assert np.allclose(f1[0, 45 * 7 : 46 * 7], p1[0, 45 * 7 : 46 * 7])
+    assert f1[0, 44 * 7] > p1[0, 44 * 7]  # the week before reads it
 
 
 def _venue_z(seed: int) -> tuple[float, float]:

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 from scipy import optimize, special
 
-from pipelines.signals.reference import _trigamma_inverse, moderated_scale
+from pipelines.signals.presence_pvalues import _trigamma_inverse, moderated_scale
 
 
 def _scales(sigma: np.ndarray, *, m: int, days: int, seed: int) -> np.ndarray:

@@ -21,7 +21,8 @@ grain from the day-level test). The tests enter the run's Benjamini-Hochberg wei
 gathering weight grows with the upper-tail excess of its own past day errors (recurring unlisted
 gatherings), as the weights that find the most anomalies of a design effect for their expected
 false ones (:func:`~.presence_pvalues.optimal_weights`), averaging 1 over the day's tests, each
-at least ``WEIGHT_FLOOR`` (Genovese, Roeder & Wasserman 2006). What explains an anomaly is a fact of that day (:mod:`pipelines.signals.explain`):
+at least ``WEIGHT_FLOOR`` (Genovese, Roeder & Wasserman 2006); in a study over a period the
+excess is also read on the period's other weeks (``PERIOD_FOLDS``). What explains an anomaly is a fact of that day (:mod:`pipelines.signals.explain`):
 a known event in the zone, a holiday or observance, heavy precipitation; the signal names which
 (``details.explained_by``).
 Explained signals are kept but ranked after unexplained ones. Everything is array arithmetic over
@@ -33,6 +34,8 @@ Genovese, C. R., Roeder, K. & Wasserman, L. (2006). False discovery control with
 weighting. Biometrika 93(3), 509-524.
 Farrington, C. P., Andrews, N. J., Beale, A. D. & Catchpole, M. A. (1996). A statistical
 algorithm for the early detection of outbreaks of infectious disease. JRSS A 159(3), 547-563.
+Ignatiadis, N. & Huber, W. (2021). Covariate powered cross-weighted multiple testing. JRSS B
+83(4), 720-751.
 """
 
 from __future__ import annotations
@@ -46,7 +49,13 @@ import pandas as pd
 from pipelines.signals.explain import HEAVY_PRECIPITATION_MM, DayFacts, day_facts
 from pipelines.signals.gaps import Gap, find_gaps, gap_runs
 from pipelines.signals.panel import fmt_number, record, records_frame
-from pipelines.signals.presence_pvalues import DayLevel, optimal_weights, p_values, slot_df
+from pipelines.signals.presence_pvalues import (
+    DayLevel,
+    moderated_scale,
+    optimal_weights,
+    p_values,
+    slot_df,
+)
 from pipelines.signals.reference import (
     FLOOR,
     MIN_CITY_ZONES,
@@ -57,7 +66,6 @@ from pipelines.signals.reference import (
     QuietReference,
     city_shift,
     day_scale,
-    moderated_scale,
     nan_quantile,
     quiet_reference,
 )
@@ -76,6 +84,12 @@ MATURE_WEEKS = 8
 #: passes of the reference without the past values far above it, and the scales above it beyond
 #: which a value leaves, at hourly and daily grain (:func:`reference_without_gaps`).
 HIGH_PASSES, HIGH_TRIM = {"hourly": 1, "daily": 2}, {"hourly": TRIM, "daily": 1.5}
+#: a zone's rate of gathering days is also read on the period's other weeks, 8 either side of
+#: each week, never on the week's own days (:func:`day_level`): a retrospective study over a
+#: season weighs a venue's first games by the games that follow them, as independent hypothesis
+#: weighting learns each fold's weights on the other folds (Ignatiadis & Huber 2021). A weekly
+#: run's period is its week, so its weights are read on the past alone.
+PERIOD_FOLDS = True
 #: at daily grain, shrink each zone-day's scale towards the zones' (:func:`.moderated_scale`).
 MODERATE_SCALE = True
 
@@ -175,8 +189,7 @@ def presence_review(
     Sidak, Z. (1967). Rectangular confidence regions for the means of multivariate normal
     distributions. JASA 62, 626-633. Genovese et al. (2006) and :mod:`~.reference`'s.
     """
-    missing = _NEED - set(frame.columns)
-    if missing:
+    if missing := _NEED - set(frame.columns):
         raise ValueError(
             f"presence_anomalies needs columns {sorted(_NEED)}, missing {sorted(missing)}"
         )
@@ -198,10 +211,10 @@ def presence_review(
     ]  # fmt: skip
     y = np.where(gaps, np.nan, np.log1p(lay.present))
     z = (y - ref.loc) / np.maximum(np.nan_to_num(ref.scale, nan=0.0), scale_floor)
-    day = day_level(lay, base, facts.dry(lay.days), scale_floor=scale_floor, weeks=profile_weeks)
-    records = []
-    for sign in (1.0, -1.0):
-        records += _day_tests(lay, base, z, sign, in_period, facts, z_threshold, day)
+    day = day_level(lay, base, facts.dry(lay.days), scale_floor=scale_floor, weeks=profile_weeks,
+                    folds=in_period)  # fmt: skip
+    records = [r for sign in (1.0, -1.0)
+               for r in _day_tests(lay, base, z, sign, in_period, facts, z_threshold, day)]  # fmt: skip
     return PresenceReview(tests=records_frame(records), gaps=tuple(runs), notes=_gap_notes(runs))
 
 
@@ -255,7 +268,7 @@ def reference_without_gaps(
     shift is a day-level quantity (a city-wide day such as a summer exodus changes the day's
     shape, not every hour alike): the day-level test takes out the median over zones of their
     day errors (:func:`day_level`). At daily grain each zone-day's scale is then shrunk towards
-    the zones' (:func:`~.reference.moderated_scale`, Smyth 2004). ``from_day``: the first day
+    the zones' (:func:`~.presence_pvalues.moderated_scale`, Smyth 2004). ``from_day``: the first day
     tested (:func:`~pipelines.signals.reference.quiet_reference`)."""
     explained = np.array([d in facts.holidays or facts.heavy(d) for d in lay.days], dtype=bool)
     known = lay.event.any(axis=2, keepdims=True) | explained[None, :, None]
@@ -304,6 +317,7 @@ def day_level(
     weeks: int = PROFILE_WEEKS,
     prior_rate: float = PRIOR_RATE,
     mature_weeks: int = MATURE_WEEKS,
+    folds: np.ndarray | None = None,
 ) -> DayLevel:
     """The day-level test and the tests' weights.
 
@@ -315,7 +329,9 @@ def day_level(
     noise a rise must exceed. The prior of a zone's gathering test is ``prior_rate`` plus the
     upper-tail excess of its past day errors (its own rate of gathering days, read on every
     quiet day, wet ones too, over the last 8 and 52 weeks: a season under way, last season;
-    not the errors of the first ``mature_weeks`` weeks read, against a reference still forming);
+    not the errors of the first ``mature_weeks`` weeks read, against a reference still forming;
+    given ``folds``, the period's days, also over the period's other weeks within 8 weeks either
+    side, each week's own days left out of its weights: ``PERIOD_FOLDS``);
     that of its emptied test is ``prior_rate``; those rates give the weights
     (:func:`optimal_weights`), which average 1 over the zones with a test that day (a value, not
     a gap, and a reference) and both directions each day
@@ -338,7 +354,7 @@ def day_level(
     seen = np.cumsum(np.isfinite(err), axis=1)  # the zone's days of errors so far
     scale_g, n_g, excess, _ = day_scale(
         np.where(quiet & dry[None, :], err, np.nan), weeks=weeks, high=np.where(quiet, err, np.nan),
-        counted=seen > 7 * mature_weeks,
+        counted=seen > 7 * mature_weeks, folds=folds if PERIOD_FOLDS else None,
     )  # fmt: skip
     z = np.stack([err / np.maximum(np.nan_to_num(sc, nan=0.0), scale_floor)
                   for sc in (scale_g, scale_e)])  # fmt: skip

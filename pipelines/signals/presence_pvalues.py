@@ -31,6 +31,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
+from pipelines.signals.reference import MIN_CITY_ZONES
+
 #: degrees of freedom per error of the lower-half scale of the presence tests (a MAD's 37 %
 #: Gaussian efficiency on half of the errors; tests/test_presence_scale.py checks it).
 LOWER_HALF_DF = 0.19
@@ -59,7 +61,7 @@ class DayLevel:
 def slot_df(n_scale: np.ndarray, prior: np.ndarray | None = None) -> np.ndarray:
     """The degrees of freedom of the slot test's scale from the ``n_scale`` errors behind it:
     ``0.19 m`` (the lower-half scale), plus, given ``prior`` (the moderation's ``d0`` of each day,
-    :func:`~pipelines.signals.reference.moderated_scale`; 0 where the zones keep their own
+    :func:`moderated_scale`; 0 where the zones keep their own
     scales), ``d0`` (the scale moderated: Smyth 2004); at least 3.
 
     ``n_scale`` is ``(zones, days, slots)``, ``prior`` ``(days,)``.
@@ -177,3 +179,67 @@ def optimal_weights(
         lo, hi = np.where(above, mid, lo), np.where(above, hi, mid)
     w = weights((lo + hi) / 2)
     return floor + (1 - floor) * w / mean(w)[None, None, :]
+
+
+def moderated_scale(
+    scale: np.ndarray, df: np.ndarray, *, min_zones: int = MIN_CITY_ZONES
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each zone's scale shrunk towards the study's, by empirical Bayes (Smyth 2004).
+
+    ``scale`` and ``df`` are ``(zones, days)``: each zone's scale and its degrees of freedom
+    (the lower-half scale of m errors has about ``0.19 m``: the MAD's 37 % efficiency on the
+    half of the errors below zero; tests/test_presence_scale.py checks it). Each day, the zones' squared
+    scales are taken as ``s0^2 chi2_d0 / d0`` draws around a common prior: ``d0`` and ``s0`` are
+    read from the mean and variance of ``log s^2`` over the zones (limma's ``fitFDist``: the
+    sampling variance ``trigamma(d / 2)`` taken out of the observed one), and each zone's
+    squared scale becomes the posterior ``(d0 s0^2 + d s^2) / (d0 + d)``. A zone whose scale
+    sampled low or high over its few months of errors (at a venue, a season of unlisted
+    gatherings and downward days leaves a lopsided lower half) moves towards the zones' common
+    spread by as much as the zones' scales agree; where they differ more than sampling explains,
+    ``d0`` is small and the zones keep their own. Days with fewer than ``min_zones`` zones keep
+    the zones' own scales.
+
+    Returns
+    -------
+    numpy.ndarray
+        The moderated scales, ``(zones, days)``, and each day's prior degrees of freedom ``d0`` (``inf``: the common scale; 0: the zones' own), so that a
+        moderated scale counts ``d0 + d`` (Smyth 2004's moderated t).
+
+    References
+    ----------
+    Smyth, G. K. (2004). Linear models and empirical Bayes methods for assessing differential
+    expression in microarray experiments. Statistical Applications in Genetics and Molecular
+    Biology 3(1), article 3.
+    """
+    from scipy import special
+
+    ok = np.isfinite(scale) & (scale > 0) & np.isfinite(df) & (df > 0)
+    d = np.where(ok, df, 1.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        e = np.where(ok, np.log(scale**2) - special.digamma(d / 2) + np.log(d / 2), np.nan)
+    use = ok.sum(axis=0) >= max(min_zones, 3)  # days with enough zones
+    good = ok & use[None, :]
+    n = np.maximum(good.sum(axis=0), 2)
+    mean = np.where(good, e, 0.0).sum(axis=0) / n
+    sampling = np.where(good, special.polygamma(1, d / 2), 0.0).sum(axis=0) / n
+    var = np.where(good, (e - mean) ** 2, 0.0).sum(axis=0) / (n - 1) - sampling
+    fin = use & (var > 0)  # else the zones agree beyond sampling: the common scale
+    d0 = np.where(fin, 2.0 * _trigamma_inverse(np.where(fin, var, 1.0)), 1.0)
+    s02 = np.exp(mean + np.where(fin, special.digamma(d0 / 2) - np.log(d0 / 2), 0.0))
+    post = np.where(fin, (d0 * s02 + d * scale**2) / (d0 + d), s02)
+    out = np.where(good, np.sqrt(post), scale)
+    return out, np.where(use, np.where(fin, d0, np.inf), 0.0)
+
+
+def _trigamma_inverse(x: np.ndarray, *, iterations: int = 50) -> np.ndarray:
+    """``y`` with ``trigamma(y) = x`` (x > 0), by Smyth's (2004) Newton iteration."""
+    from scipy import special
+
+    y = 0.5 + 1.0 / x
+    for _ in range(iterations):
+        tri = special.polygamma(1, y)
+        step = tri * (1.0 - tri / x) / special.polygamma(2, y)
+        y = y + step
+        if np.all(np.abs(step / y) < 1e-8):
+            break
+    return y

@@ -91,6 +91,8 @@ EXCESS_Z = 2.0
 EXCESS_WEEKS = 52
 #: weeks of the recent window also read (:func:`day_scale`): a season under way.
 RECENT_EXCESS_WEEKS = 8
+#: weeks either side of a week whose period days also give its excess (:func:`day_scale`).
+FOLD_WEEKS = 8
 #: standard normal quantile gaps used by the start: q75 - q50 and q25 - q10.
 _Q3, _Q1_Q10 = 0.6745, 0.6071
 
@@ -243,6 +245,13 @@ def _scales(err: np.ndarray, profile_weeks: int) -> tuple[np.ndarray, np.ndarray
     return days(scale), days(n_scale), np.repeat(df, 7, axis=1)
 
 
+def _around(a: np.ndarray, weeks: int) -> np.ndarray:
+    """``(zones, weeks)`` -> the sum over the ``weeks`` weeks either side of each week and itself."""
+    c = np.concatenate([np.zeros((a.shape[0], 1)), np.cumsum(a, axis=1)], axis=1)
+    i = np.arange(a.shape[1])
+    return c[:, np.minimum(i + weeks + 1, a.shape[1])] - c[:, np.maximum(i - weeks, 0)]
+
+
 def _past_sum(a: np.ndarray, weeks: int) -> np.ndarray:
     """``(zones, weeks)`` -> the sum over the ``weeks`` weeks before each week."""
     c = np.concatenate([np.zeros((a.shape[0], 1)), np.cumsum(a, axis=1)], axis=1)
@@ -364,6 +373,7 @@ def day_scale(
     excess_weeks: int = EXCESS_WEEKS,
     high: np.ndarray | None = None,
     counted: np.ndarray | None = None,
+    folds: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """The scale of day-level errors and the excess of their upper tail, from each zone's past.
 
@@ -382,7 +392,17 @@ def day_scale(
     tail but never make a rise); the lower tail's share of ``err`` is then scaled to their
     number (wet days' upper tail is thinner than a dry day's: the mirror is conservative).
     ``counted`` (default: all): which days' errors may enter either tail's count (the scale
-    reads them all), e.g. not those read while the reference was still forming.
+    reads them all), e.g. not those read while the reference was still forming. ``folds``
+    (``(days,)``, default none): the days of a period under review; each week's excess is then
+    also read on those days of the ``FOLD_WEEKS`` weeks either side of it, never on its own (a
+    7-day block of ``err``): the weights of a week's tests do not depend on its own p values,
+    as in independent hypothesis weighting's folds (Ignatiadis & Huber 2021), and a venue's
+    first gatherings of a period are weighted by its later ones.
+
+    References
+    ----------
+    Ignatiadis, N. & Huber, W. (2021). Covariate powered cross-weighted multiple testing.
+    JRSS B 83(4), 720-751.
 
     Returns
     -------
@@ -405,13 +425,15 @@ def day_scale(
         cw = _weekly(counted[:, :, None].astype(float), nw)[..., 0] > 0
         own, own_high = np.where(cw, own, np.nan), np.where(cw, own_high, np.nan)
     df = tail_df((u < -TAIL_Z).sum(axis=-1), n)
-    counts = [
-        a.sum(axis=-1).astype(float)
-        for a in (own_high > EXCESS_Z, np.isfinite(own_high), own < -EXCESS_Z, np.isfinite(own))
-    ]
+    cells = (own_high > EXCESS_Z, np.isfinite(own_high), own < -EXCESS_Z, np.isfinite(own))
+    counts = [c.sum(axis=-1).astype(float) for c in cells]
+    sums = [[_past_sum(c, w) for c in counts] for w in sorted({RECENT_EXCESS_WEEKS, excess_weeks})]
+    if folds is not None:  # the period's other weeks (each week left out of its own weights)
+        fw = _weekly(folds[None, :, None].astype(float), nw)[..., 0] > 0
+        per = [(c & fw).sum(axis=-1).astype(float) for c in cells]
+        sums.append([_around(c, FOLD_WEEKS) - c for c in per])
     excess = np.zeros((z, nw))
-    for w in sorted({RECENT_EXCESS_WEEKS, excess_weeks}):
-        up, m, low, m_low = (_past_sum(c, w) for c in counts)
+    for up, m, low, m_low in sums:
         r = m / np.maximum(m_low, 1.0)  # the lower tail's count scaled to the days read above
         # beyond two standard errors of the difference (Var ~ up + r^2 low)
         ex = np.maximum(up - r * low - 2.0 * np.sqrt(up + r * r * low), 0.0)
@@ -421,67 +443,3 @@ def day_scale(
         return np.repeat(a, 7, axis=1)[:, :d]
 
     return back(scale), back(n), back(excess), back(df)
-
-
-def moderated_scale(
-    scale: np.ndarray, df: np.ndarray, *, min_zones: int = MIN_CITY_ZONES
-) -> tuple[np.ndarray, np.ndarray]:
-    """Each zone's scale shrunk towards the study's, by empirical Bayes (Smyth 2004).
-
-    ``scale`` and ``df`` are ``(zones, days)``: each zone's scale and its degrees of freedom
-    (the lower-half scale of m errors has about ``0.19 m``: the MAD's 37 % efficiency on the
-    half of the errors below zero; tests/test_presence_scale.py checks it). Each day, the zones' squared
-    scales are taken as ``s0^2 chi2_d0 / d0`` draws around a common prior: ``d0`` and ``s0`` are
-    read from the mean and variance of ``log s^2`` over the zones (limma's ``fitFDist``: the
-    sampling variance ``trigamma(d / 2)`` taken out of the observed one), and each zone's
-    squared scale becomes the posterior ``(d0 s0^2 + d s^2) / (d0 + d)``. A zone whose scale
-    sampled low or high over its few months of errors (at a venue, a season of unlisted
-    gatherings and downward days leaves a lopsided lower half) moves towards the zones' common
-    spread by as much as the zones' scales agree; where they differ more than sampling explains,
-    ``d0`` is small and the zones keep their own. Days with fewer than ``min_zones`` zones keep
-    the zones' own scales.
-
-    Returns
-    -------
-    numpy.ndarray
-        The moderated scales, ``(zones, days)``, and each day's prior degrees of freedom ``d0`` (``inf``: the common scale; 0: the zones' own), so that a
-        moderated scale counts ``d0 + d`` (Smyth 2004's moderated t).
-
-    References
-    ----------
-    Smyth, G. K. (2004). Linear models and empirical Bayes methods for assessing differential
-    expression in microarray experiments. Statistical Applications in Genetics and Molecular
-    Biology 3(1), article 3.
-    """
-    from scipy import special
-
-    ok = np.isfinite(scale) & (scale > 0) & np.isfinite(df) & (df > 0)
-    d = np.where(ok, df, 1.0)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        e = np.where(ok, np.log(scale**2) - special.digamma(d / 2) + np.log(d / 2), np.nan)
-    use = ok.sum(axis=0) >= max(min_zones, 3)  # days with enough zones
-    good = ok & use[None, :]
-    n = np.maximum(good.sum(axis=0), 2)
-    mean = np.where(good, e, 0.0).sum(axis=0) / n
-    sampling = np.where(good, special.polygamma(1, d / 2), 0.0).sum(axis=0) / n
-    var = np.where(good, (e - mean) ** 2, 0.0).sum(axis=0) / (n - 1) - sampling
-    fin = use & (var > 0)  # else the zones agree beyond sampling: the common scale
-    d0 = np.where(fin, 2.0 * _trigamma_inverse(np.where(fin, var, 1.0)), 1.0)
-    s02 = np.exp(mean + np.where(fin, special.digamma(d0 / 2) - np.log(d0 / 2), 0.0))
-    post = np.where(fin, (d0 * s02 + d * scale**2) / (d0 + d), s02)
-    out = np.where(good, np.sqrt(post), scale)
-    return out, np.where(use, np.where(fin, d0, np.inf), 0.0)
-
-
-def _trigamma_inverse(x: np.ndarray, *, iterations: int = 50) -> np.ndarray:
-    """``y`` with ``trigamma(y) = x`` (x > 0), by Smyth's (2004) Newton iteration."""
-    from scipy import special
-
-    y = 0.5 + 1.0 / x
-    for _ in range(iterations):
-        tri = special.polygamma(1, y)
-        step = tri * (1.0 - tri / x) / special.polygamma(2, y)
-        y = y + step
-        if np.all(np.abs(step / y) < 1e-8):
-            break
-    return y
