@@ -122,3 +122,22 @@ def test_only_the_leftovers_of_dead_runs_are_removed(tmp_path: Path):
     removed = clean_stale(tmp_path)
     assert sorted(removed) == sorted([dead, legacy])
     assert live.exists() and parent.exists() and fresh_legacy.exists()
+
+
+def test_a_signals_run_removes_what_a_killed_one_left(tiny_store: Path, tmp_path: Path):
+    """A signals run killed while writing its tables leaves ``.<week>.tests.parquet.tmp-...``;
+    the next run removes it (CI found one left behind by the kill test) and keeps a live one."""
+    from pipelines.signals.period import parse_period
+    from pipelines.signals.run import run_signals
+
+    root = tmp_path / "store"
+    shutil.copytree(tiny_store, root)
+    st = Store(root)
+    target = root / "signals" / "2026-W45.tests.parquet"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    dead = temp_sibling(target, "tmp", _dead_tag())
+    dead.write_bytes(b"part of a parquet file")
+    live = temp_sibling(target)  # this process's own name: a live writer's
+    live.write_bytes(b"being written")
+    run_signals(st, parse_period("2026-W45"), n_sim=19, seed=1, use_model=False)
+    assert not dead.exists() and live.exists() and target.exists()

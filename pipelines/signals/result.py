@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import pandera.pandas as pa
 
-from features.store import Store, atomic_file
+from features.store import Store, atomic_file, clean_stale
 from pipelines.signals.panel import SIGNAL_COLUMNS
 from pipelines.signals.period import Period
 
@@ -316,6 +316,8 @@ class SignalRun:
         sig = SIGNALS_SCHEMA.validate(parquet_frame(self.signals))
         tests = TESTS_SCHEMA.validate(parquet_frame(self.tests))
         label = self.period.label
+        # what a killed run left beside these files goes first (never a live run's)
+        clean_stale(store.root / "signals")
         pq = store.signals_path(label, ".parquet")
         tq = store.signals_path(label, ".tests.parquet")
         for frame, path in ((sig, pq), (tests, tq)):
