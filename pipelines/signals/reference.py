@@ -28,7 +28,9 @@ past outbreaks: Farrington et al. 1996; Noufaily et al. 2013):
    ``MIN_SLOT_ERRORS`` errors behind a slot (a short history), the slots of the day share one;
 6. the *lower tail* of those errors, standardised, is read as a Student t's degrees of freedom
    (:func:`tail_df`): a zone whose counts drop far more often than a normal would (weather, low
-   night counts) has its emptied tests judged against its own heavy tail.
+   night counts) has its emptied tests judged against its own heavy tail;
+7. with 10 zones or more, :func:`recentred` moves the reference by the study's common bias (a
+   reference learnt on what looks quiet sits a little low) and reads the scale around it.
 
 The trimmed location of values ``v`` starts from the lower quartile, ``q25 + 0.6745 s`` with
 ``s = (q25 - q10) / 0.6071`` (a normal's quartile gaps: both quantiles stay on the quiet side at
@@ -50,7 +52,7 @@ Rousseeuw, P. J. & Croux, C. (1993). Alternatives to the median absolute deviati
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
@@ -443,3 +445,37 @@ def day_scale(
         return np.repeat(a, 7, axis=1)[:, :d]
 
     return back(scale), back(n), back(excess), back(df)
+
+
+def recentred(
+    ref: QuietReference,
+    y: np.ndarray,
+    seen: np.ndarray,
+    pool: np.ndarray,
+    *,
+    weeks: int = PROFILE_WEEKS,
+    min_zones: int = MIN_CITY_ZONES,
+) -> QuietReference:
+    """The reference moved by the study's common bias, its scale read around it.
+
+    A reference learnt on values that look quiet (trimmed, the past values far above it left
+    out) sits a little below the centre of a quiet day's values: a normal sample kept below
+    1.5 scales has its median 0.08 scales low, and the lower-half scale read around zero is
+    then short too. Each week, ``b`` is the median over the ``weeks`` weeks before of each
+    week's median over every zone's errors ``y - loc`` (``seen``: the values observed, high ones
+    included), which one venue among ``min_zones`` zones or more cannot move; ``loc + b`` is the reference, and the scale
+    and the lower tail are read on the errors ``y - loc - b`` of the ``pool``
+    (:func:`_scales`). With fewer zones the reference is left as it is.
+    """
+    z, d, s = y.shape
+    if z < min_zones:
+        return ref
+    nw = -(-d // 7)
+    err = _weekly(np.where(seen, y - ref.loc, np.nan), nw)  # (z, nw, 7, s)
+    week = nan_quantile(err.transpose(1, 0, 2, 3).reshape(nw, -1), 0.5)  # over zones, each week
+    b = nan_quantile(_windows(week[None, :], weeks)[0], 0.5)  # over the weeks before
+    bd = np.repeat(np.nan_to_num(b, nan=0.0), 7)[:d][None, :, None]
+    e = _weekly(np.where(pool, y - ref.loc - bd, np.nan), nw)
+    scale, n_scale, df = _scales(e, weeks)
+    return replace(ref, loc=ref.loc + bd, scale=scale[:, :d], n_scale=n_scale[:, :d],
+                   tail_df=df[:, :d])  # fmt: skip
