@@ -126,7 +126,8 @@ def test_only_the_leftovers_of_dead_runs_are_removed(tmp_path: Path):
 
 def test_a_signals_run_removes_what_a_killed_one_left(tiny_store: Path, tmp_path: Path):
     """A signals run killed while writing its tables leaves ``.<week>.tests.parquet.tmp-...``;
-    the next run removes it (CI found one left behind by the kill test) and keeps a live one."""
+    the next run removes it (CI found one left behind by the kill test) and keeps those of live
+    writers (this process's and another's)."""
     from pipelines.signals.period import parse_period
     from pipelines.signals.run import run_signals
 
@@ -137,7 +138,16 @@ def test_a_signals_run_removes_what_a_killed_one_left(tiny_store: Path, tmp_path
     target.parent.mkdir(parents=True, exist_ok=True)
     dead = temp_sibling(target, "tmp", _dead_tag())
     dead.write_bytes(b"part of a parquet file")
-    live = temp_sibling(target)  # this process's own name: a live writer's
-    live.write_bytes(b"being written")
-    run_signals(st, parse_period("2026-W45"), n_sim=19, seed=1, use_model=False)
-    assert not dead.exists() and live.exists() and target.exists()
+    own = temp_sibling(target)  # this process's own name
+    own.write_bytes(b"being written")
+    from features.store import _HOST
+
+    writer = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    try:  # another live process's name
+        live = temp_sibling(target, "tmp", f"{writer.pid}x{_HOST}-0badc0de")
+        live.write_bytes(b"being written too")
+        run_signals(st, parse_period("2026-W45"), n_sim=19, seed=1, use_model=False)
+    finally:
+        writer.kill()
+        writer.wait()
+    assert not dead.exists() and own.exists() and live.exists() and target.exists()

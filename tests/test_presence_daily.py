@@ -136,7 +136,8 @@ def test_no_venue_keeps_the_false_discovery_rate():
     it was moved by the study's common bias, :func:`~pipelines.signals.reference.recentred`,
     these were 1.9 % and 0.26 %); the weeks whose Benjamini-Hochberg family holds any
     discovery (its false discovery rate, all discoveries being false) number at most 10 of
-    108 at FDR 0.05 (expected <= 5.4; P(Binomial(108, 0.05) >= 11) = 0.02; 10 before)."""
+    108 at FDR 0.05 (expected <= 5.4; P(Binomial(108, 0.05) >= 11) = 0.02; 15 with the
+    reference not moved)."""
     period = parse_period(None, start=PERIOD[0], end=PERIOD[1])
     ps, pe = period.bounds("UTC")
     weeks, bad, p = 0, 0, []
@@ -177,6 +178,34 @@ def test_recentred_moves_the_reference_by_the_common_bias_only():
     assert np.abs(out.loc[:, late] - 6.0).max() < 0.01
     assert abs(out.scale[1:, late].mean() / 0.08 - 1.0) < 0.1, out.scale[1:, late].mean()
     assert recentred(ref, y[:9], ok[:9], ok[:9]) is ref
+
+
+def test_recentred_reads_only_the_weeks_before_and_enough_zones():
+    """The bias of a week comes from the weeks before it: a bias that starts in week 20 leaves
+    week 20's move at the former one (no look-ahead) and is taken up once most of the 26 weeks
+    before show it. Zones without values do not count among the 10: with 3 reporting zones of
+    12 (one a venue with gatherings on half its days) the reference is left as it is, and a
+    week's move needs 2 weeks with errors behind it (review findings)."""
+    from pipelines.signals.reference import QuietReference, recentred
+
+    rng = np.random.default_rng(6)
+    z, d = 12, 40 * 7
+    y = 6.0 + rng.normal(0, 0.08, (z, d, 1))
+    y[:, 20 * 7 :] += 0.1  # every zone rises from week 20
+    ref = QuietReference(loc=np.full(y.shape, 5.9), scale=np.full(y.shape, 0.05),
+                         n_loc=np.full(y.shape, 56.0), n_scale=np.full(y.shape, 182.0),
+                         tail_df=np.full((z, d), np.inf))  # fmt: skip
+    ok = np.ones(y.shape, bool)
+    out = recentred(ref, y, ok, ok)
+    move = out.loc[0, :, 0] - 5.9
+    assert abs(move[20 * 7] - 0.1) < 0.01 and abs(move[20 * 7 + 6] - 0.1) < 0.01
+    assert abs(move[39 * 7] - 0.2) < 0.01
+    assert move[0] == 0.0 and move[7] == 0.0 and abs(move[14] - 0.1) < 0.02  # 2 weeks behind
+    few = y.copy()
+    few[3:] = np.nan  # 9 zones without values
+    few[0] += np.where(rng.random((d, 1)) < 0.5, 0.4, 0.0)  # the venue
+    seen = np.isfinite(few)
+    assert recentred(ref, few, seen, seen) is ref
 
 
 def test_city_shift_recovers_a_shared_day_level():

@@ -463,19 +463,31 @@ def recentred(
     1.5 scales has its median 0.08 scales low, and the lower-half scale read around zero is
     then short too. Each week, ``b`` is the median over the ``weeks`` weeks before of each
     week's median over every zone's errors ``y - loc`` (``seen``: the values observed, high ones
-    included), which one venue among ``min_zones`` zones or more cannot move; ``loc + b`` is the reference, and the scale
-    and the lower tail are read on the errors ``y - loc - b`` of the ``pool``
-    (:func:`_scales`). With fewer zones the reference is left as it is.
+    included), a week counting only when ``min_zones`` zones or more have an error in it (one
+    venue among them cannot move it), and ``b`` only when ``MIN_WEEKS`` such weeks or more are
+    behind it (0 otherwise); ``loc + b`` is the reference, and the scale and the lower tail are
+    read on the errors ``y - loc - b`` of the ``pool`` (:func:`_scales`, by blocks of zones as
+    :func:`quiet_reference`). Without any such week the reference is left as it is.
     """
     z, d, s = y.shape
     if z < min_zones:
         return ref
     nw = -(-d // 7)
     err = _weekly(np.where(seen, y - ref.loc, np.nan), nw)  # (z, nw, 7, s)
+    zones = np.isfinite(err).any(axis=(2, 3)).sum(axis=0)  # the zones with an error, each week
     week = nan_quantile(err.transpose(1, 0, 2, 3).reshape(nw, -1), 0.5)  # over zones, each week
-    b = nan_quantile(_windows(week[None, :], weeks)[0], 0.5)  # over the weeks before
+    past = _windows(np.where(zones >= min_zones, week, np.nan)[None, :], weeks)[0]
+    enough = np.isfinite(past).sum(axis=-1) >= MIN_WEEKS  # the weeks before
+    b = np.where(enough, nan_quantile(past, 0.5), np.nan)
+    if not np.isfinite(b).any():
+        return ref
     bd = np.repeat(np.nan_to_num(b, nan=0.0), 7)[:d][None, :, None]
-    e = _weekly(np.where(pool, y - ref.loc - bd, np.nan), nw)
-    scale, n_scale, df = _scales(e, weeks)
+    step = max(1, _CHUNK_CELLS // max(1, nw * 7 * s * weeks))
+    parts = [
+        _scales(_weekly(np.where(pool[i : i + step], y[i : i + step] - ref.loc[i : i + step] - bd,
+                                 np.nan), nw), weeks)
+        for i in range(0, z, step)
+    ]  # fmt: skip
+    scale, n_scale, df = (np.concatenate([p[k] for p in parts]) for k in range(3))
     return replace(ref, loc=ref.loc + bd, scale=scale[:, :d], n_scale=n_scale[:, :d],
                    tail_df=df[:, :d])  # fmt: skip
