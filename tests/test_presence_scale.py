@@ -261,3 +261,26 @@ def test_hourly_zone_day_without_a_day_level_test_keeps_its_slot_test():
     none = np.repeat([False, True], days)
     assert not use_day[none].any() and np.isfinite(zmax).all()
     assert np.allclose(pw[none], p[none]) and (pw[none] > 2 / 20.0).all()
+
+
+def test_pooled_tail_df_reads_the_studys_heavy_tails():
+    """Day errors of 12 zones drawn from a Student t with 4 degrees of freedom (MAD-scaled):
+    after 26 weeks the study's lower tail gives at most 6 degrees of freedom (each zone's own
+    days could not show it); normal errors at least 10 (15 to infinity on seeds 8-11: the
+    tail count's noise); each day reads only the weeks
+    before its own (its week's errors, all far below, change nothing)."""
+    from scipy import stats
+
+    from pipelines.signals.presence_pvalues import pooled_tail_df
+
+    rng = np.random.default_rng(8)
+    k = 1.4826 * stats.t.ppf(0.75, 4)
+    heavy = rng.standard_t(4, (12, 40 * 7)) / k
+    normal = rng.normal(0, 1, (12, 40 * 7))
+    late = slice(30 * 7, 40 * 7)
+    assert pooled_tail_df(heavy, weeks=26)[late].max() <= 6
+    assert pooled_tail_df(normal, weeks=26)[late].min() >= 10
+    shocked = normal.copy()
+    shocked[:, 35 * 7 : 36 * 7] = -10.0
+    same = pooled_tail_df(shocked, weeks=26)[35 * 7 : 36 * 7]
+    assert np.array_equal(same, pooled_tail_df(normal, weeks=26)[35 * 7 : 36 * 7])

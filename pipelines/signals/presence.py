@@ -15,7 +15,8 @@ daily grain, where the scale is moderated, ``d0 + 0.19 m``:
 :mod:`pipelines.signals.presence_pvalues`); for emptied zones, no more degrees of freedom than
 the zone's own lower tail of errors shows (weather, idle hours). The reported window
 is the run of consecutive slots with z beyond ``z_threshold`` around that slot. At hourly grain
-the day's total is tested too (:func:`day_level`; Bonferroni over the two). With 10 zones or
+the day's total is tested too (:func:`day_level`; Bonferroni over the two), with no more degrees
+of freedom than the study's lower tail of day errors shows (:func:`.pooled_tail_df`). With 10 zones or
 more, the study's shift of each day is taken out (at daily grain from the reference, at hourly
 grain from the day-level test). The tests enter the run's Benjamini-Hochberg weighted: a zone's
 gathering weight grows with the upper-tail excess of its own past day errors (recurring unlisted
@@ -55,6 +56,7 @@ from pipelines.signals.presence_pvalues import (
     moderated_scale,
     optimal_weights,
     p_values,
+    pooled_tail_df,
     slot_df,
 )
 from pipelines.signals.reference import (
@@ -375,7 +377,9 @@ def day_level(
                   for sc in (scale_g, scale_e)])  # fmt: skip
     w = np.stack([prior_rate + excess, np.full(excess.shape, prior_rate)])
     tested = (np.isfinite(lay.present) & ~base.gaps & np.isfinite(base.ref.loc)).any(axis=2)
-    return DayLevel(z=z, n=np.stack([n_g, n_e]), df=df, weights=optimal_weights(w, tested=tested))
+    pooled = None if lay.daily else pooled_tail_df(np.where(quiet & dry, z[0], np.nan), weeks=weeks)
+    return DayLevel(z=z, n=np.stack([n_g, n_e]), df=df, weights=optimal_weights(w, tested=tested),
+                    df_pooled=pooled)  # fmt: skip
 
 
 def _flat(a: np.ndarray) -> np.ndarray:

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
-from pipelines.signals.reference import MIN_CITY_ZONES
+from pipelines.signals.reference import MIN_CITY_ZONES, TAIL_Z, _past_sum, _weekly, tail_df
 
 #: degrees of freedom per error of the lower-half scale of the presence tests (a MAD's 37 %
 #: Gaussian efficiency on half of the errors; tests/test_presence_scale.py checks it).
@@ -56,6 +56,26 @@ class DayLevel:
     n: np.ndarray
     df: np.ndarray
     weights: np.ndarray
+    #: ``(days,)``: the degrees of freedom the study's lower tail of day errors shows
+    #: (:func:`pooled_tail_df`), at most those of the gathering day-level test (None: not read)
+    df_pooled: np.ndarray | None = None
+
+
+def pooled_tail_df(u: np.ndarray, *, weeks: int) -> np.ndarray:
+    """``(days,)``: the Student t degrees of freedom whose lower tail matches every zone's
+    standardised day errors ``u`` ``(zones, days)`` of the ``weeks`` weeks before each day's week
+    (:func:`~pipelines.signals.reference.tail_df` on the study's counts). Day errors are
+    heavier-tailed than a t with the lower-half scale's degrees of freedom (a scale mixture:
+    on panels without any gathering, 2.1 % of them beyond 2.33 robust SD on each side); one
+    zone has too few days to show it, the study has enough. Only the lower tail is read:
+    gatherings sit in the upper one."""
+    z, d = u.shape
+    nw = -(-d // 7)
+    uw = _weekly(u[:, :, None], nw)[..., 0]  # (zones, weeks, 7)
+    below = (uw < -TAIL_Z).sum(axis=(0, 2)).astype(float)[None, :]
+    n = np.isfinite(uw).sum(axis=(0, 2)).astype(float)[None, :]
+    df = tail_df(_past_sum(below, weeks), _past_sum(n, weeks))[0]
+    return np.repeat(df, 7)[:d]
 
 
 def slot_df(n_scale: np.ndarray, prior: np.ndarray | None = None) -> np.ndarray:
@@ -113,6 +133,10 @@ def p_values(
         dfd = np.maximum(3.0, LOWER_HALF_DF * day.n[k][:, days].reshape(-1))
         if sign < 0:
             dfd = np.minimum(dfd, day.df[:, days].reshape(-1))
+        elif day.df_pooled is not None:
+            dfd = np.minimum(
+                dfd, np.broadcast_to(day.df_pooled[days], day.z[0][:, days].shape).reshape(-1)
+            )
         has = np.isfinite(zd)  # a zone-day with values but no day-level test: the slot test
         pd_ = np.where(has, t_sf(np.nan_to_num(zd, nan=-np.inf), dfd), 1.0)
         pdw = np.where(has, pd_ / w, np.inf)
