@@ -1,10 +1,12 @@
-"""The hourly presence tests on panels with no gathering keep their false discovery rate (issue 13).
+"""The hourly presence tests on panels with no gathering: calibrated, and what is not (issue 13).
 
 The panel is the daily one of ``tests/test_presence_daily.py`` (12 zones, a weekday profile, a
 school-holiday fortnight and a summer dip shared by all, a log-normal noise of SD 0.08 per
 zone-day) spread over the hours by a day profile, with a log-normal noise of SD 0.1 per hour and
 no venue: every discovery is false. The tests run :func:`presence_review` and the run's weekly
-Benjamini-Hochberg adjustment, the path of ``vigie signals``.
+Benjamini-Hochberg adjustment, the path of ``vigie signals``. Seeds 20-31 served to design
+the day-level test's pooled tail (:func:`~pipelines.signals.presence_pvalues.pooled_tail_df`);
+the tests read seeds 70-81, which did not.
 """
 
 from __future__ import annotations
@@ -46,44 +48,61 @@ def _hourly_panel(seed: int) -> pd.DataFrame:
 
 @pytest.fixture(scope="module")
 def null_runs() -> pd.DataFrame:
-    """The reviewed tests of 12 null panels (seeds 20-31), each week labelled by its panel."""
-    seeds = range(20, 32)
+    """The reviewed tests of 12 null panels (seeds 70-81), each week labelled by its panel."""
     period = parse_period(None, start=PERIOD[0], end=PERIOD[1])
     ps, pe = period.bounds("UTC")
     out = []
-    for seed in seeds:
+    for seed in range(70, 82):
         t = adjust([presence_review(_hourly_panel(seed), period_start=ps, period_end=pe).tests],
                    period=period, timezone="UTC")  # fmt: skip
         t["week"] = f"{seed}:" + pd.to_datetime(t["start"], utc=True).dt.strftime("%G-%V")
         out.append(t)
-    return pd.concat(out, ignore_index=True)
+    t = pd.concat(out, ignore_index=True)
+    t["level"] = t["details"].map(lambda d: d["level"])
+    t["p_unweighted"] = t["details"].map(lambda d: d["p_unweighted"]).astype(float)
+    return t
 
 
-def test_hourly_null_panels_keep_the_false_discovery_rate(null_runs):
-    """Over 12 hourly panels of 18 weeks with no gathering, the weeks whose Benjamini-Hochberg
-    family holds any discovery (all false) number at most 18 of 216 at FDR 0.05 (expected
-    <= 10.8; P(Binomial(216, 0.05) >= 19) = 0.02), and the gathering tests' share of p values
-    below 0.001 is at most 0.2 %. The day-level half of the test reads no more degrees of
-    freedom than the study's lower tail of day errors shows
-    (:func:`~pipelines.signals.presence_pvalues.pooled_tail_df`): before, its day errors,
-    heavier-tailed than the t it read (2.1 % beyond 2.33 robust SD on each side), gave 28 of
-    216 weeks with a discovery and 0.23 % of p values below 0.001 (13 and 0.06 % after)."""
-    t = null_runs
-    weeks = t.groupby("week")["q_value"].min()
-    g = t[t["type"] == "gathering"]
-    p = g["details"].map(lambda d: d["p_unweighted"]).to_numpy(float)
-    assert len(weeks) == 216 and len(p) > 15000
-    assert (weeks < 0.05).sum() <= 18 and (p < 0.001).mean() <= 0.002, (
-        int((weeks < 0.05).sum()), (p < 0.001).mean())  # fmt: skip
-
-
-def test_hourly_slot_tests_are_calibrated_on_null_panels(null_runs):
-    """The hour-level (slot) gathering tests of the same null panels are not liberal: at most
-    1.2 % of their p values below 0.01 and 0.15 % below 0.001."""
+def test_hourly_gathering_tests_keep_their_level(null_runs):
+    """No gathering on 12 hourly panels of 18 weeks: at most 11 of the 216 weekly families hold a
+    (false) gathering discovery at FDR 0.05 (5 % of them: the whole family's false discovery
+    rate bounds it), and at most 0.2 % of the gathering tests' p values, day-level or hour-level,
+    fall below 0.001. The day-level half reads no more degrees of freedom than the study's lower
+    tail of day errors shows (:func:`~pipelines.signals.presence_pvalues.pooled_tail_df`):
+    before, its day errors, heavier-tailed than the t it read (2.1 % beyond 2.33 robust SD on
+    each side), gave 0.28 % of day-level p values below 0.001 on seeds 20-31 (0.06 % after)."""
     t = null_runs
     g = t[t["type"] == "gathering"]
-    d = pd.DataFrame(list(g["details"]))
-    hour = d.loc[d["level"] == "hour", "p_unweighted"].to_numpy(float)
-    assert len(hour) > 3000
-    assert (hour < 0.01).mean() <= 0.012 and (hour < 0.001).mean() <= 0.0015, (
-        (hour < 0.01).mean(), (hour < 0.001).mean())  # fmt: skip
+    weeks = g.groupby("week")["q_value"].min()
+    assert t["week"].nunique() == 216 and len(g) > 15000
+    assert (weeks < 0.05).sum() <= 11, int((weeks < 0.05).sum())
+    for level in ("day", "hour"):
+        p = g.loc[g["level"] == level, "p_unweighted"].to_numpy()
+        assert len(p) > 3000 and (p < 0.001).mean() <= 0.002, (level, (p < 0.001).mean())
+
+
+def test_hourly_day_level_emptied_tests_keep_their_level(null_runs):
+    """The day-level emptied tests of the same panels (the study's shift of each day taken
+    out): 0.5-1.5 % of p values below 0.01, at most 0.2 % below 0.001."""
+    e = null_runs[(null_runs["type"] == "emptied") & (null_runs["level"] == "day")]
+    p = e["p_unweighted"].to_numpy()
+    assert len(p) > 10000
+    assert 0.005 <= (p < 0.01).mean() <= 0.015 and (p < 0.001).mean() <= 0.002
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="known (issue 13, open): the hourly slot test does not take out the study's shift of "
+    "the day, so a city-wide drop (the panels' school-holiday fortnight, -20 %) flags zones "
+    "emptied: 4.6 % of hour-level emptied p values below 0.01, 43 of 46 emptied discoveries "
+    "in the holiday's first week (seeds 70-81)",
+)
+def test_hourly_slot_emptied_tests_keep_their_level(null_runs):
+    """The hour-level emptied tests: at most 1.5 % of p values below 0.01 and no week holding
+    more than a third of their discoveries. Strict xfail: passing means the defect is fixed,
+    and then the mark must go."""
+    e = null_runs[(null_runs["type"] == "emptied") & (null_runs["level"] == "hour")]
+    p = e["p_unweighted"].to_numpy()
+    found = e[e["q_value"] < 0.05]["week"].str.split(":").str[1].value_counts()
+    assert (p < 0.01).mean() <= 0.015, (p < 0.01).mean()
+    assert found.empty or found.iloc[0] <= max(3, len(found) / 3), found.to_dict()

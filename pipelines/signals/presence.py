@@ -377,7 +377,9 @@ def day_level(
                   for sc in (scale_g, scale_e)])  # fmt: skip
     w = np.stack([prior_rate + excess, np.full(excess.shape, prior_rate)])
     tested = (np.isfinite(lay.present) & ~base.gaps & np.isfinite(base.ref.loc)).any(axis=2)
-    pooled = None if lay.daily else pooled_tail_df(np.where(quiet & dry, z[0], np.nan), weeks=weeks)
+    with np.errstate(invalid="ignore", divide="ignore"):  # unfloored; not the first weeks' scales
+        u = np.where(quiet & dry & (seen > 7 * mature_weeks), err / scale_g, np.nan)
+    pooled = None if lay.daily else pooled_tail_df(u, weeks=weeks)
     return DayLevel(z=z, n=np.stack([n_g, n_e]), df=df, weights=optimal_weights(w, tested=tested),
                     df_pooled=pooled)  # fmt: skip
 
