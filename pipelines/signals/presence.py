@@ -18,7 +18,7 @@ is the run of consecutive slots with z beyond ``z_threshold`` around that slot. 
 the day's total is tested too (:func:`day_level`; Bonferroni over the two), with no more degrees
 of freedom than the study's lower tail of day errors shows (:func:`.pooled_tail_df`). With 10 zones or
 more, the study's shift of each day is taken out (at daily grain from the reference, at hourly
-grain from the day-level test). The tests enter the run's Benjamini-Hochberg weighted: a zone's
+grain from the day-level test and then from the slot tests). The tests enter the run's Benjamini-Hochberg weighted: a zone's
 gathering weight grows with the upper-tail excess of its own past day errors (recurring unlisted
 gatherings), as the weights that find the most anomalies of a design effect for their expected
 false ones (:func:`~.presence_pvalues.optimal_weights`), averaging 1 over the day's tests, each
@@ -80,13 +80,11 @@ _NEED = {"zone_id", "hour", "local_date", "local_hour", "present", "present_base
 #: 0.003 took mean daily recall on the development seeds from 0.72 to 0.77 at precision 0.92
 #: or more; 0.001, 0.79 at 0.91; docs/evaluation.md).
 PRIOR_RATE = 0.003
-#: weeks' worth of a zone's day errors (its first ``7 x MATURE_WEEKS`` days with an error, i.e.
-#: after its reference exists: roughly weeks 3 to 10 of what the review reads, the whole history
-#: in a study over a period, the run's read window in a weekly run) that never count in its rate
-#: of gathering days: they are read against a reference still forming (a weekday profile from a
-#: few weeks), and their excess would weigh as recurring gatherings for a year
-#: (:func:`day_level`). 4 and 12 gave mean daily recall 0.77 and 0.78 on the development seeds
-#: of docs/evaluation.md, against 0.79 for 8.
+#: weeks of a zone's first day errors (after its reference exists: about weeks 3 to 10 of what
+#: the review reads) that never count in its rate of gathering days nor in the study's tail:
+#: read against a reference still forming, their excess would weigh as recurring gatherings for
+#: a year (:func:`day_level`). 4 and 12 gave mean daily recall 0.77 and 0.78 on the
+#: development seeds of docs/evaluation.md, against 0.79 for 8.
 MATURE_WEEKS = 8
 #: passes of the reference without the past values far above it, and the scales above it beyond
 #: which a value leaves, at hourly and daily grain (:func:`reference_without_gaps`).
@@ -103,8 +101,7 @@ PERIOD_FOLDS = True
 #: at daily grain, shrink each zone-day's scale towards the zones' (:func:`.moderated_scale`).
 MODERATE_SCALE = True
 #: move the reference by the study's common bias and read the scale around it
-#: (:func:`~.reference.recentred`): without, the daily gathering tests of a panel with no
-#: gathering gave 1.9 % of p values below 0.01 (tests/test_presence_daily.py).
+#: (:func:`~.reference.recentred`; without, 1.9 % of null p values below 0.01: tests).
 RECENTRE = True
 
 
@@ -134,10 +131,9 @@ class Layout:
 @dataclass(frozen=True)
 class Reference:
     """The quiet reference, the data-gap mask, which values could enter the reference
-    (``pool``) and the study's shift of each day in ``ref.loc``
-    (:func:`~pipelines.signals.reference.city_shift`; 0 at hourly grain, where the day-level test
-    takes out the median over zones of their day errors); ``df``: the degrees of freedom of the
-    slot test's scale (:func:`~.presence_pvalues.slot_df`)."""
+    (``pool``) and the study's shift of each day in ``ref.loc`` (daily grain:
+    :func:`~pipelines.signals.reference.city_shift`; hourly: the median over zones of their day
+    errors, :func:`day_level`); ``df``: the slot test's degrees of freedom (:func:`.slot_df`)."""
 
     ref: QuietReference
     gaps: np.ndarray
@@ -166,9 +162,8 @@ def presence_review(
     subdivision: str | None = None,
     heavy_mm: float = HEAVY_PRECIPITATION_MM,
 ) -> PresenceReview:
-    """Presence far above (gathering) or far below (emptied) its quiet-day reference.
-
-    The method is in the module's docstring.
+    """Presence far above (gathering) or far below (emptied) its quiet-day reference (the
+    method: the module's docstring).
 
     Parameters
     ----------
@@ -201,7 +196,7 @@ def presence_review(
     References
     ----------
     Sidak, Z. (1967). Rectangular confidence regions for the means of multivariate normal
-    distributions. JASA 62, 626-633. Genovese et al. (2006) and :mod:`~.reference`'s.
+    distributions. JASA 62, 626-633. Genovese et al. (2006), :mod:`~.reference`'s.
     """
     if missing := _NEED - set(frame.columns):
         raise ValueError(
@@ -218,15 +213,15 @@ def presence_review(
         lay, facts, weeks=reference_weeks, profile_weeks=profile_weeks,
         from_day=int(np.argmax(in_period)),
     )  # fmt: skip
-    ref, gaps = base.ref, base.gaps
-    runs = [
-        g for g in gap_runs(_flat(gaps), _flat(lay.present), _flat(lay.hour), lay.zones)
-        if ps <= g.start < pe
-    ]  # fmt: skip
-    y = np.where(gaps, np.nan, np.log1p(lay.present))
-    z = (y - ref.loc) / np.maximum(np.nan_to_num(ref.scale, nan=0.0), scale_floor)
+    runs = [g for g in gap_runs(_flat(base.gaps), _flat(lay.present), _flat(lay.hour), lay.zones)
+            if ps <= g.start < pe]  # fmt: skip
     day = day_level(lay, base, facts.dry(lay.days), scale_floor=scale_floor, weeks=profile_weeks,
                     folds=in_period)  # fmt: skip
+    if day.shift is not None:  # hourly: the slot tests too, against the study's day
+        sh = day.shift
+        base = replace(base, ref=replace(base.ref, loc=base.ref.loc + sh[None, :, None]), shift=sh)
+    y = np.where(base.gaps, np.nan, np.log1p(lay.present))
+    z = (y - base.ref.loc) / np.maximum(np.nan_to_num(base.ref.scale, nan=0.0), scale_floor)
     records = [r for sign in (1.0, -1.0)
                for r in _day_tests(lay, base, z, sign, in_period, facts, z_threshold, day)]  # fmt: skip
     return PresenceReview(tests=records_frame(records), gaps=tuple(runs), notes=_gap_notes(runs))
@@ -362,10 +357,11 @@ def day_level(
             np.where(ok, lev, 0.0).sum(axis=2)
         )
     err = np.where(ok.sum(axis=2) >= need, err, np.nan)
+    common = None
     if not lay.daily:  # the study's shift of the day: the median over zones of their errors
         n_zones = np.isfinite(err).sum(axis=0)
-        common = np.nan_to_num(nan_quantile(err.T, 0.5), nan=0.0)
-        err = err - np.where(n_zones >= MIN_CITY_ZONES, common, 0.0)[None, :]
+        common = np.where(n_zones >= MIN_CITY_ZONES, np.nan_to_num(nan_quantile(err.T, 0.5)), 0.0)
+        err = err - common[None, :]
     quiet = (base.pool & ok).sum(axis=2) >= need
     scale_e, n_e, _, df = day_scale(np.where(quiet, err, np.nan), weeks=weeks)
     seen = np.cumsum(np.isfinite(err), axis=1)  # the zone's days of errors so far
@@ -381,7 +377,7 @@ def day_level(
         u = np.where(quiet & dry & (seen > 7 * mature_weeks), err / scale_g, np.nan)
     pooled = None if lay.daily else pooled_tail_df(u, weeks=weeks)
     return DayLevel(z=z, n=np.stack([n_g, n_e]), df=df, weights=optimal_weights(w, tested=tested),
-                    df_pooled=pooled)  # fmt: skip
+                    df_pooled=pooled, shift=common)  # fmt: skip
 
 
 def _flat(a: np.ndarray) -> np.ndarray:

@@ -59,6 +59,9 @@ class DayLevel:
     #: ``(days,)``: the degrees of freedom the study's lower tail of day errors shows
     #: (:func:`pooled_tail_df`), at most those of the gathering day-level test (None: not read)
     df_pooled: np.ndarray | None = None
+    #: ``(days,)``: at hourly grain, the study's shift of each day (the median over 10 zones or
+    #: more of their day errors), also taken out of the slot tests (None: not read)
+    shift: np.ndarray | None = None
 
 
 def pooled_tail_df(u: np.ndarray, *, weeks: int) -> np.ndarray:
