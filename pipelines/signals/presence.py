@@ -17,8 +17,8 @@ the zone's own lower tail of errors shows (weather, idle hours). The reported wi
 is the run of consecutive slots with z beyond ``z_threshold`` around that slot. At hourly grain
 the day's total is tested too (:func:`day_level`; Bonferroni over the two), with no more degrees
 of freedom than the study's lower tail of day errors shows (:func:`.pooled_tail_df`). With 10 zones or
-more, the study's shift of each day is taken out (at daily grain from the reference, at hourly
-grain from the day-level test and then from the slot tests). The tests enter the run's Benjamini-Hochberg weighted: a zone's
+more, the study's shift of each day is taken out (at daily grain learnt with the reference, at
+hourly grain the median over zones of their day errors added to it, for slot and day tests). The tests enter the run's Benjamini-Hochberg weighted: a zone's
 gathering weight grows with the upper-tail excess of its own past day errors (recurring unlisted
 gatherings), as the weights that find the most anomalies of a design effect for their expected
 false ones (:func:`~.presence_pvalues.optimal_weights`), averaging 1 over the day's tests, each
@@ -133,7 +133,7 @@ class Reference:
     """The quiet reference, the data-gap mask, which values could enter the reference
     (``pool``) and the study's shift of each day in ``ref.loc`` (daily grain:
     :func:`~pipelines.signals.reference.city_shift`; hourly: the median over zones of their day
-    errors, :func:`day_level`); ``df``: the slot test's degrees of freedom (:func:`.slot_df`)."""
+    errors, :func:`_day_errors`); ``df``: the slot test's degrees of freedom (:func:`.slot_df`)."""
 
     ref: QuietReference
     gaps: np.ndarray
@@ -217,9 +217,6 @@ def presence_review(
             if ps <= g.start < pe]  # fmt: skip
     day = day_level(lay, base, facts.dry(lay.days), scale_floor=scale_floor, weeks=profile_weeks,
                     folds=in_period)  # fmt: skip
-    if day.shift is not None:  # hourly: the slot tests too, against the study's day
-        sh = day.shift
-        base = replace(base, ref=replace(base.ref, loc=base.ref.loc + sh[None, :, None]), shift=sh)
     y = np.where(base.gaps, np.nan, np.log1p(lay.present))
     z = (y - base.ref.loc) / np.maximum(np.nan_to_num(base.ref.scale, nan=0.0), scale_floor)
     records = [r for sign in (1.0, -1.0)
@@ -274,9 +271,8 @@ def reference_without_gaps(
     exclusion. At daily grain, with the study's shift of each day
     (:func:`~pipelines.signals.reference.city_shift`), it is learnt on the values less the shift
     over ``SHIFTED_REFERENCE_WEEKS`` weeks at least, the shift added back; at hourly grain the
-    shift is a day-level quantity (a city-wide day such as a summer exodus changes the day's
-    shape, not every hour alike): the day-level test takes out the median over zones of their
-    day errors (:func:`day_level`). At daily grain each zone-day's scale is then shrunk towards
+    shift, the median over zones of their day errors (:func:`_day_errors`), is added to the
+    finished reference (slot and day-level tests read it). At daily grain each zone-day's scale is then shrunk towards
     the zones' (:func:`~.presence_pvalues.moderated_scale`, Smyth 2004). ``from_day``: the first day
     tested (:func:`~pipelines.signals.reference.quiet_reference`)."""
     explained = np.array([d in facts.holidays or facts.heavy(d) for d in lay.days], dtype=bool)
@@ -284,7 +280,7 @@ def reference_without_gaps(
     y = np.log1p(lay.present)
     pool = np.isfinite(y) & ~known
     z, d, s = y.shape
-    # a day-level quantity: in the reference at daily grain, in the day-level test at hourly
+    # a day-level quantity: learnt with the reference at daily grain, added to it at hourly
     shift = city_shift(y, np.isfinite(y))[None, :, None] if lay.daily else np.zeros((1, d, 1))
     if shift.any():  # the zone's level against the city's: stable, learnt on more weeks
         weeks = max(weeks, SHIFTED_REFERENCE_WEEKS)
@@ -316,6 +312,10 @@ def reference_without_gaps(
         sc, d0 = moderated_scale(ref.scale[..., 0], slot_df(ref.n_scale, d0)[..., 0])
         ref = replace(ref, scale=sc[..., None])
     df = slot_df(ref.n_scale, d0)
+    if not lay.daily:  # the median over zones (10 or more) of their day errors
+        err = _day_errors(lay, ref.level, gaps)[0]
+        med = np.nan_to_num(nan_quantile(err.T, 0.5))
+        shift = np.where(np.isfinite(err).sum(axis=0) >= MIN_CITY_ZONES, med, 0.0)[None, :, None]
     ref = replace(ref, loc=ref.loc + shift)
     return Reference(ref=ref, gaps=gaps, pool=pool & ~gaps, shift=shift[0, :, 0], df=df)
 
@@ -349,20 +349,8 @@ def day_level(
     a gap, and a reference) and both directions each day
     (weighted Benjamini-Hochberg: Genovese, Roeder & Wasserman 2006).
     """
-    lev = base.ref.level
-    ok = np.isfinite(lay.present) & ~base.gaps & np.isfinite(lev)
-    need = 0.75 * lay.present.shape[2]
-    with np.errstate(invalid="ignore"):
-        err = np.log1p(np.where(ok, lay.present, 0.0).sum(axis=2)) - np.log1p(
-            np.where(ok, lev, 0.0).sum(axis=2)
-        )
-    err = np.where(ok.sum(axis=2) >= need, err, np.nan)
-    common = None
-    if not lay.daily:  # the study's shift of the day: the median over zones of their errors
-        n_zones = np.isfinite(err).sum(axis=0)
-        common = np.where(n_zones >= MIN_CITY_ZONES, np.nan_to_num(nan_quantile(err.T, 0.5)), 0.0)
-        err = err - common[None, :]
-    quiet = (base.pool & ok).sum(axis=2) >= need
+    err, ok = _day_errors(lay, base.ref.level, base.gaps)  # the study's day taken out (base)
+    quiet = (base.pool & ok).sum(axis=2) >= 0.75 * lay.present.shape[2]
     scale_e, n_e, _, df = day_scale(np.where(quiet, err, np.nan), weeks=weeks)
     seen = np.cumsum(np.isfinite(err), axis=1)  # the zone's days of errors so far
     scale_g, n_g, excess, _ = day_scale(
@@ -377,7 +365,18 @@ def day_level(
         u = np.where(quiet & dry & (seen > 7 * mature_weeks), err / scale_g, np.nan)
     pooled = None if lay.daily else pooled_tail_df(u, weeks=weeks)
     return DayLevel(z=z, n=np.stack([n_g, n_e]), df=df, weights=optimal_weights(w, tested=tested),
-                    df_pooled=pooled, shift=common)  # fmt: skip
+                    df_pooled=pooled)  # fmt: skip
+
+
+def _day_errors(lay: Layout, level: np.ndarray, gaps: np.ndarray) -> tuple[np.ndarray, ...]:
+    """``(zones, days)`` ``log(1 + sum present) - log(1 + sum level)`` over a day's valid slots
+    (at least three quarters of them; gaps left out), NaN otherwise; and the valid slots."""
+    ok = np.isfinite(lay.present) & ~gaps & np.isfinite(level)
+    with np.errstate(invalid="ignore"):
+        e = np.log1p(np.where(ok, lay.present, 0.0).sum(2)) - np.log1p(
+            np.where(ok, level, 0.0).sum(2)
+        )
+    return np.where(ok.sum(axis=2) >= 0.75 * lay.present.shape[2], e, np.nan), ok
 
 
 def _flat(a: np.ndarray) -> np.ndarray:

@@ -59,9 +59,6 @@ class DayLevel:
     #: ``(days,)``: the degrees of freedom the study's lower tail of day errors shows
     #: (:func:`pooled_tail_df`), at most those of the gathering day-level test (None: not read)
     df_pooled: np.ndarray | None = None
-    #: ``(days,)``: at hourly grain, the study's shift of each day (the median over 10 zones or
-    #: more of their day errors), also taken out of the slot tests (None: not read)
-    shift: np.ndarray | None = None
 
 
 def pooled_tail_df(u: np.ndarray, *, weeks: int) -> np.ndarray:
@@ -137,9 +134,7 @@ def p_values(
         if sign < 0:
             dfd = np.minimum(dfd, day.df[:, days].reshape(-1))
         elif day.df_pooled is not None:
-            dfd = np.minimum(
-                dfd, np.broadcast_to(day.df_pooled[days], day.z[0][:, days].shape).reshape(-1)
-            )
+            dfd = np.minimum(dfd, np.tile(day.df_pooled[days], day.z.shape[1]))
         has = np.isfinite(zd)  # a zone-day with values but no day-level test: the slot test
         pd_ = np.where(has, t_sf(np.nan_to_num(zd, nan=-np.inf), dfd), 1.0)
         pdw = np.where(has, pd_ / w, np.inf)
