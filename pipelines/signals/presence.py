@@ -103,6 +103,9 @@ MODERATE_SCALE = True
 #: move the reference by the study's common bias and read the scale around it
 #: (:func:`~.reference.recentred`; without, 1.9 % of null p values below 0.01: tests).
 RECENTRE = True
+#: at hourly grain, the day-level gathering test reads no more degrees of freedom than the
+#: study's lower tail of day errors shows (:func:`.pooled_tail_df`; tests/test_presence_hourly_null.py).
+POOLED_TAIL = True
 
 
 @dataclass(frozen=True)
@@ -363,7 +366,7 @@ def day_level(
     tested = (np.isfinite(lay.present) & ~base.gaps & np.isfinite(base.ref.loc)).any(axis=2)
     with np.errstate(invalid="ignore", divide="ignore"):  # unfloored; not the first weeks' scales
         u = np.where(quiet & dry & (seen > 7 * mature_weeks), err / scale_g, np.nan)
-    pooled = None if lay.daily else pooled_tail_df(u, weeks=weeks)
+    pooled = pooled_tail_df(u, weeks=weeks) if POOLED_TAIL and not lay.daily else None
     return DayLevel(z=z, n=np.stack([n_g, n_e]), df=df, weights=optimal_weights(w, tested=tested),
                     df_pooled=pooled)  # fmt: skip
 
