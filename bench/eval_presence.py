@@ -68,11 +68,16 @@ def brooklyn() -> tuple[str, dict]:
     run = run_signals(store, parse_period(None, start="2017-12-01", end="2018-07-31"),
                       use_model=False, write=False)  # fmt: skip
     secs = time.perf_counter() - t0
-    raw = pd.read_csv(BB_CSV, usecols=["hour_beginning", "precipitation", "events"])
-    raw["day"] = pd.to_datetime(raw["hour_beginning"], format="%m/%d/%Y %I:%M:%S %p").dt.date
-    days = raw.groupby("day").agg(
-        mm=("precipitation", lambda s: 25.4 * s.sum()), label=("events", "first")
+    raw = pd.read_csv(
+        BB_CSV,
+        usecols=["hour_beginning", "precipitation", "temperature", "weather_summary", "events"],
     )
+    raw["day"] = pd.to_datetime(raw["hour_beginning"], format="%m/%d/%Y %I:%M:%S %p").dt.date
+    raw["snow_mm"] = 25.4 * raw["precipitation"].where(raw["temperature"] <= 33.8, 0.0)  # 1 °C
+    days = raw.groupby("day").agg(
+        mm=("precipitation", lambda s: 25.4 * s.sum()), label=("events", "first"),
+        snow_mm=("snow_mm", "sum"), snow_hours=("weather_summary", lambda s: int((s == "snow").sum())),
+    )  # fmt: skip
     days.index = days.index.astype(str)
     days = days.loc["2017-12-01":"2018-07-31"]
     s = _anomalies(run, "America/New_York")
@@ -86,12 +91,16 @@ def brooklyn() -> tuple[str, dict]:
     ordinary = days[days["label"].isna() & (days["mm"] < 1.0)].index
     labelled = days[days["label"].notna()].index
     heavy = days[days["mm"] >= 10.0].index
+    snowy = days[(days["snow_mm"] >= 2.5) & (days["mm"] < 10.0)].index  # explain.SNOW_MM
     fig = {
         "seconds": round(secs, 1), "tests": run.n_tests, "signals": len(s),
         "holiday_signals": int(s["day"].isin(labelled).sum()),
         "holiday_signals_explained": int((s["day"].isin(labelled) & s["by"].str.contains("holiday")).sum()),
         "heavy_signals": int(s["day"].isin(heavy).sum()),
         "heavy_signals_explained": int((s["day"].isin(heavy) & s["by"].str.contains("weather")).sum()),
+        "snow_signals": int(s["day"].isin(snowy).sum()),
+        "snow_signals_explained": int((s["day"].isin(snowy) & s["by"].str.contains("weather")).sum()),
+        "snow_days": [f"{d} ({days['snow_mm'][d]:.1f} mm, {days['snow_hours'][d]} h of snow)" for d in snowy],
         "ordinary_days": len(ordinary), "ordinary_days_flagged": int(len(set(s["day"]) & set(ordinary))),
         "labelled_days": len(labelled), "labelled_days_flagged": int(len(set(s["day"]) & set(labelled))),
         "memorial_day_flagged": bool((s["day"] == "2018-05-28").any()),
@@ -118,7 +127,9 @@ def brooklyn() -> tuple[str, dict]:
         f"{fig['labelled_days_flagged']} of {fig['labelled_days']} labelled days flagged "
         f"(Memorial Day flagged: {'yes' if fig['memorial_day_flagged'] else 'no'}). On days of "
         f">= 10 mm: {fig['heavy_signals_explained']} of {fig['heavy_signals']} signals explained "
-        f"by the weather. Ordinary days (no label, < 1 mm) flagged either way: "
+        f"by the weather. Snow days under 10 mm (>= 2.5 mm of water at or below 1 °C in the "
+        f"export: {', '.join(fig['snow_days']) or 'none'}): {fig['snow_signals_explained']} of "
+        f"{fig['snow_signals']} signals explained by the weather. Ordinary days (no label, < 1 mm) flagged either way: "
         f"{fig['ordinary_days_flagged']} of {fig['ordinary_days']} "
         f"({100 * fig['ordinary_days_flagged'] / max(fig['ordinary_days'], 1):.1f} %; goal <= 2 %). "
         f"Tests on labelled days standing more than 4 SD out, signals or not: "

@@ -172,3 +172,29 @@ def test_reference_is_linear_in_the_period():
     cost(30)
     small, large = min(cost(30) for _ in range(3)), min(cost(120) for _ in range(3))
     assert large < 8 * small, (small, large)
+
+
+def test_snow_explains_a_fall_that_rain_of_the_same_water_does_not(panel):
+    """A day with 4.8 mm of water fallen at -2 degrees C (about 5 cm of snow: a snow day,
+    ``explain.SNOW_MM``) explains an emptied zone, by the weather, naming the snow; the same
+    4.8 mm at +8 degrees C (light rain, below the 10 mm of a heavy-precipitation day) explains
+    nothing; nor does the snow without any temperature in the weather."""
+    frame, _ = panel
+    f = frame.copy()
+    day = f["local_date"].astype(str)
+    low = (f["local_hour"] >= 8) & (f["local_hour"] < 20)
+    f["temperature_c"] = 12.0
+    f.loc[day == "2024-06-12", ["precipitation_mm", "temperature_c"]] = [0.2, -2.0]
+    f.loc[day == "2024-06-19", ["precipitation_mm", "temperature_c"]] = [0.2, 8.0]
+    for d in ("2024-06-12", "2024-06-19"):
+        f.loc[(f["zone_id"] == "z3") & (day == d) & low, "present"] *= 0.3
+    tests, _ = _review(f, country="FR")
+    flagged = tests[tests["q_value"] < 0.05].set_index(["zone", "day", "type"])
+    snow = flagged.loc[("z3", "2024-06-12", "emptied")]
+    assert snow["details"]["explained_by"] == ["weather"]
+    assert "snow (4.8 mm of water" in snow["explanation"]
+    assert flagged.loc[("z3", "2024-06-19", "emptied"), "details"]["explained_by"] == []
+    no_temp, _ = _review(f.drop(columns="temperature_c"), country="FR")
+    row = no_temp[(no_temp["zone"] == "z3") & (no_temp["day"] == "2024-06-12")
+                  & (no_temp["type"] == "emptied")].iloc[0]  # fmt: skip
+    assert row["details"]["explained_by"] == []

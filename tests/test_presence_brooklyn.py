@@ -1,6 +1,6 @@
 """Presence anomalies on the real Brooklyn Bridge hourly counts (../shared/data), the done-when
 lines of issue 13: an anomaly on a labelled holiday is explained by it, an anomaly on a day of
-heavy precipitation (>= 10 mm) by the weather, and at most 2 % of ordinary days (no label, dry:
+heavy precipitation (>= 10 mm) or of snow by the weather, and at most 2 % of ordinary days (no label, dry:
 < 1 mm) are flagged either way."""
 
 from __future__ import annotations
@@ -70,6 +70,20 @@ def test_holiday_and_weather_explain(run_and_days):
     heavy = s[s["day"].map(lambda d: days["mm"].get(d, 0.0) >= 10.0)]
     assert len(heavy) >= 1
     assert all("weather" in b for b in heavy["by"]), heavy[["day", "by"]]
+
+
+def test_snow_day_explained_by_the_weather(run_and_days):
+    """The blizzard of 2018-01-04 (about 25 cm of snow in New York; the export's precipitation
+    sums to 2.9 mm of water, fallen at -6 to -3 degrees C) empties the bridge: the signal is
+    explained by the weather, as a snow day (``explain.SNOW_MM``), not left unexplained for
+    falling short of a rain day's 10 mm."""
+    run, days = run_and_days
+    s = _anomalies(run)
+    snow = s[s["day"] == "2018-01-04"]
+    assert days["mm"]["2018-01-04"] < 10.0
+    assert list(snow["type"]) == ["emptied"], snow[["day", "type", "by"]]
+    assert snow["by"].iloc[0] == ["weather"]
+    assert "snow" in snow["explanation"].iloc[0]
 
 
 def test_ordinary_days_rarely_flagged(run_and_days):

@@ -15,7 +15,7 @@ floored; with 10 zones or more, the study's shift of each day (the median of the
 that day: a holiday, the summer) is taken out of every error first; ``z = error / scale``
 with a two-sided p value from a Student t with ``0.37 n - 1`` degrees of freedom for ``n``
 errors (the MAD's 37 % Gaussian efficiency, as the presence anomalies). Days with fewer than ``MIN_DAYS`` reference days or ``MIN_ERRORS`` errors are not
-tested. A fact of the day (an event in the zone, a holiday, heavy precipitation:
+tested. A fact of the day (an event in the zone, a holiday, heavy precipitation or snow:
 :mod:`pipelines.signals.explain`) explains an anomaly, which then ranks after unexplained ones.
 The p values join the run's other tests in Benjamini-Hochberg.
 
@@ -78,7 +78,7 @@ def mix_tests(
     facts: DayFacts | None = None,
 ) -> pd.DataFrame:
     """The indicator tests of the days ``first..last`` (see the module docstring); ``facts``
-    (holidays, heavy precipitation, events by zone) explain an anomaly of their day."""
+    (holidays, heavy precipitation, snow, events by zone) explain an anomaly of their day."""
     daily = daily_indicators(frame)
     recs = []
     for name in ("visitor_share", "resident_ratio"):
@@ -165,7 +165,7 @@ def _day_records(
         p = float(2 * stats.t.sf(abs(z[i]), dof))
         word = "above" if z[i] > 0 else "below"
         kinds: list[str] = []
-        why = "with no event, holiday or heavy precipitation that day"
+        why = "with no event, holiday, heavy precipitation or snow that day"
         if facts is not None:
             kinds, _, why = facts.explain(
                 str(zones[i]), day, start.tz_convert("UTC"), end.tz_convert("UTC"), event_slot=False

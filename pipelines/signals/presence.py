@@ -25,7 +25,7 @@ false ones (:func:`~.presence_pvalues.optimal_weights`), averaging 1 over the da
 at least ``WEIGHT_FLOOR`` (Genovese, Roeder & Wasserman 2006); at daily grain, in a study over a
 period, the excess is also read on the period's other weeks (``PERIOD_FOLDS``). With 10 zones or
 more the reference is moved by the study's common bias (``RECENTRE``). What explains an anomaly is a fact of that day (:mod:`pipelines.signals.explain`):
-a known event in the zone, a holiday or observance, heavy precipitation; the signal names which
+a known event in the zone, a holiday or observance, heavy precipitation or snow; the signal names which
 (``details.explained_by``).
 Explained signals are kept but ranked after unexplained ones. Everything is array arithmetic over
 ``(zones, days, slots)``: the cost grows linearly with the period.

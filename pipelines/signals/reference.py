@@ -12,7 +12,7 @@ past outbreaks: Farrington et al. 1996; Noufaily et al. 2013):
 
 1. work on ``y = log(1 + present)`` per zone, local day and slot of the day (the local hour, or
    one slot at daily grain); values that a known fact explains (a known event in the zone that
-   day, a public holiday, heavy precipitation) and data gaps never enter the reference;
+   day, a public holiday, heavy precipitation or snow) and data gaps never enter the reference;
 2. each 7-day block's median over all its slots is its *week level* (a week holds every weekday
    once, so it is balanced, and a few gathering days or hours hardly move a median);
 3. the *profile* of a slot of the week is the trimmed location (below) of that slot's values
