@@ -343,17 +343,21 @@ def _windows(a: np.ndarray, weeks: int) -> np.ndarray:
     return sliding_window_view(full, weeks, axis=1)
 
 
-def city_shift(y: np.ndarray, ok: np.ndarray, *, min_zones: int = MIN_CITY_ZONES) -> np.ndarray:
+def city_shift(
+    y: np.ndarray, ok: np.ndarray, *, min_zones: int = MIN_CITY_ZONES, weeks: int = PROFILE_WEEKS
+) -> np.ndarray:
     """The study's level of each day: the median over zones of each zone's day level against its
     own usual one.
 
     ``y`` is ``(zones, days, slots)``, ``ok`` which values to read (gaps left out). A zone's day
-    level is the median of its slots, its usual level the median of its day levels; the shift
-    of a day is the median over zones of the differences, 0 where fewer than ``min_zones`` zones
-    have one (a study of a few zones cannot tell the city's day from its own). School holidays,
-    summer departures and city-wide weather move every zone at once, faster than a level learnt
-    on past weeks follows them; the reference is learnt on ``y - shift`` and the shift added
-    back, so each zone is compared with its usual place in the city's day.
+    level is the median of its slots, its usual level the median of its day levels over the
+    ``weeks`` weeks before the day's week (14 or more; until 2026-12 all the days read, so a
+    retrospective's shift of a day moved with the days after it); the shift of a day is the
+    median over zones of the differences, 0 where fewer than ``min_zones`` zones have one (a
+    study of a few zones cannot tell the city's day from its own). School holidays, summer
+    departures and city-wide weather move every zone at once, faster than a level learnt on past
+    weeks follows them; the reference is learnt on ``y - shift`` and the shift added back, so
+    each zone is compared with its usual place in the city's day.
 
     Returns
     -------
@@ -361,8 +365,11 @@ def city_shift(y: np.ndarray, ok: np.ndarray, *, min_zones: int = MIN_CITY_ZONES
         ``(days,)``.
     """
     day = nan_quantile(np.where(ok, y, np.nan), 0.5)  # (zones, days)
-    usual = nan_quantile(day, 0.5)
-    dev = day - usual[:, None]
+    z, d = day.shape
+    nw = -(-d // 7)
+    win = _windows(_weekly(day[:, :, None], nw)[..., 0], weeks).reshape(z, nw, 7 * weeks)
+    usual = np.where(np.isfinite(win).sum(axis=-1) >= 14, nan_quantile(win, 0.5), np.nan)
+    dev = day - np.repeat(usual, 7, axis=1)[:, :d]
     n = np.isfinite(dev).sum(axis=0)
     shift = nan_quantile(dev.T, 0.5)
     return np.where(n >= min_zones, np.nan_to_num(shift, nan=0.0), 0.0)

@@ -77,6 +77,20 @@ class RunSettings:
         """Days before the period the presence, origin and conflict tests look back on."""
         return max(self.history_days, 7 * PROFILE_WEEKS)
 
+    def presence_days(self, grain: str) -> int:
+        """Days before the period the presence, origin and conflict tests look back on:
+        :attr:`recent_days`, and at daily grain all of :attr:`read_days` (the calibration's year,
+        where the history is read whole), so that a venue's last season weighs its first
+        gatherings (the 52-week memory of :func:`~pipelines.signals.reference.day_scale`) and a
+        weekly run reads the history a study over the season reads (docs/evaluation.md: the
+        withheld games run week by week). At hourly grain, where the slot tests find a venue's
+        gatherings and a year of hours costs twice half a year, :attr:`recent_days`."""
+        try:
+            daily = pd.Timedelta(grain) >= pd.Timedelta(days=1)
+        except ValueError:
+            daily = False
+        return max(self.recent_days, self.read_days) if daily else self.recent_days
+
     @property
     def read_days(self) -> int:
         """Days of cube read before the period (look-back and calibration history)."""
