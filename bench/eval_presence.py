@@ -731,8 +731,8 @@ Run week by week at daily grain instead (one `vigie signals` run per week, Monda
 2026-03-02..2026-11-15, each reading its own window before the week, as a weekly user does:
 at daily grain the run's year of presence history; {wk["runs_seconds"]} s in all):
 {wk["game_days_flagged"]} of {wk["game_days"]} game days flagged (recall {wk["recall"]:.2f}),
-{wk["false_gatherings"]} unexplained gatherings of the ballpark on other days. With the 26
-weeks of presence history that weekly runs read before 2026-12-04:
+{wk["false_gatherings"]} unexplained gatherings of the ballpark on other days. With 26 weeks
+of presence history, as weekly runs read before 2026-12-04 (and with today's shift of the day):
 {wk_short["game_days_flagged"]} of {wk_short["game_days"]} (recall {wk_short["recall"]:.2f}),
 {wk_short["false_gatherings"]} unexplained gatherings on other days: a weekly run's reference
 and weights then read half the history a study over the season reads.

@@ -11,7 +11,9 @@ temperature, a snow day: at least ``SNOW_MM`` of water fallen in the slots at or
 threshold of NOAA's climate normals' count of snow days, DSNW; 1 degree C, the mean air
 temperature below which precipitation falls mostly as snow, Jennings et al. 2018). Snow stops a
 city with a quarter of the water a rain day needs: on the Brooklyn Bridge, the blizzard of
-2018-01-04 left 2.9 mm of water in the export and an emptied bridge. The explanation names
+2018-01-04 left 2.9 mm of water in the export and an emptied bridge. At daily grain the cube
+gives the day's mean temperature, which decides for the whole day (snow at night on a mild day
+is missed; rain on a cold day counts). The explanation names
 which. Events in the weeks of the reference explain nothing: the reference leaves them out.
 
 References

@@ -67,12 +67,12 @@ from pipelines.signals.reference import (
     SHIFTED_REFERENCE_WEEKS,
     TRIM,
     QuietReference,
-    city_shift,
     day_scale,
     nan_quantile,
     quiet_reference,
     recentred,
 )
+from pipelines.signals.shift import city_shift
 
 _NEED = {"zone_id", "hour", "local_date", "local_hour", "present", "present_baseline"}
 #: prior rate of gathering days of a zone whose history shows none, and of emptied days (0.01
@@ -135,7 +135,7 @@ class Layout:
 class Reference:
     """The quiet reference, the data-gap mask, which values could enter the reference
     (``pool``) and the study's shift of each day in ``ref.loc`` (daily grain:
-    :func:`~pipelines.signals.reference.city_shift`; hourly: the median over zones of their day
+    :func:`~pipelines.signals.shift.city_shift`; hourly: the median over zones of their day
     errors, :func:`_day_errors`); ``df``: the slot test's degrees of freedom (:func:`.slot_df`)."""
 
     ref: QuietReference
@@ -172,7 +172,7 @@ def presence_review(
     ----------
     frame
         Cube rows with zone_id, hour (UTC), local_date, local_hour, present, present_baseline
-        and, when known, events_active, holiday and precipitation_mm; the period and at least
+        and, when known, events_active, holiday, precipitation_mm and temperature_c (snow); the period and at least
         ``reference_weeks`` before it.
     period_start, period_end
         The period (UTC instants, end exclusive).
@@ -272,7 +272,7 @@ def reference_without_gaps(
     contaminated start. This is the Farrington algorithm's
     down-weighting of past outbreaks (Farrington et al. 1996; Noufaily et al. 2013) as a hard
     exclusion. At daily grain, with the study's shift of each day
-    (:func:`~pipelines.signals.reference.city_shift`), it is learnt on the values less the shift
+    (:func:`~pipelines.signals.shift.city_shift`), it is learnt on the values less the shift
     over ``SHIFTED_REFERENCE_WEEKS`` weeks at least, the shift added back; at hourly grain the
     shift, the median over zones of their day errors (:func:`_day_errors`), is added to the
     finished reference (slot and day-level tests read it). At daily grain each zone-day's scale is then shrunk towards

@@ -82,9 +82,9 @@ _DF_GRID = np.array([2.0, 3, 4, 5, 6, 8, 10, 15, 20, 30, 50, 100, np.inf])
 #: zone-slot cells of one chunk's windows (memory bound; the result does not depend on it).
 _CHUNK_CELLS = 8_000_000
 #: weeks of history of the level when the study's shift of each day is removed first: the
-#: zone's level against the city's moves slowly (:func:`city_shift`).
+#: zone's level against the city's moves slowly (:func:`~pipelines.signals.shift.city_shift`).
 SHIFTED_REFERENCE_WEEKS = 26
-#: fewer zones than this with a day level: no city shift that day (:func:`city_shift`).
+#: fewer zones than this with a day level: no city shift that day (:func:`~pipelines.signals.shift.city_shift`).
 MIN_CITY_ZONES = 10
 #: standardised day errors beyond this count in the upper-tail excess (:func:`day_scale`).
 EXCESS_Z = 2.0
@@ -154,9 +154,9 @@ def quiet_reference(
         The trimming threshold in scales; the trimming passes.
     from_day
         The first day whose reference is needed: the location is computed from ``2 x
-        profile_weeks`` weeks before its week on (the errors behind its scale, and the scales
-        behind its lower tail), NaN before; a short period after a long history pays for those
-        weeks only, with the same result.
+        profile_weeks + EXCESS_WEEKS`` weeks before its week on (the errors behind its scale,
+        the scales behind its lower tail, and the year of errors behind a zone's rate of
+        gathering days), NaN before; a short period after a long history pays for those weeks.
 
     Returns
     -------
@@ -164,7 +164,7 @@ def quiet_reference(
     """
     z, d, s = y.shape
     nw = -(-d // 7)
-    fw = min(max(0, from_day // 7 - 2 * profile_weeks), nw - 1)
+    fw = min(max(0, from_day // 7 - 2 * profile_weeks - EXCESS_WEEKS), nw - 1)
     step = max(1, _CHUNK_CELLS // max(1, (nw - fw) * 7 * s * max(weeks, profile_weeks)))
     parts = [
         _reference(
@@ -341,38 +341,6 @@ def _windows(a: np.ndarray, weeks: int) -> np.ndarray:
     pad = np.full((a.shape[0], weeks, *a.shape[2:]), np.nan)
     full = np.concatenate([pad, a], axis=1)[:, :-1]
     return sliding_window_view(full, weeks, axis=1)
-
-
-def city_shift(
-    y: np.ndarray, ok: np.ndarray, *, min_zones: int = MIN_CITY_ZONES, weeks: int = PROFILE_WEEKS
-) -> np.ndarray:
-    """The study's level of each day: the median over zones of each zone's day level against its
-    own usual one.
-
-    ``y`` is ``(zones, days, slots)``, ``ok`` which values to read (gaps left out). A zone's day
-    level is the median of its slots, its usual level the median of its day levels over the
-    ``weeks`` weeks before the day's week (14 or more; until 2026-12 all the days read, so a
-    retrospective's shift of a day moved with the days after it); the shift of a day is the
-    median over zones of the differences, 0 where fewer than ``min_zones`` zones have one (a
-    study of a few zones cannot tell the city's day from its own). School holidays, summer
-    departures and city-wide weather move every zone at once, faster than a level learnt on past
-    weeks follows them; the reference is learnt on ``y - shift`` and the shift added back, so
-    each zone is compared with its usual place in the city's day.
-
-    Returns
-    -------
-    numpy.ndarray
-        ``(days,)``.
-    """
-    day = nan_quantile(np.where(ok, y, np.nan), 0.5)  # (zones, days)
-    z, d = day.shape
-    nw = -(-d // 7)
-    win = _windows(_weekly(day[:, :, None], nw)[..., 0], weeks).reshape(z, nw, 7 * weeks)
-    usual = np.where(np.isfinite(win).sum(axis=-1) >= 14, nan_quantile(win, 0.5), np.nan)
-    dev = day - np.repeat(usual, 7, axis=1)[:, :d]
-    n = np.isfinite(dev).sum(axis=0)
-    shift = nan_quantile(dev.T, 0.5)
-    return np.where(n >= min_zones, np.nan_to_num(shift, nan=0.0), 0.0)
 
 
 def day_scale(

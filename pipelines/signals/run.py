@@ -130,10 +130,10 @@ def run_signals(
     )  # fmt: skip
     st = store if isinstance(store, Store) else Store(store)
     meta = st.cube_meta()
-    # a long history is read per zone block (bounded memory); the run then holds the recent rows
-    blocks = history_in_blocks(cfg, int(meta.get("zones") or 0), meta.get("grain", "1h"),
-                               period.days)  # fmt: skip
-    inp = load_inputs(st, period, history_days=cfg.recent_days if blocks else cfg.read_days,
+    grain = meta.get("grain", "1h")  # a long history is read per zone block (bounded memory)
+    blocks = history_in_blocks(cfg, int(meta.get("zones") or 0), grain, period.days)
+    look = cfg.presence_days(grain)  # what the presence tests look back on
+    inp = load_inputs(st, period, history_days=look if blocks else max(cfg.read_days, look),
                       use_model=use_model and not blocks,
                       block_rows=cfg.block_rows if blocks else None)  # fmt: skip
     neighbours, notes = _neighbours(st, inp.zones, k=k_neighbours)

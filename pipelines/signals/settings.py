@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from pipelines.signals.calibration import CalibrationSettings
-from pipelines.signals.reference import PROFILE_WEEKS
+from pipelines.signals.reference import EXCESS_WEEKS, PROFILE_WEEKS
 
 
 @dataclass(frozen=True)
@@ -74,22 +74,21 @@ class RunSettings:
 
     @property
     def recent_days(self) -> int:
-        """Days before the period the presence, origin and conflict tests look back on."""
+        """Days before the period the presence, origin and conflict tests look back on at
+        hourly grain (:meth:`presence_days`)."""
         return max(self.history_days, 7 * PROFILE_WEEKS)
 
     def presence_days(self, grain: str) -> int:
         """Days before the period the presence, origin and conflict tests look back on:
-        :attr:`recent_days`, and at daily grain all of :attr:`read_days` (the calibration's year,
-        where the history is read whole), so that a venue's last season weighs its first
+        :attr:`recent_days`, and at daily grain a year and 4 weeks or :attr:`read_days` if longer
+        (where the history is read whole), so that a venue's last season weighs its first
         gatherings (the 52-week memory of :func:`~pipelines.signals.reference.day_scale`) and a
         weekly run reads the history a study over the season reads (docs/evaluation.md: the
         withheld games run week by week). At hourly grain, where the slot tests find a venue's
         gatherings and a year of hours costs twice half a year, :attr:`recent_days`."""
-        try:
-            daily = pd.Timedelta(grain) >= pd.Timedelta(days=1)
-        except ValueError:
-            daily = False
-        return max(self.recent_days, self.read_days) if daily else self.recent_days
+        daily = str(grain).strip().lower() in {"1d", "d", "24h"}  # the cube's grains: 1h, 1d
+        year = 7 * (EXCESS_WEEKS + 4)  # the year of errors behind the weights, and their start
+        return max(self.recent_days, self.read_days, year) if daily else self.recent_days
 
     @property
     def read_days(self) -> int:
