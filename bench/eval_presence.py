@@ -312,6 +312,7 @@ def gatherings(grain: str, *, seed: int = 0) -> dict:
     t0 = time.perf_counter()
     run = run_signals(store, period, use_model=False, write=False)
     secs = time.perf_counter() - t0
+    oracle = _oracle(store, truth)  # read once: the error SD and the game-day lift
     s = _anomalies(run, Store(store).cube_meta()["timezone"])
     days = {d.strftime("%Y-%m-%d") for d in pd.date_range("2026-03-01", "2026-11-15")}
     game_days = games & days
@@ -326,9 +327,9 @@ def gatherings(grain: str, *, seed: int = 0) -> dict:
         "precision": round(float(unexpl["day"].isin(game_days).mean()) if len(unexpl) else float("nan"), 3),
         "other_zone_days": (run.zones - 1) * len(days),
         "other_unexplained": len(others[["zone", "day"]].drop_duplicates()),
-        "oracle_error_sd": round(oracle_error_sd(store, truth), 3),
+        "oracle_error_sd": round(oracle_error_sd(oracle), 3),
         # at hourly grain a test's observed / expected is its window's, not the day's
-        "game_day_lift": game_day_lift(run, store, truth) if grain == "1d" else None,
+        "game_day_lift": game_day_lift(run, oracle, truth) if grain == "1d" else None,
         "ballpark_mean_weight": round(float(hit_weights(run, ballpark)), 2),
         "ceiling_recall": weight_ceiling(run, period, ballpark, game_days),
         "recall_at_weight": {w: weight_ceiling(run, period, ballpark, game_days, w=w)
@@ -444,14 +445,14 @@ def _oracle(store: Path, truth: dict) -> tuple[pd.Series, np.ndarray]:
     return y - ref, game
 
 
-def oracle_error_sd(store: Path, truth: dict) -> float:
+def oracle_error_sd(oracle: tuple[pd.Series, np.ndarray]) -> float:
     """The out-of-sample error SD (log) of the ballpark's quiet days against the oracle
     reference (:func:`_oracle`). A bound on any reference's precision at that grain."""
-    err, game = _oracle(store, truth)
+    err, game = oracle
     return float(err[~game][err.index[~game] >= pd.Timestamp("2026-03-01")].std())
 
 
-def game_day_lift(run, store: Path, truth: dict) -> dict:
+def game_day_lift(run, oracle: tuple[pd.Series, np.ndarray], truth: dict) -> dict:
     """How far the ballpark's game days stand above their reference, against the lift planted
     (``uplift_true``, the truth's ratio of the day's true presence with and without its game),
     over April-October of the period: the mean of ``error - log(uplift)`` on game days and the
@@ -468,7 +469,7 @@ def game_day_lift(run, store: Path, truth: dict) -> dict:
     season = day.str[5:7].astype(int).between(4, 10).to_numpy()
     game = day.isin(lift).to_numpy()
     ours = (e - day.map(lift).fillna(0.0)).to_numpy()
-    oe, og = _oracle(store, truth)
+    oe, og = oracle
     od = oe.index.strftime("%Y-%m-%d")
     oin = (oe.index >= pd.Timestamp("2026-04-01")) & (oe.index < pd.Timestamp("2026-11-01"))
     ol = (oe - pd.Series(od, index=oe.index).map(lift).fillna(0.0)).to_numpy()

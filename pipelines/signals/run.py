@@ -138,7 +138,7 @@ def run_signals(
                       block_rows=cfg.block_rows if blocks else None)  # fmt: skip
     neighbours, notes = _neighbours(st, inp.zones, k=k_neighbours)
     inc = incident_part(st, inp, period, neighbours, cfg)
-    parts, more = other_tests(st, recent(inp, period, cfg.presence_days(inp.grain)))
+    parts, more = other_tests(st, recent(inp, period, look))
     tests = adjust(list({**inc.parts, **parts}.values()), period=period, timezone=inp.timezone)
     signals = consolidate(tests, fdr=fdr) if len(tests) else tests.assign(related=[], rank=[])
     run = SignalRun(
