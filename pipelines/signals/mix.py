@@ -10,14 +10,15 @@ Two tests per zone and local day of the period, each on the zone's own history:
 
 The expected value of a day is the median of the same weekday over the ``reference_weeks`` weeks
 before it (robust to a past gathering among them); the scale is 1.4826 MAD of the zone's own
-errors (day minus its weekday median) over the ``reference_weeks`` weeks before the period,
-floored; with 10 zones or more, the study's shift of each day (the median of the zones' errors
+errors (day minus its weekday median) over the ``reference_weeks`` weeks before the day's ISO
+week, floored (a day has the same test in a weekly run and in a study over a season); with 10 zones or more, the study's shift of each day (the median of the zones' errors
 that day: a holiday, the summer) is taken out of every error first; ``z = error / scale``
 with a two-sided p value from a Student t with ``0.37 n - 1`` degrees of freedom for ``n``
 errors (the MAD's 37 % Gaussian efficiency, as the presence anomalies). Days with fewer than ``MIN_DAYS`` reference days or ``MIN_ERRORS`` errors are not
 tested. A fact of the day (an event in the zone, a holiday, heavy precipitation or snow:
 :mod:`pipelines.signals.explain`) explains an anomaly, which then ranks after unexplained ones.
-The p values join the run's other tests in Benjamini-Hochberg.
+The p values join the run's other tests in Benjamini-Hochberg. At daily grain the visitor share's
+rise also joins the presence gathering test of its zone-day (:mod:`pipelines.signals.crowd`).
 
 References
 ----------
@@ -29,6 +30,7 @@ from __future__ import annotations
 
 import datetime as dt
 import warnings
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -68,6 +70,57 @@ def _transform(name: str, v: np.ndarray) -> np.ndarray:
     return np.log(np.maximum(v, 1e-3))
 
 
+@dataclass(frozen=True)
+class IndicatorZ:
+    """One indicator's tests over the period's days: ``z`` and ``n`` (the errors behind its scale)
+    ``(zones, days)``, NaN where a zone-day is not tested; ``raw`` the day's value and ``usual``
+    the median of the same weekday over the reference weeks."""
+
+    zones: pd.Index
+    days: pd.Index
+    z: np.ndarray
+    n: np.ndarray
+    raw: np.ndarray
+    usual: np.ndarray
+
+    def p_above(self) -> np.ndarray:
+        """One-sided p values of a rise (Student t with :func:`t_dof` degrees of freedom)."""
+        return stats.t.sf(self.z, t_dof(self.n))
+
+
+def t_dof(n: np.ndarray) -> np.ndarray:
+    """Degrees of freedom of a MAD scale from ``n`` errors: ``0.37 n - 1`` (its 37 % Gaussian
+    efficiency), at least 1."""
+    return np.maximum(1.0, 0.37 * np.asarray(n, dtype=float) - 1.0)
+
+
+def indicator_z(
+    daily: pd.DataFrame,
+    name: str,
+    *,
+    first: dt.date,
+    last: dt.date,
+    reference_weeks: int = REFERENCE_WEEKS,
+) -> IndicatorZ | None:
+    """The tests of indicator ``name`` of :func:`daily_indicators` over the days ``first..last``
+    (None without the indicator). Each day's scale is read on the zone's errors of the
+    ``reference_weeks`` weeks before its ISO week (Monday to Sunday): a day has the same test in a
+    one-week run and in a study over many weeks."""
+    if name not in daily.columns:
+        return None
+    wide = daily.pivot(index="zone_id", columns="local_date", values=name)
+    days = pd.Index(wide.columns)
+    raw = wide.to_numpy(dtype=float)
+    med, m = _weekday_median(_transform(name, raw), days, reference_weeks)
+    raw_med = _weekday_median(raw, days, reference_weeks)[0]
+    resid = _study_shift_out(_transform(name, raw) - med)
+    cols = np.flatnonzero([first <= d <= last for d in days])
+    scale, n = _weekly_scale(resid, days, cols, reference_weeks, SCALE_FLOOR[name])
+    ok = (m[:, cols] >= MIN_DAYS) & (n >= MIN_ERRORS) & np.isfinite(resid[:, cols])
+    z = np.where(ok, resid[:, cols] / scale, np.nan)
+    return IndicatorZ(wide.index, days[cols], z, n, raw[:, cols], raw_med[:, cols])
+
+
 def mix_tests(
     frame: pd.DataFrame,
     *,
@@ -82,25 +135,32 @@ def mix_tests(
     daily = daily_indicators(frame)
     recs = []
     for name in ("visitor_share", "resident_ratio"):
-        if name not in daily.columns:
+        iz = indicator_z(daily, name, first=first, last=last, reference_weeks=reference_weeks)
+        if iz is None:
             continue
-        wide = daily.pivot(index="zone_id", columns="local_date", values=name)
-        days = pd.Index(wide.columns)
-        raw = wide.to_numpy(dtype=float)
-        y = _transform(name, raw)
-        med, m = _weekday_median(y, days, reference_weeks)
-        raw_med = _weekday_median(raw, days, reference_weeks)[0]
-        resid = _study_shift_out(y - med)
-        hist = np.asarray(
-            [first - dt.timedelta(days=7 * reference_weeks) <= d < first for d in days]
-        )
-        scale, n = _scale(resid[:, hist], SCALE_FLOOR[name])
-        for j in np.flatnonzero([first <= d <= last for d in days]):
-            ok = (m[:, j] >= MIN_DAYS) & (n >= MIN_ERRORS) & np.isfinite(resid[:, j])
-            recs += _day_records(name, wide.index[ok], days[j], resid[ok, j] / scale[ok],
-                                 raw[ok, j], raw_med[ok, j], n[ok], timezone=timezone,
+        for j, day in enumerate(iz.days):
+            ok = np.isfinite(iz.z[:, j])
+            recs += _day_records(name, iz.zones[ok], day, iz.z[ok, j], iz.raw[ok, j],
+                                 iz.usual[ok, j], iz.n[ok, j], timezone=timezone,
                                  facts=facts)  # fmt: skip
     return records_frame(recs)
+
+
+def _weekly_scale(
+    resid: np.ndarray, days: pd.Index, cols: np.ndarray, weeks: int, floor: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_scale` of the ``weeks`` weeks before each period day's ISO week, and the errors
+    behind it, ``(zones, len(cols))``."""
+    d = np.asarray(days, dtype="datetime64[D]")
+    monday = d - ((d.astype(np.int64) + 3) % 7).astype("timedelta64[D]")  # 1970-01-01: Thursday
+    scale = np.full((resid.shape[0], len(cols)), float(floor))
+    n = np.zeros((resid.shape[0], len(cols)), dtype=int)
+    for mon in np.unique(monday[cols]):
+        win = (d >= mon - np.timedelta64(7 * weeks, "D")) & (d < mon)
+        sel = monday[cols] == mon
+        s, k = _scale(resid[:, win], floor)
+        scale[:, sel], n[:, sel] = s[:, None], k[:, None]
+    return scale, n
 
 
 def _study_shift_out(resid: np.ndarray) -> np.ndarray:
@@ -161,8 +221,7 @@ def _day_records(
     fmt = "{:.0%}" if name == "visitor_share" else "{:.2f}x"
     out = []
     for i in range(len(zones)):
-        dof = max(1.0, 0.37 * n[i] - 1)
-        p = float(2 * stats.t.sf(abs(z[i]), dof))
+        p = float(2 * stats.t.sf(abs(z[i]), t_dof(n[i])))
         word = "above" if z[i] > 0 else "below"
         kinds: list[str] = []
         why = "with no event, holiday, heavy precipitation or snow that day"

@@ -42,15 +42,16 @@ Ignatiadis, N. & Huber, W. (2021). Covariate powered cross-weighted multiple tes
 
 from __future__ import annotations
 
-import datetime as dt
 from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
 
+from pipelines.signals.crowd import ShareEvidence, joined, share_evidence
 from pipelines.signals.explain import HEAVY_PRECIPITATION_MM, DayFacts, day_facts
 from pipelines.signals.gaps import Gap, find_gaps, gap_runs
 from pipelines.signals.panel import fmt_number, record, records_frame
+from pipelines.signals.presence_layout import Layout, layout
 from pipelines.signals.presence_pvalues import (
     DayLevel,
     moderated_scale,
@@ -106,6 +107,9 @@ RECENTRE = True
 #: at hourly grain, the day-level gathering test reads no more degrees of freedom than the
 #: study's lower tail of day errors shows (:func:`.pooled_tail_df`; tests/test_presence_hourly_null.py).
 POOLED_TAIL = True
+#: at daily grain, a gathering test joins the visitor share's rise where the export splits
+#: residents from visitors (:mod:`pipelines.signals.crowd`).
+JOIN_SHARE = True
 
 
 @dataclass(frozen=True)
@@ -115,20 +119,6 @@ class PresenceReview:
     tests: pd.DataFrame
     gaps: tuple[Gap, ...]
     notes: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class Layout:
-    """Presence as arrays ``(zones, days, slots)`` over consecutive local days (slots: the local
-    hour, or one slot at daily grain): ``present`` (NaN where none), the slot start ``hour``
-    (UTC, NaT where none) and ``event`` (an event active in the zone)."""
-
-    zones: np.ndarray
-    days: list[dt.date]
-    present: np.ndarray
-    hour: np.ndarray
-    event: np.ndarray
-    daily: bool
 
 
 @dataclass(frozen=True)
@@ -222,35 +212,11 @@ def presence_review(
                     folds=in_period)  # fmt: skip
     y = np.where(base.gaps, np.nan, np.log1p(lay.present))
     z = (y - base.ref.loc) / np.maximum(np.nan_to_num(base.ref.scale, nan=0.0), scale_floor)
+    share = (share_evidence(frame, zones=lay.zones, days=[d for d, i in zip(lay.days, in_period) if i])
+             if lay.daily and JOIN_SHARE else None)  # fmt: skip
     records = [r for sign in (1.0, -1.0)
-               for r in _day_tests(lay, base, z, sign, in_period, facts, z_threshold, day)]  # fmt: skip
+               for r in _day_tests(lay, base, z, sign, in_period, facts, z_threshold, day, share)]  # fmt: skip
     return PresenceReview(tests=records_frame(records), gaps=tuple(runs), notes=_gap_notes(runs))
-
-
-def layout(frame: pd.DataFrame) -> Layout:
-    """The frame's presence as :class:`Layout` arrays (the first row of a repeated local hour)."""
-    f = frame.sort_values(["zone_id", "hour"], kind="stable")
-    zones, zi = np.unique(f["zone_id"].astype(str).to_numpy(), return_inverse=True)
-    dates = pd.to_datetime(f["local_date"])
-    first = dates.min()
-    di = ((dates - first).dt.days).to_numpy()
-    nd = int(di.max()) + 1
-    hours = pd.DatetimeIndex(f["hour"])
-    step = pd.Series(hours[1:] - hours[:-1])
-    daily = bool(len(step) and (step[step > pd.Timedelta(0)].min() >= pd.Timedelta(hours=23)))
-    si = np.zeros(len(f), int) if daily else f["local_hour"].to_numpy(int)
-    ns = 1 if daily else 24
-    shape = (len(zones), nd, ns)
-    present = np.full(shape, np.nan)
-    hour = np.full(shape, np.datetime64("NaT"), dtype="datetime64[ns]")
-    event = np.zeros(shape, bool)
-    rev = slice(None, None, -1)  # the first of repeated local hours wins: assign in reverse
-    present[zi[rev], di[rev], si[rev]] = f["present"].to_numpy(float)[rev]
-    hour[zi[rev], di[rev], si[rev]] = hours.tz_convert("UTC").tz_localize(None).to_numpy()[rev]
-    if "events_active" in f:
-        event[zi, di, si] = f["events_active"].fillna(0).to_numpy(float) > 0
-    days = [(first + pd.Timedelta(days=i)).date() for i in range(nd)]
-    return Layout(zones, days, present, hour, event, daily)
 
 
 def reference_without_gaps(
@@ -427,16 +393,24 @@ def _day_tests(
     facts: DayFacts,
     thr: float,
     day: DayLevel,
+    share: ShareEvidence | None = None,
 ) -> list[dict]:
     """The tests of every zone and period day, one way (``sign`` 1: gathering, -1: emptied):
-    p values by :func:`~.presence_pvalues.p_values`; the window is the run of slots beyond ``thr`` around the
-    extreme slot, or the whole day when the day-level test decides."""
+    p values by :func:`~.presence_pvalues.p_values` (a gathering's joined to the visitor share's
+    rise where ``share`` is given: :mod:`pipelines.signals.crowd`); the window is the run of slots
+    beyond ``thr`` around the extreme slot, or the whole day when the day-level test decides."""
     _, _, s = z.shape
     days = np.flatnonzero(in_period)
     zs = sign * z[:, days].reshape(-1, s)
     ref = base.ref
     p, pw, w, j, zmax, use_day, n = p_values(base.df, ref.tail_df, day, zs, sign, days=days,
                                              daily=lay.daily)  # fmt: skip
+    join = None
+    if sign > 0 and share is not None:  # the visitors' share joins the gathering test
+        join = joined(p, share.z.reshape(-1), above=zmax > 0,
+                      quiet=base.pool[:, days].any(axis=2).reshape(-1))  # fmt: skip
+        p_own, p = p, join.p
+        pw = np.minimum(1.0, p / w)
     a, b = _window(zs, j, thr)
     ok = np.isfinite(zs)
     first = np.argmax(ok, axis=1)
@@ -458,22 +432,33 @@ def _day_tests(
         kinds, names, why = facts.explain(
             zone, dday, start, end, event_slot=bool(evs[k, win].any())
         )
+        crowd = None
+        if join is not None and join.used[k]:
+            i, c = k // len(days), k % len(days)
+            crowd = {"p_presence": float(p_own[k]), "share": float(share.share[i, c]),
+                     "share_usual": float(share.usual[i, c]), "share_z": float(share.z[i, c]),
+                     "rho": join.rho}  # fmt: skip
         out.append(_record(zone, sign, start, end, obs, exp, (float(p[k]), float(pw[k])), float(zmax[k]), why,
                            kinds, names, int(b[k] - a[k] + 1), weight=float(w[k]),
-                           level="day" if use_day[k] or lay.daily else "hour"))  # fmt: skip
+                           level="day" if use_day[k] or lay.daily else "hour", crowd=crowd))  # fmt: skip
     return out
 
 
 def _record(
     zone: str, sign: float, start, end, obs: float, exp: float, ps: tuple[float, float], zmax: float,
     why: str, kinds: list[str], names: list[str], slots: int, *, weight: float, level: str,
+    crowd: dict | None = None,
 ) -> dict:  # fmt: skip
     """One presence test as a record; ``ps`` its unweighted and weighted p values (the latter is
-    ``p_value``; the former and the weight go into the details)."""
+    ``p_value``; the former and the weight go into the details); ``crowd``: the visitor share
+    joined to the test (:mod:`pipelines.signals.crowd`), into the details."""
     word = "above" if sign > 0 else "below"
     note = ""
     if sign > 0 and weight >= 2.0:
         note = f"; the zone's own history holds recurring gatherings (test weight x{weight:.1f})"
+    if crowd:
+        note += (f"; its visitors' share, {crowd['share']:.0%} against a usual "
+                 f"{crowd['share_usual']:.0%}, joins the test")  # fmt: skip
     return record(
         "gathering" if sign > 0 else "emptied",
         detector=f"presence_{'high' if sign > 0 else 'low'}",
@@ -495,4 +480,5 @@ def _record(
         p_unweighted=ps[0],
         weight=weight,
         level=level,
+        **(crowd or {}),
     )
