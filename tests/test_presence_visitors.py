@@ -100,14 +100,16 @@ def test_the_share_finds_games_a_count_alone_misses(panel):
 
 def test_joined_tests_carry_their_parts(panel):
     """A joined gathering names the visitors' share and keeps the presence test's own p value,
-    the share's z and the study's correlation in its details; the correlation the panel plants
+    the share's z and the study's correlation in its details, not the share itself (beside the
+    people present it would give the visitors' count); the correlation the panel plants
     (the visitors' own noise moves the total and the share) is found."""
     frame, games = panel
     tests = _review(frame)
     g = tests[(tests["type"] == "gathering") & (tests["zone"] == VENUE) & tests["day"].isin(games)]
     d = g["details"].iloc[0]
-    assert {"p_presence", "share", "share_usual", "share_z", "rho"} <= set(d)
-    assert d["share"] > d["share_usual"] and d["p_unweighted"] < d["p_presence"]
+    assert {"p_presence", "share_z", "rho"} <= set(d)
+    assert not {"share", "share_usual", "visitors"} & set(d)  # with the people present: a count
+    assert d["share_z"] > 2.0 and d["p_unweighted"] < d["p_presence"]
     assert "visitors' share" in g["explanation"].iloc[0]
     assert 0.1 < d["rho"] < 0.9, d["rho"]
 

@@ -50,12 +50,11 @@ TINY = 1e-300
 @dataclass(frozen=True)
 class ShareEvidence:
     """The visitor share's rise on the period's days, ``(zones, days)`` aligned with the presence
-    layout: ``z`` its one-sided p value as a normal quantile (NaN where not tested), ``share``
-    the day's share and ``usual`` the median of the same weekday over the reference weeks."""
+    layout: its one-sided p value as a normal quantile (NaN where not tested). The share itself
+    is not carried into a gathering's record: beside the people present it would give the
+    number of visitors, which may be below the suppression threshold."""
 
     z: np.ndarray
-    share: np.ndarray
-    usual: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -92,7 +91,7 @@ def share_evidence(
 
     with np.errstate(invalid="ignore"):
         z = stats.norm.isf(np.clip(iz.p_above(), TINY, 1.0 - 1e-16))
-    return ShareEvidence(z=aligned(z), share=aligned(iz.raw), usual=aligned(iz.usual))
+    return ShareEvidence(z=aligned(z))
 
 
 def study_correlation(z1: np.ndarray, z2: np.ndarray, *, min_pairs: int = MIN_PAIRS) -> float:

@@ -24,7 +24,9 @@ gatherings), as the weights that find the most anomalies of a design effect for 
 false ones (:func:`~.presence_pvalues.optimal_weights`), averaging 1 over the day's tests, each
 at least ``WEIGHT_FLOOR`` (Genovese, Roeder & Wasserman 2006); at daily grain, in a study over a
 period, the excess is also read on the period's other weeks (``PERIOD_FOLDS``). With 10 zones or
-more the reference is moved by the study's common bias (``RECENTRE``). What explains an anomaly is a fact of that day (:mod:`pipelines.signals.explain`):
+more the reference is moved by the study's common bias (``RECENTRE``). At daily grain, where the
+export splits residents from visitors, a gathering test joins the visitor share's rise
+(:mod:`pipelines.signals.crowd`, ``JOIN_SHARE``). What explains an anomaly is a fact of that day (:mod:`pipelines.signals.explain`):
 a known event in the zone, a holiday or observance, heavy precipitation or snow; the signal names which
 (``details.explained_by``).
 Explained signals are kept but ranked after unexplained ones. Everything is array arithmetic over
@@ -435,8 +437,7 @@ def _day_tests(
         crowd = None
         if join is not None and join.used[k]:
             i, c = k // len(days), k % len(days)
-            crowd = {"p_presence": float(p_own[k]), "share": float(share.share[i, c]),
-                     "share_usual": float(share.usual[i, c]), "share_z": float(share.z[i, c]),
+            crowd = {"p_presence": float(p_own[k]), "share_z": float(share.z[i, c]),
                      "rho": join.rho}  # fmt: skip
         out.append(_record(zone, sign, start, end, obs, exp, (float(p[k]), float(pw[k])), float(zmax[k]), why,
                            kinds, names, int(b[k] - a[k] + 1), weight=float(w[k]),
@@ -457,8 +458,7 @@ def _record(
     if sign > 0 and weight >= 2.0:
         note = f"; the zone's own history holds recurring gatherings (test weight x{weight:.1f})"
     if crowd:
-        note += (f"; its visitors' share, {crowd['share']:.0%} against a usual "
-                 f"{crowd['share_usual']:.0%}, joins the test")  # fmt: skip
+        note += f"; its visitors' share, {crowd['share_z']:.1f} SD above usual, joins the test"
     return record(
         "gathering" if sign > 0 else "emptied",
         detector=f"presence_{'high' if sign > 0 else 'low'}",
