@@ -798,7 +798,8 @@ machine's cores at the end: other work shares them).
         markdown=md,
         data="../shared/data/nyc-brooklyn-bridge (NYC DOT export), a synthetic city "
         "(features.synth, 30 zones, 60 weeks, realism on, seed 0 scored, seeds 1 to 5 for choosing "
-        "the method, 1 and 2 before 2026-12-04), a toy store (tests/_toy_store.py)",
+        "the method, 1 and 2 before 2026-12-04; the visitor-share join tried on seeds 0 to 5 at "
+        "once), a toy store (tests/_toy_store.py)",
         figures={
             "brooklyn": bb,
             "gatherings": g,
