@@ -11,11 +11,12 @@ Two tests per zone and local day of the period, each on the zone's own history:
 The expected value of a day is the median of the same weekday over the ``reference_weeks`` weeks
 before it (robust to a past gathering among them); the scale is 1.4826 MAD of the zone's own
 errors (day minus its weekday median) over the ``reference_weeks`` weeks before the day's ISO
-week, floored (a day has the same test in a weekly run and in a study over a season); with 10 zones or more, the study's shift of each day (the median of the zones' errors
-that day: a holiday, the summer) is taken out of every error first; ``z = error / scale``
-with a two-sided p value from a Student t with ``0.37 n - 1`` degrees of freedom for ``n``
-errors (the MAD's 37 % Gaussian efficiency, as the presence anomalies). Days with fewer than ``MIN_DAYS`` reference days or ``MIN_ERRORS`` errors are not
-tested. A fact of the day (an event in the zone, a holiday, heavy precipitation or snow:
+week, floored (a day has the same test in a weekly run and in a study over a season); with 10
+zones or more, the study's shift of each day (the median of the zones' errors that day: a
+holiday, the summer) is taken out of every error first; ``z = error / scale`` with a two-sided
+p value from a Student t with ``0.37 n - 1`` degrees of freedom for ``n`` errors (the MAD's
+37 % Gaussian efficiency, as the presence anomalies). Days with fewer than ``MIN_DAYS``
+reference days or ``MIN_ERRORS`` errors are not tested. A fact of the day (an event in the zone, a holiday, heavy precipitation or snow:
 :mod:`pipelines.signals.explain`) explains an anomaly, which then ranks after unexplained ones.
 The p values join the run's other tests in Benjamini-Hochberg. At daily grain the visitor share's
 rise also joins the presence gathering test of its zone-day (:mod:`pipelines.signals.crowd`).
@@ -111,9 +112,10 @@ def indicator_z(
     wide = daily.pivot(index="zone_id", columns="local_date", values=name)
     days = pd.Index(wide.columns)
     raw = wide.to_numpy(dtype=float)
-    med, m = _weekday_median(_transform(name, raw), days, reference_weeks)
+    y = _transform(name, raw)
+    med, m = _weekday_median(y, days, reference_weeks)
     raw_med = _weekday_median(raw, days, reference_weeks)[0]
-    resid = _study_shift_out(_transform(name, raw) - med)
+    resid = _study_shift_out(y - med)
     cols = np.flatnonzero([first <= d <= last for d in days])
     scale, n = _weekly_scale(resid, days, cols, reference_weeks, SCALE_FLOOR[name])
     ok = (m[:, cols] >= MIN_DAYS) & (n >= MIN_ERRORS) & np.isfinite(resid[:, cols])
@@ -195,7 +197,8 @@ def _scale(resid: np.ndarray, floor: float) -> tuple[np.ndarray, np.ndarray]:
     n = np.isfinite(resid).sum(axis=1)
     if resid.shape[1] == 0:
         return np.full(len(resid), floor), n
-    with np.errstate(all="ignore"):
+    with np.errstate(all="ignore"), warnings.catch_warnings():  # a zone without errors: floor
+        warnings.simplefilter("ignore", RuntimeWarning)
         c = np.nanmedian(resid, axis=1)
         mad = np.nanmedian(np.abs(resid - c[:, None]), axis=1)
     return np.maximum(np.nan_to_num(1.4826 * mad, nan=floor), floor), n

@@ -49,7 +49,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import pandas as pd
 
-from pipelines.signals.crowd import ShareEvidence, joined, share_evidence
+from pipelines.signals.crowd import ShareEvidence, joined, share_evidence, zone_correlation
 from pipelines.signals.explain import HEAVY_PRECIPITATION_MM, DayFacts, day_facts
 from pipelines.signals.gaps import Gap, find_gaps, gap_runs
 from pipelines.signals.panel import fmt_number, record, records_frame
@@ -214,10 +214,11 @@ def presence_review(
                     folds=in_period)  # fmt: skip
     y = np.where(base.gaps, np.nan, np.log1p(lay.present))
     z = (y - base.ref.loc) / np.maximum(np.nan_to_num(base.ref.scale, nan=0.0), scale_floor)
-    share = (share_evidence(frame, zones=lay.zones, days=[d for d, i in zip(lay.days, in_period) if i])
-             if lay.daily and JOIN_SHARE else None)  # fmt: skip
+    share = (
+        share_evidence(frame, zones=lay.zones, days=lay.days) if lay.daily and JOIN_SHARE else None
+    )
     records = [r for sign in (1.0, -1.0)
-               for r in _day_tests(lay, base, z, sign, in_period, facts, z_threshold, day, share)]  # fmt: skip
+               for r in _day_tests(lay, base, z, sign, in_period, facts, z_threshold, day, share=share)]  # fmt: skip
     return PresenceReview(tests=records_frame(records), gaps=tuple(runs), notes=_gap_notes(runs))
 
 
@@ -395,6 +396,7 @@ def _day_tests(
     facts: DayFacts,
     thr: float,
     day: DayLevel,
+    *,
     share: ShareEvidence | None = None,
 ) -> list[dict]:
     """The tests of every zone and period day, one way (``sign`` 1: gathering, -1: emptied):
@@ -408,9 +410,11 @@ def _day_tests(
     p, pw, w, j, zmax, use_day, n = p_values(base.df, ref.tail_df, day, zs, sign, days=days,
                                              daily=lay.daily)  # fmt: skip
     join = None
-    if sign > 0 and share is not None:  # the visitors' share joins the gathering test
-        join = joined(p, share.z.reshape(-1), above=zmax > 0,
-                      quiet=base.pool[:, days].any(axis=2).reshape(-1))  # fmt: skip
+    if sign > 0 and share is not None:  # the visitors' share joins the gathering test (daily)
+        rho = zone_correlation(
+            np.where(base.pool[..., 0], z[..., 0], np.nan), share.z, share.weekday
+        )
+        join = joined(p, share.z[:, days].reshape(-1), rho[:, days].reshape(-1), above=zmax > 0)
         p_own, p = p, join.p
         pw = np.minimum(1.0, p / w)
     a, b = _window(zs, j, thr)
@@ -437,8 +441,8 @@ def _day_tests(
         crowd = None
         if join is not None and join.used[k]:
             i, c = k // len(days), k % len(days)
-            crowd = {"p_presence": float(p_own[k]), "share_z": float(share.z[i, c]),
-                     "rho": join.rho}  # fmt: skip
+            crowd = {"p_presence": float(p_own[k]), "share_z": float(share.z[i, days[c]]),
+                     "rho": float(join.rho[k])}  # fmt: skip
         out.append(_record(zone, sign, start, end, obs, exp, (float(p[k]), float(pw[k])), float(zmax[k]), why,
                            kinds, names, int(b[k] - a[k] + 1), weight=float(w[k]),
                            level="day" if use_day[k] or lay.daily else "hour", crowd=crowd))  # fmt: skip
