@@ -12,12 +12,14 @@ correlated tests (Strube 1985):
 ``Z = (z_presence + z_share) / sqrt(2 + 2 rho)``,
 
 each z the normal quantile of its own one-sided p value: the presence test's
-(:func:`~pipelines.signals.presence_pvalues.p_values`) and the rise of the share's log odds,
-``log(visitors / residents)``, against the median of the same weekday over the 8 weeks before
+(:func:`~pipelines.signals.presence_pvalues.p_values`) and the rise of the share, the test that
+``visitor_share`` signals report: against the median of the same weekday over the 8 weeks before
 and the zone's own MAD over the 8 weeks before the day's ISO week
-(:func:`~pipelines.signals.mix.indicator_z`; on the raw share the upper tail is skewed and a
-Student t's p values too small). ``rho`` is the zone's own correlation of the two over its quiet
-days (no known event, holiday, heavy precipitation or data gap) of the ``RHO_WEEKS`` weeks before
+(:func:`~pipelines.signals.mix.indicator_z`). On its own that test is a little liberal in its
+upper tail (a share's day-to-day changes are skewed); the share's log odds were tried instead
+and dropped, their tests flagging many more zone-days on the synthetic city's ordinary days.
+``rho`` is the zone's own correlation of the two over its quiet days (no known event, holiday,
+heavy precipitation or data gap) of the ``RHO_WEEKS`` weeks before
 the day's ISO week (so a day has the same test in a weekly run and in a study over a season):
 Pearson's on the z values clipped at ``WINSOR_Z`` (a winsorized correlation: the zone's past
 gatherings do not set it; Wilcox 2012), raised by one standard error on Fisher's scale and
@@ -61,7 +63,7 @@ WINSOR_Z = 2.5
 @dataclass(frozen=True)
 class ShareEvidence:
     """The rise of the visitors' share over every day read, ``z`` ``(zones, days)`` aligned with
-    the presence layout (the one-sided p value of the share's log odds as a normal quantile, NaN
+    the presence layout (the one-sided p value of the share's rise as a normal quantile, NaN
     where not tested), and each day's ISO weekday (0: Monday). The share itself is not carried
     into a gathering's record: beside the people present it would give the number of visitors,
     which may be below the suppression threshold."""
