@@ -75,10 +75,12 @@ class ShareEvidence:
 @dataclass(frozen=True)
 class Joined:
     """Gathering tests with the share joined: ``p`` (presence's own where not joined), ``used``
-    which were joined and ``rho`` the correlation each read (NaN where none)."""
+    which were joined, and the share's ``z_share`` and correlation ``rho`` each read (NaN where
+    not joined)."""
 
     p: np.ndarray
     used: np.ndarray
+    z_share: np.ndarray
     rho: np.ndarray
 
 
@@ -142,7 +144,8 @@ def joined(p: np.ndarray, z_share: np.ndarray, rho: np.ndarray, *, above: np.nda
     with np.errstate(invalid="ignore"):
         pz = stats.norm.sf((z1 + z_share) / np.sqrt(2.0 + 2.0 * rho))
     both = np.minimum(1.0, 2.0 * np.minimum(p, pz))
-    return Joined(p=np.where(used, both, p), used=used, rho=np.where(used, rho, np.nan))
+    return Joined(p=np.where(used, both, p), used=used, z_share=np.where(used, z_share, np.nan),
+                  rho=np.where(used, rho, np.nan))  # fmt: skip
 
 
 def _normal_quantile(p: np.ndarray) -> np.ndarray:

@@ -440,8 +440,7 @@ def _day_tests(
         )
         crowd = None
         if join is not None and join.used[k]:
-            i, c = k // len(days), k % len(days)
-            crowd = {"p_presence": float(p_own[k]), "share_z": float(share.z[i, days[c]]),
+            crowd = {"p_presence": float(p_own[k]), "share_z": float(join.z_share[k]),
                      "rho": float(join.rho[k])}  # fmt: skip
         out.append(_record(zone, sign, start, end, obs, exp, (float(p[k]), float(pw[k])), float(zmax[k]), why,
                            kinds, names, int(b[k] - a[k] + 1), weight=float(w[k]),
