@@ -186,7 +186,8 @@ def _weekday_median(y: np.ndarray, days: pd.Index, weeks: int) -> tuple[np.ndarr
             pos[r] for r in (d - dt.timedelta(days=7 * w) for w in range(1, weeks + 1)) if r in pos
         ]
         if refs:
-            with np.errstate(all="ignore"):
+            with np.errstate(all="ignore"), warnings.catch_warnings():  # a zone without values
+                warnings.simplefilter("ignore", RuntimeWarning)
                 med[:, j] = np.nanmedian(y[:, refs], axis=1)
             cnt[:, j] = np.isfinite(y[:, refs]).sum(axis=1)
     return med, cnt
