@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from _daily_panel import DAYS, FIRST, HOLIDAY, PERIOD, VENUE, ZONES, calendar
 
 from pipelines.signals.period import parse_period
 from pipelines.signals.presence import presence_review
@@ -21,35 +22,18 @@ from pipelines.signals.reference import day_scale
 from pipelines.signals.run import adjust
 from pipelines.signals.shift import city_shift
 
-DAYS = 40 * 7
-FIRST = pd.Timestamp("2024-01-01")
-PERIOD = ("2024-06-03", "2024-10-06")  # 18 weeks in season, after 22 weeks of history
-ZONES = [f"z{i:02d}" for i in range(12)]
-VENUE = "z00"
-HOLIDAY = ("2024-07-08", "2024-07-21")  # the whole city 20 % lower
-
 
 def _panel(seed: int = 7, *, venue: bool = True) -> tuple[pd.DataFrame, set[str]]:
     """The simulated daily panel and the venue's game days (none without ``venue``)."""
     rng = np.random.default_rng(seed)
-    days = pd.date_range(FIRST, periods=DAYS, freq="D")
-    weekday = np.where(days.dayofweek >= 5, 1.15, 1.0)
-    city = 1.0 - 0.15 * np.exp(-(((days.dayofyear - 220) / 12.0) ** 2))
-    city = city * np.where((days >= HOLIDAY[0]) & (days <= HOLIDAY[1]), 0.8, 1.0)
-    game = (rng.random(DAYS) < 2 / 7) & (days.month >= 4) & (days.month <= 10) & venue
-    games = {str(d.date()) for d in days[game]}
+    cal = calendar(rng, venue=venue)
     rows = []
     for z in ZONES:
-        mu = rng.uniform(2000, 9000) * weekday * city
+        mu = rng.uniform(2000, 9000) * cal.weekday * cal.city
         if z == VENUE:
-            mu = mu * np.where(game, rng.uniform(1.3, 1.5, DAYS), 1.0)
-        present = np.round(mu * np.exp(rng.normal(0, 0.08, DAYS)))
-        hour = days.tz_localize("UTC")
-        rows.append(
-            pd.DataFrame({"zone_id": z, "hour": hour, "local_date": hour.date, "local_hour": 0,
-                          "present": present, "present_baseline": np.nan, "events_active": 0})
-        )  # fmt: skip
-    return pd.concat(rows, ignore_index=True), games
+            mu = mu * np.where(cal.game, rng.uniform(1.3, 1.5, DAYS), 1.0)
+        rows.append(cal.rows(z, np.round(mu * np.exp(rng.normal(0, 0.08, DAYS)))))
+    return pd.concat(rows, ignore_index=True), cal.games
 
 
 @pytest.fixture(scope="module")

@@ -18,6 +18,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from _daily_panel import DAYS, PERIOD, VENUE, ZONES, calendar
 
 from pipelines.signals import crowd
 from pipelines.signals.mix import daily_indicators, indicator_z
@@ -25,40 +26,24 @@ from pipelines.signals.period import parse_period
 from pipelines.signals.presence import presence_review
 from pipelines.signals.run import adjust
 
-DAYS = 40 * 7
-FIRST = pd.Timestamp("2024-01-01")
-PERIOD = ("2024-06-03", "2024-10-06")  # 18 weeks in season, after 22 weeks of history
-ZONES = [f"z{i:02d}" for i in range(12)]
-VENUE = "z00"
-HOLIDAY = ("2024-07-08", "2024-07-21")
-
 
 def _panel(seed: int = 7, *, venue: bool = True) -> tuple[pd.DataFrame, set[str]]:
     """The simulated daily panel with residents and visitors, and the venue's game days."""
     rng = np.random.default_rng(seed)
-    days = pd.date_range(FIRST, periods=DAYS, freq="D")
-    weekday = np.where(days.dayofweek >= 5, 1.15, 1.0)
-    city = 1.0 - 0.15 * np.exp(-(((days.dayofyear - 220) / 12.0) ** 2))
-    city = city * np.where((days >= HOLIDAY[0]) & (days <= HOLIDAY[1]), 0.8, 1.0)
-    game = (rng.random(DAYS) < 2 / 7) & (days.month >= 4) & (days.month <= 10) & venue
+    cal = calendar(rng, venue=venue)
     rows = []
     for z in ZONES:
-        residents = rng.uniform(2000, 8000) * weekday * city
+        residents = rng.uniform(2000, 8000) * cal.weekday * cal.city
         share = 0.1 if z == VENUE else rng.uniform(0.1, 0.4)
         visitors = residents * share / (1 - share) * np.exp(rng.normal(0, 0.15, DAYS))
         if z == VENUE:  # the game's crowd: visitors, the day's presence x u
-            visitors = visitors + np.where(game, rng.uniform(0.2, 0.35, DAYS), 0.0) * (
+            visitors = visitors + np.where(cal.game, rng.uniform(0.2, 0.35, DAYS), 0.0) * (
                 residents + visitors
             )
         delivered = np.exp(rng.normal(0, 0.08, DAYS))  # residents and visitors alike
         res, vis = np.round(residents * delivered), np.round(visitors * delivered)
-        hour = days.tz_localize("UTC")
-        rows.append(
-            pd.DataFrame({"zone_id": z, "hour": hour, "local_date": hour.date, "local_hour": 0,
-                          "present": res + vis, "residents": res, "visitors": vis,
-                          "present_baseline": np.nan, "events_active": 0})
-        )  # fmt: skip
-    return pd.concat(rows, ignore_index=True), {str(d.date()) for d in days[game]}
+        rows.append(cal.rows(z, res + vis, residents=res, visitors=vis))
+    return pd.concat(rows, ignore_index=True), cal.games
 
 
 def _review(frame: pd.DataFrame, start: str = PERIOD[0], end: str = PERIOD[1]) -> pd.DataFrame:
